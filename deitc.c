@@ -1,0 +1,490 @@
+/* deitc.c: the command line. Parses arguments and calls frontend -> passes -> codegen.
+ *
+ *   deitc inspect MODEL [-D name=value]...
+ *   deitc dump    MODEL [-D ...] [--after PASS] [--batch N]
+ *   deitc run     MODEL [-D ...] [--weights W.safetensors] --input X.safetensors -o OUT.safetensors
+ *                 [--steps K --lr LR --weight-decay WD] [--grads] [--f64]
+ *   deitc compile MODEL [-D ...] -o EXE [--target cuda|emu] [--arch sm_XX] [--batch N] ...
+ *
+ * Every error names what is wrong and where, and exits with status 1 (2 for usage errors).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/codegen.h"
+#include "frontend/frontend.h"
+#include "ir/ir.h"
+#include "passes/passes.h"
+#include "runtime/rt.h"
+
+#define MAX_DEFINES 64
+
+typedef struct {
+    const char *command, *model;
+    fe_define defines[MAX_DEFINES];
+    char define_names[MAX_DEFINES][64];
+    int ndefines;
+    const char *after, *weights, *input, *output, *target, *arch, *precision, *fuse, *emit_dir;
+    const char *output_node;
+    const char *freeze[MAX_DEFINES];
+    int nfreeze;
+    long steps, batch;
+    double lr, weight_decay, label_smoothing, clip_grad_norm;
+    int grads, f64, has_lr;
+} cli_args;
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage:\n"
+            "  deitc inspect MODEL [-D name=value]...\n"
+            "  deitc dump    MODEL [-D ...] [--after PASS] [--batch N]\n"
+            "  deitc run     MODEL [-D ...] [--weights W.safetensors] --input X.safetensors -o OUT.safetensors\n"
+            "                [--steps K --lr LR --weight-decay WD] [--grads] [--f64]\n"
+            "  deitc compile MODEL [-D ...] -o EXE [--target cuda|emu] [--arch sm_XX] [--batch N]\n"
+            "                [--precision fp32|fp16|bf16] [--fuse all|none|NAME,...] [--emit-dir DIR]\n"
+            "MODEL is a .yaml or .onnx file. -D overrides a hyperparameter (img_size patch_size in_chans\n"
+            "num_classes embed_dim depth num_heads mlp_ratio qkv_bias layer_norm_eps gelu).\n");
+}
+
+static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "deitc: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int bad_usage(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "deitc: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 2;
+}
+
+static int parse_number(const char *flag, const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno || !isfinite(v)) return bad_usage("%s expects a number, got '%s'", flag, s);
+    *out = v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, cli_args *a) {
+    memset(a, 0, sizeof *a);
+    a->lr = 1e-3;
+    a->weight_decay = 0.05;
+    if (argc < 3) return 2;
+    a->command = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *s = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED_VALUE() \
+    do { if (!next) return bad_usage("%s needs a value", s); i++; } while (0)
+        double num;
+        if (strcmp(s, "-D") == 0 || strncmp(s, "-D", 2) == 0) {
+            const char *def = s[2] ? s + 2 : next;
+            if (!s[2]) NEED_VALUE();
+            const char *eq = strchr(def, '=');
+            if (!eq || eq == def) return bad_usage("-D expects name=value, got '%s'", def);
+            if (a->ndefines == MAX_DEFINES) return bad_usage("too many -D options");
+            if (eq - def >= 64) return bad_usage("-D name too long: '%s'", def);
+            char *name = a->define_names[a->ndefines];
+            snprintf(name, 64, "%.*s", (int)(eq - def), def);
+            a->defines[a->ndefines].name = name;
+            a->defines[a->ndefines++].value = eq + 1;
+        } else if (strcmp(s, "--after") == 0) { NEED_VALUE(); a->after = next;
+        } else if (strcmp(s, "--weights") == 0) { NEED_VALUE(); a->weights = next;
+        } else if (strcmp(s, "--input") == 0) { NEED_VALUE(); a->input = next;
+        } else if (strcmp(s, "-o") == 0) { NEED_VALUE(); a->output = next;
+        } else if (strcmp(s, "--target") == 0) { NEED_VALUE(); a->target = next;
+        } else if (strcmp(s, "--arch") == 0) { NEED_VALUE(); a->arch = next;
+        } else if (strcmp(s, "--precision") == 0) { NEED_VALUE(); a->precision = next;
+        } else if (strcmp(s, "--fuse") == 0) { NEED_VALUE(); a->fuse = next;
+        } else if (strcmp(s, "--emit-dir") == 0) { NEED_VALUE(); a->emit_dir = next;
+        } else if (strcmp(s, "--output") == 0) { NEED_VALUE(); a->output_node = next;
+        } else if (strcmp(s, "--freeze") == 0) {
+            NEED_VALUE();
+            if (a->nfreeze == MAX_DEFINES) return bad_usage("too many --freeze options");
+            a->freeze[a->nfreeze++] = next;
+        } else if (strcmp(s, "--steps") == 0 || strcmp(s, "--batch") == 0) {
+            NEED_VALUE();
+            if (parse_number(s, next, &num)) return 2;
+            if (num < 1 || num != floor(num) || num > 1e9)
+                return bad_usage("%s expects a positive integer, got '%s'", s, next);
+            if (s[2] == 's') a->steps = (long)num; else a->batch = (long)num;
+        } else if (strcmp(s, "--lr") == 0) {
+            NEED_VALUE();
+            if (parse_number(s, next, &a->lr)) return 2;
+            if (a->lr <= 0) return bad_usage("--lr must be positive, got %s", next);
+            a->has_lr = 1;
+        } else if (strcmp(s, "--weight-decay") == 0) {
+            NEED_VALUE();
+            if (parse_number(s, next, &a->weight_decay)) return 2;
+            if (a->weight_decay < 0) return bad_usage("--weight-decay must not be negative, got %s", next);
+        } else if (strcmp(s, "--label-smoothing") == 0) {
+            NEED_VALUE();
+            if (parse_number(s, next, &a->label_smoothing)) return 2;
+            if (a->label_smoothing < 0 || a->label_smoothing >= 1)
+                return bad_usage("--label-smoothing must be in [0, 1), got %s", next);
+        } else if (strcmp(s, "--clip-grad") == 0) {
+            NEED_VALUE();
+            if (parse_number(s, next, &a->clip_grad_norm)) return 2;
+            if (a->clip_grad_norm <= 0) return bad_usage("--clip-grad must be positive, got %s", next);
+        } else if (strcmp(s, "--grads") == 0) {
+            a->grads = 1;
+        } else if (strcmp(s, "--f64") == 0) {
+            a->f64 = 1;
+        } else if (s[0] == '-' && s[1]) {
+            return bad_usage("unknown option '%s' (see 'deitc --help')", s);
+        } else if (!a->model) {
+            a->model = s;
+        } else {
+            return bad_usage("unexpected argument '%s'", s);
+        }
+#undef NEED_VALUE
+    }
+    if (!a->model) return bad_usage("no MODEL given");
+    return 0;
+}
+
+static ir_graph *load(const cli_args *a, long batch) {
+    char err[1024];
+    ir_graph *g = NULL;
+    if (fe_load_model(a->model, a->defines, a->ndefines, batch, &g, err, sizeof err)) {
+        die("%s", err);
+        return NULL;
+    }
+    return g;
+}
+
+static pass_options make_pass_options(const cli_args *a, int training) {
+    pass_options o = {0};
+    o.training = training;
+    pass_train_options_default(&o.train);
+    o.train.label_smoothing = a->label_smoothing;
+    o.train.clip_grad_norm = a->clip_grad_norm;
+    o.train.freeze = a->freeze;
+    o.train.nfreeze = a->nfreeze;
+    o.train.output = a->output_node;
+    return o;
+}
+
+/* ---- inspect ------------------------------------------------------------------------------ */
+
+static int cmd_inspect(const cli_args *a) {
+    ir_graph *g = load(a, 1);
+    if (!g) return 1;
+    int64_t macs = 0, act_bytes = 0, hist[IR_OP_COUNT] = {0};
+    for (int i = 0; i < g->n; i++) {
+        const ir_node *n = &g->nodes[i];
+        hist[n->op]++;
+        if (!(ir_op_flags(n->op) & IR_OPF_LEAF)) act_bytes += ir_numel(n) * (int64_t)ir_dtype_size(n->dtype);
+        if (n->op == IR_OP_MATMUL) {
+            const ir_node *x = &g->nodes[n->inputs[0]];
+            int64_t k = x->shape[x->ndim - (n->attrs.trans_a ? 2 : 1)];
+            macs += ir_numel(n) * k;
+        }
+    }
+    printf("model: %s\n", g->info.model_name ? g->info.model_name : a->model);
+    printf("parameters: %lld\n", (long long)ir_count_params(g));
+    printf("MACs per image: %.3f G (%lld)\n", (double)macs / 1e9, (long long)macs);
+    printf("activation memory per image: %.2f MiB (forward values, f32)\n", (double)act_bytes / (1 << 20));
+    printf("nodes: %d\nop histogram:\n", g->n);
+    for (int op = 0; op < IR_OP_COUNT; op++)
+        if (hist[op]) printf("  %-20s %lld\n", ir_op_name(op), (long long)hist[op]);
+    ir_graph_free(g);
+    return 0;
+}
+
+/* ---- dump --------------------------------------------------------------------------------- */
+
+static int cmd_dump(const cli_args *a) {
+    ir_graph *g = load(a, a->batch ? a->batch : 1);
+    if (!g) return 1;
+    char err[1024];
+    int training = a->after && strcmp(a->after, "check") != 0;
+    pass_options o = make_pass_options(a, training);
+    g = pass_pipeline_run(g, &o, a->after ? a->after : "check", err, sizeof err);
+    if (!g) return die("%s", err);
+    ir_print(g, stdout);
+    ir_graph_free(g);
+    return 0;
+}
+
+/* ---- run: the reference interpreter ------------------------------------------------------- */
+
+/* Binds every WEIGHT leaf of g: from the weights file when given (name, shape must match),
+ * else from the model file's own data, else timm's initializer. */
+static int bind_weights(const ir_graph *g, ir_interp *it, const rt_tensor_set *w, const char *wpath) {
+    char shape[96];
+    for (int i = 0; i < g->n; i++) {
+        const ir_node *n = &g->nodes[i];
+        if (n->op != IR_OP_WEIGHT) continue;
+        int64_t numel = ir_numel(n);
+        float *buf = malloc(sizeof(float) * (size_t)numel);
+        if (!buf) abort();
+        const rt_tensor *t = w ? rt_tensor_set_find(w, n->name) : NULL;
+        if (t) {
+            int ok = t->ndim == n->ndim;
+            for (int d = 0; ok && d < n->ndim; d++) ok = t->shape[d] == n->shape[d];
+            if (!ok || rt_tensor_to_f32(t, buf)) {
+                free(buf);
+                return die("%s: tensor '%s' has %s %dD shape, the model needs %s f32/f16/bf16", wpath,
+                           n->name, rt_dtype_name(t->dtype), t->ndim, ir_shape_str(n, shape, sizeof shape));
+            }
+        } else if (w && !n->data) {
+            free(buf);
+            return die("%s: tensor '%s' is missing (the model needs %s)", wpath, n->name,
+                       ir_shape_str(n, shape, sizeof shape));
+        } else if (n->data) {
+            memcpy(buf, n->data, sizeof(float) * (size_t)numel);
+        } else {
+            rt_init_fill((rt_init)n->attrs.init, n->attrs.init_std, 0, n->name, buf, numel);
+        }
+        ir_interp_set_f32(it, i, buf);
+        free(buf);
+    }
+    return 0;
+}
+
+/* Finds tensor `name` in the input file and checks it has the node's shape. */
+static const rt_tensor *input_tensor(const rt_tensor_set *in, const char *path, const ir_node *n) {
+    char shape[96];
+    const rt_tensor *t = rt_tensor_set_find(in, n->name);
+    if (!t) {
+        die("%s: no tensor '%s' (needs %s %s)", path, n->name, ir_dtype_name(n->dtype),
+            ir_shape_str(n, shape, sizeof shape));
+        return NULL;
+    }
+    int ok = t->ndim == n->ndim;
+    for (int d = 0; ok && d < n->ndim; d++) ok = t->shape[d] == n->shape[d];
+    if (!ok) {
+        die("%s: tensor '%s' has the wrong shape (the model needs %s)", path, n->name,
+            ir_shape_str(n, shape, sizeof shape));
+        return NULL;
+    }
+    return t;
+}
+
+typedef struct {
+    rt_tensor *t;
+    int n, cap;
+} out_list;
+
+static void out_add(out_list *o, const char *name, rt_dtype dtype, int ndim, const int64_t *shape,
+                    const void *data, size_t nbytes) {
+    if (o->n == o->cap) {
+        o->cap = o->cap ? o->cap * 2 : 64;
+        o->t = realloc(o->t, sizeof(rt_tensor) * (size_t)o->cap);
+        if (!o->t) abort();
+    }
+    rt_tensor *t = &o->t[o->n++];
+    memset(t, 0, sizeof *t);
+    t->name = strdup(name);
+    t->dtype = dtype;
+    t->ndim = ndim;
+    memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    t->nbytes = nbytes;
+    t->data = malloc(nbytes ? nbytes : 1);
+    if (!t->data || !t->name) abort();
+    memcpy(t->data, data, nbytes);
+}
+
+static void out_add_node(out_list *o, const ir_interp *it, const ir_node *n, int id, const char *name) {
+    int64_t k = ir_numel(n);
+    float *buf = malloc(sizeof(float) * (size_t)k);
+    if (!buf) abort();
+    ir_interp_get_f32(it, id, buf);
+    out_add(o, name, RT_F32, n->ndim, n->shape, buf, sizeof(float) * (size_t)k);
+    free(buf);
+}
+
+static void out_free(out_list *o) {
+    rt_tensor_set s = {o->t, o->n, NULL};
+    rt_tensor_set_free(&s);
+}
+
+static int cmd_run(const cli_args *a) {
+    char err[1024];
+    if (!a->input) return die("run needs --input X.safetensors");
+    if (!a->output) return die("run needs -o OUT.safetensors");
+    rt_tensor_set in = {0}, w = {0};
+    if (rt_safetensors_read(a->input, &in, err, sizeof err)) return die("%s", err);
+    const rt_tensor *images = rt_tensor_set_find(&in, "images");
+    if (!images || images->ndim != 4) {
+        rt_tensor_set_free(&in);
+        return die("%s: needs a tensor 'images' of shape [N,C,H,W]", a->input);
+    }
+    if (a->weights && rt_safetensors_read(a->weights, &w, err, sizeof err)) {
+        rt_tensor_set_free(&in);
+        return die("%s", err);
+    }
+    int training = a->steps > 0;
+    int rc = 1;
+    ir_graph *g = load(a, (long)images->shape[0]);
+    ir_interp *it = NULL;
+    out_list out = {0};
+    if (!g) goto done;
+    pass_options po = make_pass_options(a, training);
+    g = pass_pipeline_run(g, &po, NULL, err, sizeof err);
+    if (!g) {
+        die("%s", err);
+        goto done;
+    }
+    it = ir_interp_new(g, a->f64);
+    if (bind_weights(g, it, a->weights ? &w : NULL, a->weights)) goto done;
+    /* runtime inputs */
+    int opt = -1;
+    for (int i = 0; i < g->n; i++) {
+        const ir_node *n = &g->nodes[i];
+        if (n->op != IR_OP_INPUT) continue;
+        if (n->name && strcmp(n->name, "opt") == 0) {
+            opt = i;
+            continue;
+        }
+        if (n->name && strcmp(n->name, "labels") == 0 && !rt_tensor_set_find(&in, "labels")) {
+            die("%s: --steps needs a tensor 'labels' (i64 [%lld]) beside 'images'", a->input,
+                (long long)n->shape[0]);
+            goto done;
+        }
+        const rt_tensor *t = input_tensor(&in, a->input, n);
+        if (!t) goto done;
+        int64_t k = ir_numel(n);
+        if (ir_dtype_is_float(n->dtype)) {
+            float *buf = malloc(sizeof(float) * (size_t)k);
+            if (!buf) abort();
+            int bad = rt_tensor_to_f32(t, buf);
+            if (!bad) ir_interp_set_f32(it, i, buf);
+            free(buf);
+            if (bad) {
+                die("%s: tensor '%s' must be a float tensor", a->input, n->name);
+                goto done;
+            }
+        } else {
+            int64_t *buf = malloc(sizeof(int64_t) * (size_t)k);
+            if (!buf) abort();
+            int bad = rt_tensor_to_i64(t, buf);
+            if (!bad) ir_interp_set_i64(it, i, buf);
+            free(buf);
+            if (bad) {
+                die("%s: tensor '%s' must be an integer tensor", a->input, n->name);
+                goto done;
+            }
+        }
+    }
+    if (!training) {
+        if (ir_interp_run(it)) {
+            die("%s", ir_interp_error(it));
+            goto done;
+        }
+        for (int i = 0; i < g->n; i++)
+            if (g->nodes[i].flags & IR_NODE_OUTPUT) out_add_node(&out, it, &g->nodes[i], i, g->nodes[i].name);
+    } else {
+        int loss = ir_find(g, "loss");
+        float *losses = calloc((size_t)a->steps, sizeof(float));
+        if (!losses) abort();
+        for (long step = 1; step <= a->steps; step++) {
+            float slots[IR_OPT_SLOTS] = {0};
+            slots[IR_OPT_LR] = (float)a->lr;
+            slots[IR_OPT_WEIGHT_DECAY] = (float)a->weight_decay;
+            slots[IR_OPT_BIAS_CORR1] = (float)(1 - pow(po.train.beta1, (double)step));
+            slots[IR_OPT_BIAS_CORR2] = (float)(1 - pow(po.train.beta2, (double)step));
+            slots[IR_OPT_GRAD_SCALE] = 1;
+            double slots64[IR_OPT_SLOTS];
+            for (int s = 0; s < IR_OPT_SLOTS; s++) slots64[s] = slots[s];
+            slots64[IR_OPT_LR] = a->lr;
+            slots64[IR_OPT_WEIGHT_DECAY] = a->weight_decay;
+            slots64[IR_OPT_BIAS_CORR1] = 1 - pow(po.train.beta1, (double)step);
+            slots64[IR_OPT_BIAS_CORR2] = 1 - pow(po.train.beta2, (double)step);
+            if (a->f64) ir_interp_set_f64(it, opt, slots64);
+            else ir_interp_set_f32(it, opt, slots);
+            if (ir_interp_run(it)) {
+                free(losses);
+                die("%s", ir_interp_error(it));
+                goto done;
+            }
+            ir_interp_get_f32(it, loss, &losses[step - 1]);
+            if (step == 1 && a->grads)
+                for (int i = 0; i < g->n; i++) {
+                    const ir_node *n = &g->nodes[i];
+                    if (n->flags & IR_NODE_OUTPUT && n->name && strncmp(n->name, "grad.", 5) == 0)
+                        out_add_node(&out, it, n, i, n->name);
+                }
+        }
+        for (int i = 0; i < g->n; i++) {
+            const ir_node *n = &g->nodes[i];
+            if (n->op == IR_OP_WEIGHT) out_add_node(&out, it, n, i, n->name);
+        }
+        int64_t kshape[1] = {a->steps};
+        out_add(&out, "losses", RT_F32, 1, kshape, losses, sizeof(float) * (size_t)a->steps);
+        free(losses);
+    }
+    if (rt_safetensors_write(a->output, out.t, out.n, NULL, err, sizeof err)) {
+        die("%s", err);
+        goto done;
+    }
+    rc = 0;
+done:
+    out_free(&out);
+    ir_interp_free(it);
+    ir_graph_free(g);
+    rt_tensor_set_free(&in);
+    rt_tensor_set_free(&w);
+    return rc;
+}
+
+/* ---- compile ------------------------------------------------------------------------------ */
+
+static int cmd_compile(const cli_args *a) {
+    char err[1024];
+    if (!a->output) return die("compile needs -o EXE");
+    cg_options co;
+    cg_options_default(&co);
+    if (a->target) co.target = a->target;
+    if (a->arch) co.arch = a->arch;
+    if (a->precision) co.precision = a->precision;
+    if (a->fuse) co.fuse = a->fuse;
+    co.emit_dir = a->emit_dir;
+    co.output = a->output;
+    co.batch = a->batch ? a->batch : 8;
+    ir_graph *g = load(a, co.batch);
+    if (!g) return 1;
+    pass_options po = make_pass_options(a, 1);
+    g = pass_pipeline_run(g, &po, NULL, err, sizeof err);
+    if (!g) return die("%s", err);
+    int rc = cg_compile(g, &co, err, sizeof err);
+    ir_graph_free(g);
+    if (rc) return die("%s", err);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage();
+        return 0;
+    }
+    cli_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) {
+        if (argc < 3) usage();
+        return 2;
+    }
+    if (strcmp(a.command, "inspect") == 0) return cmd_inspect(&a);
+    if (strcmp(a.command, "dump") == 0) return cmd_dump(&a);
+    if (strcmp(a.command, "run") == 0) return cmd_run(&a);
+    if (strcmp(a.command, "compile") == 0) return cmd_compile(&a);
+    usage();
+    return bad_usage("unknown command '%s'", a.command);
+}

@@ -1,0 +1,522 @@
+/* interp.c: the CPU reference interpreter, which defines what every op means.
+ *
+ * Plain and obviously right rather than fast. Every value is held as a double array; each op
+ * computes in double and, unless the interpreter was made with use_f64, rounds its result to
+ * the node's dtype (f32, f16, bf16: round to nearest even), so the f32 interpreter is a float32
+ * program whose every op is correctly rounded. Integer values (labels) are exact in double.
+ * ADAMW nodes update their WEIGHT and STATE inputs in place.
+ */
+#include "ir/ir.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ir_interp {
+    const ir_graph *g;
+    int use_f64;
+    double **val; /* val[i]: numel(node i) values */
+    char error[512];
+};
+
+ir_interp *ir_interp_new(const ir_graph *g, int use_f64) {
+    ir_interp *it = calloc(1, sizeof *it);
+    if (!it) abort();
+    it->g = g;
+    it->use_f64 = use_f64;
+    it->val = calloc((size_t)g->n, sizeof(double *));
+    if (!it->val) abort();
+    for (int i = 0; i < g->n; i++) {
+        it->val[i] = calloc((size_t)ir_numel(&g->nodes[i]), sizeof(double));
+        if (!it->val[i]) abort();
+    }
+    return it;
+}
+
+void ir_interp_free(ir_interp *it) {
+    if (!it) return;
+    for (int i = 0; i < it->g->n; i++) free(it->val[i]);
+    free(it->val);
+    free(it);
+}
+
+const char *ir_interp_error(const ir_interp *it) { return it->error; }
+
+/* ---- rounding to a dtype ---------------------------------------------------------------- */
+
+/* Round a float to the nearest value with `mant` explicit mantissa bits and minimum normal
+ * exponent emin (IEEE-style, ties to even, with subnormals and overflow to inf). */
+static double round_to_format(double x, int mant, int emin, double maxval) {
+    if (x == 0 || !isfinite(x)) return x;
+    int e;
+    frexp(x, &e); /* x = f * 2^e, 0.5 <= |f| < 1 */
+    int exp = e - 1;
+    if (exp < emin) exp = emin;
+    double quantum = ldexp(1.0, exp - mant);
+    double r = nearbyint(x / quantum) * quantum; /* default rounding mode: ties to even */
+    if (fabs(r) > maxval) return copysign(INFINITY, x);
+    return r;
+}
+
+static double round_dtype(double x, ir_dtype t) {
+    switch (t) {
+    case IR_F32:
+        return (double)(float)x;
+    case IR_F16:
+        return round_to_format((double)(float)x, 10, -14, 65504.0);
+    case IR_BF16:
+        return round_to_format((double)(float)x, 7, -126, 3.3895313892515355e38);
+    default:
+        return x;
+    }
+}
+
+/* ---- binding and reading ---------------------------------------------------------------- */
+
+void ir_interp_set_f32(ir_interp *it, int node, const float *data) {
+    int64_t k = ir_numel(&it->g->nodes[node]);
+    for (int64_t i = 0; i < k; i++) it->val[node][i] = data[i];
+}
+
+void ir_interp_set_f64(ir_interp *it, int node, const double *data) {
+    memcpy(it->val[node], data, sizeof(double) * (size_t)ir_numel(&it->g->nodes[node]));
+}
+
+void ir_interp_set_i64(ir_interp *it, int node, const int64_t *data) {
+    int64_t k = ir_numel(&it->g->nodes[node]);
+    for (int64_t i = 0; i < k; i++) it->val[node][i] = (double)data[i];
+}
+
+void ir_interp_get_f32(const ir_interp *it, int node, float *out) {
+    int64_t k = ir_numel(&it->g->nodes[node]);
+    for (int64_t i = 0; i < k; i++) out[i] = (float)it->val[node][i];
+}
+
+void ir_interp_get_f64(const ir_interp *it, int node, double *out) {
+    memcpy(out, it->val[node], sizeof(double) * (size_t)ir_numel(&it->g->nodes[node]));
+}
+
+void ir_interp_get_i64(const ir_interp *it, int node, int64_t *out) {
+    int64_t k = ir_numel(&it->g->nodes[node]);
+    for (int64_t i = 0; i < k; i++) out[i] = (int64_t)it->val[node][i];
+}
+
+/* ---- index helpers ---------------------------------------------------------------------- */
+
+/* Index into `in` (right-aligned, broadcast) of the element at multi-index idx of an ndim
+ * output. */
+static int64_t bcast_offset(const ir_node *in, int ndim, const int64_t *idx) {
+    int64_t off = 0;
+    for (int d = 0; d < in->ndim; d++) {
+        int64_t i = idx[ndim - in->ndim + d];
+        off = off * in->shape[d] + (in->shape[d] == 1 ? 0 : i);
+    }
+    return off;
+}
+
+static void unravel(int64_t lin, int ndim, const int64_t *shape, int64_t *idx) {
+    for (int d = ndim - 1; d >= 0; d--) {
+        idx[d] = lin % shape[d];
+        lin /= shape[d];
+    }
+}
+
+/* rows x cols view: cols = last dim */
+static int64_t last_dim(const ir_node *n) { return n->shape[n->ndim - 1]; }
+
+/* ---- ops -------------------------------------------------------------------------------- */
+
+static const double SQRT1_2 = 0.70710678118654752440;
+static const double SQRT_2_PI = 0.79788456080286535588;
+
+static double gelu(double x, int tanh_approx) {
+    if (tanh_approx) return 0.5 * x * (1 + tanh(SQRT_2_PI * (x + 0.044715 * x * x * x)));
+    return 0.5 * x * (1 + erf(x * SQRT1_2));
+}
+
+static double gelu_grad(double x, int tanh_approx) {
+    if (tanh_approx) {
+        double u = SQRT_2_PI * (x + 0.044715 * x * x * x), t = tanh(u);
+        double du = SQRT_2_PI * (1 + 3 * 0.044715 * x * x);
+        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du;
+    }
+    double cdf = 0.5 * (1 + erf(x * SQRT1_2));
+    double pdf = exp(-0.5 * x * x) * 0.39894228040143267794;
+    return cdf + x * pdf;
+}
+
+static void run_elementwise(const ir_graph *g, const ir_node *n, double **v, double *out) {
+    int64_t idx[IR_MAX_DIMS], total = ir_numel(n);
+    const ir_node *a = &g->nodes[n->inputs[0]];
+    const ir_node *b = n->ninputs > 1 ? &g->nodes[n->inputs[1]] : NULL;
+    const double *va = v[n->inputs[0]], *vb = b ? v[n->inputs[1]] : NULL;
+    for (int64_t i = 0; i < total; i++) {
+        unravel(i, n->ndim, n->shape, idx);
+        double x = va[bcast_offset(a, n->ndim, idx)];
+        double y = b ? vb[bcast_offset(b, n->ndim, idx)] : 0;
+        double r;
+        switch (n->op) {
+        case IR_OP_ADD: r = x + y; break;
+        case IR_OP_SUB: r = x - y; break;
+        case IR_OP_MUL: r = x * y; break;
+        case IR_OP_DIV: r = x / y; break;
+        case IR_OP_SCALE: r = x * n->attrs.alpha; break;
+        case IR_OP_SQRT: r = sqrt(x); break;
+        case IR_OP_ERF: r = erf(x); break;
+        case IR_OP_GELU: r = gelu(x, n->attrs.gelu_tanh); break;
+        case IR_OP_GELU_GRAD: r = x * gelu_grad(y, n->attrs.gelu_tanh); break; /* (dy, x) */
+        case IR_OP_CAST: r = x; break;
+        case IR_OP_ERF_GRAD: r = x * 1.12837916709551257390 * exp(-y * y); break; /* (dy, x) */
+        default: assert(0); r = 0;
+        }
+        out[i] = r;
+    }
+}
+
+static void run_permute(const ir_graph *g, const ir_node *n, const double *x, double *out) {
+    const ir_node *in = &g->nodes[n->inputs[0]];
+    int64_t stride[IR_MAX_DIMS], idx[IR_MAX_DIMS], total = ir_numel(n);
+    for (int d = in->ndim - 1, s = 1; d >= 0; d--) {
+        stride[d] = s;
+        s *= (int)in->shape[d];
+    }
+    for (int64_t i = 0; i < total; i++) {
+        unravel(i, n->ndim, n->shape, idx);
+        int64_t off = 0;
+        for (int d = 0; d < n->ndim; d++) off += idx[d] * stride[n->attrs.perm[d]];
+        out[i] = x[off];
+    }
+}
+
+/* SLICE (copy a range out) and PAD (copy into a range, zeros elsewhere) share the walk */
+static void run_slice(const ir_node *big, const ir_node *n, int64_t axis, int64_t start,
+                      int64_t len, const double *src, double *dst, int pad) {
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < axis; d++) outer *= big->shape[d];
+    for (int d = (int)axis + 1; d < big->ndim; d++) inner *= big->shape[d];
+    int64_t dim = big->shape[axis];
+    if (pad) memset(dst, 0, sizeof(double) * (size_t)ir_numel(n));
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t k = 0; k < len; k++)
+            for (int64_t i = 0; i < inner; i++) {
+                int64_t bi = (o * dim + start + k) * inner + i, si = (o * len + k) * inner + i;
+                if (pad)
+                    dst[bi] = src[si];
+                else
+                    dst[si] = src[bi];
+            }
+}
+
+/* images [B,C,H,W] <-> patches [B, (H/P)(W/P), C*P*P]; `to_patches` picks the direction */
+static void run_patchify(const ir_node *img, int64_t p, double *image, double *patches,
+                         int to_patches) {
+    int64_t B = img->shape[0], C = img->shape[1], H = img->shape[2], W = img->shape[3];
+    int64_t ph = H / p, pw = W / p, K = C * p * p;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t y = 0; y < H; y++)
+                for (int64_t x = 0; x < W; x++) {
+                    int64_t patch = (y / p) * pw + x / p, k = c * p * p + (y % p) * p + x % p;
+                    int64_t pi = (b * ph * pw + patch) * K + k, ii = ((b * C + c) * H + y) * W + x;
+                    if (to_patches)
+                        patches[pi] = image[ii];
+                    else
+                        image[ii] = patches[pi];
+                }
+}
+
+static void run_matmul(const ir_graph *g, const ir_node *n, double **v, double *out) {
+    const ir_node *a = &g->nodes[n->inputs[0]], *b = &g->nodes[n->inputs[1]];
+    int ta = n->attrs.trans_a, tb = n->attrs.trans_b;
+    int64_t M = n->shape[n->ndim - 2], N = n->shape[n->ndim - 1];
+    int64_t K = a->shape[a->ndim - (ta ? 2 : 1)];
+    int nb = n->ndim - 2;
+    int64_t batch = 1, idx[IR_MAX_DIMS];
+    for (int d = 0; d < nb; d++) batch *= n->shape[d];
+    /* batch views of a and b without their matrix dims */
+    ir_node ab = *a, bb = *b;
+    ab.ndim -= 2;
+    bb.ndim -= 2;
+    double *row = malloc(sizeof(double) * (size_t)N);
+    if (!row) abort();
+    for (int64_t t = 0; t < batch; t++) {
+        unravel(t, nb, n->shape, idx);
+        const double *A = v[n->inputs[0]] + bcast_offset(&ab, nb, idx) * M * K;
+        const double *Bm = v[n->inputs[1]] + bcast_offset(&bb, nb, idx) * K * N;
+        double *C = out + t * M * N;
+        for (int64_t i = 0; i < M; i++) {
+            memset(row, 0, sizeof(double) * (size_t)N);
+            for (int64_t k = 0; k < K; k++) {
+                double aik = ta ? A[k * M + i] : A[i * K + k];
+                if (aik == 0) continue;
+                if (tb)
+                    for (int64_t j = 0; j < N; j++) row[j] += aik * Bm[j * K + k];
+                else
+                    for (int64_t j = 0; j < N; j++) row[j] += aik * Bm[k * N + j];
+            }
+            for (int64_t j = 0; j < N; j++) C[i * N + j] = n->attrs.alpha * row[j];
+        }
+    }
+    free(row);
+}
+
+/* per-row mean and 1/sqrt(var + eps) of an [rows, C] view */
+static void row_stats(const double *x, int64_t C, double eps, double *mean, double *rstd) {
+    double s = 0, ss = 0;
+    for (int64_t j = 0; j < C; j++) s += x[j];
+    *mean = s / (double)C;
+    for (int64_t j = 0; j < C; j++) ss += (x[j] - *mean) * (x[j] - *mean);
+    *rstd = 1.0 / sqrt(ss / (double)C + eps);
+}
+
+static void run_layer_norm(const ir_graph *g, const ir_node *n, double **v, double *out) {
+    const ir_node *xn = &g->nodes[n->inputs[n->op == IR_OP_LAYER_NORM ? 0 : 1]];
+    int64_t C = last_dim(xn), rows = ir_numel(xn) / C;
+    double eps = n->attrs.eps;
+    if (n->op == IR_OP_LAYER_NORM_DGAMMA) memset(out, 0, sizeof(double) * (size_t)C);
+    for (int64_t r = 0; r < rows; r++) {
+        double mean, rstd;
+        if (n->op == IR_OP_LAYER_NORM) {
+            const double *x = v[n->inputs[0]] + r * C, *gm = v[n->inputs[1]], *bt = v[n->inputs[2]];
+            row_stats(x, C, eps, &mean, &rstd);
+            for (int64_t j = 0; j < C; j++) out[r * C + j] = (x[j] - mean) * rstd * gm[j] + bt[j];
+        } else if (n->op == IR_OP_LAYER_NORM_DX) {
+            const double *dy = v[n->inputs[0]] + r * C, *x = v[n->inputs[1]] + r * C;
+            const double *gm = v[n->inputs[2]];
+            row_stats(x, C, eps, &mean, &rstd);
+            double s1 = 0, s2 = 0;
+            for (int64_t j = 0; j < C; j++) {
+                double dxh = dy[j] * gm[j], xh = (x[j] - mean) * rstd;
+                s1 += dxh;
+                s2 += dxh * xh;
+            }
+            s1 /= (double)C;
+            s2 /= (double)C;
+            for (int64_t j = 0; j < C; j++) {
+                double xh = (x[j] - mean) * rstd;
+                out[r * C + j] = rstd * (dy[j] * gm[j] - s1 - xh * s2);
+            }
+        } else {
+            const double *dy = v[n->inputs[0]] + r * C, *x = v[n->inputs[1]] + r * C;
+            row_stats(x, C, eps, &mean, &rstd);
+            for (int64_t j = 0; j < C; j++) out[j] += dy[j] * (x[j] - mean) * rstd;
+        }
+    }
+}
+
+static void run_softmax(const ir_graph *g, const ir_node *n, double **v, double *out) {
+    int64_t C = last_dim(n), rows = ir_numel(n) / C;
+    (void)g;
+    for (int64_t r = 0; r < rows; r++) {
+        double *o = out + r * C;
+        if (n->op == IR_OP_SOFTMAX) {
+            const double *x = v[n->inputs[0]] + r * C;
+            double mx = -INFINITY, s = 0;
+            for (int64_t j = 0; j < C; j++) mx = x[j] > mx ? x[j] : mx;
+            for (int64_t j = 0; j < C; j++) s += (o[j] = exp(x[j] - mx));
+            for (int64_t j = 0; j < C; j++) o[j] /= s;
+        } else {
+            const double *dy = v[n->inputs[0]] + r * C, *y = v[n->inputs[1]] + r * C;
+            double dot = 0;
+            for (int64_t j = 0; j < C; j++) dot += dy[j] * y[j];
+            for (int64_t j = 0; j < C; j++) o[j] = y[j] * (dy[j] - dot);
+        }
+    }
+}
+
+/* mean over the batch of (1-s) * -log p[label] + s * mean_k(-log p[k]) */
+static int run_cross_entropy(ir_interp *it, const ir_node *n, double *out) {
+    int grad = n->op == IR_OP_CROSS_ENTROPY_GRAD;
+    const ir_node *ln = &it->g->nodes[n->inputs[grad ? 1 : 0]];
+    const double *logits = it->val[n->inputs[grad ? 1 : 0]], *labels = it->val[n->inputs[grad ? 2 : 1]];
+    int64_t B = ln->shape[0], K = ln->shape[1];
+    double s = n->attrs.smoothing, total = 0, dloss = grad ? it->val[n->inputs[0]][0] : 0;
+    for (int64_t b = 0; b < B; b++) {
+        const double *x = logits + b * K;
+        double lab = labels[b];
+        if (!(lab >= 0 && lab < (double)K)) {
+            snprintf(it->error, sizeof it->error, "label %g of sample %lld is outside [0, %lld)", lab,
+                     (long long)b, (long long)K);
+            return -1;
+        }
+        int64_t y = (int64_t)lab;
+        double mx = -INFINITY, sum = 0;
+        for (int64_t j = 0; j < K; j++) mx = x[j] > mx ? x[j] : mx;
+        for (int64_t j = 0; j < K; j++) sum += exp(x[j] - mx);
+        double lse = mx + log(sum);
+        if (grad) {
+            for (int64_t j = 0; j < K; j++) {
+                double target = (j == y ? 1 - s : 0) + s / (double)K;
+                out[b * K + j] = dloss / (double)B * (exp(x[j] - lse) - target);
+            }
+        } else {
+            double mean_nll = 0;
+            for (int64_t j = 0; j < K; j++) mean_nll += lse - x[j];
+            total += (1 - s) * (lse - x[y]) + s * mean_nll / (double)K;
+        }
+    }
+    if (!grad) out[0] = total / (double)B;
+    return 0;
+}
+
+static void run_adamw(ir_interp *it, const ir_node *n, double *out) {
+    const ir_attrs *a = &n->attrs;
+    double *p = it->val[n->inputs[0]], *m = it->val[n->inputs[2]], *vv = it->val[n->inputs[3]];
+    const double *gr = it->val[n->inputs[1]], *opt = it->val[n->inputs[4]];
+    double lr = opt[IR_OPT_LR], wd = a->decay ? opt[IR_OPT_WEIGHT_DECAY] : 0;
+    double bc1 = opt[IR_OPT_BIAS_CORR1], bc2 = opt[IR_OPT_BIAS_CORR2], gs = opt[IR_OPT_GRAD_SCALE];
+    ir_dtype pt = it->g->nodes[n->inputs[0]].dtype;
+    int64_t k = ir_numel(n);
+    for (int64_t i = 0; i < k; i++) {
+        double g = gr[i] * gs;
+        m[i] = a->beta1 * m[i] + (1 - a->beta1) * g;
+        vv[i] = a->beta2 * vv[i] + (1 - a->beta2) * g * g;
+        double denom = sqrt(vv[i]) / sqrt(bc2) + a->eps;
+        double np = p[i] * (1 - lr * wd) - (lr / bc1) * m[i] / denom;
+        if (!it->use_f64) {
+            m[i] = (float)m[i];
+            vv[i] = (float)vv[i];
+            np = round_dtype(np, pt);
+        }
+        p[i] = out[i] = np;
+    }
+}
+
+static int run_node(ir_interp *it, int i) {
+    const ir_graph *g = it->g;
+    const ir_node *n = &g->nodes[i];
+    double *out = it->val[i], **v = it->val;
+    const ir_node *x = n->ninputs ? &g->nodes[n->inputs[0]] : NULL;
+    int64_t total = ir_numel(n);
+    switch (n->op) {
+    case IR_OP_INPUT:
+    case IR_OP_WEIGHT:
+    case IR_OP_STATE:
+        return 0; /* bound from outside (or updated in place) */
+    case IR_OP_CONST:
+        for (int64_t k = 0; k < total; k++) out[k] = n->attrs.alpha;
+        break;
+    case IR_OP_ADD: case IR_OP_SUB: case IR_OP_MUL: case IR_OP_DIV: case IR_OP_SCALE:
+    case IR_OP_SQRT: case IR_OP_ERF: case IR_OP_GELU: case IR_OP_GELU_GRAD: case IR_OP_CAST:
+    case IR_OP_ERF_GRAD:
+        run_elementwise(g, n, v, out);
+        break;
+    case IR_OP_RESHAPE:
+        memcpy(out, v[n->inputs[0]], sizeof(double) * (size_t)total);
+        break;
+    case IR_OP_PERMUTE:
+        run_permute(g, n, v[n->inputs[0]], out);
+        break;
+    case IR_OP_EXPAND: {
+        int64_t idx[IR_MAX_DIMS];
+        for (int64_t k = 0; k < total; k++) {
+            unravel(k, n->ndim, n->shape, idx);
+            out[k] = v[n->inputs[0]][bcast_offset(x, n->ndim, idx)];
+        }
+        break;
+    }
+    case IR_OP_SUM_TO: {
+        int64_t idx[IR_MAX_DIMS], in_total = ir_numel(x);
+        memset(out, 0, sizeof(double) * (size_t)total);
+        for (int64_t k = 0; k < in_total; k++) {
+            unravel(k, x->ndim, x->shape, idx);
+            out[bcast_offset(n, x->ndim, idx)] += v[n->inputs[0]][k];
+        }
+        break;
+    }
+    case IR_OP_CONCAT: {
+        int64_t at = 0;
+        for (int k = 0; k < n->ninputs; k++) {
+            const ir_node *in = &g->nodes[n->inputs[k]];
+            int64_t len = in->shape[n->attrs.axis];
+            int64_t outer = 1, inner = 1, dim = n->shape[n->attrs.axis];
+            for (int d = 0; d < n->attrs.axis; d++) outer *= n->shape[d];
+            for (int d = (int)n->attrs.axis + 1; d < n->ndim; d++) inner *= n->shape[d];
+            for (int64_t o = 0; o < outer; o++)
+                memcpy(out + (o * dim + at) * inner, v[n->inputs[k]] + o * len * inner,
+                       sizeof(double) * (size_t)(len * inner));
+            at += len;
+        }
+        break;
+    }
+    case IR_OP_SLICE:
+        run_slice(x, n, n->attrs.axis, n->attrs.start, n->attrs.end - n->attrs.start,
+                  v[n->inputs[0]], out, 0);
+        break;
+    case IR_OP_PAD:
+        run_slice(n, n, n->attrs.axis, n->attrs.start, n->attrs.end - n->attrs.start,
+                  v[n->inputs[0]], out, 1);
+        break;
+    case IR_OP_PATCHIFY:
+        run_patchify(x, n->attrs.patch, v[n->inputs[0]], out, 1);
+        break;
+    case IR_OP_UNPATCHIFY:
+        run_patchify(n, n->attrs.patch, out, v[n->inputs[0]], 0);
+        break;
+    case IR_OP_MATMUL:
+        run_matmul(g, n, v, out);
+        break;
+    case IR_OP_REDUCE_MEAN: {
+        int64_t outer = 1, inner = 1, dim = x->shape[n->attrs.axis];
+        for (int d = 0; d < n->attrs.axis; d++) outer *= x->shape[d];
+        for (int d = (int)n->attrs.axis + 1; d < x->ndim; d++) inner *= x->shape[d];
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t i2 = 0; i2 < inner; i2++) {
+                double s = 0;
+                for (int64_t k = 0; k < dim; k++) s += v[n->inputs[0]][(o * dim + k) * inner + i2];
+                out[o * inner + i2] = s / (double)dim;
+            }
+        break;
+    }
+    case IR_OP_LAYER_NORM: case IR_OP_LAYER_NORM_DX: case IR_OP_LAYER_NORM_DGAMMA:
+        run_layer_norm(g, n, v, out);
+        break;
+    case IR_OP_SOFTMAX: case IR_OP_SOFTMAX_GRAD:
+        run_softmax(g, n, v, out);
+        break;
+    case IR_OP_CROSS_ENTROPY: case IR_OP_CROSS_ENTROPY_GRAD:
+        if (run_cross_entropy(it, n, out)) return -1;
+        break;
+    case IR_OP_SUM_SQUARES: {
+        double s = 0;
+        for (int k = 0; k < n->ninputs; k++) {
+            int64_t m = ir_numel(&g->nodes[n->inputs[k]]);
+            for (int64_t j = 0; j < m; j++) s += v[n->inputs[k]][j] * v[n->inputs[k]][j];
+        }
+        out[0] = s;
+        break;
+    }
+    case IR_OP_CLIP_COEF: { /* torch.nn.utils.clip_grad_norm_, on the unscaled gradients */
+        const double *opt = v[n->inputs[1]];
+        double gs = opt[IR_OPT_GRAD_SCALE], norm = sqrt(v[n->inputs[0]][0]) * fabs(gs);
+        double coef = n->attrs.alpha / (norm + 1e-6);
+        memcpy(out, opt, sizeof(double) * IR_OPT_SLOTS);
+        out[IR_OPT_GRAD_SCALE] = gs * (coef < 1 ? coef : 1);
+        break;
+    }
+    case IR_OP_ADAMW:
+        run_adamw(it, n, out);
+        return 0;
+    case IR_OP_COUNT:
+        assert(0);
+    }
+    if (!it->use_f64)
+        for (int64_t k = 0; k < total; k++) out[k] = round_dtype(out[k], n->dtype);
+    return 0;
+}
+
+int ir_interp_run(ir_interp *it) {
+    it->error[0] = 0;
+    for (int i = 0; i < it->g->n; i++) {
+        if (run_node(it, i)) {
+            const ir_node *n = &it->g->nodes[i];
+            char why[256];
+            snprintf(why, sizeof why, "%.255s", it->error);
+            snprintf(it->error, sizeof it->error, "%s '%.200s': %s", ir_op_name(n->op),
+                     n->name ? n->name : "", why);
+            return -1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,558 @@
+/* ir.c: arena, graph construction, the shape rule of every op, and the verifier.
+ *
+ * Invariants kept here: nodes are in topological order (inputs have smaller indices); every
+ * node's shape is what its op's shape rule gives for its inputs; leaf and output names are
+ * unique. A builder that is handed inconsistent inputs returns -1 and leaves a message in
+ * g->error naming the node and its source location; it never appends a half-made node.
+ */
+#include "ir/ir.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- op table --------------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    int arity;
+    unsigned flags;
+} op_table[IR_OP_COUNT] = {
+#define X(name, text, nin, flags) {text, nin, flags},
+#include "ops.def"
+#undef X
+};
+
+const char *ir_op_name(ir_op op) { return (unsigned)op < IR_OP_COUNT ? op_table[op].name : "?"; }
+int ir_op_arity(ir_op op) { return op_table[op].arity; }
+unsigned ir_op_flags(ir_op op) { return op_table[op].flags; }
+
+int ir_op_from_name(const char *s) {
+    for (int i = 0; i < IR_OP_COUNT; i++)
+        if (strcmp(op_table[i].name, s) == 0) return i;
+    return -1;
+}
+
+static const char *const dtype_names[IR_DTYPE_COUNT] = {"f32", "f16", "bf16", "i32", "i64"};
+static const size_t dtype_sizes[IR_DTYPE_COUNT] = {4, 2, 2, 4, 8};
+
+const char *ir_dtype_name(ir_dtype t) { return (unsigned)t < IR_DTYPE_COUNT ? dtype_names[t] : "?"; }
+size_t ir_dtype_size(ir_dtype t) { return dtype_sizes[t]; }
+int ir_dtype_is_float(ir_dtype t) { return t == IR_F32 || t == IR_F16 || t == IR_BF16; }
+
+/* ---- arena ------------------------------------------------------------------------------ */
+
+struct ir_arena_block {
+    ir_arena_block *next;
+    size_t used, size;
+    _Alignas(16) unsigned char data[];
+};
+
+void *ir_arena_alloc(ir_arena *a, size_t n) {
+    n = (n + 15) & ~(size_t)15;
+    ir_arena_block *b = a->head;
+    if (!b || b->used + n > b->size) {
+        size_t size = n > 65536 ? n : 65536;
+        b = malloc(sizeof *b + size);
+        if (!b) {
+            fprintf(stderr, "deitc: out of memory\n");
+            abort();
+        }
+        b->next = a->head;
+        b->used = 0;
+        b->size = size;
+        a->head = b;
+    }
+    void *p = b->data + b->used;
+    b->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+char *ir_arena_strdup(ir_arena *a, const char *s) {
+    if (!s) return NULL;
+    size_t n = strlen(s) + 1;
+    char *p = ir_arena_alloc(a, n);
+    memcpy(p, s, n);
+    return p;
+}
+
+char *ir_arena_printf(ir_arena *a, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *p = ir_arena_alloc(a, (size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(p, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return p;
+}
+
+void ir_arena_free(ir_arena *a) {
+    for (ir_arena_block *b = a->head, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
+    a->head = NULL;
+}
+
+/* ---- graph ------------------------------------------------------------------------------ */
+
+ir_graph *ir_graph_new(void) {
+    ir_graph *g = calloc(1, sizeof *g);
+    if (!g) abort();
+    return g;
+}
+
+void ir_graph_free(ir_graph *g) {
+    if (!g) return;
+    ir_arena_free(&g->arena);
+    free(g->nodes);
+    free(g);
+}
+
+int64_t ir_numel(const ir_node *n) {
+    int64_t k = 1;
+    for (int i = 0; i < n->ndim; i++) k *= n->shape[i];
+    return k;
+}
+
+int ir_same_shape(const ir_node *a, const ir_node *b) {
+    if (a->ndim != b->ndim) return 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return 0;
+    return 1;
+}
+
+static const char *dims_str(int ndim, const int64_t *shape, char *buf, size_t size) {
+    size_t k = 0;
+    k += (size_t)snprintf(buf + k, size - k, "[");
+    for (int i = 0; i < ndim && k < size; i++)
+        k += (size_t)snprintf(buf + k, size - k, "%s%lld", i ? "," : "", (long long)shape[i]);
+    if (k < size) snprintf(buf + k, size - k, "]");
+    return buf;
+}
+
+const char *ir_shape_str(const ir_node *n, char *buf, size_t size) {
+    return dims_str(n->ndim, n->shape, buf, size);
+}
+
+/* Formats "node NAME (file:line:col): why" into g->error; always returns -1. */
+static int node_error(ir_graph *g, const ir_node *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int node_error(ir_graph *g, const ir_node *n, const char *fmt, ...) {
+    char why[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    if (n->loc.file)
+        snprintf(g->error, sizeof g->error, "%s:%d:%d: %s '%s': %s", n->loc.file, n->loc.line,
+                 n->loc.col, ir_op_name(n->op), n->name ? n->name : "", why);
+    else
+        snprintf(g->error, sizeof g->error, "%s '%s': %s", ir_op_name(n->op),
+                 n->name ? n->name : "", why);
+    return -1;
+}
+
+/* numpy broadcasting of two shapes into out; 0 if compatible */
+static int broadcast_shapes(const ir_node *a, const ir_node *b, int *ndim, int64_t *out) {
+    int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+    for (int i = 0; i < nd; i++) {
+        int ia = a->ndim - nd + i, ib = b->ndim - nd + i;
+        int64_t da = ia >= 0 ? a->shape[ia] : 1, db = ib >= 0 ? b->shape[ib] : 1;
+        if (da != db && da != 1 && db != 1) return -1;
+        out[i] = da == 1 ? db : da;
+    }
+    *ndim = nd;
+    return 0;
+}
+
+/* can `from` be broadcast to the shape (ndim, to)? */
+static int broadcastable(const ir_node *from, int ndim, const int64_t *to) {
+    if (from->ndim > ndim) return 0;
+    for (int i = 0; i < from->ndim; i++) {
+        int64_t d = from->shape[i], t = to[ndim - from->ndim + i];
+        if (d != t && d != 1) return 0;
+    }
+    return 1;
+}
+
+/* The shape rule: fills n->shape/ndim/dtype from its inputs (or checks the given shape). */
+static int infer_shape(ir_graph *g, ir_node *n) {
+    const ir_node *in[IR_MAX_INPUTS];
+    char s0[96], s1[96];
+    for (int i = 0; i < n->ninputs; i++) in[i] = &g->nodes[n->inputs[i]];
+    const ir_node *x = n->ninputs ? in[0] : NULL;
+    int arity = ir_op_arity(n->op);
+    if (arity >= 0 ? n->ninputs != arity : n->ninputs < 1)
+        return node_error(g, n, "takes %d inputs, got %d", arity, n->ninputs);
+
+    switch (n->op) {
+    case IR_OP_INPUT:
+    case IR_OP_WEIGHT:
+    case IR_OP_STATE:
+    case IR_OP_CONST:
+        break;
+    case IR_OP_ADD:
+    case IR_OP_SUB:
+    case IR_OP_MUL:
+    case IR_OP_DIV:
+    case IR_OP_GELU_GRAD:
+    case IR_OP_ERF_GRAD:
+        if (broadcast_shapes(in[0], in[1], &n->ndim, n->shape))
+            return node_error(g, n, "shapes %s and %s do not broadcast", ir_shape_str(in[0], s0, 96),
+                              ir_shape_str(in[1], s1, 96));
+        n->dtype = x->dtype;
+        break;
+    case IR_OP_SCALE:
+    case IR_OP_SQRT:
+    case IR_OP_ERF:
+    case IR_OP_GELU:
+    case IR_OP_SOFTMAX:
+        n->ndim = x->ndim;
+        memcpy(n->shape, x->shape, sizeof n->shape);
+        n->dtype = x->dtype;
+        break;
+    case IR_OP_CAST:
+        n->ndim = x->ndim;
+        memcpy(n->shape, x->shape, sizeof n->shape);
+        break;
+    case IR_OP_RESHAPE: {
+        int64_t k = 1;
+        for (int i = 0; i < n->ndim; i++) k *= n->shape[i];
+        if (k != ir_numel(x))
+            return node_error(g, n, "cannot reshape %s into %s", ir_shape_str(x, s0, 96),
+                              ir_shape_str(n, s1, 96));
+        n->dtype = x->dtype;
+        break;
+    }
+    case IR_OP_PERMUTE: {
+        int seen[IR_MAX_DIMS] = {0};
+        n->ndim = x->ndim;
+        for (int i = 0; i < x->ndim; i++) {
+            int64_t p = n->attrs.perm[i];
+            if (p < 0 || p >= x->ndim || seen[p]++)
+                return node_error(g, n, "bad permutation for %d dims", x->ndim);
+            n->shape[i] = x->shape[p];
+        }
+        n->dtype = x->dtype;
+        break;
+    }
+    case IR_OP_EXPAND:
+        if (!broadcastable(x, n->ndim, n->shape))
+            return node_error(g, n, "cannot expand %s to %s", ir_shape_str(x, s0, 96),
+                              ir_shape_str(n, s1, 96));
+        n->dtype = x->dtype;
+        break;
+    case IR_OP_SUM_TO:
+        if (!broadcastable(n, x->ndim, x->shape))
+            return node_error(g, n, "cannot sum %s to %s", ir_shape_str(x, s0, 96),
+                              ir_shape_str(n, s1, 96));
+        n->dtype = x->dtype;
+        break;
+    case IR_OP_CONCAT: {
+        int64_t ax = n->attrs.axis, total = 0;
+        if (ax < 0 || ax >= x->ndim) return node_error(g, n, "axis %lld out of range", (long long)ax);
+        for (int i = 0; i < n->ninputs; i++) {
+            if (in[i]->ndim != x->ndim || in[i]->dtype != x->dtype)
+                return node_error(g, n, "inputs differ in rank or dtype");
+            for (int d = 0; d < x->ndim; d++)
+                if (d != ax && in[i]->shape[d] != x->shape[d])
+                    return node_error(g, n, "input %s does not match %s off axis %lld",
+                                      ir_shape_str(in[i], s0, 96), ir_shape_str(x, s1, 96),
+                                      (long long)ax);
+            total += in[i]->shape[ax];
+        }
+        n->ndim = x->ndim;
+        memcpy(n->shape, x->shape, sizeof n->shape);
+        n->shape[ax] = total;
+        n->dtype = x->dtype;
+        break;
+    }
+    case IR_OP_SLICE: {
+        int64_t ax = n->attrs.axis;
+        if (ax < 0 || ax >= x->ndim) return node_error(g, n, "axis %lld out of range", (long long)ax);
+        if (n->attrs.start < 0 || n->attrs.start >= n->attrs.end || n->attrs.end > x->shape[ax])
+            return node_error(g, n, "range [%lld,%lld) outside dim of size %lld",
+                              (long long)n->attrs.start, (long long)n->attrs.end,
+                              (long long)x->shape[ax]);
+        n->ndim = x->ndim;
+        memcpy(n->shape, x->shape, sizeof n->shape);
+        n->shape[ax] = n->attrs.end - n->attrs.start;
+        n->dtype = x->dtype;
+        break;
+    }
+    case IR_OP_PAD: {
+        int64_t ax = n->attrs.axis;
+        if (ax < 0 || ax >= n->ndim || n->ndim != x->ndim)
+            return node_error(g, n, "axis %lld out of range", (long long)ax);
+        for (int d = 0; d < n->ndim; d++) {
+            int64_t want = d == ax ? n->attrs.end - n->attrs.start : n->shape[d];
+            if (x->shape[d] != want || n->attrs.start < 0 || n->attrs.end > n->shape[ax])
+                return node_error(g, n, "cannot pad %s into %s", ir_shape_str(x, s0, 96),
+                                  ir_shape_str(n, s1, 96));
+        }
+        n->dtype = x->dtype;
+        break;
+    }
+    case IR_OP_PATCHIFY: {
+        int64_t p = n->attrs.patch;
+        if (x->ndim != 4 || p <= 0 || x->shape[2] % p || x->shape[3] % p)
+            return node_error(g, n, "input %s is not [B,C,H,W] with H and W divisible by %lld",
+                              ir_shape_str(x, s0, 96), (long long)p);
+        n->ndim = 3;
+        n->shape[0] = x->shape[0];
+        n->shape[1] = (x->shape[2] / p) * (x->shape[3] / p);
+        n->shape[2] = x->shape[1] * p * p;
+        n->dtype = x->dtype;
+        break;
+    }
+    case IR_OP_UNPATCHIFY: {
+        int64_t p = n->attrs.patch;
+        if (n->ndim != 4 || p <= 0 || n->shape[2] % p || n->shape[3] % p || x->ndim != 3 ||
+            x->shape[0] != n->shape[0] || x->shape[1] != (n->shape[2] / p) * (n->shape[3] / p) ||
+            x->shape[2] != n->shape[1] * p * p)
+            return node_error(g, n, "cannot unpatchify %s into %s", ir_shape_str(x, s0, 96),
+                              ir_shape_str(n, s1, 96));
+        n->dtype = x->dtype;
+        break;
+    }
+    case IR_OP_MATMUL: {
+        const ir_node *a = in[0], *b = in[1];
+        if (a->ndim < 2 || b->ndim < 2) return node_error(g, n, "operands need 2 or more dims");
+        int64_t m = a->shape[a->ndim - (n->attrs.trans_a ? 1 : 2)];
+        int64_t ka = a->shape[a->ndim - (n->attrs.trans_a ? 2 : 1)];
+        int64_t kb = b->shape[b->ndim - (n->attrs.trans_b ? 1 : 2)];
+        int64_t nn = b->shape[b->ndim - (n->attrs.trans_b ? 2 : 1)];
+        if (ka != kb)
+            return node_error(g, n, "inner dimensions differ: %s%s times %s%s",
+                              ir_shape_str(a, s0, 96), n->attrs.trans_a ? "^T" : "",
+                              ir_shape_str(b, s1, 96), n->attrs.trans_b ? "^T" : "");
+        ir_node ba = *a, bb = *b;
+        ba.ndim -= 2;
+        bb.ndim -= 2;
+        if (broadcast_shapes(&ba, &bb, &n->ndim, n->shape))
+            return node_error(g, n, "batch dims of %s and %s do not broadcast",
+                              ir_shape_str(a, s0, 96), ir_shape_str(b, s1, 96));
+        n->shape[n->ndim++] = m;
+        n->shape[n->ndim++] = nn;
+        if (n->ndim > IR_MAX_DIMS) return node_error(g, n, "too many dims");
+        n->dtype = a->dtype;
+        break;
+    }
+    case IR_OP_REDUCE_MEAN:
+        if (n->attrs.axis < 0 || n->attrs.axis >= x->ndim)
+            return node_error(g, n, "axis %lld out of range", (long long)n->attrs.axis);
+        n->ndim = x->ndim;
+        memcpy(n->shape, x->shape, sizeof n->shape);
+        n->shape[n->attrs.axis] = 1;
+        n->dtype = x->dtype;
+        break;
+    case IR_OP_LAYER_NORM:
+    case IR_OP_LAYER_NORM_DX: {
+        const ir_node *data = n->op == IR_OP_LAYER_NORM ? in[0] : in[1];
+        const ir_node *gamma = n->op == IR_OP_LAYER_NORM ? in[1] : in[2];
+        int64_t c = data->shape[data->ndim - 1];
+        if (gamma->ndim != 1 || gamma->shape[0] != c ||
+            (n->op == IR_OP_LAYER_NORM && (in[2]->ndim != 1 || in[2]->shape[0] != c)) ||
+            (n->op == IR_OP_LAYER_NORM_DX && !ir_same_shape(in[0], in[1])))
+            return node_error(g, n, "scale/shift must be [%lld] for input %s", (long long)c,
+                              ir_shape_str(data, s0, 96));
+        n->ndim = data->ndim;
+        memcpy(n->shape, data->shape, sizeof n->shape);
+        n->dtype = data->dtype;
+        break;
+    }
+    case IR_OP_LAYER_NORM_DGAMMA:
+    case IR_OP_SOFTMAX_GRAD:
+        if (!ir_same_shape(in[0], in[1]))
+            return node_error(g, n, "shapes %s and %s differ", ir_shape_str(in[0], s0, 96),
+                              ir_shape_str(in[1], s1, 96));
+        if (n->op == IR_OP_LAYER_NORM_DGAMMA) {
+            n->ndim = 1;
+            n->shape[0] = x->shape[x->ndim - 1];
+        } else {
+            n->ndim = x->ndim;
+            memcpy(n->shape, x->shape, sizeof n->shape);
+        }
+        n->dtype = in[1]->dtype;
+        break;
+    case IR_OP_CROSS_ENTROPY:
+    case IR_OP_CROSS_ENTROPY_GRAD: {
+        const ir_node *logits = in[n->op == IR_OP_CROSS_ENTROPY ? 0 : 1];
+        const ir_node *labels = in[n->op == IR_OP_CROSS_ENTROPY ? 1 : 2];
+        if (logits->ndim != 2 || labels->ndim != 1 || labels->shape[0] != logits->shape[0] ||
+            ir_dtype_is_float(labels->dtype))
+            return node_error(g, n, "needs logits [B,K] and integer labels [B], got %s and %s",
+                              ir_shape_str(logits, s0, 96), ir_shape_str(labels, s1, 96));
+        if (n->op == IR_OP_CROSS_ENTROPY) {
+            n->ndim = 1;
+            n->shape[0] = 1;
+            n->dtype = IR_F32;
+        } else {
+            n->ndim = 2;
+            memcpy(n->shape, logits->shape, sizeof n->shape);
+            n->dtype = logits->dtype;
+        }
+        break;
+    }
+    case IR_OP_SUM_SQUARES:
+        n->ndim = 1;
+        n->shape[0] = 1;
+        n->dtype = IR_F32;
+        break;
+    case IR_OP_CLIP_COEF:
+        if (ir_numel(in[0]) != 1 || ir_numel(in[1]) != IR_OPT_SLOTS || !ir_dtype_is_float(in[1]->dtype))
+            return node_error(g, n, "needs (sum_squares [1], opt [%d])", IR_OPT_SLOTS);
+        n->ndim = in[1]->ndim;
+        memcpy(n->shape, in[1]->shape, sizeof n->shape);
+        n->dtype = in[1]->dtype;
+        break;
+    case IR_OP_ADAMW:
+        if (x->op != IR_OP_WEIGHT || !ir_same_shape(x, in[1]) || !ir_same_shape(x, in[2]) ||
+            !ir_same_shape(x, in[3]) || in[2]->op != IR_OP_STATE || in[3]->op != IR_OP_STATE ||
+            ir_numel(in[4]) != IR_OPT_SLOTS)
+            return node_error(g, n, "needs (weight, grad, m, v, opt[%d]) of matching shapes",
+                              IR_OPT_SLOTS);
+        n->ndim = x->ndim;
+        memcpy(n->shape, x->shape, sizeof n->shape);
+        n->dtype = x->dtype;
+        break;
+    case IR_OP_COUNT:
+        assert(0);
+    }
+    for (int i = 0; i < n->ndim; i++)
+        if (n->shape[i] <= 0) return node_error(g, n, "dimension %d is %lld", i, (long long)n->shape[i]);
+    return 0;
+}
+
+static int normalize_axis(int64_t *axis, int ndim) {
+    if (*axis < 0) *axis += ndim;
+    return 0;
+}
+
+int ir_add(ir_graph *g, ir_op op, const int *inputs, int ninputs, const ir_attrs *attrs,
+           ir_dtype dtype, int ndim, const int64_t *shape, const char *name, ir_loc loc) {
+    ir_node n = {0};
+    n.op = op;
+    n.dtype = dtype;
+    n.name = ir_arena_strdup(&g->arena, name);
+    n.loc = loc;
+    n.loc.file = loc.file ? ir_arena_strdup(&g->arena, loc.file) : NULL;
+    if (attrs) n.attrs = *attrs;
+    if (ninputs > IR_MAX_INPUTS || ndim > IR_MAX_DIMS || ndim < 0)
+        return node_error(g, &n, "too many inputs or dims");
+    for (int i = 0; i < ninputs; i++) {
+        if (inputs[i] < 0 || inputs[i] >= g->n) return node_error(g, &n, "input %d is undefined", i);
+        n.inputs[i] = inputs[i];
+    }
+    n.ninputs = ninputs;
+    n.ndim = ndim;
+    if (shape) memcpy(n.shape, shape, sizeof(int64_t) * (size_t)ndim);
+    if (ninputs) {
+        int rank = g->nodes[inputs[0]].ndim;
+        if (op == IR_OP_CONCAT || op == IR_OP_SLICE || op == IR_OP_REDUCE_MEAN)
+            normalize_axis(&n.attrs.axis, rank);
+    }
+    if (infer_shape(g, &n)) return -1;
+    if (g->n == g->cap) {
+        g->cap = g->cap ? g->cap * 2 : 256;
+        g->nodes = realloc(g->nodes, sizeof(ir_node) * (size_t)g->cap);
+        if (!g->nodes) abort();
+    }
+    g->nodes[g->n] = n;
+    return g->n++;
+}
+
+int ir_leaf(ir_graph *g, ir_op op, ir_dtype dtype, int ndim, const int64_t *shape,
+            const char *name, ir_loc loc) {
+    return ir_add(g, op, NULL, 0, NULL, dtype, ndim, shape, name, loc);
+}
+
+int ir_unary(ir_graph *g, ir_op op, int x, const ir_attrs *attrs, const char *name, ir_loc loc) {
+    ir_dtype t = x >= 0 && x < g->n ? g->nodes[x].dtype : IR_F32;
+    return ir_add(g, op, &x, 1, attrs, t, 0, NULL, name, loc);
+}
+
+int ir_binary(ir_graph *g, ir_op op, int a, int b, const ir_attrs *attrs, const char *name,
+              ir_loc loc) {
+    int in[2] = {a, b};
+    ir_dtype t = a >= 0 && a < g->n ? g->nodes[a].dtype : IR_F32;
+    return ir_add(g, op, in, 2, attrs, t, 0, NULL, name, loc);
+}
+
+int ir_reshape(ir_graph *g, int x, int ndim, const int64_t *shape, const char *name, ir_loc loc) {
+    ir_dtype t = x >= 0 && x < g->n ? g->nodes[x].dtype : IR_F32;
+    return ir_add(g, IR_OP_RESHAPE, &x, 1, NULL, t, ndim, shape, name, loc);
+}
+
+int ir_copy_node(ir_graph *g, const ir_graph *from, int src, const int *map) {
+    const ir_node *s = &from->nodes[src];
+    int in[IR_MAX_INPUTS];
+    for (int i = 0; i < s->ninputs; i++) in[i] = map ? map[s->inputs[i]] : s->inputs[i];
+    int id = ir_add(g, s->op, in, s->ninputs, &s->attrs, s->dtype, s->ndim, s->shape, s->name, s->loc);
+    if (id >= 0) {
+        g->nodes[id].flags = s->flags;
+        if (s->data) {
+            size_t bytes = sizeof(float) * (size_t)ir_numel(s);
+            float *copy = ir_arena_alloc(&g->arena, bytes);
+            memcpy(copy, s->data, bytes);
+            g->nodes[id].data = copy;
+        }
+    }
+    return id;
+}
+
+void ir_node_set_output(ir_graph *g, int node, const char *name) {
+    assert(node >= 0 && node < g->n);
+    g->nodes[node].flags |= IR_NODE_OUTPUT;
+    if (name) g->nodes[node].name = ir_arena_strdup(&g->arena, name);
+}
+
+int ir_find(const ir_graph *g, const char *name) {
+    for (int i = 0; i < g->n; i++) {
+        const ir_node *n = &g->nodes[i];
+        if (n->name && (n->flags & IR_NODE_OUTPUT || ir_op_flags(n->op) & IR_OPF_LEAF) &&
+            strcmp(n->name, name) == 0)
+            return i;
+    }
+    return -1;
+}
+
+int64_t ir_count_params(const ir_graph *g) {
+    int64_t k = 0;
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].op == IR_OP_WEIGHT && g->nodes[i].flags & IR_NODE_TRAINABLE)
+            k += ir_numel(&g->nodes[i]);
+    return k;
+}
+
+/* ---- verifier --------------------------------------------------------------------------- */
+
+int ir_verify(ir_graph *g) {
+    int seen_effect = 0;
+    for (int i = 0; i < g->n; i++) {
+        ir_node copy = g->nodes[i];
+        for (int k = 0; k < copy.ninputs; k++)
+            if (copy.inputs[k] < 0 || copy.inputs[k] >= i)
+                return node_error(g, &copy, "input %d (%%%d) is not defined before node %%%d", k,
+                                  copy.inputs[k], i);
+        if (ir_op_flags(copy.op) & IR_OPF_EFFECT)
+            seen_effect = 1;
+        else if (seen_effect)
+            return node_error(g, &copy, "computed after an optimizer update (%%%d)", i);
+        /* re-run the shape rule and compare */
+        ir_node check = copy;
+        if (infer_shape(g, &check)) return -1;
+        if (!ir_same_shape(&check, &copy) || check.dtype != copy.dtype)
+            return node_error(g, &copy, "shape or dtype disagrees with its op's rule");
+        if (copy.name && (copy.flags & IR_NODE_OUTPUT || ir_op_flags(copy.op) & IR_OPF_LEAF)) {
+            int other = ir_find(g, copy.name);
+            if (other != i) return node_error(g, &copy, "name also used by node %%%d", other);
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,200 @@
+/* ir.h: the one central data structure of deitc, and everything that works on it directly.
+ *
+ * A graph is an array of nodes in topological order (a node's inputs have smaller indices),
+ * allocated from one arena per graph. Every node has an op (ops.def), a dtype, a static shape
+ * (batch included), inputs by node index, typed attributes, a name and the source location it
+ * came from. Weights, runtime inputs, optimizer state and outputs are explicit.
+ *
+ * Sections follow the files that implement them:
+ *   ir.c      arena, graph, builders, shape rules, verifier, lookups
+ *   print.c   the text form (`deitc dump`)
+ *   interp.c  the CPU reference interpreter: the semantics of every op
+ */
+#ifndef DEITC_IR_H
+#define DEITC_IR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- op table --------------------------------------------------------------------------- */
+
+enum {
+    IR_OPF_LEAF = 1,        /* no inputs; value bound from outside or constant */
+    IR_OPF_ELEMENTWISE = 2, /* out[i] depends on inputs at the broadcast index i only */
+    IR_OPF_EFFECT = 4,      /* writes its inputs in place (optimizer); scheduled last */
+};
+
+typedef enum {
+#define X(name, text, nin, flags) IR_OP_##name,
+#include "ops.def"
+#undef X
+    IR_OP_COUNT
+} ir_op;
+
+const char *ir_op_name(ir_op op);   /* "matmul" */
+int ir_op_arity(ir_op op);          /* -1: variadic (one or more) */
+unsigned ir_op_flags(ir_op op);
+int ir_op_from_name(const char *s); /* -1 when unknown */
+
+/* ---- types ------------------------------------------------------------------------------ */
+
+/* ORDER: the dtype names table in ir.c */
+typedef enum { IR_F32, IR_F16, IR_BF16, IR_I32, IR_I64, IR_DTYPE_COUNT } ir_dtype;
+
+const char *ir_dtype_name(ir_dtype t); /* "f32" */
+size_t ir_dtype_size(ir_dtype t);
+int ir_dtype_is_float(ir_dtype t);
+
+#define IR_MAX_DIMS 6
+#define IR_MAX_INPUTS 8
+
+typedef struct {
+    const char *file; /* arena string; NULL when unknown */
+    int line, col;    /* 1-based; 0 when unknown */
+} ir_loc;
+
+/* Slots of the optimizer's runtime input "opt" (f32 [IR_OPT_SLOTS]), filled by the host each
+ * step so that schedules and loss scaling need no recompilation. ORDER: matches runtime. */
+enum {
+    IR_OPT_LR = 0,         /* learning rate of this step */
+    IR_OPT_WEIGHT_DECAY,   /* decoupled weight decay (applied where attrs.decay) */
+    IR_OPT_BIAS_CORR1,     /* 1 - beta1^t */
+    IR_OPT_BIAS_CORR2,     /* 1 - beta2^t */
+    IR_OPT_GRAD_SCALE,     /* gradients are multiplied by this (clipping, loss-scale undo) */
+    IR_OPT_SLOTS
+};
+
+/* How a WEIGHT is initialized when no weights file gives it (timm's DeiT init). */
+typedef enum { IR_INIT_ZEROS, IR_INIT_ONES, IR_INIT_TRUNC_NORMAL } ir_init;
+
+/* Typed attributes; each op reads only the fields its row in ops.def names. */
+typedef struct {
+    int64_t axis;              /* CONCAT, SLICE, PAD, REDUCE_MEAN */
+    int64_t start, end;        /* SLICE, PAD: element range along axis */
+    int64_t perm[IR_MAX_DIMS]; /* PERMUTE */
+    int64_t patch;             /* PATCHIFY, UNPATCHIFY: patch side in pixels */
+    int trans_a, trans_b;      /* MATMUL */
+    int gelu_tanh;             /* GELU, GELU_GRAD: 1 = tanh approximation, 0 = exact erf */
+    int decay;                 /* ADAMW: 1 = apply weight decay to this parameter */
+    double alpha;              /* MATMUL and SCALE multiplier, CONST value */
+    double eps;                /* LAYER_NORM*, ADAMW */
+    double beta1, beta2;       /* ADAMW */
+    double smoothing;          /* CROSS_ENTROPY*: label smoothing */
+    ir_init init;              /* WEIGHT: default initializer (std in init_std) */
+    double init_std;           /* WEIGHT: std of IR_INIT_TRUNC_NORMAL (truncated at 2 std) */
+} ir_attrs;
+
+enum {
+    IR_NODE_TRAINABLE = 1, /* WEIGHT: gets a gradient and an optimizer update */
+    IR_NODE_OUTPUT = 2,    /* value is reported (logits, loss, grad.*) */
+};
+
+typedef struct {
+    ir_op op;
+    ir_dtype dtype;
+    int ndim;
+    int64_t shape[IR_MAX_DIMS];
+    int ninputs;
+    int inputs[IR_MAX_INPUTS]; /* node indices, all smaller than this node's */
+    ir_attrs attrs;
+    unsigned flags;            /* IR_NODE_* */
+    const char *name;          /* arena string, unique among leaves and outputs; may be NULL */
+    ir_loc loc;
+    const float *data;         /* WEIGHT (or CONST tensor) value from the model file, numel f32,
+                                  arena-owned; NULL when the model file carries none */
+} ir_node;
+
+/* Model facts the frontend knows, for `deitc inspect` and the runtime's data checks. */
+typedef struct {
+    const char *model_name;
+    int64_t img_size, patch_size, in_chans, num_classes, embed_dim, depth, num_heads;
+    double mlp_ratio;
+    int64_t batch;
+} ir_model_info;
+
+/* ---- ir.c: arena ------------------------------------------------------------------------ */
+
+typedef struct ir_arena_block ir_arena_block;
+typedef struct {
+    ir_arena_block *head;
+} ir_arena;
+
+void *ir_arena_alloc(ir_arena *a, size_t n); /* zeroed, 16-byte aligned; aborts on OOM */
+char *ir_arena_strdup(ir_arena *a, const char *s);
+char *ir_arena_printf(ir_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ir_arena_free(ir_arena *a);
+
+/* ---- ir.c: graph and builders ----------------------------------------------------------- */
+
+typedef struct {
+    ir_arena arena;
+    ir_node *nodes; /* n nodes in topological order (heap array, grows) */
+    int n, cap;
+    ir_model_info info;
+    char error[512]; /* set by a builder whose shape rule rejects its inputs */
+} ir_graph;
+
+ir_graph *ir_graph_new(void);
+void ir_graph_free(ir_graph *g);
+
+/* Appends a node; computes its shape with the op's shape rule unless the op takes its shape
+ * from the caller (RESHAPE, EXPAND, SUM_TO, UNPATCHIFY, leaves: pass ndim/shape).
+ * Returns the new node's index, or -1 with g->error set ("node NAME (file:line:col): ...").
+ * The builders below are thin wrappers that name the common cases. */
+int ir_add(ir_graph *g, ir_op op, const int *inputs, int ninputs, const ir_attrs *attrs,
+           ir_dtype dtype, int ndim, const int64_t *shape, const char *name, ir_loc loc);
+
+int ir_leaf(ir_graph *g, ir_op op, ir_dtype dtype, int ndim, const int64_t *shape,
+            const char *name, ir_loc loc);
+int ir_unary(ir_graph *g, ir_op op, int x, const ir_attrs *attrs, const char *name, ir_loc loc);
+int ir_binary(ir_graph *g, ir_op op, int a, int b, const ir_attrs *attrs, const char *name,
+              ir_loc loc);
+int ir_reshape(ir_graph *g, int x, int ndim, const int64_t *shape, const char *name, ir_loc loc);
+
+/* Copies node `src` of `from` (inputs remapped through map[]) into g; map[] may be NULL when
+ * indices stay the same. Returns the new index. Used by passes that rebuild a graph. */
+int ir_copy_node(ir_graph *g, const ir_graph *from, int src, const int *map);
+
+void ir_node_set_output(ir_graph *g, int node, const char *name);
+int ir_find(const ir_graph *g, const char *name); /* leaf or output by name; -1 if none */
+int64_t ir_numel(const ir_node *n);
+int ir_same_shape(const ir_node *a, const ir_node *b);
+/* "[4,3,32,32]" into buf */
+const char *ir_shape_str(const ir_node *n, char *buf, size_t size);
+
+/* Shape rules and invariants of every node; 0 if fine, else -1 with g->error set. The
+ * verifier runs after each pass in debug builds. */
+int ir_verify(ir_graph *g);
+
+/* Total element count of trainable weights. */
+int64_t ir_count_params(const ir_graph *g);
+
+/* ---- print.c ---------------------------------------------------------------------------- */
+
+/* One line per node: "%12 = matmul(%10, %11) f32[4,17,192] trans_b name=... @file:3:5" */
+void ir_print(const ir_graph *g, FILE *out);
+
+/* ---- interp.c: the reference interpreter ------------------------------------------------ */
+
+/* Runs a graph on the CPU. Floating values are computed and stored in float32, or float64 when
+ * created with use_f64; integer values are stored as int64. Leaves (INPUT, WEIGHT, STATE) are
+ * bound by copying host data in; STATE starts at zero. ADAMW nodes update their WEIGHT and
+ * STATE inputs in place, so running the graph K times takes K optimizer steps. */
+typedef struct ir_interp ir_interp;
+
+ir_interp *ir_interp_new(const ir_graph *g, int use_f64);
+void ir_interp_free(ir_interp *it);
+/* Binds a leaf from float (f32) or int64 (integer dtypes) host data of the node's numel. */
+void ir_interp_set_f32(ir_interp *it, int node, const float *data);
+void ir_interp_set_f64(ir_interp *it, int node, const double *data);
+void ir_interp_set_i64(ir_interp *it, int node, const int64_t *data);
+/* Runs every node in order; 0 on success, -1 with a message in ir_interp_error. */
+int ir_interp_run(ir_interp *it);
+const char *ir_interp_error(const ir_interp *it);
+/* Reads a node's value (after a run, or a leaf's bound value) as float32/float64/int64. */
+void ir_interp_get_f32(const ir_interp *it, int node, float *out);
+void ir_interp_get_f64(const ir_interp *it, int node, double *out);
+void ir_interp_get_i64(const ir_interp *it, int node, int64_t *out);
+
+#endif

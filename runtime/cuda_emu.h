@@ -1,0 +1,630 @@
+/* cuda_emu.h: runs the CUDA C of a generated kernels.cu on the CPU (the `emu` target).
+ *
+ * Compile kernels.cu with the host C++ compiler: `g++ -std=c++17 -O2 -DDEITC_EMU -I runtime`
+ * (no -ffast-math: fp16 emulation and inf/nan handling rely on IEEE floats). Header only: no
+ * object file to link, pthreads for the optional second OS thread (link -pthread).
+ *
+ * What is emulated: the qualifiers (__global__, __device__, __forceinline__, __shared__,
+ * __launch_bounds__, __align__); dim3/uint3, float2/float4/int2/int4/uint2/uint4 + make_*;
+ * threadIdx/blockIdx/blockDim/gridDim (per fiber); __syncthreads, __syncwarp, warp shuffles
+ * (__shfl_sync/_xor/_down/_up with width, full mask only) and __ballot/__any/__all_sync with
+ * real semantics over the 32 lanes; atomics (atomicAdd on float/double/int/unsigned/ull,
+ * atomicMax/Min/Exch/CAS); the CUDA math names (expf, __expf, erff, tanhf, rsqrtf, ...);
+ * bit casts (__float_as_int ...); __half/__nv_bfloat16 storage types with bit-exact
+ * round-to-nearest-even conversions (subnormals, inf, nan -> canonical 0x7fff).
+ * Never write `extern __shared__`: use the prelude's DC_DYNAMIC_SHARED(T, name).
+ *
+ * How to launch (from C++ host code in the same translation unit as the kernels):
+ *
+ *     EMU_LAUNCH(softmax_rows, dim3(rows), dim3(128), dyn_shared_bytes, true, y, x, cols);
+ *     // = emu_launch("softmax_rows", softmax_rows, grid, block, dyn_shared_bytes,
+ *     //              needs_fibers, args...)
+ *
+ * needs_fibers: pass true when the kernel (or a helper it calls) uses __syncthreads, a warp
+ * shuffle/vote or __syncwarp; its threads then run as cooperative fibers. Pass false for
+ * barrier-free kernels: each block's threads run as a plain loop (much faster). A barrier met
+ * without fibers, a thread that exits while others wait at a barrier (deadlock), a shuffle in
+ * a partial warp or with a mask other than 0xffffffff: each aborts with a message naming the
+ * kernel, the block and the thread. Launches are synchronous.
+ *
+ * Blocks run one after another; emu_set_threads(n) or DEITC_EMU_THREADS=n spreads them over n
+ * OS threads (default 1: deterministic order of float atomics). __shared__ is `static
+ * thread_local`: one copy per OS thread, owned by the block that thread runs.
+ *
+ * Fibers switch with a 14-instruction x86-64 stack swap (elsewhere, or with -DEMU_USE_UCONTEXT,
+ * ucontext). Under AddressSanitizer every switch is annotated (__sanitizer_*_switch_fiber),
+ * so out-of-bounds accesses in kernels are reported as in any host code.
+ */
+#ifndef DEITC_CUDA_EMU_H
+#define DEITC_CUDA_EMU_H
+
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EMU_ASAN 1
+#endif
+#endif
+#ifdef EMU_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+#if !defined(__x86_64__) && !defined(EMU_USE_UCONTEXT)
+#define EMU_USE_UCONTEXT 1
+#endif
+#ifdef EMU_USE_UCONTEXT
+#include <ucontext.h>
+#endif
+
+/* ---- qualifiers and built-in types ------------------------------------------------------ */
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline __attribute__((always_inline))
+#define __noinline__ __attribute__((noinline))
+#define __shared__ static thread_local
+#define __constant__ static
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+
+struct uint3 { unsigned x, y, z; };
+struct dim3 {
+    unsigned x, y, z;
+    constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+    constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}
+};
+struct __align__(8) float2 { float x, y; };
+struct __align__(16) float4 { float x, y, z, w; };
+struct __align__(8) int2 { int x, y; };
+struct __align__(16) int4 { int x, y, z, w; };
+struct __align__(8) uint2 { unsigned x, y; };
+struct __align__(16) uint4 { unsigned x, y, z, w; };
+static inline float2 make_float2(float x, float y) { return {x, y}; }
+static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+static inline int2 make_int2(int x, int y) { return {x, y}; }
+static inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
+static inline uint2 make_uint2(unsigned x, unsigned y) { return {x, y}; }
+static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
+
+/* Per-fiber built-ins: the scheduler sets them before it resumes a thread. */
+inline thread_local uint3 threadIdx;
+inline thread_local uint3 blockIdx;
+inline thread_local dim3 blockDim;
+inline thread_local dim3 gridDim;
+constexpr int warpSize = 32;
+
+/* ---- math and bit casts ----------------------------------------------------------------- */
+
+/* glibc declares __expf & co itself (they are expf & co): macros, not functions */
+#define __expf(x) expf(x)
+#define __logf(x) logf(x)
+#define __sinf(x) sinf(x)
+#define __cosf(x) cosf(x)
+#define __tanhf(x) tanhf(x)
+#define __powf(x, y) powf(x, y)
+static inline float __fdividef(float a, float b) { return a / b; }
+static inline float __frcp_rn(float x) { return 1.0f / x; }
+static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+static inline float __frsqrt_rn(float x) { return 1.0f / sqrtf(x); }
+static inline float __fsqrt_rn(float x) { return sqrtf(x); }
+static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __saturatef(float x) { return x < 0.f ? 0.f : (x > 1.f ? 1.f : x); }
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
+static inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+static inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+static inline long long min(long long a, long long b) { return a < b ? a : b; }
+static inline long long max(long long a, long long b) { return a > b ? a : b; }
+static inline float min(float a, float b) { return fminf(a, b); }
+static inline float max(float a, float b) { return fmaxf(a, b); }
+static inline int __float_as_int(float f) { int i; memcpy(&i, &f, 4); return i; }
+static inline unsigned __float_as_uint(float f) { unsigned i; memcpy(&i, &f, 4); return i; }
+static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
+static inline float __uint_as_float(unsigned i) { float f; memcpy(&f, &i, 4); return f; }
+static inline int __popc(unsigned x) { return __builtin_popcount(x); }
+static inline int __clz(int x) { return x ? __builtin_clz((unsigned)x) : 32; }
+static inline int __ffs(int x) { return __builtin_ffs(x); }
+template <typename T> static inline T __ldg(const T *p) { return *p; }
+static inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+static inline void __threadfence_block() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
+/* ---- fp16 / bf16: storage types, bit-exact round-to-nearest-even conversions ------------- */
+
+struct __align__(2) __half { unsigned short x; };
+struct __align__(2) __nv_bfloat16 { unsigned short x; };
+
+static inline unsigned short emu_f32_to_f16_bits(float f) {
+    uint32_t u = (uint32_t)__float_as_uint(f);
+    unsigned short sign = (unsigned short)((u >> 16) & 0x8000u);
+    u &= 0x7fffffffu;
+    if (u > 0x7f800000u) return 0x7fff;                 /* nan: canonical, as cvt.rn.f16.f32 */
+    if (u >= 0x477ff000u) return sign | 0x7c00;         /* >= 65520 rounds to inf */
+    if (u >= 0x38800000u) {                             /* normal half: >= 2^-14 */
+        uint32_t r = u + 0xfffu + ((u >> 13) & 1u);     /* round the 13 dropped bits, ties even */
+        return (unsigned short)(sign | ((r >> 13) - (112u << 10)));
+    }
+    int shift = 126 - (int)(u >> 23);                   /* subnormal half: units of 2^-24 */
+    if (shift > 24) return sign;                        /* < 2^-25: rounds to zero */
+    uint32_t m = (u & 0x7fffffu) | 0x800000u, q = m >> shift;
+    uint32_t rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (q & 1u))) q++;
+    return (unsigned short)(sign | q);
+}
+static inline float emu_f16_bits_to_f32(unsigned short h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    if (e == 0x1f) return __uint_as_float(sign | 0x7f800000u | (m << 13));
+    if (e == 0) {
+        if (m == 0) return __uint_as_float(sign);
+        e = 113;
+        while (!(m & 0x400u)) { m <<= 1; e--; }
+        return __uint_as_float(sign | (e << 23) | ((m & 0x3ffu) << 13));
+    }
+    return __uint_as_float(sign | ((e + 112u) << 23) | (m << 13));
+}
+static inline unsigned short emu_f32_to_bf16_bits(float f) {
+    uint32_t u = (uint32_t)__float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fff;
+    return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+static inline __half __float2half_rn(float f) { return {emu_f32_to_f16_bits(f)}; }
+static inline __half __float2half(float f) { return __float2half_rn(f); }
+static inline float __half2float(__half h) { return emu_f16_bits_to_f32(h.x); }
+static inline __nv_bfloat16 __float2bfloat16_rn(float f) { return {emu_f32_to_bf16_bits(f)}; }
+static inline __nv_bfloat16 __float2bfloat16(float f) { return __float2bfloat16_rn(f); }
+static inline float __bfloat162float(__nv_bfloat16 b) { return __uint_as_float((uint32_t)b.x << 16); }
+
+/* ---- atomics (real ones: blocks may run on several OS threads) -------------------------- */
+
+template <typename T> static inline T emu_atomic_update(T *p, T v, int op) {
+    T old, nw;
+    __atomic_load(p, &old, __ATOMIC_RELAXED);
+    do {
+        nw = op == 0 ? old + v : op == 1 ? (v > old ? v : old) : (v < old ? v : old);
+    } while (!__atomic_compare_exchange(p, &old, &nw, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return old;
+}
+static inline float atomicAdd(float *p, float v) { return emu_atomic_update(p, v, 0); }
+static inline double atomicAdd(double *p, double v) { return emu_atomic_update(p, v, 0); }
+static inline int atomicAdd(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+static inline unsigned atomicAdd(unsigned *p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+static inline unsigned long long atomicAdd(unsigned long long *p, unsigned long long v) {
+    return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+}
+static inline int atomicMax(int *p, int v) { return emu_atomic_update(p, v, 1); }
+static inline int atomicMin(int *p, int v) { return emu_atomic_update(p, v, 2); }
+static inline unsigned atomicMax(unsigned *p, unsigned v) { return emu_atomic_update(p, v, 1); }
+static inline unsigned atomicMin(unsigned *p, unsigned v) { return emu_atomic_update(p, v, 2); }
+template <typename T> static inline T atomicExch(T *p, T v) {
+    T old;
+    __atomic_exchange(p, &v, &old, __ATOMIC_RELAXED);
+    return old;
+}
+template <typename T> static inline T atomicCAS(T *p, T cmp, T v) {
+    __atomic_compare_exchange(p, &cmp, &v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    return cmp; /* the old value either way */
+}
+
+/* ---- fibers: a context switch ------------------------------------------------------------ */
+
+namespace emu {
+
+#ifdef EMU_USE_UCONTEXT
+typedef ucontext_t Ctx;
+static inline void ctx_swap(Ctx *from, Ctx *to) { swapcontext(from, to); }
+static inline void ctx_make(Ctx *c, char *stack, size_t size, void (*fn)()) {
+    getcontext(c);
+    c->uc_stack.ss_sp = stack;
+    c->uc_stack.ss_size = size;
+    c->uc_link = nullptr;
+    makecontext(c, fn, 0);
+}
+#else
+struct Ctx { void *sp; };
+extern "C" void emu_ctx_swap_x64(void **save_sp, void *load_sp);
+extern "C" void emu_fiber_start_x64();
+/* Saves the callee-saved registers on the current stack, stores rsp, loads the other stack
+ * and pops its registers; a fresh stack "returns" into emu_fiber_start_x64, which calls r13. */
+asm(R"(
+    .pushsection .text
+    .weak emu_ctx_swap_x64
+    .type emu_ctx_swap_x64, @function
+emu_ctx_swap_x64:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size emu_ctx_swap_x64, .-emu_ctx_swap_x64
+    .weak emu_fiber_start_x64
+    .type emu_fiber_start_x64, @function
+emu_fiber_start_x64:
+    callq *%r13
+    ud2
+    .size emu_fiber_start_x64, .-emu_fiber_start_x64
+    .popsection
+)");
+static inline void ctx_swap(Ctx *from, Ctx *to) { emu_ctx_swap_x64(&from->sp, to->sp); }
+static inline void ctx_make(Ctx *c, char *stack, size_t size, void (*fn)()) {
+    void **sp = (void **)(stack + size) - 9; /* after the 7 pops, rsp is 16-byte aligned */
+    memset(sp, 0, 9 * sizeof(void *));
+    sp[2] = (void *)fn;                      /* r13 */
+    sp[6] = (void *)emu_fiber_start_x64;     /* return address */
+    c->sp = sp;
+}
+#endif
+
+/* ---- the scheduler ----------------------------------------------------------------------- */
+
+enum { RUNNABLE, WAIT_BLOCK, WAIT_WARP, DONE };
+#ifdef EMU_ASAN
+constexpr size_t STACK_BYTES = 256 << 10;
+#else
+constexpr size_t STACK_BYTES = 64 << 10;
+#endif
+constexpr size_t GUARD_BYTES = 4096;
+
+struct Launch {
+    const char *name;
+    dim3 grid, block;
+    size_t dyn_bytes;
+    bool fibers;
+    void (*call)(void *);   /* runs the kernel body once for the current thread */
+    void *ctx;
+    long nblocks, next;     /* next: the block to take (atomic) */
+};
+
+struct Fiber {
+    Ctx ctx;
+    void *asan_fake;
+    int state;
+    uint3 tid;
+    unsigned lane, warp, seq; /* seq: warp operations done (selects the exchange buffer) */
+};
+
+/* One per OS thread (thread_local, zero-initialized, so no constructor runs). */
+struct Worker {
+    Fiber *fibers;
+    char *stacks;             /* cap stacks of GUARD_BYTES + STACK_BYTES, guard at the bottom */
+    int cap;
+    Ctx sched;
+    void *sched_fake;
+    const void *sched_bottom;
+    size_t sched_size;
+    const Launch *L;
+    Fiber *cur;               /* the running fiber; null in a plain-loop block */
+    int nthreads, n_wait_block, n_done;
+    int warp_arrived[32];
+    unsigned long long xchg[32][2][32]; /* [warp][seq & 1][lane]: values of warp operations */
+    unsigned char *dyn_smem;
+    unsigned long long switches;
+};
+inline thread_local Worker tls_worker;
+
+[[noreturn]] __attribute__((format(printf, 1, 2))) static inline void fatal(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("emu: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    abort();
+}
+
+static inline void asan_start(void **fake, const void *bottom, size_t size) {
+#ifdef EMU_ASAN
+    __sanitizer_start_switch_fiber(fake, bottom, size);
+#else
+    (void)fake, (void)bottom, (void)size;
+#endif
+}
+static inline void asan_finish(void *fake, const void **bottom_old, size_t *size_old) {
+#ifdef EMU_ASAN
+    __sanitizer_finish_switch_fiber(fake, bottom_old, size_old);
+#else
+    (void)fake, (void)bottom_old, (void)size_old;
+#endif
+}
+static inline char *stack_of(Worker *w, int i) {
+    return w->stacks + (size_t)i * (GUARD_BYTES + STACK_BYTES) + GUARD_BYTES;
+}
+
+/* The running fiber gives control back to the scheduler. */
+static inline void yield(Worker *w, Fiber *f) {
+    w->switches++;
+    asan_start(&f->asan_fake, w->sched_bottom, w->sched_size);
+    ctx_swap(&f->ctx, &w->sched);
+    asan_finish(f->asan_fake, nullptr, nullptr);
+}
+
+static void fiber_main() {
+    Worker *w = &tls_worker;
+    asan_finish(nullptr, &w->sched_bottom, &w->sched_size);
+    w->L->call(w->L->ctx);
+    Fiber *f = w->cur;
+    f->state = DONE;
+    w->n_done++;
+    w->switches++;
+    asan_start(nullptr, w->sched_bottom, w->sched_size); /* this fiber is finished for good */
+    ctx_swap(&f->ctx, &w->sched);
+    fatal("a finished fiber was resumed");
+}
+
+static inline void stacks_reserve(Worker *w, int n) {
+    if (n <= w->cap) return;
+    if (w->stacks) munmap(w->stacks, (size_t)w->cap * (GUARD_BYTES + STACK_BYTES));
+    free(w->fibers);
+    size_t bytes = (size_t)n * (GUARD_BYTES + STACK_BYTES);
+    void *p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) fatal("cannot map %zu bytes of fiber stacks", bytes);
+    w->stacks = (char *)p;
+    for (int i = 0; i < n; i++) mprotect(stack_of(w, i) - GUARD_BYTES, GUARD_BYTES, PROT_NONE);
+    w->fibers = (Fiber *)calloc((size_t)n, sizeof(Fiber));
+    if (!w->fibers) fatal("out of memory");
+    w->cap = n;
+}
+
+static inline void worker_release(Worker *w) {
+    if (w->stacks) munmap(w->stacks, (size_t)w->cap * (GUARD_BYTES + STACK_BYTES));
+    free(w->fibers);
+    w->stacks = nullptr, w->fibers = nullptr, w->cap = 0;
+}
+
+static inline const char *thread_str(char *buf, uint3 t) {
+    snprintf(buf, 48, "(%u,%u,%u)", t.x, t.y, t.z);
+    return buf;
+}
+
+[[noreturn]] static inline void deadlock(Worker *w) {
+    int n[4] = {0, 0, 0, 0}, first[4] = {-1, -1, -1, -1};
+    for (int i = 0; i < w->nthreads; i++) {
+        int s = w->fibers[i].state;
+        if (first[s] < 0) first[s] = i;
+        n[s]++;
+    }
+    char b0[48], b1[48], b2[48];
+    fatal("deadlock in kernel '%s', block (%u,%u,%u) of %d threads: %d exited (first: thread %s), "
+          "%d wait at __syncthreads (first: %s), %d wait at a warp operation (first: %s); every "
+          "thread of the block must reach each __syncthreads, and all 32 lanes each warp operation",
+          w->L->name, blockIdx.x, blockIdx.y, blockIdx.z, w->nthreads, n[DONE],
+          first[DONE] < 0 ? "-" : thread_str(b0, w->fibers[first[DONE]].tid), n[WAIT_BLOCK],
+          first[WAIT_BLOCK] < 0 ? "-" : thread_str(b1, w->fibers[first[WAIT_BLOCK]].tid), n[WAIT_WARP],
+          first[WAIT_WARP] < 0 ? "-" : thread_str(b2, w->fibers[first[WAIT_WARP]].tid));
+}
+
+/* Runs one block as fibers: round-robin passes over the runnable threads until all exit. */
+static inline void run_block_fibers(Worker *w) {
+    const dim3 b = w->L->block;
+    int n = w->nthreads;
+    for (int i = 0; i < n; i++) {
+        Fiber *f = &w->fibers[i];
+        f->state = RUNNABLE;
+        f->tid = {i % b.x, (i / b.x) % b.y, i / (b.x * b.y)};
+        f->lane = (unsigned)i % 32, f->warp = (unsigned)i / 32, f->seq = 0;
+        f->asan_fake = nullptr;
+#ifdef EMU_ASAN
+        __asan_unpoison_memory_region(stack_of(w, i), STACK_BYTES);
+#endif
+        ctx_make(&f->ctx, stack_of(w, i), STACK_BYTES, fiber_main);
+    }
+    w->n_done = 0, w->n_wait_block = 0;
+    memset(w->warp_arrived, 0, sizeof w->warp_arrived);
+    while (w->n_done < n) {
+        bool ran = false;
+        for (int i = 0; i < n; i++) {
+            Fiber *f = &w->fibers[i];
+            if (f->state != RUNNABLE) continue;
+            ran = true;
+            w->cur = f;
+            threadIdx = f->tid;
+            w->switches++;
+            asan_start(&w->sched_fake, stack_of(w, i), STACK_BYTES);
+            ctx_swap(&w->sched, &f->ctx);
+            asan_finish(w->sched_fake, nullptr, nullptr);
+        }
+        if (!ran) deadlock(w);
+    }
+    w->cur = nullptr;
+}
+
+static inline void run_blocks(const Launch *Lc) {
+    Launch *L = const_cast<Launch *>(Lc);
+    Worker *w = &tls_worker;
+    w->L = L;
+    w->nthreads = (int)(L->block.x * L->block.y * L->block.z);
+    w->cur = nullptr;
+    blockDim = L->block, gridDim = L->grid;
+    if (L->fibers) stacks_reserve(w, w->nthreads);
+    w->dyn_smem = L->dyn_bytes ? (unsigned char *)malloc(L->dyn_bytes) : nullptr;
+    if (L->dyn_bytes && !w->dyn_smem) fatal("out of memory for dynamic shared memory");
+    for (;;) {
+        long bi = __atomic_fetch_add(&L->next, 1, __ATOMIC_RELAXED);
+        if (bi >= L->nblocks) break;
+        blockIdx = {(unsigned)(bi % L->grid.x), (unsigned)(bi / L->grid.x % L->grid.y),
+                    (unsigned)(bi / ((long)L->grid.x * L->grid.y))};
+        if (L->fibers) {
+            run_block_fibers(w);
+            continue;
+        }
+        for (unsigned z = 0; z < L->block.z; z++)
+            for (unsigned y = 0; y < L->block.y; y++)
+                for (unsigned x = 0; x < L->block.x; x++) {
+                    threadIdx = {x, y, z};
+                    L->call(L->ctx);
+                }
+    }
+    free(w->dyn_smem);
+    w->dyn_smem = nullptr;
+    w->L = nullptr;
+}
+
+static inline void *helper_thread(void *L) {
+    run_blocks((const Launch *)L);
+    worker_release(&tls_worker);
+    return nullptr;
+}
+
+inline int n_os_threads = 0; /* 0: not yet read from DEITC_EMU_THREADS */
+
+static inline void launch(Launch *L) {
+    long nt = (long)L->block.x * L->block.y * L->block.z;
+    if (L->block.x == 0 || L->block.y == 0 || L->block.z == 0 || nt > 1024 || L->block.z > 64)
+        fatal("kernel '%s': invalid block (%u,%u,%u)", L->name, L->block.x, L->block.y, L->block.z);
+    if (L->grid.x == 0 || L->grid.y == 0 || L->grid.z == 0 || L->grid.y > 65535 || L->grid.z > 65535)
+        fatal("kernel '%s': invalid grid (%u,%u,%u)", L->name, L->grid.x, L->grid.y, L->grid.z);
+    if (tls_worker.L) fatal("kernel '%s' launched from inside kernel '%s'", L->name, tls_worker.L->name);
+    L->nblocks = (long)L->grid.x * L->grid.y * L->grid.z;
+    L->next = 0;
+    if (n_os_threads == 0) {
+        const char *s = getenv("DEITC_EMU_THREADS");
+        n_os_threads = s && atoi(s) > 0 ? atoi(s) : 1;
+    }
+    int nh = (int)(n_os_threads - 1 < L->nblocks - 1 ? n_os_threads - 1 : L->nblocks - 1);
+    pthread_t th[64];
+    if (nh > 64) nh = 64;
+    for (int i = 0; i < nh; i++)
+        if (pthread_create(&th[i], nullptr, helper_thread, L)) fatal("pthread_create failed");
+    run_blocks(L);
+    for (int i = 0; i < nh; i++) pthread_join(th[i], nullptr);
+}
+
+/* The rendezvous of a warp operation: stores this lane's value, waits for all 32 lanes and
+ * returns the warp's 32 values (valid until this lane's next warp operation). */
+static inline const unsigned long long *warp_gather(unsigned long long v, unsigned mask, const char *op) {
+    Worker *w = &tls_worker;
+    Fiber *f = w->cur;
+    char b[48];
+    if (!f)
+        fatal("kernel '%s' uses %s but was launched with needs_fibers=false",
+              w->L ? w->L->name : "?", op);
+    if (mask != 0xffffffffu)
+        fatal("kernel '%s': %s with mask 0x%x: only full-warp masks are emulated", w->L->name, op, mask);
+    if ((f->warp + 1) * 32 > (unsigned)w->nthreads)
+        fatal("kernel '%s': %s in a partial warp (thread %s, %d threads per block is not a multiple of 32)",
+              w->L->name, op, thread_str(b, f->tid), w->nthreads);
+    unsigned buf = f->seq++ & 1u;
+    w->xchg[f->warp][buf][f->lane] = v;
+    if (++w->warp_arrived[f->warp] == 32) { /* last lane: release the others, go on */
+        w->warp_arrived[f->warp] = 0;
+        for (unsigned l = 0; l < 32; l++) {
+            Fiber *g = &w->fibers[f->warp * 32 + l];
+            if (g->state == WAIT_WARP) g->state = RUNNABLE;
+        }
+    } else {
+        f->state = WAIT_WARP;
+        yield(w, f);
+    }
+    return w->xchg[f->warp][buf];
+}
+
+template <typename T> static inline unsigned long long to_bits(T v) {
+    static_assert(sizeof(T) <= 8, "warp shuffles move at most 8 bytes");
+    unsigned long long u = 0;
+    memcpy(&u, &v, sizeof v);
+    return u;
+}
+template <typename T> static inline T from_bits(unsigned long long u) {
+    T v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+/* kind: 0 indexed, 1 xor, 2 down, 3 up; returns the source lane (own lane when out of range) */
+static inline unsigned shfl_src(unsigned lane, int kind, unsigned arg, int width) {
+    unsigned w = (unsigned)width, base = lane & ~(w - 1), src;
+    switch (kind) {
+    case 0: return base + (arg & (w - 1));
+    case 1: src = lane ^ arg; return src < base + w ? src : lane;
+    case 2: return (lane - base) + arg < w ? lane + arg : lane;
+    default: return lane - base >= arg ? lane - arg : lane;
+    }
+}
+template <typename T> static inline T shfl(unsigned mask, T v, int kind, unsigned arg, int width, const char *op) {
+    if (width < 1 || width > 32 || (width & (width - 1))) fatal("%s: width %d is not a power of two <= 32", op, width);
+    const unsigned long long *vals = warp_gather(to_bits(v), mask, op);
+    return from_bits<T>(vals[shfl_src(tls_worker.cur->lane, kind, arg, width)]);
+}
+
+} /* namespace emu */
+
+/* ---- barriers, warp operations ----------------------------------------------------------- */
+
+static inline void __syncthreads() {
+    emu::Worker *w = &emu::tls_worker;
+    emu::Fiber *f = w->cur;
+    if (!f) emu::fatal("kernel '%s' uses __syncthreads but was launched with needs_fibers=false", w->L ? w->L->name : "?");
+    if (++w->n_wait_block == w->nthreads) { /* last thread: release the others, go on */
+        w->n_wait_block = 0;
+        for (int i = 0; i < w->nthreads; i++)
+            if (w->fibers[i].state == emu::WAIT_BLOCK) w->fibers[i].state = emu::RUNNABLE;
+        return;
+    }
+    f->state = emu::WAIT_BLOCK;
+    emu::yield(w, f);
+}
+static inline void __syncwarp(unsigned mask = 0xffffffffu) { emu::warp_gather(0, mask, "__syncwarp"); }
+template <typename T> static inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
+    return emu::shfl(mask, v, 0, (unsigned)src, width, "__shfl_sync");
+}
+template <typename T> static inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+    return emu::shfl(mask, v, 1, (unsigned)lane_mask, width, "__shfl_xor_sync");
+}
+template <typename T> static inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+    return emu::shfl(mask, v, 2, delta, width, "__shfl_down_sync");
+}
+template <typename T> static inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+    return emu::shfl(mask, v, 3, delta, width, "__shfl_up_sync");
+}
+static inline unsigned __ballot_sync(unsigned mask, int pred) {
+    const unsigned long long *v = emu::warp_gather(pred != 0, mask, "__ballot_sync");
+    unsigned r = 0;
+    for (int l = 0; l < 32; l++) r |= (unsigned)v[l] << l;
+    return r;
+}
+static inline int __any_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) != 0; }
+static inline int __all_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) == 0xffffffffu; }
+
+/* ---- launch API ---------------------------------------------------------------------------- */
+
+/* The dynamic shared memory of the running block (what DC_DYNAMIC_SHARED names). */
+static inline void *emu_dynamic_shared() { return emu::tls_worker.dyn_smem; }
+/* Spread blocks over n OS threads (default: DEITC_EMU_THREADS, else 1). */
+static inline void emu_set_threads(int n) { emu::n_os_threads = n > 0 ? n : 1; }
+/* Context switches done by this OS thread so far (for measurements). */
+static inline unsigned long long emu_switch_count() { return emu::tls_worker.switches; }
+
+template <typename... P, typename... A>
+static inline void emu_launch(const char *name, void (*kernel)(P...), dim3 grid, dim3 block,
+                              size_t dyn_shared_bytes, bool needs_fibers, A... args) {
+    static_assert(sizeof...(P) == sizeof...(A), "emu_launch: wrong number of kernel arguments");
+    auto body = [&]() { kernel(static_cast<P>(args)...); };
+    emu::Launch L = {name, grid, block, dyn_shared_bytes, needs_fibers,
+                     [](void *c) { (*static_cast<decltype(body) *>(c))(); }, &body, 0, 0};
+    emu::launch(&L);
+}
+#define EMU_LAUNCH(kernel, grid, block, dyn_shared_bytes, needs_fibers, ...) \
+    emu_launch(#kernel, kernel, grid, block, dyn_shared_bytes, needs_fibers, __VA_ARGS__)
+
+#endif /* DEITC_CUDA_EMU_H */

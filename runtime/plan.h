@@ -1,0 +1,124 @@
+/* plan.h: the contract between the code generator and the executable's runtime.
+ *
+ * `deitc compile` emits, besides kernels.cu, a C file `plan.c` that defines one constant
+ * `rt_plan` object (the symbol `deitc_plan`): the device arena's size, every named tensor in
+ * it (weights, optimizer state, inputs, outputs) and the ordered list of steps of one training
+ * iteration (kernel launches and matrix products). The runtime executes the list as is: it
+ * allocates the arena once, binds tensors by offset, and replays the steps (on cuda as a CUDA
+ * Graph). Nothing here refers to IR types: the executable carries no compiler.
+ *
+ * Invariants: offsets are 256-byte aligned and inside arena_bytes; steps only reference
+ * tensors/offsets inside the arena; kernel indices are < num_kernels.
+ */
+#ifndef DEITC_RT_PLAN_H
+#define DEITC_RT_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/rt.h"
+
+/* Slots of the INPUT "opt" (f32 [RT_OPT_SLOTS]) the host fills before each step.
+ * ORDER: identical to IR_OPT_* in ir/ir.h. */
+enum {
+    RT_OPT_LR = 0,
+    RT_OPT_WEIGHT_DECAY,
+    RT_OPT_BIAS_CORR1,  /* 1 - beta1^t */
+    RT_OPT_BIAS_CORR2,  /* 1 - beta2^t */
+    RT_OPT_GRAD_SCALE,  /* gradient multiplier (loss-scale undo); 1 normally */
+    RT_OPT_SLOTS
+};
+
+/* What a named tensor in the arena is for. ORDER: the runtime's role names. */
+typedef enum {
+    RT_ROLE_WEIGHT,     /* trained (or frozen) parameter: loaded by --init, written by --save */
+    RT_ROLE_STATE,      /* optimizer state: zeroed at start (checkpointed later) */
+    RT_ROLE_INPUT,      /* filled by the host each step: "images", "labels", "opt" */
+    RT_ROLE_OUTPUT,     /* read by the host after a step: "loss", "logits", "grad.*" */
+} rt_role;
+
+typedef struct {
+    const char *name;         /* timm / initializer name, or "images", "loss", ... */
+    rt_role role;
+    rt_dtype dtype;
+    int ndim;
+    int64_t shape[RT_MAX_DIMS];
+    uint64_t offset;          /* bytes from the arena's start */
+    uint64_t bytes;
+    rt_init init;             /* WEIGHT without --init: how to initialize */
+    float init_std;
+    int decay;                /* WEIGHT: gets weight decay (informational) */
+} rt_plan_tensor;
+
+/* One kernel argument: a pointer into the arena, or a scalar. */
+typedef enum { RT_ARG_PTR, RT_ARG_I64, RT_ARG_F32 } rt_arg_kind;
+typedef struct {
+    rt_arg_kind kind;
+    uint64_t offset;          /* RT_ARG_PTR: arena offset in bytes */
+    int64_t i64;              /* RT_ARG_I64 */
+    float f32;                /* RT_ARG_F32 */
+} rt_arg;
+
+/* C = alpha * op(A) @ op(B) + beta * C, column-major in cuBLAS terms is the generator's
+ * business: the runtime passes these fields to cuBLASLt (cuda) or its CPU GEMM (emu) as is.
+ * Row-major meaning (what the emu implements and the generator emits):
+ *   for each batch b: C_b[M,N] = alpha * opA(A_b)[M,K] @ opB(B_b)[K,N] + beta * C_b
+ *   A_b = A + b*stride_a elements (row-major [M,K], or [K,M] if trans_a), lda its row pitch;
+ *   likewise B with ldb, C with ldc. stride 0 broadcasts an operand over the batch. */
+typedef struct {
+    int trans_a, trans_b;
+    int64_t m, n, k, batch;
+    int64_t lda, ldb, ldc;
+    int64_t stride_a, stride_b, stride_c;   /* elements */
+    float alpha, beta;
+    rt_dtype a_type, b_type, c_type;        /* RT_F32 now; RT_F16/RT_BF16 with mixed precision */
+    uint64_t a, b, c;                       /* arena offsets in bytes */
+} rt_gemm;
+
+typedef enum { RT_STEP_KERNEL, RT_STEP_GEMM, RT_STEP_ZERO } rt_step_kind;
+
+typedef struct {
+    rt_step_kind kind;
+    const char *what;         /* the IR node(s) this step computes, for errors and profiles */
+    /* RT_STEP_KERNEL */
+    int kernel;               /* index into the plan's kernels */
+    unsigned grid[3], block[3];
+    unsigned shared_bytes;    /* dynamic shared memory */
+    int nargs;
+    const rt_arg *args;
+    /* RT_STEP_GEMM */
+    rt_gemm gemm;
+    /* RT_STEP_ZERO: memset(arena + offset, 0, bytes) */
+    uint64_t offset, bytes;
+} rt_plan_step;
+
+/* emu target: the kernels compiled into the executable, called with cuLaunchKernel-style
+ * argument pointers (args[i] points at the i-th argument's value). */
+typedef void (*rt_emu_kernel_fn)(const unsigned grid[3], const unsigned block[3],
+                                 unsigned shared_bytes, void **args);
+
+typedef struct {
+    const char *model_name;
+    int64_t batch, img_size, in_chans, num_classes;
+    const char *precision;          /* "fp32", ... */
+    uint64_t arena_bytes;
+    uint64_t peak_bytes;            /* what the memory planner reported */
+    int num_tensors;
+    const rt_plan_tensor *tensors;
+    int num_steps;
+    const rt_plan_step *steps;
+    int num_kernels;
+    const char *const *kernel_names;
+    /* cuda target: cubin (and PTX for a newer GPU) for kernel_names; NULL on emu */
+    const unsigned char *cubin;
+    size_t cubin_size;
+    const char *ptx;
+    const char *arch;               /* "sm_90" */
+    /* emu target: one function per kernel; NULL on cuda */
+    const rt_emu_kernel_fn *emu_kernels;
+    double beta1, beta2, adam_eps;  /* the optimizer's constants (bias corrections on the host) */
+} rt_plan;
+
+extern const rt_plan deitc_plan;
+
+#endif

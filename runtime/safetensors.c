@@ -1,0 +1,508 @@
+/* safetensors.c: reader and writer for the safetensors format, plus fp16/bf16 conversions.
+ *
+ * Format: 8-byte little-endian header length N, N bytes of JSON
+ *   {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
+ *    "__metadata__": {"k": "v"}}
+ * then the body; offsets are relative to the body. The reader trusts nothing: every length,
+ * offset, shape and dtype is checked against the file before any tensor is handed out.
+ */
+#include "runtime/rt.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const dtype_names[RT_DTYPE_COUNT] = {"F32", "F16", "BF16", "I32", "I64"};
+static const size_t dtype_sizes[RT_DTYPE_COUNT] = {4, 2, 2, 4, 8};
+
+const char *rt_dtype_name(rt_dtype t) { return (unsigned)t < RT_DTYPE_COUNT ? dtype_names[t] : "?"; }
+size_t rt_dtype_size(rt_dtype t) { return dtype_sizes[t]; }
+
+int64_t rt_tensor_numel(const rt_tensor *t) {
+    int64_t k = 1;
+    for (int i = 0; i < t->ndim; i++) k *= t->shape[i];
+    return k;
+}
+
+static int fail(char *err, size_t errsize, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errsize, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errsize, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* ---- a minimal JSON reader for the header ----------------------------------------------- */
+
+typedef struct {
+    const char *s, *end, *begin;
+    char *err;
+    size_t errsize;
+    const char *what;
+} json;
+
+static void skip_ws(json *j) {
+    while (j->s < j->end && (*j->s == ' ' || *j->s == '\n' || *j->s == '\t' || *j->s == '\r')) j->s++;
+}
+
+static int expect(json *j, char c) {
+    skip_ws(j);
+    if (j->s >= j->end || *j->s != c)
+        return fail(j->err, j->errsize, "%s: header JSON: expected '%c' at header byte %ld", j->what,
+                    c, (long)(j->s - j->begin));
+    j->s++;
+    return 0;
+}
+
+/* Parses a JSON string into a malloc'ed C string (escapes \" \\ \/ \uXXXX as '?'). */
+static char *parse_string(json *j) {
+    skip_ws(j);
+    if (j->s >= j->end || *j->s != '"') {
+        fail(j->err, j->errsize, "%s: header JSON: expected a string", j->what);
+        return NULL;
+    }
+    j->s++;
+    size_t cap = 32, n = 0;
+    char *out = malloc(cap);
+    if (!out) abort();
+    while (j->s < j->end && *j->s != '"') {
+        char c = *j->s++;
+        if (c == '\\') {
+            if (j->s >= j->end) break;
+            c = *j->s++;
+            if (c == 'u') {
+                j->s += (j->end - j->s) >= 4 ? 4 : (j->end - j->s);
+                c = '?';
+            } else if (c == 'n') {
+                c = '\n';
+            } else if (c == 't') {
+                c = '\t';
+            }
+        }
+        if (n + 2 > cap) {
+            cap *= 2;
+            out = realloc(out, cap);
+            if (!out) abort();
+        }
+        out[n++] = c;
+    }
+    if (j->s >= j->end) {
+        free(out);
+        fail(j->err, j->errsize, "%s: header JSON: unterminated string", j->what);
+        return NULL;
+    }
+    j->s++;
+    out[n] = 0;
+    return out;
+}
+
+static int parse_uint(json *j, uint64_t *v) {
+    skip_ws(j);
+    if (j->s >= j->end || *j->s < '0' || *j->s > '9')
+        return fail(j->err, j->errsize, "%s: header JSON: expected a non-negative integer", j->what);
+    uint64_t x = 0;
+    while (j->s < j->end && *j->s >= '0' && *j->s <= '9') {
+        if (x > (UINT64_MAX - 9) / 10) return fail(j->err, j->errsize, "%s: header JSON: integer too large", j->what);
+        x = x * 10 + (uint64_t)(*j->s++ - '0');
+    }
+    *v = x;
+    return 0;
+}
+
+/* Skips any JSON value (used for unknown keys and __metadata__). depth bounds recursion. */
+static int skip_value(json *j, int depth) {
+    skip_ws(j);
+    if (j->s >= j->end || depth > 64) return fail(j->err, j->errsize, "%s: header JSON: bad value", j->what);
+    char c = *j->s;
+    if (c == '"') {
+        char *s = parse_string(j);
+        free(s);
+        return s ? 0 : -1;
+    }
+    if (c == '{' || c == '[') {
+        char close = c == '{' ? '}' : ']';
+        j->s++;
+        skip_ws(j);
+        if (j->s < j->end && *j->s == close) {
+            j->s++;
+            return 0;
+        }
+        for (;;) {
+            if (c == '{') {
+                char *k = parse_string(j);
+                if (!k) return -1;
+                free(k);
+                if (expect(j, ':')) return -1;
+            }
+            if (skip_value(j, depth + 1)) return -1;
+            skip_ws(j);
+            if (j->s < j->end && *j->s == ',') {
+                j->s++;
+                continue;
+            }
+            return expect(j, close);
+        }
+    }
+    /* number, true, false, null */
+    const char *start = j->s;
+    while (j->s < j->end && *j->s != ',' && *j->s != '}' && *j->s != ']' && *j->s != ' ' && *j->s != '\n') j->s++;
+    return j->s > start ? 0 : fail(j->err, j->errsize, "%s: header JSON: bad value", j->what);
+}
+
+/* {"dtype": "F32", "shape": [..], "data_offsets": [b, e]} */
+static int parse_entry(json *j, rt_tensor *t, uint64_t off[2]) {
+    int have_dtype = 0, have_shape = 0, have_offsets = 0;
+    if (expect(j, '{')) return -1;
+    for (;;) {
+        char *key = parse_string(j);
+        if (!key) return -1;
+        if (expect(j, ':')) {
+            free(key);
+            return -1;
+        }
+        int rc = 0;
+        if (strcmp(key, "dtype") == 0) {
+            char *d = parse_string(j);
+            if (!d) rc = -1;
+            else {
+                int found = -1;
+                for (int i = 0; i < RT_DTYPE_COUNT; i++)
+                    if (strcmp(d, dtype_names[i]) == 0) found = i;
+                if (found < 0)
+                    rc = fail(j->err, j->errsize, "%s: tensor '%s': unsupported dtype '%s'", j->what,
+                              t->name, d);
+                t->dtype = (rt_dtype)found;
+                free(d);
+                have_dtype = 1;
+            }
+        } else if (strcmp(key, "shape") == 0 || strcmp(key, "data_offsets") == 0) {
+            int is_shape = key[0] == 's', n = 0;
+            rc = expect(j, '[');
+            skip_ws(j);
+            if (!rc && j->s < j->end && *j->s == ']') j->s++;
+            else
+                while (!rc) {
+                    uint64_t v;
+                    if ((rc = parse_uint(j, &v))) break;
+                    if (is_shape ? n >= RT_MAX_DIMS : n >= 2) {
+                        rc = fail(j->err, j->errsize, "%s: tensor '%s': too many %s entries", j->what,
+                                  t->name, key);
+                        break;
+                    }
+                    if (is_shape) {
+                        if (v > ((uint64_t)1 << 40)) {
+                            rc = fail(j->err, j->errsize, "%s: tensor '%s': dimension too large", j->what, t->name);
+                            break;
+                        }
+                        t->shape[n++] = (int64_t)v;
+                    } else
+                        off[n++] = v;
+                    skip_ws(j);
+                    if (j->s < j->end && *j->s == ',') {
+                        j->s++;
+                        continue;
+                    }
+                    rc = expect(j, ']');
+                    break;
+                }
+            if (!rc && is_shape) t->ndim = n, have_shape = 1;
+            if (!rc && !is_shape) {
+                if (n != 2) rc = fail(j->err, j->errsize, "%s: tensor '%s': data_offsets needs 2 entries", j->what, t->name);
+                have_offsets = 1;
+            }
+        } else {
+            rc = skip_value(j, 0);
+        }
+        free(key);
+        if (rc) return -1;
+        skip_ws(j);
+        if (j->s < j->end && *j->s == ',') {
+            j->s++;
+            continue;
+        }
+        if (expect(j, '}')) return -1;
+        break;
+    }
+    if (!have_dtype || !have_shape || !have_offsets)
+        return fail(j->err, j->errsize, "%s: tensor '%s': needs dtype, shape and data_offsets", j->what, t->name);
+    return 0;
+}
+
+void rt_tensor_set_free(rt_tensor_set *s) {
+    for (int i = 0; i < s->count; i++) {
+        free(s->tensors[i].name);
+        free(s->tensors[i].data);
+    }
+    free(s->tensors);
+    free(s->metadata);
+    memset(s, 0, sizeof *s);
+}
+
+int rt_safetensors_parse(const unsigned char *buf, size_t size, const char *what,
+                         rt_tensor_set *out, char *err, size_t errsize) {
+    memset(out, 0, sizeof *out);
+    if (size < 8) return fail(err, errsize, "%s: too short for a safetensors file (%zu bytes)", what, size);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | buf[i];
+    if (hlen > size - 8 || hlen > (100u << 20))
+        return fail(err, errsize, "%s: header length %llu exceeds the file (%zu bytes): truncated or not safetensors",
+                    what, (unsigned long long)hlen, size);
+    const unsigned char *body = buf + 8 + hlen;
+    size_t body_size = size - 8 - (size_t)hlen;
+    json j = {(const char *)buf + 8, (const char *)buf + 8 + hlen, (const char *)buf + 8, err, errsize, what};
+    int cap = 0;
+    if (expect(&j, '{')) goto bad;
+    skip_ws(&j);
+    if (j.s < j.end && *j.s == '}') j.s++;
+    else
+        for (;;) {
+            char *key = parse_string(&j);
+            if (!key) goto bad;
+            if (expect(&j, ':')) {
+                free(key);
+                goto bad;
+            }
+            if (strcmp(key, "__metadata__") == 0) {
+                const char *start = j.s;
+                free(key);
+                if (skip_value(&j, 0)) goto bad;
+                free(out->metadata);
+                out->metadata = strndup(start, (size_t)(j.s - start));
+            } else {
+                if (rt_tensor_set_find(out, key)) {
+                    fail(err, errsize, "%s: tensor '%s' appears twice", what, key);
+                    free(key);
+                    goto bad;
+                }
+                if (out->count == cap) {
+                    cap = cap ? cap * 2 : 64;
+                    out->tensors = realloc(out->tensors, sizeof(rt_tensor) * (size_t)cap);
+                    if (!out->tensors) abort();
+                }
+                rt_tensor *t = &out->tensors[out->count++];
+                memset(t, 0, sizeof *t);
+                t->name = key;
+                uint64_t off[2] = {0, 0};
+                if (parse_entry(&j, t, off)) goto bad;
+                uint64_t want = (uint64_t)rt_tensor_numel(t) * rt_dtype_size(t->dtype);
+                if (off[1] < off[0] || off[1] - off[0] != want)
+                    { fail(err, errsize, "%s: tensor '%s': data_offsets [%llu,%llu) hold %llu bytes, shape and dtype need %llu",
+                         what, t->name, (unsigned long long)off[0], (unsigned long long)off[1],
+                         (unsigned long long)(off[1] - off[0]), (unsigned long long)want); goto bad; }
+                if (off[1] > body_size)
+                    { fail(err, errsize, "%s: tensor '%s': data ends at byte %llu of a %zu-byte body: file is truncated",
+                         what, t->name, (unsigned long long)off[1], body_size); goto bad; }
+                t->nbytes = (size_t)want;
+                t->data = malloc(t->nbytes ? t->nbytes : 1);
+                if (!t->data) abort();
+                memcpy(t->data, body + off[0], t->nbytes);
+            }
+            skip_ws(&j);
+            if (j.s < j.end && *j.s == ',') {
+                j.s++;
+                continue;
+            }
+            if (expect(&j, '}')) goto bad;
+            break;
+        }
+    return 0;
+bad:
+    rt_tensor_set_free(out);
+    return -1;
+}
+
+int rt_safetensors_read(const char *path, rt_tensor_set *out, char *err, size_t errsize) {
+    memset(out, 0, sizeof *out);
+    FILE *f = fopen(path, "rb");
+    if (!f) return fail(err, errsize, "%s: cannot open: %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) != 0) {
+        fclose(f);
+        return fail(err, errsize, "%s: cannot seek (not a regular file?)", path);
+    }
+    long size = ftell(f);
+    rewind(f);
+    if (size < 0) {
+        fclose(f);
+        return fail(err, errsize, "%s: cannot read its size", path);
+    }
+    unsigned char *buf = malloc((size_t)size + 1);
+    if (!buf) abort();
+    size_t got = fread(buf, 1, (size_t)size, f);
+    fclose(f);
+    if (got != (size_t)size) {
+        free(buf);
+        return fail(err, errsize, "%s: read error", path);
+    }
+    int rc = rt_safetensors_parse(buf, (size_t)size, path, out, err, errsize);
+    free(buf);
+    return rc;
+}
+
+const rt_tensor *rt_tensor_set_find(const rt_tensor_set *s, const char *name) {
+    for (int i = 0; i < s->count; i++)
+        if (strcmp(s->tensors[i].name, name) == 0) return &s->tensors[i];
+    return NULL;
+}
+
+static void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+int rt_safetensors_write(const char *path, const rt_tensor *tensors, int count,
+                         const char *metadata_json, char *err, size_t errsize) {
+    /* header into memory first */
+    char *hdr = NULL;
+    size_t hsize = 0;
+    FILE *h = open_memstream(&hdr, &hsize);
+    if (!h) return fail(err, errsize, "%s: out of memory", path);
+    fputc('{', h);
+    uint64_t off = 0;
+    for (int i = 0; i < count; i++) {
+        const rt_tensor *t = &tensors[i];
+        if (i) fputc(',', h);
+        json_string(h, t->name);
+        fprintf(h, ":{\"dtype\":\"%s\",\"shape\":[", rt_dtype_name(t->dtype));
+        for (int d = 0; d < t->ndim; d++) fprintf(h, "%s%lld", d ? "," : "", (long long)t->shape[d]);
+        fprintf(h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
+                (unsigned long long)(off + t->nbytes));
+        off += t->nbytes;
+    }
+    if (metadata_json) fprintf(h, "%s\"__metadata__\":%s", count ? "," : "", metadata_json);
+    fputc('}', h);
+    while ((ftell(h) % 8) != 0) fputc(' ', h);
+    fclose(h);
+
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 32);
+    if (!tmp) abort();
+    snprintf(tmp, plen + 32, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        int e = errno;
+        free(hdr);
+        free(tmp);
+        return fail(err, errsize, "%s: cannot write: %s", path, strerror(e));
+    }
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hsize >> (8 * i));
+    int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(hdr, 1, hsize, f) == hsize;
+    for (int i = 0; ok && i < count; i++)
+        ok = fwrite(tensors[i].data, 1, tensors[i].nbytes, f) == tensors[i].nbytes;
+    ok = (fclose(f) == 0) && ok;
+    free(hdr);
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        free(tmp);
+        return fail(err, errsize, "%s: write failed: %s", path, strerror(e));
+    }
+    free(tmp);
+    return 0;
+}
+
+/* ---- conversions ------------------------------------------------------------------------ */
+
+float rt_half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+    if (exp == 0x1f)
+        bits = sign | 0x7f800000u | (mant << 13);
+    else if (exp == 0) {
+        if (mant == 0)
+            bits = sign;
+        else { /* subnormal: normalize */
+            int e = -1;
+            do {
+                mant <<= 1;
+                e++;
+            } while (!(mant & 0x400));
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((mant & 0x3ff) << 13);
+        }
+    } else
+        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t rt_float_to_half(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, exp = (x >> 23) & 0xff, mant = x & 0x7fffff;
+    if (exp == 0xff) return (uint16_t)(sign | 0x7c00 | (mant ? 0x200 : 0));
+    int e = (int)exp - 127 + 15;
+    if (e >= 0x1f) return (uint16_t)(sign | 0x7c00);
+    if (e <= 0) { /* subnormal or zero in half */
+        if (e < -10) return (uint16_t)sign;
+        mant |= 0x800000;
+        int shift = 14 - e;
+        uint32_t half = mant >> shift, rem = mant & ((1u << shift) - 1), mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (half & 1))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t half = sign | ((uint32_t)e << 10) | (mant >> 13), rem = mant & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++; /* may carry into exp: correct */
+    return (uint16_t)half;
+}
+
+float rt_bf16_to_float(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t rt_float_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40);
+    x += 0x7fff + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+int rt_tensor_to_f32(const rt_tensor *t, float *out) {
+    int64_t n = rt_tensor_numel(t);
+    const unsigned char *p = t->data;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h;
+        switch (t->dtype) {
+        case RT_F32:
+            memcpy(&out[i], p + 4 * i, 4);
+            break;
+        case RT_F16:
+            memcpy(&h, p + 2 * i, 2);
+            out[i] = rt_half_to_float(h);
+            break;
+        case RT_BF16:
+            memcpy(&h, p + 2 * i, 2);
+            out[i] = rt_bf16_to_float(h);
+            break;
+        default:
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int rt_tensor_to_i64(const rt_tensor *t, int64_t *out) {
+    int64_t n = rt_tensor_numel(t);
+    for (int64_t i = 0; i < n; i++) {
+        if (t->dtype == RT_I64)
+            memcpy(&out[i], (const char *)t->data + 8 * i, 8);
+        else if (t->dtype == RT_I32) {
+            int32_t v;
+            memcpy(&v, (const char *)t->data + 4 * i, 4);
+            out[i] = v;
+        } else
+            return -1;
+    }
+    return 0;
+}

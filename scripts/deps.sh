@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# deps.sh: installs the Debian packages deitc builds against (only those missing), as root.
+# Used by the README's two commands; CUDA comes from the toolkit under /usr/local/cuda.
+set -euo pipefail
+pkgs=(cmake gcc g++ make libyaml-dev protobuf-c-compiler libprotobuf-c-dev libonnx-dev
+      libjpeg-dev libpng-dev clang libclang-rt-14-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if [ ! -x /usr/local/cuda/bin/nvcc ] && [ ! -f /usr/local/cuda/include/nvrtc.h ]; then
+  echo "deps: the CUDA toolkit is expected under /usr/local/cuda (NVRTC, cuBLASLt headers)" >&2
+  exit 1
+fi

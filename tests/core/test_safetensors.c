@@ -1,0 +1,104 @@
+/* test_safetensors.c: round trip of every dtype, the oracle files parse, and damaged files
+ * (truncated, bad JSON, offsets that disagree with shapes, random bytes) are rejected with a
+ * message instead of a crash. */
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime/rt.h"
+#include "tests/harness.h"
+
+static unsigned char *slurp(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    *size = (size_t)ftell(f);
+    rewind(f);
+    unsigned char *b = malloc(*size + 1);
+    if (fread(b, 1, *size, f) != *size) *size = 0;
+    fclose(f);
+    return b;
+}
+
+int main(void) {
+    char err[512], path[512], dir[] = "/tmp/deitc_st_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+
+    /* round trip */
+    float f32[6] = {1, -2, 3.5f, 0, 1e-8f, 65504};
+    uint16_t f16[3] = {rt_float_to_half(1.5f), rt_float_to_half(-0.1f), rt_float_to_half(70000.f)};
+    int64_t i64[2] = {7, -1};
+    rt_tensor ts[3] = {
+        {"a.weight", RT_F32, 2, {2, 3}, sizeof f32, f32},
+        {"h", RT_F16, 1, {3}, sizeof f16, f16},
+        {"labels", RT_I64, 1, {2}, sizeof i64, i64},
+    };
+    snprintf(path, sizeof path, "%s/x.safetensors", dir);
+    CHECK(rt_safetensors_write(path, ts, 3, "{\"format\":\"pt\"}", err, sizeof err) == 0);
+    rt_tensor_set s;
+    CHECK(rt_safetensors_read(path, &s, err, sizeof err) == 0);
+    CHECK(s.count == 3);
+    const rt_tensor *a = rt_tensor_set_find(&s, "a.weight");
+    CHECK(a && a->ndim == 2 && a->shape[1] == 3 && memcmp(a->data, f32, sizeof f32) == 0);
+    float hf[3];
+    CHECK(rt_tensor_to_f32(rt_tensor_set_find(&s, "h"), hf) == 0);
+    CHECK(hf[0] == 1.5f && fabsf(hf[1] + 0.1f) < 1e-4f && isinf(hf[2]));
+    CHECK(s.metadata && strstr(s.metadata, "\"pt\""));
+    rt_tensor_set_free(&s);
+
+    /* half conversions: every finite half survives a round trip through float */
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = rt_half_to_float((uint16_t)h);
+        if (isnan(f)) continue;
+        if (rt_float_to_half(f) != h) bad++;
+    }
+    CHECK_MSG(bad == 0, "%d half values do not round-trip", bad);
+    CHECK(rt_float_to_half(1.0f + 0x1p-11f) == 0x3c00);           /* tie -> even */
+    CHECK(rt_float_to_half(1.0f + 3 * 0x1p-11f) == 0x3c02);       /* tie -> even (up) */
+    CHECK(rt_float_to_bf16(1.0f + 0x1p-8f) == 0x3f80);
+
+    /* the oracle files parse */
+    snprintf(path, sizeof path, "%s/deit_micro/expected.safetensors", test_env("DEITC_TESTDATA"));
+    CHECK(rt_safetensors_read(path, &s, err, sizeof err) == 0);
+    CHECK(rt_tensor_set_find(&s, "logits") != NULL);
+    rt_tensor_set_free(&s);
+
+    /* damage: every truncation of a real file is rejected without a crash */
+    size_t size = 0;
+    unsigned char *buf = slurp(path, &size);
+    CHECK(buf && size > 1000);
+    int accepted = 0;
+    for (size_t cut = 0; cut < size; cut += 997) {
+        if (rt_safetensors_parse(buf, cut, "cut", &s, err, sizeof err) == 0) {
+            accepted++;
+            rt_tensor_set_free(&s);
+        }
+    }
+    CHECK_MSG(accepted == 0, "%d truncated files were accepted", accepted);
+    CHECK(rt_safetensors_parse(buf, size - 1, "cut", &s, err, sizeof err) != 0);
+    CHECK_MSG(strstr(err, "truncated") != NULL, "message: %s", err);
+    /* random bytes */
+    unsigned seed = 1;
+    for (int trial = 0; trial < 200; trial++) {
+        unsigned char junk[256];
+        for (size_t i = 0; i < sizeof junk; i++) junk[i] = (unsigned char)(rand_r(&seed) >> 7);
+        if (trial % 2) { junk[0] = 100; memset(junk + 1, 0, 7); junk[8] = '{'; }
+        if (rt_safetensors_parse(junk, sizeof junk, "junk", &s, err, sizeof err) == 0) rt_tensor_set_free(&s);
+    }
+    /* a header whose offsets disagree with the shape */
+    const char *h = "{\"w\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,12]}}";
+    unsigned char doc[256] = {0};
+    size_t hl = strlen(h);
+    doc[0] = (unsigned char)hl;
+    memcpy(doc + 8, h, hl);
+    CHECK(rt_safetensors_parse(doc, 8 + hl + 16, "doc", &s, err, sizeof err) != 0);
+    CHECK_MSG(strstr(err, "'w'") && strstr(err, "need 16"), "message: %s", err);
+    free(buf);
+
+    /* an unwritable path fails cleanly and leaves nothing */
+    CHECK(rt_safetensors_write("/nonexistent-dir/x.safetensors", ts, 1, NULL, err, sizeof err) != 0);
+    snprintf(path, sizeof path, "rm -rf %s", dir);
+    CHECK(system(path) == 0);
+    return test_result();
+}

@@ -1,0 +1,52 @@
+/* emu_nvrtc.cc: compiles tests/emu/test_kernels.cu (with runtime/kernel_prelude.cuh, and no
+ * CUDA include directory: the prelude needs no header) with NVRTC for sm_80 and sm_90, reads
+ * registers and spill bytes from ptxas's verbose log, and fails on an error or any spill. */
+#include <nvrtc.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/harness.h"
+
+int main(void) {
+    std::string src_dir = test_env("DEITC_SOURCE_DIR");
+    std::ifstream f(src_dir + "/tests/emu/test_kernels.cu");
+    std::stringstream ss;
+    ss << f.rdbuf();
+    std::string src = ss.str(), inc = "-I" + src_dir + "/runtime";
+    CHECK_MSG(!src.empty(), "cannot read %s/tests/emu/test_kernels.cu", src_dir.c_str());
+    for (const char *arch : {"sm_80", "sm_90"}) {
+        nvrtcProgram prog;
+        CHECK(nvrtcCreateProgram(&prog, src.c_str(), "test_kernels.cu", 0, nullptr, nullptr) == NVRTC_SUCCESS);
+        std::string arch_opt = std::string("--gpu-architecture=") + arch;
+        const char *opts[] = {arch_opt.c_str(), inc.c_str(), "--std=c++17", "-Xptxas=-v"};
+        nvrtcResult r = nvrtcCompileProgram(prog, 4, opts);
+        size_t n = 0, cubin = 0;
+        nvrtcGetProgramLogSize(prog, &n);
+        std::string log(n, '\0');
+        nvrtcGetProgramLog(prog, &log[0]);
+        if (r == NVRTC_SUCCESS) nvrtcGetCUBINSize(prog, &cubin);
+        CHECK_MSG(r == NVRTC_SUCCESS && cubin > 0, "%s: %s\n%s", arch, nvrtcGetErrorString(r), log.c_str());
+        nvrtcDestroyProgram(&prog);
+        /* ptxas -v: "Compiling entry function 'k'", then "N bytes spill stores, M bytes spill
+         * loads" and "Used R registers" */
+        std::regex entry("Compiling entry function '([A-Za-z0-9_]+)'"), spill("(\\d+) bytes spill stores, (\\d+) bytes spill loads"),
+            regs("Used (\\d+) registers");
+        std::istringstream lines(log);
+        std::string line, kernel;
+        int kernels = 0;
+        while (std::getline(lines, line)) {
+            std::smatch m;
+            if (std::regex_search(line, m, entry)) kernel = m[1], kernels++;
+            if (std::regex_search(line, m, spill))
+                CHECK_MSG(m[1] == "0" && m[2] == "0", "%s %s spills: %s", arch, kernel.c_str(), line.c_str());
+            if (std::regex_search(line, m, regs)) printf("%s %-16s %3s registers\n", arch, kernel.c_str(), m[1].str().c_str());
+        }
+        CHECK_MSG(kernels == 10, "%s: %d kernels compiled, expected 10", arch, kernels);
+        printf("%s: cubin %zu bytes\n", arch, cubin);
+    }
+    return test_result();
+}
