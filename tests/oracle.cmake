@@ -1,0 +1,27 @@
+# oracle: the reference interpreter (`deitc run`) against PyTorch float64 oracle cases
+# (tests/data/<case>/, made by ../shared/tools/deit_ref.py): logits within 1e-4; after 3 AdamW
+# steps, every gradient of step 1 and the losses within 1e-4, the weights within 5e-3.
+add_executable(st_compare ${CMAKE_CURRENT_SOURCE_DIR}/tools/st_compare.c)
+target_link_libraries(st_compare PRIVATE deitc_rt m)
+
+function(deitc_oracle_case name)
+  set(defs ${ARGN})
+  set(dir ${DEITC_TESTDATA}/${name})
+  set(common -DDEITC=$<TARGET_FILE:deitc> -DCOMPARE=$<TARGET_FILE:st_compare>)
+  set(model ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml)
+  add_test(NAME oracle_${name}_logits COMMAND ${CMAKE_COMMAND} ${common}
+    "-DRUN=run;${model};${defs};--weights;${dir}/init.safetensors;--input;${dir}/batch.safetensors"
+    "-DCHECKS=${dir}/expected.safetensors|1e-4|logits"
+    -P ${CMAKE_CURRENT_SOURCE_DIR}/tools/run_and_compare.cmake)
+  add_test(NAME oracle_${name}_train COMMAND ${CMAKE_COMMAND} ${common}
+    "-DRUN=run;${model};${defs};--weights;${dir}/init.safetensors;--input;${dir}/batch.safetensors;--steps;3;--lr;1e-3;--weight-decay;0.05;--grads"
+    "-DCHECKS=${dir}/expected.safetensors|1e-4|losses,grad.*;${dir}/after_steps.safetensors|5e-3|*"
+    -P ${CMAKE_CURRENT_SOURCE_DIR}/tools/run_and_compare.cmake)
+  set_tests_properties(oracle_${name}_logits oracle_${name}_train PROPERTIES LABELS oracle)
+endfunction()
+
+deitc_oracle_case(deit_micro -D img_size=32 -D patch_size=8 -D num_classes=10 -D embed_dim=64 -D depth=2 -D num_heads=2)
+# head dim 16, 3 blocks, 7 classes, image 48
+deitc_oracle_case(deit_img48_h3_d3 -D img_size=48 -D patch_size=16 -D num_classes=7 -D embed_dim=48 -D depth=3 -D num_heads=3)
+# head dim 8, 1 block, 3 classes, image 24, patch 6
+deitc_oracle_case(deit_img24_h5_d1 -D img_size=24 -D patch_size=6 -D num_classes=3 -D embed_dim=40 -D depth=1 -D num_heads=5)

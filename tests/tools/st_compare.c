@@ -1,0 +1,90 @@
+/* st_compare.c: compares tensors of two safetensors files by relative L2 error.
+ *
+ *   st_compare GOT EXPECTED TOL [NAME|PREFIX*]...
+ *
+ * Each NAME must exist in both files (PREFIX* matches every tensor of EXPECTED whose name starts
+ * with PREFIX, and at least one must); with no names, every tensor of EXPECTED is compared.
+ * EXPECTED's tensor may be named differently in GOT with GOTNAME=EXPNAME. Prints one line per
+ * tensor with its error and the worst; exits 1 if any error exceeds TOL or anything is missing. */
+#include <fnmatch.h>
+#include <string.h>
+
+#include "runtime/rt.h"
+#include "tests/harness.h"
+
+static double compare(const rt_tensor *a, const rt_tensor *b, const char *name) {
+    int64_t n = rt_tensor_numel(b);
+    if (rt_tensor_numel(a) != n) {
+        printf("  %-40s size differs: %lld vs %lld\n", name, (long long)rt_tensor_numel(a), (long long)n);
+        return INFINITY;
+    }
+    float *x = malloc(sizeof(float) * (size_t)(n ? n : 1)), *y = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    double e;
+    if (rt_tensor_to_f32(a, x) || rt_tensor_to_f32(b, y)) {
+        int64_t *xi = malloc(sizeof(int64_t) * (size_t)(n ? n : 1)), *yi = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+        e = (rt_tensor_to_i64(a, xi) || rt_tensor_to_i64(b, yi) ||
+             memcmp(xi, yi, sizeof(int64_t) * (size_t)n)) ? INFINITY : 0;
+        free(xi);
+        free(yi);
+    } else {
+        e = test_rel_l2(x, y, n);
+    }
+    free(x);
+    free(y);
+    return e;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) {
+        fprintf(stderr, "usage: st_compare GOT EXPECTED TOL [NAME|PREFIX*|GOTNAME=EXPNAME]...\n");
+        return 2;
+    }
+    char err[512];
+    rt_tensor_set got, exp;
+    if (rt_safetensors_read(argv[1], &got, err, sizeof err)) { fprintf(stderr, "%s\n", err); return 1; }
+    if (rt_safetensors_read(argv[2], &exp, err, sizeof err)) { fprintf(stderr, "%s\n", err); rt_tensor_set_free(&got); return 1; }
+    double tol = atof(argv[3]), worst = 0;
+    const char *worst_name = "";
+    int failures = 0, compared = 0;
+    for (int t = 0; t < exp.count; t++) {
+        const char *ename = exp.tensors[t].name, *gname = ename;
+        int wanted = argc == 4;
+        for (int i = 4; i < argc && !wanted; i++) {
+            const char *eq = strchr(argv[i], '=');
+            if (eq && strcmp(eq + 1, ename) == 0) {
+                static char buf[256];
+                snprintf(buf, sizeof buf, "%.*s", (int)(eq - argv[i]), argv[i]);
+                gname = buf;
+                wanted = 1;
+            } else if (!eq) {
+                wanted = fnmatch(argv[i], ename, 0) == 0;
+            }
+        }
+        if (!wanted) continue;
+        compared++;
+        const rt_tensor *g = rt_tensor_set_find(&got, gname);
+        if (!g) {
+            printf("  %-40s MISSING in %s\n", gname, argv[1]);
+            failures++;
+            continue;
+        }
+        double e = compare(g, &exp.tensors[t], ename);
+        printf("  %-40s rel L2 %.3e%s\n", ename, e, e > tol ? "  > tolerance" : "");
+        if (e > tol) failures++;
+        if (e > worst) worst = e, worst_name = ename;
+    }
+    for (int i = 4; i < argc; i++) { /* every explicit name must have matched something */
+        int matched = 0;
+        const char *pat = strchr(argv[i], '=') ? strchr(argv[i], '=') + 1 : argv[i];
+        for (int t = 0; t < exp.count; t++) matched |= fnmatch(pat, exp.tensors[t].name, 0) == 0;
+        if (!matched) {
+            printf("  %-40s MISSING in %s\n", pat, argv[2]);
+            failures++;
+        }
+    }
+    printf("compared %d tensors, worst %.3e (%s), tolerance %.1e: %s\n", compared, worst, worst_name,
+           tol, failures ? "FAIL" : "ok");
+    rt_tensor_set_free(&got);
+    rt_tensor_set_free(&exp);
+    return failures || !compared ? 1 : 0;
+}
