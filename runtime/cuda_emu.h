@@ -25,7 +25,7 @@
  * barrier-free kernels: each block's threads run as a plain loop (much faster). A barrier met
  * without fibers, a thread that exits while others wait at a barrier (deadlock), a shuffle in
  * a partial warp or with a mask other than 0xffffffff: each aborts with a message naming the
- * kernel, the block and the thread. Launches are synchronous.
+ * kernel, the block and the thread, and exits with status 3. Launches are synchronous.
  *
  * Blocks run one after another; emu_set_threads(n) or DEITC_EMU_THREADS=n spreads them over n
  * OS threads (default 1: deterministic order of float atomics). __shared__ is `static
@@ -331,7 +331,8 @@ inline thread_local Worker tls_worker;
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
-    abort();
+    fflush(nullptr);
+    _Exit(3); /* a kernel bug: exit status 3 (break on _Exit in a debugger) */
 }
 
 static inline void asan_start(void **fake, const void *bottom, size_t size) {

@@ -28,6 +28,7 @@
  *                             1-D blocks, blockDim.x a multiple of 32 (<= 1024); contains
  *                             __syncthreads, so every thread of the block must call it (no early
  *                             return before it); may be called repeatedly in one kernel
+ *   dc_block_sum2(float2 v)   both components summed over the block in one pass (same rules)
  *   dc_atomic_add(p, v)       float atomic add to global memory (order is not deterministic)
  *   dc_half, dc_bf16          16-bit storage types (member .x holds the bits); compute in float
  *   dc_h2f, dc_f2h, dc_b2f, dc_f2b   conversions, round to nearest even, bit-exact in the emu
@@ -140,6 +141,18 @@ DC_DEV float dc_block_sum(float v) {
     if (lane == 0) dc_partial_[warp] = v;
     __syncthreads();
     return dc_warp_sum(lane < nwarps ? dc_partial_[lane] : 0.0f);
+}
+/* Two sums in one pass (LayerNorm backward: sum dy*g and sum dy*g*xhat): .x and .y reduced. */
+DC_DEV float2 dc_block_sum2(float2 v) {
+    __shared__ float2 dc_partial2_[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    v.x = dc_warp_sum(v.x);
+    v.y = dc_warp_sum(v.y);
+    __syncthreads();
+    if (lane == 0) dc_partial2_[warp] = v;
+    __syncthreads();
+    float2 p = lane < nwarps ? dc_partial2_[lane] : make_float2(0.0f, 0.0f);
+    return make_float2(dc_warp_sum(p.x), dc_warp_sum(p.y));
 }
 DC_DEV float dc_block_max(float v) {
     __shared__ float dc_partial_[32];

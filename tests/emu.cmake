@@ -27,6 +27,8 @@ add_test(NAME emu_deadlock COMMAND emu_test deadlock)
 set_tests_properties(emu_deadlock PROPERTIES PASS_REGULAR_EXPRESSION "emu: deadlock in kernel 'bad_barrier', block \\(0,0,0\\) of 64 threads: 1 exited \\(first: thread \\(5,0,0\\)\\)")
 add_test(NAME emu_no_fibers COMMAND emu_test nofibers)
 set_tests_properties(emu_no_fibers PROPERTIES PASS_REGULAR_EXPRESSION "kernel 'bad_barrier' uses __syncthreads but was launched with needs_fibers=false")
+add_test(NAME emu_partial_warp COMMAND emu_test partialwarp)
+set_tests_properties(emu_partial_warp PROPERTIES PASS_REGULAR_EXPRESSION "kernel 'warp_ops': __shfl_xor_sync in a partial warp \\(thread \\(32,0,0\\), 48 threads")
 add_test(NAME emu_asan_oob COMMAND emu_test_asan oob)
 set_tests_properties(emu_asan_oob PROPERTIES PASS_REGULAR_EXPRESSION "heap-buffer-overflow.*bad_oob")
 add_test(NAME emu_bench_switch COMMAND emu_test bench)
@@ -35,7 +37,11 @@ set_tests_properties(emu_bench_switch emu_bench_switch_ucontext PROPERTIES LABEL
 
 if(TARGET CUDA::nvrtc)
   add_executable(emu_nvrtc ${EMU_TEST_DIR}/emu_nvrtc.cc)
-  target_link_libraries(emu_nvrtc PRIVATE CUDA::nvrtc)
+  # libnvrtc itself, not CUDA::nvrtc: that target also links the driver stub (libcuda.so.1),
+  # which machines without a GPU driver cannot load
+  get_target_property(EMU_NVRTC_LIB CUDA::nvrtc IMPORTED_LOCATION)
+  target_include_directories(emu_nvrtc PRIVATE ${CUDAToolkit_INCLUDE_DIRS})
+  target_link_libraries(emu_nvrtc PRIVATE ${EMU_NVRTC_LIB})
   add_test(NAME emu_nvrtc COMMAND emu_nvrtc)
   set_tests_properties(emu_nvrtc PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}")
 else()

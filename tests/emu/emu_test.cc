@@ -1,7 +1,7 @@
 /* emu_test.cc: runs tests/emu/test_kernels.cu on the CUDA emulator (cuda_emu.h) and checks
  * every kernel against plain C; fp16/bf16 conversions against an independent reference.
- * Modes (argv[1]): none = all checks; "deadlock", "nofibers", "oob" = planted bugs the emu
- * must diagnose (the test expects the message); "bench" = fiber-switch cost. */
+ * Modes (argv[1]): none = all checks; "deadlock", "nofibers", "partialwarp", "oob" = planted
+ * bugs the emu must diagnose (the test expects the message); "bench" = fiber-switch cost. */
 #include <algorithm>
 #include <chrono>
 #include <vector>
@@ -55,6 +55,19 @@ static void test_layernorm(void) {
     }
     CHECK_MSG(worst < 1e-5, "layernorm abs error %g", worst);
     CHECK(bad_half == 0);
+}
+
+static void test_row_sums2(void) {
+    const int rows = 5, cols = 1000;
+    std::vector<float> x(rows * cols), out(2 * rows);
+    for (auto &v : x) v = frand();
+    EMU_LAUNCH(row_sums2, dim3(rows), dim3(96), 0, true, out.data(), x.data(), cols);
+    for (int r = 0; r < rows; r++) {
+        double s = 0, q = 0;
+        for (int c = 0; c < cols; c++) s += x[r * cols + c], q += (double)x[r * cols + c] * x[r * cols + c];
+        CHECK_MSG(fabs(out[2 * r] - s) < 1e-3 && fabs(out[2 * r + 1] - q) < 1e-3, "row %d: %g %g, want %g %g", r,
+                  out[2 * r], out[2 * r + 1], s, q);
+    }
 }
 
 static void test_warp_ops(void) {
@@ -253,6 +266,13 @@ static void bench(void) {
         else
             printf("axpb_gelu %dx%d as a plain loop: %.3f ms (%.1f ns/thread)\n", grid, block, 1e3 * s, 1e9 * s / (grid * block));
     }
+    { /* the prototype's case in architecture.md: 512 blocks x 128 threads, 11 barriers each */
+        std::vector<float> o2(512 * 128);
+        auto t0 = std::chrono::steady_clock::now();
+        EMU_LAUNCH(barrier_loop, dim3(512), dim3(128), 0, true, o2.data(), 5); /* 2*5 + 1 switches */
+        printf("barrier_loop 512x128, 10 barriers/thread: %.3f s\n",
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
     for (int i = 0; i < block; i++) /* each round adds the right neighbour's value */
         CHECK(out[i] > 0.0f);
 }
@@ -270,6 +290,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "the emu missed the barrier without fibers\n");
         return 1;
     }
+    if (!strcmp(mode, "partialwarp")) { /* 48 threads: the second warp has 16 lanes */
+        std::vector<int> in(64), out(8 * 64);
+        EMU_LAUNCH(warp_ops, dim3(1), dim3(48), 0, true, out.data(), buf.data(), in.data());
+        fprintf(stderr, "the emu missed the shuffle in a partial warp\n");
+        return 1;
+    }
     if (!strcmp(mode, "oob")) { /* heap buffer of exactly n floats; the kernel writes n+1 */
         float *out = (float *)malloc(256 * sizeof(float));
         EMU_LAUNCH(bad_oob, dim3(2), dim3(128), 0, true, out, 256);
@@ -284,6 +310,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 0x7c01; i++) half_pos.push_back(half_value(i));
     test_softmax();
     test_layernorm();
+    test_row_sums2();
     test_warp_ops();
     test_gelu();
     test_half_bits();

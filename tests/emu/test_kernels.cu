@@ -42,6 +42,16 @@ DC_KERNEL layernorm_rows(float *__restrict__ y, dc_half *__restrict__ yh, const 
     }
 }
 
+/* Per row: sum and sum of squares in one pass: out (rows, 2), x (rows, cols); grid (rows),
+ * block 96, fibers. */
+DC_KERNEL row_sums2(float *__restrict__ out, const float *__restrict__ x, int cols) {
+    const float *xr = x + (long)blockIdx.x * cols;
+    float2 s = make_float2(0.0f, 0.0f);
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) s.x += xr[c], s.y += xr[c] * xr[c];
+    s = dc_block_sum2(s);
+    if (threadIdx.x == 0) out[2 * blockIdx.x] = s.x, out[2 * blockIdx.x + 1] = s.y;
+}
+
 /* Warp operations, 8 results per thread: out (n, 8); grid (n / 64), block 64, fibers. */
 DC_KERNEL warp_ops(int *__restrict__ out, float *__restrict__ fout, const int *__restrict__ in) {
     int i = blockIdx.x * blockDim.x + threadIdx.x, v = in[i];
