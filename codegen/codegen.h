@@ -1,13 +1,20 @@
 /* codegen.h: from an optimized training graph to a standalone executable.
  *
- * Sections follow the files that implement them (the code-generation module fills them in):
- *   compile.c  cg_compile: schedule + memory plan -> kernels.cu + plan -> NVRTC or host C++ ->
- *              link with the runtime into EXE
+ * Sections follow the files that implement them:
+ *   options.c  defaults
+ *   emit.c     schedule + memory plan -> a program: deduplicated CUDA C kernels (kernels.cu)
+ *              and the ordered launch/GEMM steps of one training iteration
+ *   writer.c   the program's files: kernels.cu, plan.c (the rt_plan, runtime/plan.h), the emu
+ *              glue (emu_glue.cc) and the per-kernel resource report
+ *   nvrtc.c    NVRTC (dlopen'd): kernels.cu -> cubin + PTX, registers/spills, on-disk cache
+ *   compile.c  cg_compile: the whole chain, host compiler and link with the runtime into EXE
  */
 #ifndef DEITC_CODEGEN_H
 #define DEITC_CODEGEN_H
 
 #include "ir/ir.h"
+#include "passes/passes.h"
+#include "runtime/plan.h"
 
 typedef struct {
     const char *target;    /* "cuda" (default) or "emu" */
@@ -24,5 +31,84 @@ void cg_options_default(cg_options *o);
 /* Writes the executable for training graph g. 0 on success, else -1 with err; never leaves a
  * partial executable behind. */
 int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize);
+
+/* ---- emit.c ------------------------------------------------------------------------------ */
+
+#define CG_MAX_PARAMS 12
+
+typedef struct {
+    char *name;            /* "k012_layer_norm" (kernels.cu's extern "C" symbol) */
+    char *text;            /* the kernel's whole definition, header comment included */
+    char *body;            /* the definition without name and comment: what dedupe compares */
+    uint64_t hash;         /* of body */
+    int needs_fibers;      /* emu: uses __syncthreads or warp operations */
+    int nparams;
+    const char *param_types[CG_MAX_PARAMS]; /* "float *", "const float *", ... (static) */
+    char *desc;            /* "layer_norm f32[8,197,384] ..." of its first node */
+    char *nodes;           /* "%12 blocks.0.norm1, ..." the nodes it computes */
+    int nuses;             /* launches of it in the step list */
+    int registers, spill_bytes; /* ptxas' report (cuda target); -1: unknown */
+    int line, nlines;      /* where its text sits in kernels.cu (1-based), set by the writer */
+} cg_kernel;
+
+typedef struct {
+    const ir_graph *g;
+    pass_mem_plan *mem;
+    int *order, norder;    /* the schedule */
+    cg_kernel *kernels;
+    int nkernels, kcap;
+    rt_plan_step *steps;   /* args and what are heap copies owned by the program */
+    int nsteps, scap;
+    double beta1, beta2, adam_eps;
+} cg_program;
+
+/* Schedules, plans memory and emits every node of training graph g. NULL with err when the
+ * graph has something the emitter cannot compile (names the node). */
+cg_program *cg_program_new(const ir_graph *g, const cg_options *o, char *err, size_t errsize);
+void cg_program_free(cg_program *p);
+
+/* ---- writer.c ----------------------------------------------------------------------------- */
+
+/* kernels.cu: the prelude include and every kernel in first-use order; sets each kernel's
+ * line/nlines. Returns a heap string. Same program -> byte-identical text. */
+char *cg_kernels_source(cg_program *p);
+
+/* Where plan.c finds the device code: cuda embeds cubin/PTX files with .incbin; emu refers
+ * to the kernel table the glue defines. */
+typedef struct {
+    const char *target;      /* "cuda" or "emu" */
+    const char *arch;        /* "sm_90" (cuda) */
+    const char *cubin_path;  /* cuda: files to embed */
+    const char *ptx_path;
+    size_t cubin_size;
+    const char *precision;
+} cg_plan_target;
+
+int cg_write_plan(const cg_program *p, const cg_plan_target *t, FILE *f);
+/* emu_glue.cc: #includes kernels.cu and defines `deitc_emu_kernels`, one emu launcher each. */
+int cg_write_emu_glue(const cg_program *p, FILE *f);
+/* A table of kernels: name, uses, params, fibers, registers, spills; and the memory plan. */
+void cg_write_report(const cg_program *p, FILE *f);
+
+/* ---- nvrtc.c ------------------------------------------------------------------------------ */
+
+typedef struct {
+    unsigned char *cubin;
+    size_t cubin_size;
+    char *ptx;             /* NUL-terminated */
+    size_t ptx_size;       /* without the NUL */
+    char *log;             /* ptxas' -v log (registers, spills) */
+    int cached;            /* 1: came from the on-disk cache */
+} cg_nvrtc_result;
+
+/* Compiles kernels.cu (prelude passed as an in-memory header) for arch "sm_XX", using the
+ * on-disk cache ($XDG_CACHE_HOME/deitc, else ~/.cache/deitc; DEITC_CACHE_DIR overrides,
+ * DEITC_NO_CACHE=1 disables). On failure: -1 with err holding NVRTC's log, each error line
+ * annotated with the kernel it falls in. Fills registers/spill_bytes of p's kernels. */
+int cg_nvrtc_compile(cg_program *p, const char *source, const char *prelude, const char *arch,
+                     cg_nvrtc_result *out, char *err, size_t errsize);
+void cg_nvrtc_result_free(cg_nvrtc_result *r);
+/* Parses "ptxas info : Used N registers" / "N bytes spill stores" lines into p's kernels. */
+void cg_parse_ptxas_log(cg_program *p, const char *log);
 
 #endif

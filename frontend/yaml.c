@@ -367,11 +367,11 @@ static int check_keys(yctx *c, yaml_node_t *map, const char *allowed, const char
         const char *ks;
         if (scalar(c, k, "a key", &ks)) return -1;
         size_t kl = strlen(ks);
-        const char *f = allowed;
         int found = 0;
-        while (!found && (f = strstr(f, ks)) != NULL) {
-            found = (f == allowed || f[-1] == ' ') && (f[kl] == ' ' || f[kl] == 0) && kl;
-            f += kl ? kl : 1;
+        for (const char *f = allowed; *f && !found;) { /* the words of allowed */
+            size_t wl = strcspn(f, " ");
+            found = wl == kl && memcmp(f, ks, kl) == 0;
+            f += wl + (f[wl] == ' ');
         }
         if (!found)
             return fail(c, node_loc(c, k), "unknown key '%.60s' in %s (expected: %s)", ks, where,
@@ -752,13 +752,16 @@ static int load_params(yctx *c, yaml_node_t *pm, const fe_define *defines, int n
         if (param_value(c, i, &v)) return -1;
     int64_t img = param_int(c, IMG_SIZE), patch = param_int(c, PATCH_SIZE);
     int64_t dim = param_int(c, EMBED_DIM), heads = param_int(c, NUM_HEADS);
+    /* point at a -D if one of the two came from there, else at the divisor */
+#define EITHER(a, b) (c->params[a].loc.line == 0 ? c->params[a].loc : c->params[b].loc)
     if (img % patch)
-        return fail(c, c->params[PATCH_SIZE].loc,
+        return fail(c, EITHER(IMG_SIZE, PATCH_SIZE),
                     "img_size %lld is not divisible by patch_size %lld", (long long)img,
                     (long long)patch);
     if (dim % heads)
-        return fail(c, c->params[NUM_HEADS].loc, "embed_dim %lld is not divisible by num_heads %lld",
+        return fail(c, EITHER(EMBED_DIM, NUM_HEADS), "embed_dim %lld is not divisible by num_heads %lld",
                     (long long)dim, (long long)heads);
+#undef EITHER
     return 0;
 }
 
@@ -778,11 +781,22 @@ static int build_model(yctx *c, yaml_node_t *root, const fe_define *defines, int
     yaml_node_t *nm = map_get(c, root, "name");
     const char *model_name = NULL;
     if (nm && scalar(c, nm, "name", &model_name)) return -1;
+    for (const char *q = model_name; q && *q; q++) /* it ends up in files and messages */
+        if (*q < ' ' || *q > '~' || *q == '"' || *q == '\\' || q - model_name >= 100)
+            return fail(c, node_loc(c, nm), "the model name may hold up to 100 printable ASCII "
+                        "characters, without '\"' or '\\'");
+    yaml_node_t *desc = map_get(c, root, "description");
+    const char *ignored;
+    if (desc && scalar(c, desc, "description", &ignored)) return -1;
     if (!model_name) { /* the file's name without folders and extension */
         const char *b = strrchr(c->path, '/');
         b = b ? b + 1 : c->path;
         const char *e = strrchr(b, '.');
-        model_name = ir_arena_printf(&g->arena, "%.*s", (int)(e ? e - b : (long)strlen(b)), b);
+        long n = e && e > b ? e - b : (long)strlen(b);
+        char *m = ir_arena_printf(&g->arena, "%.*s", (int)(n > 100 ? 100 : n), b);
+        for (char *q = m; *q; q++)
+            if (*q < ' ' || *q > '~' || *q == '"' || *q == '\\') *q = '_';
+        model_name = m;
     }
     mi->model_name = ir_arena_strdup(&g->arena, model_name);
     mi->img_size = param_int(c, IMG_SIZE);

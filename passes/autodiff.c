@@ -16,9 +16,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A SLICE's gradient kept aside until its input is reached, so that slices tiling a value
+ * (q, k, v out of qkv) give one CONCAT instead of PADs summed up. */
+typedef struct {
+    int next;                 /* next entry for the same node, -1 at the end */
+    int grad;                 /* gradient of the slice */
+    int64_t axis, start, end; /* the SLICE's attributes */
+} ad_slice;
+
 typedef struct {
     ir_graph *g;
     int *grad;    /* grad[i]: gradient node of node i, -1 while none */
+    int *slices;  /* slices[i]: first pending ad_slice of node i, -1 when none */
+    ad_slice *pend;
+    int npend, cappend;
     int failed;   /* a builder failed: g->error holds why */
     ir_loc loc;   /* of the forward node being differentiated */
     const char *name;
@@ -208,11 +219,16 @@ static int grad_rule(ad_ctx *c, int self, const int *active) {
         }
         break;
     }
-    case IR_OP_SLICE:
-        a.axis = n->attrs.axis;
-        a.start = n->attrs.start;
-        a.end = n->attrs.end;
-        if (ax) accumulate(c, x, ad_shaped(c, IR_OP_PAD, dy, &a, &xn));
+    case IR_OP_SLICE: /* PAD, or a part of a CONCAT: see finish_slices() */
+        if (ax) {
+            if (c->npend == c->cappend) {
+                c->cappend = c->cappend ? 2 * c->cappend : 64;
+                c->pend = realloc(c->pend, sizeof(ad_slice) * (size_t)c->cappend);
+                if (!c->pend) abort();
+            }
+            c->pend[c->npend] = (ad_slice){c->slices[x], dy, n->attrs.axis, n->attrs.start, n->attrs.end};
+            c->slices[x] = c->npend++;
+        }
         break;
     case IR_OP_PAD:
         a.axis = n->attrs.axis;
@@ -292,6 +308,47 @@ static int grad_rule(ad_ctx *c, int self, const int *active) {
     return c->failed ? -1 : 0;
 }
 
+/* Adds the pending SLICE gradients of node x to its gradient: one CONCAT when the slices tile
+ * x along one axis (at most IR_MAX_INPUTS of them), else a PAD of each. */
+static void finish_slices(ad_ctx *c, int x) {
+    ad_slice *s[IR_MAX_INPUTS];
+    int k = 0, tiles = 1;
+    for (int e = c->slices[x]; e >= 0; e = c->pend[e].next) {
+        if (k == IR_MAX_INPUTS) {
+            tiles = 0;
+            break;
+        }
+        s[k++] = &c->pend[e];
+    }
+    if (k == 0) return;
+    for (int i = 1; i < k; i++) /* insertion sort by start */
+        for (int j = i; j > 0 && s[j]->start < s[j - 1]->start; j--) {
+            ad_slice *t = s[j];
+            s[j] = s[j - 1];
+            s[j - 1] = t;
+        }
+    const ir_node xn = c->g->nodes[x];
+    for (int i = 0; i < k && tiles; i++)
+        tiles = s[i]->axis == s[0]->axis && s[i]->start == (i ? s[i - 1]->end : 0) &&
+                (i < k - 1 || s[i]->end == xn.shape[s[0]->axis]);
+    if (tiles) {
+        int in[IR_MAX_INPUTS];
+        ir_attrs a = {0};
+        a.axis = s[0]->axis;
+        for (int i = 0; i < k; i++) in[i] = s[i]->grad;
+        accumulate(c, x, k == 1 ? in[0] : ad_add(c, IR_OP_CONCAT, in, k, &a, 0, NULL));
+    } else {
+        for (int e = c->slices[x]; e >= 0; e = c->pend[e].next) {
+            ir_attrs a = {0};
+            a.axis = c->pend[e].axis;
+            a.start = c->pend[e].start;
+            a.end = c->pend[e].end;
+            accumulate(c, x, ad_shaped(c, IR_OP_PAD, c->pend[e].grad, &a, &xn));
+        }
+    }
+    c->slices[x] = -1;
+}
+
 int pass_autodiff(ir_graph *g, int loss, int seed, const int *wrt, int nwrt, int *grads) {
     int n0 = g->n;
     if (loss < 0 || loss >= n0 || seed < 0 || seed >= n0 ||
@@ -302,8 +359,11 @@ int pass_autodiff(ir_graph *g, int loss, int seed, const int *wrt, int nwrt, int
     /* active = depends on a wrt node (forward sweep) and the loss depends on it (backward) */
     char *from_wrt = calloc((size_t)n0, 1), *to_loss = calloc((size_t)n0, 1);
     int *active = calloc((size_t)n0, sizeof(int));
-    ad_ctx c = {g, malloc(sizeof(int) * (size_t)n0), 0, {0}, NULL};
-    if (!from_wrt || !to_loss || !active || !c.grad) abort();
+    ad_ctx c = {0};
+    c.g = g;
+    c.grad = malloc(sizeof(int) * (size_t)n0);
+    c.slices = malloc(sizeof(int) * (size_t)n0);
+    if (!from_wrt || !to_loss || !active || !c.grad || !c.slices) abort();
     for (int i = 0; i < nwrt; i++)
         if (wrt[i] >= 0 && wrt[i] < n0) from_wrt[wrt[i]] = 1;
     for (int i = 0; i < n0; i++)
@@ -315,15 +375,18 @@ int pass_autodiff(ir_graph *g, int loss, int seed, const int *wrt, int nwrt, int
             for (int k = 0; k < g->nodes[i].ninputs; k++) to_loss[g->nodes[i].inputs[k]] = 1;
     for (int i = 0; i < n0; i++) {
         active[i] = from_wrt[i] && to_loss[i];
-        c.grad[i] = -1;
+        c.grad[i] = c.slices[i] = -1;
     }
     int rc = 0;
     if (active[loss]) {
         c.grad[loss] = seed;
         for (int i = loss; i >= 0 && rc == 0; i--) {
-            if (!active[i] || c.grad[i] < 0 || ir_op_flags(g->nodes[i].op) & IR_OPF_LEAF) continue;
+            if (!active[i]) continue;
             c.loc = g->nodes[i].loc;
             c.name = g->nodes[i].name ? ir_arena_printf(&g->arena, "d.%s", g->nodes[i].name) : NULL;
+            finish_slices(&c, i); /* every user of node i comes later: all its slices are in */
+            if (c.failed) rc = -1;
+            if (rc || c.grad[i] < 0 || ir_op_flags(g->nodes[i].op) & IR_OPF_LEAF) continue;
             rc = grad_rule(&c, i, active);
         }
     }
@@ -332,5 +395,7 @@ int pass_autodiff(ir_graph *g, int loss, int seed, const int *wrt, int nwrt, int
     free(to_loss);
     free(active);
     free(c.grad);
+    free(c.slices);
+    free(c.pend);
     return rc;
 }

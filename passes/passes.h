@@ -30,7 +30,12 @@ void pass_train_options_default(pass_train_options *o);
  * "opt" (f32 [IR_OPT_SLOTS], see ir.h); outputs "loss" (f32 [1], before the update),
  * "logits" and "grad.<weight>" for every trained weight; STATEs "adam_m.<w>", "adam_v.<w>";
  * one ADAMW per trained weight, last. Weight decay follows timm: only weights with more than
- * one dimension, never pos_embed, cls_token, dist_token. Returns NULL with err on failure. */
+ * one dimension, never pos_embed, cls_token, dist_token. Trained: every IR_NODE_TRAINABLE
+ * weight that no freeze pattern matches and that the loss depends on; the others lose the
+ * flag (they stay WEIGHT leaves, without gradient or update). With clip_grad_norm > 0 the
+ * ADAMWs read opt through CLIP_COEF(SUM_SQUARES(grads...), opt), which scales GRAD_SCALE by
+ * min(1, max_norm / (norm + 1e-6)) in the graph. Returns NULL with err on failure (no
+ * output to put the loss on, logits not [B,K]). */
 ir_graph *pass_training(const ir_graph *forward, const pass_train_options *o, char *err,
                         size_t errsize);
 
@@ -38,9 +43,43 @@ ir_graph *pass_training(const ir_graph *forward, const pass_train_options *o, ch
 
 /* Appends to g the reverse-mode derivative of scalar node `loss` (seeded with node `seed`,
  * shape [1]) with respect to every node in wrt[0..nwrt); grads[i] receives the gradient node of
- * wrt[i] (-1 if it does not depend on it). Gradients of values used several times are summed.
- * 0 on success; -1 with g->error set when an op has no derivative rule. */
+ * wrt[i] (-1 if the loss does not depend on it). Only nodes on a path from a wrt node to the
+ * loss get gradients; gradients of values used several times are summed. Gradient nodes are
+ * named "d.<forward name>" and carry the forward node's location. 0 on success; -1 with
+ * g->error set when an op on the path has no derivative rule (the backward helper ops, the
+ * optimizer ops: no second order). */
 int pass_autodiff(ir_graph *g, int loss, int seed, const int *wrt, int nwrt, int *grads);
+
+/* ---- schedule.c, memplan.c: execution order and the device arena (used by codegen) ---- */
+
+/* Execution order of g's computing nodes (leaves excluded): topological, effect nodes (ADAMW)
+ * last. Writes at most g->n node indices to order; returns how many. */
+int pass_schedule(const ir_graph *g, int *order);
+
+/* One device arena for a training step. Persistent buffers (WEIGHT, STATE, INPUT, outputs)
+ * come first, never shared; every other value lives from the step that computes it to its
+ * last reader, and values whose lifetimes do not overlap share memory. RESHAPE aliases its
+ * input (no copy); ADAMW aliases its parameter (updated in place). Offsets are 256-aligned. */
+typedef struct {
+    int n;                   /* nodes of the graph */
+    int64_t *offset;         /* [n] byte offset of the node's value, -1: none (unscheduled) */
+    int *alias_of;           /* [n] node whose buffer holds this value (itself if its own) */
+    int64_t *scratch_offset; /* [n] byte offset of the node's scratch, -1: none */
+    unsigned char *persistent; /* [n] 1 if the node's buffer is persistent */
+    int64_t arena_bytes;     /* total arena size */
+    int64_t persistent_bytes;
+    int64_t peak_bytes;      /* max over steps of the bytes live at once (persistent included) */
+} pass_mem_plan;
+
+#define PASS_MEM_ALIGN 256
+
+/* Plans the arena for g executed in `order` (nsteps nodes). scratch_bytes (may be NULL): per
+ * node, temporary bytes it needs while it runs. Returns NULL only on allocation failure. */
+pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps,
+                                 const int64_t *scratch_bytes);
+void pass_mem_plan_free(pass_mem_plan *p);
+/* Bytes of node's value (numel * dtype size, rounded up to PASS_MEM_ALIGN). */
+int64_t pass_mem_bytes(const ir_node *n);
 
 /* ---- pipeline.c ------------------------------------------------------------------------- */
 

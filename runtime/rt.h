@@ -4,6 +4,12 @@
  * Sections follow the files that implement them:
  *   safetensors.c  reading and writing safetensors files, dtype conversion
  *   init.c         deterministic weight initialization (timm's DeiT scheme)
+ * and, for the executables only (library deitc_exe, which also holds main()):
+ *   gemm_cpu.c     the emu target's matrix products on the host
+ *   device.c       the device layer: a small vtable (emu in device_emu.c, cuda in
+ *                  device_cuda.c), plan checks, running one step (CUDA Graph replay)
+ *   data.c         tensor datasets (safetensors, CIFAR-10 .bin), synthetic data, shuffling
+ *   exe.c          the commands: train, eval, bench, info (rt_main)
  */
 #ifndef DEITC_RT_H
 #define DEITC_RT_H
@@ -67,5 +73,90 @@ typedef enum { RT_INIT_ZEROS, RT_INIT_ONES, RT_INIT_TRUNC_NORMAL } rt_init;
 /* Fills out[0..n) for the weight `name`: zeros, ones, or a normal(0, std) truncated at 2 std.
  * Deterministic in (seed, name), independent of the order weights are initialized in. */
 void rt_init_fill(rt_init kind, double std, uint64_t seed, const char *name, float *out, int64_t n);
+
+/* ---- gemm_cpu.c ------------------------------------------------------------------------ */
+
+/* The sections below need plan.h's types. Included first, this header pulls plan.h in here
+ * (plan.h's own #include of it is then a no-op); reached from the top of plan.h (generated
+ * plan.c files include plan.h only) they are skipped. So files that use them include rt.h. */
+#ifndef DEITC_RT_PLAN_H
+#include "runtime/plan.h"
+#define DEITC_RT_EXE_SECTIONS 1
+#endif
+#ifdef DEITC_RT_EXE_SECTIONS
+
+/* C = alpha * opA(A) @ opB(B) + beta * C with the row-major semantics of rt_gemm (plan.h);
+ * a, b, c point at the operands' first elements (the arena offsets already applied). */
+void rt_gemm_cpu(const rt_gemm *g, const void *a, const void *b, void *c);
+/* Threads for large products (default: DEITC_GEMM_THREADS, else the number of CPUs). */
+void rt_gemm_cpu_set_threads(int n);
+
+/* ---- device.c, device_emu.c, device_cuda.c ------------------------------------------------ */
+
+/* One device: the arena, and the operations a step needs. Every operation returns 0, or -1
+ * with `err` naming the failed call (and the plan step, where there is one). */
+typedef struct rt_device rt_device;
+struct rt_device {
+    const char *target;       /* "cuda" or "emu" */
+    char name[256];           /* what runs it, for people: "NVIDIA H100 (sm_90)", "CPU" */
+    const rt_plan *plan;
+    uint64_t mem_bytes;       /* device memory held: arena + GEMM workspace */
+    int captured;             /* a CUDA Graph of the step exists */
+    char err[1024];
+    void *impl;
+    int (*upload)(rt_device *d, uint64_t offset, const void *src, uint64_t bytes);
+    int (*download)(rt_device *d, void *dst, uint64_t offset, uint64_t bytes);
+    int (*zero)(rt_device *d, uint64_t offset, uint64_t bytes);
+    int (*launch)(rt_device *d, int step);  /* an RT_STEP_KERNEL step of the plan */
+    int (*gemm)(rt_device *d, int step);    /* an RT_STEP_GEMM step */
+    int (*synchronize)(rt_device *d);
+    /* graph capture of the step's launches and its replay; NULL where unsupported */
+    int (*capture_begin)(rt_device *d);
+    int (*capture_end)(rt_device *d);
+    int (*replay)(rt_device *d);
+    /* timing: device events on cuda, the wall clock on emu; stop synchronizes */
+    int (*timer_start)(rt_device *d);
+    int (*timer_stop)(rt_device *d, double *ms);
+    void (*destroy)(rt_device *d);
+};
+
+/* 1 when the plan was compiled for --target cuda (it carries a cubin, PTX or an arch). */
+int rt_plan_is_cuda(const rt_plan *p);
+/* Checks plan.h's invariants (offsets inside the arena, kernel indices, GEMM extents). */
+int rt_plan_check(const rt_plan *p, char *err, size_t errsize);
+/* Opens the plan's target with a zeroed arena. On a machine without what the target needs
+ * (the CUDA driver, a GPU, cuBLASLt) the message says so and what to do instead. */
+int rt_device_new(const rt_plan *p, rt_device **out, char *err, size_t errsize);
+int rt_device_emu_new(const rt_plan *p, rt_device **out, char *err, size_t errsize);
+int rt_device_cuda_new(const rt_plan *p, rt_device **out, char *err, size_t errsize);
+void rt_device_free(rt_device *d);
+/* Runs the plan's steps once. use_graph: capture them as a CUDA Graph on the first such call
+ * and replay it afterwards (ignored where unsupported); call without it at least once first. */
+int rt_device_run(rt_device *d, int use_graph);
+
+/* ---- data.c ------------------------------------------------------------------------------ */
+
+typedef struct {
+    int64_t n, c, h, w;
+    float *images;            /* (n, c, h, w), normalized */
+    int64_t *labels;          /* (n) */
+} rt_dataset;
+
+/* Loads a .safetensors tensor dataset (`images` float [N,C,H,W], `labels` integer [N]) or a
+ * CIFAR-10 .bin and checks it against the plan: image shape, labels in [0, num_classes). */
+int rt_dataset_load(const char *path, const rt_plan *p, rt_dataset *ds, char *err, size_t errsize);
+/* n random images (standard normal) and labels of the plan's shape. */
+int rt_dataset_synthetic(const rt_plan *p, int64_t n, uint64_t seed, rt_dataset *ds, char *err, size_t errsize);
+void rt_dataset_free(rt_dataset *ds);
+/* perm[0..n) = a permutation of 0..n-1 determined by (seed, epoch). */
+void rt_shuffle(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch);
+uint64_t rt_splitmix64(uint64_t *state);
+
+/* ---- exe.c -------------------------------------------------------------------------------- */
+
+/* The executable's command line (`EXE train|eval|bench|info ...`); returns the exit status. */
+int rt_main(const rt_plan *p, int argc, char **argv);
+
+#endif /* DEITC_RT_EXE_SECTIONS */
 
 #endif

@@ -1,0 +1,1067 @@
+/* emit.c: from a training graph to a program: CUDA C kernels and the steps that run them.
+ *
+ * Every scheduled node becomes steps: MATMUL a GEMM (rt_gemm, row-major, batch dims
+ * flattened into M when the right operand is shared), RESHAPE and ADAMW's output nothing
+ * (aliases), every other op one or two kernel launches. A kernel is specialized on its shapes
+ * (every size is a compile-time constant) and written without a name; launches whose kernel
+ * text is identical share one kernel (the 12 blocks of a DeiT share theirs), named
+ * kNNN_op in first-use order. Kernels only take pointers into the arena; their arguments are
+ * arena offsets. All arithmetic is float; values load/store through the dtype's conversion,
+ * so f16/bf16 storage needs no other change here.
+ *
+ * Kernel shapes used (block sizes are multiples of 32):
+ *   elementwise / gather: one thread per output element, grid-stride loop, 256 threads
+ *   row ops (layer_norm*, softmax*, cross_entropy_grad): one block per row, block reductions
+ *   reductions (sum_to, reduce_mean, layer_norm_dgamma): TX outputs x TY partial sums per
+ *   block, combined in shared memory in a fixed order (deterministic, no atomics)
+ */
+#include "codegen/codegen.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- string builder ------------------------------------------------------------------------ */
+
+typedef struct {
+    char *s;
+    size_t n, cap;
+} sb;
+
+static void sb_vprintf(sb *b, const char *fmt, va_list ap) {
+    va_list ap2;
+    va_copy(ap2, ap);
+    int k = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (b->n + (size_t)k + 1 > b->cap) {
+        b->cap = (b->n + (size_t)k + 1) * 2;
+        b->s = realloc(b->s, b->cap);
+        if (!b->s) abort();
+    }
+    vsnprintf(b->s + b->n, (size_t)k + 1, fmt, ap);
+    b->n += (size_t)k;
+}
+
+static void sb_printf(sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sb *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    sb_vprintf(b, fmt, ap);
+    va_end(ap);
+}
+
+static char *xstrdup(const char *s) {
+    char *d = strdup(s ? s : "");
+    if (!d) abort();
+    return d;
+}
+
+/* ---- small helpers --------------------------------------------------------------------------- */
+
+/* An expression loading `ref` (an lvalue of dtype t) as float. */
+static const char *ld(char *buf, size_t size, ir_dtype t, const char *ref) {
+    switch (t) {
+    case IR_F32: snprintf(buf, size, "%s", ref); break;
+    case IR_F16: snprintf(buf, size, "dc_h2f(%s)", ref); break;
+    case IR_BF16: snprintf(buf, size, "dc_b2f(%s)", ref); break;
+    default: snprintf(buf, size, "(float)%s", ref); break;
+    }
+    return buf;
+}
+
+/* The float expression `v` converted for a store to dtype t. */
+static const char *st(char *buf, size_t size, ir_dtype t, const char *v) {
+    switch (t) {
+    case IR_F32: snprintf(buf, size, "%s", v); break;
+    case IR_F16: snprintf(buf, size, "dc_f2h(%s)", v); break;
+    case IR_BF16: snprintf(buf, size, "dc_f2b(%s)", v); break;
+    case IR_I32: snprintf(buf, size, "(int)(%s)", v); break;
+    default: snprintf(buf, size, "(long long)(%s)", v); break;
+    }
+    return buf;
+}
+
+/* A float literal that reads back as the float nearest to x. */
+static const char *flit(char *buf, size_t size, double x) {
+    float f = (float)x;
+    if (isnan(f)) snprintf(buf, size, "__int_as_float(0x7fc00000)");
+    else if (isinf(f)) snprintf(buf, size, f > 0 ? "DC_INF" : "(-DC_INF)");
+    else {
+        snprintf(buf, size, "%.9g", (double)f);
+        if (!strpbrk(buf, ".en")) strncat(buf, ".0", size - strlen(buf) - 1);
+        strncat(buf, "f", size - strlen(buf) - 1);
+    }
+    return buf;
+}
+
+static int64_t pow2ceil(int64_t x) {
+    int64_t p = 1;
+    while (p < x) p *= 2;
+    return p;
+}
+
+static int64_t round32(int64_t x) { return (x + 31) / 32 * 32; }
+
+static int64_t last_dim(const ir_node *n) { return n->shape[n->ndim - 1]; }
+
+/* ---- index terms: offset = sum over terms of ((i / div) % mod) * mul -------------------------- */
+
+typedef struct {
+    int64_t div, mod, mul; /* mod 0: no modulo needed */
+} term;
+
+static void emit_terms(sb *b, const char *iv, const term *t, int nt) {
+    int any = 0;
+    for (int k = 0; k < nt; k++) {
+        if (t[k].mul == 0) continue;
+        sb_printf(b, "%s", any ? " + " : "");
+        int paren = t[k].mul != 1 && (t[k].div != 1 || t[k].mod);
+        if (paren) sb_printf(b, "(");
+        sb_printf(b, "%s", iv);
+        if (t[k].div != 1) sb_printf(b, " / %lld", (long long)t[k].div);
+        if (t[k].mod) sb_printf(b, " %% %lld", (long long)t[k].mod);
+        if (paren) sb_printf(b, ")");
+        if (t[k].mul != 1) sb_printf(b, " * %lld", (long long)t[k].mul);
+        any = 1;
+    }
+    if (!any) sb_printf(b, "0");
+}
+
+/* Terms of the offset into `in` (right-aligned, broadcast over size-1 dims) of output
+ * element i of shape out[0..nd). Consecutive dims of the same kind are merged. */
+static int bcast_terms(const ir_node *in, int nd, const int64_t *out, term *t) {
+    int64_t ind[IR_MAX_DIMS];
+    for (int d = 0; d < nd; d++) {
+        int k = d - (nd - in->ndim);
+        ind[d] = k >= 0 ? in->shape[k] : 1;
+    }
+    int nt = 0;
+    int64_t ostride = 1, istride = 1, total = 1;
+    for (int d = 0; d < nd; d++) total *= out[d];
+    /* walk dims from the innermost, grouping runs of kept (ind == out) dims */
+    for (int d = nd - 1; d >= 0;) {
+        if (out[d] == 1) { d--; continue; }
+        if (ind[d] == 1) { ostride *= out[d]; d--; continue; }
+        int64_t size = 1;
+        while (d >= 0 && (out[d] == 1 || ind[d] == out[d])) size *= out[d--];
+        t[nt].div = ostride;
+        t[nt].mod = ostride * size >= total ? 0 : size;
+        t[nt].mul = istride;
+        nt++;
+        ostride *= size;
+        istride *= size;
+    }
+    return nt;
+}
+
+/* ---- the program under construction ---------------------------------------------------------- */
+
+typedef struct {
+    cg_program *p;
+    const ir_graph *g;
+    const pass_mem_plan *m;
+    int node;            /* the node being emitted */
+    char *err;
+    size_t errsize;
+} emitter;
+
+/* One launch being built: parameters (type, name, arena offset) and the body text. */
+typedef struct {
+    sb body;
+    int np;
+    const char *ptype[CG_MAX_PARAMS];
+    char pname[CG_MAX_PARAMS][16];
+    int64_t off[CG_MAX_PARAMS];
+    int fibers;
+    const char *tag; /* kernel name suffix: op name or a variant */
+} launch;
+
+static void param(launch *l, const char *type, const char *name, int64_t off) {
+    assert(l->np < CG_MAX_PARAMS && off >= 0);
+    l->ptype[l->np] = type;
+    snprintf(l->pname[l->np], sizeof l->pname[0], "%s", name);
+    l->off[l->np++] = off;
+}
+
+static const char *in_type(ir_dtype t) {
+    switch (t) {
+    case IR_F32: return "const float *";
+    case IR_F16: return "const dc_half *";
+    case IR_BF16: return "const dc_bf16 *";
+    case IR_I32: return "const int *";
+    default: return "const long long *";
+    }
+}
+
+static const char *out_type(ir_dtype t) {
+    switch (t) {
+    case IR_F32: return "float *";
+    case IR_F16: return "dc_half *";
+    case IR_BF16: return "dc_bf16 *";
+    case IR_I32: return "int *";
+    default: return "long long *";
+    }
+}
+
+static void add_step(cg_program *p, const rt_plan_step *s) {
+    if (p->nsteps == p->scap) {
+        p->scap = p->scap ? p->scap * 2 : 256;
+        p->steps = realloc(p->steps, sizeof *p->steps * (size_t)p->scap);
+        if (!p->steps) abort();
+    }
+    p->steps[p->nsteps++] = *s;
+}
+
+static uint64_t fnv1a(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static char *node_label(const ir_graph *g, int i) {
+    const ir_node *n = &g->nodes[i];
+    char buf[512];
+    snprintf(buf, sizeof buf, "%%%d%s%s", i, n->name ? " " : "", n->name ? n->name : "");
+    return xstrdup(buf);
+}
+
+static void shape_desc(sb *b, const ir_node *n) {
+    char shape[128];
+    sb_printf(b, "%s%s", ir_dtype_name(n->dtype), ir_shape_str(n, shape, sizeof shape));
+}
+
+/* Finishes a launch: dedupes its kernel and appends the step. */
+static void finish(emitter *e, launch *l, int64_t grid, int block) {
+    cg_program *p = e->p;
+    sb body = {0};
+    sb_printf(&body, "(");
+    for (int k = 0; k < l->np; k++)
+        sb_printf(&body, "%s%s__restrict__ %s", k ? ", " : "", l->ptype[k], l->pname[k]);
+    sb_printf(&body, ") {\n%s}\n", l->body.s ? l->body.s : "");
+    free(l->body.s);
+    uint64_t h = fnv1a(body.s);
+    int k;
+    for (k = 0; k < p->nkernels; k++)
+        if (p->kernels[k].hash == h && strcmp(p->kernels[k].body, body.s) == 0) break;
+    const ir_node *n = &e->g->nodes[e->node];
+    char *label = node_label(e->g, e->node);
+    if (k == p->nkernels) {
+        if (p->nkernels == p->kcap) {
+            p->kcap = p->kcap ? p->kcap * 2 : 64;
+            p->kernels = realloc(p->kernels, sizeof *p->kernels * (size_t)p->kcap);
+            if (!p->kernels) abort();
+        }
+        cg_kernel *kn = &p->kernels[p->nkernels++];
+        memset(kn, 0, sizeof *kn);
+        char name[96];
+        snprintf(name, sizeof name, "k%03d_%s", k, l->tag);
+        kn->name = xstrdup(name);
+        kn->body = body.s;
+        kn->hash = h;
+        kn->needs_fibers = l->fibers;
+        kn->nparams = l->np;
+        for (int q = 0; q < l->np; q++) kn->param_types[q] = l->ptype[q];
+        sb d = {0};
+        sb_printf(&d, "%s ", ir_op_name(n->op));
+        for (int q = 0; q < n->ninputs; q++) {
+            sb_printf(&d, "%s", q ? ", " : "(");
+            shape_desc(&d, &e->g->nodes[n->inputs[q]]);
+        }
+        sb_printf(&d, "%s -> ", n->ninputs ? ")" : "");
+        shape_desc(&d, n);
+        sb_printf(&d, "; grid %lld, block %d", (long long)grid, block);
+        kn->desc = d.s;
+        kn->nodes = label;
+        kn->registers = kn->spill_bytes = -1;
+    } else {
+        free(body.s);
+        cg_kernel *kn = &p->kernels[k];
+        /* list the first few nodes, then only count */
+        if (kn->nuses < 6) {
+            sb d = {0};
+            sb_printf(&d, "%s, %s", kn->nodes, label);
+            free(kn->nodes);
+            kn->nodes = d.s;
+        }
+        free(label);
+    }
+    p->kernels[k].nuses++;
+    rt_plan_step s;
+    memset(&s, 0, sizeof s);
+    s.kind = RT_STEP_KERNEL;
+    s.what = node_label(e->g, e->node);
+    s.kernel = k;
+    s.grid[0] = (unsigned)grid;
+    s.grid[1] = s.grid[2] = 1;
+    s.block[0] = (unsigned)block;
+    s.block[1] = s.block[2] = 1;
+    s.nargs = l->np;
+    rt_arg *args = calloc((size_t)l->np + 1, sizeof *args);
+    if (!args) abort();
+    for (int q = 0; q < l->np; q++) {
+        args[q].kind = RT_ARG_PTR;
+        args[q].offset = (uint64_t)l->off[q];
+    }
+    s.args = args;
+    add_step(p, &s);
+}
+
+static int64_t off_of(emitter *e, int node) {
+    int64_t o = e->m->offset[node];
+    assert(o >= 0);
+    return o;
+}
+
+static const char *idx_type(int64_t n) { return n < ((int64_t)1 << 31) ? "int" : "long long"; }
+
+/* grid for a grid-stride loop over n elements with 256 threads */
+static int64_t stride_grid(int64_t n) {
+    int64_t g = (n + 255) / 256;
+    if (g > 8192) g = 8192;
+    return g < 1 ? 1 : g;
+}
+
+/* ---- elementwise and gather kernels ------------------------------------------------------ */
+
+/* Opens the grid-stride loop over the node's elements (variable i). */
+static void loop_open(launch *l, int64_t total) {
+    const char *it = idx_type(total);
+    sb_printf(&l->body, "    for (%s i = (%s)blockIdx.x * blockDim.x + threadIdx.x; i < %lld; i += (%s)gridDim.x * blockDim.x) {\n",
+              it, it, (long long)total, it);
+}
+
+static void loop_close(emitter *e, launch *l, int64_t total) {
+    sb_printf(&l->body, "    }\n");
+    finish(e, l, stride_grid(total), 256);
+}
+
+/* y[i] = expr, with expr over a, b: the node's inputs loaded with broadcasting */
+static int emit_elementwise(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    launch l = {0};
+    l.tag = ir_op_name(n->op);
+    char c1[64], c2[64], ref[512], lb[600];
+    int64_t total = ir_numel(n);
+    param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    for (int k = 0; k < n->ninputs; k++) {
+        char nm[8];
+        snprintf(nm, sizeof nm, "x%d", k);
+        param(&l, in_type(e->g->nodes[n->inputs[k]].dtype), nm, off_of(e, n->inputs[k]));
+    }
+    loop_open(&l, total);
+    for (int k = 0; k < n->ninputs; k++) {
+        const ir_node *in = &e->g->nodes[n->inputs[k]];
+        term t[IR_MAX_DIMS];
+        int nt = bcast_terms(in, n->ndim, n->shape, t);
+        sb idx = {0};
+        emit_terms(&idx, "i", t, nt);
+        snprintf(ref, sizeof ref, "x%d[%s]", k, idx.s);
+        free(idx.s);
+        sb_printf(&l.body, "        const float %c = %s;\n", 'a' + k, ld(lb, sizeof lb, in->dtype, ref));
+    }
+    const char *expr;
+    char ex[256];
+    switch (n->op) {
+    case IR_OP_ADD: expr = "a + b"; break;
+    case IR_OP_SUB: expr = "a - b"; break;
+    case IR_OP_MUL: expr = "a * b"; break;
+    case IR_OP_DIV: expr = "a / b"; break;
+    case IR_OP_SCALE:
+        snprintf(ex, sizeof ex, "a * %s", flit(c1, sizeof c1, n->attrs.alpha));
+        expr = ex;
+        break;
+    case IR_OP_SQRT: expr = "dc_sqrt(a)"; break;
+    case IR_OP_ERF: expr = "dc_erf(a)"; break;
+    case IR_OP_GELU: expr = n->attrs.gelu_tanh ? "dc_gelu_tanh(a)" : "dc_gelu_erf(a)"; break;
+    case IR_OP_GELU_GRAD: expr = n->attrs.gelu_tanh ? "a * dc_gelu_tanh_grad(b)" : "a * dc_gelu_erf_grad(b)"; break;
+    case IR_OP_CAST: case IR_OP_EXPAND: expr = "a"; break;
+    case IR_OP_CONST: expr = flit(ex, sizeof ex, n->attrs.alpha); break;
+    default: assert(0); expr = "0";
+    }
+    sb_printf(&l.body, "        y[i] = %s;\n", st(c2, sizeof c2, n->dtype, expr));
+    loop_close(e, &l, total);
+    return 0;
+}
+
+/* outer/len/inner view of a node around axis: i = (o * len + k) * inner + r */
+static void axis_view(const ir_node *n, int64_t axis, int64_t *outer, int64_t *inner) {
+    *outer = *inner = 1;
+    for (int d = 0; d < axis; d++) *outer *= n->shape[d];
+    for (int d = (int)axis + 1; d < n->ndim; d++) *inner *= n->shape[d];
+}
+
+static int emit_gather(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    const ir_node *x = &e->g->nodes[n->inputs[0]];
+    launch l = {0};
+    l.tag = ir_op_name(n->op);
+    char lb[600], sbuf[700];
+    int64_t total = ir_numel(n);
+    param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    for (int k = 0; k < n->ninputs; k++) {
+        char nm[8];
+        snprintf(nm, sizeof nm, "x%d", k);
+        param(&l, in_type(e->g->nodes[n->inputs[k]].dtype), nm, off_of(e, n->inputs[k]));
+    }
+    loop_open(&l, total);
+    const char *it = idx_type(total);
+    sb *b = &l.body;
+    switch (n->op) {
+    case IR_OP_PERMUTE: {
+        int64_t istride[IR_MAX_DIMS], ostride[IR_MAX_DIMS];
+        for (int d = x->ndim - 1, s = 1; d >= 0; d--) {
+            istride[d] = s;
+            s *= (int)x->shape[d];
+        }
+        for (int d = n->ndim - 1, s = 1; d >= 0; d--) {
+            ostride[d] = s;
+            s *= (int)n->shape[d];
+        }
+        term t[IR_MAX_DIMS];
+        int nt = 0;
+        for (int d = n->ndim - 1; d >= 0;) {
+            /* merge d with earlier dims while they stay consecutive in the input */
+            int e0 = d;
+            int64_t size = n->shape[d];
+            while (d > 0 && n->attrs.perm[d - 1] == n->attrs.perm[d] - 1) size *= n->shape[--d];
+            t[nt].div = ostride[e0];
+            t[nt].mod = d == 0 ? 0 : size;
+            t[nt].mul = istride[n->attrs.perm[e0]];
+            nt++;
+            d--;
+        }
+        sb idx = {0};
+        emit_terms(&idx, "i", t, nt);
+        snprintf(sbuf, sizeof sbuf, "x0[%s]", idx.s);
+        free(idx.s);
+        sb_printf(b, "        y[i] = %s;\n", sbuf);
+        break;
+    }
+    case IR_OP_SLICE: {
+        int64_t outer, inner, len = n->attrs.end - n->attrs.start, dim = x->shape[n->attrs.axis];
+        axis_view(n, n->attrs.axis, &outer, &inner);
+        sb_printf(b, "        const %s o = i / %lld, k = i / %lld %% %lld, r = i %% %lld;\n", it,
+                  (long long)(len * inner), (long long)inner, (long long)len, (long long)inner);
+        sb_printf(b, "        y[i] = x0[(o * %lld + %lld + k) * %lld + r];\n", (long long)dim,
+                  (long long)n->attrs.start, (long long)inner);
+        break;
+    }
+    case IR_OP_PAD: {
+        int64_t outer, inner, len = n->attrs.end - n->attrs.start, dim = n->shape[n->attrs.axis];
+        axis_view(n, n->attrs.axis, &outer, &inner);
+        char zero[64];
+        st(zero, sizeof zero, n->dtype, "0.0f");
+        sb_printf(b, "        const %s o = i / %lld, k = i / %lld %% %lld - %lld, r = i %% %lld;\n", it,
+                  (long long)(dim * inner), (long long)inner, (long long)dim, (long long)n->attrs.start,
+                  (long long)inner);
+        sb_printf(b, "        if (k >= 0 && k < %lld) y[i] = x0[(o * %lld + k) * %lld + r];\n", (long long)len,
+                  (long long)len, (long long)inner);
+        sb_printf(b, "        else y[i] = %s;\n", zero);
+        break;
+    }
+    case IR_OP_CONCAT: {
+        int64_t outer, inner, dim = n->shape[n->attrs.axis], at = 0;
+        axis_view(n, n->attrs.axis, &outer, &inner);
+        sb_printf(b, "        const %s o = i / %lld, k = i / %lld %% %lld, r = i %% %lld;\n", it,
+                  (long long)(dim * inner), (long long)inner, (long long)dim, (long long)inner);
+        for (int q = 0; q < n->ninputs; q++) {
+            int64_t len = e->g->nodes[n->inputs[q]].shape[n->attrs.axis];
+            if (q + 1 < n->ninputs) sb_printf(b, "        %sif (k < %lld) ", q ? "else " : "", (long long)(at + len));
+            else sb_printf(b, "        %s", q ? "else " : "");
+            sb_printf(b, "y[i] = x%d[(o * %lld + k - %lld) * %lld + r];\n", q, (long long)len, (long long)at,
+                      (long long)inner);
+            at += len;
+        }
+        break;
+    }
+    case IR_OP_PATCHIFY: {
+        int64_t P = n->attrs.patch, C = x->shape[1], H = x->shape[2], W = x->shape[3];
+        int64_t pw = W / P, np = (H / P) * pw, K = C * P * P;
+        sb_printf(b, "        const %s bt = i / %lld, p = i / %lld %% %lld, k = i %% %lld;\n", it,
+                  (long long)(np * K), (long long)K, (long long)np, (long long)K);
+        sb_printf(b, "        const %s c = k / %lld, yy = p / %lld * %lld + k / %lld %% %lld, xx = p %% %lld * %lld + k %% %lld;\n",
+                  it, (long long)(P * P), (long long)pw, (long long)P, (long long)P, (long long)P,
+                  (long long)pw, (long long)P, (long long)P);
+        sb_printf(b, "        y[i] = x0[((bt * %lld + c) * %lld + yy) * %lld + xx];\n", (long long)C, (long long)H,
+                  (long long)W);
+        break;
+    }
+    case IR_OP_UNPATCHIFY: {
+        int64_t P = n->attrs.patch, C = n->shape[1], H = n->shape[2], W = n->shape[3];
+        int64_t pw = W / P, np = (H / P) * pw, K = C * P * P;
+        sb_printf(b, "        const %s bt = i / %lld, c = i / %lld %% %lld, yy = i / %lld %% %lld, xx = i %% %lld;\n",
+                  it, (long long)(C * H * W), (long long)(H * W), (long long)C, (long long)W, (long long)H,
+                  (long long)W);
+        sb_printf(b, "        const %s p = yy / %lld * %lld + xx / %lld, k = c * %lld + yy %% %lld * %lld + xx %% %lld;\n",
+                  it, (long long)P, (long long)pw, (long long)P, (long long)(P * P), (long long)P,
+                  (long long)P, (long long)P);
+        sb_printf(b, "        y[i] = x0[(bt * %lld + p) * %lld + k];\n", (long long)np, (long long)K);
+        break;
+    }
+    default:
+        assert(0);
+    }
+    (void)lb;
+    loop_close(e, &l, total);
+    return 0;
+}
+
+/* ---- reductions: sum_to, reduce_mean, layer_norm_dgamma's column sums ------------------------ */
+
+/* Block shape for nout outputs of r reduced elements each: tx outputs x ty partials. */
+static void reduce_shape(int64_t nout, int64_t r, int *tx, int *ty) {
+    int64_t x = nout >= 32 ? 32 : pow2ceil(nout);
+    int64_t y = 256 / x, pr = pow2ceil(r);
+    if (y > pr) y = pr;
+    if (x * y < 32) x = 32 / y; /* at least one warp */
+    *tx = (int)x;
+    *ty = (int)y;
+}
+
+/* Appends the partial-sum combination and the store; `acc` holds this thread's partial. */
+static void reduce_finish(launch *l, int tx, int ty, int64_t nout, const char *store_fmt) {
+    sb *b = &l->body;
+    if (ty > 1) {
+        sb_printf(b, "    __shared__ float part[%d][%d];\n", ty, tx);
+        sb_printf(b, "    part[ty][tx] = acc;\n    __syncthreads();\n");
+        sb_printf(b, "    if (ty == 0 && o < %lld) {\n", (long long)nout);
+        sb_printf(b, "        float s = 0.0f;\n        for (int k = 0; k < %d; k++) s += part[k][tx];\n", ty);
+        sb_printf(b, "        ");
+        sb_printf(b, store_fmt, "s");
+        sb_printf(b, "\n    }\n");
+        l->fibers = 1;
+    } else {
+        sb_printf(b, "    if (o < %lld) ", (long long)nout);
+        sb_printf(b, store_fmt, "acc");
+        sb_printf(b, "\n");
+    }
+}
+
+/* sum (or mean, scale != 1) of x over the dims where the node is 1 (right-aligned) */
+static int emit_reduce(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    const ir_node *x = &e->g->nodes[n->inputs[0]];
+    int nd = x->ndim;
+    int64_t od[IR_MAX_DIMS], nout = ir_numel(n), R = ir_numel(x) / (nout ? nout : 1);
+    double scale = 1;
+    if (n->op == IR_OP_REDUCE_MEAN) {
+        for (int d = 0; d < nd; d++) od[d] = d == n->attrs.axis ? 1 : x->shape[d];
+        scale = 1.0 / (double)x->shape[n->attrs.axis];
+    } else {
+        for (int d = 0; d < nd; d++) {
+            int k = d - (nd - n->ndim);
+            od[d] = k >= 0 ? n->shape[k] : 1;
+        }
+    }
+    /* kept terms over the output index o, reduced terms over r (both merged runs) */
+    term kt[IR_MAX_DIMS], rt[IR_MAX_DIMS];
+    int nk = 0, nr = 0;
+    int64_t ko = 1, ro = 1, is = 1;
+    for (int d = nd - 1; d >= 0;) {
+        if (x->shape[d] == 1) { d--; continue; }
+        int kept = od[d] == x->shape[d];
+        int64_t size = 1;
+        while (d >= 0 && (x->shape[d] == 1 || (od[d] == x->shape[d]) == kept)) size *= x->shape[d--];
+        term *t = kept ? &kt[nk++] : &rt[nr++];
+        int64_t *os = kept ? &ko : &ro;
+        t->div = *os;
+        t->mod = size;
+        t->mul = is;
+        *os *= size;
+        is *= size;
+    }
+    for (int k = 0; k < nk; k++) if (kt[k].div * kt[k].mod >= nout) kt[k].mod = 0;
+    for (int k = 0; k < nr; k++) if (rt[k].div * rt[k].mod >= R) rt[k].mod = 0;
+    launch l = {0};
+    l.tag = ir_op_name(n->op);
+    param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    param(&l, in_type(x->dtype), "x0", off_of(e, n->inputs[0]));
+    int tx, ty;
+    reduce_shape(nout, R, &tx, &ty);
+    const char *it = idx_type(ir_numel(x));
+    sb *b = &l.body;
+    sb_printf(b, "    const int tx = threadIdx.x %% %d, ty = threadIdx.x / %d;\n", tx, tx);
+    sb_printf(b, "    const %s o = (%s)blockIdx.x * %d + tx;\n", it, it, tx);
+    sb_printf(b, "    float acc = 0.0f;\n    if (o < %lld) {\n", (long long)nout);
+    sb_printf(b, "        const %s base = ", it);
+    emit_terms(b, "o", kt, nk);
+    sb_printf(b, ";\n        for (%s r = ty; r < %lld; r += %d) {\n", it, (long long)R, ty);
+    sb s = {0};
+    emit_terms(&s, "r", rt, nr);
+    char ref[600], lbuf[700], fl[64], stb[700], fmt[800];
+    snprintf(ref, sizeof ref, "x0[base + %s]", s.s);
+    free(s.s);
+    sb_printf(b, "            acc += %s;\n        }\n    }\n", ld(lbuf, sizeof lbuf, x->dtype, ref));
+    char v[128];
+    if (scale != 1) snprintf(v, sizeof v, "%%s * %s", flit(fl, sizeof fl, scale));
+    else snprintf(v, sizeof v, "%%s");
+    snprintf(fmt, sizeof fmt, "y[o] = %s;", st(stb, sizeof stb, n->dtype, v));
+    reduce_finish(&l, tx, ty, nout, fmt);
+    finish(e, &l, (nout + tx - 1) / tx, tx * ty);
+    return 0;
+}
+
+/* ---- row kernels: one block per row of the last dim ---------------------------------------- */
+
+static int row_block(int64_t cols) {
+    int64_t b = round32(cols);
+    return (int)(b > 256 ? 256 : b);
+}
+
+/* row statistics into mean, rstd (every thread gets them); x is the row's base pointer */
+static void emit_row_stats(sb *b, const char *xr, ir_dtype t, int64_t C, double eps) {
+    char ref[64], lb[128], fl[64];
+    snprintf(ref, sizeof ref, "%s[c]", xr);
+    ld(lb, sizeof lb, t, ref);
+    sb_printf(b, "    float s = 0.0f;\n");
+    sb_printf(b, "    for (int c = threadIdx.x; c < %lld; c += blockDim.x) s += %s;\n", (long long)C, lb);
+    sb_printf(b, "    const float mean = dc_block_sum(s) * %s;\n", flit(fl, sizeof fl, 1.0 / (double)C));
+    sb_printf(b, "    float ss = 0.0f;\n");
+    sb_printf(b, "    for (int c = threadIdx.x; c < %lld; c += blockDim.x) {\n", (long long)C);
+    sb_printf(b, "        const float d = %s - mean;\n        ss += d * d;\n    }\n", lb);
+    sb_printf(b, "    const float rstd = 1.0f / dc_sqrt(dc_block_sum(ss) * %s + ", flit(fl, sizeof fl, 1.0 / (double)C));
+    sb_printf(b, "%s);\n", flit(fl, sizeof fl, eps));
+}
+
+static int emit_layer_norm(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    int is_dx = n->op == IR_OP_LAYER_NORM_DX;
+    const ir_node *x = &e->g->nodes[n->inputs[is_dx ? 1 : 0]];
+    int64_t C = last_dim(x), rows = ir_numel(x) / C;
+    launch l = {0};
+    l.tag = ir_op_name(n->op);
+    l.fibers = 1;
+    const char *it = idx_type(ir_numel(x));
+    char a[128], bb[128], c[128], res[512], sres[600];
+    param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    sb *b = &l.body;
+    if (!is_dx) {
+        const ir_node *gm = &e->g->nodes[n->inputs[1]], *bt = &e->g->nodes[n->inputs[2]];
+        param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[0]));
+        param(&l, in_type(gm->dtype), "gamma", off_of(e, n->inputs[1]));
+        param(&l, in_type(bt->dtype), "beta", off_of(e, n->inputs[2]));
+        sb_printf(b, "    const %s row = (%s)blockIdx.x * %lld;\n", it, it, (long long)C);
+        sb_printf(b, "    const auto *xr = x + row;\n");
+        emit_row_stats(b, "xr", x->dtype, C, n->attrs.eps);
+        sb_printf(b, "    for (int c = threadIdx.x; c < %lld; c += blockDim.x)\n", (long long)C);
+        snprintf(res, sizeof res, "(%s - mean) * rstd * %s + %s", ld(a, sizeof a, x->dtype, "xr[c]"),
+                 ld(bb, sizeof bb, gm->dtype, "gamma[c]"), ld(c, sizeof c, bt->dtype, "beta[c]"));
+        sb_printf(b, "        y[row + c] = %s;\n", st(sres, sizeof sres, n->dtype, res));
+    } else {
+        const ir_node *dy = &e->g->nodes[n->inputs[0]], *gm = &e->g->nodes[n->inputs[2]];
+        param(&l, in_type(dy->dtype), "dy", off_of(e, n->inputs[0]));
+        param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[1]));
+        param(&l, in_type(gm->dtype), "gamma", off_of(e, n->inputs[2]));
+        char fl[64];
+        sb_printf(b, "    const %s row = (%s)blockIdx.x * %lld;\n", it, it, (long long)C);
+        sb_printf(b, "    const auto *xr = x + row;\n    const auto *dyr = dy + row;\n");
+        emit_row_stats(b, "xr", x->dtype, C, n->attrs.eps);
+        sb_printf(b, "    float s1 = 0.0f, s2 = 0.0f;\n");
+        sb_printf(b, "    for (int c = threadIdx.x; c < %lld; c += blockDim.x) {\n", (long long)C);
+        sb_printf(b, "        const float g = %s * %s;\n", ld(a, sizeof a, dy->dtype, "dyr[c]"),
+                  ld(bb, sizeof bb, gm->dtype, "gamma[c]"));
+        sb_printf(b, "        s1 += g;\n        s2 += g * (%s - mean) * rstd;\n    }\n", ld(c, sizeof c, x->dtype, "xr[c]"));
+        flit(fl, sizeof fl, 1.0 / (double)C);
+        sb_printf(b, "    s1 = dc_block_sum(s1) * %s;\n    s2 = dc_block_sum(s2) * %s;\n", fl, fl);
+        sb_printf(b, "    for (int c = threadIdx.x; c < %lld; c += blockDim.x) {\n", (long long)C);
+        sb_printf(b, "        const float xh = (%s - mean) * rstd;\n", c);
+        snprintf(res, sizeof res, "rstd * (%s * %s - s1 - xh * s2)", a, bb);
+        sb_printf(b, "        y[row + c] = %s;\n    }\n", st(sres, sizeof sres, n->dtype, res));
+    }
+    finish(e, &l, rows, row_block(C));
+    return 0;
+}
+
+/* layer_norm_dgamma(dy, x): row stats into scratch (mean, rstd per row), then column sums */
+static int emit_layer_norm_dgamma(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    const ir_node *dy = &e->g->nodes[n->inputs[0]], *x = &e->g->nodes[n->inputs[1]];
+    int64_t C = last_dim(x), rows = ir_numel(x) / C, scratch = e->m->scratch_offset[e->node];
+    assert(scratch >= 0);
+    const char *it = idx_type(ir_numel(x));
+    char a[128], c[128], fmt[256], sv[128];
+    {
+        launch l = {0};
+        l.tag = "layer_norm_stats";
+        l.fibers = 1;
+        param(&l, "float *", "stats", scratch);
+        param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[1]));
+        sb *b = &l.body;
+        sb_printf(b, "    const auto *xr = x + (%s)blockIdx.x * %lld;\n", it, (long long)C);
+        emit_row_stats(b, "xr", x->dtype, C, n->attrs.eps);
+        sb_printf(b, "    if (threadIdx.x == 0) {\n        stats[2 * blockIdx.x] = mean;\n");
+        sb_printf(b, "        stats[2 * blockIdx.x + 1] = rstd;\n    }\n");
+        finish(e, &l, rows, row_block(C));
+    }
+    launch l = {0};
+    l.tag = "layer_norm_dgamma";
+    param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    param(&l, in_type(dy->dtype), "dy", off_of(e, n->inputs[0]));
+    param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[1]));
+    param(&l, "const float *", "stats", scratch);
+    int tx, ty;
+    reduce_shape(C, rows, &tx, &ty);
+    sb *b = &l.body;
+    sb_printf(b, "    const int tx = threadIdx.x %% %d, ty = threadIdx.x / %d;\n", tx, tx);
+    sb_printf(b, "    const int o = blockIdx.x * %d + tx;\n", tx);
+    sb_printf(b, "    float acc = 0.0f;\n    if (o < %lld) {\n", (long long)C);
+    sb_printf(b, "        for (%s r = ty; r < %lld; r += %d) {\n", it, (long long)rows, ty);
+    sb_printf(b, "            const %s at = r * %lld + o;\n", it, (long long)C);
+    sb_printf(b, "            acc += %s * (%s - stats[2 * r]) * stats[2 * r + 1];\n", ld(a, sizeof a, dy->dtype, "dy[at]"),
+              ld(c, sizeof c, x->dtype, "x[at]"));
+    sb_printf(b, "        }\n    }\n");
+    snprintf(fmt, sizeof fmt, "y[o] = %s;", st(sv, sizeof sv, n->dtype, "%s"));
+    reduce_finish(&l, tx, ty, C, fmt);
+    finish(e, &l, (C + tx - 1) / tx, tx * ty);
+    return 0;
+}
+
+static int emit_softmax(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    int64_t C = last_dim(n), rows = ir_numel(n) / C;
+    launch l = {0};
+    l.tag = ir_op_name(n->op);
+    l.fibers = 1;
+    const char *it = idx_type(ir_numel(n));
+    char a[128], bb[128], res[512], sres[600];
+    param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    sb *b = &l.body;
+    sb_printf(b, "    const %s row = (%s)blockIdx.x * %lld;\n", it, it, (long long)C);
+    if (n->op == IR_OP_SOFTMAX) {
+        const ir_node *x = &e->g->nodes[n->inputs[0]];
+        param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[0]));
+        ld(a, sizeof a, x->dtype, "x[row + c]");
+        sb_printf(b, "    float m = -DC_INF;\n");
+        sb_printf(b, "    for (int c = threadIdx.x; c < %lld; c += blockDim.x) m = fmaxf(m, %s);\n", (long long)C, a);
+        sb_printf(b, "    m = dc_block_max(m);\n    float s = 0.0f;\n");
+        sb_printf(b, "    for (int c = threadIdx.x; c < %lld; c += blockDim.x) s += dc_exp(%s - m);\n", (long long)C, a);
+        sb_printf(b, "    const float inv = 1.0f / dc_block_sum(s);\n");
+        snprintf(res, sizeof res, "dc_exp(%s - m) * inv", a);
+    } else {
+        const ir_node *dy = &e->g->nodes[n->inputs[0]], *y = &e->g->nodes[n->inputs[1]];
+        param(&l, in_type(dy->dtype), "dy", off_of(e, n->inputs[0]));
+        param(&l, in_type(y->dtype), "yv", off_of(e, n->inputs[1]));
+        ld(a, sizeof a, dy->dtype, "dy[row + c]");
+        ld(bb, sizeof bb, y->dtype, "yv[row + c]");
+        sb_printf(b, "    float dot = 0.0f;\n");
+        sb_printf(b, "    for (int c = threadIdx.x; c < %lld; c += blockDim.x) dot += %s * %s;\n", (long long)C, a, bb);
+        sb_printf(b, "    dot = dc_block_sum(dot);\n");
+        snprintf(res, sizeof res, "%s * (%s - dot)", bb, a);
+    }
+    sb_printf(b, "    for (int c = threadIdx.x; c < %lld; c += blockDim.x) y[row + c] = %s;\n", (long long)C,
+              st(sres, sizeof sres, n->dtype, res));
+    finish(e, &l, rows, row_block(C));
+    return 0;
+}
+
+/* log-sum-exp of the row at xr into lse (every thread) */
+static void emit_lse(sb *b, ir_dtype t, int64_t K) {
+    char a[64];
+    ld(a, sizeof a, t, "xr[c]");
+    sb_printf(b, "        float m = -DC_INF;\n");
+    sb_printf(b, "        for (int c = threadIdx.x; c < %lld; c += blockDim.x) m = fmaxf(m, %s);\n", (long long)K, a);
+    sb_printf(b, "        m = dc_block_max(m);\n        float s = 0.0f;\n");
+    sb_printf(b, "        for (int c = threadIdx.x; c < %lld; c += blockDim.x) s += dc_exp(%s - m);\n", (long long)K, a);
+    sb_printf(b, "        const float lse = m + logf(dc_block_sum(s));\n");
+}
+
+static int emit_cross_entropy(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    int grad = n->op == IR_OP_CROSS_ENTROPY_GRAD;
+    const ir_node *x = &e->g->nodes[n->inputs[grad ? 1 : 0]], *lab = &e->g->nodes[n->inputs[grad ? 2 : 1]];
+    int64_t B = x->shape[0], K = x->shape[1];
+    double sm = n->attrs.smoothing;
+    char a[64], fl[64], fl2[64], res[256], sres[300];
+    launch l = {0};
+    l.tag = ir_op_name(n->op);
+    l.fibers = 1;
+    sb *b = &l.body;
+    param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    if (grad) param(&l, in_type(e->g->nodes[n->inputs[0]].dtype), "dloss", off_of(e, n->inputs[0]));
+    param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[grad ? 1 : 0]));
+    param(&l, in_type(lab->dtype), "labels", off_of(e, n->inputs[grad ? 2 : 1]));
+    ld(a, sizeof a, x->dtype, "xr[c]");
+    if (!grad) {
+        /* one block walks the rows in order: a deterministic mean */
+        sb_printf(b, "    float total = 0.0f;\n");
+        sb_printf(b, "    for (int bi = 0; bi < %lld; bi++) {\n", (long long)B);
+        sb_printf(b, "        const auto *xr = x + (long long)bi * %lld;\n", (long long)K);
+        emit_lse(b, x->dtype, K);
+        sb_printf(b, "        const long long t = (long long)labels[bi];\n");
+        sb_printf(b, "        const float xt = t >= 0 && t < %lld ? %s : __int_as_float(0x7fc00000);\n", (long long)K,
+                  ld(res, sizeof res, x->dtype, "xr[t]"));
+        if (sm != 0) {
+            sb_printf(b, "        float sx = 0.0f;\n");
+            sb_printf(b, "        for (int c = threadIdx.x; c < %lld; c += blockDim.x) sx += %s;\n", (long long)K, a);
+            sb_printf(b, "        sx = dc_block_sum(sx);\n");
+            sb_printf(b, "        total += %s * (lse - xt) + %s * (lse - sx * %s);\n", flit(fl, sizeof fl, 1 - sm),
+                      flit(fl2, sizeof fl2, sm), flit(res, sizeof res, 1.0 / (double)K));
+        } else {
+            sb_printf(b, "        total += lse - xt;\n");
+        }
+        sb_printf(b, "    }\n    if (threadIdx.x == 0) y[0] = %s;\n",
+                  st(sres, sizeof sres, n->dtype, (snprintf(res, sizeof res, "total * %s", flit(fl, sizeof fl, 1.0 / (double)B)), res)));
+        finish(e, &l, 1, row_block(K));
+        return 0;
+    }
+    const ir_node *dl = &e->g->nodes[n->inputs[0]];
+    char dlb[64];
+    sb_printf(b, "    const int bi = blockIdx.x;\n    {\n");
+    sb_printf(b, "        const auto *xr = x + (long long)bi * %lld;\n", (long long)K);
+    emit_lse(b, x->dtype, K);
+    sb_printf(b, "        const long long t = (long long)labels[bi];\n");
+    sb_printf(b, "        const float scale = %s * %s;\n", ld(dlb, sizeof dlb, dl->dtype, "dloss[0]"),
+              flit(fl, sizeof fl, 1.0 / (double)B));
+    sb_printf(b, "        for (int c = threadIdx.x; c < %lld; c += blockDim.x) {\n", (long long)K);
+    sb_printf(b, "            const float target = (c == t ? %s : 0.0f) + %s;\n", flit(fl, sizeof fl, 1 - sm),
+              flit(fl2, sizeof fl2, sm / (double)K));
+    snprintf(res, sizeof res, "scale * (dc_exp(%s - lse) - target)", a);
+    sb_printf(b, "            y[(long long)bi * %lld + c] = %s;\n        }\n    }\n", (long long)K,
+              st(sres, sizeof sres, n->dtype, res));
+    finish(e, &l, B, row_block(K));
+    return 0;
+}
+
+static int emit_sum_squares(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    launch l = {0};
+    l.tag = ir_op_name(n->op);
+    l.fibers = 1;
+    sb *b = &l.body;
+    char a[64], sres[128];
+    param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    sb_printf(b, "    float s = 0.0f;\n");
+    for (int k = 0; k < n->ninputs; k++) {
+        const ir_node *x = &e->g->nodes[n->inputs[k]];
+        char nm[8], ref[16];
+        snprintf(nm, sizeof nm, "x%d", k);
+        snprintf(ref, sizeof ref, "x%d[i]", k);
+        param(&l, in_type(x->dtype), nm, off_of(e, n->inputs[k]));
+        const char *it = idx_type(ir_numel(x));
+        sb_printf(b, "    for (%s i = threadIdx.x; i < %lld; i += blockDim.x) {\n", it, (long long)ir_numel(x));
+        sb_printf(b, "        const float v = %s;\n        s += v * v;\n    }\n", ld(a, sizeof a, x->dtype, ref));
+    }
+    sb_printf(b, "    s = dc_block_sum(s);\n    if (threadIdx.x == 0) y[0] = %s;\n", st(sres, sizeof sres, n->dtype, "s"));
+    finish(e, &l, 1, 256);
+    return 0;
+}
+
+/* (param, grad, m, v, opt): in place on param, m, v */
+static int emit_adamw(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    const ir_node *pn = &e->g->nodes[n->inputs[0]], *gn = &e->g->nodes[n->inputs[1]];
+    const ir_node *mn = &e->g->nodes[n->inputs[2]], *vn = &e->g->nodes[n->inputs[3]];
+    const ir_attrs *at = &n->attrs;
+    int64_t total = ir_numel(pn);
+    launch l = {0};
+    l.tag = "adamw";
+    param(&l, out_type(pn->dtype), "p", off_of(e, n->inputs[0]));
+    param(&l, in_type(gn->dtype), "grad", off_of(e, n->inputs[1]));
+    param(&l, out_type(mn->dtype), "m", off_of(e, n->inputs[2]));
+    param(&l, out_type(vn->dtype), "v", off_of(e, n->inputs[3]));
+    param(&l, "const float *", "opt", off_of(e, n->inputs[4]));
+    sb *b = &l.body;
+    char f1[64], f2[64], f3[64], f4[64], f5[64], lb[128], sb1[128];
+    sb_printf(b, "    const float lr = opt[%d], wd = %s, bc1 = opt[%d], sbc2 = dc_sqrt(opt[%d]), gs = opt[%d];\n",
+              IR_OPT_LR, at->decay ? "opt[1]" : "0.0f", IR_OPT_BIAS_CORR1, IR_OPT_BIAS_CORR2, IR_OPT_GRAD_SCALE);
+    loop_open(&l, total);
+    sb_printf(b, "        const float g = %s * gs;\n", ld(lb, sizeof lb, gn->dtype, "grad[i]"));
+    sb_printf(b, "        const float mi = %s * %s + %s * g;\n", flit(f1, sizeof f1, at->beta1),
+              ld(lb, sizeof lb, mn->dtype, "m[i]"), flit(f2, sizeof f2, 1 - at->beta1));
+    sb_printf(b, "        const float vi = %s * %s + %s * g * g;\n", flit(f3, sizeof f3, at->beta2),
+              ld(lb, sizeof lb, vn->dtype, "v[i]"), flit(f4, sizeof f4, 1 - at->beta2));
+    sb_printf(b, "        m[i] = %s;\n", st(sb1, sizeof sb1, mn->dtype, "mi"));
+    sb_printf(b, "        v[i] = %s;\n", st(sb1, sizeof sb1, vn->dtype, "vi"));
+    sb_printf(b, "        const float denom = dc_sqrt(vi) / sbc2 + %s;\n", flit(f5, sizeof f5, at->eps));
+    snprintf(f1, sizeof f1, "%s * (1.0f - lr * wd) - (lr / bc1) * mi / denom", ld(lb, sizeof lb, pn->dtype, "p[i]"));
+    sb_printf(b, "        p[i] = %s;\n", st(sb1, sizeof sb1, pn->dtype, f1));
+    loop_close(e, &l, total);
+    return 0;
+}
+
+/* ---- matrix products ------------------------------------------------------------------------ */
+
+static rt_dtype rtd(ir_dtype t) { return (rt_dtype)t; }
+
+static int emit_matmul(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    const ir_node *a = &e->g->nodes[n->inputs[0]], *b = &e->g->nodes[n->inputs[1]];
+    int ta = n->attrs.trans_a, tb = n->attrs.trans_b;
+    int64_t M = n->shape[n->ndim - 2], N = n->shape[n->ndim - 1];
+    int64_t K = a->shape[a->ndim - (ta ? 2 : 1)];
+    int64_t batch = ir_numel(n) / (M * N), ab = ir_numel(a) / (M * K), bbt = ir_numel(b) / (K * N);
+    size_t es = ir_dtype_size(n->dtype);
+    rt_gemm gm;
+    memset(&gm, 0, sizeof gm);
+    gm.trans_a = ta;
+    gm.trans_b = tb;
+    gm.m = M;
+    gm.n = N;
+    gm.k = K;
+    gm.batch = batch;
+    gm.lda = ta ? M : K;
+    gm.ldb = tb ? K : N;
+    gm.ldc = N;
+    gm.alpha = (float)n->attrs.alpha;
+    gm.beta = 0;
+    gm.a_type = rtd(a->dtype);
+    gm.b_type = rtd(b->dtype);
+    gm.c_type = rtd(n->dtype);
+    gm.a = (uint64_t)off_of(e, n->inputs[0]);
+    gm.b = (uint64_t)off_of(e, n->inputs[1]);
+    gm.c = (uint64_t)off_of(e, e->node);
+    int simple = (ab == batch || ab == 1) && (bbt == batch || bbt == 1);
+    rt_plan_step s;
+    memset(&s, 0, sizeof s);
+    s.kind = RT_STEP_GEMM;
+    if (simple) {
+        gm.stride_a = ab == 1 ? 0 : M * K;
+        gm.stride_b = bbt == 1 ? 0 : K * N;
+        gm.stride_c = M * N;
+        if (batch > 1 && bbt == 1 && ab == batch && !ta) { /* [batch*M, K] @ B: one GEMM */
+            gm.m = batch * M;
+            gm.batch = 1;
+            gm.stride_a = gm.stride_b = gm.stride_c = 0;
+        }
+        if (gm.batch == 1) gm.stride_a = gm.stride_b = gm.stride_c = 0;
+        s.gemm = gm;
+        s.what = node_label(e->g, e->node);
+        add_step(e->p, &s);
+        return 0;
+    }
+    /* partial broadcast over several batch dims: one GEMM per output matrix */
+    int nb = n->ndim - 2;
+    ir_node av = *a, bv = *b;
+    av.ndim -= 2;
+    bv.ndim -= 2;
+    for (int64_t t = 0; t < batch; t++) {
+        int64_t idx[IR_MAX_DIMS], rem = t, oa = 0, ob = 0;
+        for (int d = nb - 1; d >= 0; d--) {
+            idx[d] = rem % n->shape[d];
+            rem /= n->shape[d];
+        }
+        for (int d = 0; d < av.ndim; d++) oa = oa * av.shape[d] + (av.shape[d] == 1 ? 0 : idx[nb - av.ndim + d]);
+        for (int d = 0; d < bv.ndim; d++) ob = ob * bv.shape[d] + (bv.shape[d] == 1 ? 0 : idx[nb - bv.ndim + d]);
+        rt_gemm g1 = gm;
+        g1.batch = 1;
+        g1.a += (uint64_t)(oa * M * K) * es;
+        g1.b += (uint64_t)(ob * K * N) * es;
+        g1.c += (uint64_t)(t * M * N) * es;
+        s.gemm = g1;
+        s.what = node_label(e->g, e->node);
+        add_step(e->p, &s);
+    }
+    return 0;
+}
+
+/* ---- driver ---------------------------------------------------------------------------------- */
+
+static int emit_node(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    switch (n->op) {
+    case IR_OP_ADD: case IR_OP_SUB: case IR_OP_MUL: case IR_OP_DIV: case IR_OP_SCALE:
+    case IR_OP_SQRT: case IR_OP_ERF: case IR_OP_GELU: case IR_OP_GELU_GRAD: case IR_OP_CAST:
+    case IR_OP_EXPAND: case IR_OP_CONST:
+        return emit_elementwise(e);
+    case IR_OP_RESHAPE:
+        return 0; /* shares its input's buffer */
+    case IR_OP_PERMUTE: case IR_OP_SLICE: case IR_OP_PAD: case IR_OP_CONCAT: case IR_OP_PATCHIFY:
+    case IR_OP_UNPATCHIFY:
+        return emit_gather(e);
+    case IR_OP_SUM_TO: case IR_OP_REDUCE_MEAN:
+        return emit_reduce(e);
+    case IR_OP_MATMUL:
+        return emit_matmul(e);
+    case IR_OP_LAYER_NORM: case IR_OP_LAYER_NORM_DX:
+        return emit_layer_norm(e);
+    case IR_OP_LAYER_NORM_DGAMMA:
+        return emit_layer_norm_dgamma(e);
+    case IR_OP_SOFTMAX: case IR_OP_SOFTMAX_GRAD:
+        return emit_softmax(e);
+    case IR_OP_CROSS_ENTROPY: case IR_OP_CROSS_ENTROPY_GRAD:
+        return emit_cross_entropy(e);
+    case IR_OP_SUM_SQUARES:
+        return emit_sum_squares(e);
+    case IR_OP_ADAMW:
+        return emit_adamw(e);
+    default:
+        snprintf(e->err, e->errsize, "codegen: node %%%d '%s': no kernel for op %s", e->node,
+                 n->name ? n->name : "", ir_op_name(n->op));
+        return -1;
+    }
+}
+
+cg_program *cg_program_new(const ir_graph *g, const cg_options *o, char *err, size_t errsize) {
+    (void)o;
+    cg_program *p = calloc(1, sizeof *p);
+    if (!p) abort();
+    p->g = g;
+    p->beta1 = 0.9;
+    p->beta2 = 0.999;
+    p->adam_eps = 1e-8;
+    p->order = calloc((size_t)g->n + 1, sizeof *p->order);
+    int64_t *scratch = calloc((size_t)g->n + 1, sizeof *scratch);
+    if (!p->order || !scratch) abort();
+    p->norder = pass_schedule(g, p->order);
+    for (int s = 0; s < p->norder; s++) {
+        const ir_node *n = &g->nodes[p->order[s]];
+        if (n->op == IR_OP_LAYER_NORM_DGAMMA) {
+            const ir_node *x = &g->nodes[n->inputs[1]];
+            scratch[p->order[s]] = 2 * (int64_t)sizeof(float) * (ir_numel(x) / last_dim(x));
+        }
+        if (n->op == IR_OP_ADAMW) {
+            p->beta1 = n->attrs.beta1;
+            p->beta2 = n->attrs.beta2;
+            p->adam_eps = n->attrs.eps;
+        }
+    }
+    p->mem = pass_mem_plan_new(g, p->order, p->norder, scratch);
+    free(scratch);
+    emitter e = {p, g, p->mem, 0, err, errsize};
+    /* CONST leaves are persistent; fill them first each step */
+    for (int i = 0; i < g->n; i++) {
+        if (g->nodes[i].op != IR_OP_CONST) continue;
+        e.node = i;
+        if (emit_elementwise(&e)) goto fail;
+    }
+    for (int s = 0; s < p->norder; s++) {
+        e.node = p->order[s];
+        if (emit_node(&e)) goto fail;
+    }
+    /* the kernels' full text: header comment + definition */
+    for (int k = 0; k < p->nkernels; k++) {
+        cg_kernel *kn = &p->kernels[k];
+        sb t = {0};
+        sb_printf(&t, "/* %s: %s\n * computes %s%s", kn->name, kn->desc, kn->nodes, kn->nuses > 6 ? ", ..." : "");
+        sb_printf(&t, " (%d launch%s) */\n", kn->nuses, kn->nuses == 1 ? "" : "es");
+        sb_printf(&t, "DC_KERNEL %s%s", kn->name, kn->body);
+        kn->text = t.s;
+    }
+    return p;
+fail:
+    cg_program_free(p);
+    return NULL;
+}
+
+void cg_program_free(cg_program *p) {
+    if (!p) return;
+    for (int k = 0; k < p->nkernels; k++) {
+        free(p->kernels[k].name);
+        free(p->kernels[k].text);
+        free(p->kernels[k].body);
+        free(p->kernels[k].desc);
+        free(p->kernels[k].nodes);
+    }
+    for (int s = 0; s < p->nsteps; s++) {
+        free((void *)p->steps[s].what);
+        free((void *)p->steps[s].args);
+    }
+    free(p->kernels);
+    free(p->steps);
+    free(p->order);
+    pass_mem_plan_free(p->mem);
+    free(p);
+}

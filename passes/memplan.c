@@ -1,0 +1,154 @@
+/* memplan.c: one device arena for a training step, with buffer offsets from liveness.
+ *
+ * Layout: persistent buffers first (WEIGHT, STATE, INPUT, CONST, every output), in node order,
+ * then the transient region, where each value occupies [offset, offset + bytes) from the step
+ * that computes it to the last step that reads it (both inclusive, so a kernel never writes a
+ * buffer one of its inputs lives in). Transient buffers are placed largest first at the lowest
+ * offset that does not collide with an already placed buffer whose lifetime overlaps (greedy
+ * best-fit, deterministic). RESHAPE shares its input's buffer; ADAMW its parameter's.
+ */
+#include "passes/passes.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int id;            /* node (or n + node for a scratch buffer) */
+    int start, end;    /* schedule positions, inclusive */
+    int64_t bytes, offset;
+} buf;
+
+static void *xcalloc(size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size);
+    if (!p) abort();
+    return p;
+}
+
+static int64_t align_up(int64_t x) { return (x + PASS_MEM_ALIGN - 1) / PASS_MEM_ALIGN * PASS_MEM_ALIGN; }
+
+int64_t pass_mem_bytes(const ir_node *n) {
+    return align_up(ir_numel(n) * (int64_t)ir_dtype_size(n->dtype));
+}
+
+static int node_root(const ir_graph *g, int i) {
+    for (;;) {
+        const ir_node *n = &g->nodes[i];
+        if (n->op == IR_OP_RESHAPE || n->op == IR_OP_ADAMW) i = n->inputs[0];
+        else return i;
+    }
+}
+
+static int by_size(const void *pa, const void *pb) {
+    const buf *a = pa, *b = pb;
+    if (a->bytes != b->bytes) return a->bytes > b->bytes ? -1 : 1;
+    if (a->start != b->start) return a->start < b->start ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+static int by_offset(const void *pa, const void *pb) {
+    const buf *a = *(buf *const *)pa, *b = *(buf *const *)pb;
+    return a->offset < b->offset ? -1 : a->offset > b->offset;
+}
+
+pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps,
+                                 const int64_t *scratch_bytes) {
+    int n = g->n;
+    pass_mem_plan *p = xcalloc(1, sizeof *p);
+    p->n = n;
+    p->offset = xcalloc((size_t)n, sizeof *p->offset);
+    p->alias_of = xcalloc((size_t)n, sizeof *p->alias_of);
+    p->scratch_offset = xcalloc((size_t)n, sizeof *p->scratch_offset);
+    p->persistent = xcalloc((size_t)n, 1);
+    int *pos = xcalloc((size_t)n, sizeof *pos), *end = xcalloc((size_t)n, sizeof *end);
+    for (int i = 0; i < n; i++) {
+        p->offset[i] = p->scratch_offset[i] = -1;
+        p->alias_of[i] = node_root(g, i);
+        pos[i] = -1;
+        end[i] = -1;
+    }
+    for (int s = 0; s < nsteps; s++) pos[order[s]] = s;
+    /* persistence and lifetimes live on the root of each alias class */
+    for (int i = 0; i < n; i++) {
+        const ir_node *nd = &g->nodes[i];
+        int r = p->alias_of[i];
+        if ((ir_op_flags(nd->op) & IR_OPF_LEAF) || (nd->flags & IR_NODE_OUTPUT)) p->persistent[r] = 1;
+    }
+    for (int s = 0; s < nsteps; s++) {
+        const ir_node *nd = &g->nodes[order[s]];
+        int r = p->alias_of[order[s]];
+        if (end[r] < s) end[r] = s;
+        for (int k = 0; k < nd->ninputs; k++) {
+            int ri = p->alias_of[nd->inputs[k]];
+            if (end[ri] < s) end[ri] = s;
+        }
+    }
+    /* persistent region */
+    int64_t at = 0;
+    for (int i = 0; i < n; i++) {
+        if (p->alias_of[i] != i || !p->persistent[i]) continue;
+        if (pos[i] < 0 && !(ir_op_flags(g->nodes[i].op) & IR_OPF_LEAF)) continue;
+        p->offset[i] = at;
+        at += pass_mem_bytes(&g->nodes[i]);
+    }
+    p->persistent_bytes = at;
+    /* transient buffers: scheduled roots that are not persistent, plus scratch */
+    buf *bufs = xcalloc((size_t)(2 * n), sizeof *bufs);
+    int nb = 0;
+    for (int i = 0; i < n; i++) {
+        if (p->alias_of[i] != i || p->persistent[i] || pos[i] < 0) continue;
+        bufs[nb++] = (buf){i, pos[i], end[i], pass_mem_bytes(&g->nodes[i]), -1};
+    }
+    for (int s = 0; scratch_bytes && s < nsteps; s++) {
+        int i = order[s];
+        if (scratch_bytes[i] > 0) bufs[nb++] = (buf){n + i, s, s, align_up(scratch_bytes[i]), -1};
+    }
+    qsort(bufs, (size_t)nb, sizeof *bufs, by_size);
+    buf **conf = xcalloc((size_t)nb, sizeof *conf);
+    int64_t top = 0;
+    for (int b = 0; b < nb; b++) {
+        int nc = 0;
+        for (int c = 0; c < b; c++)
+            if (bufs[c].start <= bufs[b].end && bufs[b].start <= bufs[c].end) conf[nc++] = &bufs[c];
+        qsort(conf, (size_t)nc, sizeof *conf, by_offset);
+        int64_t off = 0;
+        for (int c = 0; c < nc; c++) {
+            if (conf[c]->offset >= off + bufs[b].bytes) break; /* fits in the gap below */
+            if (conf[c]->offset + conf[c]->bytes > off) off = conf[c]->offset + conf[c]->bytes;
+        }
+        bufs[b].offset = off;
+        if (off + bufs[b].bytes > top) top = off + bufs[b].bytes;
+    }
+    /* peak: the most bytes live at one step */
+    int64_t *live = xcalloc((size_t)nsteps + 1, sizeof *live), peak = 0;
+    for (int b = 0; b < nb; b++) {
+        int id = bufs[b].id;
+        if (id < n) p->offset[id] = p->persistent_bytes + bufs[b].offset;
+        else p->scratch_offset[id - n] = p->persistent_bytes + bufs[b].offset;
+        for (int s = bufs[b].start; s <= bufs[b].end; s++) live[s] += bufs[b].bytes;
+    }
+    for (int s = 0; s < nsteps; s++) peak = live[s] > peak ? live[s] : peak;
+    p->peak_bytes = p->persistent_bytes + peak;
+    p->arena_bytes = p->persistent_bytes + top;
+    if (p->arena_bytes == 0) p->arena_bytes = PASS_MEM_ALIGN;
+    /* every alias takes its root's offset */
+    for (int i = 0; i < n; i++) {
+        int r = p->alias_of[i];
+        if (r != i) p->offset[i] = p->offset[r];
+        if (r != i) p->persistent[i] = p->persistent[r];
+    }
+    free(live);
+    free(conf);
+    free(bufs);
+    free(pos);
+    free(end);
+    return p;
+}
+
+void pass_mem_plan_free(pass_mem_plan *p) {
+    if (!p) return;
+    free(p->offset);
+    free(p->alias_of);
+    free(p->scratch_offset);
+    free(p->persistent);
+    free(p);
+}

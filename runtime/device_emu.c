@@ -1,0 +1,150 @@
+/* device_emu.c: the emu target's device: the arena is host memory, kernels are the plan's
+ * emu_kernels (kernels.cu compiled against cuda_emu.h) called with cuLaunchKernel-style
+ * argument pointers, GEMMs run on the CPU (gemm_cpu.c), timing is the wall clock. Launches
+ * are synchronous, so synchronize has nothing to wait for; there is no graph capture.
+ */
+#include "runtime/rt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    unsigned char *arena;
+    double t0;
+} emu_impl;
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static unsigned char *arena(rt_device *d) { return ((emu_impl *)d->impl)->arena; }
+
+static int range_ok(rt_device *d, const char *what, uint64_t offset, uint64_t bytes) {
+    if (offset <= d->plan->arena_bytes && bytes <= d->plan->arena_bytes - offset) return 0;
+    snprintf(d->err, sizeof d->err, "emu %s: range [%llu, +%llu) outside the arena (%llu bytes)", what,
+             (unsigned long long)offset, (unsigned long long)bytes, (unsigned long long)d->plan->arena_bytes);
+    return -1;
+}
+
+static int emu_upload(rt_device *d, uint64_t offset, const void *src, uint64_t bytes) {
+    if (range_ok(d, "upload", offset, bytes)) return -1;
+    if (bytes) memcpy(arena(d) + offset, src, bytes);
+    return 0;
+}
+
+static int emu_download(rt_device *d, void *dst, uint64_t offset, uint64_t bytes) {
+    if (range_ok(d, "download", offset, bytes)) return -1;
+    if (bytes) memcpy(dst, arena(d) + offset, bytes);
+    return 0;
+}
+
+static int emu_zero(rt_device *d, uint64_t offset, uint64_t bytes) {
+    if (range_ok(d, "zero", offset, bytes)) return -1;
+    if (bytes) memset(arena(d) + offset, 0, bytes);
+    return 0;
+}
+
+/* Argument values live in one slot each (a pointer, an int64 or a float); args[i] points at
+ * the i-th slot, as cuLaunchKernel's kernelParams do. */
+typedef union {
+    void *ptr;
+    int64_t i64;
+    float f32;
+} arg_slot;
+
+static int emu_launch(rt_device *d, int step) {
+    const rt_plan_step *s = &d->plan->steps[step];
+    arg_slot stack_slots[32];
+    void *stack_ptrs[32];
+    arg_slot *slots = stack_slots;
+    void **ptrs = stack_ptrs;
+    if (s->nargs > 32) {
+        slots = malloc(sizeof *slots * (size_t)s->nargs);
+        ptrs = malloc(sizeof *ptrs * (size_t)s->nargs);
+        if (!slots || !ptrs) abort();
+    }
+    for (int i = 0; i < s->nargs; i++) {
+        const rt_arg *a = &s->args[i];
+        if (a->kind == RT_ARG_PTR) slots[i].ptr = arena(d) + a->offset;
+        else if (a->kind == RT_ARG_I64) slots[i].i64 = a->i64;
+        else slots[i].f32 = a->f32;
+        ptrs[i] = &slots[i];
+    }
+    d->plan->emu_kernels[s->kernel](s->grid, s->block, s->shared_bytes, ptrs);
+    if (slots != stack_slots) {
+        free(slots);
+        free(ptrs);
+    }
+    return 0;
+}
+
+static int emu_gemm(rt_device *d, int step) {
+    const rt_gemm *g = &d->plan->steps[step].gemm;
+    unsigned char *base = arena(d);
+    rt_gemm_cpu(g, base + g->a, base + g->b, base + g->c);
+    return 0;
+}
+
+static int emu_synchronize(rt_device *d) {
+    (void)d;
+    return 0;
+}
+
+static int emu_timer_start(rt_device *d) {
+    ((emu_impl *)d->impl)->t0 = now_ms();
+    return 0;
+}
+
+static int emu_timer_stop(rt_device *d, double *ms) {
+    *ms = now_ms() - ((emu_impl *)d->impl)->t0;
+    return 0;
+}
+
+static void emu_destroy(rt_device *d) {
+    emu_impl *e = d->impl;
+    if (e) free(e->arena);
+    free(e);
+    free(d);
+}
+
+int rt_device_emu_new(const rt_plan *p, rt_device **out, char *err, size_t errsize) {
+    *out = NULL;
+    rt_device *d = calloc(1, sizeof *d);
+    emu_impl *e = calloc(1, sizeof *e);
+    size_t bytes = (size_t)((p->arena_bytes + 255) / 256 * 256);
+    if (!d || !e || p->arena_bytes > (uint64_t)SIZE_MAX / 2) {
+        free(d);
+        free(e);
+        snprintf(err, errsize, "emu: out of memory");
+        return -1;
+    }
+    e->arena = aligned_alloc(256, bytes ? bytes : 256);
+    if (!e->arena) {
+        snprintf(err, errsize, "emu: cannot allocate the arena (%llu bytes) in host memory",
+                 (unsigned long long)p->arena_bytes);
+        free(d);
+        free(e);
+        return -1;
+    }
+    memset(e->arena, 0, bytes);
+    d->target = "emu";
+    snprintf(d->name, sizeof d->name, "CPU (emulated CUDA)");
+    d->plan = p;
+    d->impl = e;
+    d->mem_bytes = p->arena_bytes;
+    d->upload = emu_upload;
+    d->download = emu_download;
+    d->zero = emu_zero;
+    d->launch = emu_launch;
+    d->gemm = emu_gemm;
+    d->synchronize = emu_synchronize;
+    d->timer_start = emu_timer_start;
+    d->timer_stop = emu_timer_stop;
+    d->destroy = emu_destroy;
+    *out = d;
+    return 0;
+}

@@ -1,0 +1,749 @@
+/* exe.c: the training executable's commands, over any device (device.c) and the compiled plan:
+ *   train  weights (--init or the plan's initializers) -> steps over the data (batches of the
+ *          plan's batch size, reshuffled each epoch) -> metrics, progress, --save
+ *   eval   loss and accuracy over a dataset
+ *   bench  timing of the step on synthetic data (device events on cuda, wall clock on emu)
+ *   info   what the plan holds
+ * Per step the host fills the INPUT tensors "images", "labels" and "opt" (RT_OPT_* slots: lr
+ * from the schedule, weight decay, Adam bias corrections 1 - beta^t with t counted from 1,
+ * grad scale 1), runs the step and reads the OUTPUT "loss" (and "logits" for eval).
+ * All bad input is reported before the first step; exit status 1 for errors, 2 for usage.
+ */
+#include "runtime/rt.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    const char *cmd;
+    const char *init, *data, *save, *metrics;
+    long steps, epochs, warmup_steps, bench_warmup, log_every;
+    int has_steps, has_epochs, has_lr, shuffle, synthetic, use_graph, verbose, cosine;
+    double lr, weight_decay;
+    uint64_t seed;
+} exe_args;
+
+typedef struct {
+    const rt_plan *p;
+    rt_device *dev;
+    const rt_plan_tensor *images, *labels, *opt, *loss, *logits;
+    int64_t image_numel; /* C*H*W */
+    float *batch_f32;    /* (batch, C, H, W) gathered on the host */
+    void *stage;         /* the same in the images tensor's dtype (when not f32) */
+    void *label_stage;   /* (batch) in the labels tensor's dtype */
+} session;
+
+static const char *prog = "EXE";
+
+static int error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: error: ", prog);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: %s train [--init W.safetensors] --data D [--steps K | --epochs E] [--lr LR]\n"
+            "                [--weight-decay WD] [--no-shuffle] [--save OUT.safetensors] [--metrics FILE.jsonl]\n"
+            "                [--seed S] [--synthetic] [--warmup-steps W] [--schedule cosine|constant]\n"
+            "                [--log-every N] [--no-graph]\n"
+            "       %s eval --data D [--init W.safetensors] [--seed S]\n"
+            "       %s bench [--steps K] [--warmup W] [--init W.safetensors] [--no-graph]\n"
+            "       %s info [-v]\n"
+            "D: a .safetensors tensor dataset (images f32 [N,C,H,W], labels i64 [N]) or a CIFAR-10 .bin.\n"
+            "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH, DEITC_TF32, DEITC_DEVICE (cuda).\n",
+            prog, prog, prog, prog);
+}
+
+/* ---- arguments ----------------------------------------------------------------------------- */
+
+static int parse_long(const char *opt, const char *s, long min, long *out) {
+    char *end;
+    errno = 0;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || !*s || *end || errno || v < min) {
+        fprintf(stderr, "%s: error: %s expects an integer >= %ld, got '%s'\n", prog, opt, min, s ? s : "");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_double(const char *opt, const char *s, double min, double *out) {
+    char *end;
+    errno = 0;
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || !*s || *end || errno || !(v >= min) || !isfinite(v)) {
+        fprintf(stderr, "%s: error: %s expects a number >= %g, got '%s'\n", prog, opt, min, s ? s : "");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* 0 ok, 2 usage error (message printed). */
+static int parse_args(int argc, char **argv, exe_args *a) {
+    memset(a, 0, sizeof *a);
+    a->cmd = argv[1];
+    a->lr = 1e-3;
+    a->weight_decay = 0.05;
+    a->shuffle = 1;
+    a->use_graph = 1;
+    a->bench_warmup = 3;
+    for (int i = 2; i < argc; i++) {
+        const char *s = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = 1;
+        long lv;
+        if (!strcmp(s, "--init")) a->init = next;
+        else if (!strcmp(s, "--data")) a->data = next;
+        else if (!strcmp(s, "--save")) a->save = next;
+        else if (!strcmp(s, "--metrics")) a->metrics = next;
+        else if (!strcmp(s, "--steps")) {
+            if (parse_long(s, next, 1, &a->steps)) return 2;
+            a->has_steps = 1;
+        } else if (!strcmp(s, "--epochs")) {
+            if (parse_long(s, next, 1, &a->epochs)) return 2;
+            a->has_epochs = 1;
+        } else if (!strcmp(s, "--lr")) {
+            if (parse_double(s, next, 0, &a->lr)) return 2;
+            a->has_lr = 1;
+        } else if (!strcmp(s, "--weight-decay")) {
+            if (parse_double(s, next, 0, &a->weight_decay)) return 2;
+        } else if (!strcmp(s, "--seed")) {
+            if (parse_long(s, next, 0, &lv)) return 2;
+            a->seed = (uint64_t)lv;
+        } else if (!strcmp(s, "--warmup-steps")) {
+            if (parse_long(s, next, 0, &a->warmup_steps)) return 2;
+        } else if (!strcmp(s, "--warmup")) {
+            if (parse_long(s, next, 0, &a->bench_warmup)) return 2;
+        } else if (!strcmp(s, "--log-every")) {
+            if (parse_long(s, next, 1, &a->log_every)) return 2;
+        } else if (!strcmp(s, "--schedule")) {
+            if (!next || (strcmp(next, "cosine") && strcmp(next, "constant"))) {
+                fprintf(stderr, "%s: error: --schedule expects cosine or constant, got '%s'\n", prog,
+                        next ? next : "");
+                return 2;
+            }
+            a->cosine = !strcmp(next, "cosine");
+        } else {
+            takes = 0;
+            if (!strcmp(s, "--no-shuffle")) a->shuffle = 0;
+            else if (!strcmp(s, "--synthetic")) a->synthetic = 1;
+            else if (!strcmp(s, "--no-graph")) a->use_graph = 0;
+            else if (!strcmp(s, "-v") || !strcmp(s, "--verbose")) a->verbose = 1;
+            else {
+                fprintf(stderr, "%s: error: unknown option '%s' for '%s'\n", prog, s, a->cmd);
+                usage(stderr);
+                return 2;
+            }
+        }
+        if (takes) {
+            if (!next) {
+                fprintf(stderr, "%s: error: %s needs a value\n", prog, s);
+                return 2;
+            }
+            i++;
+        }
+    }
+    if (a->has_steps && a->has_epochs) {
+        fprintf(stderr, "%s: error: give --steps or --epochs, not both\n", prog);
+        return 2;
+    }
+    return 0;
+}
+
+/* ---- the session: plan tensors, device, host staging ----------------------------------------- */
+
+static const rt_plan_tensor *find_tensor(const rt_plan *p, rt_role role, const char *name) {
+    for (int i = 0; i < p->num_tensors; i++)
+        if (p->tensors[i].role == role && strcmp(p->tensors[i].name, name) == 0) return &p->tensors[i];
+    return NULL;
+}
+
+static int64_t numel(const rt_plan_tensor *t) {
+    int64_t n = 1;
+    for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
+    return n;
+}
+
+static void shape_str(const int64_t *shape, int ndim, char *buf, size_t size) {
+    buf[0] = 0;
+    for (int d = 0; d < ndim; d++) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, size - n, "%s%lld", d ? "," : "", (long long)shape[d]);
+    }
+}
+
+/* float -> the tensor's dtype (f32, f16, bf16) */
+static void from_f32(const float *src, int64_t n, rt_dtype t, void *dst) {
+    if (t == RT_F32) {
+        memcpy(dst, src, sizeof(float) * (size_t)n);
+    } else {
+        uint16_t *h = dst;
+        for (int64_t i = 0; i < n; i++) h[i] = t == RT_F16 ? rt_float_to_half(src[i]) : rt_float_to_bf16(src[i]);
+    }
+}
+
+static void to_f32(const void *src, int64_t n, rt_dtype t, float *dst) {
+    rt_tensor tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.dtype = t;
+    tmp.ndim = 1;
+    tmp.shape[0] = n;
+    tmp.nbytes = (size_t)n * rt_dtype_size(t);
+    tmp.data = (void *)src;
+    if (rt_tensor_to_f32(&tmp, dst)) memset(dst, 0, sizeof(float) * (size_t)n);
+}
+
+static int is_float(rt_dtype t) { return t == RT_F32 || t == RT_F16 || t == RT_BF16; }
+
+static void session_free(session *s) {
+    rt_device_free(s->dev);
+    free(s->batch_f32);
+    free(s->stage);
+    free(s->label_stage);
+    memset(s, 0, sizeof *s);
+}
+
+/* Finds the tensors the runtime fills and reads, checks them, opens the device. */
+static int session_open(session *s, const rt_plan *p, int need_device) {
+    memset(s, 0, sizeof *s);
+    s->p = p;
+    char err[1200];
+    if (rt_plan_check(p, err, sizeof err)) return error("%s", err);
+    for (int i = 0; i < p->num_tensors; i++) {
+        const rt_plan_tensor *t = &p->tensors[i];
+        if (t->role == RT_ROLE_INPUT && strcmp(t->name, "images") && strcmp(t->name, "labels") &&
+            strcmp(t->name, "opt"))
+            return error("plan: input '%s' is not one the runtime fills (images, labels, opt)", t->name);
+    }
+    s->images = find_tensor(p, RT_ROLE_INPUT, "images");
+    s->labels = find_tensor(p, RT_ROLE_INPUT, "labels");
+    s->opt = find_tensor(p, RT_ROLE_INPUT, "opt");
+    s->loss = find_tensor(p, RT_ROLE_OUTPUT, "loss");
+    s->logits = find_tensor(p, RT_ROLE_OUTPUT, "logits");
+    if (!s->images || s->images->ndim != 4 || s->images->shape[0] != p->batch || !is_float(s->images->dtype))
+        return error("plan: needs a float input 'images' of shape [batch=%lld,C,H,W]", (long long)p->batch);
+    if (!s->labels || numel(s->labels) != p->batch || (s->labels->dtype != RT_I64 && s->labels->dtype != RT_I32))
+        return error("plan: needs an integer input 'labels' of shape [%lld]", (long long)p->batch);
+    if (!s->opt || s->opt->dtype != RT_F32 || numel(s->opt) < RT_OPT_SLOTS)
+        return error("plan: needs an f32 input 'opt' with %d slots", RT_OPT_SLOTS);
+    if (!s->loss || !is_float(s->loss->dtype) || numel(s->loss) < 1)
+        return error("plan: needs a float output 'loss'");
+    if (s->logits && (!is_float(s->logits->dtype) || numel(s->logits) != p->batch * p->num_classes))
+        s->logits = NULL; /* not the [batch, classes] logits eval can use */
+    s->image_numel = s->images->shape[1] * s->images->shape[2] * s->images->shape[3];
+    s->batch_f32 = malloc(sizeof(float) * (size_t)(p->batch * s->image_numel));
+    s->stage = malloc(sizeof(float) * (size_t)(p->batch * s->image_numel));
+    s->label_stage = malloc(sizeof(int64_t) * (size_t)p->batch);
+    if (!s->batch_f32 || !s->stage || !s->label_stage) return error("out of memory for the host batch");
+    if (need_device && rt_device_new(p, &s->dev, err, sizeof err)) return error("%s", err);
+    return 0;
+}
+
+/* Weights from --init (checked tensor by tensor) or the plan's initializers; state zeroed. */
+static int load_weights(session *s, const char *init, uint64_t seed) {
+    const rt_plan *p = s->p;
+    rt_tensor_set set;
+    memset(&set, 0, sizeof set);
+    char err[1200];
+    if (init && rt_safetensors_read(init, &set, err, sizeof err)) return error("%s", err);
+    int rc = 0, used = 0;
+    for (int i = 0; i < p->num_tensors && !rc; i++) {
+        const rt_plan_tensor *t = &p->tensors[i];
+        if (t->role == RT_ROLE_STATE) {
+            if (s->dev->zero(s->dev, t->offset, t->bytes)) rc = error("%s", s->dev->err);
+            continue;
+        }
+        if (t->role != RT_ROLE_WEIGHT) continue;
+        int64_t n = numel(t);
+        float *buf = malloc(sizeof(float) * (size_t)(n ? n : 1));
+        void *conv = malloc((size_t)(n ? n : 1) * rt_dtype_size(t->dtype) + 4);
+        if (!buf || !conv) abort();
+        char want[160], got[160];
+        shape_str(t->shape, t->ndim, want, sizeof want);
+        if (init) {
+            const rt_tensor *w = rt_tensor_set_find(&set, t->name);
+            if (!w) {
+                rc = error("%s: has no tensor '%s' (a weight of the model, shape [%s])", init, t->name, want);
+            } else {
+                used++;
+                int same = w->ndim == t->ndim;
+                for (int d = 0; same && d < t->ndim; d++) same = w->shape[d] == t->shape[d];
+                shape_str(w->shape, w->ndim, got, sizeof got);
+                if (!same) rc = error("%s: tensor '%s' has shape [%s], the model expects [%s]", init, t->name, got, want);
+                else if (!is_float(w->dtype))
+                    rc = error("%s: tensor '%s' is %s, the model expects a float tensor", init, t->name,
+                               rt_dtype_name(w->dtype));
+                else
+                    rt_tensor_to_f32(w, buf);
+            }
+        } else {
+            rt_init_fill(t->init, t->init_std, seed, t->name, buf, n);
+        }
+        if (!rc) {
+            for (int64_t j = 0; j < n && !rc; j++)
+                if (!isfinite(buf[j])) rc = error("%s: tensor '%s' holds a NaN or infinity at element %lld", init,
+                                                  t->name, (long long)j);
+        }
+        if (!rc) {
+            from_f32(buf, n, t->dtype, conv);
+            if (s->dev->upload(s->dev, t->offset, conv, (uint64_t)n * rt_dtype_size(t->dtype)))
+                rc = error("%s", s->dev->err);
+        }
+        free(buf);
+        free(conv);
+    }
+    if (!rc && init && used < set.count) {
+        const char *first = "?";
+        for (int i = 0; i < set.count; i++)
+            if (!find_tensor(p, RT_ROLE_WEIGHT, set.tensors[i].name)) {
+                first = set.tensors[i].name;
+                break;
+            }
+        fprintf(stderr, "%s: note: %d tensor(s) in %s are not weights of this model (e.g. '%s'); ignored\n", prog,
+                set.count - used, init, first);
+    }
+    rt_tensor_set_free(&set);
+    return rc;
+}
+
+/* Gathers images/labels idx[0..batch) of ds and uploads them. */
+static int fill_batch(session *s, const rt_dataset *ds, const int64_t *idx) {
+    const rt_plan *p = s->p;
+    for (int64_t i = 0; i < p->batch; i++)
+        memcpy(s->batch_f32 + i * s->image_numel, ds->images + idx[i] * s->image_numel,
+               sizeof(float) * (size_t)s->image_numel);
+    int64_t n = p->batch * s->image_numel;
+    const void *img = s->batch_f32;
+    if (s->images->dtype != RT_F32) {
+        from_f32(s->batch_f32, n, s->images->dtype, s->stage);
+        img = s->stage;
+    }
+    for (int64_t i = 0; i < p->batch; i++) {
+        if (s->labels->dtype == RT_I64) ((int64_t *)s->label_stage)[i] = ds->labels[idx[i]];
+        else ((int32_t *)s->label_stage)[i] = (int32_t)ds->labels[idx[i]];
+    }
+    if (s->dev->upload(s->dev, s->images->offset, img, (uint64_t)n * rt_dtype_size(s->images->dtype)) ||
+        s->dev->upload(s->dev, s->labels->offset, s->label_stage, (uint64_t)p->batch * rt_dtype_size(s->labels->dtype)))
+        return error("%s", s->dev->err);
+    return 0;
+}
+
+static int set_opt(session *s, double lr, double wd, long t) {
+    float slots[RT_OPT_SLOTS];
+    slots[RT_OPT_LR] = (float)lr;
+    slots[RT_OPT_WEIGHT_DECAY] = (float)wd;
+    slots[RT_OPT_BIAS_CORR1] = (float)(1 - pow(s->p->beta1, (double)t));
+    slots[RT_OPT_BIAS_CORR2] = (float)(1 - pow(s->p->beta2, (double)t));
+    slots[RT_OPT_GRAD_SCALE] = 1;
+    if (s->dev->upload(s->dev, s->opt->offset, slots, sizeof slots)) return error("%s", s->dev->err);
+    return 0;
+}
+
+static int read_f32(session *s, const rt_plan_tensor *t, int64_t n, float *out) {
+    size_t bytes = (size_t)n * rt_dtype_size(t->dtype);
+    void *raw = malloc(bytes ? bytes : 1);
+    if (!raw) abort();
+    int rc = s->dev->download(s->dev, raw, t->offset, bytes);
+    if (!rc) to_f32(raw, n, t->dtype, out);
+    free(raw);
+    return rc ? error("%s", s->dev->err) : 0;
+}
+
+static int run_step(session *s, int use_graph) {
+    if (rt_device_run(s->dev, use_graph)) return error("%s", s->dev->err);
+    return 0;
+}
+
+static void json_num(FILE *f, double v) {
+    if (isfinite(v)) fprintf(f, "%.9g", v);
+    else fprintf(f, "null");
+}
+
+static double lr_at(const exe_args *a, long step, long total) {
+    if (a->warmup_steps > 0 && step <= a->warmup_steps) return a->lr * (double)step / (double)a->warmup_steps;
+    if (!a->cosine) return a->lr;
+    long span = total - a->warmup_steps;
+    if (span < 1) return a->lr;
+    double progress = (double)(step - a->warmup_steps - 1) / (double)span;
+    return a->lr * 0.5 * (1 + cos(3.14159265358979323846 * progress));
+}
+
+static int load_data(const exe_args *a, const rt_plan *p, rt_dataset *ds) {
+    char err[1200];
+    if (a->synthetic) {
+        if (rt_dataset_synthetic(p, p->batch, a->seed, ds, err, sizeof err)) return error("%s", err);
+        return 0;
+    }
+    if (!a->data) return error("%s needs --data D (a .safetensors tensor dataset or CIFAR-10 .bin)%s", a->cmd,
+                               strcmp(a->cmd, "train") ? "" : ", or --synthetic");
+    if (rt_dataset_load(a->data, p, ds, err, sizeof err)) return error("%s", err);
+    return 0;
+}
+
+/* ---- train --------------------------------------------------------------------------------- */
+
+static int save_weights(session *s, const char *path, long steps) {
+    const rt_plan *p = s->p;
+    rt_tensor *ts = calloc((size_t)p->num_tensors + 1, sizeof *ts);
+    if (!ts) abort();
+    int n = 0, rc = 0;
+    for (int i = 0; i < p->num_tensors && !rc; i++) {
+        const rt_plan_tensor *t = &p->tensors[i];
+        if (t->role != RT_ROLE_WEIGHT) continue;
+        rt_tensor *o = &ts[n++];
+        o->name = (char *)t->name;
+        o->dtype = t->dtype;
+        o->ndim = t->ndim;
+        memcpy(o->shape, t->shape, sizeof o->shape);
+        o->nbytes = (size_t)numel(t) * rt_dtype_size(t->dtype);
+        o->data = malloc(o->nbytes ? o->nbytes : 1);
+        if (!o->data) abort();
+        if (s->dev->download(s->dev, o->data, t->offset, o->nbytes)) rc = error("%s", s->dev->err);
+    }
+    if (!rc) {
+        char meta[512], err[1200];
+        snprintf(meta, sizeof meta, "{\"format\":\"pt\",\"model\":\"%s\",\"steps\":\"%ld\",\"producer\":\"deitc\"}",
+                 p->model_name ? p->model_name : "?", steps);
+        if (rt_safetensors_write(path, ts, n, meta, err, sizeof err)) rc = error("%s", err);
+        else printf("saved %d weight tensors to %s\n", n, path);
+    }
+    for (int i = 0; i < n; i++) free(ts[i].data);
+    free(ts);
+    return rc;
+}
+
+static int cmd_train(const exe_args *a, const rt_plan *p) {
+    rt_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    session s;
+    memset(&s, 0, sizeof s);
+    FILE *metrics = NULL;
+    int64_t *perm = NULL, *idx = NULL;
+    int rc = 1;
+    if (load_data(a, p, &ds)) goto done;
+    if (ds.n < p->batch) {
+        error("%s: the dataset has %lld images, fewer than the batch size %lld this executable was compiled for "
+              "(deitc compile --batch N)",
+              a->data ? a->data : "synthetic data", (long long)ds.n, (long long)p->batch);
+        goto done;
+    }
+    if (a->metrics && !(metrics = fopen(a->metrics, "w"))) {
+        error("%s: cannot open for writing: %s", a->metrics, strerror(errno));
+        goto done;
+    }
+    if (session_open(&s, p, 1) || load_weights(&s, a->init, a->seed)) goto done;
+    int64_t per_epoch = ds.n / p->batch;
+    long total = a->has_steps ? a->steps : (long)(a->has_epochs ? a->epochs : 1) * (long)per_epoch;
+    long log_every = a->log_every ? a->log_every : (total <= 50 ? 1 : total / 25);
+    perm = malloc(sizeof(int64_t) * (size_t)ds.n);
+    if (!perm) abort();
+    printf("train: %s on %s, batch %lld, %lld images (%lld steps an epoch), %ld steps, lr %g%s, weight decay %g\n",
+           p->model_name ? p->model_name : "model", s.dev->name, (long long)p->batch, (long long)ds.n,
+           (long long)per_epoch, total, a->lr, a->cosine ? " cosine" : "", a->weight_decay);
+    fflush(stdout);
+    int64_t epoch = -1;
+    double t_start = now_s(), images = 0;
+    int warned = 0;
+    for (long step = 1; step <= total; step++) {
+        int64_t e = (step - 1) / per_epoch, pos = ((step - 1) % per_epoch) * p->batch;
+        if (e != epoch) {
+            epoch = e;
+            if (a->shuffle) rt_shuffle(perm, ds.n, a->seed, e);
+            else
+                for (int64_t i = 0; i < ds.n; i++) perm[i] = i;
+        }
+        double t0 = now_s(), lr = lr_at(a, step, total);
+        float loss;
+        if (fill_batch(&s, &ds, perm + pos) || set_opt(&s, lr, a->weight_decay, step) ||
+            run_step(&s, a->use_graph && step > 1) || read_f32(&s, s.loss, 1, &loss))
+            goto done;
+        double dt = now_s() - t0, ips = (double)p->batch / (dt > 0 ? dt : 1e-9);
+        images += (double)p->batch;
+        if (!isfinite(loss) && !warned) {
+            fprintf(stderr, "%s: warning: the loss is %g at step %ld (diverged? try a smaller --lr)\n", prog, loss,
+                    step);
+            warned = 1;
+        }
+        if (metrics) {
+            fprintf(metrics, "{\"step\":%ld,\"epoch\":%lld,\"loss\":", step, (long long)e);
+            json_num(metrics, loss);
+            fprintf(metrics, ",\"lr\":");
+            json_num(metrics, lr);
+            fprintf(metrics, ",\"images_per_s\":");
+            json_num(metrics, ips);
+            fprintf(metrics, "}\n");
+            fflush(metrics);
+        }
+        if (step == 1 || step == total || step % log_every == 0) {
+            printf("step %ld/%ld  loss %.6f  lr %.3g  %.1f images/s\n", step, total, loss, lr, ips);
+            fflush(stdout);
+        }
+    }
+    double elapsed = now_s() - t_start;
+    printf("trained %ld steps in %.2f s (%.1f images/s)\n", total, elapsed, images / (elapsed > 0 ? elapsed : 1e-9));
+    if (a->save && save_weights(&s, a->save, total)) goto done;
+    rc = 0;
+done:
+    if (metrics && fclose(metrics) && !rc) rc = error("%s: write failed", a->metrics);
+    free(perm);
+    free(idx);
+    session_free(&s);
+    rt_dataset_free(&ds);
+    return rc;
+}
+
+/* ---- eval ---------------------------------------------------------------------------------- */
+
+/* Runs the training step with lr = 0 and weight decay 0 (the plan has no forward-only path):
+ * weights stay as loaded; the optimizer state changes, but is never saved by eval. */
+static int cmd_eval(const exe_args *a, const rt_plan *p) {
+    rt_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    session s;
+    memset(&s, 0, sizeof s);
+    int64_t *idx = NULL;
+    float *logits = NULL;
+    int rc = 1;
+    if (load_data(a, p, &ds)) goto done;
+    if (session_open(&s, p, 1) || load_weights(&s, a->init, a->seed)) goto done;
+    if (!s.logits && ds.n < p->batch) {
+        error("%s: the dataset has %lld images, fewer than the batch size %lld (and the plan has no logits output to "
+              "evaluate a partial batch with)",
+              a->data, (long long)ds.n, (long long)p->batch);
+        goto done;
+    }
+    int64_t batches = s.logits ? (ds.n + p->batch - 1) / p->batch : ds.n / p->batch, counted = 0, correct = 0;
+    idx = malloc(sizeof(int64_t) * (size_t)p->batch);
+    logits = malloc(sizeof(float) * (size_t)(p->batch * (p->num_classes > 0 ? p->num_classes : 1)));
+    if (!idx || !logits) abort();
+    double loss_sum = 0;
+    for (int64_t b = 0; b < batches; b++) {
+        for (int64_t i = 0; i < p->batch; i++) idx[i] = (b * p->batch + i) % ds.n;
+        float loss;
+        if (fill_batch(&s, &ds, idx) || set_opt(&s, 0, 0, 1) || run_step(&s, a->use_graph && b > 0) ||
+            read_f32(&s, s.loss, 1, &loss))
+            goto done;
+        if (!s.logits) {
+            loss_sum += loss * (double)p->batch;
+            counted += p->batch;
+            continue;
+        }
+        if (read_f32(&s, s.logits, p->batch * p->num_classes, logits)) goto done;
+        for (int64_t i = 0; i < p->batch && b * p->batch + i < ds.n; i++) {
+            const float *z = logits + i * p->num_classes;
+            int64_t best = 0;
+            double mx = z[0], sum = 0;
+            for (int64_t c = 1; c < p->num_classes; c++)
+                if (z[c] > z[best]) best = c;
+            mx = z[best];
+            for (int64_t c = 0; c < p->num_classes; c++) sum += exp((double)z[c] - mx);
+            loss_sum += log(sum) + mx - z[ds.labels[idx[i]]];
+            correct += best == ds.labels[idx[i]];
+            counted++;
+        }
+    }
+    double loss = counted ? loss_sum / (double)counted : NAN;
+    if (s.logits) {
+        printf("eval: %lld images, loss %.6f, accuracy %.2f%%\n", (long long)counted, loss,
+               100.0 * (double)correct / (double)(counted ? counted : 1));
+        printf("{\"images\":%lld,\"loss\":", (long long)counted);
+        json_num(stdout, loss);
+        printf(",\"accuracy\":");
+        json_num(stdout, (double)correct / (double)(counted ? counted : 1));
+        printf("}\n");
+    } else {
+        printf("eval: %lld images (full batches only), loss %.6f, accuracy unavailable (no logits output)\n",
+               (long long)counted, loss);
+        printf("{\"images\":%lld,\"loss\":", (long long)counted);
+        json_num(stdout, loss);
+        printf(",\"accuracy\":null}\n");
+    }
+    rc = 0;
+done:
+    free(idx);
+    free(logits);
+    session_free(&s);
+    rt_dataset_free(&ds);
+    return rc;
+}
+
+/* ---- bench --------------------------------------------------------------------------------- */
+
+static int cmp_double(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+static double gemm_flops(const rt_plan *p) {
+    double f = 0;
+    for (int i = 0; i < p->num_steps; i++)
+        if (p->steps[i].kind == RT_STEP_GEMM) {
+            const rt_gemm *g = &p->steps[i].gemm;
+            f += 2.0 * (double)g->m * (double)g->n * (double)g->k * (double)g->batch;
+        }
+    return f;
+}
+
+static int cmd_bench(const exe_args *a, const rt_plan *p) {
+    rt_dataset ds;
+    session s;
+    memset(&s, 0, sizeof s);
+    double *ms = NULL;
+    int rc = 1;
+    char err[1200];
+    long steps = a->has_steps ? a->steps : 20, warm = a->bench_warmup;
+    if (rt_dataset_synthetic(p, p->batch, a->seed, &ds, err, sizeof err)) return error("%s", err);
+    if (session_open(&s, p, 1) || load_weights(&s, a->init, a->seed)) goto done;
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)p->batch);
+    if (!idx) abort();
+    for (int64_t i = 0; i < p->batch; i++) idx[i] = i;
+    int frc = fill_batch(&s, &ds, idx);
+    free(idx);
+    if (frc) goto done;
+    ms = malloc(sizeof(double) * (size_t)steps);
+    if (!ms) abort();
+    for (long i = 0; i < warm + steps; i++) {
+        double t;
+        if (set_opt(&s, a->lr, a->weight_decay, i + 1)) goto done;
+        if (s.dev->timer_start(s.dev) || rt_device_run(s.dev, a->use_graph && i > 0) || s.dev->timer_stop(s.dev, &t)) {
+            error("%s", s.dev->err);
+            goto done;
+        }
+        if (i >= warm) ms[i - warm] = t;
+    }
+    float loss;
+    if (read_f32(&s, s.loss, 1, &loss)) goto done;
+    qsort(ms, (size_t)steps, sizeof *ms, cmp_double);
+    double med = steps % 2 ? ms[steps / 2] : 0.5 * (ms[steps / 2 - 1] + ms[steps / 2]);
+    double ips = (double)p->batch * 1e3 / med, tflops = gemm_flops(p) / (med * 1e-3) / 1e12;
+    int graph = a->use_graph && s.dev->capture_begin && !getenv("DEITC_NO_GRAPH");
+    printf("bench: %s on %s (%s), batch %lld, %ld steps after %ld warm-up%s\n",
+           p->model_name ? p->model_name : "model", s.dev->name, s.dev->target, (long long)p->batch, steps, warm,
+           graph ? ", CUDA Graph replay" : "");
+    printf("  step time: median %.3f ms, min %.3f ms, max %.3f ms\n", med, ms[0], ms[steps - 1]);
+    printf("  %.1f images/s, GEMMs %.2f TFLOP/s, device memory %.1f MiB, last loss %.4f\n", ips, tflops,
+           (double)s.dev->mem_bytes / (1 << 20), loss);
+    printf("{\"bench\":\"%s\",\"target\":\"%s\",\"device\":\"%s\",\"precision\":\"%s\",\"batch\":%lld,\"steps\":%ld,"
+           "\"graph\":%s,\"median_ms\":%.4f,\"min_ms\":%.4f,\"max_ms\":%.4f,\"images_per_s\":%.2f,"
+           "\"gemm_tflops\":%.3f,\"device_mem_bytes\":%llu,\"arena_bytes\":%llu,\"loss\":",
+           p->model_name ? p->model_name : "", s.dev->target, s.dev->name, p->precision ? p->precision : "",
+           (long long)p->batch, steps, graph ? "true" : "false", med, ms[0], ms[steps - 1], ips, tflops,
+           (unsigned long long)s.dev->mem_bytes, (unsigned long long)p->arena_bytes);
+    json_num(stdout, loss);
+    printf("}\n");
+    rc = 0;
+done:
+    free(ms);
+    session_free(&s);
+    rt_dataset_free(&ds);
+    return rc;
+}
+
+/* ---- info ---------------------------------------------------------------------------------- */
+
+static int cmd_info(const exe_args *a, const rt_plan *p) {
+    char err[1200];
+    if (rt_plan_check(p, err, sizeof err)) return error("%s", err);
+    static const char *roles[] = {"weight", "state", "input", "output"};
+    int64_t params = 0;
+    uint64_t role_bytes[4] = {0};
+    int role_count[4] = {0};
+    for (int i = 0; i < p->num_tensors; i++) {
+        const rt_plan_tensor *t = &p->tensors[i];
+        if ((unsigned)t->role < 4) {
+            role_bytes[t->role] += t->bytes;
+            role_count[t->role]++;
+        }
+        if (t->role == RT_ROLE_WEIGHT) params += numel(t);
+    }
+    int kinds[3] = {0};
+    for (int i = 0; i < p->num_steps; i++)
+        if ((unsigned)p->steps[i].kind < 3) kinds[p->steps[i].kind]++;
+    printf("model: %s\n", p->model_name ? p->model_name : "?");
+    printf("target: %s%s%s\n", rt_plan_is_cuda(p) ? "cuda" : "emu", p->arch ? " " : "", p->arch ? p->arch : "");
+    printf("precision: %s\n", p->precision ? p->precision : "?");
+    printf("batch: %lld, image: %lld x %lld x %lld, classes: %lld\n", (long long)p->batch, (long long)p->in_chans,
+           (long long)p->img_size, (long long)p->img_size, (long long)p->num_classes);
+    printf("parameters: %lld\n", (long long)params);
+    printf("arena: %llu bytes (%.1f MiB), planner peak %llu bytes\n", (unsigned long long)p->arena_bytes,
+           (double)p->arena_bytes / (1 << 20), (unsigned long long)p->peak_bytes);
+    printf("tensors: %d (", p->num_tensors);
+    for (int r = 0; r < 4; r++)
+        printf("%s%d %s %.1f MiB", r ? ", " : "", role_count[r], roles[r], (double)role_bytes[r] / (1 << 20));
+    printf(")\n");
+    printf("steps: %d (%d kernel launches, %d GEMMs, %d zero fills), GEMM work %.3f GFLOP\n", p->num_steps, kinds[0],
+           kinds[1], kinds[2], gemm_flops(p) / 1e9);
+    printf("optimizer: AdamW beta1 %g beta2 %g eps %g\n", p->beta1, p->beta2, p->adam_eps);
+    printf("kernels: %d\n", p->num_kernels);
+    for (int k = 0; k < p->num_kernels; k++) {
+        int launches = 0;
+        for (int i = 0; i < p->num_steps; i++) launches += p->steps[i].kind == RT_STEP_KERNEL && p->steps[i].kernel == k;
+        printf("  %-40s %d launch%s\n", p->kernel_names[k], launches, launches == 1 ? "" : "es");
+    }
+    if (a->verbose) {
+        printf("tensor list:\n");
+        for (int i = 0; i < p->num_tensors; i++) {
+            const rt_plan_tensor *t = &p->tensors[i];
+            char sh[160];
+            shape_str(t->shape, t->ndim, sh, sizeof sh);
+            printf("  %-7s %-40s %-4s [%s] @%llu\n", (unsigned)t->role < 4 ? roles[t->role] : "?", t->name,
+                   rt_dtype_name(t->dtype), sh, (unsigned long long)t->offset);
+        }
+        printf("step list:\n");
+        for (int i = 0; i < p->num_steps; i++) {
+            const rt_plan_step *st = &p->steps[i];
+            if (st->kind == RT_STEP_KERNEL)
+                printf("  %4d kernel %s grid %u,%u,%u block %u,%u,%u  %s\n", i, p->kernel_names[st->kernel],
+                       st->grid[0], st->grid[1], st->grid[2], st->block[0], st->block[1], st->block[2],
+                       st->what ? st->what : "");
+            else if (st->kind == RT_STEP_GEMM)
+                printf("  %4d gemm m %lld n %lld k %lld batch %lld trans %d%d  %s\n", i, (long long)st->gemm.m,
+                       (long long)st->gemm.n, (long long)st->gemm.k, (long long)st->gemm.batch, st->gemm.trans_a,
+                       st->gemm.trans_b, st->what ? st->what : "");
+            else
+                printf("  %4d zero %llu bytes @%llu  %s\n", i, (unsigned long long)st->bytes,
+                       (unsigned long long)st->offset, st->what ? st->what : "");
+        }
+    }
+    return 0;
+}
+
+/* ---- main ---------------------------------------------------------------------------------- */
+
+int rt_main(const rt_plan *p, int argc, char **argv) {
+    if (argc > 0 && argv[0]) {
+        const char *slash = strrchr(argv[0], '/');
+        prog = slash ? slash + 1 : argv[0];
+    }
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    exe_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc;
+    if (!strcmp(a.cmd, "train")) return cmd_train(&a, p);
+    if (!strcmp(a.cmd, "eval")) return cmd_eval(&a, p);
+    if (!strcmp(a.cmd, "bench")) return cmd_bench(&a, p);
+    if (!strcmp(a.cmd, "info")) return cmd_info(&a, p);
+    fprintf(stderr, "%s: error: unknown command '%s' (train, eval, bench, info)\n", prog, a.cmd);
+    usage(stderr);
+    return 2;
+}

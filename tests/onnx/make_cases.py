@@ -1,0 +1,172 @@
+#!/usr/bin/python3
+"""make_cases.py: regenerates the small ONNX cases under tests/data/onnx/ (committed; the
+tests themselves need no Python). Run with Debian's python3 (torch 1.13, onnx 1.12):
+
+    /usr/bin/python3 tests/onnx/make_cases.py ../shared/tools/deit_ref.py tests/data/onnx
+
+Each model folder holds batch.safetensors (images, labels), expected.safetensors (logits and
+the losses of 3 AdamW steps, lr 1e-3, wd 0.05, float64 PyTorch) and ONNX exports of the same
+weights: torch exports at opsets 13..17, and rewrites of them that torch 1.13 cannot export:
+opset 18 (ReduceMean axes as an input), opset 20 (Gelu op), weights in typed fields
+(float_data instead of raw_data), weights in an external data file. bad/ holds broken models
+for the error tests."""
+import importlib.util, os, shutil, subprocess, sys, tempfile
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper, TensorProto
+
+
+def load_ref(path):
+    spec = importlib.util.spec_from_file_location("deit_ref", path)
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    return m
+
+
+def to_opset18(m):
+    """ReduceMean (and Squeeze/Unsqueeze already take inputs since 13): axes become an input."""
+    g = m.graph
+    nodes = []
+    for n in g.node:
+        if n.op_type == "ReduceMean":
+            axes = [a for a in n.attribute if a.name == "axes"][0]
+            cname = n.name + "_axes"
+            nodes.append(helper.make_node("Constant", [], [cname], name=cname,
+                                          value=numpy_helper.from_array(np.array(list(axes.ints), np.int64))))
+            n.input.append(cname)
+            n.attribute.remove(axes)
+        nodes.append(n)
+    del g.node[:]
+    g.node.extend(nodes)
+    for o in m.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            o.version = 18
+    return m
+
+
+def to_gelu20(m):
+    """x/sqrt2 -> Erf -> +1 -> *x -> *0.5 becomes one Gelu node (opset 20)."""
+    g = m.graph
+    by_out = {o: n for n in g.node for o in n.output}
+    drop, nodes = set(), []
+    for n in g.node:
+        if n.op_type == "Erf":
+            div = by_out[n.input[0]]
+            add = [a for a in g.node if n.output[0] in a.input][0]
+            mul = [a for a in g.node if add.output[0] in a.input][0]
+            mul2 = [a for a in g.node if mul.output[0] in a.input][0]
+            x = div.input[0]
+            for d in (div, n, add, mul, mul2):
+                drop.add(d.name)
+            nodes.append((mul2.name, helper.make_node("Gelu", [x], [mul2.output[0]], name=div.name.replace("/Div", "/Gelu"),
+                                                      approximate="none")))
+    repl = dict(nodes)
+    out = []
+    for n in g.node:
+        if n.name in repl:
+            out.append(repl[n.name])
+        elif n.name not in drop:
+            out.append(n)
+    del g.node[:]
+    g.node.extend(out)
+    for o in m.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            o.version = 20
+    return m
+
+
+def to_typed(m):
+    for t in m.graph.initializer:
+        if t.data_type == TensorProto.FLOAT and t.raw_data:
+            a = numpy_helper.to_array(t)
+            t.ClearField("raw_data")
+            t.float_data.extend(a.flatten().tolist())
+    return m
+
+
+def make_model(ref, out, args, opsets):
+    tmp = tempfile.mkdtemp()
+    subprocess.check_call([sys.executable, ref.__file__, "--out", tmp, "--opsets", "13,14,15,16,17"] + args,
+                          stdout=subprocess.DEVNULL)
+    os.makedirs(out, exist_ok=True)
+    e = ref.load_safetensors(os.path.join(tmp, "expected.safetensors"))
+    ref.save_safetensors(os.path.join(out, "expected.safetensors"), {"logits": e["logits"], "losses": e["losses"]})
+    shutil.copy(os.path.join(tmp, "batch.safetensors"), out)
+    for op in opsets:
+        if isinstance(op, int) and op <= 17:
+            shutil.copy(os.path.join(tmp, f"deit_opset{op}.onnx"), out)
+    if 18 in opsets:
+        onnx.save(to_opset18(onnx.load(os.path.join(tmp, "deit_opset16.onnx"))), os.path.join(out, "deit_opset18.onnx"))
+    if 20 in opsets:
+        onnx.save(to_gelu20(onnx.load(os.path.join(tmp, "deit_opset17.onnx"))), os.path.join(out, "deit_opset20_gelu.onnx"))
+    if "typed" in opsets:
+        onnx.save(to_typed(onnx.load(os.path.join(tmp, "deit_opset15.onnx"))), os.path.join(out, "deit_typed.onnx"))
+    if "external" in opsets:
+        m = onnx.load(os.path.join(tmp, "deit_opset17.onnx"))
+        onnx.save_model(m, os.path.join(out, "deit_external.onnx"), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location="deit_external.bin", size_threshold=0)
+    shutil.rmtree(tmp)
+
+
+def tiny_graph(nodes, inits, opset=17, inp=("x", [1, 4])):
+    x = helper.make_tensor_value_info(inp[0], TensorProto.FLOAT, inp[1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    g = helper.make_graph(nodes, "bad", [x], [y], initializer=inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def make_bad(out):
+    os.makedirs(out, exist_ok=True)
+    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    # an operator deitc does not import
+    onnx.save(tiny_graph([helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+                          helper.make_node("Tanh", ["h"], ["y"], name="the_tanh")], [w]),
+              os.path.join(out, "unsupported_op.onnx"))
+    # an initializer whose raw data is shorter than its shape says
+    short = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    short.raw_data = short.raw_data[:40]
+    onnx.save(tiny_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [short]),
+              os.path.join(out, "bad_length.onnx"))
+    # the same in a typed field
+    typed = helper.make_tensor("w", TensorProto.FLOAT, [4, 4], [1.0] * 16)
+    del typed.float_data[15]
+    onnx.save(tiny_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [typed]),
+              os.path.join(out, "bad_typed_length.onnx"))
+    # external data that is not there
+    ext = helper.make_tensor("w", TensorProto.FLOAT, [4, 4], [1.0] * 16)
+    ext.ClearField("float_data")
+    ext.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", "missing_weights.bin"), ("offset", "0"), ("length", "64")):
+        e = ext.external_data.add()
+        e.key, e.value = k, v
+    onnx.save(tiny_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [ext]),
+              os.path.join(out, "missing_external.onnx"))
+    # a node reading a value nobody defines
+    onnx.save(tiny_graph([helper.make_node("MatMul", ["x", "nowhere"], ["y"], name="mm")], [w]),
+              os.path.join(out, "undefined_input.onnx"))
+    # a well-formed tiny model (MatMul + Add + Softmax) for the loader's happy path
+    b = numpy_helper.from_array(np.arange(4, dtype=np.float32), "b")
+    wv = numpy_helper.from_array((np.arange(16, dtype=np.float32).reshape(4, 4) - 8) / 8, "w")
+    onnx.save(tiny_graph([helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+                          helper.make_node("Add", ["h", "b"], ["a"], name="add"),
+                          helper.make_node("Softmax", ["a"], ["y"], name="sm", axis=-1)], [wv, b]),
+              os.path.join(out, "tiny_ok.onnx"))
+
+
+def main():
+    ref = load_ref(sys.argv[1])
+    out = sys.argv[2]
+    common = ["--steps", "3", "--lr", "1e-3", "--wd", "0.05"]
+    make_model(ref, os.path.join(out, "small"),
+               ["--img", "32", "--patch", "8", "--dim", "32", "--depth", "1", "--heads", "2",
+                "--mlp-ratio", "2", "--classes", "5", "--batch", "2", "--seed", "1"] + common,
+               [14, 15, 16, 18, 20, "typed", "external"])
+    make_model(ref, os.path.join(out, "wide"),
+               ["--img", "48", "--patch", "16", "--dim", "48", "--depth", "2", "--heads", "3",
+                "--mlp-ratio", "4", "--classes", "7", "--batch", "3", "--seed", "2"] + common,
+               [13, 17])
+    make_bad(os.path.join(out, "bad"))
+
+
+if __name__ == "__main__":
+    main()

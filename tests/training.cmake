@@ -1,0 +1,18 @@
+# training: autodiff (every op's derivative vs finite differences in float64) and the training
+# pass (structure, options, the PyTorch oracle cases under tests/data), plus the `deitc run
+# --steps` / `deitc dump --after training` command line on bad and good input.
+add_executable(test_autodiff ${CMAKE_CURRENT_SOURCE_DIR}/passes/test_autodiff.c)
+target_link_libraries(test_autodiff PRIVATE deitc_passes deitc_ir m)
+add_test(NAME test_autodiff COMMAND test_autodiff)
+
+add_executable(test_training ${CMAKE_CURRENT_SOURCE_DIR}/passes/test_training.c)
+target_link_libraries(test_training PRIVATE deitc_passes deitc_frontend deitc_ir deitc_rt m)
+add_test(NAME test_training COMMAND test_training)
+
+add_executable(test_training_cli ${CMAKE_CURRENT_SOURCE_DIR}/passes/test_training_cli.c)
+target_link_libraries(test_training_cli PRIVATE deitc_rt m)
+add_test(NAME test_training_cli COMMAND test_training_cli)
+add_dependencies(test_training_cli deitc)
+
+set_tests_properties(test_autodiff test_training test_training_cli PROPERTIES
+  ENVIRONMENT "${DEITC_TEST_ENV}" LABELS training)
