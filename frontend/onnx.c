@@ -182,7 +182,7 @@ static int val_set_const(octx *c, oval *v, int etype, int ndim, const int64_t *s
     v->kind = VAL_CONST;
     v->etype = etype;
     v->ndim = ndim;
-    memcpy(v->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    if (ndim) memcpy(v->shape, shape, sizeof(int64_t) * (size_t)ndim);
     v->numel = k;
     size_t n = (size_t)(k ? k : 1);
     if (etype_is_float(etype)) {
@@ -312,33 +312,38 @@ static int tensor_decode(octx *c, const Onnx__TensorProto *t, oval *v, const cha
     /* the data must be there before anything is allocated for it */
     size_t want = (size_t)numel * (size_t)sz;
     int external = t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
-    size_t have;
+    size_t have; /* bytes (raw_data, external data) or elements (typed fields) */
     const char *field;
     if (external) {
         have = want, field = "external data";
     } else if (t->has_raw_data) {
         have = t->raw_data.len, field = "raw_data";
     } else if (et == OT_FLOAT) {
-        have = t->n_float_data * 4, field = "float_data";
+        have = t->n_float_data, field = "float_data";
     } else if (et == OT_DOUBLE) {
-        have = t->n_double_data * 8, field = "double_data";
+        have = t->n_double_data, field = "double_data";
     } else if (et == OT_INT64) {
-        have = t->n_int64_data * 8, field = "int64_data";
+        have = t->n_int64_data, field = "int64_data";
     } else if (et == OT_UINT32 || et == OT_UINT64) {
-        have = t->n_uint64_data * (size_t)sz, field = "uint64_data";
+        have = t->n_uint64_data, field = "uint64_data";
     } else {
-        have = t->n_int32_data * (size_t)sz, field = "int32_data";
+        have = t->n_int32_data, field = "int32_data";
     }
-    if (have != want)
+    if (!external && !t->has_raw_data) {
+        if (have != (size_t)numel)
+            return fail(c, "%s '%s': %s holds %zu values, but shape %s needs %lld", what, v->name, field,
+                        have, shape_str((int)t->n_dims, t->dims, s, sizeof s), (long long)numel);
+    } else if (have != want) {
         return fail(c, "%s '%s': %s holds %zu bytes, but shape %s of %s needs %zu", what, v->name,
                     field, have, shape_str((int)t->n_dims, t->dims, s, sizeof s), etype_name(et), want);
+    }
     if (numel > OX_MAX_FOLD && !(et == OT_FLOAT || etype_is_float(et)))
         return fail(c, "%s '%s': integer tensor of %lld elements is too large", what, v->name, (long long)numel);
     /* allocate (float weights may exceed the folding limit) */
     v->kind = VAL_CONST;
     v->etype = et;
     v->ndim = (int)t->n_dims;
-    memcpy(v->shape, t->dims, sizeof(int64_t) * t->n_dims);
+    if (t->n_dims) memcpy(v->shape, t->dims, sizeof(int64_t) * t->n_dims);
     v->numel = numel;
     size_t n = (size_t)(numel ? numel : 1);
     if (etype_is_float(et)) v->f = malloc(n * sizeof(float));
@@ -394,7 +399,7 @@ static int attr_ints(octx *c, const char *name, int64_t *out, int max) {
     const Onnx__AttributeProto *a = attr(c->node, name);
     if (!a || (!a->n_ints && !(a->has_type && a->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS))) return -1;
     if (a->n_ints > (size_t)max) return fail(c, "attribute %s has %zu values (at most %d)", name, a->n_ints, max), -2;
-    memcpy(out, a->ints, sizeof(int64_t) * a->n_ints);
+    if (a->n_ints) memcpy(out, a->ints, sizeof(int64_t) * a->n_ints);
     return (int)a->n_ints;
 }
 
@@ -1173,8 +1178,8 @@ static int lower_expand(octx *c, onode *o) {
     }
     int id = ir_of(c, x);
     if (id < 0) return -1;
-    if (r != x->ndim || memcmp(shape, x->shape, sizeof(int64_t) * (size_t)r))
-        id = b_node(c, IR_OP_EXPAND, &id, 1, NULL, r, shape);
+    /* kept even when it changes nothing (batch 1), as the YAML frontend's cls_token expand */
+    id = b_node(c, IR_OP_EXPAND, &id, 1, NULL, r, shape);
     if (id < 0) return -1;
     val_set_ir(c, o->out[0], id);
     return 0;

@@ -532,27 +532,47 @@ int64_t ir_count_params(const ir_graph *g) {
 
 /* ---- verifier --------------------------------------------------------------------------- */
 
+static const ir_graph *sort_graph; /* qsort has no context argument in C11 */
+
+static int by_name(const void *a, const void *b) {
+    return strcmp(sort_graph->nodes[*(const int *)a].name, sort_graph->nodes[*(const int *)b].name);
+}
+
 int ir_verify(ir_graph *g) {
-    int seen_effect = 0;
+    int seen_effect = 0, nnamed = 0;
+    int *named = malloc(sizeof(int) * (size_t)(g->n ? g->n : 1));
+    if (!named) abort();
     for (int i = 0; i < g->n; i++) {
         ir_node copy = g->nodes[i];
-        for (int k = 0; k < copy.ninputs; k++)
+        int bad = 0;
+        for (int k = 0; k < copy.ninputs && !bad; k++)
             if (copy.inputs[k] < 0 || copy.inputs[k] >= i)
-                return node_error(g, &copy, "input %d (%%%d) is not defined before node %%%d", k,
-                                  copy.inputs[k], i);
-        if (ir_op_flags(copy.op) & IR_OPF_EFFECT)
+                bad = node_error(g, &copy, "input %d (%%%d) is not defined before node %%%d", k,
+                                 copy.inputs[k], i);
+        if (!bad && ir_op_flags(copy.op) & IR_OPF_EFFECT)
             seen_effect = 1;
-        else if (seen_effect)
-            return node_error(g, &copy, "computed after an optimizer update (%%%d)", i);
-        /* re-run the shape rule and compare */
-        ir_node check = copy;
-        if (infer_shape(g, &check)) return -1;
-        if (!ir_same_shape(&check, &copy) || check.dtype != copy.dtype)
-            return node_error(g, &copy, "shape or dtype disagrees with its op's rule");
-        if (copy.name && (copy.flags & IR_NODE_OUTPUT || ir_op_flags(copy.op) & IR_OPF_LEAF)) {
-            int other = ir_find(g, copy.name);
-            if (other != i) return node_error(g, &copy, "name also used by node %%%d", other);
+        else if (!bad && seen_effect)
+            bad = node_error(g, &copy, "computed after an optimizer update (%%%d)", i);
+        ir_node check = copy; /* re-run the shape rule and compare */
+        if (!bad && infer_shape(g, &check)) bad = -1;
+        if (!bad && (!ir_same_shape(&check, &copy) || check.dtype != copy.dtype))
+            bad = node_error(g, &copy, "shape or dtype disagrees with its op's rule");
+        if (bad) {
+            free(named);
+            return -1;
         }
+        if (copy.name && (copy.flags & IR_NODE_OUTPUT || ir_op_flags(copy.op) & IR_OPF_LEAF))
+            named[nnamed++] = i;
     }
+    /* leaf and output names are unique */
+    sort_graph = g;
+    qsort(named, (size_t)nnamed, sizeof(int), by_name);
+    for (int k = 1; k < nnamed; k++)
+        if (strcmp(g->nodes[named[k]].name, g->nodes[named[k - 1]].name) == 0) {
+            ir_node copy = g->nodes[named[k]];
+            free(named);
+            return node_error(g, &copy, "name also used by another node");
+        }
+    free(named);
     return 0;
 }

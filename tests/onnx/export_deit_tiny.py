@@ -75,6 +75,9 @@ class DeiT(nn.Module):
 def main():
     torch.manual_seed(0)
     m = DeiT().eval()
+    with torch.no_grad():  # distinct values everywhere: torch.onnx.export merges equal initializers
+        for p in m.parameters():
+            p.add_(0.01 * torch.randn(p.shape))
     opset = int(sys.argv[2]) if len(sys.argv) > 2 else 17
     torch.onnx.export(m, torch.randn(1, 3, 224, 224), sys.argv[1], opset_version=opset,
                       input_names=["x"], output_names=["out"],

@@ -1,0 +1,22 @@
+# codegen: schedule + memory plan invariants, NVRTC compiles of every kernel (sm_80, sm_90, no
+# spills), byte-identical output, error messages, and emu executables trained end to end
+# against the PyTorch oracle and the interpreter (tests/codegen/test_codegen.c says how).
+add_executable(test_codegen ${CMAKE_CURRENT_SOURCE_DIR}/codegen/test_codegen.c)
+target_link_libraries(test_codegen PRIVATE deitc_codegen deitc_passes deitc_frontend deitc_ir deitc_rt ${CMAKE_DL_LIBS} m)
+add_dependencies(test_codegen deitc)
+
+set(CG_MICRO -D img_size=32 -D patch_size=8 -D num_classes=10 -D embed_dim=64 -D depth=2 -D num_heads=2)
+add_test(NAME codegen_plan COMMAND test_codegen plan)
+add_test(NAME codegen_nvrtc COMMAND test_codegen nvrtc deit_tiny deit_small deit_base)
+add_test(NAME codegen_identical COMMAND test_codegen identical)
+add_test(NAME codegen_errors COMMAND test_codegen errors)
+add_test(NAME codegen_emu_micro COMMAND test_codegen emu deit_micro ${CG_MICRO})
+add_test(NAME codegen_emu_img48 COMMAND test_codegen emu deit_img48_h3_d3
+  -D img_size=48 -D patch_size=16 -D num_classes=7 -D embed_dim=48 -D depth=3 -D num_heads=3)
+add_test(NAME codegen_emu_img24 COMMAND test_codegen emu deit_img24_h5_d1
+  -D img_size=24 -D patch_size=6 -D num_classes=3 -D embed_dim=40 -D depth=1 -D num_heads=5)
+add_test(NAME codegen_emu_smoothing_clip COMMAND test_codegen emu_vs_run --label-smoothing 0.1 --clip-grad 0.5)
+set(CG_TESTS codegen_plan codegen_nvrtc codegen_identical codegen_errors codegen_emu_micro
+  codegen_emu_img48 codegen_emu_img24 codegen_emu_smoothing_clip)
+set_tests_properties(${CG_TESTS} PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS codegen)
+set_tests_properties(codegen_nvrtc PROPERTIES SKIP_RETURN_CODE 77)

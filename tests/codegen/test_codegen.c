@@ -1,0 +1,443 @@
+/* test_codegen.c: tests of the code generator (codegen/, passes/schedule.c, memplan.c).
+ *
+ *   test_codegen plan                 memory plan and step invariants on DeiT-micro/-small graphs
+ *   test_codegen nvrtc MODEL...       every kernel compiles with NVRTC for sm_80 and sm_90,
+ *                                     registers reported, no spills (exit 77: no NVRTC, skipped)
+ *   test_codegen identical            two compiles give byte-identical kernels.cu and plan.c
+ *   test_codegen errors               unknown arch, unwritable output: message, no EXE left
+ *   test_codegen emu CASE [-D ..]...  emu EXE trains 3 steps on tests/data/CASE: losses within
+ *                                     1e-4 of expected.safetensors, weights within 5e-3
+ *                                     (relative L2) of after_steps.safetensors
+ *   test_codegen emu_vs_run EXTRA...  emu EXE vs `deitc run --steps 3` with the same training
+ *                                     options (label smoothing, gradient clipping)
+ * Everything is written under a fresh temporary directory, removed at the end.
+ */
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codegen/codegen.h"
+#include "frontend/frontend.h"
+#include "passes/passes.h"
+#include "runtime/rt.h"
+#include "tests/harness.h"
+
+static char tmp[512];
+
+static void make_tmp(void) {
+    const char *t = getenv("TMPDIR");
+    snprintf(tmp, sizeof tmp, "%s/deitc_cg_XXXXXX", t && *t ? t : "/tmp");
+    if (!mkdtemp(tmp)) {
+        perror("mkdtemp");
+        exit(2);
+    }
+}
+
+static void remove_tmp(void) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+}
+
+/* runs a shell command (printf-style); returns its exit status */
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "+ %s\n", cmd);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *s = malloc((size_t)n + 1);
+    if (!s) abort();
+    s[fread(s, 1, (size_t)n, f)] = 0;
+    fclose(f);
+    return s;
+}
+
+static const char *MICRO = "-D img_size=32 -D patch_size=8 -D num_classes=10 -D embed_dim=64 -D depth=2 -D num_heads=2";
+
+/* ---- plan: graph-level invariants ------------------------------------------------------------- */
+
+static ir_graph *training_graph(const char *model, const fe_define *defs, int ndefs, int64_t batch) {
+    char err[1024];
+    ir_graph *g = NULL;
+    if (fe_load_model(model, defs, ndefs, batch, &g, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        return NULL;
+    }
+    pass_options po = {0};
+    po.training = 1;
+    pass_train_options_default(&po.train);
+    g = pass_pipeline_run(g, &po, NULL, err, sizeof err);
+    if (!g) fprintf(stderr, "%s\n", err);
+    return g;
+}
+
+static int in_arena(const cg_program *p, uint64_t off, uint64_t bytes) {
+    return off % PASS_MEM_ALIGN == 0 && off + bytes <= (uint64_t)p->mem->arena_bytes;
+}
+
+static void check_program(const ir_graph *g, int max_kernels) {
+    char err[1024];
+    cg_options o;
+    cg_options_default(&o);
+    cg_program *p = cg_program_new(g, &o, err, sizeof err);
+    CHECK_MSG(p != NULL, "%s", err);
+    if (!p) return;
+    const pass_mem_plan *m = p->mem;
+    /* every scheduled value and its lifetime, recomputed independently */
+    int n = g->n, *pos = calloc((size_t)n, sizeof(int)), *last = calloc((size_t)n, sizeof(int));
+    for (int i = 0; i < n; i++) pos[i] = last[i] = -1;
+    for (int s = 0; s < p->norder; s++) {
+        int i = p->order[s];
+        pos[i] = s;
+        CHECK(!(ir_op_flags(g->nodes[i].op) & IR_OPF_LEAF));
+        for (int k = 0; k < g->nodes[i].ninputs; k++) CHECK(g->nodes[i].inputs[k] < i || pos[g->nodes[i].inputs[k]] < s ||
+                                                            (ir_op_flags(g->nodes[g->nodes[i].inputs[k]].op) & IR_OPF_LEAF));
+    }
+    for (int s = 0; s < p->norder; s++) {
+        const ir_node *nd = &g->nodes[p->order[s]];
+        int r = m->alias_of[p->order[s]];
+        if (last[r] < s) last[r] = s;
+        for (int k = 0; k < nd->ninputs; k++) last[m->alias_of[nd->inputs[k]]] = s;
+    }
+    for (int i = 0; i < n; i++) {
+        const ir_node *nd = &g->nodes[i];
+        if (nd->op == IR_OP_RESHAPE) CHECK(m->offset[i] == m->offset[nd->inputs[0]]);
+        if (m->offset[i] < 0) continue;
+        CHECK(in_arena(p, (uint64_t)m->offset[i], (uint64_t)pass_mem_bytes(nd)));
+    }
+    /* buffers of values alive at the same step never overlap */
+    for (int a = 0; a < n; a++) {
+        if (m->alias_of[a] != a || m->offset[a] < 0) continue;
+        int a_start = m->persistent[a] ? -1 : pos[a], a_end = m->persistent[a] ? 1 << 30 : last[a];
+        for (int b = a + 1; b < n; b++) {
+            if (m->alias_of[b] != b || m->offset[b] < 0) continue;
+            int b_start = m->persistent[b] ? -1 : pos[b], b_end = m->persistent[b] ? 1 << 30 : last[b];
+            if (a_start > b_end || b_start > a_end) continue;
+            int64_t a0 = m->offset[a], a1 = a0 + pass_mem_bytes(&g->nodes[a]);
+            int64_t b0 = m->offset[b], b1 = b0 + pass_mem_bytes(&g->nodes[b]);
+            CHECK_MSG(a1 <= b0 || b1 <= a0, "%%%d [%lld,%lld) and %%%d [%lld,%lld) overlap while both live", a,
+                      (long long)a0, (long long)a1, b, (long long)b0, (long long)b1);
+        }
+    }
+    CHECK(m->peak_bytes <= m->arena_bytes && m->persistent_bytes <= m->peak_bytes);
+    /* steps reference the arena and existing kernels only */
+    for (int s = 0; s < p->nsteps; s++) {
+        const rt_plan_step *st = &p->steps[s];
+        if (st->kind == RT_STEP_KERNEL) {
+            CHECK(st->kernel >= 0 && st->kernel < p->nkernels);
+            CHECK(st->nargs == p->kernels[st->kernel].nparams);
+            CHECK(st->block[0] % 32 == 0 && st->block[0] <= 1024 && st->grid[0] >= 1);
+            for (int a = 0; a < st->nargs; a++) CHECK(in_arena(p, st->args[a].offset, 4));
+        } else if (st->kind == RT_STEP_GEMM) {
+            const rt_gemm *gm = &st->gemm;
+            uint64_t ra = gm->trans_a ? gm->k : gm->m, rb = gm->trans_b ? gm->n : gm->k;
+            uint64_t last_b = (uint64_t)(gm->batch - 1);
+            CHECK(gm->c % 4 == 0 && gm->a % 4 == 0 && gm->b % 4 == 0);
+            CHECK(gm->a + 4 * (last_b * gm->stride_a + ra * gm->lda) <= (uint64_t)m->arena_bytes);
+            CHECK(gm->b + 4 * (last_b * gm->stride_b + rb * gm->ldb) <= (uint64_t)m->arena_bytes);
+            CHECK(gm->c + 4 * (last_b * gm->stride_c + gm->m * gm->ldc) <= (uint64_t)m->arena_bytes);
+        }
+    }
+    CHECK_MSG(p->nkernels <= max_kernels, "%d kernels (blocks should share theirs)", p->nkernels);
+    /* determinism: the same graph gives the same kernels.cu */
+    cg_program *q = cg_program_new(g, &o, err, sizeof err);
+    char *s1 = cg_kernels_source(p), *s2 = cg_kernels_source(q);
+    CHECK(strcmp(s1, s2) == 0);
+    CHECK(strstr(s1, "DC_KERNEL k000_") != NULL);
+    free(s1);
+    free(s2);
+    cg_program_free(q);
+    cg_program_free(p);
+    free(pos);
+    free(last);
+}
+
+static int test_plan(void) {
+    const char *src = test_env("DEITC_SOURCE_DIR");
+    char model[1024];
+    snprintf(model, sizeof model, "%s/models/deit_tiny.yaml", src);
+    fe_define micro[] = {{"img_size", "32"}, {"patch_size", "8"}, {"num_classes", "10"},
+                         {"embed_dim", "64"}, {"depth", "2"}, {"num_heads", "2"}};
+    ir_graph *g = training_graph(model, micro, 6, 4);
+    CHECK(g != NULL);
+    if (g) check_program(g, 60);
+    ir_graph_free(g);
+    snprintf(model, sizeof model, "%s/models/deit_small.yaml", src);
+    g = training_graph(model, NULL, 0, 2);
+    CHECK(g != NULL);
+    if (g) check_program(g, 60);
+    ir_graph_free(g);
+    return test_result();
+}
+
+/* ---- nvrtc: every kernel compiles for sm_80 and sm_90 without spills ------------------------- */
+
+static int have_nvrtc(void) {
+    const char *env = getenv("DEITC_NVRTC_LIB");
+    const char *names[] = {env, "/usr/local/cuda/lib64/libnvrtc.so", "libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        void *h = names[i] ? dlopen(names[i], RTLD_NOW | RTLD_LOCAL) : NULL;
+        if (h) {
+            dlclose(h);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int test_nvrtc(int argc, char **argv) {
+    if (!have_nvrtc()) {
+        fprintf(stderr, "NVRTC not available: skipped\n");
+        return 77;
+    }
+    const char *bin = test_env("DEITC_BIN"), *src = test_env("DEITC_SOURCE_DIR");
+    const char *arches[] = {"sm_80", "sm_90"};
+    for (int a = 2; a < argc; a++)
+        for (int k = 0; k < 2; k++) {
+            char dir[1024], path[1100];
+            snprintf(dir, sizeof dir, "%s/%s_%s", tmp, argv[a], arches[k]);
+            int rc = sh("DEITC_NO_CACHE=1 '%s' compile '%s/models/%s.yaml' --arch %s -o '%s/exe' --emit-dir '%s'", bin,
+                        src, argv[a], arches[k], dir, dir);
+            CHECK_MSG(rc == 0, "%s for %s: deitc compile failed", argv[a], arches[k]);
+            snprintf(path, sizeof path, "%s/report.txt", dir);
+            char *rep = slurp(path);
+            CHECK_MSG(rep != NULL, "no %s", path);
+            if (!rep) continue;
+            int nk = 0;
+            for (char *line = strstr(rep, "\nk"); line; line = strstr(line + 1, "\nk")) {
+                char name[128], fib[8];
+                int uses, regs, spill;
+                if (sscanf(line + 1, "%127s %d %7s %d %d", name, &uses, fib, &regs, &spill) != 5) continue;
+                nk++;
+                CHECK_MSG(regs > 0, "%s %s: kernel %s has no register count", argv[a], arches[k], name);
+                CHECK_MSG(spill == 0, "%s %s: kernel %s spills %d bytes", argv[a], arches[k], name, spill);
+            }
+            CHECK_MSG(nk > 10, "%s %s: only %d kernels in the report", argv[a], arches[k], nk);
+            fprintf(stderr, "%s %s: %d kernels, registers and spills checked\n", argv[a], arches[k], nk);
+            free(rep);
+        }
+    return test_result();
+}
+
+/* ---- identical: byte-identical output ----------------------------------------------------------- */
+
+static int test_identical(void) {
+    const char *bin = test_env("DEITC_BIN"), *src = test_env("DEITC_SOURCE_DIR");
+    const char *targets[] = {"emu", "cuda"};
+    for (int t = 0; t < (have_nvrtc() ? 2 : 1); t++) {
+        char *text[2][2] = {{0}};
+        for (int r = 0; r < 2; r++) {
+            char path[1100];
+            int rc = sh("'%s' compile '%s/models/deit_small.yaml' --batch 2 --target %s -o '%s/exe' --emit-dir '%s/%s'",
+                        bin, src, targets[t], tmp, tmp, targets[t]);
+            CHECK(rc == 0);
+            snprintf(path, sizeof path, "%s/%s/kernels.cu", tmp, targets[t]);
+            text[r][0] = slurp(path);
+            snprintf(path, sizeof path, "%s/%s/plan.c", tmp, targets[t]);
+            text[r][1] = slurp(path);
+        }
+        for (int f = 0; f < 2; f++) {
+            CHECK(text[0][f] && text[1][f] && strcmp(text[0][f], text[1][f]) == 0);
+            free(text[0][f]);
+            free(text[1][f]);
+        }
+    }
+    return test_result();
+}
+
+/* ---- errors -------------------------------------------------------------------------------------- */
+
+static int test_errors(void) {
+    const char *bin = test_env("DEITC_BIN"), *src = test_env("DEITC_SOURCE_DIR");
+    char exe[1024], log[1024];
+    snprintf(exe, sizeof exe, "%s/exe", tmp);
+    snprintf(log, sizeof log, "%s/log", tmp);
+    struct {
+        const char *args, *expect;
+        int needs_nvrtc;
+    } cases[] = {
+        {"--arch sm_12", "unknown arch 'sm_12': NVRTC", 1},
+        {"--arch compute_90x", "--arch 'compute_90x': expected sm_XX", 1},
+        {"--target fpga", "unknown --target 'fpga'", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (cases[i].needs_nvrtc && !have_nvrtc()) continue;
+        int rc = sh("DEITC_NO_CACHE=1 '%s' compile '%s/models/deit_tiny.yaml' %s -o '%s' 2>'%s'", bin, src, cases[i].args,
+                    exe, log);
+        char *msg = slurp(log);
+        CHECK_MSG(rc == 1, "%s: exit %d", cases[i].args, rc);
+        CHECK_MSG(msg && strstr(msg, cases[i].expect), "%s: message '%s' lacks '%s'", cases[i].args, msg ? msg : "",
+                  cases[i].expect);
+        CHECK_MSG(access(exe, F_OK) != 0, "%s: an executable was left behind", cases[i].args);
+        free(msg);
+    }
+    int rc = sh("'%s' compile '%s/models/deit_tiny.yaml' --target emu -o '%s/no/such/dir/exe' 2>'%s'", bin, src, tmp, log);
+    char *msg = slurp(log);
+    CHECK(rc == 1);
+    CHECK_MSG(msg && strstr(msg, "cannot write the executable"), "message: %s", msg ? msg : "");
+    free(msg);
+    /* nothing but the log in the temp dir: no partial executables */
+    rc = sh("test -z \"$(ls -A '%s' | grep -v '^log$')\"", tmp);
+    CHECK_MSG(rc == 0, "files left in %s", tmp);
+    return test_result();
+}
+
+/* ---- emu end to end ------------------------------------------------------------------------------ */
+
+/* the "loss" values of a metrics.jsonl, in order */
+static int read_losses(const char *path, float *out, int max) {
+    char *s = slurp(path);
+    int n = 0;
+    for (char *p = s; p && n < max && (p = strstr(p, "\"loss\":")); p += 7) out[n++] = strtof(p + 7, NULL);
+    free(s);
+    return n;
+}
+
+static const rt_tensor *find(const rt_tensor_set *s, const char *name) {
+    const rt_tensor *t = rt_tensor_set_find(s, name);
+    CHECK_MSG(t != NULL, "no tensor %s", name);
+    return t;
+}
+
+/* relative L2 error of every tensor of `want` (except skip) against `got` */
+static void compare_sets(const rt_tensor_set *got, const rt_tensor_set *want, double tol, const char *what) {
+    double worst = 0;
+    const char *worst_name = "";
+    for (int i = 0; i < want->count; i++) {
+        const rt_tensor *w = &want->tensors[i];
+        if (strcmp(w->name, "losses") == 0) continue;
+        const rt_tensor *g = find(got, w->name);
+        if (!g) continue;
+        int64_t n = rt_tensor_numel(w);
+        CHECK(rt_tensor_numel(g) == n);
+        if (rt_tensor_numel(g) != n) continue;
+        float *a = malloc(sizeof(float) * (size_t)n), *b = malloc(sizeof(float) * (size_t)n);
+        CHECK(rt_tensor_to_f32(g, a) == 0 && rt_tensor_to_f32(w, b) == 0);
+        double e = test_rel_l2(a, b, n);
+        CHECK_MSG(e <= tol, "%s: %s relative error %.3g > %.3g", what, w->name, e, tol);
+        if (e > worst) worst = e, worst_name = w->name;
+        free(a);
+        free(b);
+    }
+    fprintf(stderr, "%s: worst relative error %.3g (%s)\n", what, worst, worst_name);
+}
+
+static void build_args(char *buf, size_t size, int argc, char **argv, int from) {
+    buf[0] = 0;
+    for (int i = from; i < argc; i++) {
+        strncat(buf, " '", size - strlen(buf) - 1);
+        strncat(buf, argv[i], size - strlen(buf) - 1);
+        strncat(buf, "'", size - strlen(buf) - 1);
+    }
+}
+
+static int train_emu(const char *defs, const char *data, const char *extra) {
+    const char *bin = test_env("DEITC_BIN"), *src = test_env("DEITC_SOURCE_DIR");
+    int rc = sh("'%s' compile '%s/models/deit_tiny.yaml' %s %s --batch 4 --target emu -o '%s/exe' --emit-dir '%s/emit'", bin,
+                src, defs, extra, tmp, tmp);
+    CHECK_MSG(rc == 0, "compile failed");
+    if (rc) return -1;
+    rc = sh("'%s/exe' train --data '%s/batch.safetensors' --steps 3 --no-shuffle --lr 1e-3 --weight-decay 0.05 "
+            "--init '%s/init.safetensors' --save '%s/out.safetensors' --metrics '%s/m.jsonl'",
+            tmp, data, data, tmp, tmp);
+    CHECK_MSG(rc == 0, "training failed");
+    return rc ? -1 : 0;
+}
+
+static int test_emu(int argc, char **argv) {
+    char data[1024], defs[2048], path[1100], err[1024];
+    if (argc < 3) return 2;
+    snprintf(data, sizeof data, "%s/%s", test_env("DEITC_TESTDATA"), argv[2]);
+    build_args(defs, sizeof defs, argc, argv, 3);
+    if (train_emu(defs, data, "")) return test_result();
+    float got[8];
+    snprintf(path, sizeof path, "%s/m.jsonl", tmp);
+    int n = read_losses(path, got, 8);
+    CHECK_MSG(n == 3, "%d losses in metrics", n);
+    rt_tensor_set exp = {0}, after = {0}, out = {0};
+    snprintf(path, sizeof path, "%s/expected.safetensors", data);
+    CHECK(rt_safetensors_read(path, &exp, err, sizeof err) == 0);
+    const rt_tensor *losses = find(&exp, "losses");
+    if (losses && n == 3) {
+        float want[3];
+        rt_tensor_to_f32(losses, want);
+        double e = test_rel_l2(got, want, 3);
+        fprintf(stderr, "losses %g %g %g (expected %g %g %g): relative error %.3g\n", got[0], got[1], got[2], want[0],
+                want[1], want[2], e);
+        CHECK_MSG(e <= 1e-4, "losses: relative error %.3g > 1e-4", e);
+    }
+    snprintf(path, sizeof path, "%s/after_steps.safetensors", data);
+    CHECK(rt_safetensors_read(path, &after, err, sizeof err) == 0);
+    snprintf(path, sizeof path, "%s/out.safetensors", tmp);
+    CHECK_MSG(rt_safetensors_read(path, &out, err, sizeof err) == 0, "%s", err);
+    compare_sets(&out, &after, 5e-3, "weights after 3 steps");
+    rt_tensor_set_free(&exp);
+    rt_tensor_set_free(&after);
+    rt_tensor_set_free(&out);
+    return test_result();
+}
+
+static int test_emu_vs_run(int argc, char **argv) {
+    char data[1024], extra[2048], path[1100], err[1024];
+    const char *bin = test_env("DEITC_BIN"), *src = test_env("DEITC_SOURCE_DIR");
+    snprintf(data, sizeof data, "%s/deit_micro", test_env("DEITC_TESTDATA"));
+    build_args(extra, sizeof extra, argc, argv, 2);
+    if (train_emu(MICRO, data, extra)) return test_result();
+    int rc = sh("'%s' run '%s/models/deit_tiny.yaml' %s %s --weights '%s/init.safetensors' --input '%s/batch.safetensors' "
+                "--steps 3 --lr 1e-3 --weight-decay 0.05 -o '%s/ref.safetensors'",
+                bin, src, MICRO, extra, data, data, tmp);
+    CHECK(rc == 0);
+    rt_tensor_set ref = {0}, out = {0};
+    snprintf(path, sizeof path, "%s/ref.safetensors", tmp);
+    CHECK(rt_safetensors_read(path, &ref, err, sizeof err) == 0);
+    snprintf(path, sizeof path, "%s/out.safetensors", tmp);
+    CHECK(rt_safetensors_read(path, &out, err, sizeof err) == 0);
+    float got[8], want[3];
+    snprintf(path, sizeof path, "%s/m.jsonl", tmp);
+    int n = read_losses(path, got, 8);
+    const rt_tensor *losses = rt_tensor_set_find(&ref, "losses");
+    CHECK(n == 3 && losses);
+    if (n == 3 && losses) {
+        rt_tensor_to_f32(losses, want);
+        double e = test_rel_l2(got, want, 3);
+        fprintf(stderr, "losses %g %g %g (interpreter %g %g %g)\n", got[0], got[1], got[2], want[0], want[1], want[2]);
+        CHECK_MSG(e <= 1e-4, "losses: relative error %.3g > 1e-4", e);
+    }
+    compare_sets(&out, &ref, 5e-3, "weights vs interpreter");
+    rt_tensor_set_free(&ref);
+    rt_tensor_set_free(&out);
+    return test_result();
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_codegen plan|nvrtc MODEL...|identical|errors|emu CASE [-D ..]|emu_vs_run ARGS\n");
+        return 2;
+    }
+    make_tmp();
+    int rc = 2;
+    if (strcmp(argv[1], "plan") == 0) rc = test_plan();
+    else if (strcmp(argv[1], "nvrtc") == 0) rc = test_nvrtc(argc, argv);
+    else if (strcmp(argv[1], "identical") == 0) rc = test_identical();
+    else if (strcmp(argv[1], "errors") == 0) rc = test_errors();
+    else if (strcmp(argv[1], "emu") == 0) rc = test_emu(argc, argv);
+    else if (strcmp(argv[1], "emu_vs_run") == 0) rc = test_emu_vs_run(argc, argv);
+    else fprintf(stderr, "unknown mode %s\n", argv[1]);
+    remove_tmp();
+    return rc;
+}
