@@ -203,6 +203,14 @@ int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize
                  *rt_dir ? plan_h : "no DEITC_RUNTIME_DIR");
         return -1;
     }
+    if (!emu && (strncmp(arch, "sm_", 3) != 0 || !arch[3])) {
+        snprintf(err, errsize, "--arch '%s': expected sm_XX (e.g. sm_80, sm_90)", arch);
+        return -1;
+    }
+    if (o->emit_dir && mkdir_p(o->emit_dir)) {
+        snprintf(err, errsize, "cannot create --emit-dir '%s': %s", o->emit_dir, strerror(errno));
+        return -1;
+    }
     /* the output must be writable before any work is done */
     snprintf(tmp_exe, sizeof tmp_exe, "%s.tmp.%ld", o->output, (long)getpid());
     FILE *probe = fopen(tmp_exe, "wb");
@@ -221,10 +229,6 @@ int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize
     memset(jobs, 0, sizeof jobs);
     if (o->emit_dir) {
         snprintf(w.dir, sizeof w.dir, "%s", o->emit_dir);
-        if (mkdir_p(w.dir)) {
-            snprintf(err, errsize, "cannot create --emit-dir '%s': %s", w.dir, strerror(errno));
-            goto done;
-        }
     } else {
         const char *tmpdir = getenv("TMPDIR");
         snprintf(w.dir, sizeof w.dir, "%s/deitc-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");

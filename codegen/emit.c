@@ -315,7 +315,8 @@ static int64_t off_of(emitter *e, int node) {
     return o;
 }
 
-static const char *idx_type(int64_t n) { return n < ((int64_t)1 << 31) ? "int" : "long long"; }
+/* int indices while i + gridDim.x * blockDim.x cannot overflow */
+static const char *idx_type(int64_t n) { return n < ((int64_t)1 << 30) ? "int" : "long long"; }
 
 /* grid for a grid-stride loop over n elements with 256 threads */
 static int64_t stride_grid(int64_t n) {
@@ -343,11 +344,11 @@ static int emit_elementwise(emitter *e) {
     const ir_node *n = &e->g->nodes[e->node];
     launch l = {0};
     l.tag = ir_op_name(n->op);
-    char c1[64], c2[64], ref[512], lb[600];
+    char c1[64], c2[320], ref[512], lb[600];
     int64_t total = ir_numel(n);
     param(&l, out_type(n->dtype), "y", off_of(e, e->node));
     for (int k = 0; k < n->ninputs; k++) {
-        char nm[8];
+        char nm[16];
         snprintf(nm, sizeof nm, "x%d", k);
         param(&l, in_type(e->g->nodes[n->inputs[k]].dtype), nm, off_of(e, n->inputs[k]));
     }
@@ -377,6 +378,7 @@ static int emit_elementwise(emitter *e) {
     case IR_OP_ERF: expr = "dc_erf(a)"; break;
     case IR_OP_GELU: expr = n->attrs.gelu_tanh ? "dc_gelu_tanh(a)" : "dc_gelu_erf(a)"; break;
     case IR_OP_GELU_GRAD: expr = n->attrs.gelu_tanh ? "a * dc_gelu_tanh_grad(b)" : "a * dc_gelu_erf_grad(b)"; break;
+    case IR_OP_ERF_GRAD: expr = "a * 1.12837917f * dc_exp(-b * b)"; break;
     case IR_OP_CAST: case IR_OP_EXPAND: expr = "a"; break;
     case IR_OP_CONST: expr = flit(ex, sizeof ex, n->attrs.alpha); break;
     default: assert(0); expr = "0";
@@ -402,7 +404,7 @@ static int emit_gather(emitter *e) {
     int64_t total = ir_numel(n);
     param(&l, out_type(n->dtype), "y", off_of(e, e->node));
     for (int k = 0; k < n->ninputs; k++) {
-        char nm[8];
+        char nm[16];
         snprintf(nm, sizeof nm, "x%d", k);
         param(&l, in_type(e->g->nodes[n->inputs[k]].dtype), nm, off_of(e, n->inputs[k]));
     }
@@ -836,7 +838,7 @@ static int emit_sum_squares(emitter *e) {
     sb_printf(b, "    float s = 0.0f;\n");
     for (int k = 0; k < n->ninputs; k++) {
         const ir_node *x = &e->g->nodes[n->inputs[k]];
-        char nm[8], ref[16];
+        char nm[16], ref[32];
         snprintf(nm, sizeof nm, "x%d", k);
         snprintf(ref, sizeof ref, "x%d[i]", k);
         param(&l, in_type(x->dtype), nm, off_of(e, n->inputs[k]));
@@ -846,6 +848,24 @@ static int emit_sum_squares(emitter *e) {
     }
     sb_printf(b, "    s = dc_block_sum(s);\n    if (threadIdx.x == 0) y[0] = %s;\n", st(sres, sizeof sres, n->dtype, "s"));
     finish(e, &l, 1, 256);
+    return 0;
+}
+
+/* (sum_squares [1], opt) -> opt with GRAD_SCALE *= min(1, alpha / (sqrt(ss) * |GRAD_SCALE| + 1e-6)) */
+static int emit_clip_coef(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    launch l = {0};
+    char fl[64];
+    l.tag = "clip_coef";
+    param(&l, "float *", "y", off_of(e, e->node));
+    param(&l, "const float *", "ss", off_of(e, n->inputs[0]));
+    param(&l, "const float *", "opt", off_of(e, n->inputs[1]));
+    sb *b = &l.body;
+    sb_printf(b, "    const int i = threadIdx.x;\n    if (i >= %d) return;\n", IR_OPT_SLOTS);
+    sb_printf(b, "    const float gs = opt[%d];\n", IR_OPT_GRAD_SCALE);
+    sb_printf(b, "    const float coef = %s / (dc_sqrt(ss[0]) * fabsf(gs) + 1e-6f);\n", flit(fl, sizeof fl, n->attrs.alpha));
+    sb_printf(b, "    y[i] = i == %d ? gs * fminf(coef, 1.0f) : opt[i];\n", IR_OPT_GRAD_SCALE);
+    finish(e, &l, 1, 32);
     return 0;
 }
 
@@ -876,8 +896,9 @@ static int emit_adamw(emitter *e) {
     sb_printf(b, "        m[i] = %s;\n", st(sb1, sizeof sb1, mn->dtype, "mi"));
     sb_printf(b, "        v[i] = %s;\n", st(sb1, sizeof sb1, vn->dtype, "vi"));
     sb_printf(b, "        const float denom = dc_sqrt(vi) / sbc2 + %s;\n", flit(f5, sizeof f5, at->eps));
-    snprintf(f1, sizeof f1, "%s * (1.0f - lr * wd) - (lr / bc1) * mi / denom", ld(lb, sizeof lb, pn->dtype, "p[i]"));
-    sb_printf(b, "        p[i] = %s;\n", st(sb1, sizeof sb1, pn->dtype, f1));
+    char upd[256], sb2[300];
+    snprintf(upd, sizeof upd, "%s * (1.0f - lr * wd) - (lr / bc1) * mi / denom", ld(lb, sizeof lb, pn->dtype, "p[i]"));
+    sb_printf(b, "        p[i] = %s;\n", st(sb2, sizeof sb2, pn->dtype, upd));
     loop_close(e, &l, total);
     return 0;
 }
@@ -964,8 +985,10 @@ static int emit_node(emitter *e) {
     switch (n->op) {
     case IR_OP_ADD: case IR_OP_SUB: case IR_OP_MUL: case IR_OP_DIV: case IR_OP_SCALE:
     case IR_OP_SQRT: case IR_OP_ERF: case IR_OP_GELU: case IR_OP_GELU_GRAD: case IR_OP_CAST:
-    case IR_OP_EXPAND: case IR_OP_CONST:
+    case IR_OP_EXPAND: case IR_OP_CONST: case IR_OP_ERF_GRAD:
         return emit_elementwise(e);
+    case IR_OP_CLIP_COEF:
+        return emit_clip_coef(e);
     case IR_OP_RESHAPE:
         return 0; /* shares its input's buffer */
     case IR_OP_PERMUTE: case IR_OP_SLICE: case IR_OP_PAD: case IR_OP_CONCAT: case IR_OP_PATCHIFY:

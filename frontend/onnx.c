@@ -1762,6 +1762,73 @@ static int check_defines(octx *c, const ir_model_info *m, const fe_define *d, in
     return 0;
 }
 
+/* ---- nesting guard ---------------------------------------------------------------------- */
+
+/* protobuf-c unpacks nested messages by recursion without a depth limit, so a small file of
+ * graphs inside attributes inside graphs... would overflow the stack. This scan of the wire
+ * format follows the fields through which onnx.proto can recurse and rejects deep nesting
+ * before unpacking; anything malformed is left for the real parser to reject. */
+enum { PB_MODEL, PB_GRAPH, PB_NODE, PB_ATTR, PB_FUNC, PB_TRAIN, PB_VINFO, PB_TYPE, PB_TSEQ, PB_TMAP };
+#define OX_MAX_NEST 64
+
+static int pb_child(int type, uint64_t field) {
+    switch (type) {
+    case PB_MODEL: return field == 7 ? PB_GRAPH : field == 20 ? PB_TRAIN : field == 25 ? PB_FUNC : -1;
+    case PB_TRAIN: return field == 1 || field == 2 ? PB_GRAPH : -1;
+    case PB_GRAPH: return field == 1 ? PB_NODE : field >= 11 && field <= 13 ? PB_VINFO : -1;
+    case PB_NODE: return field == 5 ? PB_ATTR : -1;
+    case PB_ATTR: return field == 6 || field == 11 ? PB_GRAPH : field == 14 || field == 15 ? PB_TYPE : -1;
+    case PB_FUNC: return field == 7 ? PB_NODE : -1;
+    case PB_VINFO: return field == 2 ? PB_TYPE : -1;
+    case PB_TYPE: return field == 4 || field == 9 ? PB_TSEQ : field == 5 ? PB_TMAP : -1;
+    case PB_TSEQ: return field == 1 ? PB_TYPE : -1;
+    case PB_TMAP: return field == 2 ? PB_TYPE : -1;
+    default: return -1;
+    }
+}
+
+static int pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+    *v = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 127) << shift;
+        if (!(b & 128)) return 0;
+    }
+    return -1;
+}
+
+/* 0 when the message of `type` in [p, end) nests at most OX_MAX_NEST deep, else -1 */
+static int pb_nesting_ok(const uint8_t *p, const uint8_t *end, int type, int depth) {
+    if (depth > OX_MAX_NEST) return -1;
+    while (p < end) {
+        uint64_t tag, v;
+        if (pb_varint(&p, end, &tag)) return 0;
+        switch (tag & 7) {
+        case 0:
+            if (pb_varint(&p, end, &v)) return 0;
+            break;
+        case 1:
+            if (end - p < 8) return 0;
+            p += 8;
+            break;
+        case 5:
+            if (end - p < 4) return 0;
+            p += 4;
+            break;
+        case 2: {
+            if (pb_varint(&p, end, &v) || v > (uint64_t)(end - p)) return 0;
+            int child = pb_child(type, tag >> 3);
+            if (child >= 0 && pb_nesting_ok(p, p + v, child, depth + 1)) return -1;
+            p += v;
+            break;
+        }
+        default:
+            return 0;
+        }
+    }
+    return 0;
+}
+
 /* fe_onnx_load on a file's bytes in memory (fuzzing, tests); `path` names the model in
  * messages and locates external data files. */
 int fe_onnx_load_buffer(const void *data, size_t len, const char *path, const fe_define *defines,
@@ -1780,6 +1847,8 @@ int fe_onnx_load_buffer(const void *data, size_t len, const char *path, const fe
     c.errsize = errsize;
     const char *slash = strrchr(path, '/');
     if (slash && (size_t)(slash - path) + 2 < sizeof c.dir) memcpy(c.dir, path, (size_t)(slash - path) + 1);
+    if (pb_nesting_ok(data, (const uint8_t *)data + len, PB_MODEL, 0))
+        return fail(&c, "not a supported ONNX model (graphs or types nested more than %d deep)", OX_MAX_NEST);
     c.model = onnx__model_proto__unpack(NULL, len, data);
     if (!c.model) return fail(&c, "not an ONNX model (the protobuf does not parse: truncated or corrupt file)");
     int rc = -1;

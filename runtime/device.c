@@ -52,7 +52,7 @@ int rt_plan_check(const rt_plan *p, char *err, size_t errsize) {
         for (int d = 0; d < t->ndim; d++) numel *= t->shape[d];
         if (!t->name || t->ndim < 0 || t->ndim > RT_MAX_DIMS || t->dtype < 0 || t->dtype >= RT_DTYPE_COUNT)
             return fail(err, errsize, "plan: tensor %d has a bad name, rank or dtype", i);
-        if (t->offset % 256 || !in_arena(p, t->offset, t->bytes) ||
+        if (t->offset % rt_dtype_size(t->dtype) || !in_arena(p, t->offset, t->bytes) ||
             (uint64_t)numel * rt_dtype_size(t->dtype) > t->bytes)
             return fail(err, errsize,
                         "plan: tensor '%s' (offset %llu, %llu bytes) is misaligned, outside the arena (%llu "
@@ -119,16 +119,22 @@ static int run_steps(rt_device *d) {
     for (int i = 0; i < p->num_steps; i++) {
         const rt_plan_step *s = &p->steps[i];
         int rc = 0;
+        double ms = 0;
+        if (d->profile_ms && d->timer_start(d)) return -1;
         if (s->kind == RT_STEP_KERNEL) rc = d->launch(d, i);
         else if (s->kind == RT_STEP_GEMM) rc = d->gemm(d, i);
         else rc = d->zero(d, s->offset, s->bytes);
         if (rc) return -1;
+        if (d->profile_ms) {
+            if (d->timer_stop(d, &ms)) return -1;
+            d->profile_ms[i] += ms;
+        }
     }
     return 0;
 }
 
 int rt_device_run(rt_device *d, int use_graph) {
-    if (!use_graph || !d->capture_begin || getenv("DEITC_NO_GRAPH")) return run_steps(d);
+    if (!use_graph || !d->capture_begin || d->profile_ms || getenv("DEITC_NO_GRAPH")) return run_steps(d);
     if (!d->captured) {
         if (d->capture_begin(d)) return -1;
         if (run_steps(d)) {

@@ -41,7 +41,7 @@ int rt_device_cuda_new(const rt_plan *p, rt_device **out, char *err, size_t errs
     X(cuInit) X(cuDriverGetVersion) X(cuGetErrorName) X(cuGetErrorString) X(cuDeviceGetCount) X(cuDeviceGet)     \
     X(cuDeviceGetName) X(cuDeviceGetAttribute) X(cuDevicePrimaryCtxRetain) X(cuDevicePrimaryCtxRelease)          \
     X(cuCtxSetCurrent) X(cuStreamCreate) X(cuStreamDestroy) X(cuStreamSynchronize) X(cuMemAlloc) X(cuMemFree)    \
-    X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync) X(cuMemsetD8Async) X(cuMemGetInfo) X(cuModuleLoadData)             \
+    X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync) X(cuMemsetD8Async) X(cuModuleLoadData)                           \
     X(cuModuleLoadDataEx) X(cuModuleUnload) X(cuModuleGetFunction) X(cuFuncSetAttribute) X(cuLaunchKernel)       \
     X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord) X(cuEventSynchronize) X(cuEventElapsedTime)              \
     X(cuStreamBeginCapture) X(cuStreamEndCapture) X(cuGraphInstantiate) X(cuGraphLaunch) X(cuGraphDestroy)       \
@@ -268,8 +268,11 @@ static int load_driver(rt_device *d) {
                  why ? why : "not found");
         return -1;
     }
+    /* drivers before 12.8 have only the first cuEventElapsedTime (same signature) */
 #define LOAD_CU(f)                                                                                               \
-    if (!(c->p_##f = (__typeof__(&f))dlsym(c->libcuda, XSTR(f)))) {                                              \
+    if (!(c->p_##f = (__typeof__(&f))dlsym(c->libcuda, XSTR(f))) &&                                              \
+        !(strcmp(XSTR(f), "cuEventElapsedTime_v2") == 0 &&                                                       \
+          (c->p_##f = (__typeof__(&f))dlsym(c->libcuda, "cuEventElapsedTime")))) {                               \
         snprintf(d->err, sizeof d->err, "the CUDA driver is too old: libcuda.so.1 has no %s (update the driver)", \
                  XSTR(f));                                                                                       \
         return -1;                                                                                               \

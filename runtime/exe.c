@@ -23,7 +23,7 @@ typedef struct {
     const char *cmd;
     const char *init, *data, *save, *metrics;
     long steps, epochs, warmup_steps, bench_warmup, log_every;
-    int has_steps, has_epochs, has_lr, shuffle, synthetic, use_graph, verbose, cosine;
+    int has_steps, has_epochs, has_lr, shuffle, synthetic, use_graph, verbose, cosine, profile;
     double lr, weight_decay;
     uint64_t seed;
 } exe_args;
@@ -63,7 +63,7 @@ static void usage(FILE *f) {
             "                [--seed S] [--synthetic] [--warmup-steps W] [--schedule cosine|constant]\n"
             "                [--log-every N] [--no-graph]\n"
             "       %s eval --data D [--init W.safetensors] [--seed S]\n"
-            "       %s bench [--steps K] [--warmup W] [--init W.safetensors] [--no-graph]\n"
+            "       %s bench [--steps K] [--warmup W] [--init W.safetensors] [--no-graph] [--profile]\n"
             "       %s info [-v]\n"
             "D: a .safetensors tensor dataset (images f32 [N,C,H,W], labels i64 [N]) or a CIFAR-10 .bin.\n"
             "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH, DEITC_TF32, DEITC_DEVICE (cuda).\n",
@@ -146,6 +146,7 @@ static int parse_args(int argc, char **argv, exe_args *a) {
             else if (!strcmp(s, "--synthetic")) a->synthetic = 1;
             else if (!strcmp(s, "--no-graph")) a->use_graph = 0;
             else if (!strcmp(s, "-v") || !strcmp(s, "--verbose")) a->verbose = 1;
+            else if (!strcmp(s, "--profile")) a->profile = 1;
             else {
                 fprintf(stderr, "%s: error: unknown option '%s' for '%s'\n", prog, s, a->cmd);
                 usage(stderr);
@@ -601,6 +602,67 @@ static double gemm_flops(const rt_plan *p) {
     return f;
 }
 
+typedef struct {
+    char name[96];    /* kernel name, GEMM shape, or "zero" */
+    int kind, calls;
+    double ms;
+} profile_row;
+
+static int cmp_row(const void *x, const void *y) {
+    double a = ((const profile_row *)x)->ms, b = ((const profile_row *)y)->ms;
+    return a > b ? -1 : a < b;
+}
+
+/* Runs `steps` more steps timing each plan step alone; prints where the time goes, grouped by
+ * kernel (GEMMs by what they compute). */
+static int profile(session *s, const exe_args *a, long steps) {
+    const rt_plan *p = s->p;
+    double *per = calloc((size_t)p->num_steps + 1, sizeof *per);
+    profile_row *rows = calloc((size_t)p->num_steps + 1, sizeof *rows);
+    if (!per || !rows) abort();
+    s->dev->profile_ms = per;
+    int rc = 0;
+    for (long i = 0; i < steps && !rc; i++)
+        if (set_opt(s, a->lr, a->weight_decay, i + 1) || rt_device_run(s->dev, 0)) rc = error("%s", s->dev->err);
+    s->dev->profile_ms = NULL;
+    int n = 0;
+    double total = 0;
+    for (int i = 0; i < p->num_steps && !rc; i++) {
+        const rt_plan_step *st = &p->steps[i];
+        char name[96] = "zero";
+        if (st->kind == RT_STEP_KERNEL) snprintf(name, sizeof name, "%s", p->kernel_names[st->kernel]);
+        else if (st->kind == RT_STEP_GEMM)
+            snprintf(name, sizeof name, "gemm m %lld n %lld k %lld batch %lld %s%s", (long long)st->gemm.m,
+                     (long long)st->gemm.n, (long long)st->gemm.k, (long long)st->gemm.batch,
+                     st->gemm.trans_a ? "T" : "N", st->gemm.trans_b ? "T" : "N");
+        int r = 0;
+        while (r < n && !(rows[r].kind == (int)st->kind && !strcmp(rows[r].name, name))) r++;
+        if (r == n) {
+            memcpy(rows[n].name, name, sizeof name);
+            rows[n++].kind = (int)st->kind;
+        }
+        rows[r].calls++;
+        rows[r].ms += per[i] / (double)steps;
+        total += per[i] / (double)steps;
+    }
+    if (!rc) {
+        qsort(rows, (size_t)n, sizeof *rows, cmp_row);
+        double by_kind[3] = {0};
+        for (int r = 0; r < n; r++) by_kind[rows[r].kind] += rows[r].ms;
+        printf("profile (each plan step timed alone, mean of %ld steps): %.3f ms a step; kernels %.1f%%, GEMMs "
+               "%.1f%%, zero fills %.1f%%\n",
+               steps, total, 100 * by_kind[0] / (total > 0 ? total : 1), 100 * by_kind[1] / (total > 0 ? total : 1),
+               100 * by_kind[2] / (total > 0 ? total : 1));
+        printf("  %10s %6s %6s  %s\n", "ms/step", "%", "calls", "what");
+        for (int r = 0; r < n && r < 30; r++)
+            printf("  %10.3f %6.1f %6d  %s\n", rows[r].ms, 100 * rows[r].ms / (total > 0 ? total : 1), rows[r].calls,
+                   rows[r].name);
+    }
+    free(per);
+    free(rows);
+    return rc;
+}
+
 static int cmd_bench(const exe_args *a, const rt_plan *p) {
     rt_dataset ds;
     session s;
@@ -648,6 +710,7 @@ static int cmd_bench(const exe_args *a, const rt_plan *p) {
            (unsigned long long)s.dev->mem_bytes, (unsigned long long)p->arena_bytes);
     json_num(stdout, loss);
     printf("}\n");
+    if (a->profile && profile(&s, a, steps)) goto done;
     rc = 0;
 done:
     free(ms);

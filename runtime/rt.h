@@ -102,6 +102,8 @@ struct rt_device {
     const rt_plan *plan;
     uint64_t mem_bytes;       /* device memory held: arena + GEMM workspace */
     int captured;             /* a CUDA Graph of the step exists */
+    double *profile_ms;       /* NULL, or per plan step: time accumulated by rt_device_run
+                                 (each step timed alone: synchronizing, no graph) */
     char err[1024];
     void *impl;
     int (*upload)(rt_device *d, uint64_t offset, const void *src, uint64_t bytes);

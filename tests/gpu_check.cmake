@@ -17,5 +17,5 @@ if(GPU_CHECK_PYTHON)
            COMMAND ${GPU_CHECK_PYTHON} ${CMAKE_SOURCE_DIR}/benchmarks/gpu_check dry-run
                    --deitc $<TARGET_FILE:deitc>)
   set_tests_properties(gpu_check_selftest PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS gpu_check TIMEOUT 60)
-  set_tests_properties(gpu_check_dry_run PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS gpu_check TIMEOUT 200)
+  set_tests_properties(gpu_check_dry_run PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS gpu_check TIMEOUT 180)
 endif()

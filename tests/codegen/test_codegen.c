@@ -192,12 +192,62 @@ static int have_nvrtc(void) {
     const char *names[] = {env, "/usr/local/cuda/lib64/libnvrtc.so", "libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         void *h = names[i] ? dlopen(names[i], RTLD_NOW | RTLD_LOCAL) : NULL;
-        if (h) {
-            dlclose(h);
-            return 1;
-        }
+        if (h) return 1; /* kept open: closing NVRTC orphans its load-time allocations */
     }
     return 0;
+}
+
+/* the cache returns what NVRTC made; a broken kernel's error names the kernel */
+static void check_cache_and_errors(void) {
+    const char *src = test_env("DEITC_SOURCE_DIR");
+    char model[1024], path[1100], err[8192], cache[600];
+    snprintf(model, sizeof model, "%s/models/deit_tiny.yaml", src);
+    snprintf(path, sizeof path, "%s/runtime/kernel_prelude.cuh", src);
+    snprintf(cache, sizeof cache, "%s/cache", tmp);
+    setenv("DEITC_CACHE_DIR", cache, 1);
+    unsetenv("DEITC_NO_CACHE");
+    fe_define micro[] = {{"img_size", "32"}, {"patch_size", "8"}, {"num_classes", "10"},
+                         {"embed_dim", "64"}, {"depth", "2"}, {"num_heads", "2"}};
+    ir_graph *g = training_graph(model, micro, 6, 4);
+    char *prelude = slurp(path);
+    CHECK(g && prelude);
+    if (!g || !prelude) return;
+    cg_options o;
+    cg_options_default(&o);
+    cg_program *p = cg_program_new(g, &o, err, sizeof err);
+    char *text = cg_kernels_source(p);
+    cg_nvrtc_result r1, r2;
+    CHECK_MSG(cg_nvrtc_compile(p, text, prelude, "sm_90", &r1, err, sizeof err) == 0, "%s", err);
+    CHECK(r1.cached == 0 && r1.cubin_size > 0 && r1.ptx_size > 0);
+    CHECK_MSG(cg_nvrtc_compile(p, text, prelude, "sm_90", &r2, err, sizeof err) == 0, "%s", err);
+    CHECK(r2.cached == 1 && r2.cubin_size == r1.cubin_size && memcmp(r1.cubin, r2.cubin, r1.cubin_size) == 0);
+    CHECK(p->kernels[3].registers > 0 && p->kernels[3].spill_bytes == 0);
+    cg_nvrtc_result_free(&r1);
+    cg_nvrtc_result_free(&r2);
+    free(text);
+    /* break kernel 3: the error must say so */
+    char *bad = malloc(strlen(p->kernels[3].text) + 64);
+    sprintf(bad, "%s", p->kernels[3].text);
+    char *brace = strstr(bad, ") {\n");
+    CHECK(brace != NULL);
+    if (brace) {
+        memmove(brace + 4 + 18, brace + 4, strlen(brace + 4) + 1);
+        memcpy(brace + 4, "    undeclared_x;\n", 18);
+    }
+    free(p->kernels[3].text);
+    p->kernels[3].text = bad;
+    text = cg_kernels_source(p);
+    int rc = cg_nvrtc_compile(p, text, prelude, "sm_90", &r1, err, sizeof err);
+    CHECK(rc != 0);
+    char want[128];
+    snprintf(want, sizeof want, "[in kernel %s]", p->kernels[3].name);
+    fprintf(stderr, "broken kernel, as expected:\n%.600s\n", err);
+    CHECK_MSG(rc && strstr(err, want) && strstr(err, "undeclared_x"), "error lacks '%s': %s", want, err);
+    cg_nvrtc_result_free(&r1);
+    free(text);
+    free(prelude);
+    cg_program_free(p);
+    ir_graph_free(g);
 }
 
 static int test_nvrtc(int argc, char **argv) {
@@ -205,6 +255,7 @@ static int test_nvrtc(int argc, char **argv) {
         fprintf(stderr, "NVRTC not available: skipped\n");
         return 77;
     }
+    check_cache_and_errors();
     const char *bin = test_env("DEITC_BIN"), *src = test_env("DEITC_SOURCE_DIR");
     const char *arches[] = {"sm_80", "sm_90"};
     for (int a = 2; a < argc; a++)
@@ -348,8 +399,14 @@ static void build_args(char *buf, size_t size, int argc, char **argv, int from) 
 
 static int train_emu(const char *defs, const char *data, const char *extra) {
     const char *bin = test_env("DEITC_BIN"), *src = test_env("DEITC_SOURCE_DIR");
-    int rc = sh("'%s' compile '%s/models/deit_tiny.yaml' %s %s --batch 4 --target emu -o '%s/exe' --emit-dir '%s/emit'", bin,
-                src, defs, extra, tmp, tmp);
+    /* the case's batch, from its config.json */
+    char path[1100];
+    snprintf(path, sizeof path, "%s/config.json", data);
+    char *cfg = slurp(path), *at = cfg ? strstr(cfg, "\"batch\":") : NULL;
+    long batch = at ? strtol(at + 8, NULL, 10) : 4;
+    free(cfg);
+    int rc = sh("'%s' compile '%s/models/deit_tiny.yaml' %s %s --batch %ld --target emu -o '%s/exe' --emit-dir '%s/emit'",
+                bin, src, defs, extra, batch, tmp, tmp);
     CHECK_MSG(rc == 0, "compile failed");
     if (rc) return -1;
     rc = sh("'%s/exe' train --data '%s/batch.safetensors' --steps 3 --no-shuffle --lr 1e-3 --weight-decay 0.05 "

@@ -8,8 +8,10 @@
  *   step 3 GEMM    dW[3,4] += dlogits^T @ images        (trans_a, beta 1)
  *   step 4 kernel  adamw over head.weight (decay)       grid 2 x block 8 for 12 elements
  *   step 5 kernel  adamw over head.bias (no decay)
- * Built twice: as an emu plan (kernels are the C functions below) and, with -DTINY_CUDA, as a
- * cuda plan (dummy PTX) to check what an executable says on a machine without a GPU.
+ * Built three times: as an emu plan (kernels are the C functions below); with -DTINY_CUDA as a
+ * cuda plan (dummy PTX) to check what an executable says on a machine without a GPU; and with
+ * -DTINY_CUDA -DTINY_FAKE as a cuda plan whose kernels are exported as fake_kernel_NAME for
+ * tests/runtime/fake_cuda.c, the host stand-in for libcuda and cuBLASLt.
  */
 #include <math.h>
 #include <stdint.h>
@@ -70,7 +72,7 @@ static const rt_plan_step steps[] = {
 
 static const char *const kernel_names[] = {"softmax_cross_entropy", "adamw"};
 
-#ifndef TINY_CUDA
+#if !defined(TINY_CUDA) || defined(TINY_FAKE)
 static void softmax_ce(const unsigned grid[3], const unsigned block[3], unsigned shared, void **args) {
     (void)grid, (void)block, (void)shared;
     float *z = *(float **)args[0];
@@ -116,7 +118,19 @@ static void adamw(const unsigned grid[3], const unsigned block[3], unsigned shar
         }
 }
 
+#ifdef TINY_FAKE
+#define FAKE_EXPORT __attribute__((visibility("default")))
+FAKE_EXPORT void fake_kernel_softmax_cross_entropy(const unsigned g[3], const unsigned b[3], unsigned s, void **a);
+FAKE_EXPORT void fake_kernel_adamw(const unsigned g[3], const unsigned b[3], unsigned s, void **a);
+void fake_kernel_softmax_cross_entropy(const unsigned g[3], const unsigned b[3], unsigned s, void **a) {
+    softmax_ce(g, b, s, a);
+}
+void fake_kernel_adamw(const unsigned g[3], const unsigned b[3], unsigned s, void **a) { adamw(g, b, s, a); }
+FAKE_EXPORT extern const int fake_kernel_softmax_cross_entropy_nargs, fake_kernel_adamw_nargs;
+const int fake_kernel_softmax_cross_entropy_nargs = 8, fake_kernel_adamw_nargs = 8;
+#else
 static const rt_emu_kernel_fn emu_kernels[] = {softmax_ce, adamw};
+#endif
 #endif
 
 const rt_plan deitc_plan = {
