@@ -1716,9 +1716,11 @@ static ir_graph *prune(octx *c, int out) {
 /* Model facts for `deitc inspect`, read off the recovered graph. */
 static void fill_info(octx *c, ir_graph *g, int64_t batch) {
     ir_model_info *m = &g->info;
-    const Onnx__GraphProto *gp = c->model->graph;
     const char *base = strrchr(c->path, '/');
-    m->model_name = ir_arena_strdup(&g->arena, gp->name && *gp->name ? gp->name : base ? base + 1 : c->path);
+    base = base ? base + 1 : c->path;
+    size_t n = strlen(base);
+    if (n > 5 && strcmp(base + n - 5, ".onnx") == 0) n -= 5; /* torch names every graph torch_jit */
+    m->model_name = ir_arena_printf(&g->arena, "%.*s", (int)n, base);
     m->batch = batch;
     int64_t dim = 0;
     for (int i = 0; i < g->n; i++) {

@@ -182,7 +182,7 @@ static int broadcastable(const ir_node *from, int ndim, const int64_t *to) {
 
 /* The shape rule: fills n->shape/ndim/dtype from its inputs (or checks the given shape). */
 static int infer_shape(ir_graph *g, ir_node *n) {
-    const ir_node *in[IR_MAX_INPUTS];
+    const ir_node *in[IR_MAX_INPUTS] = {0};
     char s0[96], s1[96];
     for (int i = 0; i < n->ninputs; i++) in[i] = &g->nodes[n->inputs[i]];
     const ir_node *x = n->ninputs ? in[0] : NULL;

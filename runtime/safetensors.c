@@ -186,7 +186,7 @@ static int parse_entry(json *j, rt_tensor *t, uint64_t off[2]) {
             if (!rc && j->s < j->end && *j->s == ']') j->s++;
             else
                 while (!rc) {
-                    uint64_t v;
+                    uint64_t v = 0;
                     if ((rc = parse_uint(j, &v))) break;
                     if (is_shape ? n >= RT_MAX_DIMS : n >= 2) {
                         rc = fail(j->err, j->errsize, "%s: tensor '%s': too many %s entries", j->what,

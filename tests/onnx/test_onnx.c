@@ -276,6 +276,30 @@ static void test_bad(void) {
         CHECK(fe_onnx_load_buffer(rnd, 1 + (size_t)(r % 4096), "random.onnx", NULL, 0, 1, &g, err, sizeof err) != 0 && !g);
     }
     free(rnd);
+    /* graphs nested in attributes 300000 deep: refused before protobuf-c recurses. Built from
+     * the inside out, back to front: Model{graph: Graph{node: Node{attribute: Attr{g: ...}}}} */
+    size_t cap = 8u << 20, pos = cap;
+    unsigned char *deep = malloc(cap);
+    static const unsigned char tags[3] = {0x32, 0x2a, 0x0a}; /* Attr.g=6, Node.attribute=5, Graph.node=1 */
+    for (int t = 0; t < 3 * 300000 + 1; t++) {
+        unsigned char hdr[11];
+        size_t k = 0, len = cap - pos;
+        hdr[k++] = t == 3 * 300000 ? 0x3a : tags[t % 3]; /* outermost: Model.graph=7 */
+        for (size_t v = len;; v >>= 7) {
+            hdr[k++] = (unsigned char)((v & 127) | (v >= 128 ? 128 : 0));
+            if (v < 128) break;
+        }
+        pos -= k;
+        memcpy(deep + pos, hdr, k);
+    }
+    const char *nest[] = {"nested", NULL};
+    expect_error("deep.onnx", deep + pos, cap - pos, NULL, 0, nest);
+    free(deep);
+    /* a fixed batch that is not the one asked for */
+    ir_graph *g = NULL;
+    char err[1024];
+    CHECK(fe_onnx_load(data_path(p, sizeof p, "onnx/bad", "tiny_ok.onnx"), NULL, 0, 5, &g, err, sizeof err) != 0 && !g);
+    CHECK_MSG(strstr(err, "fixed batch of 1") && strstr(err, "'x'"), "%s", err);
     /* -D settings that contradict the file */
     const fe_define wrong[] = {{"embed_dim", "128"}};
     const char *dim[] = {"embed_dim", "64", NULL};
