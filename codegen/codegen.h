@@ -82,7 +82,13 @@ typedef struct {
     const char *ptx_path;
     size_t cubin_size;
     const char *precision;
+    const char *init_path;   /* the file cg_write_init_data wrote, or NULL when it had no data */
 } cg_plan_target;
+
+/* The weights' initial values from the model file (ONNX initializers), f32, concatenated in
+ * plan order, for plan.c to embed with .incbin. Returns the bytes written (0: no weight has
+ * data, write nothing to embed), or -1 on a write error. */
+int64_t cg_write_init_data(const cg_program *p, FILE *f);
 
 int cg_write_plan(const cg_program *p, const cg_plan_target *t, FILE *f);
 /* emu_glue.cc: #includes kernels.cu and defines `deitc_emu_kernels`, one emu launcher each. */

@@ -188,6 +188,18 @@ int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize
         return -1;
     }
     const char *arch = o->arch ? o->arch : "sm_90";
+    /* Mixed precision and kernel fusion are passes still to come: refuse rather than
+     * silently build an fp32 unfused executable under another name. */
+    if (o->precision && strcmp(o->precision, "fp32") != 0) {
+        snprintf(err, errsize, "--precision %s: not supported yet (this deitc builds fp32 executables only)",
+                 o->precision);
+        return -1;
+    }
+    if (o->fuse && strcmp(o->fuse, "all") != 0 && strcmp(o->fuse, "none") != 0) {
+        snprintf(err, errsize, "--fuse %s: unknown fusion (this deitc has no fusion passes yet: use all or none)",
+                 o->fuse);
+        return -1;
+    }
     if (!o->output || !*o->output) {
         snprintf(err, errsize, "compile needs -o EXE");
         return -1;

@@ -83,5 +83,9 @@ int fe_distilled_head(ir_graph *g, int x, int64_t num_classes, const char *head,
 /* Same contract as fe_load_model, for an ONNX file; the initializers become WEIGHT leaves. */
 int fe_onnx_load(const char *path, const fe_define *defines, int ndefines, int64_t batch,
                  ir_graph **out, char *err, size_t errsize);
+/* Same, from the bytes of an ONNX file in memory (fuzzing, tests); `path` names the source in
+ * messages and locates external data files. */
+int fe_onnx_load_buffer(const void *data, size_t len, const char *path, const fe_define *defines,
+                        int ndefines, int64_t batch, ir_graph **out, char *err, size_t errsize);
 
 #endif

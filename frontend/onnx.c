@@ -171,7 +171,7 @@ static const char *shape_str(int ndim, const int64_t *shape, char *buf, size_t s
 /* Makes v a constant of the given type and shape with zeroed elements. */
 static int val_set_const(octx *c, oval *v, int etype, int ndim, const int64_t *shape) {
     char s[128];
-    if (ndim > IR_MAX_DIMS) return fail(c, "'%s' has %d dimensions (at most %d)", v->name, ndim, IR_MAX_DIMS);
+    if (ndim < 0 || ndim > IR_MAX_DIMS) return fail(c, "'%s' has %d dimensions (at most %d)", v->name, ndim, IR_MAX_DIMS);
     int64_t k = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0) return fail(c, "'%s' has a negative dimension", v->name);
@@ -182,7 +182,7 @@ static int val_set_const(octx *c, oval *v, int etype, int ndim, const int64_t *s
     v->kind = VAL_CONST;
     v->etype = etype;
     v->ndim = ndim;
-    if (ndim) memcpy(v->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    if (ndim > 0) memcpy(v->shape, shape, sizeof(int64_t) * (size_t)ndim);
     v->numel = k;
     size_t n = (size_t)(k ? k : 1);
     if (etype_is_float(etype)) {
@@ -1897,7 +1897,7 @@ int fe_onnx_load_buffer(const void *data, size_t len, const char *path, const fe
         fail(&c, "output '%s' is not computed by any node", gp->output[0]->name);
         goto done;
     }
-    if (o->kind != VAL_IR || c.g->nodes[o->ir].op == IR_OP_INPUT) {
+    if (o->kind != VAL_IR || ir_op_flags(c.g->nodes[o->ir].op) & IR_OPF_LEAF) {
         fail(&c, "output '%s' does not depend on the input", o->name);
         goto done;
     }

@@ -48,6 +48,8 @@ typedef struct {
     rt_init init;             /* WEIGHT without --init: how to initialize */
     float init_std;
     int decay;                /* WEIGHT: gets weight decay (informational) */
+    const float *init_data;   /* WEIGHT: the model file's values (f32, numel), embedded in the
+                               * executable; used when --init lacks the tensor. NULL: use init */
 } rt_plan_tensor;
 
 /* One kernel argument: a pointer into the arena, or a scalar. */

@@ -10,7 +10,7 @@ endif()
 
 add_executable(test_onnx ${CMAKE_CURRENT_LIST_DIR}/onnx/test_onnx.c)
 target_link_libraries(test_onnx PRIVATE deitc_frontend deitc_ir deitc_rt m)
-foreach(mode load bad cli-run cli-train cli-inspect tiny)
+foreach(mode load ops bad cli-run cli-train cli-inspect tiny)
   add_test(NAME onnx_${mode} COMMAND test_onnx ${mode})
   set_tests_properties(onnx_${mode} PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}")
 endforeach()
@@ -19,7 +19,7 @@ set_tests_properties(onnx_tiny PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
 set_tests_properties(onnx_cli-train PROPERTIES LABELS "training")
 
 # The fuzz target, replayed over the committed models plus deterministic mutations (any compiler).
-set(ONNX_FUZZ_SEEDS ${CMAKE_SOURCE_DIR}/tests/data/onnx/bad ${CMAKE_SOURCE_DIR}/tests/data/onnx/small/deit_opset14.onnx
+set(ONNX_FUZZ_SEEDS ${CMAKE_SOURCE_DIR}/tests/data/onnx/bad ${CMAKE_SOURCE_DIR}/tests/data/onnx/ops ${CMAKE_SOURCE_DIR}/tests/data/onnx/small/deit_opset14.onnx
     ${CMAKE_SOURCE_DIR}/tests/data/onnx/small/deit_opset18.onnx ${CMAKE_SOURCE_DIR}/tests/data/onnx/small/deit_opset20_gelu.onnx)
 add_executable(fuzz_onnx_replay ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_onnx.c ${CMAKE_CURRENT_LIST_DIR}/fuzz/replay_main.c)
 target_link_libraries(fuzz_onnx_replay PRIVATE deitc_frontend deitc_ir deitc_rt m)
@@ -41,6 +41,7 @@ if(DEITC_FUZZ)
   target_link_options(fuzz_onnx PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_libraries(fuzz_onnx PRIVATE deitc_rt ${YAML_LIB} ${PROTOBUF_C_LIB} m)
   add_test(NAME onnx_fuzz
-           COMMAND sh -c "d=$(mktemp -d) && \"$0\" -max_total_time=20 -timeout=10 -rss_limit_mb=2048 -artifact_prefix=$d/ $d \"$@\"; r=$?; ls $d/crash-* $d/leak-* $d/timeout-* 2>/dev/null; rm -rf $d; exit $r"
+           # libFuzzer takes corpus folders only: the seed files are copied into a fresh one
+           COMMAND sh -c "d=$(mktemp -d) && mkdir $d/corpus && for s in \"$@\"; do if [ -d \"$s\" ]; then cp \"$s\"/* $d/corpus/; else cp \"$s\" $d/corpus/; fi; done && \"$0\" -max_total_time=20 -timeout=10 -rss_limit_mb=2048 -artifact_prefix=$d/ $d/corpus; r=$?; ls $d/crash-* $d/leak-* $d/timeout-* 2>/dev/null; rm -rf $d; exit $r"
                    $<TARGET_FILE:fuzz_onnx> ${ONNX_FUZZ_SEEDS})
 endif()

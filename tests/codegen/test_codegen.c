@@ -325,6 +325,8 @@ static int test_errors(void) {
         {"--arch sm_12", "unknown arch 'sm_12': NVRTC", 1},
         {"--arch compute_90x", "--arch 'compute_90x': expected sm_XX", 1},
         {"--target fpga", "unknown --target 'fpga'", 0},
+        {"--precision fp16", "--precision fp16: not supported yet", 0},
+        {"--fuse bias-gelu", "--fuse bias-gelu: unknown fusion", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (cases[i].needs_nvrtc && !have_nvrtc()) continue;

@@ -13,9 +13,6 @@
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
-/* in onnx.c */
-int fe_onnx_load_buffer(const void *data, size_t len, const char *path, const fe_define *defines,
-                        int ndefines, int64_t batch, ir_graph **out, char *err, size_t errsize);
 
 #define FUZZ_PATH "/nonexistent-deitc-fuzz/fuzz.onnx"
 

@@ -9,7 +9,7 @@ the losses of 3 AdamW steps, lr 1e-3, wd 0.05, float64 PyTorch) and ONNX exports
 weights: torch exports at opsets 13..17, and rewrites of them that torch 1.13 cannot export:
 opset 18 (ReduceMean axes as an input), opset 20 (Gelu op), weights in typed fields
 (float_data instead of raw_data), weights in an external data file. bad/ holds broken models
-for the error tests."""
+for the error tests; ops/ small graphs of the other supported ops with numpy's answers."""
 import importlib.util, os, shutil, subprocess, sys, tempfile
 import numpy as np
 import onnx
@@ -153,6 +153,74 @@ def make_bad(out):
               os.path.join(out, "tiny_ok.onnx"))
 
 
+def gelu(x, tanh=False):
+    import math
+    if tanh:
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+
+
+def make_ops(ref, out):
+    """Small graphs over the ops DeiT exports do not use, with numpy's answers: each NAME.onnx
+    beside NAME.safetensors holding images (the input, batch 2) and logits (the output)."""
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 4, 6)).astype(np.float32)
+    c = lambda name, a: numpy_helper.from_array(np.asarray(a), name)
+    i64 = lambda *v: np.array(v, np.int64)
+    cases = {}
+    # Slice, Split, Concat, Neg, Sub scalar, Flatten, Gemm (transB, alpha, beta)
+    w = rng.standard_normal((3, 16)).astype(np.float32)
+    bias = rng.standard_normal(3).astype(np.float32)
+    nodes = [helper.make_node("Slice", ["x", "s0", "s1", "s2"], ["sl"], name="slice"),
+             helper.make_node("Split", ["sl", "sp"], ["a", "b"], name="split", axis=1),
+             helper.make_node("Concat", ["b", "a"], ["cc"], name="concat", axis=1),
+             helper.make_node("Neg", ["cc"], ["ng"], name="neg"),
+             helper.make_node("Sub", ["ng", "half"], ["sb"], name="sub"),
+             helper.make_node("Flatten", ["sb"], ["fl"], name="flatten", axis=1),
+             helper.make_node("Gemm", ["fl", "w", "bias"], ["y"], name="gemm", transB=1, alpha=0.5, beta=2.0)]
+    inits = [c("s0", i64(1)), c("s1", i64(5)), c("s2", i64(2)), c("sp", i64(1, 3)), c("half", np.float32(0.5)),
+             c("w", w), c("bias", bias)]
+    sl = x[:, :, 1:5]
+    cc = np.concatenate([sl[:, 1:], sl[:, :1]], 1)
+    cases["slice_split_gemm"] = (nodes, inits, 13, 0.5 * (-cc - 0.5).reshape(2, 16) @ w.T + 2 * bias)
+    # ReduceMean keepdims=0, Unsqueeze, Mul, Transpose, Gather of several indices, Reshape 0/-1, Softmax
+    nodes = [helper.make_node("ReduceMean", ["x"], ["rm"], name="mean", axes=[1], keepdims=0),
+             helper.make_node("Unsqueeze", ["rm", "ax1"], ["us"], name="unsq"),
+             helper.make_node("Mul", ["x", "us"], ["m"], name="mul"),
+             helper.make_node("Transpose", ["m"], ["t"], name="tr", perm=[0, 2, 1]),
+             helper.make_node("Gather", ["t", "idx"], ["g"], name="gather", axis=2),
+             helper.make_node("Reshape", ["g", "shp"], ["r"], name="reshape"),
+             helper.make_node("Softmax", ["r"], ["y"], name="softmax", axis=-1)]
+    inits = [c("ax1", i64(1)), c("idx", i64(3, 0, 1)), c("shp", i64(0, -1))]
+    m = x * x.mean(1, keepdims=True)
+    r = m.transpose(0, 2, 1)[:, :, [3, 0, 1]].reshape(2, -1)
+    e = np.exp(r - r.max(-1, keepdims=True))
+    cases["reduce_gather_softmax"] = (nodes, inits, 13, e / e.sum(-1, keepdims=True))
+    # LayerNormalization without bias, Gelu tanh (opset 20), MatMul, Identity, Dropout, Cast, Squeeze
+    scale = (1 + 0.1 * rng.standard_normal(6)).astype(np.float32)
+    w2 = rng.standard_normal((6, 5)).astype(np.float32)
+    nodes = [helper.make_node("LayerNormalization", ["x", "scale"], ["ln"], name="ln", axis=-1, epsilon=1e-5),
+             helper.make_node("Gelu", ["ln"], ["ge"], name="gelu", approximate="tanh"),
+             helper.make_node("MatMul", ["ge", "w2"], ["mm"], name="mm"),
+             helper.make_node("Identity", ["mm"], ["id"], name="id"),
+             helper.make_node("Dropout", ["id"], ["dr"], name="drop"),
+             helper.make_node("Cast", ["dr"], ["ca"], name="cast", to=TensorProto.FLOAT),
+             helper.make_node("Slice", ["ca", "z", "one", "ax1"], ["s"], name="take_token"),
+             helper.make_node("Squeeze", ["s", "ax1"], ["y"], name="squeeze")]
+    inits = [c("scale", scale), c("w2", w2), c("z", i64(0)), c("one", i64(1)), c("ax1", i64(1))]
+    mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    ln = (x - mu) / np.sqrt(var + 1e-5) * scale
+    cases["ln_gelu_tanh"] = (nodes, inits, 20, (gelu(ln.astype(np.float64), tanh=True) @ w2)[:, 0])
+    for name, (nodes, inits, opset, y) in cases.items():
+        xi = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 6])
+        yo = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+        g = helper.make_graph(nodes, name, [xi], [yo], initializer=inits)
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)]), os.path.join(out, name + ".onnx"))
+        ref.save_safetensors(os.path.join(out, name + ".safetensors"),
+                             {"images": x, "logits": np.asarray(y, np.float32)})
+
+
 def main():
     ref = load_ref(sys.argv[1])
     out = sys.argv[2]
@@ -166,6 +234,7 @@ def main():
                 "--mlp-ratio", "4", "--classes", "7", "--batch", "3", "--seed", "2"] + common,
                [13, 17])
     make_bad(os.path.join(out, "bad"))
+    make_ops(ref, os.path.join(out, "ops"))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
  *                          13..20, typed fields, external data), has the YAML model's op
  *                          histogram and parameter count, and its logits from the reference
  *                          interpreter match PyTorch's (relative L2 < 1e-4)
+ *   test_onnx ops          small graphs of the other ops (Slice, Split, Gemm, Gather, Flatten,
+ *                          ReduceMean keepdims=0, LayerNormalization without bias, Gelu tanh...)
+ *                          against numpy
  *   test_onnx bad          truncated, random, unsupported op, missing external data, data length
  *                          disagreeing with the shape, undefined value, -D conflicts: each fails
  *                          with a message naming what and where
@@ -22,9 +25,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* in onnx.c; not in frontend.h (yet) */
-int fe_onnx_load_buffer(const void *data, size_t len, const char *path, const fe_define *defines,
-                        int ndefines, int64_t batch, ir_graph **out, char *err, size_t errsize);
 
 static const fe_define micro_defines[] = {
     {"img_size", "32"}, {"patch_size", "8"}, {"num_classes", "10"},
@@ -208,6 +208,31 @@ static void test_load(void) {
         ir_graph_free(g);
     }
     ir_graph_free(yaml);
+}
+
+/* ---- other ops (tests/data/onnx/ops: numpy's answers) ---------------------------------- */
+
+static void test_ops(void) {
+    static const char *const names[] = {"slice_split_gemm", "reduce_gather_softmax", "ln_gelu_tanh"};
+    char p[1024], d[1024], err[1024], f[256];
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+        snprintf(f, sizeof f, "%s.safetensors", names[k]);
+        data_path(d, sizeof d, "onnx/ops", f);
+        snprintf(f, sizeof f, "%s.onnx", names[k]);
+        ir_graph *g = NULL;
+        rt_tensor_set io;
+        CHECK_MSG(fe_onnx_load(data_path(p, sizeof p, "onnx/ops", f), NULL, 0, 2, &g, err, sizeof err) == 0, "%s", err);
+        if (!g) continue;
+        CHECK_MSG(ir_verify(g) == 0, "%s: %s", p, g->error);
+        CHECK_MSG(rt_safetensors_read(d, &io, err, sizeof err) == 0, "%s", err);
+        int64_t n = 0;
+        float *y = run_logits(g, &io, &n);
+        CHECK_MSG(y != NULL, "%s: no output", p);
+        if (y) check_against(d, "logits", y, n, 1e-5);
+        free(y);
+        rt_tensor_set_free(&io);
+        ir_graph_free(g);
+    }
 }
 
 /* ---- bad inputs ------------------------------------------------------------------------- */
@@ -461,13 +486,14 @@ static int test_tiny(void) {
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     if (strcmp(mode, "load") == 0) test_load();
+    else if (strcmp(mode, "ops") == 0) test_ops();
     else if (strcmp(mode, "bad") == 0) test_bad();
     else if (strcmp(mode, "cli-run") == 0) test_cli(0);
     else if (strcmp(mode, "cli-train") == 0) test_cli(1);
     else if (strcmp(mode, "cli-inspect") == 0) test_cli_inspect();
     else if (strcmp(mode, "tiny") == 0) return test_tiny();
     else {
-        fprintf(stderr, "usage: test_onnx load|bad|cli-run|cli-train|cli-inspect|tiny\n");
+        fprintf(stderr, "usage: test_onnx load|ops|bad|cli-run|cli-train|cli-inspect|tiny\n");
         return 2;
     }
     return test_result();
