@@ -5,6 +5,7 @@
  *   deitc run     MODEL [-D ...] [--weights W.safetensors] --input X.safetensors -o OUT.safetensors
  *                 [--steps K --lr LR --weight-decay WD] [--grads] [--f64]
  *   deitc compile MODEL [-D ...] -o EXE [--target cuda|emu] [--arch sm_XX] [--batch N] ...
+ *   deitc export  MODEL.onnx --weights TRAINED.safetensors -o OUT.onnx
  *
  * Every error names what is wrong and where, and exits with status 1 (2 for usage errors).
  */
@@ -46,30 +47,36 @@ static void usage(void) {
             "                [--steps K --lr LR --weight-decay WD] [--grads] [--f64]\n"
             "  deitc compile MODEL [-D ...] -o EXE [--target cuda|emu] [--arch sm_XX] [--batch N]\n"
             "                [--precision fp32|fp16|bf16] [--fuse all|none|NAME,...] [--emit-dir DIR]\n"
+            "  deitc export  MODEL.onnx --weights TRAINED.safetensors -o OUT.onnx\n"
             "MODEL is a .yaml or .onnx file. -D overrides a hyperparameter (img_size patch_size in_chans\n"
             "num_classes embed_dim depth num_heads mlp_ratio qkv_bias layer_norm_eps gelu).\n");
+}
+
+/* Prints "deitc: MESSAGE" and returns `status`: 1 for errors, 2 for usage errors. */
+static int report(int status, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+static int report(int status, const char *fmt, va_list ap) {
+    fprintf(stderr, "deitc: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    return status;
 }
 
 static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "deitc: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    int rc = report(1, fmt, ap);
     va_end(ap);
-    return 1;
+    return rc;
 }
 
 static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int bad_usage(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "deitc: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    int rc = report(2, fmt, ap);
     va_end(ap);
-    return 2;
+    return rc;
 }
 
 static int parse_number(const char *flag, const char *s, double *out) {
@@ -470,6 +477,18 @@ static int cmd_compile(const cli_args *a) {
     return 0;
 }
 
+/* ---- export ------------------------------------------------------------------------------- */
+
+static int cmd_export(const cli_args *a) {
+    char err[1024];
+    if (!a->weights) return die("export needs --weights TRAINED.safetensors");
+    if (!a->output) return die("export needs -o OUT.onnx");
+    int n = fe_onnx_export(a->model, a->weights, a->output, err, sizeof err);
+    if (n < 0) return die("%s", err);
+    printf("deitc: wrote %s (%d initializers from %s)\n", a->output, n, a->weights);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         usage();
@@ -485,6 +504,7 @@ int main(int argc, char **argv) {
     if (strcmp(a.command, "dump") == 0) return cmd_dump(&a);
     if (strcmp(a.command, "run") == 0) return cmd_run(&a);
     if (strcmp(a.command, "compile") == 0) return cmd_compile(&a);
+    if (strcmp(a.command, "export") == 0) return cmd_export(&a);
     usage();
     return bad_usage("unknown command '%s'", a.command);
 }

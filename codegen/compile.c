@@ -2,6 +2,7 @@
  *
  *   program (emit.c) -> kernels.cu, plan.c, report.txt in the work dir (--emit-dir, else a
  *   temporary dir removed afterwards)
+ *   init.bin: the weights' values from the model file (if any), embedded by plan.c
  *   cuda: NVRTC -> kernels.cubin + kernels.ptx, embedded by plan.c; cc plan.c
  *   emu:  c++ -DDEITC_EMU emu_glue.cc (which includes kernels.cu) and cc plan.c, in parallel
  *   link with the runtime's static libraries into EXE.tmp.PID, then rename to EXE.
@@ -157,7 +158,7 @@ typedef struct {
 
 static void remove_dir(const char *dir) {
     static const char *const files[] = {"kernels.cu", "plan.c", "plan.o", "emu_glue.cc", "emu_glue.o",
-                                        "kernels.cubin", "kernels.ptx", "report.txt", "cc_plan.log",
+                                        "kernels.cubin", "kernels.ptx", "init.bin", "report.txt", "cc_plan.log",
                                         "cc_emu.log", "link.log"};
     char p[4300];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
@@ -273,10 +274,19 @@ int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize
             write_file(ptx_path, nv.ptx, nv.ptx_size, err, errsize))
             goto done;
     }
-    /* plan.c, emu_glue.cc, report.txt */
-    cg_plan_target t = {target, arch, emu ? NULL : cubin_path, emu ? NULL : ptx_path, nv.cubin_size, o->precision};
+    /* init.bin, plan.c, emu_glue.cc, report.txt */
+    char init_path[4300];
+    snprintf(init_path, sizeof init_path, "%s/init.bin", w.dir);
+    FILE *f = fopen(init_path, "wb");
+    int64_t init_bytes = f ? cg_write_init_data(p, f) : -1;
+    if (!f || fclose(f) || init_bytes < 0) {
+        snprintf(err, errsize, "cannot write %s: %s", init_path, strerror(errno));
+        goto done;
+    }
+    cg_plan_target t = {target, arch, emu ? NULL : cubin_path, emu ? NULL : ptx_path, nv.cubin_size, o->precision,
+                        init_bytes ? init_path : NULL};
     snprintf(path, sizeof path, "%s/plan.c", w.dir);
-    FILE *f = fopen(path, "w");
+    f = fopen(path, "w");
     if (!f || cg_write_plan(p, &t, f) || fclose(f)) {
         snprintf(err, errsize, "cannot write %s: %s", path, strerror(errno));
         goto done;

@@ -4,7 +4,8 @@
  * line per tensor and step, so a person can read what the executable will do. On cuda the
  * cubin and PTX are embedded with the assembler's .incbin (no giant C arrays to compile);
  * on emu the plan points at `deitc_emu_kernels`, defined by emu_glue.cc, which #includes
- * kernels.cu and wraps each kernel in an emu_launch call.
+ * kernels.cu and wraps each kernel in an emu_launch call. The weights' initial values from the
+ * model file (cg_write_init_data) are embedded the same way, on both targets, as `deitc_init`.
  */
 #include "codegen/codegen.h"
 
@@ -87,6 +88,33 @@ static void put_incbin(FILE *f, const char *sym, const char *path, int nul) {
     fprintf(f, "extern const unsigned char %s[], %s_end[];\n", sym, sym);
 }
 
+/* The role of node i in the plan's tensor table, or -1 when it has no entry there. */
+static int plan_role(const ir_graph *g, const pass_mem_plan *m, int i) {
+    const ir_node *n = &g->nodes[i];
+    if (!n->name || m->offset[i] < 0) return -1;
+    if (n->op == IR_OP_WEIGHT) return RT_ROLE_WEIGHT;
+    if (n->op == IR_OP_STATE) return RT_ROLE_STATE;
+    if (n->op == IR_OP_INPUT) return RT_ROLE_INPUT;
+    if (n->flags & IR_NODE_OUTPUT) return RT_ROLE_OUTPUT;
+    return -1;
+}
+
+/* Whether node i's initial values go into the init blob (a plan WEIGHT with data). */
+static int has_init(const ir_graph *g, const pass_mem_plan *m, int i) {
+    return g->nodes[i].data && plan_role(g, m, i) == RT_ROLE_WEIGHT;
+}
+
+int64_t cg_write_init_data(const cg_program *p, FILE *f) {
+    int64_t bytes = 0;
+    for (int i = 0; i < p->g->n; i++) {
+        if (!has_init(p->g, p->mem, i)) continue;
+        size_t k = (size_t)ir_numel(&p->g->nodes[i]);
+        if (fwrite(p->g->nodes[i].data, sizeof(float), k, f) != k) return -1;
+        bytes += (int64_t)(k * sizeof(float));
+    }
+    return ferror(f) ? -1 : bytes;
+}
+
 int cg_write_plan(const cg_program *p, const cg_plan_target *t, FILE *f) {
     const ir_graph *g = p->g;
     const pass_mem_plan *m = p->mem;
@@ -101,26 +129,28 @@ int cg_write_plan(const cg_program *p, const cg_plan_target *t, FILE *f) {
     if (!decay) abort();
     for (int i = 0; i < g->n; i++)
         if (g->nodes[i].op == IR_OP_ADAMW) decay[g->nodes[i].inputs[0]] = (unsigned char)g->nodes[i].attrs.decay;
+    if (t->init_path) put_incbin(f, "deitc_init", t->init_path, 0);
     fprintf(f, "static const rt_plan_tensor tensors[] = {\n");
     int nt = 0;
+    uint64_t init_off = 0; /* bytes into deitc_init, in cg_write_init_data's order */
     for (int i = 0; i < g->n; i++) {
         const ir_node *n = &g->nodes[i];
-        int role;
-        if (n->op == IR_OP_WEIGHT) role = RT_ROLE_WEIGHT;
-        else if (n->op == IR_OP_STATE) role = RT_ROLE_STATE;
-        else if (n->op == IR_OP_INPUT) role = RT_ROLE_INPUT;
-        else if (n->flags & IR_NODE_OUTPUT) role = RT_ROLE_OUTPUT;
-        else continue;
-        if (!n->name || m->offset[i] < 0) continue;
+        int role = plan_role(g, m, i);
+        if (role < 0) continue;
         fprintf(f, "    {");
         put_str(f, n->name);
         fprintf(f, ", %s, %s, %d, {", role_name((rt_role)role), dtype_enum(n->dtype), n->ndim);
         for (int d = 0; d < n->ndim; d++) fprintf(f, "%s%lld", d ? ", " : "", (long long)n->shape[d]);
         char fb[64];
-        fprintf(f, "}, %lld, %lld, %s, %s, %d},\n", (long long)m->offset[i],
+        fprintf(f, "}, %lld, %lld, %s, %s, %d", (long long)m->offset[i],
                 (long long)(ir_numel(n) * (int64_t)ir_dtype_size(n->dtype)),
                 init_enum(n->op == IR_OP_WEIGHT ? n->attrs.init : 0),
                 flt(fb, sizeof fb, n->op == IR_OP_WEIGHT ? n->attrs.init_std : 0.0), decay[i]);
+        if (t->init_path && has_init(g, m, i)) {
+            fprintf(f, ", (const float *)(deitc_init + %llu)", (unsigned long long)init_off);
+            init_off += (uint64_t)ir_numel(n) * sizeof(float);
+        }
+        fprintf(f, "},\n");
         nt++;
     }
     fprintf(f, "};\n\n");

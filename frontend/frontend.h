@@ -9,6 +9,7 @@
  *   layers.c  builders that compose IR for the DeiT layers, shared by YAML and ONNX so that
  *             both give identical graphs
  *   onnx.c    the ONNX reader (built only with DEITC_HAVE_ONNX)
+ *   onnx_export.c  the way back: the original ONNX model with trained weights
  *
  * Errors: every function that can fail returns -1 (or a negative node id) and leaves a message
  * naming what and where ("models/x.yaml:12:7: ...") in err (or g->error for the builders).
@@ -87,5 +88,15 @@ int fe_onnx_load(const char *path, const fe_define *defines, int ndefines, int64
  * messages and locates external data files. */
 int fe_onnx_load_buffer(const void *data, size_t len, const char *path, const fe_define *defines,
                         int ndefines, int64_t batch, ir_graph **out, char *err, size_t errsize);
+
+/* ---- onnx_export.c ---------------------------------------------------------------------- */
+
+/* Writes ONNX model `model` to `out` with each initializer named in the safetensors file
+ * `weights` replaced by that tensor (same shape and dtype; values inline). Initializers the
+ * file lacks keep their values; a tensor the model lacks is an error (except `deitc run`'s
+ * "losses" and "grad.*"). `out` is written whole or not at all. Returns the number of
+ * initializers replaced, or -1 with a message in err (also for YAML models, and without
+ * DEITC_HAVE_ONNX). */
+int fe_onnx_export(const char *model, const char *weights, const char *out, char *err, size_t errsize);
 
 #endif

@@ -1,6 +1,13 @@
 /* pipeline.c: the readable list of what runs in what order. Each pass is a plain function
  * over a graph; the verifier runs after every one, so a pass that breaks an invariant is
- * caught where it happened. */
+ * caught where it happened.
+ *
+ *   check     the frontend's graph satisfies every shape rule
+ *   training  loss + autodiff + AdamW: one graph for the whole step (training.c)
+ *
+ * Mixed precision and fusion passes will slot in after training. The last two passes,
+ * schedule (schedule.c) and memory plan (memplan.c), turn the graph into an order and arena
+ * offsets rather than a new graph; codegen calls them on the pipeline's result. */
 #include "passes/passes.h"
 
 #include <stdio.h>

@@ -279,7 +279,8 @@ static inline void ctx_make(Ctx *c, char *stack, size_t size, void (*fn)()) {
 
 /* ---- the scheduler ----------------------------------------------------------------------- */
 
-enum { RUNNABLE, WAIT_BLOCK, WAIT_WARP, DONE };
+/* WAIT_BLOCK: at __syncthreads; WAIT_WARP: at a warp operation; WAIT_RED: at a block reduction */
+enum { RUNNABLE, WAIT_BLOCK, WAIT_WARP, WAIT_RED, DONE, NSTATES };
 #ifdef EMU_ASAN
 constexpr size_t STACK_BYTES = 256 << 10;
 #else
@@ -300,7 +301,7 @@ struct Launch {
 struct Fiber {
     Ctx ctx;
     void *asan_fake;
-    int state;
+    int state, idx;           /* idx: linear thread index in the block */
     uint3 tid;
     unsigned lane, warp, seq; /* seq: warp operations done (selects the exchange buffer) */
 };
@@ -316,9 +317,11 @@ struct Worker {
     size_t sched_size;
     const Launch *L;
     Fiber *cur;               /* the running fiber; null in a plain-loop block */
-    int nthreads, n_wait_block, n_done;
+    int nthreads, n_wait_block, n_wait_red, n_done;
     int warp_arrived[32];
     unsigned long long xchg[32][2][32]; /* [warp][seq & 1][lane]: values of warp operations */
+    float red_in[1024][2];    /* block reductions: each thread's (up to 2) values */
+    float red_out[32][2];     /* ... and the results, by lane */
     unsigned char *dyn_smem;
     unsigned long long switches;
 };
@@ -353,25 +356,74 @@ static inline char *stack_of(Worker *w, int i) {
     return w->stacks + (size_t)i * (GUARD_BYTES + STACK_BYTES) + GUARD_BYTES;
 }
 
-/* The running fiber gives control back to the scheduler. */
-static inline void yield(Worker *w, Fiber *f) {
+static inline const char *thread_str(char *buf, uint3 t) {
+    snprintf(buf, 48, "(%u,%u,%u)", t.x, t.y, t.z);
+    return buf;
+}
+
+[[noreturn]] static inline void deadlock(Worker *w) {
+    int n[NSTATES] = {0}, first[NSTATES];
+    for (int s = 0; s < NSTATES; s++) first[s] = -1;
+    for (int i = 0; i < w->nthreads; i++) {
+        int s = w->fibers[i].state;
+        if (first[s] < 0) first[s] = i;
+        n[s]++;
+    }
+    char b[4][48];
+    for (int s = WAIT_BLOCK; s <= DONE; s++)
+        if (first[s] < 0) strcpy(b[s - 1], "-");
+        else thread_str(b[s - 1], w->fibers[first[s]].tid);
+    fatal("deadlock in kernel '%s', block (%u,%u,%u) of %d threads: %d exited (first: thread %s), "
+          "%d wait at __syncthreads (first: %s), %d wait at a warp operation (first: %s), %d wait at "
+          "a block reduction (first: %s); every thread of the block must reach each __syncthreads "
+          "and dc_block_*, and all 32 lanes each warp operation",
+          w->L->name, blockIdx.x, blockIdx.y, blockIdx.z, w->nthreads, n[DONE], b[DONE - 1], n[WAIT_BLOCK],
+          b[WAIT_BLOCK - 1], n[WAIT_WARP], b[WAIT_WARP - 1], n[WAIT_RED], b[WAIT_RED - 1]);
+}
+
+/* The running fiber f stops (its state is already WAIT_* or DONE): control goes straight to
+ * the next runnable fiber of the block after it (round robin), or back to the scheduler once
+ * every fiber has exited. One stack swap, no trip through the scheduler. */
+static inline void switch_from(Worker *w, Fiber *f) {
+    const int n = w->nthreads;
+    Fiber *fs = w->fibers;
+    int j = f->idx;
+    Fiber *g = nullptr;
+    for (int k = 0; k < n; k++) {
+        if (++j == n) j = 0;
+        if (fs[j].state == RUNNABLE) {
+            g = &fs[j];
+            break;
+        }
+    }
+    const bool done = f->state == DONE; /* then its ASan fake stack goes (nullptr below) */
     w->switches++;
-    asan_start(&f->asan_fake, w->sched_bottom, w->sched_size);
-    ctx_swap(&f->ctx, &w->sched);
+    if (g) {
+        w->cur = g;
+        threadIdx = g->tid;
+        asan_start(done ? nullptr : &f->asan_fake, stack_of(w, j), STACK_BYTES);
+        ctx_swap(&f->ctx, &g->ctx);
+    } else {
+        if (w->n_done < n) deadlock(w);
+        w->cur = nullptr;
+        asan_start(done ? nullptr : &f->asan_fake, w->sched_bottom, w->sched_size);
+        ctx_swap(&f->ctx, &w->sched);
+    }
+    if (done) fatal("a finished fiber was resumed");
     asan_finish(f->asan_fake, nullptr, nullptr);
 }
 
 static void fiber_main() {
     Worker *w = &tls_worker;
-    asan_finish(nullptr, &w->sched_bottom, &w->sched_size);
-    w->L->call(w->L->ctx);
     Fiber *f = w->cur;
+    const void *bottom = nullptr;
+    size_t size = 0;
+    asan_finish(nullptr, &bottom, &size);
+    if (f->idx == 0) w->sched_bottom = bottom, w->sched_size = size; /* fiber 0: started by the scheduler */
+    w->L->call(w->L->ctx);
     f->state = DONE;
     w->n_done++;
-    w->switches++;
-    asan_start(nullptr, w->sched_bottom, w->sched_size); /* this fiber is finished for good */
-    ctx_swap(&f->ctx, &w->sched);
-    fatal("a finished fiber was resumed");
+    switch_from(w, f);
 }
 
 static inline void stacks_reserve(Worker *w, int n) {
@@ -394,60 +446,36 @@ static inline void worker_release(Worker *w) {
     w->stacks = nullptr, w->fibers = nullptr, w->cap = 0;
 }
 
-static inline const char *thread_str(char *buf, uint3 t) {
-    snprintf(buf, 48, "(%u,%u,%u)", t.x, t.y, t.z);
-    return buf;
-}
-
-[[noreturn]] static inline void deadlock(Worker *w) {
-    int n[4] = {0, 0, 0, 0}, first[4] = {-1, -1, -1, -1};
-    for (int i = 0; i < w->nthreads; i++) {
-        int s = w->fibers[i].state;
-        if (first[s] < 0) first[s] = i;
-        n[s]++;
-    }
-    char b0[48], b1[48], b2[48];
-    fatal("deadlock in kernel '%s', block (%u,%u,%u) of %d threads: %d exited (first: thread %s), "
-          "%d wait at __syncthreads (first: %s), %d wait at a warp operation (first: %s); every "
-          "thread of the block must reach each __syncthreads, and all 32 lanes each warp operation",
-          w->L->name, blockIdx.x, blockIdx.y, blockIdx.z, w->nthreads, n[DONE],
-          first[DONE] < 0 ? "-" : thread_str(b0, w->fibers[first[DONE]].tid), n[WAIT_BLOCK],
-          first[WAIT_BLOCK] < 0 ? "-" : thread_str(b1, w->fibers[first[WAIT_BLOCK]].tid), n[WAIT_WARP],
-          first[WAIT_WARP] < 0 ? "-" : thread_str(b2, w->fibers[first[WAIT_WARP]].tid));
-}
-
-/* Runs one block as fibers: round-robin passes over the runnable threads until all exit. */
+/* Runs one block as fibers. The scheduler starts thread 0; from then on the fibers pass
+ * control among themselves (switch_from) until the last one exits. Order: round robin; the
+ * thread that completes a barrier runs on first. Stacks are reused from block to block; their
+ * tops are staggered by 64 bytes a thread so that the hot frames of the block's threads do not
+ * all fall into the same L1 cache sets (the stacks are 68 KiB apart). */
 static inline void run_block_fibers(Worker *w) {
     const dim3 b = w->L->block;
     int n = w->nthreads;
     for (int i = 0; i < n; i++) {
         Fiber *f = &w->fibers[i];
         f->state = RUNNABLE;
+        f->idx = i;
         f->tid = {i % b.x, (i / b.x) % b.y, i / (b.x * b.y)};
         f->lane = (unsigned)i % 32, f->warp = (unsigned)i / 32, f->seq = 0;
         f->asan_fake = nullptr;
 #ifdef EMU_ASAN
         __asan_unpoison_memory_region(stack_of(w, i), STACK_BYTES);
 #endif
-        ctx_make(&f->ctx, stack_of(w, i), STACK_BYTES, fiber_main);
+        ctx_make(&f->ctx, stack_of(w, i), STACK_BYTES - (size_t)(i & 63) * 64, fiber_main);
     }
-    w->n_done = 0, w->n_wait_block = 0;
+    w->n_done = 0, w->n_wait_block = 0, w->n_wait_red = 0;
     memset(w->warp_arrived, 0, sizeof w->warp_arrived);
-    while (w->n_done < n) {
-        bool ran = false;
-        for (int i = 0; i < n; i++) {
-            Fiber *f = &w->fibers[i];
-            if (f->state != RUNNABLE) continue;
-            ran = true;
-            w->cur = f;
-            threadIdx = f->tid;
-            w->switches++;
-            asan_start(&w->sched_fake, stack_of(w, i), STACK_BYTES);
-            ctx_swap(&w->sched, &f->ctx);
-            asan_finish(w->sched_fake, nullptr, nullptr);
-        }
-        if (!ran) deadlock(w);
-    }
+    Fiber *f0 = &w->fibers[0];
+    w->cur = f0;
+    threadIdx = f0->tid;
+    w->switches++;
+    asan_start(&w->sched_fake, stack_of(w, 0), STACK_BYTES);
+    ctx_swap(&w->sched, &f0->ctx);
+    asan_finish(w->sched_fake, nullptr, nullptr);
+    if (w->n_done != n) fatal("kernel '%s': the scheduler resumed early", w->L->name);
     w->cur = nullptr;
 }
 
@@ -512,33 +540,46 @@ static inline void launch(Launch *L) {
     for (int i = 0; i < nh; i++) pthread_join(th[i], nullptr);
 }
 
-/* The rendezvous of a warp operation: stores this lane's value, waits for all 32 lanes and
- * returns the warp's 32 values (valid until this lane's next warp operation). */
-static inline const unsigned long long *warp_gather(unsigned long long v, unsigned mask, const char *op) {
-    Worker *w = &tls_worker;
+/* The running fiber, checked: warp and block operations need one. */
+static inline Fiber *fiber_for(Worker *w, const char *op) {
     Fiber *f = w->cur;
-    char b[48];
     if (!f)
-        fatal("kernel '%s' uses %s but was launched with needs_fibers=false",
-              w->L ? w->L->name : "?", op);
-    if (mask != 0xffffffffu)
-        fatal("kernel '%s': %s with mask 0x%x: only full-warp masks are emulated", w->L->name, op, mask);
+        fatal("kernel '%s' uses %s but was launched with needs_fibers=false", w->L ? w->L->name : "?", op);
+    return f;
+}
+static inline void check_full_warp(Worker *w, Fiber *f, const char *op) {
+    char b[48];
     if ((f->warp + 1) * 32 > (unsigned)w->nthreads)
         fatal("kernel '%s': %s in a partial warp (thread %s, %d threads per block is not a multiple of 32)",
               w->L->name, op, thread_str(b, f->tid), w->nthreads);
+}
+
+/* The rendezvous of a warp operation: stores this lane's value, waits for all 32 lanes and
+ * returns the warp's 32 values (valid until this lane's next warp operation). finish, when
+ * given, is run once by the last lane to arrive, over the 32 values in place. */
+static inline const unsigned long long *warp_gather(unsigned long long v, unsigned mask, const char *op,
+                                                    void (*finish)(unsigned long long *, int) = nullptr,
+                                                    int arg = 0) {
+    Worker *w = &tls_worker;
+    Fiber *f = fiber_for(w, op);
+    if (mask != 0xffffffffu)
+        fatal("kernel '%s': %s with mask 0x%x: only full-warp masks are emulated", w->L->name, op, mask);
+    check_full_warp(w, f, op);
     unsigned buf = f->seq++ & 1u;
-    w->xchg[f->warp][buf][f->lane] = v;
+    unsigned long long *x = w->xchg[f->warp][buf];
+    x[f->lane] = v;
     if (++w->warp_arrived[f->warp] == 32) { /* last lane: release the others, go on */
         w->warp_arrived[f->warp] = 0;
+        if (finish) finish(x, arg);
         for (unsigned l = 0; l < 32; l++) {
             Fiber *g = &w->fibers[f->warp * 32 + l];
             if (g->state == WAIT_WARP) g->state = RUNNABLE;
         }
     } else {
         f->state = WAIT_WARP;
-        yield(w, f);
+        switch_from(w, f);
     }
-    return w->xchg[f->warp][buf];
+    return x;
 }
 
 template <typename T> static inline unsigned long long to_bits(T v) {
@@ -568,14 +609,84 @@ template <typename T> static inline T shfl(unsigned mask, T v, int kind, unsigne
     return from_bits<T>(vals[shfl_src(tls_worker.cur->lane, kind, arg, width)]);
 }
 
+/* ---- reductions in one rendezvous (what the prelude's dc_warp_* and dc_block_* use) ------- *
+ * On a GPU, dc_warp_sum is 5 xor shuffles and dc_block_sum two of those around two barriers:
+ * 12 rendezvous, each a fiber switch per thread in the emu. Here the values meet once and the
+ * last thread to arrive does the GPU's arithmetic for everyone, the same operations in the same
+ * order (lane l gets op(v[l], v[l ^ o]) for o = 16, 8, 4, 2, 1; warp partials taken from lane
+ * 0, the second butterfly over them padded with the identity), so the results are bit for bit
+ * those of the shuffle code (tests/emu checks this against it, nan and -0 included). */
+enum { RED_SUM, RED_MAX };
+static inline void butterfly(float *v, int op) {
+    for (int o = 16; o > 0; o >>= 1) {
+        float t[32];
+        if (op == RED_SUM)
+            for (int l = 0; l < 32; l++) t[l] = v[l] + v[l ^ o];
+        else
+            for (int l = 0; l < 32; l++) t[l] = fmaxf(v[l], v[l ^ o]);
+        memcpy(v, t, sizeof t);
+    }
+}
+static inline void warp_reduce_finish(unsigned long long *x, int op) {
+    float v[32];
+    for (int l = 0; l < 32; l++) v[l] = from_bits<float>(x[l]);
+    butterfly(v, op);
+    for (int l = 0; l < 32; l++) x[l] = to_bits(v[l]);
+}
+static inline float warp_reduce(float v, int op, const char *what) {
+    const unsigned long long *x = warp_gather(to_bits(v), 0xffffffffu, what, warp_reduce_finish, op);
+    return from_bits<float>(x[tls_worker.cur->lane]);
+}
+
+/* The last thread of the block to arrive: reduces red_in into red_out, releases the others.
+ * Out of line: the waiting threads' stack frames stay small (fewer cache lines a switch). */
+__attribute__((noinline)) static void block_reduce_finish(Worker *w, int ncomp, int op) {
+    const int n = w->nthreads, nwarps = n / 32;
+    const float ident = op == RED_SUM ? 0.0f : -__int_as_float(0x7f800000);
+    for (int c = 0; c < ncomp; c++) {
+        float part[32], v[32];
+        for (int wi = 0; wi < nwarps; wi++) {
+            for (int l = 0; l < 32; l++) v[l] = w->red_in[wi * 32 + l][c];
+            butterfly(v, op);
+            part[wi] = v[0];
+        }
+        for (int l = 0; l < 32; l++) v[l] = l < nwarps ? part[l] : ident;
+        butterfly(v, op);
+        for (int l = 0; l < 32; l++) w->red_out[l][c] = v[l];
+    }
+    for (int i = 0; i < n; i++)
+        if (w->fibers[i].state == WAIT_RED) w->fibers[i].state = RUNNABLE;
+}
+[[noreturn]] __attribute__((noinline)) static void block_reduce_bad(Worker *w, const char *what) {
+    fatal("kernel '%s': %s needs a 1-D block of whole warps, not (%u,%u,%u)", w->L->name, what, w->L->block.x,
+          w->L->block.y, w->L->block.z);
+}
+
+/* Every thread of the (1-D, whole-warp) block brings ncomp values; all get the results. */
+static inline float2 block_reduce(float a, float b, int ncomp, int op, const char *what) {
+    Worker *w = &tls_worker;
+    Fiber *f = fiber_for(w, what);
+    const int n = w->nthreads;
+    if (__builtin_expect(w->L->block.y != 1 || w->L->block.z != 1 || n % 32, 0)) block_reduce_bad(w, what);
+    w->red_in[f->idx][0] = a, w->red_in[f->idx][1] = b;
+    if (++w->n_wait_red == n) { /* last thread: reduce, release the others, go on */
+        w->n_wait_red = 0;
+        block_reduce_finish(w, ncomp, op);
+    } else {
+        f->state = WAIT_RED;
+        switch_from(w, f);
+    }
+    /* red_out stays valid: no thread can complete the next reduction before this one read it */
+    return make_float2(w->red_out[f->lane][0], w->red_out[f->lane][1]);
+}
+
 } /* namespace emu */
 
 /* ---- barriers, warp operations ----------------------------------------------------------- */
 
 static inline void __syncthreads() {
     emu::Worker *w = &emu::tls_worker;
-    emu::Fiber *f = w->cur;
-    if (!f) emu::fatal("kernel '%s' uses __syncthreads but was launched with needs_fibers=false", w->L ? w->L->name : "?");
+    emu::Fiber *f = emu::fiber_for(w, "__syncthreads");
     if (++w->n_wait_block == w->nthreads) { /* last thread: release the others, go on */
         w->n_wait_block = 0;
         for (int i = 0; i < w->nthreads; i++)
@@ -583,7 +694,7 @@ static inline void __syncthreads() {
         return;
     }
     f->state = emu::WAIT_BLOCK;
-    emu::yield(w, f);
+    emu::switch_from(w, f);
 }
 static inline void __syncwarp(unsigned mask = 0xffffffffu) { emu::warp_gather(0, mask, "__syncwarp"); }
 template <typename T> static inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {

@@ -7,26 +7,10 @@
 #include "runtime/rt.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-static int fail(char *err, size_t errsize, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsize, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-uint64_t rt_splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 void rt_shuffle(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch) {
     uint64_t state = seed * 0x2545f4914f6cdd1dull ^ (uint64_t)epoch * 0x9e3779b97f4a7c15ull ^ 0x5eedf00dull;
@@ -67,7 +51,7 @@ static void model_image_shape(const rt_plan *p, int64_t chw[3]) {
 static int check_labels(const char *path, const rt_plan *p, const rt_dataset *ds, char *err, size_t errsize) {
     for (int64_t i = 0; i < ds->n; i++)
         if (ds->labels[i] < 0 || ds->labels[i] >= p->num_classes)
-            return fail(err, errsize, "%s: labels[%lld] = %lld is out of range: the model has %lld classes", path,
+            return rt_errorf(err, errsize, "%s: labels[%lld] = %lld is out of range: the model has %lld classes", path,
                         (long long)i, (long long)ds->labels[i], (long long)p->num_classes);
     return 0;
 }
@@ -81,7 +65,7 @@ static int load_safetensors(const char *path, const rt_plan *p, rt_dataset *ds, 
     rt_tensor *im = (rt_tensor *)rt_tensor_set_find(&set, "images");
     const rt_tensor *lb = rt_tensor_set_find(&set, "labels");
     if (!im || !lb) {
-        fail(err, errsize, "%s: a tensor dataset needs tensors 'images' (f32 [N,%lld,%lld,%lld]) and 'labels' (i64 [N]); "
+        rt_errorf(err, errsize, "%s: a tensor dataset needs tensors 'images' (f32 [N,%lld,%lld,%lld]) and 'labels' (i64 [N]); "
                            "'%s' is missing",
              path, (long long)chw[0], (long long)chw[1], (long long)chw[2], im ? "labels" : "images");
         goto done;
@@ -92,21 +76,21 @@ static int load_safetensors(const char *path, const rt_plan *p, rt_dataset *ds, 
             size_t n = strlen(got);
             snprintf(got + n, sizeof got - n, "%s%lld", d ? "," : "", (long long)im->shape[d]);
         }
-        fail(err, errsize, "%s: tensor 'images' has shape [%s] but the model takes [N,%lld,%lld,%lld]", path, got,
+        rt_errorf(err, errsize, "%s: tensor 'images' has shape [%s] but the model takes [N,%lld,%lld,%lld]", path, got,
              (long long)chw[0], (long long)chw[1], (long long)chw[2]);
         goto done;
     }
     if (im->dtype != RT_F32 && im->dtype != RT_F16 && im->dtype != RT_BF16) {
-        fail(err, errsize, "%s: tensor 'images' must be a float tensor, not %s", path, rt_dtype_name(im->dtype));
+        rt_errorf(err, errsize, "%s: tensor 'images' must be a float tensor, not %s", path, rt_dtype_name(im->dtype));
         goto done;
     }
     if (lb->ndim != 1 || lb->shape[0] != im->shape[0]) {
-        fail(err, errsize, "%s: tensor 'labels' must have shape [%lld] (one per image)", path,
+        rt_errorf(err, errsize, "%s: tensor 'labels' must have shape [%lld] (one per image)", path,
              (long long)im->shape[0]);
         goto done;
     }
     if (lb->dtype != RT_I64 && lb->dtype != RT_I32) {
-        fail(err, errsize, "%s: tensor 'labels' must be an integer tensor (I64), not %s", path,
+        rt_errorf(err, errsize, "%s: tensor 'labels' must be an integer tensor (I64), not %s", path,
              rt_dtype_name(lb->dtype));
         goto done;
     }
@@ -116,7 +100,7 @@ static int load_safetensors(const char *path, const rt_plan *p, rt_dataset *ds, 
     ds->w = chw[2];
     ds->labels = malloc(sizeof(int64_t) * (size_t)(ds->n ? ds->n : 1));
     if (!ds->labels) {
-        fail(err, errsize, "%s: out of memory", path);
+        rt_errorf(err, errsize, "%s: out of memory", path);
         goto done;
     }
     rt_tensor_to_i64(lb, ds->labels);
@@ -126,7 +110,7 @@ static int load_safetensors(const char *path, const rt_plan *p, rt_dataset *ds, 
     } else {
         ds->images = malloc(sizeof(float) * (size_t)(rt_tensor_numel(im) ? rt_tensor_numel(im) : 1));
         if (!ds->images) {
-            fail(err, errsize, "%s: out of memory", path);
+            rt_errorf(err, errsize, "%s: out of memory", path);
             goto done;
         }
         rt_tensor_to_f32(im, ds->images);
@@ -142,17 +126,17 @@ static int load_cifar(const char *path, const rt_plan *p, rt_dataset *ds, char *
     int64_t chw[3];
     model_image_shape(p, chw);
     if (chw[0] != 3 || chw[1] != 32 || chw[2] != 32)
-        return fail(err, errsize, "%s: CIFAR-10 images are [3,32,32] but the model takes [%lld,%lld,%lld]", path,
+        return rt_errorf(err, errsize, "%s: CIFAR-10 images are [3,32,32] but the model takes [%lld,%lld,%lld]", path,
                     (long long)chw[0], (long long)chw[1], (long long)chw[2]);
     FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, errsize, "%s: cannot open", path);
+    if (!f) return rt_errorf(err, errsize, "%s: cannot open", path);
     enum { REC = 1 + 3 * 32 * 32 };
     fseek(f, 0, SEEK_END);
     long size = ftell(f);
     fseek(f, 0, SEEK_SET);
     if (size <= 0 || size % REC) {
         fclose(f);
-        return fail(err, errsize, "%s: size %ld is not a multiple of CIFAR-10's %d-byte records", path, size, REC);
+        return rt_errorf(err, errsize, "%s: size %ld is not a multiple of CIFAR-10's %d-byte records", path, size, REC);
     }
     ds->n = size / REC;
     ds->c = 3;
@@ -161,10 +145,10 @@ static int load_cifar(const char *path, const rt_plan *p, rt_dataset *ds, char *
     ds->labels = malloc(sizeof(int64_t) * (size_t)ds->n);
     unsigned char rec[REC];
     static const float mean[3] = {0.4914f, 0.4822f, 0.4465f}, stdv[3] = {0.2470f, 0.2435f, 0.2616f};
-    int rc = ds->images && ds->labels ? 0 : fail(err, errsize, "%s: out of memory", path);
+    int rc = ds->images && ds->labels ? 0 : rt_errorf(err, errsize, "%s: out of memory", path);
     for (int64_t i = 0; i < ds->n && !rc; i++) {
         if (fread(rec, 1, REC, f) != REC) {
-            rc = fail(err, errsize, "%s: read error at record %lld", path, (long long)i);
+            rc = rt_errorf(err, errsize, "%s: read error at record %lld", path, (long long)i);
             break;
         }
         ds->labels[i] = rec[0];
@@ -180,9 +164,9 @@ static int load_cifar(const char *path, const rt_plan *p, rt_dataset *ds, char *
 int rt_dataset_load(const char *path, const rt_plan *p, rt_dataset *ds, char *err, size_t errsize) {
     memset(ds, 0, sizeof *ds);
     struct stat st;
-    if (stat(path, &st) != 0) return fail(err, errsize, "%s: no such file", path);
+    if (stat(path, &st) != 0) return rt_errorf(err, errsize, "%s: no such file", path);
     if (S_ISDIR(st.st_mode))
-        return fail(err, errsize,
+        return rt_errorf(err, errsize,
                     "%s: is a directory; ImageFolder datasets are not supported by this executable yet: convert it "
                     "to a .safetensors tensor dataset (images f32 [N,C,H,W], labels i64 [N])",
                     path);
@@ -204,12 +188,11 @@ int rt_dataset_synthetic(const rt_plan *p, int64_t n, uint64_t seed, rt_dataset 
     ds->labels = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
     if (!ds->images || !ds->labels) {
         rt_dataset_free(ds);
-        return fail(err, errsize, "synthetic data: out of memory (%lld images)", (long long)n);
+        return rt_errorf(err, errsize, "synthetic data: out of memory (%lld images)", (long long)n);
     }
     uint64_t state = seed ^ 0xda7a5eedull;
     for (int64_t i = 0; i < n * per; i += 2) { /* Box-Muller pairs */
-        double u1 = ((double)(rt_splitmix64(&state) >> 11) + 0.5) * 0x1p-53;
-        double u2 = ((double)(rt_splitmix64(&state) >> 11) + 0.5) * 0x1p-53;
+        double u1 = rt_uniform01(&state), u2 = rt_uniform01(&state);
         double r = sqrt(-2 * log(u1));
         ds->images[i] = (float)(r * cos(6.283185307179586 * u2));
         if (i + 1 < n * per) ds->images[i + 1] = (float)(r * sin(6.283185307179586 * u2));

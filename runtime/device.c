@@ -5,18 +5,9 @@
  */
 #include "runtime/rt.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int fail(char *err, size_t errsize, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsize, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 int rt_plan_is_cuda(const rt_plan *p) {
     if (p->emu_kernels) return 0;
@@ -44,17 +35,17 @@ static int gemm_extent(int64_t rows, int64_t cols, int64_t ld, int64_t batch, in
 
 int rt_plan_check(const rt_plan *p, char *err, size_t errsize) {
     if (p->batch < 1 || p->num_tensors < 0 || p->num_steps < 0 || p->num_kernels < 0)
-        return fail(err, errsize, "plan: bad sizes (batch %lld, %d tensors, %d steps, %d kernels)",
+        return rt_errorf(err, errsize, "plan: bad sizes (batch %lld, %d tensors, %d steps, %d kernels)",
                     (long long)p->batch, p->num_tensors, p->num_steps, p->num_kernels);
     for (int i = 0; i < p->num_tensors; i++) {
         const rt_plan_tensor *t = &p->tensors[i];
         int64_t numel = 1;
         for (int d = 0; d < t->ndim; d++) numel *= t->shape[d];
         if (!t->name || t->ndim < 0 || t->ndim > RT_MAX_DIMS || t->dtype < 0 || t->dtype >= RT_DTYPE_COUNT)
-            return fail(err, errsize, "plan: tensor %d has a bad name, rank or dtype", i);
+            return rt_errorf(err, errsize, "plan: tensor %d has a bad name, rank or dtype", i);
         if (t->offset % rt_dtype_size(t->dtype) || !in_arena(p, t->offset, t->bytes) ||
             (uint64_t)numel * rt_dtype_size(t->dtype) > t->bytes)
-            return fail(err, errsize,
+            return rt_errorf(err, errsize,
                         "plan: tensor '%s' (offset %llu, %llu bytes) is misaligned, outside the arena (%llu "
                         "bytes) or smaller than its shape",
                         t->name, (unsigned long long)t->offset, (unsigned long long)t->bytes,
@@ -65,16 +56,16 @@ int rt_plan_check(const rt_plan *p, char *err, size_t errsize) {
         const char *what = s->what ? s->what : "?";
         if (s->kind == RT_STEP_KERNEL) {
             if (s->kernel < 0 || s->kernel >= p->num_kernels)
-                return fail(err, errsize, "plan: step %d (%s): kernel index %d out of range", i, what, s->kernel);
+                return rt_errorf(err, errsize, "plan: step %d (%s): kernel index %d out of range", i, what, s->kernel);
             if (s->nargs < 0 || (s->nargs > 0 && !s->args))
-                return fail(err, errsize, "plan: step %d (%s): bad argument list", i, what);
+                return rt_errorf(err, errsize, "plan: step %d (%s): bad argument list", i, what);
             for (int a = 0; a < s->nargs; a++)
                 if (s->args[a].kind == RT_ARG_PTR && s->args[a].offset > p->arena_bytes)
-                    return fail(err, errsize, "plan: step %d (%s): argument %d points outside the arena", i,
+                    return rt_errorf(err, errsize, "plan: step %d (%s): argument %d points outside the arena", i,
                                 what, a);
             for (int d = 0; d < 3; d++)
                 if (s->grid[d] == 0 || s->block[d] == 0)
-                    return fail(err, errsize, "plan: step %d (%s): empty grid or block", i, what);
+                    return rt_errorf(err, errsize, "plan: step %d (%s): empty grid or block", i, what);
         } else if (s->kind == RT_STEP_GEMM) {
             const rt_gemm *g = &s->gemm;
             uint64_t ea, eb, ec;
@@ -85,19 +76,19 @@ int rt_plan_check(const rt_plan *p, char *err, size_t errsize) {
                                      g->stride_b, g->b_type, &eb);
             bad = bad || gemm_extent(g->m, g->n, g->ldc, g->batch, g->stride_c, g->c_type, &ec);
             if (bad)
-                return fail(err, errsize, "plan: step %d (%s): bad GEMM shape, leading dimension or stride", i,
+                return rt_errorf(err, errsize, "plan: step %d (%s): bad GEMM shape, leading dimension or stride", i,
                             what);
             if (!in_arena(p, g->a, ea) || !in_arena(p, g->b, eb) || !in_arena(p, g->c, ec))
-                return fail(err, errsize, "plan: step %d (%s): GEMM operand outside the arena", i, what);
+                return rt_errorf(err, errsize, "plan: step %d (%s): GEMM operand outside the arena", i, what);
         } else if (s->kind == RT_STEP_ZERO) {
             if (!in_arena(p, s->offset, s->bytes))
-                return fail(err, errsize, "plan: step %d (%s): zeroed range outside the arena", i, what);
+                return rt_errorf(err, errsize, "plan: step %d (%s): zeroed range outside the arena", i, what);
         } else {
-            return fail(err, errsize, "plan: step %d (%s): unknown step kind %d", i, what, (int)s->kind);
+            return rt_errorf(err, errsize, "plan: step %d (%s): unknown step kind %d", i, what, (int)s->kind);
         }
     }
     if (p->num_kernels > 0 && !p->kernel_names)
-        return fail(err, errsize, "plan: kernels without names");
+        return rt_errorf(err, errsize, "plan: kernels without names");
     return 0;
 }
 
@@ -106,7 +97,7 @@ int rt_device_new(const rt_plan *p, rt_device **out, char *err, size_t errsize) 
     if (rt_plan_check(p, err, errsize)) return -1;
     if (rt_plan_is_cuda(p)) return rt_device_cuda_new(p, out, err, errsize);
     if (p->num_kernels > 0 && !p->emu_kernels)
-        return fail(err, errsize, "plan: %d kernels but neither GPU code nor emulated kernels", p->num_kernels);
+        return rt_errorf(err, errsize, "plan: %d kernels but neither GPU code nor emulated kernels", p->num_kernels);
     return rt_device_emu_new(p, out, err, errsize);
 }
 

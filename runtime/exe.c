@@ -1,5 +1,5 @@
 /* exe.c: the training executable's commands, over any device (device.c) and the compiled plan:
- *   train  weights (--init or the plan's initializers) -> steps over the data (batches of the
+ *   train  weights (--init, the model's own, or the plan's initializers) -> steps over the data (batches of the
  *          plan's batch size, reshuffled each epoch) -> metrics, progress, --save
  *   eval   loss and accuracy over a dataset
  *   bench  timing of the step on synthetic data (device events on cuda, wall clock on emu)
@@ -257,7 +257,8 @@ static int session_open(session *s, const rt_plan *p, int need_device) {
     return 0;
 }
 
-/* Weights from --init (checked tensor by tensor) or the plan's initializers; state zeroed. */
+/* Weights from --init (checked tensor by tensor), else the model file's values embedded in
+ * the plan, else the plan's initializers; state zeroed. */
 static int load_weights(session *s, const char *init, uint64_t seed) {
     const rt_plan *p = s->p;
     rt_tensor_set set;
@@ -278,29 +279,29 @@ static int load_weights(session *s, const char *init, uint64_t seed) {
         if (!buf || !conv) abort();
         char want[160], got[160];
         shape_str(t->shape, t->ndim, want, sizeof want);
-        if (init) {
-            const rt_tensor *w = rt_tensor_set_find(&set, t->name);
-            if (!w) {
-                rc = error("%s: has no tensor '%s' (a weight of the model, shape [%s])", init, t->name, want);
-            } else {
-                used++;
-                int same = w->ndim == t->ndim;
-                for (int d = 0; same && d < t->ndim; d++) same = w->shape[d] == t->shape[d];
-                shape_str(w->shape, w->ndim, got, sizeof got);
-                if (!same) rc = error("%s: tensor '%s' has shape [%s], the model expects [%s]", init, t->name, got, want);
-                else if (!is_float(w->dtype))
-                    rc = error("%s: tensor '%s' is %s, the model expects a float tensor", init, t->name,
-                               rt_dtype_name(w->dtype));
-                else
-                    rt_tensor_to_f32(w, buf);
-            }
+        const rt_tensor *w = init ? rt_tensor_set_find(&set, t->name) : NULL;
+        if (init && !w && !t->init_data) {
+            rc = error("%s: has no tensor '%s' (a weight of the model, shape [%s])", init, t->name, want);
+        } else if (w) {
+            used++;
+            int same = w->ndim == t->ndim;
+            for (int d = 0; same && d < t->ndim; d++) same = w->shape[d] == t->shape[d];
+            shape_str(w->shape, w->ndim, got, sizeof got);
+            if (!same) rc = error("%s: tensor '%s' has shape [%s], the model expects [%s]", init, t->name, got, want);
+            else if (!is_float(w->dtype))
+                rc = error("%s: tensor '%s' is %s, the model expects a float tensor", init, t->name,
+                           rt_dtype_name(w->dtype));
+            else
+                rt_tensor_to_f32(w, buf);
+        } else if (t->init_data) {
+            memcpy(buf, t->init_data, sizeof(float) * (size_t)n);
         } else {
             rt_init_fill(t->init, t->init_std, seed, t->name, buf, n);
         }
         if (!rc) {
             for (int64_t j = 0; j < n && !rc; j++)
-                if (!isfinite(buf[j])) rc = error("%s: tensor '%s' holds a NaN or infinity at element %lld", init,
-                                                  t->name, (long long)j);
+                if (!isfinite(buf[j])) rc = error("%s: tensor '%s' holds a NaN or infinity at element %lld",
+                                                  w ? init : "the model", t->name, (long long)j);
         }
         if (!rc) {
             from_f32(buf, n, t->dtype, conv);

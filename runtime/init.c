@@ -6,15 +6,6 @@
 
 #include <math.h>
 
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* uniform in (0, 1) */
-static double uniform(uint64_t *state) { return ((double)(splitmix64(state) >> 11) + 0.5) * 0x1p-53; }
 
 void rt_init_fill(rt_init kind, double std, uint64_t seed, const char *name, float *out, int64_t n) {
     uint64_t state = seed ^ 0x5eed5eed5eedull;
@@ -27,7 +18,7 @@ void rt_init_fill(rt_init kind, double std, uint64_t seed, const char *name, flo
         } else {
             double z;
             do { /* Box-Muller, redrawn until within 2 std */
-                z = sqrt(-2 * log(uniform(&state))) * cos(6.283185307179586 * uniform(&state));
+                z = sqrt(-2 * log(rt_uniform01(&state))) * cos(6.283185307179586 * rt_uniform01(&state));
             } while (fabs(z) > 2);
             out[i] = (float)(z * std);
         }

@@ -123,6 +123,16 @@ DC_DEV void dc_atomic_add(float *p, float v) { atomicAdd(p, v); }
 
 /* ---- reductions --------------------------------------------------------------------------- */
 
+#if defined(DEITC_EMU)
+/* The emu does each of these in one rendezvous of the warp or block instead of one per
+ * shuffle and barrier, with the very arithmetic of the GPU code below (bit for bit; see
+ * emu::block_reduce in cuda_emu.h, tested in tests/emu against that code). */
+DC_DEV float dc_warp_sum(float v) { return emu::warp_reduce(v, emu::RED_SUM, "dc_warp_sum"); }
+DC_DEV float dc_warp_max(float v) { return emu::warp_reduce(v, emu::RED_MAX, "dc_warp_max"); }
+DC_DEV float dc_block_sum(float v) { return emu::block_reduce(v, 0.0f, 1, emu::RED_SUM, "dc_block_sum").x; }
+DC_DEV float2 dc_block_sum2(float2 v) { return emu::block_reduce(v.x, v.y, 2, emu::RED_SUM, "dc_block_sum2"); }
+DC_DEV float dc_block_max(float v) { return emu::block_reduce(v, 0.0f, 1, emu::RED_MAX, "dc_block_max").x; }
+#else
 DC_DEV float dc_warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
@@ -163,5 +173,6 @@ DC_DEV float dc_block_max(float v) {
     __syncthreads();
     return dc_warp_max(lane < nwarps ? dc_partial_[lane] : -DC_INF);
 }
+#endif
 
 #endif /* DEITC_KERNEL_PRELUDE_CUH */

@@ -2,6 +2,7 @@
  * files). It never includes IR headers: an executable carries no compiler.
  *
  * Sections follow the files that implement them:
+ *   common.c       error formatting, random numbers
  *   safetensors.c  reading and writing safetensors files, dtype conversion
  *   init.c         deterministic weight initialization (timm's DeiT scheme)
  * and, for the executables only (library deitc_exe, which also holds main()):
@@ -16,6 +17,13 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* ---- common.c --------------------------------------------------------------------------- */
+
+/* Formats a message into err (errsize bytes) and returns -1, for `return rt_errorf(...)`. */
+int rt_errorf(char *err, size_t errsize, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+uint64_t rt_splitmix64(uint64_t *state); /* next value of the stream; advances *state */
+double rt_uniform01(uint64_t *state);    /* uniform in (0, 1) */
 
 /* ---- safetensors.c ---------------------------------------------------------------------- */
 
@@ -152,7 +160,6 @@ int rt_dataset_synthetic(const rt_plan *p, int64_t n, uint64_t seed, rt_dataset 
 void rt_dataset_free(rt_dataset *ds);
 /* perm[0..n) = a permutation of 0..n-1 determined by (seed, epoch). */
 void rt_shuffle(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch);
-uint64_t rt_splitmix64(uint64_t *state);
 
 /* ---- exe.c -------------------------------------------------------------------------------- */
 

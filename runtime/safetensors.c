@@ -9,7 +9,6 @@
 #include "runtime/rt.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,15 +24,6 @@ int64_t rt_tensor_numel(const rt_tensor *t) {
     int64_t k = 1;
     for (int i = 0; i < t->ndim; i++) k *= t->shape[i];
     return k;
-}
-
-static int fail(char *err, size_t errsize, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errsize, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsize, fmt, ap);
-    va_end(ap);
-    return -1;
 }
 
 /* ---- a minimal JSON reader for the header ----------------------------------------------- */
@@ -52,7 +42,7 @@ static void skip_ws(json *j) {
 static int expect(json *j, char c) {
     skip_ws(j);
     if (j->s >= j->end || *j->s != c)
-        return fail(j->err, j->errsize, "%s: header JSON: expected '%c' at header byte %ld", j->what,
+        return rt_errorf(j->err, j->errsize, "%s: header JSON: expected '%c' at header byte %ld", j->what,
                     c, (long)(j->s - j->begin));
     j->s++;
     return 0;
@@ -62,7 +52,7 @@ static int expect(json *j, char c) {
 static char *parse_string(json *j) {
     skip_ws(j);
     if (j->s >= j->end || *j->s != '"') {
-        fail(j->err, j->errsize, "%s: header JSON: expected a string", j->what);
+        rt_errorf(j->err, j->errsize, "%s: header JSON: expected a string", j->what);
         return NULL;
     }
     j->s++;
@@ -92,7 +82,7 @@ static char *parse_string(json *j) {
     }
     if (j->s >= j->end) {
         free(out);
-        fail(j->err, j->errsize, "%s: header JSON: unterminated string", j->what);
+        rt_errorf(j->err, j->errsize, "%s: header JSON: unterminated string", j->what);
         return NULL;
     }
     j->s++;
@@ -103,10 +93,10 @@ static char *parse_string(json *j) {
 static int parse_uint(json *j, uint64_t *v) {
     skip_ws(j);
     if (j->s >= j->end || *j->s < '0' || *j->s > '9')
-        return fail(j->err, j->errsize, "%s: header JSON: expected a non-negative integer", j->what);
+        return rt_errorf(j->err, j->errsize, "%s: header JSON: expected a non-negative integer", j->what);
     uint64_t x = 0;
     while (j->s < j->end && *j->s >= '0' && *j->s <= '9') {
-        if (x > (UINT64_MAX - 9) / 10) return fail(j->err, j->errsize, "%s: header JSON: integer too large", j->what);
+        if (x > (UINT64_MAX - 9) / 10) return rt_errorf(j->err, j->errsize, "%s: header JSON: integer too large", j->what);
         x = x * 10 + (uint64_t)(*j->s++ - '0');
     }
     *v = x;
@@ -116,7 +106,7 @@ static int parse_uint(json *j, uint64_t *v) {
 /* Skips any JSON value (used for unknown keys and __metadata__). depth bounds recursion. */
 static int skip_value(json *j, int depth) {
     skip_ws(j);
-    if (j->s >= j->end || depth > 64) return fail(j->err, j->errsize, "%s: header JSON: bad value", j->what);
+    if (j->s >= j->end || depth > 64) return rt_errorf(j->err, j->errsize, "%s: header JSON: bad value", j->what);
     char c = *j->s;
     if (c == '"') {
         char *s = parse_string(j);
@@ -150,7 +140,7 @@ static int skip_value(json *j, int depth) {
     /* number, true, false, null */
     const char *start = j->s;
     while (j->s < j->end && *j->s != ',' && *j->s != '}' && *j->s != ']' && *j->s != ' ' && *j->s != '\n') j->s++;
-    return j->s > start ? 0 : fail(j->err, j->errsize, "%s: header JSON: bad value", j->what);
+    return j->s > start ? 0 : rt_errorf(j->err, j->errsize, "%s: header JSON: bad value", j->what);
 }
 
 /* {"dtype": "F32", "shape": [..], "data_offsets": [b, e]} */
@@ -173,7 +163,7 @@ static int parse_entry(json *j, rt_tensor *t, uint64_t off[2]) {
                 for (int i = 0; i < RT_DTYPE_COUNT; i++)
                     if (strcmp(d, dtype_names[i]) == 0) found = i;
                 if (found < 0)
-                    rc = fail(j->err, j->errsize, "%s: tensor '%s': unsupported dtype '%s'", j->what,
+                    rc = rt_errorf(j->err, j->errsize, "%s: tensor '%s': unsupported dtype '%s'", j->what,
                               t->name, d);
                 t->dtype = (rt_dtype)found;
                 free(d);
@@ -189,13 +179,13 @@ static int parse_entry(json *j, rt_tensor *t, uint64_t off[2]) {
                     uint64_t v = 0;
                     if ((rc = parse_uint(j, &v))) break;
                     if (is_shape ? n >= RT_MAX_DIMS : n >= 2) {
-                        rc = fail(j->err, j->errsize, "%s: tensor '%s': too many %s entries", j->what,
+                        rc = rt_errorf(j->err, j->errsize, "%s: tensor '%s': too many %s entries", j->what,
                                   t->name, key);
                         break;
                     }
                     if (is_shape) {
                         if (v > ((uint64_t)1 << 40)) {
-                            rc = fail(j->err, j->errsize, "%s: tensor '%s': dimension too large", j->what, t->name);
+                            rc = rt_errorf(j->err, j->errsize, "%s: tensor '%s': dimension too large", j->what, t->name);
                             break;
                         }
                         t->shape[n++] = (int64_t)v;
@@ -211,7 +201,7 @@ static int parse_entry(json *j, rt_tensor *t, uint64_t off[2]) {
                 }
             if (!rc && is_shape) t->ndim = n, have_shape = 1;
             if (!rc && !is_shape) {
-                if (n != 2) rc = fail(j->err, j->errsize, "%s: tensor '%s': data_offsets needs 2 entries", j->what, t->name);
+                if (n != 2) rc = rt_errorf(j->err, j->errsize, "%s: tensor '%s': data_offsets needs 2 entries", j->what, t->name);
                 have_offsets = 1;
             }
         } else {
@@ -228,7 +218,7 @@ static int parse_entry(json *j, rt_tensor *t, uint64_t off[2]) {
         break;
     }
     if (!have_dtype || !have_shape || !have_offsets)
-        return fail(j->err, j->errsize, "%s: tensor '%s': needs dtype, shape and data_offsets", j->what, t->name);
+        return rt_errorf(j->err, j->errsize, "%s: tensor '%s': needs dtype, shape and data_offsets", j->what, t->name);
     return 0;
 }
 
@@ -245,11 +235,11 @@ void rt_tensor_set_free(rt_tensor_set *s) {
 int rt_safetensors_parse(const unsigned char *buf, size_t size, const char *what,
                          rt_tensor_set *out, char *err, size_t errsize) {
     memset(out, 0, sizeof *out);
-    if (size < 8) return fail(err, errsize, "%s: too short for a safetensors file (%zu bytes)", what, size);
+    if (size < 8) return rt_errorf(err, errsize, "%s: too short for a safetensors file (%zu bytes)", what, size);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | buf[i];
     if (hlen > size - 8 || hlen > (100u << 20))
-        return fail(err, errsize, "%s: header length %llu exceeds the file (%zu bytes): truncated or not safetensors",
+        return rt_errorf(err, errsize, "%s: header length %llu exceeds the file (%zu bytes): truncated or not safetensors",
                     what, (unsigned long long)hlen, size);
     const unsigned char *body = buf + 8 + hlen;
     size_t body_size = size - 8 - (size_t)hlen;
@@ -274,7 +264,7 @@ int rt_safetensors_parse(const unsigned char *buf, size_t size, const char *what
                 out->metadata = strndup(start, (size_t)(j.s - start));
             } else {
                 if (rt_tensor_set_find(out, key)) {
-                    fail(err, errsize, "%s: tensor '%s' appears twice", what, key);
+                    rt_errorf(err, errsize, "%s: tensor '%s' appears twice", what, key);
                     free(key);
                     goto bad;
                 }
@@ -290,11 +280,11 @@ int rt_safetensors_parse(const unsigned char *buf, size_t size, const char *what
                 if (parse_entry(&j, t, off)) goto bad;
                 uint64_t want = (uint64_t)rt_tensor_numel(t) * rt_dtype_size(t->dtype);
                 if (off[1] < off[0] || off[1] - off[0] != want)
-                    { fail(err, errsize, "%s: tensor '%s': data_offsets [%llu,%llu) hold %llu bytes, shape and dtype need %llu",
+                    { rt_errorf(err, errsize, "%s: tensor '%s': data_offsets [%llu,%llu) hold %llu bytes, shape and dtype need %llu",
                          what, t->name, (unsigned long long)off[0], (unsigned long long)off[1],
                          (unsigned long long)(off[1] - off[0]), (unsigned long long)want); goto bad; }
                 if (off[1] > body_size)
-                    { fail(err, errsize, "%s: tensor '%s': data ends at byte %llu of a %zu-byte body: file is truncated",
+                    { rt_errorf(err, errsize, "%s: tensor '%s': data ends at byte %llu of a %zu-byte body: file is truncated",
                          what, t->name, (unsigned long long)off[1], body_size); goto bad; }
                 t->nbytes = (size_t)want;
                 t->data = malloc(t->nbytes ? t->nbytes : 1);
@@ -318,16 +308,16 @@ bad:
 int rt_safetensors_read(const char *path, rt_tensor_set *out, char *err, size_t errsize) {
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, errsize, "%s: cannot open: %s", path, strerror(errno));
+    if (!f) return rt_errorf(err, errsize, "%s: cannot open: %s", path, strerror(errno));
     if (fseek(f, 0, SEEK_END) != 0) {
         fclose(f);
-        return fail(err, errsize, "%s: cannot seek (not a regular file?)", path);
+        return rt_errorf(err, errsize, "%s: cannot seek (not a regular file?)", path);
     }
     long size = ftell(f);
     rewind(f);
     if (size < 0) {
         fclose(f);
-        return fail(err, errsize, "%s: cannot read its size", path);
+        return rt_errorf(err, errsize, "%s: cannot read its size", path);
     }
     unsigned char *buf = malloc((size_t)size + 1);
     if (!buf) abort();
@@ -335,7 +325,7 @@ int rt_safetensors_read(const char *path, rt_tensor_set *out, char *err, size_t 
     fclose(f);
     if (got != (size_t)size) {
         free(buf);
-        return fail(err, errsize, "%s: read error", path);
+        return rt_errorf(err, errsize, "%s: read error", path);
     }
     int rc = rt_safetensors_parse(buf, (size_t)size, path, out, err, errsize);
     free(buf);
@@ -363,7 +353,7 @@ int rt_safetensors_write(const char *path, const rt_tensor *tensors, int count,
     char *hdr = NULL;
     size_t hsize = 0;
     FILE *h = open_memstream(&hdr, &hsize);
-    if (!h) return fail(err, errsize, "%s: out of memory", path);
+    if (!h) return rt_errorf(err, errsize, "%s: out of memory", path);
     fputc('{', h);
     uint64_t off = 0;
     for (int i = 0; i < count; i++) {
@@ -390,7 +380,7 @@ int rt_safetensors_write(const char *path, const rt_tensor *tensors, int count,
         int e = errno;
         free(hdr);
         free(tmp);
-        return fail(err, errsize, "%s: cannot write: %s", path, strerror(e));
+        return rt_errorf(err, errsize, "%s: cannot write: %s", path, strerror(e));
     }
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hsize >> (8 * i));
@@ -403,7 +393,7 @@ int rt_safetensors_write(const char *path, const rt_tensor *tensors, int count,
         int e = errno;
         unlink(tmp);
         free(tmp);
-        return fail(err, errsize, "%s: write failed: %s", path, strerror(e));
+        return rt_errorf(err, errsize, "%s: write failed: %s", path, strerror(e));
     }
     free(tmp);
     return 0;

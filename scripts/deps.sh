@@ -3,7 +3,8 @@
 # Used by the README's two commands; CUDA comes from the toolkit under /usr/local/cuda.
 set -euo pipefail
 pkgs=(cmake gcc g++ make libyaml-dev protobuf-c-compiler libprotobuf-c-dev libonnx-dev
-      libjpeg-dev libpng-dev clang libclang-rt-14-dev)
+      libjpeg-dev libpng-dev clang libclang-rt-14-dev
+      python3-numpy python3-onnx python3-torch)   # python: ONNX export checks, full-size DeiT-Ti export
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -13,6 +14,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq || true
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# onnxruntime (PyPI) lets the export test run the exported model; without it that test skips.
+if ! /usr/bin/python3 -c "import onnxruntime" 2>/dev/null; then
+  /usr/bin/python3 -m pip install -q --break-system-packages onnxruntime 2>/dev/null ||
+    echo "deps: onnxruntime not installed (PyPI unreachable?): the onnxruntime check will be skipped"
 fi
 if [ ! -x /usr/local/cuda/bin/nvcc ] && [ ! -f /usr/local/cuda/include/nvrtc.h ]; then
   echo "deps: the CUDA toolkit is expected under /usr/local/cuda (NVRTC, cuBLASLt headers)" >&2

@@ -45,7 +45,7 @@ int main(void) {
                 CHECK_MSG(m[1] == "0" && m[2] == "0", "%s %s spills: %s", arch, kernel.c_str(), line.c_str());
             if (std::regex_search(line, m, regs)) printf("%s %-16s %3s registers\n", arch, kernel.c_str(), m[1].str().c_str());
         }
-        CHECK_MSG(kernels == 11, "%s: %d kernels compiled, expected 11", arch, kernels);
+        CHECK_MSG(kernels == 12, "%s: %d kernels compiled, expected 12", arch, kernels);
         printf("%s: cubin %zu bytes\n", arch, cubin);
     }
     return test_result();

@@ -100,6 +100,44 @@ static void test_warp_ops(void) {
     CHECK_MSG(bad == 0, "%d wrong warp-operation results", bad);
 }
 
+/* dc_warp_* / dc_block_* (one rendezvous in the emu) give the bits of the shuffle-and-barrier
+ * code they stand for: values of wide-ranging magnitude (the summation order shows), signed
+ * zeros (fmaxf's choice shows), nans, infinities. A nan's payload is not compared: the host
+ * compiler may swap the operands of a + b, which picks the payload on x86 (a GPU gives the
+ * canonical nan anyway). */
+static float special_value(int flavor) {
+    unsigned u;
+    float f;
+    switch (flavor) {
+    case 0: return frand() * ldexpf(1.0f, (int)(rng() % 60) - 30);
+    case 1: return (rng() & 1) ? 0.0f : -0.0f;
+    case 2:
+        if (rng() % 7) return frand() * 100.0f;
+        u = 0x7fc00000u | (rng() & 0x3fffffu) | (rng() & 1u) << 31;
+        memcpy(&f, &u, 4);
+        return f;
+    case 3: return (rng() % 3) ? frand() : ((rng() & 1) ? INFINITY : -INFINITY);
+    case 4: return -0.0f;
+    default: return (rng() % 5) ? -INFINITY : frand();
+    }
+}
+static void test_reductions_bitexact(void) {
+    int bad = 0;
+    for (int block : {32, 96, 224, 1024}) {
+        const int nblocks = 6, n = block * nblocks;
+        std::vector<float> in(2 * n), out(12 * n);
+        for (int i = 0; i < n; i++) in[2 * i] = special_value(i / block), in[2 * i + 1] = special_value((i / block + 3) % 6);
+        EMU_LAUNCH(reductions, dim3(nblocks), dim3(block), 0, true, out.data(), in.data());
+        for (int i = 0; i < n; i++)
+            for (int k = 0; k < 12; k += 2)
+                if (memcmp(&out[12 * i + k], &out[12 * i + k + 1], 4) &&
+                    !(out[12 * i + k] != out[12 * i + k] && out[12 * i + k + 1] != out[12 * i + k + 1]) && bad++ < 5)
+                    fprintf(stderr, "block %d thread %d result %d: %a (0x%08x), the shuffle code gives %a\n", block, i,
+                            k / 2, out[12 * i + k], (unsigned)__float_as_uint(out[12 * i + k]), out[12 * i + k + 1]);
+    }
+    CHECK_MSG(bad == 0, "%d reductions differ from the shuffle code", bad);
+}
+
 static void test_gelu(void) {
     const int n = 4096;
     std::vector<float> x(n), y(n);
@@ -312,6 +350,7 @@ int main(int argc, char **argv) {
     test_layernorm();
     test_row_sums2();
     test_warp_ops();
+    test_reductions_bitexact();
     test_gelu();
     test_half_bits();
     test_float_to_16();

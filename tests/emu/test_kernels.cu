@@ -106,6 +106,41 @@ DC_KERNEL atomic_hist(float *__restrict__ bins, int *__restrict__ count, const i
     atomicAdd(&count[idx[i]], 1);
 }
 
+/* The prelude's reductions against the same algorithms spelled out with shuffles and barriers
+ * (the GPU code of kernel_prelude.cuh, which the emu replaces by one rendezvous each): the emu
+ * must give the same bits. out (n, 12): per thread 6 pairs (fast, reference); grid (n / block),
+ * block any multiple of 32; fibers. */
+DC_DEV float ref_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+DC_DEV float ref_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+DC_DEV float2 ref_block_red2(float2 v, bool max) { /* max: .x only */
+    __shared__ float2 part[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    v.x = max ? ref_warp_max(v.x) : ref_warp_sum(v.x);
+    v.y = ref_warp_sum(v.y);
+    __syncthreads();
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    float2 p = lane < nwarps ? part[lane] : make_float2(max ? -DC_INF : 0.0f, 0.0f);
+    return make_float2(max ? ref_warp_max(p.x) : ref_warp_sum(p.x), ref_warp_sum(p.y));
+}
+DC_KERNEL reductions(float *__restrict__ out, const float *__restrict__ in) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    const float v = in[2 * i], u = in[2 * i + 1];
+    float *o = out + 12 * i;
+    o[0] = dc_warp_sum(v), o[1] = ref_warp_sum(v);
+    o[2] = dc_warp_max(v), o[3] = ref_warp_max(v);
+    o[4] = dc_block_sum(v), o[5] = ref_block_red2(make_float2(v, 0.0f), false).x;
+    o[6] = dc_block_max(u), o[7] = ref_block_red2(make_float2(u, 0.0f), true).x;
+    const float2 a = dc_block_sum2(make_float2(v, u)), b = ref_block_red2(make_float2(v, u), false);
+    o[8] = a.x, o[9] = b.x, o[10] = a.y, o[11] = b.y;
+}
+
 /* Bench: iters rounds of a shared-memory exchange between barriers; out (grid, block);
  * 1-D, fibers. */
 DC_KERNEL barrier_loop(float *__restrict__ out, int iters) {
