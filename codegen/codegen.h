@@ -98,6 +98,9 @@ void cg_write_report(const cg_program *p, FILE *f);
 
 /* ---- nvrtc.c ------------------------------------------------------------------------------ */
 
+/* Creates a directory and its parents (like mkdir -p); 0 on success or if it exists. */
+int cg_mkdir_p(const char *path);
+
 typedef struct {
     unsigned char *cubin;
     size_t cubin_size;

@@ -40,18 +40,6 @@ static double now_s(void) {
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-static int mkdir_p(const char *path) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *c = buf + 1; *c; c++) {
-        if (*c != '/') continue;
-        *c = 0;
-        if (mkdir(buf, 0755) && errno != EEXIST) return -1;
-        *c = '/';
-    }
-    return mkdir(buf, 0755) && errno != EEXIST ? -1 : 0;
-}
-
 static char *read_text(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -220,7 +208,7 @@ int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize
         snprintf(err, errsize, "--arch '%s': expected sm_XX (e.g. sm_80, sm_90)", arch);
         return -1;
     }
-    if (o->emit_dir && mkdir_p(o->emit_dir)) {
+    if (o->emit_dir && cg_mkdir_p(o->emit_dir)) {
         snprintf(err, errsize, "cannot create --emit-dir '%s': %s", o->emit_dir, strerror(errno));
         return -1;
     }

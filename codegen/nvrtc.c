@@ -109,7 +109,7 @@ static void hash_bytes(key128 *k, const void *data, size_t n) {
     k->h[1] = (k->h[1] ^ (uint64_t)n) * 0x9e3779b97f4a7c15ull;
 }
 
-static int mkdirs(const char *path) {
+int cg_mkdir_p(const char *path) {
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", path);
     for (char *c = buf + 1; *c; c++) {
@@ -163,7 +163,7 @@ static int cache_read(const char *path, cg_nvrtc_result *r) {
 }
 
 static void cache_write(const char *dir, const char *path, const cg_nvrtc_result *r) {
-    if (mkdirs(dir)) return; /* a cache we cannot write is no error */
+    if (cg_mkdir_p(dir)) return; /* a cache we cannot write is no error */
     char tmp[4300];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "wb");

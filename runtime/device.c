@@ -9,6 +9,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+void rt_kernel_args_fill(rt_kernel_args *ka, const rt_plan_step *s, uint64_t arena_base) {
+    ka->values = ka->inline_values;
+    ka->args = ka->inline_args;
+    if (s->nargs > 32) {
+        ka->values = malloc(sizeof *ka->values * (size_t)s->nargs);
+        ka->args = malloc(sizeof *ka->args * (size_t)s->nargs);
+        if (!ka->values || !ka->args) abort();
+    }
+    for (int i = 0; i < s->nargs; i++) {
+        const rt_arg *a = &s->args[i];
+        if (a->kind == RT_ARG_PTR)
+            ka->values[i].address = arena_base + a->offset;
+        else if (a->kind == RT_ARG_I64)
+            ka->values[i].i64 = a->i64;
+        else
+            ka->values[i].f32 = a->f32;
+        ka->args[i] = &ka->values[i];
+    }
+}
+
+void rt_kernel_args_release(rt_kernel_args *ka) {
+    if (ka->values != ka->inline_values) {
+        free(ka->values);
+        free(ka->args);
+    }
+}
+
 int rt_plan_is_cuda(const rt_plan *p) {
     if (p->emu_kernels) return 0;
     return p->cubin != NULL || p->ptx != NULL || p->arch != NULL;

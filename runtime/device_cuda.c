@@ -139,39 +139,16 @@ static int cuda_zero(rt_device *d, uint64_t offset, uint64_t bytes) {
     return CU(d, cuMemsetD8Async, impl(d)->arena + offset, 0, bytes, impl(d)->stream);
 }
 
-typedef union {
-    CUdeviceptr ptr;
-    int64_t i64;
-    float f32;
-} arg_slot;
-
 static int cuda_launch(rt_device *d, int step) {
     cuda_impl *c = impl(d);
     const rt_plan_step *s = &d->plan->steps[step];
-    arg_slot stack_slots[32];
-    void *stack_ptrs[32];
-    arg_slot *slots = stack_slots;
-    void **ptrs = stack_ptrs;
-    if (s->nargs > 32) {
-        slots = malloc(sizeof *slots * (size_t)s->nargs);
-        ptrs = malloc(sizeof *ptrs * (size_t)s->nargs);
-        if (!slots || !ptrs) abort();
-    }
-    for (int i = 0; i < s->nargs; i++) {
-        const rt_arg *a = &s->args[i];
-        if (a->kind == RT_ARG_PTR) slots[i].ptr = c->arena + a->offset;
-        else if (a->kind == RT_ARG_I64) slots[i].i64 = a->i64;
-        else slots[i].f32 = a->f32;
-        ptrs[i] = &slots[i];
-    }
+    rt_kernel_args ka;
+    rt_kernel_args_fill(&ka, s, (uint64_t)c->arena);
     c->step = step;
     int rc = CU(d, cuLaunchKernel, c->funcs[s->kernel], s->grid[0], s->grid[1], s->grid[2], s->block[0],
-                s->block[1], s->block[2], s->shared_bytes, c->stream, ptrs, NULL);
+                s->block[1], s->block[2], s->shared_bytes, c->stream, ka.args, NULL);
     c->step = -1;
-    if (slots != stack_slots) {
-        free(slots);
-        free(ptrs);
-    }
+    rt_kernel_args_release(&ka);
     return rc;
 }
 

@@ -48,37 +48,12 @@ static int emu_zero(rt_device *d, uint64_t offset, uint64_t bytes) {
     return 0;
 }
 
-/* Argument values live in one slot each (a pointer, an int64 or a float); args[i] points at
- * the i-th slot, as cuLaunchKernel's kernelParams do. */
-typedef union {
-    void *ptr;
-    int64_t i64;
-    float f32;
-} arg_slot;
-
 static int emu_launch(rt_device *d, int step) {
     const rt_plan_step *s = &d->plan->steps[step];
-    arg_slot stack_slots[32];
-    void *stack_ptrs[32];
-    arg_slot *slots = stack_slots;
-    void **ptrs = stack_ptrs;
-    if (s->nargs > 32) {
-        slots = malloc(sizeof *slots * (size_t)s->nargs);
-        ptrs = malloc(sizeof *ptrs * (size_t)s->nargs);
-        if (!slots || !ptrs) abort();
-    }
-    for (int i = 0; i < s->nargs; i++) {
-        const rt_arg *a = &s->args[i];
-        if (a->kind == RT_ARG_PTR) slots[i].ptr = arena(d) + a->offset;
-        else if (a->kind == RT_ARG_I64) slots[i].i64 = a->i64;
-        else slots[i].f32 = a->f32;
-        ptrs[i] = &slots[i];
-    }
-    d->plan->emu_kernels[s->kernel](s->grid, s->block, s->shared_bytes, ptrs);
-    if (slots != stack_slots) {
-        free(slots);
-        free(ptrs);
-    }
+    rt_kernel_args ka;
+    rt_kernel_args_fill(&ka, s, (uint64_t)(uintptr_t)arena(d));
+    d->plan->emu_kernels[s->kernel](s->grid, s->block, s->shared_bytes, ka.args);
+    rt_kernel_args_release(&ka);
     return 0;
 }
 

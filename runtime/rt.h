@@ -130,6 +130,23 @@ struct rt_device {
     void (*destroy)(rt_device *d);
 };
 
+/* A kernel step's arguments as cuLaunchKernel takes them: args[i] points at the i-th value
+ * (an arena address, an int64 or a float). Small argument lists need no allocation. */
+typedef union {
+    uint64_t address; /* arena base + offset: a device pointer on cuda, a host one on emu */
+    void *host;       /* the same address read as a host pointer (emu kernels) */
+    int64_t i64;
+    float f32;
+} rt_arg_value;
+typedef struct {
+    rt_arg_value inline_values[32];
+    void *inline_args[32];
+    rt_arg_value *values;
+    void **args;
+} rt_kernel_args;
+void rt_kernel_args_fill(rt_kernel_args *ka, const rt_plan_step *s, uint64_t arena_base);
+void rt_kernel_args_release(rt_kernel_args *ka);
+
 /* 1 when the plan was compiled for --target cuda (it carries a cubin, PTX or an arch). */
 int rt_plan_is_cuda(const rt_plan *p);
 /* Checks plan.h's invariants (offsets inside the arena, kernel indices, GEMM extents). */
