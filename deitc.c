@@ -191,7 +191,8 @@ static pass_options make_pass_options(const cli_args *a, int training) {
 /* ---- inspect ------------------------------------------------------------------------------ */
 
 static int cmd_inspect(const cli_args *a) {
-    ir_graph *g = load(a, 1);
+    /* batch 0: the model's own (1, or an ONNX export's fixed batch); figures are per image */
+    ir_graph *g = load(a, a->batch ? a->batch : 0);
     if (!g) return 1;
     int64_t macs = 0, act_bytes = 0, hist[IR_OP_COUNT] = {0};
     for (int i = 0; i < g->n; i++) {
@@ -206,6 +207,9 @@ static int cmd_inspect(const cli_args *a) {
     }
     printf("model: %s\n", g->info.model_name ? g->info.model_name : a->model);
     printf("parameters: %lld\n", (long long)ir_count_params(g));
+    int64_t nb = g->info.batch > 0 ? g->info.batch : 1;
+    macs /= nb;
+    act_bytes /= nb;
     printf("MACs per image: %.3f G (%lld)\n", (double)macs / 1e9, (long long)macs);
     printf("activation memory per image: %.2f MiB (forward values, f32)\n", (double)act_bytes / (1 << 20));
     printf("nodes: %d\nop histogram:\n", g->n);
@@ -218,7 +222,7 @@ static int cmd_inspect(const cli_args *a) {
 /* ---- dump --------------------------------------------------------------------------------- */
 
 static int cmd_dump(const cli_args *a) {
-    ir_graph *g = load(a, a->batch ? a->batch : 1);
+    ir_graph *g = load(a, a->batch ? a->batch : 0);
     if (!g) return 1;
     char err[1024];
     int training = a->after && strcmp(a->after, "check") != 0;

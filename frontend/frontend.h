@@ -50,8 +50,15 @@ int fe_yaml_load_string(const char *text, size_t len, const char *path, const fe
  * NAME.weight / NAME.bias (timm's). Intermediate nodes are named after the layer. Shapes:
  * B batch, N tokens, D embedding dim, K classes. */
 
-/* Trainable f32 WEIGHT leaf. */
-int fe_weight(ir_graph *g, const char *name, int ndim, const int64_t *shape, ir_loc loc);
+/* timm's DeiT initialization: trunc_normal(std=0.02) for linear and patch projections and the
+ * cls/dist/pos tokens, zeros for biases, ones for LayerNorm scales. (timm keeps PyTorch's
+ * default uniform init for the patch convolution; we use the truncated normal there too.) */
+#define FE_INIT_STD 0.02
+
+/* Trainable f32 WEIGHT leaf, initialized as `init` (std for IR_INIT_TRUNC_NORMAL) when no
+ * weights file gives it. */
+int fe_weight(ir_graph *g, const char *name, int ndim, const int64_t *shape, ir_init init,
+              double std, ir_loc loc);
 /* x [...,in] -> x @ W^T + b: [...,out]. W [out,in] NAME.weight, b [out] NAME.bias. */
 int fe_linear(ir_graph *g, int x, int64_t in, int64_t out, int bias, const char *name, ir_loc loc);
 /* x [...,D] -> layer_norm over the last dim; NAME.weight, NAME.bias [D]. */

@@ -94,13 +94,18 @@ static int want_tokens(ir_graph *g, int x, const char *what, ir_loc loc) {
                        ir_shape_str(n, s, sizeof s));
 }
 
-int fe_weight(ir_graph *g, const char *name, int ndim, const int64_t *shape, ir_loc loc) {
+int fe_weight(ir_graph *g, const char *name, int ndim, const int64_t *shape, ir_init init,
+              double std, ir_loc loc) {
     for (int i = 0; i < ndim; i++)
         if (shape[i] <= 0)
             return layer_error(g, loc, "weight %s: dimension %d is %lld", name, i,
                                (long long)shape[i]);
     int id = checked(g, ir_leaf(g, IR_OP_WEIGHT, IR_F32, ndim, shape, name, loc));
-    if (id >= 0) g->nodes[id].flags |= IR_NODE_TRAINABLE;
+    if (id >= 0) {
+        g->nodes[id].flags |= IR_NODE_TRAINABLE;
+        g->nodes[id].attrs.init = init;
+        g->nodes[id].attrs.init_std = std;
+    }
     return id;
 }
 
@@ -112,11 +117,11 @@ int fe_linear(ir_graph *g, int x, int64_t in, int64_t out, int bias, const char 
         return layer_error(g, loc, "linear '%s' expects [...,%lld], got %s", name ? name : "",
                            (long long)in, ir_shape_str(n, s, sizeof s));
     int64_t ws[2] = {out, in};
-    int w = fe_weight(g, sub(g, name, ".weight"), 2, ws, loc);
+    int w = fe_weight(g, sub(g, name, ".weight"), 2, ws, IR_INIT_TRUNC_NORMAL, FE_INIT_STD, loc);
     if (w < 0) return -1;
     int y = matmul(g, x, w, 1, 1.0, name, loc);
     if (y < 0 || !bias) return y;
-    int b = fe_weight(g, sub(g, name, ".bias"), 1, &out, loc);
+    int b = fe_weight(g, sub(g, name, ".bias"), 1, &out, IR_INIT_ZEROS, 0, loc);
     if (b < 0) return -1;
     return binary(g, IR_OP_ADD, y, b, NULL, name, loc);
 }
@@ -131,9 +136,9 @@ int fe_layer_norm(ir_graph *g, int x, int64_t dim, double eps, const char *name,
     if (!(eps > 0) || !isfinite(eps))
         return layer_error(g, loc, "layer_norm '%s': eps must be a positive number, got %g",
                            name ? name : "", eps);
-    int gamma = fe_weight(g, sub(g, name, ".weight"), 1, &dim, loc);
+    int gamma = fe_weight(g, sub(g, name, ".weight"), 1, &dim, IR_INIT_ONES, 0, loc);
     if (gamma < 0) return -1;
-    int beta = fe_weight(g, sub(g, name, ".bias"), 1, &dim, loc);
+    int beta = fe_weight(g, sub(g, name, ".bias"), 1, &dim, IR_INIT_ZEROS, 0, loc);
     if (beta < 0) return -1;
     ir_attrs a = {0};
     a.eps = eps;
@@ -212,7 +217,7 @@ int fe_patch_embed(ir_graph *g, int images, int64_t in_chans, int64_t patch, int
                            ir_shape_str(n, s, sizeof s));
     /* the weight first: its checked numel bounds C*P*P below */
     int64_t ws[4] = {dim, in_chans, patch, patch};
-    int w = fe_weight(g, sub(g, name, ".proj.weight"), 4, ws, loc);
+    int w = fe_weight(g, sub(g, name, ".proj.weight"), 4, ws, IR_INIT_TRUNC_NORMAL, FE_INIT_STD, loc);
     if (w < 0) return -1;
     int64_t w2[2] = {dim, in_chans * patch * patch};
     w = reshape(g, w, 2, w2, sub(g, name, ".proj.weight_2d"), loc);
@@ -221,7 +226,7 @@ int fe_patch_embed(ir_graph *g, int images, int64_t in_chans, int64_t patch, int
     int p = w < 0 ? -1 : unary(g, IR_OP_PATCHIFY, images, &a, sub(g, name, ".patches"), loc);
     int y = p < 0 ? -1 : matmul(g, p, w, 1, 1.0, sub(g, name, ".proj"), loc);
     if (y < 0) return -1;
-    int b = fe_weight(g, sub(g, name, ".proj.bias"), 1, &dim, loc);
+    int b = fe_weight(g, sub(g, name, ".proj.bias"), 1, &dim, IR_INIT_ZEROS, 0, loc);
     if (b < 0) return -1;
     return binary(g, IR_OP_ADD, y, b, NULL, name, loc);
 }
@@ -235,7 +240,7 @@ int fe_prepend_tokens(ir_graph *g, int x, const char *const *names, int ntokens,
     int in[IR_MAX_INPUTS];
     for (int i = 0; i < ntokens; i++) {
         int64_t ws[3] = {1, 1, D};
-        int t = fe_weight(g, names[i], 3, ws, loc);
+        int t = fe_weight(g, names[i], 3, ws, IR_INIT_TRUNC_NORMAL, FE_INIT_STD, loc);
         int64_t es[3] = {B, 1, D};
         in[i] = t < 0 ? -1 : add(g, IR_OP_EXPAND, &t, 1, NULL, 3, es, sub(g, names[i], ".expand"),
                                  loc);
@@ -250,7 +255,7 @@ int fe_prepend_tokens(ir_graph *g, int x, const char *const *names, int ntokens,
 int fe_pos_embed(ir_graph *g, int x, const char *name, ir_loc loc) {
     if (want_tokens(g, x, "pos_embed", loc)) return -1;
     int64_t ws[3] = {1, node(g, x)->shape[1], node(g, x)->shape[2]};
-    int w = fe_weight(g, name, 3, ws, loc);
+    int w = fe_weight(g, name, 3, ws, IR_INIT_TRUNC_NORMAL, FE_INIT_STD, loc);
     if (w < 0) return -1;
     return binary(g, IR_OP_ADD, x, w, NULL, sub(g, name, ".add"), loc);
 }

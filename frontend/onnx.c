@@ -11,11 +11,14 @@
  *      element is a trainable WEIGHT named by the initializer (data copied into the graph's
  *      arena); scalar constants fold into SCALE / matmul alpha / CONST.
  *   3. pattern recovery, as each IR node is made: a spelled-out LayerNorm becomes LAYER_NORM,
- *      the erf GELU becomes GELU, a MatMul of a transposed operand sets trans_a/trans_b, a
- *      scaled MatMul takes the scale as alpha, reshape-of-reshape and permute-of-permute
- *      collapse, and a Conv with stride == kernel is PATCHIFY + MATMUL. Nodes a pattern made
- *      dead are dropped at the end (dead-code elimination rebuilds the graph), so a DeiT has
- *      the same op histogram as from YAML.
+ *      the erf GELU becomes GELU and the tanh one (torch's Mul/Add/Tanh spelling of
+ *      gelu(approximate='tanh'), with Pow or Mul cubes) GELU with gelu_tanh; a Tanh anywhere
+ *      else is refused. A MatMul of a transposed operand sets trans_a/trans_b, a scaled MatMul
+ *      or one of scaled operands takes the scales as alpha, reshape-of-reshape and
+ *      permute-of-permute collapse, and a Conv with stride == kernel is PATCHIFY + MATMUL.
+ *      Nodes a pattern made dead are dropped at the end (dead-code elimination rebuilds the
+ *      graph), so a DeiT has the same op histogram as from YAML, whether exported with
+ *      do_constant_folding or not, with a dynamic or a static batch.
  *
  * The graph's one runtime input becomes INPUT "images" (whatever the export called it; the
  * batch errors quote the original name) and its first output is marked "logits".
@@ -509,8 +512,16 @@ static int is_last_swap(octx *c, int x) {
 
 static int b_matmul(octx *c, int a, int b, int ta, int tb, double alpha) {
     if (a < 0 || b < 0) return -1;
-    if (is_last_swap(c, a)) a = nd(c, a)->inputs[0], ta = !ta;
-    if (is_last_swap(c, b)) b = nd(c, b)->inputs[0], tb = !tb;
+    /* operands scaled (q * s, k^T * s of an exported scaled_dot_product_attention) or
+     * transposed in their last two dims: alpha and trans_a/trans_b take them */
+    for (int k = 0; k < 2; k++) {
+        int *x = k ? &b : &a, *t = k ? &tb : &ta;
+        for (;;) {
+            if (nd(c, *x)->op == IR_OP_SCALE) alpha *= nd(c, *x)->attrs.alpha, *x = nd(c, *x)->inputs[0];
+            else if (is_last_swap(c, *x)) *x = nd(c, *x)->inputs[0], *t = !*t;
+            else break;
+        }
+    }
     ir_attrs at = {0};
     at.trans_a = ta;
     at.trans_b = tb;
@@ -575,33 +586,59 @@ static void product(octx *c, int r, int depth, double *k, int *f, int *nf) {
     }
 }
 
-/* 1 + erf(x / sqrt 2), in either order: returns x, else -1 */
-static int erf_term(octx *c, int id) {
+/* The tanh GELU has no Tanh op in the IR to lower to: a Tanh node whose input is
+ * sqrt(2/pi) * (x + 0.044715 x^3) becomes a marker, ERF(x) with attrs.gelu_tanh = 1, which
+ * only the pattern below reads; prune() refuses a graph where a marker outlived it. */
+static int is_tanh_marker(octx *c, int id) {
+    return nd(c, id)->op == IR_OP_ERF && nd(c, id)->attrs.gelu_tanh;
+}
+
+/* 1 + erf(x / sqrt 2) or 1 + tanh-marker(x), in either order: returns x (*tanh set), else -1 */
+static int gelu_term(octx *c, int id, int *tanh) {
     const ir_node *n = nd(c, id);
     if (n->op != IR_OP_ADD) return -1;
     double one;
     int e = n->inputs[0], k = n->inputs[1];
     if (is_scalar_const(c, e, NULL)) e = n->inputs[1], k = n->inputs[0];
     if (!is_scalar_const(c, k, &one) || !near(one, 1.0) || nd(c, e)->op != IR_OP_ERF) return -1;
+    if ((*tanh = is_tanh_marker(c, e))) return nd(c, e)->inputs[0];
     const ir_node *u = nd(c, nd(c, e)->inputs[0]);
     if (u->op != IR_OP_SCALE || !near(u->attrs.alpha, M_SQRT1_2)) return -1;
     return u->inputs[0];
 }
 
-/* 0.5 * x * (1 + erf(x / sqrt 2)) in any association -> GELU(x) */
+/* 0.5 * x * (1 + erf(x / sqrt 2)) in any association -> GELU(x); the same with the tanh
+ * marker -> GELU(x) with gelu_tanh */
 static int try_gelu(octx *c, int r) {
     double k = 1;
     int f[5], nf = 0;
     product(c, r, 0, &k, f, &nf);
     if (nf != 2 || !near(k, 0.5)) return r;
     for (int i = 0; i < 2; i++) {
-        int x = erf_term(c, f[i]);
+        int tanh = 0, x = gelu_term(c, f[i], &tanh);
         if (x >= 0 && x == f[1 - i]) {
             ir_attrs a = {0};
+            a.gelu_tanh = tanh;
             return b_node(c, IR_OP_GELU, &x, 1, &a, 0, NULL);
         }
     }
     return r;
+}
+
+/* sqrt(2/pi) * (x + 0.044715 * x^3), each product in any association: returns x, else -1 */
+static int tanh_gelu_arg(octx *c, int u) {
+    double k = 1;
+    int f[5], nf = 0;
+    product(c, u, 0, &k, f, &nf);
+    if (nf != 1 || !near(k, sqrt(2.0 / M_PI)) || nd(c, f[0])->op != IR_OP_ADD) return -1;
+    const ir_node *add = nd(c, f[0]);
+    for (int i = 0; i < 2; i++) {
+        int x = add->inputs[i], cube[5], ncube = 0;
+        double k3 = 1;
+        product(c, add->inputs[1 - i], 0, &k3, cube, &ncube);
+        if (ncube == 3 && near(k3, 0.044715) && cube[0] == x && cube[1] == x && cube[2] == x) return x;
+    }
+    return -1;
 }
 
 static int is_mean_last(octx *c, int id, int x) {
@@ -795,6 +832,7 @@ static int fold_elementwise(octx *c, const char *op, oval **in, int nin, oval *o
         else if (strcmp(op, "Pow") == 0) y = pow(x[0], x[1]);
         else if (strcmp(op, "Sqrt") == 0) y = sqrt(x[0]);
         else if (strcmp(op, "Erf") == 0) y = erf(x[0]);
+        else if (strcmp(op, "Tanh") == 0) y = tanh(x[0]);
         else if (strcmp(op, "Neg") == 0) y = -x[0];
         else if (strcmp(op, "Equal") == 0) y = x[0] == x[1];
         else if (strcmp(op, "Less") == 0) y = x[0] < x[1];
@@ -839,6 +877,7 @@ typedef struct {
 } onode;
 
 static int lower_alias(octx *c, onode *o);
+static int lower_tanh(octx *c, onode *o);
 
 static int unsupported(octx *c, const char *why) {
     return fail(c, "%s", why);
@@ -1233,8 +1272,9 @@ static int lower_arith(octx *c, const char *op, onode *o) {
         int x = ir_of(c, a);
         if (kb == 1) y = x;
         else if (kb == 2) y = b_binary(c, IR_OP_MUL, x, x);
+        else if (kb == 3) y = b_binary(c, IR_OP_MUL, x, b_binary(c, IR_OP_MUL, x, x));
         else if (kb == 0.5) y = b_node(c, IR_OP_SQRT, &x, 1, NULL, 0, NULL);
-        else return fail(c, "Pow with exponent %g is not supported (only 0.5, 1 and 2)", kb);
+        else return fail(c, "Pow with exponent %g is not supported (only 0.5, 1, 2 and 3)", kb);
     } else if (strcmp(op, "Mul") == 0 && (sa || sb)) {
         y = b_scale(c, ir_of(c, sa ? b : a), sa ? ka : kb);
     } else if (strcmp(op, "Div") == 0 && sb) {
@@ -1373,9 +1413,17 @@ static int lower_layer_norm(octx *c, onode *o) {
 
 static int lower_softmax(octx *c, onode *o) {
     oval *x = o->in[0];
-    int64_t axis = attr_i(c->node, "axis", c->opset >= 13 ? -1 : 1);
+    const Onnx__AttributeProto *given = attr(c->node, "axis");
+    int64_t axis = attr_i(c->node, "axis", c->opset >= 13 ? -1 : 1), asked = axis;
     if (norm_axis(c, &axis, x->ndim, "axis")) return -1;
-    if (axis != x->ndim - 1) return unsupported(c, "Softmax over an axis other than the last is not supported");
+    /* before opset 13, axis a means softmax over the flattened dims a.. (the same when last) */
+    if (axis != x->ndim - 1) {
+        char s[128];
+        return fail(c, "Softmax over axis %lld%s of a %s tensor is not supported (only over "
+                    "the last axis)", (long long)asked,
+                    given && given->has_i ? "" : c->opset >= 13 ? " (the default)" : " (the default before opset 13)",
+                    shape_str(x->ndim, x->shape, s, sizeof s));
+    }
     int id = ir_of(c, x);
     id = b_node(c, IR_OP_SOFTMAX, &id, 1, NULL, 0, NULL);
     if (id < 0) return -1;
@@ -1393,6 +1441,23 @@ static int lower_unary(octx *c, onode *o, ir_op op, int gelu_tanh) {
     return 0;
 }
 
+/* Tanh of a runtime tensor: only inside the tanh GELU (see is_tanh_marker) */
+static int lower_tanh(octx *c, onode *o) {
+    int u = ir_of(c, o->in[0]);
+    if (u < 0) return -1;
+    int x = tanh_gelu_arg(c, u);
+    if (x < 0)
+        return unsupported(c, "Tanh is supported only inside the tanh-approximate GELU "
+                              "0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3))), and its input "
+                              "is not sqrt(2/pi) * (x + 0.044715 * x^3)");
+    ir_attrs a = {0};
+    a.gelu_tanh = 1; /* the marker */
+    int id = b_node(c, IR_OP_ERF, &x, 1, &a, 0, NULL);
+    if (id < 0) return -1;
+    val_set_ir(c, o->out[0], id);
+    return 0;
+}
+
 /* out = in (Identity, Dropout at inference, Cast between float types) */
 static int lower_alias(octx *c, onode *o) {
     oval *x = o->in[0];
@@ -1400,6 +1465,26 @@ static int lower_alias(octx *c, onode *o) {
     int id = ir_of(c, x);
     if (id < 0) return -1;
     val_set_ir(c, o->out[0], id);
+    return 0;
+}
+
+/* Identity of a weight: torch's export (eval mode) keeps one initializer of several with equal
+ * values and makes the others Identity nodes of it: norm2.weight = Identity(norm1.weight) when
+ * both are ones, every zero bias an Identity of one of them (a fresh timm model). They are
+ * separate parameters: each becomes a trainable weight of its own, named by the Identity's
+ * output (the PyTorch name), with a copy of the data. */
+static int lower_identity(octx *c, onode *o) {
+    oval *x = o->in[0], *v = o->out[0];
+    if (!(x->kind == VAL_CONST && x->weight)) return lower_alias(c, o);
+    v->kind = VAL_CONST;
+    v->etype = x->etype;
+    v->ndim = x->ndim;
+    memcpy(v->shape, x->shape, sizeof v->shape);
+    v->numel = x->numel;
+    v->weight = 1;
+    v->f = malloc(sizeof(float) * (size_t)x->numel);
+    if (!v->f) abort();
+    memcpy(v->f, x->f, sizeof(float) * (size_t)x->numel);
     return 0;
 }
 
@@ -1535,7 +1620,8 @@ static int lower_node(octx *c, onode *o) {
     if (strcmp(op, "Size") == 0) return lower_shape(c, o, 1);
     if (strcmp(op, "ConstantOfShape") == 0) return lower_constant_of_shape(c, o);
     if (strcmp(op, "Range") == 0) return lower_range(c, o);
-    if (strcmp(op, "Identity") == 0 || strcmp(op, "Dropout") == 0) return lower_alias(c, o);
+    if (strcmp(op, "Identity") == 0) return lower_identity(c, o);
+    if (strcmp(op, "Dropout") == 0) return lower_alias(c, o);
     if (strcmp(op, "Cast") == 0) return lower_cast(c, o);
     if (strcmp(op, "Reshape") == 0) {
         int64_t spec[IR_MAX_DIMS], shape[IR_MAX_DIMS];
@@ -1553,7 +1639,7 @@ static int lower_node(octx *c, onode *o) {
     if (strcmp(op, "Expand") == 0) return lower_expand(c, o);
     if (strcmp(op, "Transpose") == 0) return lower_transpose(c, o);
     static const char *const elementwise[] = {"Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Erf", "Neg",
-                                              "Equal", "Less", "Greater", "Not", "Where"};
+                                              "Equal", "Less", "Greater", "Not", "Where", "Tanh"};
     for (size_t k = 0; k < sizeof elementwise / sizeof *elementwise; k++) {
         if (strcmp(op, elementwise[k]) != 0) continue;
         int arity = k < 5 || (k >= 8 && k < 11) ? 2 : k == 12 ? 3 : 1;
@@ -1570,6 +1656,7 @@ static int lower_node(octx *c, onode *o) {
             val_set_ir(c, o->out[0], id);
             return 0;
         }
+        if (k == 13) return lower_tanh(c, o);
         return fail(c, "%s of a tensor computed at run time is not supported (only shape arithmetic folds)", op);
     }
     if (strcmp(op, "MatMul") == 0) return lower_matmul(c, o, 0);
@@ -1594,7 +1681,7 @@ static int op_is_known(const char *op) {
         "Constant", "Shape", "Size", "ConstantOfShape", "Range", "Identity", "Dropout", "Cast",
         "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Concat", "Gather", "Slice", "Split",
         "Expand", "Transpose", "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Erf", "Neg", "Equal",
-        "Less", "Greater", "Not", "Where", "MatMul", "Gemm", "Conv", "ReduceMean",
+        "Less", "Greater", "Not", "Where", "Tanh", "MatMul", "Gemm", "Conv", "ReduceMean",
         "LayerNormalization", "Softmax", "Gelu"};
     for (size_t k = 0; k < sizeof ops / sizeof *ops; k++)
         if (strcmp(op, ops[k]) == 0) return 1;
@@ -1696,6 +1783,21 @@ static ir_graph *prune(octx *c, int out) {
         if (g->nodes[i].op == IR_OP_INPUT) live[i] = 1;
         if (!live[i]) continue;
         for (int k = 0; k < g->nodes[i].ninputs; k++) live[g->nodes[i].inputs[k]] = 1;
+    }
+    for (int i = 0; i < g->n; i++) {
+        if (!live[i] || !is_tanh_marker(c, i)) continue;
+        /* a Tanh of the GELU's inner form whose 0.5 * x * (1 + tanh) never followed */
+        int k = g->nodes[i].loc.line - 1;
+        const Onnx__GraphProto *gp = c->model->graph;
+        c->node = k >= 0 && (size_t)k < gp->n_node ? gp->node[k] : NULL;
+        c->node_index = k;
+        c->node_name = c->node && c->node->name && *c->node->name ? c->node->name : g->nodes[i].name ? g->nodes[i].name : "";
+        fail(c, "Tanh is supported only inside the tanh-approximate GELU "
+                "0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3))), and its result is used otherwise");
+        c->node = NULL;
+        free(live);
+        free(map);
+        return NULL;
     }
     ir_graph *ng = ir_graph_new();
     for (int i = 0; i < g->n; i++) {

@@ -1,6 +1,6 @@
 /* cuda_emu.h: runs the CUDA C of a generated kernels.cu on the CPU (the `emu` target).
  *
- * Compile kernels.cu with the host C++ compiler: `g++ -std=c++17 -O2 -DDEITC_EMU -I runtime`
+ * Compile kernels.cu with the host C++ compiler: `g++ -std=c++17 -O3 -DDEITC_EMU -I runtime`
  * (no -ffast-math: fp16 emulation and inf/nan handling rely on IEEE floats). Header only: no
  * object file to link, pthreads for the optional second OS thread (link -pthread).
  *
@@ -20,6 +20,9 @@
  *     // = emu_launch("softmax_rows", softmax_rows, grid, block, dyn_shared_bytes,
  *     //              needs_fibers, args...)
  *
+ * Both are macros that make the kernel a template argument (so it must be a kernel's name, not
+ * a function pointer variable): the compiler inlines it into the per-block thread loop.
+ *
  * needs_fibers: pass true when the kernel (or a helper it calls) uses __syncthreads, a warp
  * shuffle/vote or __syncwarp; its threads then run as cooperative fibers. Pass false for
  * barrier-free kernels: each block's threads run as a plain loop (much faster). A barrier met
@@ -34,6 +37,15 @@
  * Fibers switch with a 14-instruction x86-64 stack swap (elsewhere, or with -DEMU_USE_UCONTEXT,
  * ucontext). Under AddressSanitizer every switch is annotated (__sanitizer_*_switch_fiber),
  * so out-of-bounds accesses in kernels are reported as in any host code.
+ *
+ * Where the time goes (and what keeps it low): a fiber kernel costs about one stack swap
+ * (~15-20 ns with its cache misses) per thread and rendezvous, plus one per thread start.
+ * So: a waiting thread hands control straight to the next runnable one (no scheduler in
+ * between); fibers live on from block to block and launch to launch, parked between threads
+ * (no context set-up per block); dc_warp_sum/max and dc_block_sum/sum2/max meet once instead of
+ * once per shuffle and barrier (emu::warp_reduce, emu::block_reduce: the GPU arithmetic, bit for
+ * bit); stack tops are staggered against L1 set aliasing. Fewer threads per reduction help most:
+ * codegen gives rows of up to 1024 one warp each (32 fibers a row, not 200+).
  */
 #ifndef DEITC_CUDA_EMU_H
 #define DEITC_CUDA_EMU_H
@@ -294,6 +306,7 @@ struct Launch {
     size_t dyn_bytes;
     bool fibers;
     void (*call)(void *);   /* runs the kernel body once for the current thread */
+    void (*call_block)(void *, dim3); /* runs it for every thread of a block in turn (no fibers) */
     void *ctx;
     long nblocks, next;     /* next: the block to take (atomic) */
 };
@@ -310,7 +323,7 @@ struct Fiber {
 struct Worker {
     Fiber *fibers;
     char *stacks;             /* cap stacks of GUARD_BYTES + STACK_BYTES, guard at the bottom */
-    int cap;
+    int cap, made;            /* made: fibers 0..made-1 exist (parked between blocks) */
     Ctx sched;
     void *sched_fake;
     const void *sched_bottom;
@@ -383,7 +396,7 @@ static inline const char *thread_str(char *buf, uint3 t) {
 
 /* The running fiber f stops (its state is already WAIT_* or DONE): control goes straight to
  * the next runnable fiber of the block after it (round robin), or back to the scheduler once
- * every fiber has exited. One stack swap, no trip through the scheduler. */
+ * every thread of the block has exited. One stack swap, no trip through the scheduler. */
 static inline void switch_from(Worker *w, Fiber *f) {
     const int n = w->nthreads;
     Fiber *fs = w->fibers;
@@ -396,23 +409,23 @@ static inline void switch_from(Worker *w, Fiber *f) {
             break;
         }
     }
-    const bool done = f->state == DONE; /* then its ASan fake stack goes (nullptr below) */
     w->switches++;
     if (g) {
         w->cur = g;
         threadIdx = g->tid;
-        asan_start(done ? nullptr : &f->asan_fake, stack_of(w, j), STACK_BYTES);
+        asan_start(&f->asan_fake, stack_of(w, j), STACK_BYTES);
         ctx_swap(&f->ctx, &g->ctx);
     } else {
         if (w->n_done < n) deadlock(w);
         w->cur = nullptr;
-        asan_start(done ? nullptr : &f->asan_fake, w->sched_bottom, w->sched_size);
+        asan_start(&f->asan_fake, w->sched_bottom, w->sched_size);
         ctx_swap(&f->ctx, &w->sched);
     }
-    if (done) fatal("a finished fiber was resumed");
     asan_finish(f->asan_fake, nullptr, nullptr);
 }
 
+/* A fiber runs thread idx of every block (and launch) this OS thread runs: when the thread
+ * exits it parks here, and the next block resumes it (no new context, warm stack). */
 static void fiber_main() {
     Worker *w = &tls_worker;
     Fiber *f = w->cur;
@@ -420,51 +433,68 @@ static void fiber_main() {
     size_t size = 0;
     asan_finish(nullptr, &bottom, &size);
     if (f->idx == 0) w->sched_bottom = bottom, w->sched_size = size; /* fiber 0: started by the scheduler */
-    w->L->call(w->L->ctx);
-    f->state = DONE;
-    w->n_done++;
-    switch_from(w, f);
+    for (;;) {
+        w->L->call(w->L->ctx);
+        f->state = DONE;
+        w->n_done++;
+        switch_from(w, f);
+    }
 }
 
-static inline void stacks_reserve(Worker *w, int n) {
-    if (n <= w->cap) return;
-    if (w->stacks) munmap(w->stacks, (size_t)w->cap * (GUARD_BYTES + STACK_BYTES));
-    free(w->fibers);
-    size_t bytes = (size_t)n * (GUARD_BYTES + STACK_BYTES);
-    void *p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) fatal("cannot map %zu bytes of fiber stacks", bytes);
-    w->stacks = (char *)p;
-    for (int i = 0; i < n; i++) mprotect(stack_of(w, i) - GUARD_BYTES, GUARD_BYTES, PROT_NONE);
-    w->fibers = (Fiber *)calloc((size_t)n, sizeof(Fiber));
-    if (!w->fibers) fatal("out of memory");
-    w->cap = n;
+static inline void stacks_unmap(Worker *w) {
+    if (!w->stacks) return;
+    size_t bytes = (size_t)w->cap * (GUARD_BYTES + STACK_BYTES);
+#ifdef EMU_ASAN
+    __asan_unpoison_memory_region(w->stacks, bytes); /* parked fibers' frames */
+#endif
+    munmap(w->stacks, bytes);
+}
+
+/* n fibers, made (fresh contexts) where they do not exist yet. Growing drops the parked ones. */
+static inline void fibers_reserve(Worker *w, int n) {
+    if (n > w->cap) {
+        stacks_unmap(w);
+        free(w->fibers);
+        size_t bytes = (size_t)n * (GUARD_BYTES + STACK_BYTES);
+        void *p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) fatal("cannot map %zu bytes of fiber stacks", bytes);
+        w->stacks = (char *)p;
+        for (int i = 0; i < n; i++) mprotect(stack_of(w, i) - GUARD_BYTES, GUARD_BYTES, PROT_NONE);
+        w->fibers = (Fiber *)calloc((size_t)n, sizeof(Fiber));
+        if (!w->fibers) fatal("out of memory");
+        w->cap = n, w->made = 0;
+    }
+    /* Stack tops are staggered by 64 bytes a fiber so that the hot frames of a block's threads
+     * do not all fall into the same L1 cache sets (the stacks are 68 KiB apart). */
+    for (int i = w->made; i < n; i++) {
+        Fiber *f = &w->fibers[i];
+        f->idx = i;
+        f->asan_fake = nullptr;
+#ifdef EMU_ASAN
+        __asan_unpoison_memory_region(stack_of(w, i), STACK_BYTES);
+#endif
+        ctx_make(&f->ctx, stack_of(w, i), STACK_BYTES - (size_t)(i & 63) * 64, fiber_main);
+    }
+    if (n > w->made) w->made = n;
 }
 
 static inline void worker_release(Worker *w) {
-    if (w->stacks) munmap(w->stacks, (size_t)w->cap * (GUARD_BYTES + STACK_BYTES));
+    stacks_unmap(w);
     free(w->fibers);
-    w->stacks = nullptr, w->fibers = nullptr, w->cap = 0;
+    w->stacks = nullptr, w->fibers = nullptr, w->cap = 0, w->made = 0;
 }
 
-/* Runs one block as fibers. The scheduler starts thread 0; from then on the fibers pass
+/* Runs one block as fibers. The scheduler resumes thread 0; from then on the fibers pass
  * control among themselves (switch_from) until the last one exits. Order: round robin; the
- * thread that completes a barrier runs on first. Stacks are reused from block to block; their
- * tops are staggered by 64 bytes a thread so that the hot frames of the block's threads do not
- * all fall into the same L1 cache sets (the stacks are 68 KiB apart). */
+ * thread that completes a barrier runs on first. */
 static inline void run_block_fibers(Worker *w) {
     const dim3 b = w->L->block;
     int n = w->nthreads;
     for (int i = 0; i < n; i++) {
         Fiber *f = &w->fibers[i];
         f->state = RUNNABLE;
-        f->idx = i;
         f->tid = {i % b.x, (i / b.x) % b.y, i / (b.x * b.y)};
         f->lane = (unsigned)i % 32, f->warp = (unsigned)i / 32, f->seq = 0;
-        f->asan_fake = nullptr;
-#ifdef EMU_ASAN
-        __asan_unpoison_memory_region(stack_of(w, i), STACK_BYTES);
-#endif
-        ctx_make(&f->ctx, stack_of(w, i), STACK_BYTES - (size_t)(i & 63) * 64, fiber_main);
     }
     w->n_done = 0, w->n_wait_block = 0, w->n_wait_red = 0;
     memset(w->warp_arrived, 0, sizeof w->warp_arrived);
@@ -486,7 +516,7 @@ static inline void run_blocks(const Launch *Lc) {
     w->nthreads = (int)(L->block.x * L->block.y * L->block.z);
     w->cur = nullptr;
     blockDim = L->block, gridDim = L->grid;
-    if (L->fibers) stacks_reserve(w, w->nthreads);
+    if (L->fibers) fibers_reserve(w, w->nthreads);
     w->dyn_smem = L->dyn_bytes ? (unsigned char *)malloc(L->dyn_bytes) : nullptr;
     if (L->dyn_bytes && !w->dyn_smem) fatal("out of memory for dynamic shared memory");
     for (;;) {
@@ -498,12 +528,7 @@ static inline void run_blocks(const Launch *Lc) {
             run_block_fibers(w);
             continue;
         }
-        for (unsigned z = 0; z < L->block.z; z++)
-            for (unsigned y = 0; y < L->block.y; y++)
-                for (unsigned x = 0; x < L->block.x; x++) {
-                    threadIdx = {x, y, z};
-                    L->call(L->ctx);
-                }
+        L->call_block(L->ctx, L->block);
     }
     free(w->dyn_smem);
     w->dyn_smem = nullptr;
@@ -627,7 +652,7 @@ static inline void butterfly(float *v, int op) {
         memcpy(v, t, sizeof t);
     }
 }
-static inline void warp_reduce_finish(unsigned long long *x, int op) {
+__attribute__((noinline)) static void warp_reduce_finish(unsigned long long *x, int op) {
     float v[32];
     for (int l = 0; l < 32; l++) v[l] = from_bits<float>(x[l]);
     butterfly(v, op);
@@ -727,16 +752,34 @@ static inline void emu_set_threads(int n) { emu::n_os_threads = n > 0 ? n : 1; }
 /* Context switches done by this OS thread so far (for measurements). */
 static inline unsigned long long emu_switch_count() { return emu::tls_worker.switches; }
 
-template <typename... P, typename... A>
-static inline void emu_launch(const char *name, void (*kernel)(P...), dim3 grid, dim3 block,
-                              size_t dyn_shared_bytes, bool needs_fibers, A... args) {
-    static_assert(sizeof...(P) == sizeof...(A), "emu_launch: wrong number of kernel arguments");
-    auto body = [&]() { kernel(static_cast<P>(args)...); };
-    emu::Launch L = {name, grid, block, dyn_shared_bytes, needs_fibers,
-                     [](void *c) { (*static_cast<decltype(body) *>(c))(); }, &body, 0, 0};
-    emu::launch(&L);
+namespace emu {
+/* The kernel is a template argument, so the compiler inlines it into these two: one call per
+ * thread start (fibers), or one loop over the block's threads with the kernel's body inside
+ * (barrier-free kernels: no call per thread, loop-invariant work hoisted). */
+template <typename Body> static void call_body(void *c) { (*static_cast<Body *>(c))(); }
+template <typename Body> __attribute__((flatten)) static void call_body_block(void *c, dim3 b) {
+    Body &body = *static_cast<Body *>(c);
+    for (unsigned z = 0; z < b.z; z++)
+        for (unsigned y = 0; y < b.y; y++)
+            for (unsigned x = 0; x < b.x; x++) {
+                threadIdx = {x, y, z};
+                body();
+            }
 }
+template <auto Kernel, typename... A>
+static inline void launch_kernel(const char *name, dim3 grid, dim3 block, size_t dyn_shared_bytes, bool needs_fibers,
+                                 A... args) {
+    auto body = [&]() { Kernel(args...); };
+    Launch L = {name, grid, block, dyn_shared_bytes, needs_fibers, call_body<decltype(body)>,
+                call_body_block<decltype(body)>, &body, 0, 0};
+    launch(&L);
+}
+} /* namespace emu */
+
+/* emu_launch(name, kernel, grid, block, dyn_shared_bytes, needs_fibers, args...): kernel must
+ * name a kernel (a constant, not a function pointer variable): it becomes a template argument. */
+#define emu_launch(name, kernel, ...) emu::launch_kernel<kernel>(name, __VA_ARGS__)
 #define EMU_LAUNCH(kernel, grid, block, dyn_shared_bytes, needs_fibers, ...) \
-    emu_launch(#kernel, kernel, grid, block, dyn_shared_bytes, needs_fibers, __VA_ARGS__)
+    emu::launch_kernel<kernel>(#kernel, grid, block, dyn_shared_bytes, needs_fibers, __VA_ARGS__)
 
 #endif /* DEITC_CUDA_EMU_H */

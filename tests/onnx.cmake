@@ -1,6 +1,8 @@
 # onnx.cmake: tests of the ONNX frontend (frontend/onnx.c): loading every committed case
-# (tests/data/onnx, deit_micro) against PyTorch's logits, bad inputs, the deitc command on
-# .onnx models (run, training steps, inspect histograms vs YAML), a full-size DeiT-Ti exported
+# (tests/data/onnx incl. the do_constant_folding=False / static batch / tanh GELU exports of
+# onnx/export, deit_micro) against PyTorch's logits, bad inputs, the deitc command on .onnx
+# models (run, training steps, inspect histograms vs YAML, the ONNX exports of the other
+# oracle sizes, a static batch refused), a full-size DeiT-Ti exported
 # at test time (skipped without torch), and the fuzz target replayed (libFuzzer with
 # -DDEITC_FUZZ=ON and clang).
 if(NOT DEITC_HAVE_ONNX)
@@ -18,8 +20,37 @@ set_tests_properties(onnx_tiny PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
 # training through the ONNX model needs the training pass (passes/training.c)
 set_tests_properties(onnx_cli-train PROPERTIES LABELS "training")
 
+# `deitc run` on the ONNX exports beside the PyTorch oracles of other sizes (tests/data/<case>/,
+# ../shared/tools/deit_ref.py): logits within 1e-4 and the losses of 3 AdamW steps within 1e-4.
+# The model's own initializers are the weights (a folded export renames the Linear weights).
+function(deitc_onnx_oracle_case name model)
+  set(dir ${DEITC_TESTDATA}/${name})
+  set(common -DDEITC=$<TARGET_FILE:deitc> -DCOMPARE=$<TARGET_FILE:st_compare>)
+  add_test(NAME onnx_oracle_${name}_logits COMMAND ${CMAKE_COMMAND} ${common}
+    "-DRUN=run;${dir}/${model};--input;${dir}/batch.safetensors"
+    "-DCHECKS=${dir}/expected.safetensors|1e-4|logits"
+    -P ${CMAKE_CURRENT_LIST_DIR}/tools/run_and_compare.cmake)
+  add_test(NAME onnx_oracle_${name}_train COMMAND ${CMAKE_COMMAND} ${common}
+    "-DRUN=run;${dir}/${model};--input;${dir}/batch.safetensors;--steps;3;--lr;1e-3;--weight-decay;0.05"
+    "-DCHECKS=${dir}/expected.safetensors|1e-4|losses"
+    -P ${CMAKE_CURRENT_LIST_DIR}/tools/run_and_compare.cmake)
+  set_tests_properties(onnx_oracle_${name}_logits onnx_oracle_${name}_train PROPERTIES LABELS oracle)
+  set_tests_properties(onnx_oracle_${name}_train PROPERTIES LABELS "oracle;training")
+endfunction()
+# head dim 16, 3 blocks, image 48, opset 14
+deitc_onnx_oracle_case(deit_img48_h3_d3 deit_opset14.onnx)
+# head dim 8, 1 block, image 24, patch 6, opset 15
+deitc_onnx_oracle_case(deit_img24_h5_d1 deit_opset15.onnx)
+
+# A static-batch export (batch 3) run on a batch of 2: refused by `deitc run`, saying why.
+add_test(NAME onnx_static_batch_cli
+  COMMAND sh -c "d=$(mktemp -d) && \"$0\" run \"$1\" --input \"$2\" -o \"$d/out.safetensors\" >\"$d/log\" 2>&1; r=$?; cat \"$d/log\"; grep -q 'fixed batch of 3, but batch 2 is asked for' \"$d/log\"; g=$?; rm -rf \"$d\"; [ $r -ne 0 ] && [ $g -eq 0 ]"
+          $<TARGET_FILE:deitc> ${DEITC_TESTDATA}/onnx/export/gelu_tanh/deit_opset13_static_nofold.onnx
+          ${DEITC_TESTDATA}/onnx/export/nofold/batch.safetensors)
+
 # The fuzz target, replayed over the committed models plus deterministic mutations (any compiler).
 set(ONNX_FUZZ_SEEDS ${CMAKE_SOURCE_DIR}/tests/data/onnx/bad ${CMAKE_SOURCE_DIR}/tests/data/onnx/ops ${CMAKE_SOURCE_DIR}/tests/data/onnx/small/deit_opset14.onnx
+    ${CMAKE_SOURCE_DIR}/tests/data/onnx/export/gelu_tanh/deit_opset13_static_nofold.onnx
     ${CMAKE_SOURCE_DIR}/tests/data/onnx/small/deit_opset18.onnx ${CMAKE_SOURCE_DIR}/tests/data/onnx/small/deit_opset20_gelu.onnx)
 add_executable(fuzz_onnx_replay ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_onnx.c ${CMAKE_CURRENT_LIST_DIR}/fuzz/replay_main.c)
 target_link_libraries(fuzz_onnx_replay PRIVATE deitc_frontend deitc_ir deitc_rt m)

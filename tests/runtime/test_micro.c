@@ -58,7 +58,7 @@ int main(void) {
             matched++;
         }
         fprintf(stderr, "%d weights after 3 steps: worst relative L2 error %.2e (%s)\n", matched, worst, worst_name);
-        CHECK(matched >= 30 && worst < 1e-2);
+        CHECK(matched >= 30 && worst < 5e-3);
         rt_tensor_set_free(&got);
     }
     /* first step's loss (metrics) and eval's loss = the oracle's forward loss */

@@ -1,5 +1,6 @@
 # run_and_compare.cmake: runs `deitc ${RUN} -o OUT` into a fresh temporary directory, then
-# st_compare OUT against each "EXPECTED|TOL|NAME,NAME" entry of CHECKS (';'-separated).
+# st_compare OUT against each "EXPECTED|TOL|NAME,NAME[|BASE]" entry of CHECKS (';'-separated);
+# with BASE, the changes from BASE are compared (st_compare --delta).
 string(RANDOM LENGTH 8 tag)
 set(dir "$ENV{TMPDIR}")
 if(NOT dir)
@@ -18,7 +19,13 @@ foreach(check ${CHECKS})
   list(GET parts 1 tol)
   list(GET parts 2 names)
   string(REPLACE "," ";" names "${names}")
-  execute_process(COMMAND ${COMPARE} ${dir}/out.safetensors ${expected} ${tol} ${names} RESULT_VARIABLE rc)
+  set(delta "")
+  list(LENGTH parts nparts)
+  if(nparts GREATER 3)
+    list(GET parts 3 base)
+    set(delta --delta ${base})
+  endif()
+  execute_process(COMMAND ${COMPARE} ${delta} ${dir}/out.safetensors ${expected} ${tol} ${names} RESULT_VARIABLE rc)
   if(NOT rc EQUAL 0)
     file(REMOVE_RECURSE ${dir})
     message(FATAL_ERROR "comparison against ${expected} failed")

@@ -1,9 +1,12 @@
 /* st_compare.c: compares tensors of two safetensors files by relative L2 error.
  *
- *   st_compare GOT EXPECTED TOL [NAME|PREFIX*]...
+ *   st_compare [--delta BASE] GOT EXPECTED TOL [NAME|PREFIX*]...
  *
+ * With --delta, compares the changes (GOT - BASE) and (EXPECTED - BASE) instead: after a few
+ * optimizer steps the weights barely move, so this is what shows the update itself is right.
  * Each NAME must exist in both files (PREFIX* matches every tensor of EXPECTED whose name starts
- * with PREFIX, and at least one must); with no names, every tensor of EXPECTED is compared.
+ * with PREFIX, and at least one must); with no names, every tensor of EXPECTED is compared;
+ * !PATTERN leaves out the tensors it matches.
  * EXPECTED's tensor may be named differently in GOT with GOTNAME=EXPNAME. Prints one line per
  * tensor with its error and the worst; exits 1 if any error exceeds TOL or anything is missing. */
 #include <fnmatch.h>
@@ -11,6 +14,20 @@
 
 #include "runtime/rt.h"
 #include "tests/harness.h"
+
+static const rt_tensor_set *delta_base; /* --delta: compare changes from this set */
+
+/* subtracts base's tensor `name` (when --delta is on) from x */
+static int subtract_base(float *x, const char *name, int64_t n) {
+    if (!delta_base) return 0;
+    const rt_tensor *t = rt_tensor_set_find(delta_base, name);
+    if (!t || rt_tensor_numel(t) != n) return -1;
+    float *b = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    int rc = rt_tensor_to_f32(t, b);
+    for (int64_t i = 0; !rc && i < n; i++) x[i] -= b[i];
+    free(b);
+    return rc;
+}
 
 static double compare(const rt_tensor *a, const rt_tensor *b, const char *name) {
     int64_t n = rt_tensor_numel(b);
@@ -26,6 +43,9 @@ static double compare(const rt_tensor *a, const rt_tensor *b, const char *name) 
              memcmp(xi, yi, sizeof(int64_t) * (size_t)n)) ? INFINITY : 0;
         free(xi);
         free(yi);
+    } else if (subtract_base(x, name, n) || subtract_base(y, name, n)) {
+        printf("  %-40s not in the --delta base\n", name);
+        e = INFINITY;
     } else {
         e = test_rel_l2(x, y, n);
     }
@@ -35,8 +55,19 @@ static double compare(const rt_tensor *a, const rt_tensor *b, const char *name) 
 }
 
 int main(int argc, char **argv) {
+    rt_tensor_set base = {0};
+    char err0[512];
+    if (argc > 2 && strcmp(argv[1], "--delta") == 0) {
+        if (rt_safetensors_read(argv[2], &base, err0, sizeof err0)) {
+            fprintf(stderr, "%s\n", err0);
+            return 1;
+        }
+        delta_base = &base;
+        argv += 2;
+        argc -= 2;
+    }
     if (argc < 4) {
-        fprintf(stderr, "usage: st_compare GOT EXPECTED TOL [NAME|PREFIX*|GOTNAME=EXPNAME]...\n");
+        fprintf(stderr, "usage: st_compare [--delta BASE] GOT EXPECTED TOL [NAME|PREFIX*|GOTNAME=EXPNAME]...\n");
         return 2;
     }
     char err[512];
@@ -48,8 +79,15 @@ int main(int argc, char **argv) {
     int failures = 0, compared = 0;
     for (int t = 0; t < exp.count; t++) {
         const char *ename = exp.tensors[t].name, *gname = ename;
-        int wanted = argc == 4;
+        int wanted = argc == 4, excluded = 0;
+        for (int i = 4; i < argc; i++)
+            if (argv[i][0] == '!') {
+                excluded |= fnmatch(argv[i] + 1, ename, 0) == 0;
+                wanted |= i == 4 && argc == 5; /* only exclusions: everything else */
+            }
+        if (excluded) continue;
         for (int i = 4; i < argc && !wanted; i++) {
+            if (argv[i][0] == '!') continue;
             const char *eq = strchr(argv[i], '=');
             if (eq && strcmp(eq + 1, ename) == 0) {
                 static char buf[256];
@@ -69,11 +107,12 @@ int main(int argc, char **argv) {
             continue;
         }
         double e = compare(g, &exp.tensors[t], ename);
-        printf("  %-40s rel L2 %.3e%s\n", ename, e, e > tol ? "  > tolerance" : "");
-        if (e > tol) failures++;
+        printf("  %-40s rel L2 %.3e%s\n", ename, e, !(e <= tol) ? "  > tolerance" : "");
+        if (!(e <= tol)) failures++;
         if (e > worst) worst = e, worst_name = ename;
     }
     for (int i = 4; i < argc; i++) { /* every explicit name must have matched something */
+        if (argv[i][0] == '!') continue;
         int matched = 0;
         const char *pat = strchr(argv[i], '=') ? strchr(argv[i], '=') + 1 : argv[i];
         for (int t = 0; t < exp.count; t++) matched |= fnmatch(pat, exp.tensors[t].name, 0) == 0;
@@ -86,5 +125,6 @@ int main(int argc, char **argv) {
            tol, failures ? "FAIL" : "ok");
     rt_tensor_set_free(&got);
     rt_tensor_set_free(&exp);
+    rt_tensor_set_free(&base);
     return failures || !compared ? 1 : 0;
 }
