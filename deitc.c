@@ -35,7 +35,7 @@ typedef struct {
     int nfreeze;
     long steps, batch;
     double lr, weight_decay, label_smoothing, clip_grad_norm;
-    int grads, f64, has_lr;
+    int grads, f64;
 } cli_args;
 
 static void usage(void) {
@@ -46,8 +46,11 @@ static void usage(void) {
             "  deitc run     MODEL [-D ...] [--weights W.safetensors] --input X.safetensors -o OUT.safetensors\n"
             "                [--steps K --lr LR --weight-decay WD] [--grads] [--f64]\n"
             "  deitc compile MODEL [-D ...] -o EXE [--target cuda|emu] [--arch sm_XX] [--batch N]\n"
-            "                [--precision fp32|fp16|bf16] [--fuse all|none|NAME,...] [--emit-dir DIR]\n"
+            "                [--precision fp32] [--fuse all|none] [--emit-dir DIR]\n"
             "  deitc export  MODEL.onnx --weights TRAINED.safetensors -o OUT.onnx\n"
+            "Training options (dump --after training, run --steps, compile):\n"
+            "  --label-smoothing S  --clip-grad MAX_NORM  --freeze PATTERN (fnmatch, repeatable)\n"
+            "  --output NODE (ONNX: the output the loss goes on)\n"
             "MODEL is a .yaml or .onnx file. -D overrides a hyperparameter (img_size patch_size in_chans\n"
             "num_classes embed_dim depth num_heads mlp_ratio qkv_bias layer_norm_eps gelu).\n");
 }
@@ -88,6 +91,33 @@ static int parse_number(const char *flag, const char *s, double *out) {
     return 0;
 }
 
+/* The options each command takes; any other is refused rather than silently ignored. */
+static int option_allowed(const char *cmd, const char *opt) {
+    static const char *const train_opts = " --label-smoothing --clip-grad --freeze --output";
+    static const struct {
+        const char *cmd, *opts;
+    } table[] = {
+        {"inspect", " -D --batch"},
+        {"dump", " -D --after --batch"},
+        {"run", " -D --weights --input -o --steps --lr --weight-decay --grads --f64"},
+        {"compile", " -D -o --target --arch --precision --fuse --emit-dir --batch"},
+        {"export", " --weights -o"},
+    };
+    char key[64];
+    snprintf(key, sizeof key, " %.60s", opt);
+    if (strncmp(opt, "-D", 2) == 0) snprintf(key, sizeof key, " -D");
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        if (strcmp(table[i].cmd, cmd) != 0) continue;
+        int training = strcmp(cmd, "inspect") != 0 && strcmp(cmd, "export") != 0;
+        const char *lists[2] = {table[i].opts, training ? train_opts : ""};
+        for (int l = 0; l < 2; l++)
+            for (const char *at = strstr(lists[l], key); at; at = strstr(at + 1, key))
+                if (at[strlen(key)] == ' ' || at[strlen(key)] == 0) return 1;
+        return 0;
+    }
+    return 1; /* unknown commands are reported by main */
+}
+
 static int parse_args(int argc, char **argv, cli_args *a) {
     memset(a, 0, sizeof *a);
     a->lr = 1e-3;
@@ -100,6 +130,8 @@ static int parse_args(int argc, char **argv, cli_args *a) {
 #define NEED_VALUE() \
     do { if (!next) return bad_usage("%s needs a value", s); i++; } while (0)
         double num;
+        if (s[0] == '-' && s[1] && !option_allowed(a->command, s))
+            return bad_usage("'%s' does not take %s (see 'deitc --help')", a->command, s);
         if (strcmp(s, "-D") == 0 || strncmp(s, "-D", 2) == 0) {
             const char *def = s[2] ? s + 2 : next;
             if (!s[2]) NEED_VALUE();
@@ -135,7 +167,6 @@ static int parse_args(int argc, char **argv, cli_args *a) {
             NEED_VALUE();
             if (parse_number(s, next, &a->lr)) return 2;
             if (a->lr <= 0) return bad_usage("--lr must be positive, got %s", next);
-            a->has_lr = 1;
         } else if (strcmp(s, "--weight-decay") == 0) {
             NEED_VALUE();
             if (parse_number(s, next, &a->weight_decay)) return 2;

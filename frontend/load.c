@@ -1,6 +1,7 @@
 /* load.c: fe_load_model, the one entry the deitc command calls: picks the reader by the
  * file's extension (.yaml/.yml: yaml.c, .onnx: onnx.c when built with DEITC_HAVE_ONNX) and
- * checks the graph it returns with the IR verifier. */
+ * checks the graph it returns with the IR verifier. The model name it leaves in info is safe
+ * to print into JSON and C. */
 #include "frontend/frontend.h"
 
 #include <string.h>
@@ -30,6 +31,13 @@ int fe_load_model(const char *path, const fe_define *defines, int ndefines, int6
         return -1;
     }
     if (r) return -1;
+    /* The model's name ends up in JSON headers, generated C and file names: keep it to
+     * [A-Za-z0-9_.-], whatever the model file says. */
+    char *name = (char *)(*out)->info.model_name;
+    for (char *q = name; q && *q; q++)
+        if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+              *q == '_' || *q == '.' || *q == '-'))
+            *q = '_';
     if (ir_verify(*out)) { /* a frontend bug, but say so rather than go on */
         snprintf(err, errsize, "%s: internal error: the graph built from it fails verification: %s",
                  path, (*out)->error);

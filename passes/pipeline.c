@@ -21,7 +21,10 @@ ir_graph *pass_pipeline_run(ir_graph *g, const pass_options *o, const char *stop
         int known = 0;
         for (int i = 0; pass_names[i]; i++) known |= strcmp(pass_names[i], stop_after) == 0;
         if (!known) {
-            snprintf(err, errsize, "unknown pass '%s' (passes: check, training)", stop_after);
+            char list[256] = "";
+            for (int i = 0; pass_names[i]; i++)
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", pass_names[i]);
+            snprintf(err, errsize, "unknown pass '%s' (passes: %s)", stop_after, list);
             ir_graph_free(g);
             return NULL;
         }
@@ -45,6 +48,5 @@ ir_graph *pass_pipeline_run(ir_graph *g, const pass_options *o, const char *stop
             return NULL;
         }
     }
-    if (stop_after && strcmp(stop_after, "training") == 0) return g;
     return g;
 }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct {
     const char *cmd;
@@ -96,6 +97,24 @@ static int parse_double(const char *opt, const char *s, double min, double *out)
     return 0;
 }
 
+/* The options each command takes; any other is refused rather than silently ignored. */
+static int option_allowed(const char *cmd, const char *opt) {
+    static const struct {
+        const char *cmd, *opts;
+    } table[] = {
+        {"train", " --init --data --save --metrics --steps --epochs --lr --weight-decay --seed --warmup-steps"
+                  " --schedule --log-every --no-shuffle --synthetic --no-graph -v --verbose --profile "},
+        {"eval", " --init --data --synthetic --seed --no-graph -v --verbose "},
+        {"bench", " --init --steps --warmup --seed --no-graph -v --verbose --profile "},
+        {"info", " -v --verbose "},
+    };
+    char key[64];
+    snprintf(key, sizeof key, " %s ", opt);
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (!strcmp(table[i].cmd, cmd)) return strstr(table[i].opts, key) != NULL;
+    return 1; /* unknown commands are reported by the caller */
+}
+
 /* 0 ok, 2 usage error (message printed). */
 static int parse_args(int argc, char **argv, exe_args *a) {
     memset(a, 0, sizeof *a);
@@ -109,6 +128,11 @@ static int parse_args(int argc, char **argv, exe_args *a) {
         const char *s = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1;
         long lv;
+        if (s[0] == '-' && !option_allowed(a->cmd, s)) {
+            fprintf(stderr, "%s: error: '%s' does not take %s\n", prog, a->cmd, s);
+            usage(stderr);
+            return 2;
+        }
         if (!strcmp(s, "--init")) a->init = next;
         else if (!strcmp(s, "--data")) a->data = next;
         else if (!strcmp(s, "--save")) a->save = next;
@@ -163,6 +187,10 @@ static int parse_args(int argc, char **argv, exe_args *a) {
     }
     if (a->has_steps && a->has_epochs) {
         fprintf(stderr, "%s: error: give --steps or --epochs, not both\n", prog);
+        return 2;
+    }
+    if (a->lr <= 0) {
+        fprintf(stderr, "%s: error: --lr must be positive\n", prog);
         return 2;
     }
     return 0;
@@ -401,6 +429,23 @@ static int load_data(const exe_args *a, const rt_plan *p, rt_dataset *ds) {
 
 /* ---- train --------------------------------------------------------------------------------- */
 
+/* Fails early (before any training) when `path` cannot be written: creates and removes a
+ * probe file beside it, so a long run never ends with its results lost. */
+static int check_writable(const char *path) {
+    size_t n = strlen(path) + 32;
+    char *probe = malloc(n);
+    if (!probe) abort();
+    snprintf(probe, n, "%s.probe.%d", path, (int)getpid());
+    FILE *f = fopen(probe, "w");
+    int rc = f ? 0 : error("%s: cannot write there: %s", path, strerror(errno));
+    if (f) {
+        fclose(f);
+        unlink(probe);
+    }
+    free(probe);
+    return rc;
+}
+
 static int save_weights(session *s, const char *path, long steps) {
     const rt_plan *p = s->p;
     rt_tensor *ts = calloc((size_t)p->num_tensors + 1, sizeof *ts);
@@ -439,6 +484,7 @@ static int cmd_train(const exe_args *a, const rt_plan *p) {
     FILE *metrics = NULL;
     int64_t *perm = NULL, *idx = NULL;
     int rc = 1;
+    if (a->save && check_writable(a->save)) goto done;
     if (load_data(a, p, &ds)) goto done;
     if (ds.n < p->batch) {
         error("%s: the dataset has %lld images, fewer than the batch size %lld this executable was compiled for "

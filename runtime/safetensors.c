@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *const dtype_names[RT_DTYPE_COUNT] = {"F32", "F16", "BF16", "I32", "I64"};
@@ -278,7 +279,12 @@ int rt_safetensors_parse(const unsigned char *buf, size_t size, const char *what
                 t->name = key;
                 uint64_t off[2] = {0, 0};
                 if (parse_entry(&j, t, off)) goto bad;
-                uint64_t want = (uint64_t)rt_tensor_numel(t) * rt_dtype_size(t->dtype);
+                uint64_t want = rt_dtype_size(t->dtype);
+                for (int d = 0; d < t->ndim; d++)
+                    if (__builtin_mul_overflow(want, (uint64_t)t->shape[d], &want)) {
+                        rt_errorf(err, errsize, "%s: tensor '%s': shape too large", what, t->name);
+                        goto bad;
+                    }
                 if (off[1] < off[0] || off[1] - off[0] != want)
                     { rt_errorf(err, errsize, "%s: tensor '%s': data_offsets [%llu,%llu) hold %llu bytes, shape and dtype need %llu",
                          what, t->name, (unsigned long long)off[0], (unsigned long long)off[1],
@@ -309,18 +315,17 @@ int rt_safetensors_read(const char *path, rt_tensor_set *out, char *err, size_t 
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
     if (!f) return rt_errorf(err, errsize, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) {
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(f);
-        return rt_errorf(err, errsize, "%s: cannot seek (not a regular file?)", path);
+        return rt_errorf(err, errsize, "%s: not a regular file", path);
     }
-    long size = ftell(f);
-    rewind(f);
-    if (size < 0) {
-        fclose(f);
-        return rt_errorf(err, errsize, "%s: cannot read its size", path);
-    }
+    long size = (long)st.st_size;
     unsigned char *buf = malloc((size_t)size + 1);
-    if (!buf) abort();
+    if (!buf) {
+        fclose(f);
+        return rt_errorf(err, errsize, "%s: out of memory reading %ld bytes", path, size);
+    }
     size_t got = fread(buf, 1, (size_t)size, f);
     fclose(f);
     if (got != (size_t)size) {

@@ -68,8 +68,8 @@ if(DEITC_FUZZ)
   add_dependencies(fuzz_onnx deitc_frontend) # runs protoc-c first
   target_include_directories(fuzz_onnx PRIVATE ${DEITC_ONNX_GEN_DIR})
   target_compile_definitions(fuzz_onnx PRIVATE DEITC_HAVE_ONNX=1)
-  target_compile_options(fuzz_onnx PRIVATE -fsanitize=fuzzer,address,undefined)
-  target_link_options(fuzz_onnx PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_compile_options(fuzz_onnx PRIVATE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all)
+  target_link_options(fuzz_onnx PRIVATE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all)
   target_link_libraries(fuzz_onnx PRIVATE deitc_rt ${YAML_LIB} ${PROTOBUF_C_LIB} m)
   add_test(NAME onnx_fuzz
            # libFuzzer takes corpus folders only: the seed files are copied into a fresh one

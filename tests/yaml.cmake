@@ -24,8 +24,8 @@ elseif(DEITC_FUZZ)
   file(GLOB FUZZ_YAML_LIB_SOURCES ${CMAKE_SOURCE_DIR}/frontend/*.c ${CMAKE_SOURCE_DIR}/ir/*.c)
   list(FILTER FUZZ_YAML_LIB_SOURCES EXCLUDE REGEX "onnx\\.c$")
   add_executable(fuzz_yaml ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_yaml.c ${FUZZ_YAML_LIB_SOURCES})
-  target_compile_options(fuzz_yaml PRIVATE -fsanitize=fuzzer,address,undefined)
-  target_link_options(fuzz_yaml PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_compile_options(fuzz_yaml PRIVATE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all)
+  target_link_options(fuzz_yaml PRIVATE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all)
   target_link_libraries(fuzz_yaml PRIVATE deitc_rt ${YAML_LIB} m)
   add_test(NAME yaml_fuzz
            COMMAND sh -c "d=$(mktemp -d) && \"$0\" -max_total_time=20 -timeout=10 -rss_limit_mb=2048 -artifact_prefix=$d/ $d \"$@\"; r=$?; ls $d/crash-* $d/leak-* $d/timeout-* 2>/dev/null; rm -rf $d; exit $r"

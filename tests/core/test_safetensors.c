@@ -96,6 +96,17 @@ int main(void) {
     CHECK_MSG(strstr(err, "'w'") && strstr(err, "need 16"), "message: %s", err);
     free(buf);
 
+    /* a directory is not a file; a shape whose byte count overflows is rejected */
+    CHECK(rt_safetensors_read(dir, &s, err, sizeof err) != 0);
+    CHECK_MSG(strstr(err, "not a regular file"), "message: %s", err);
+    const char *h2 = "{\"w\":{\"dtype\":\"F32\",\"shape\":[1099511627776,4194304],\"data_offsets\":[0,0]}}";
+    memset(doc, 0, sizeof doc);
+    hl = strlen(h2);
+    doc[0] = (unsigned char)hl;
+    memcpy(doc + 8, h2, hl);
+    CHECK(rt_safetensors_parse(doc, 8 + hl, "doc", &s, err, sizeof err) != 0);
+    CHECK_MSG(strstr(err, "too large"), "message: %s", err);
+
     /* an unwritable path fails cleanly and leaves nothing */
     CHECK(rt_safetensors_write("/nonexistent-dir/x.safetensors", ts, 1, NULL, err, sizeof err) != 0);
     snprintf(path, sizeof path, "rm -rf %s", dir);

@@ -1,6 +1,6 @@
 /* emu_test.cc: runs tests/emu/test_kernels.cu on the CUDA emulator (cuda_emu.h) and checks
  * every kernel against plain C; fp16/bf16 conversions against an independent reference.
- * Modes (argv[1]): none = all checks; "deadlock", "nofibers", "partialwarp", "oob" = planted
+ * Modes (argv[1]): none = all checks; "deadlock", "nofibers", "partialwarp", "block2d", "oob" = planted
  * bugs the emu must diagnose (the test expects the message); "bench" = fiber-switch cost. */
 #include <algorithm>
 #include <chrono>
@@ -336,6 +336,12 @@ int main(int argc, char **argv) {
         std::vector<int> in(64), out(8 * 64);
         EMU_LAUNCH(warp_ops, dim3(1), dim3(48), 0, true, out.data(), buf.data(), in.data());
         fprintf(stderr, "the emu missed the shuffle in a partial warp\n");
+        return 1;
+    }
+    if (!strcmp(mode, "block2d")) { /* dc_block_* on a (32, 2) block: the GPU code would race */
+        std::vector<float> in(2 * 64), out(12 * 64);
+        EMU_LAUNCH(reductions, dim3(1), dim3(32, 2), 0, true, out.data(), in.data());
+        fprintf(stderr, "the emu missed the 2-D block reduction\n");
         return 1;
     }
     if (!strcmp(mode, "oob")) { /* heap buffer of exactly n floats; the kernel writes n+1 */

@@ -14,7 +14,10 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     if (rt_safetensors_parse(data, size, "fuzz", &s, err, sizeof err) == 0) {
         for (int i = 0; i < s.count; i++) {
             const rt_tensor *t = &s.tensors[i];
-            if ((uint64_t)rt_tensor_numel(t) * rt_dtype_size(t->dtype) != t->nbytes) abort();
+            uint64_t bytes = rt_dtype_size(t->dtype);
+            for (int d = 0; d < t->ndim; d++)
+                if (__builtin_mul_overflow(bytes, (uint64_t)t->shape[d], &bytes)) abort();
+            if (bytes != t->nbytes) abort();
         }
         rt_tensor_set_free(&s);
     }
