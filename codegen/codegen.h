@@ -98,6 +98,9 @@ void cg_write_report(const cg_program *p, FILE *f);
 
 /* ---- nvrtc.c ------------------------------------------------------------------------------ */
 
+/* The compute capability of the machine's first GPU as "sm_XY" (through the CUDA driver,
+ * loaded with dlopen), or "sm_90" where there is no driver or GPU. */
+const char *cg_default_arch(char *buf, size_t size);
 /* Creates a directory and its parents (like mkdir -p); 0 on success or if it exists. */
 int cg_mkdir_p(const char *path);
 

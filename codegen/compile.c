@@ -176,7 +176,8 @@ int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize
         snprintf(err, errsize, "unknown --target '%s' (cuda or emu)", target);
         return -1;
     }
-    const char *arch = o->arch ? o->arch : "sm_90";
+    char local_arch[16];
+    const char *arch = o->arch ? o->arch : cg_default_arch(local_arch, sizeof local_arch);
     /* Mixed precision and kernel fusion are passes still to come: refuse rather than
      * silently build an fp32 unfused executable under another name. */
     if (o->precision && strcmp(o->precision, "fp32") != 0) {

@@ -322,3 +322,27 @@ void cg_nvrtc_result_free(cg_nvrtc_result *r) {
     free(r->log);
     memset(r, 0, sizeof *r);
 }
+
+/* ---- the local GPU's architecture ------------------------------------------------------------ */
+
+const char *cg_default_arch(char *buf, size_t size) {
+    snprintf(buf, size, "sm_90");
+    void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) return buf; /* no driver: no GPU to match */
+    typedef int (*init_fn)(unsigned);
+    typedef int (*count_fn)(int *);
+    typedef int (*get_fn)(int *, int);
+    typedef int (*attr_fn)(int *, int, int);
+    init_fn cu_init = (init_fn)dlsym(lib, "cuInit");
+    count_fn cu_count = (count_fn)dlsym(lib, "cuDeviceGetCount");
+    get_fn cu_get = (get_fn)dlsym(lib, "cuDeviceGet");
+    attr_fn cu_attr = (attr_fn)dlsym(lib, "cuDeviceGetAttribute");
+    int n = 0, dev = 0, major = 0, minor = 0;
+    enum { CC_MAJOR = 75, CC_MINOR = 76 }; /* CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_* */
+    if (cu_init && cu_count && cu_get && cu_attr && cu_init(0) == 0 && cu_count(&n) == 0 && n > 0 &&
+        cu_get(&dev, 0) == 0 && cu_attr(&major, CC_MAJOR, dev) == 0 && cu_attr(&minor, CC_MINOR, dev) == 0 &&
+        major > 0)
+        snprintf(buf, size, "sm_%d%d", major, minor);
+    dlclose(lib);
+    return buf;
+}

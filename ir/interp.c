@@ -177,9 +177,10 @@ static void run_elementwise(const ir_graph *g, const ir_node *n, double **v, dou
 static void run_permute(const ir_graph *g, const ir_node *n, const double *x, double *out) {
     const ir_node *in = &g->nodes[n->inputs[0]];
     int64_t stride[IR_MAX_DIMS], idx[IR_MAX_DIMS], total = ir_numel(n);
-    for (int d = in->ndim - 1, s = 1; d >= 0; d--) {
+    int64_t s = 1;
+    for (int d = in->ndim - 1; d >= 0; d--) {
         stride[d] = s;
-        s *= (int)in->shape[d];
+        s *= in->shape[d];
     }
     for (int64_t i = 0; i < total; i++) {
         unravel(i, n->ndim, n->shape, idx);
