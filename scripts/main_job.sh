@@ -12,7 +12,7 @@ mkdir -p "$out"
 if command -v nvidia-smi > /dev/null && nvidia-smi -L > /dev/null 2>&1; then
   target=cuda; batch=64; steps=20
 else
-  target=emu; batch=4; steps=3
+  target=emu; batch=8; steps=10
   echo "main job: no GPU found, using the emu target (the same CUDA C, run on the CPU)"
 fi
 build/deitc inspect models/deit_tiny.yaml
