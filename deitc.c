@@ -500,7 +500,7 @@ static int cmd_compile(const cli_args *a) {
     if (a->fuse) co.fuse = a->fuse;
     co.emit_dir = a->emit_dir;
     co.output = a->output;
-    co.batch = a->batch ? a->batch : 8;
+    if (a->batch) co.batch = a->batch;
     ir_graph *g = load(a, co.batch);
     if (!g) return 1;
     pass_options po = make_pass_options(a, 1);

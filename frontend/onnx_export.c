@@ -4,9 +4,12 @@
  * protobuf-c schema does not know are written back as they were read.
  *
  * Invariants: the model must load with the ONNX reader (so it is one deitc can train); every
- * tensor of the weights file names an initializer of the main graph with the same shape and
- * dtype; replaced initializers hold their values inline (raw_data, never external data);
- * the output appears whole (temporary file + rename) or not at all.
+ * tensor of the weights file names an initializer of the main graph, or the output of an
+ * Identity node of one (torch's export deduplicates equal initializers into such nodes; the
+ * reader makes each its own weight), with the same shape and dtype; replaced initializers hold
+ * their values inline (raw_data, never external data); such an Identity node is dropped and a
+ * new initializer of its output's name takes its place (untied from its source); the output
+ * appears whole (temporary file + rename) or not at all.
  */
 #include "frontend/frontend.h"
 #include "runtime/rt.h"
@@ -119,6 +122,50 @@ static int write_model(const Onnx__ModelProto *m, const char *out, char *err, si
     return 0;
 }
 
+static int is_identity(const Onnx__NodeProto *n) {
+    return n->op_type && strcmp(n->op_type, "Identity") == 0 && (!n->domain || !*n->domain || strcmp(n->domain, "ai.onnx") == 0) &&
+           n->n_input == 1 && n->n_output == 1 && n->input[0] && n->output[0];
+}
+
+static Onnx__TensorProto *find_init(const Onnx__GraphProto *gp, const char *name) {
+    for (size_t k = 0; k < gp->n_initializer; k++)
+        if (gp->initializer[k]->name && strcmp(gp->initializer[k]->name, name) == 0) return gp->initializer[k];
+    return NULL;
+}
+
+/* The initializer behind `name` when `name` is the output of an Identity node whose input is
+ * an initializer or, in a chain, the output of such a node; the node's index in *node. NULL
+ * when `name` is no such output. */
+static Onnx__TensorProto *identity_of_init(const Onnx__GraphProto *gp, const char *name, size_t *node) {
+    for (size_t hops = 0; hops <= gp->n_node; hops++) {
+        size_t k = 0;
+        while (k < gp->n_node && !(is_identity(gp->node[k]) && strcmp(gp->node[k]->output[0], name) == 0)) k++;
+        if (k == gp->n_node) return NULL;
+        if (hops == 0) *node = k;
+        name = gp->node[k]->input[0];
+        Onnx__TensorProto *p = find_init(gp, name);
+        if (p) return p;
+    }
+    return NULL; /* a cycle: not a valid graph */
+}
+
+/* A graph input for a new initializer `name` beside source initializer `src` when the model
+ * lists its initializers among its inputs (IR version < 4 requires it): a shallow copy of
+ * src's input, renamed. NULL when src is not an input. */
+static Onnx__ValueInfoProto *input_for(const Onnx__GraphProto *gp, const char *src, char *name) {
+    for (size_t k = 0; k < gp->n_input; k++)
+        if (gp->input[k]->name && strcmp(gp->input[k]->name, src) == 0) {
+            Onnx__ValueInfoProto *v = malloc(sizeof *v);
+            if (!v) abort();
+            *v = *gp->input[k];
+            v->base.n_unknown_fields = 0;
+            v->base.unknown_fields = NULL;
+            v->name = name;
+            return v;
+        }
+    return NULL;
+}
+
 int fe_onnx_export(const char *model, const char *weights, const char *out, char *err, size_t errsize) {
     size_t len = strlen(model);
     if ((len > 5 && strcmp(model + len - 5, ".yaml") == 0) || (len > 4 && strcmp(model + len - 4, ".yml") == 0))
@@ -135,17 +182,33 @@ int fe_onnx_export(const char *model, const char *weights, const char *out, char
     ir_graph_free(g);
     rt_tensor_set w = {0};
     Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, data);
-    Onnx__TensorProto *saved = NULL; /* the replaced initializers as read, restored before freeing */
+    /* what was read, restored before freeing: the replaced initializers' contents and the
+     * graph's node, initializer and input arrays (new entries are ours, borrowing strings) */
+    Onnx__TensorProto *saved = NULL, **inits = NULL;
+    Onnx__NodeProto **nodes = NULL;
+    Onnx__ValueInfoProto **inputs = NULL;
+    Onnx__GraphProto *gp = NULL;
+    size_t n_init = 0, n_node = 0, n_input = 0;
     int rc = -1, replaced = 0;
     if (!m || !m->graph) {
         fail(err, errsize, "%s: not an ONNX model", model);
         goto done;
     }
     if (rt_safetensors_read(weights, &w, err, errsize)) goto done;
-    Onnx__GraphProto *gp = m->graph;
-    saved = malloc(sizeof *saved * (gp->n_initializer + 1));
+    gp = m->graph;
+    n_init = gp->n_initializer, n_node = gp->n_node, n_input = gp->n_input;
+    inits = gp->initializer, nodes = gp->node, inputs = gp->input;
+    saved = malloc(sizeof *saved * (n_init + 1));
     if (!saved) abort();
-    for (size_t k = 0; k < gp->n_initializer; k++) saved[k] = *gp->initializer[k];
+    for (size_t k = 0; k < n_init; k++) saved[k] = *inits[k];
+    /* room for one new initializer and input per Identity node */
+    gp->initializer = malloc(sizeof *gp->initializer * (n_init + n_node + 1));
+    gp->node = malloc(sizeof *gp->node * (n_node + 1));
+    gp->input = malloc(sizeof *gp->input * (n_input + n_node + 1));
+    if (!gp->initializer || !gp->node || !gp->input) abort();
+    memcpy(gp->initializer, inits, sizeof *inits * n_init);
+    memcpy(gp->node, nodes, sizeof *nodes * n_node);
+    memcpy(gp->input, inputs, sizeof *inputs * n_input);
     for (int i = 0; i < w.count; i++) {
         const rt_tensor *t = &w.tensors[i];
         int found = 0;
@@ -155,8 +218,28 @@ int fe_onnx_export(const char *model, const char *weights, const char *out, char
             if (replace(p, t, weights, err, errsize)) goto done;
             found = 1;
         }
+        size_t k = 0;
+        const Onnx__TensorProto *src = found ? NULL : identity_of_init(gp, t->name, &k);
+        if (src) { /* Identity(initializer) -> a new initializer of the Identity's output name */
+            Onnx__TensorProto *p = malloc(sizeof *p);
+            if (!p) abort();
+            onnx__tensor_proto__init(p);
+            p->n_dims = src->n_dims;
+            p->dims = src->dims;
+            p->has_data_type = 1;
+            p->data_type = src->data_type;
+            p->name = gp->node[k]->output[0];
+            gp->initializer[gp->n_initializer++] = p;
+            if (replace(p, t, weights, err, errsize)) goto done;
+            Onnx__ValueInfoProto *in = input_for(gp, src->name, p->name);
+            if (in) gp->input[gp->n_input++] = in;
+            memmove(gp->node + k, gp->node + k + 1, sizeof *gp->node * (gp->n_node - k - 1));
+            gp->n_node--;
+            found = 1;
+        }
         if (!found && !run_extra(t->name)) {
-            fail(err, errsize, "%s: tensor '%s' is not an initializer of %s", weights, t->name, model);
+            fail(err, errsize, "%s: tensor '%s' is not an initializer of %s, nor the output of an Identity node of one",
+                 weights, t->name, model);
             goto done;
         }
         replaced += found;
@@ -164,8 +247,14 @@ int fe_onnx_export(const char *model, const char *weights, const char *out, char
     if (write_model(m, out, err, errsize)) goto done;
     rc = replaced;
 done:
-    if (saved)
-        for (size_t k = 0; k < m->graph->n_initializer; k++) *m->graph->initializer[k] = saved[k];
+    if (inits) {
+        for (size_t k = n_init; k < gp->n_initializer; k++) free(gp->initializer[k]);
+        for (size_t k = n_input; k < gp->n_input; k++) free(gp->input[k]);
+        free(gp->initializer), free(gp->node), free(gp->input);
+        gp->initializer = inits, gp->node = nodes, gp->input = inputs;
+        gp->n_initializer = n_init, gp->n_node = n_node, gp->n_input = n_input;
+        for (size_t k = 0; k < n_init; k++) *inits[k] = saved[k];
+    }
     free(saved);
     onnx__model_proto__free_unpacked(m, NULL);
     rt_tensor_set_free(&w);

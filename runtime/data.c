@@ -6,6 +6,7 @@
  */
 #include "runtime/rt.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,7 +165,7 @@ static int load_cifar(const char *path, const rt_plan *p, rt_dataset *ds, char *
 int rt_dataset_load(const char *path, const rt_plan *p, rt_dataset *ds, char *err, size_t errsize) {
     memset(ds, 0, sizeof *ds);
     struct stat st;
-    if (stat(path, &st) != 0) return rt_errorf(err, errsize, "%s: no such file", path);
+    if (stat(path, &st) != 0) return rt_errorf(err, errsize, "%s: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode))
         return rt_errorf(err, errsize,
                     "%s: is a directory; ImageFolder datasets are not supported by this executable yet: convert it "

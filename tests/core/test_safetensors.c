@@ -21,7 +21,9 @@ static unsigned char *slurp(const char *path, size_t *size) {
 }
 
 int main(void) {
-    char err[512], path[512], dir[] = "/tmp/deitc_st_XXXXXX";
+    char err[512], path[1024], dir[400];
+    const char *tmpdir = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%.300s/deitc_st_XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
     CHECK(mkdtemp(dir) != NULL);
 
     /* round trip */
