@@ -525,14 +525,43 @@ static void reduce_shape(int64_t nout, int64_t r, int *tx, int *ty) {
     *ty = (int)y;
 }
 
+/* Two-pass plan of a reduction of nout outputs over R elements each. A GPU needs a few hundred
+ * blocks: a bias gradient of DeiT-S at batch 256 has 384 outputs (12 column tiles) of 50432
+ * rows each. Pass 1 cuts the rows into `chunks` ranges of `rows` and gives every (chunk, column
+ * tile) a block, which writes its partial sums to scratch part[chunk][nout]; pass 2 sums the
+ * partials of each output in chunk order. Both orders are fixed: the result is deterministic
+ * (no atomics). chunks == 1: one pass, straight into the output. */
+enum { RED_TARGET_BLOCKS = 512, RED_MIN_ROWS = 256 };
+typedef struct {
+    int tx, ty;
+    int64_t tiles;   /* column tiles of tx outputs */
+    int64_t chunks;  /* row ranges (1: single pass) */
+    int64_t rows;    /* rows of a range, a multiple of ty */
+} red_plan;
+
+static red_plan red_plan_of(int64_t nout, int64_t R) {
+    red_plan p;
+    reduce_shape(nout, R, &p.tx, &p.ty);
+    p.tiles = (nout + p.tx - 1) / p.tx;
+    int64_t want = (RED_TARGET_BLOCKS + p.tiles - 1) / p.tiles, most = R / RED_MIN_ROWS;
+    if (want > most) want = most;
+    p.chunks = 1;
+    p.rows = R;
+    if (want < 2) return p;
+    p.rows = (R + want - 1) / want;
+    p.rows = (p.rows + p.ty - 1) / p.ty * p.ty;
+    p.chunks = (R + p.rows - 1) / p.rows;
+    return p;
+}
+
 /* Appends the partial-sum combination and the store; `acc` holds this thread's partial. */
 static void reduce_finish(launch *l, int tx, int ty, int64_t nout, const char *store_fmt) {
     sb *b = &l->body;
     if (ty > 1) {
-        sb_printf(b, "    __shared__ float part[%d][%d];\n", ty, tx);
-        sb_printf(b, "    part[ty][tx] = acc;\n    __syncthreads();\n");
+        sb_printf(b, "    __shared__ float red[%d][%d];\n", ty, tx);
+        sb_printf(b, "    red[ty][tx] = acc;\n    __syncthreads();\n");
         sb_printf(b, "    if (ty == 0 && o < %lld) {\n", (long long)nout);
-        sb_printf(b, "        float s = 0.0f;\n        for (int k = 0; k < %d; k++) s += part[k][tx];\n", ty);
+        sb_printf(b, "        float s = 0.0f;\n        for (int k = 0; k < %d; k++) s += red[k][tx];\n", ty);
         sb_printf(b, "        ");
         sb_printf(b, store_fmt, "s");
         sb_printf(b, "\n    }\n");
@@ -544,12 +573,45 @@ static void reduce_finish(launch *l, int tx, int ty, int64_t nout, const char *s
     }
 }
 
+/* Pass 2 of a two-pass reduction: y[o] = scale * sum over k < chunks of part[k][o], in k order
+ * (one tx x ty block per column tile, the ty partial sums combined in a fixed order). */
+static void emit_partials_sum(emitter *e, int64_t part, int64_t chunks, int64_t nout, double scale) {
+    const ir_node *n = &e->g->nodes[e->node];
+    launch l = {0};
+    char tag[64], fl[64], v[128], stb[256], fmt[300];
+    snprintf(tag, sizeof tag, "%s_pass2", ir_op_name(n->op));
+    l.tag = tag;
+    param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    param(&l, "const float *", "part", part);
+    int tx, ty;
+    reduce_shape(nout, chunks, &tx, &ty);
+    sb *b = &l.body;
+    sb_printf(b, "    const int tx = threadIdx.x %% %d, ty = threadIdx.x / %d;\n", tx, tx);
+    sb_printf(b, "    const int o = (int)blockIdx.x * %d + tx;\n", tx);
+    sb_printf(b, "    float acc = 0.0f;\n");
+    sb_printf(b, "    if (o < %lld)\n", (long long)nout);
+    sb_printf(b, "        for (int k = ty; k < %lld; k += %d) acc += part[(long long)k * %lld + o];\n", (long long)chunks,
+              ty, (long long)nout);
+    if (scale != 1) snprintf(v, sizeof v, "%%s * %s", flit(fl, sizeof fl, scale));
+    else snprintf(v, sizeof v, "%%s");
+    snprintf(fmt, sizeof fmt, "y[o] = %s;", st(stb, sizeof stb, n->dtype, v));
+    reduce_finish(&l, tx, ty, nout, fmt);
+    finish(e, &l, (nout + tx - 1) / tx, tx * ty);
+}
+
+/* outputs and reduced elements per output of a sum_to / reduce_mean node */
+static void reduce_sizes(const ir_graph *g, const ir_node *n, int64_t *nout, int64_t *R) {
+    *nout = ir_numel(n);
+    *R = ir_numel(&g->nodes[n->inputs[0]]) / (*nout ? *nout : 1);
+}
+
 /* sum (or mean, scale != 1) of x over the dims where the node is 1 (right-aligned) */
 static int emit_reduce(emitter *e) {
     const ir_node *n = &e->g->nodes[e->node];
     const ir_node *x = &e->g->nodes[n->inputs[0]];
     int nd = x->ndim;
-    int64_t od[IR_MAX_DIMS], nout = ir_numel(n), R = ir_numel(x) / (nout ? nout : 1);
+    int64_t od[IR_MAX_DIMS], nout, R;
+    reduce_sizes(e->g, n, &nout, &R);
     double scale = 1;
     if (n->op == IR_OP_REDUCE_MEAN) {
         for (int d = 0; d < nd; d++) od[d] = d == n->attrs.axis ? 1 : x->shape[d];
@@ -579,32 +641,49 @@ static int emit_reduce(emitter *e) {
     }
     for (int k = 0; k < nk; k++) if (kt[k].div * kt[k].mod >= nout) kt[k].mod = 0;
     for (int k = 0; k < nr; k++) if (rt[k].div * rt[k].mod >= R) rt[k].mod = 0;
+    const red_plan rp = red_plan_of(nout, R);
+    int64_t part = rp.chunks > 1 ? e->m->scratch_offset[e->node] : -1;
+    assert(rp.chunks == 1 || part >= 0);
     launch l = {0};
-    l.tag = ir_op_name(n->op);
-    param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    char tag[64];
+    snprintf(tag, sizeof tag, "%s%s", ir_op_name(n->op), rp.chunks > 1 ? "_pass1" : "");
+    l.tag = tag;
+    if (rp.chunks > 1) param(&l, "float *", "part", part);
+    else param(&l, out_type(n->dtype), "y", off_of(e, e->node));
     param(&l, in_type(x->dtype), "x0", off_of(e, n->inputs[0]));
-    int tx, ty;
-    reduce_shape(nout, R, &tx, &ty);
     const char *it = idx_type(ir_numel(x));
     sb *b = &l.body;
-    sb_printf(b, "    const int tx = threadIdx.x %% %d, ty = threadIdx.x / %d;\n", tx, tx);
-    sb_printf(b, "    const %s o = (%s)blockIdx.x * %d + tx;\n", it, it, tx);
+    sb_printf(b, "    const int tx = threadIdx.x %% %d, ty = threadIdx.x / %d;\n", rp.tx, rp.tx);
+    if (rp.chunks > 1) {
+        sb_printf(b, "    const int chunk = blockIdx.x / %lld;\n", (long long)rp.tiles);
+        sb_printf(b, "    const %s o = (%s)(blockIdx.x %% %lld) * %d + tx;\n", it, it, (long long)rp.tiles, rp.tx);
+        sb_printf(b, "    const %s r0 = (%s)chunk * %lld, r1 = r0 + %lld < %lld ? r0 + %lld : %lld;\n", it, it,
+                  (long long)rp.rows, (long long)rp.rows, (long long)R, (long long)rp.rows, (long long)R);
+    } else {
+        sb_printf(b, "    const %s o = (%s)blockIdx.x * %d + tx;\n", it, it, rp.tx);
+    }
     sb_printf(b, "    float acc = 0.0f;\n    if (o < %lld) {\n", (long long)nout);
     sb_printf(b, "        const %s base = ", it);
     emit_terms(b, "o", kt, nk);
-    sb_printf(b, ";\n        for (%s r = ty; r < %lld; r += %d) {\n", it, (long long)R, ty);
+    if (rp.chunks > 1) sb_printf(b, ";\n        for (%s r = r0 + ty; r < r1; r += %d) {\n", it, rp.ty);
+    else sb_printf(b, ";\n        for (%s r = ty; r < %lld; r += %d) {\n", it, (long long)R, rp.ty);
     sb s = {0};
     emit_terms(&s, "r", rt, nr);
     char ref[600], lbuf[700], fl[64], stb[700], fmt[800];
     snprintf(ref, sizeof ref, "x0[base + %s]", s.s);
     free(s.s);
     sb_printf(b, "            acc += %s;\n        }\n    }\n", ld(lbuf, sizeof lbuf, x->dtype, ref));
-    char v[128];
-    if (scale != 1) snprintf(v, sizeof v, "%%s * %s", flit(fl, sizeof fl, scale));
-    else snprintf(v, sizeof v, "%%s");
-    snprintf(fmt, sizeof fmt, "y[o] = %s;", st(stb, sizeof stb, n->dtype, v));
-    reduce_finish(&l, tx, ty, nout, fmt);
-    finish(e, &l, (nout + tx - 1) / tx, tx * ty);
+    if (rp.chunks > 1) {
+        snprintf(fmt, sizeof fmt, "part[(long long)chunk * %lld + o] = %%s;", (long long)nout);
+    } else {
+        char v[128];
+        if (scale != 1) snprintf(v, sizeof v, "%%s * %s", flit(fl, sizeof fl, scale));
+        else snprintf(v, sizeof v, "%%s");
+        snprintf(fmt, sizeof fmt, "y[o] = %s;", st(stb, sizeof stb, n->dtype, v));
+    }
+    reduce_finish(&l, rp.tx, rp.ty, nout, fmt);
+    finish(e, &l, rp.tiles * rp.chunks, rp.tx * rp.ty);
+    if (rp.chunks > 1) emit_partials_sum(e, part, rp.chunks, nout, scale);
     return 0;
 }
 
@@ -670,11 +749,226 @@ static void emit_row_stats(sb *b, const row_shape *rs, const char *xr, ir_dtype 
     sb_printf(b, "%s);\n", flit(fl, sizeof fl, eps));
 }
 
+/* ---- row kernels, rows of up to ROW_WARP_MAX: one warp per row, the row in registers ---------
+ *
+ * Lane l holds columns l, l + 32, ... (K = ceil(C / 32) values, arrays indexed by unrolled
+ * constants: registers), so each row is read from memory once and every pass after the first
+ * (mean, variance, exp, the outputs) works on registers: softmax computes exp once per element.
+ * Padding lanes (C not a multiple of 32) hold a neutral value and store nothing. */
+
+/* `float name[K]` = the row's columns lane + 32 k loaded from ref (a pointer expression
+ * indexed by c), `pad` where c >= C */
+static void emit_row_load(sb *b, const char *name, const char *ptr, ir_dtype t, int64_t C, const char *pad) {
+    char ref[128], lb[192];
+    int64_t K = (C + 31) / 32;
+    snprintf(ref, sizeof ref, "%s[c]", ptr);
+    ld(lb, sizeof lb, t, ref);
+    sb_printf(b, "    float %s[%lld];\n", name, (long long)K);
+    sb_printf(b, "    DC_UNROLL for (int k = 0; k < %lld; k++) {\n", (long long)K);
+    sb_printf(b, "        const int c = lane + 32 * k;\n");
+    if (C % 32) sb_printf(b, "        %s[k] = c < %lld ? %s : %s;\n    }\n", name, (long long)C, lb, pad);
+    else sb_printf(b, "        %s[k] = %s;\n    }\n", name, lb);
+}
+
+/* opens an unrolled loop over the lane's columns (c defined); guard: skip padding columns */
+static void emit_row_for(sb *b, int64_t C, int guard) {
+    sb_printf(b, "    DC_UNROLL for (int k = 0; k < %lld; k++) {\n", (long long)(C + 31) / 32);
+    sb_printf(b, "        const int c = lane + 32 * k;\n");
+    if (guard && C % 32) sb_printf(b, "        if (c >= %lld) continue;\n", (long long)C);
+}
+
+/* mean and rstd of the row held in xv (padding holds 0) */
+static void emit_row_stats_reg(sb *b, int64_t C, double eps) {
+    char fl[64], fe[64];
+    flit(fl, sizeof fl, 1.0 / (double)C);
+    sb_printf(b, "    float s = 0.0f;\n");
+    sb_printf(b, "    DC_UNROLL for (int k = 0; k < %lld; k++) s += xv[k];\n", (long long)(C + 31) / 32);
+    sb_printf(b, "    const float mean = dc_warp_sum(s) * %s;\n", fl);
+    sb_printf(b, "    float ss = 0.0f;\n");
+    if (C % 32) {
+        emit_row_for(b, C, 1);
+        sb_printf(b, "        const float d = xv[k] - mean;\n        ss += d * d;\n    }\n");
+    } else {
+        sb_printf(b, "    DC_UNROLL for (int k = 0; k < %lld; k++) {\n", (long long)C / 32);
+        sb_printf(b, "        const float d = xv[k] - mean;\n        ss += d * d;\n    }\n");
+    }
+    sb_printf(b, "    const float rstd = 1.0f / dc_sqrt(dc_warp_sum(ss) * %s + %s);\n", fl, flit(fe, sizeof fe, eps));
+}
+
+static int emit_layer_norm_warp(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    int is_dx = n->op == IR_OP_LAYER_NORM_DX;
+    const ir_node *x = &e->g->nodes[n->inputs[is_dx ? 1 : 0]];
+    int64_t C = last_dim(x), rows = ir_numel(x) / C;
+    const row_shape rs = row_shape_of(C, rows);
+    assert(rs.warp);
+    launch l = {0};
+    l.tag = ir_op_name(n->op);
+    l.fibers = 1;
+    const char *it = idx_type(ir_numel(x));
+    char a[128], bb[128], res[512], sres[600], fl[64];
+    param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    sb *b = &l.body;
+    if (!is_dx) {
+        const ir_node *gm = &e->g->nodes[n->inputs[1]], *bt = &e->g->nodes[n->inputs[2]];
+        param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[0]));
+        param(&l, in_type(gm->dtype), "gamma", off_of(e, n->inputs[1]));
+        param(&l, in_type(bt->dtype), "beta", off_of(e, n->inputs[2]));
+        emit_row_head(b, &rs, it, rows);
+        sb_printf(b, "    const %s row = r * %lld;\n", it, (long long)C);
+        sb_printf(b, "    const auto *xr = x + row;\n");
+        emit_row_load(b, "xv", "xr", x->dtype, C, "0.0f");
+        emit_row_stats_reg(b, C, n->attrs.eps);
+        emit_row_for(b, C, 1);
+        snprintf(res, sizeof res, "(xv[k] - mean) * rstd * %s + %s", ld(a, sizeof a, gm->dtype, "gamma[c]"),
+                 ld(bb, sizeof bb, bt->dtype, "beta[c]"));
+        sb_printf(b, "        y[row + c] = %s;\n    }\n", st(sres, sizeof sres, n->dtype, res));
+    } else {
+        const ir_node *dy = &e->g->nodes[n->inputs[0]], *gm = &e->g->nodes[n->inputs[2]];
+        param(&l, in_type(dy->dtype), "dy", off_of(e, n->inputs[0]));
+        param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[1]));
+        param(&l, in_type(gm->dtype), "gamma", off_of(e, n->inputs[2]));
+        emit_row_head(b, &rs, it, rows);
+        sb_printf(b, "    const %s row = r * %lld;\n", it, (long long)C);
+        sb_printf(b, "    const auto *xr = x + row;\n    const auto *dyr = dy + row;\n");
+        emit_row_load(b, "xv", "xr", x->dtype, C, "0.0f");
+        emit_row_stats_reg(b, C, n->attrs.eps);
+        /* gv = dy * gamma; xv becomes xhat */
+        sb_printf(b, "    float gv[%lld], s1 = 0.0f, s2 = 0.0f;\n", (long long)(C + 31) / 32);
+        sb_printf(b, "    DC_UNROLL for (int k = 0; k < %lld; k++) {\n", (long long)(C + 31) / 32);
+        sb_printf(b, "        const int c = lane + 32 * k;\n");
+        snprintf(res, sizeof res, "%s * %s", ld(a, sizeof a, dy->dtype, "dyr[c]"), ld(bb, sizeof bb, gm->dtype, "gamma[c]"));
+        if (C % 32) sb_printf(b, "        gv[k] = c < %lld ? %s : 0.0f;\n", (long long)C, res);
+        else sb_printf(b, "        gv[k] = %s;\n", res);
+        sb_printf(b, "        xv[k] = (xv[k] - mean) * rstd;\n");
+        sb_printf(b, "        s1 += gv[k];\n        s2 += gv[k] * xv[k];\n    }\n");
+        flit(fl, sizeof fl, 1.0 / (double)C);
+        sb_printf(b, "    s1 = dc_warp_sum(s1) * %s;\n    s2 = dc_warp_sum(s2) * %s;\n", fl, fl);
+        emit_row_for(b, C, 1);
+        sb_printf(b, "        y[row + c] = %s;\n    }\n", st(sres, sizeof sres, n->dtype, "rstd * (gv[k] - s1 - xv[k] * s2)"));
+    }
+    finish(e, &l, rs.grid, rs.block);
+    return 0;
+}
+
+/* layer_norm_dgamma rows of up to ROW_WARP_MAX: blocks of DGAMMA_WARPS warps take ranges of
+ * `rows` rows (a warp every DGAMMA_WARPS-th row of the range); a warp recomputes its row's mean
+ * and rstd from the row in registers (x is read once anyway, so keeping the forward's
+ * statistics would save arithmetic, not memory traffic) and adds dy * xhat into per-lane column
+ * sums; the block adds its warps' sums in warp order into part[chunk][C]. Pass 2 (chunks > 1)
+ * sums the chunks in order. Deterministic; no atomics. */
+enum { DGAMMA_WARPS = 8, DGAMMA_MIN_ROWS = 32 };
+static int64_t dgamma_rows(int64_t rows) {
+    int64_t chunks = rows / DGAMMA_MIN_ROWS;
+    if (chunks > RED_TARGET_BLOCKS) chunks = RED_TARGET_BLOCKS;
+    if (chunks < 2) return rows;
+    return (rows + chunks - 1) / chunks;
+}
+static int64_t dgamma_chunks(int64_t rows) {
+    int64_t rc = dgamma_rows(rows);
+    return (rows + rc - 1) / rc;
+}
+
+static int emit_layer_norm_dgamma_warp(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    const ir_node *dy = &e->g->nodes[n->inputs[0]], *x = &e->g->nodes[n->inputs[1]];
+    int64_t C = last_dim(x), rows = ir_numel(x) / C, K = (C + 31) / 32;
+    int64_t rc = dgamma_rows(rows), chunks = dgamma_chunks(rows);
+    int64_t part = chunks > 1 ? e->m->scratch_offset[e->node] : -1;
+    assert(chunks == 1 || part >= 0);
+    const char *it = idx_type(ir_numel(x));
+    char a[128], tag[64], sres[128];
+    launch l = {0};
+    snprintf(tag, sizeof tag, "layer_norm_dgamma%s", chunks > 1 ? "_pass1" : "");
+    l.tag = tag;
+    l.fibers = 1;
+    if (chunks > 1) param(&l, "float *", "part", part);
+    else param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    param(&l, in_type(dy->dtype), "dy", off_of(e, n->inputs[0]));
+    param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[1]));
+    sb *b = &l.body;
+    sb_printf(b, "    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;\n");
+    sb_printf(b, "    const %s r0 = (%s)blockIdx.x * %lld, r1 = r0 + %lld < %lld ? r0 + %lld : %lld;\n", it, it,
+              (long long)rc, (long long)rc, (long long)rows, (long long)rc, (long long)rows);
+    sb_printf(b, "    float acc[%lld];\n", (long long)K);
+    sb_printf(b, "    DC_UNROLL for (int k = 0; k < %lld; k++) acc[k] = 0.0f;\n", (long long)K);
+    sb_printf(b, "    for (%s r = r0 + w; r < r1; r += %d) { /* the same for the whole warp */\n", it, DGAMMA_WARPS);
+    sb row = {0};
+    sb_printf(&row, "    const auto *xr = x + r * %lld;\n    const auto *dyr = dy + r * %lld;\n", (long long)C, (long long)C);
+    emit_row_load(&row, "xv", "xr", x->dtype, C, "0.0f");
+    emit_row_stats_reg(&row, C, n->attrs.eps);
+    emit_row_for(&row, C, 1);
+    sb_printf(&row, "        acc[k] += %s * ((xv[k] - mean) * rstd);\n    }\n", ld(a, sizeof a, dy->dtype, "dyr[c]"));
+    for (const char *p = row.s, *q; *p; p = q + 1) { /* indented one level */
+        q = strchr(p, '\n');
+        sb_printf(b, "    %.*s\n", (int)(q - p), p);
+    }
+    free(row.s);
+    sb_printf(b, "    }\n");
+    sb_printf(b, "    __shared__ float sum[%d][%lld];\n", DGAMMA_WARPS, (long long)(32 * K));
+    sb_printf(b, "    DC_UNROLL for (int k = 0; k < %lld; k++) sum[w][lane + 32 * k] = acc[k];\n", (long long)K);
+    sb_printf(b, "    __syncthreads();\n");
+    sb_printf(b, "    for (int c = threadIdx.x; c < %lld; c += %d) {\n", (long long)C, 32 * DGAMMA_WARPS);
+    sb_printf(b, "        float s = 0.0f;\n        for (int q = 0; q < %d; q++) s += sum[q][c];\n", DGAMMA_WARPS);
+    if (chunks > 1) sb_printf(b, "        part[(long long)blockIdx.x * %lld + c] = s;\n    }\n", (long long)C);
+    else sb_printf(b, "        y[c] = %s;\n    }\n", st(sres, sizeof sres, n->dtype, "s"));
+    finish(e, &l, chunks, 32 * DGAMMA_WARPS);
+    if (chunks > 1) emit_partials_sum(e, part, chunks, C, 1);
+    return 0;
+}
+
+static int emit_softmax_warp(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    int64_t C = last_dim(n), rows = ir_numel(n) / C, K = (C + 31) / 32;
+    const row_shape rs = row_shape_of(C, rows);
+    assert(rs.warp);
+    launch l = {0};
+    l.tag = ir_op_name(n->op);
+    l.fibers = 1;
+    const char *it = idx_type(ir_numel(n));
+    char sres[300];
+    param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    sb *b = &l.body;
+    emit_row_head(b, &rs, it, rows);
+    sb_printf(b, "    const %s row = r * %lld;\n", it, (long long)C);
+    if (n->op == IR_OP_SOFTMAX) {
+        const ir_node *x = &e->g->nodes[n->inputs[0]];
+        param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[0]));
+        sb_printf(b, "    const auto *xr = x + row;\n");
+        emit_row_load(b, "xv", "xr", x->dtype, C, "-DC_INF");
+        sb_printf(b, "    float m = -DC_INF;\n");
+        sb_printf(b, "    DC_UNROLL for (int k = 0; k < %lld; k++) m = fmaxf(m, xv[k]);\n", (long long)K);
+        sb_printf(b, "    m = dc_warp_max(m);\n    float s = 0.0f;\n");
+        sb_printf(b, "    DC_UNROLL for (int k = 0; k < %lld; k++) {\n", (long long)K);
+        sb_printf(b, "        xv[k] = dc_exp(xv[k] - m); /* padding: exp(-inf) = 0 */\n        s += xv[k];\n    }\n");
+        sb_printf(b, "    const float inv = 1.0f / dc_warp_sum(s);\n");
+        emit_row_for(b, C, 1);
+        sb_printf(b, "        y[row + c] = %s;\n    }\n", st(sres, sizeof sres, n->dtype, "xv[k] * inv"));
+    } else {
+        const ir_node *dy = &e->g->nodes[n->inputs[0]], *y = &e->g->nodes[n->inputs[1]];
+        param(&l, in_type(dy->dtype), "dy", off_of(e, n->inputs[0]));
+        param(&l, in_type(y->dtype), "yv", off_of(e, n->inputs[1]));
+        sb_printf(b, "    const auto *dyr = dy + row;\n    const auto *yr = yv + row;\n");
+        emit_row_load(b, "dv", "dyr", dy->dtype, C, "0.0f");
+        emit_row_load(b, "pv", "yr", y->dtype, C, "0.0f");
+        sb_printf(b, "    float dot = 0.0f;\n");
+        sb_printf(b, "    DC_UNROLL for (int k = 0; k < %lld; k++) dot += dv[k] * pv[k];\n", (long long)K);
+        sb_printf(b, "    dot = dc_warp_sum(dot);\n");
+        emit_row_for(b, C, 1);
+        sb_printf(b, "        y[row + c] = %s;\n    }\n", st(sres, sizeof sres, n->dtype, "pv[k] * (dv[k] - dot)"));
+    }
+    finish(e, &l, rs.grid, rs.block);
+    return 0;
+}
+
+/* ---- row kernels, wider rows: one block per row ---------------------------------------------- */
+
 static int emit_layer_norm(emitter *e) {
     const ir_node *n = &e->g->nodes[e->node];
     int is_dx = n->op == IR_OP_LAYER_NORM_DX;
     const ir_node *x = &e->g->nodes[n->inputs[is_dx ? 1 : 0]];
     int64_t C = last_dim(x), rows = ir_numel(x) / C;
+    if (C <= ROW_WARP_MAX) return emit_layer_norm_warp(e);
     const row_shape rs = row_shape_of(C, rows);
     launch l = {0};
     l.tag = ir_op_name(n->op);
@@ -722,10 +1016,12 @@ static int emit_layer_norm(emitter *e) {
     return 0;
 }
 
-/* layer_norm_dgamma(dy, x): row stats into scratch (mean, rstd per row), then column sums */
+/* layer_norm_dgamma(dy, x), wide rows: row stats into scratch (mean, rstd per row), then
+ * column sums */
 static int emit_layer_norm_dgamma(emitter *e) {
     const ir_node *n = &e->g->nodes[e->node];
     const ir_node *dy = &e->g->nodes[n->inputs[0]], *x = &e->g->nodes[n->inputs[1]];
+    if (last_dim(x) <= ROW_WARP_MAX) return emit_layer_norm_dgamma_warp(e);
     int64_t C = last_dim(x), rows = ir_numel(x) / C, scratch = e->m->scratch_offset[e->node];
     assert(scratch >= 0);
     const char *it = idx_type(ir_numel(x));
@@ -771,6 +1067,7 @@ static int emit_layer_norm_dgamma(emitter *e) {
 static int emit_softmax(emitter *e) {
     const ir_node *n = &e->g->nodes[e->node];
     int64_t C = last_dim(n), rows = ir_numel(n) / C;
+    if (C <= ROW_WARP_MAX) return emit_softmax_warp(e);
     const row_shape rs = row_shape_of(C, rows);
     launch l = {0};
     l.tag = ir_op_name(n->op);
@@ -808,6 +1105,27 @@ static int emit_softmax(emitter *e) {
     return 0;
 }
 
+/* Pass 2 of a scalar reduction: y[0] = scale * (sum of part[0..nparts)), one block, each thread
+ * summing a fixed stride of the partials, then dc_block_sum (a fixed tree): deterministic. */
+static void emit_block_total(emitter *e, int64_t part, int64_t nparts, double scale) {
+    const ir_node *n = &e->g->nodes[e->node];
+    launch l = {0};
+    char tag[64], fl[64], v[128], sres[200];
+    snprintf(tag, sizeof tag, "%s_pass2", ir_op_name(n->op));
+    l.tag = tag;
+    l.fibers = 1;
+    param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    param(&l, "const float *", "part", part);
+    sb *b = &l.body;
+    sb_printf(b, "    float s = 0.0f;\n");
+    sb_printf(b, "    for (int i = threadIdx.x; i < %lld; i += blockDim.x) s += part[i];\n", (long long)nparts);
+    sb_printf(b, "    s = dc_block_sum(s);\n");
+    if (scale != 1) snprintf(v, sizeof v, "s * %s", flit(fl, sizeof fl, scale));
+    else snprintf(v, sizeof v, "s");
+    sb_printf(b, "    if (threadIdx.x == 0) y[0] = %s;\n", st(sres, sizeof sres, n->dtype, v));
+    finish(e, &l, 1, 256);
+}
+
 /* log-sum-exp of the row at xr into lse (every thread) */
 static void emit_lse(sb *b, ir_dtype t, int64_t K) {
     char a[64];
@@ -836,9 +1154,14 @@ static int emit_cross_entropy(emitter *e) {
     param(&l, in_type(lab->dtype), "labels", off_of(e, n->inputs[grad ? 2 : 1]));
     ld(a, sizeof a, x->dtype, "xr[c]");
     if (!grad) {
-        /* one block walks the rows in order: a deterministic mean */
-        sb_printf(b, "    float total = 0.0f;\n");
-        sb_printf(b, "    for (int bi = 0; bi < %lld; bi++) {\n", (long long)B);
+        /* pass 1: one block per row writes the row's loss to scratch; pass 2 adds them in order */
+        int64_t part = e->m->scratch_offset[e->node];
+        assert(part >= 0);
+        l.off[0] = part; /* y -> the rows' losses */
+        l.ptype[0] = "float *";
+        snprintf(l.pname[0], sizeof l.pname[0], "loss_rows");
+        l.tag = "cross_entropy_pass1";
+        sb_printf(b, "    const int bi = blockIdx.x;\n    {\n");
         sb_printf(b, "        const auto *xr = x + (long long)bi * %lld;\n", (long long)K);
         emit_lse(b, x->dtype, K);
         sb_printf(b, "        const long long t = (long long)labels[bi];\n");
@@ -848,14 +1171,14 @@ static int emit_cross_entropy(emitter *e) {
             sb_printf(b, "        float sx = 0.0f;\n");
             sb_printf(b, "        for (int c = threadIdx.x; c < %lld; c += blockDim.x) sx += %s;\n", (long long)K, a);
             sb_printf(b, "        sx = dc_block_sum(sx);\n");
-            sb_printf(b, "        total += %s * (lse - xt) + %s * (lse - sx * %s);\n", flit(fl, sizeof fl, 1 - sm),
-                      flit(fl2, sizeof fl2, sm), flit(res, sizeof res, 1.0 / (double)K));
+            sb_printf(b, "        if (threadIdx.x == 0) loss_rows[bi] = %s * (lse - xt) + %s * (lse - sx * %s);\n",
+                      flit(fl, sizeof fl, 1 - sm), flit(fl2, sizeof fl2, sm), flit(res, sizeof res, 1.0 / (double)K));
         } else {
-            sb_printf(b, "        total += lse - xt;\n");
+            sb_printf(b, "        if (threadIdx.x == 0) loss_rows[bi] = lse - xt;\n");
         }
-        sb_printf(b, "    }\n    if (threadIdx.x == 0) y[0] = %s;\n",
-                  st(sres, sizeof sres, n->dtype, (snprintf(res, sizeof res, "total * %s", flit(fl, sizeof fl, 1.0 / (double)B)), res)));
-        finish(e, &l, 1, row_block(K));
+        sb_printf(b, "    }\n");
+        finish(e, &l, B, row_block(K));
+        emit_block_total(e, part, B, 1.0 / (double)B);
         return 0;
     }
     const ir_node *dl = &e->g->nodes[n->inputs[0]];
@@ -876,27 +1199,44 @@ static int emit_cross_entropy(emitter *e) {
     return 0;
 }
 
+/* sum_squares(x0, x1, ...) -> [1]: pass 1 gives each input ceil(numel / SS_TILE) blocks (in
+ * input order), each block's sum of squares goes to part[block]; pass 2 adds them in order. */
+enum { SS_TILE = 4096 };
+static int64_t sum_squares_blocks(const ir_graph *g, const ir_node *n) {
+    int64_t nb = 0;
+    for (int k = 0; k < n->ninputs; k++) nb += (ir_numel(&g->nodes[n->inputs[k]]) + SS_TILE - 1) / SS_TILE;
+    return nb;
+}
+
 static int emit_sum_squares(emitter *e) {
     const ir_node *n = &e->g->nodes[e->node];
+    int64_t part = e->m->scratch_offset[e->node], nb = sum_squares_blocks(e->g, n), at = 0;
+    assert(part >= 0);
     launch l = {0};
-    l.tag = ir_op_name(n->op);
+    l.tag = "sum_squares_pass1";
     l.fibers = 1;
     sb *b = &l.body;
-    char a[64], sres[128];
-    param(&l, out_type(n->dtype), "y", off_of(e, e->node));
-    sb_printf(b, "    float s = 0.0f;\n");
+    char a[64];
+    param(&l, "float *", "part", part);
+    sb_printf(b, "    const int bi = blockIdx.x;\n    float s = 0.0f;\n");
     for (int k = 0; k < n->ninputs; k++) {
         const ir_node *x = &e->g->nodes[n->inputs[k]];
         char nm[16], ref[32];
+        int64_t numel = ir_numel(x), blocks = (numel + SS_TILE - 1) / SS_TILE;
         snprintf(nm, sizeof nm, "x%d", k);
         snprintf(ref, sizeof ref, "x%d[i]", k);
         param(&l, in_type(x->dtype), nm, off_of(e, n->inputs[k]));
-        const char *it = idx_type(ir_numel(x));
-        sb_printf(b, "    for (%s i = threadIdx.x; i < %lld; i += blockDim.x) {\n", it, (long long)ir_numel(x));
-        sb_printf(b, "        const float v = %s;\n        s += v * v;\n    }\n", ld(a, sizeof a, x->dtype, ref));
+        const char *it = idx_type(numel + SS_TILE);
+        sb_printf(b, "    %sif (bi < %lld) {\n", k ? "else " : "", (long long)(at + blocks));
+        sb_printf(b, "        const %s i0 = (%s)(bi - %lld) * %d, i1 = i0 + %d < %lld ? i0 + %d : %lld;\n", it, it,
+                  (long long)at, SS_TILE, SS_TILE, (long long)numel, SS_TILE, (long long)numel);
+        sb_printf(b, "        for (%s i = i0 + threadIdx.x; i < i1; i += blockDim.x) {\n", it);
+        sb_printf(b, "            const float v = %s;\n            s += v * v;\n        }\n    }\n", ld(a, sizeof a, x->dtype, ref));
+        at += blocks;
     }
-    sb_printf(b, "    s = dc_block_sum(s);\n    if (threadIdx.x == 0) y[0] = %s;\n", st(sres, sizeof sres, n->dtype, "s"));
-    finish(e, &l, 1, 256);
+    sb_printf(b, "    s = dc_block_sum(s);\n    if (threadIdx.x == 0) part[bi] = s;\n");
+    finish(e, &l, nb, 256);
+    emit_block_total(e, part, nb, 1);
     return 0;
 }
 
@@ -1066,6 +1406,33 @@ static int emit_node(emitter *e) {
     }
 }
 
+/* Bytes of scratch a node's kernels need while it runs (partial sums of two-pass reductions). */
+static int64_t scratch_bytes_of(const ir_graph *g, int i) {
+    const ir_node *n = &g->nodes[i];
+    const int64_t f = (int64_t)sizeof(float);
+    switch (n->op) {
+    case IR_OP_SUM_TO: case IR_OP_REDUCE_MEAN: {
+        int64_t nout, R;
+        reduce_sizes(g, n, &nout, &R);
+        const red_plan rp = red_plan_of(nout, R);
+        return rp.chunks > 1 ? f * rp.chunks * nout : 0;
+    }
+    case IR_OP_LAYER_NORM_DGAMMA: {
+        const ir_node *x = &g->nodes[n->inputs[1]];
+        int64_t C = last_dim(x), rows = ir_numel(x) / C;
+        if (C > ROW_WARP_MAX) return 2 * f * rows; /* row statistics */
+        const int64_t chunks = dgamma_chunks(rows);
+        return chunks > 1 ? f * chunks * C : 0;
+    }
+    case IR_OP_CROSS_ENTROPY:
+        return f * g->nodes[n->inputs[0]].shape[0]; /* the rows' losses */
+    case IR_OP_SUM_SQUARES:
+        return f * sum_squares_blocks(g, n); /* the blocks' partial sums */
+    default:
+        return 0;
+    }
+}
+
 cg_program *cg_program_new(const ir_graph *g, const cg_options *o, char *err, size_t errsize) {
     (void)o;
     cg_program *p = calloc(1, sizeof *p);
@@ -1080,10 +1447,7 @@ cg_program *cg_program_new(const ir_graph *g, const cg_options *o, char *err, si
     p->norder = pass_schedule(g, p->order);
     for (int s = 0; s < p->norder; s++) {
         const ir_node *n = &g->nodes[p->order[s]];
-        if (n->op == IR_OP_LAYER_NORM_DGAMMA) {
-            const ir_node *x = &g->nodes[n->inputs[1]];
-            scratch[p->order[s]] = 2 * (int64_t)sizeof(float) * (ir_numel(x) / last_dim(x));
-        }
+        scratch[p->order[s]] = scratch_bytes_of(g, p->order[s]);
         if (n->op == IR_OP_ADAMW) {
             p->beta1 = n->attrs.beta1;
             p->beta2 = n->attrs.beta2;

@@ -99,7 +99,10 @@ int fe_onnx_load_buffer(const void *data, size_t len, const char *path, const fe
 /* ---- onnx_export.c ---------------------------------------------------------------------- */
 
 /* Writes ONNX model `model` to `out` with each initializer named in the safetensors file
- * `weights` replaced by that tensor (same shape and dtype; values inline). Initializers the
+ * `weights` replaced by that tensor (same shape and dtype; values inline). A name that is the
+ * output of an Identity node of an initializer (torch's deduplicated initializers, which the
+ * reader trains as weights of their own) becomes a new initializer in the Identity's place,
+ * untying it. Initializers the
  * file lacks keep their values; a tensor the model lacks is an error (except `deitc run`'s
  * "losses" and "grad.*"). `out` is written whole or not at all. Returns the number of
  * initializers replaced, or -1 with a message in err (also for YAML models, and without

@@ -122,11 +122,14 @@ static int write_model(const Onnx__ModelProto *m, const char *out, char *err, si
     return 0;
 }
 
+/* An ONNX-domain Identity node with one input and one output */
 static int is_identity(const Onnx__NodeProto *n) {
-    return n->op_type && strcmp(n->op_type, "Identity") == 0 && (!n->domain || !*n->domain || strcmp(n->domain, "ai.onnx") == 0) &&
-           n->n_input == 1 && n->n_output == 1 && n->input[0] && n->output[0];
+    return n->op_type && strcmp(n->op_type, "Identity") == 0 &&
+           (!n->domain || !*n->domain || strcmp(n->domain, "ai.onnx") == 0) && n->n_input == 1 && n->n_output == 1 &&
+           n->input[0] && n->output[0];
 }
 
+/* The initializer of the graph named `name`, or NULL */
 static Onnx__TensorProto *find_init(const Onnx__GraphProto *gp, const char *name) {
     for (size_t k = 0; k < gp->n_initializer; k++)
         if (gp->initializer[k]->name && strcmp(gp->initializer[k]->name, name) == 0) return gp->initializer[k];

@@ -21,6 +21,8 @@
  *   DC_DEV                    `static __device__ __forceinline__` for helpers the generator emits
  *   DC_DYNAMIC_SHARED(T, p)   declares `T *p` = the block's dynamic shared memory (16-aligned;
  *                             size given at launch); may appear in several kernels
+ *   DC_UNROLL                 before a `for` with a constant trip count: unroll it fully (so that
+ *                             arrays indexed by the counter live in registers); nothing in the emu
  *   DC_INF, DC_FLT_MAX        +inf and FLT_MAX as float expressions (NVRTC has no INFINITY)
  *   dc_warp_sum(v), dc_warp_max(v)   xor-butterfly over the 32 lanes: every lane gets the result;
  *                             all 32 lanes must call it (full warps only)
@@ -56,6 +58,7 @@ DC_DEV dc_half dc_f2h(float f) { return __float2half_rn(f); }
 DC_DEV float dc_b2f(dc_bf16 b) { return __bfloat162float(b); }
 DC_DEV dc_bf16 dc_f2b(float f) { return __float2bfloat16_rn(f); }
 #define DC_DYNAMIC_SHARED(T, p) T *p = reinterpret_cast<T *>(emu_dynamic_shared())
+#define DC_UNROLL /* the host compiler unrolls what pays at -O3 */
 
 #elif defined(__CUDACC__) || defined(__CUDACC_RTC__)
 struct __align__(2) dc_half { unsigned short x; };
@@ -77,6 +80,7 @@ DC_DEV dc_bf16 dc_f2b(float f) { /* sm_80+ */
     asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(b.x) : "f"(f));
     return b;
 }
+#define DC_UNROLL _Pragma("unroll")
 #define DC_DYNAMIC_SHARED(T, p)                                    \
     extern __shared__ __align__(16) unsigned char dc_dyn_smem_[]; \
     T *p = reinterpret_cast<T *>(dc_dyn_smem_)

@@ -10,6 +10,8 @@
  *                                     (relative L2) of after_steps.safetensors
  *   test_codegen emu_vs_run EXTRA...  emu EXE vs `deitc run --steps 3` with the same training
  *                                     options (label smoothing, gradient clipping)
+ *   test_codegen emu_big              the same on a model large enough for the two-pass
+ *                                     reductions (random data, the EXE's initial weights)
  * Everything is written under a fresh temporary directory, removed at the end.
  */
 #include <dlfcn.h>
@@ -506,9 +508,75 @@ static int test_emu_vs_run(int argc, char **argv) {
     return test_result();
 }
 
+/* ---- emu_big: the two-pass reductions and multi-block kernels on sizes that take them -------- */
+
+/* A model whose reductions are large enough for the two-pass kernels (1028 rows: bias
+ * gradients in 4 row chunks, LayerNorm dgamma in 32), with rows that are not a multiple of
+ * 32 (embed 40, attention rows of 257), label smoothing (cross-entropy's per-row pass) and
+ * gradient clipping (multi-block sum of squares). Random data and the EXE's own initial
+ * weights (saved after a step at lr 1e-30); the emu EXE must match `deitc run` on 3 steps. */
+static const char *BIG = "-D img_size=64 -D patch_size=4 -D num_classes=10 -D embed_dim=40 -D depth=1 -D num_heads=2";
+
+static int test_emu_big(void) {
+    const char *bin = test_env("DEITC_BIN"), *src = test_env("DEITC_SOURCE_DIR");
+    const char *opts = "--label-smoothing 0.1 --clip-grad 0.5";
+    enum { N = 4, S = 64 };
+    char path[1100], err[1024];
+    float *img = malloc(sizeof(float) * N * 3 * S * S);
+    int64_t labels[N] = {3, 7, 0, 9};
+    uint64_t seed = 12345;
+    for (int i = 0; i < N * 3 * S * S; i++) img[i] = (float)(rt_uniform01(&seed) * 2 - 1);
+    rt_tensor t[2] = {{"images", RT_F32, 4, {N, 3, S, S}, sizeof(float) * N * 3 * S * S, img},
+                      {"labels", RT_I64, 1, {N}, sizeof labels, labels}};
+    snprintf(path, sizeof path, "%s/data.safetensors", tmp);
+    CHECK(rt_safetensors_write(path, t, 2, NULL, err, sizeof err) == 0);
+    free(img);
+    int rc = sh("'%s' compile '%s/models/deit_tiny.yaml' %s %s --batch %d --target emu -o '%s/exe' --emit-dir '%s/emit'",
+                bin, src, BIG, opts, N, tmp, tmp);
+    CHECK_MSG(rc == 0, "compile failed");
+    if (rc) return test_result();
+    char *cu = slurp((snprintf(path, sizeof path, "%s/emit/kernels.cu", tmp), path));
+    CHECK_MSG(cu && strstr(cu, "sum_to_pass2") && strstr(cu, "layer_norm_dgamma_pass2") &&
+                  strstr(cu, "cross_entropy_pass2") && strstr(cu, "sum_squares_pass2"),
+              "kernels.cu lacks the two-pass kernels this test is for");
+    free(cu);
+    rc = sh("'%s/exe' train --data '%s/data.safetensors' --steps 1 --no-shuffle --lr 1e-30 --weight-decay 0 "
+            "--save '%s/init.safetensors'", tmp, tmp, tmp);
+    CHECK_MSG(rc == 0, "saving the initial weights failed");
+    rc = rc ? rc : sh("'%s/exe' train --data '%s/data.safetensors' --steps 3 --no-shuffle --lr 1e-3 --weight-decay 0.05 "
+                      "--init '%s/init.safetensors' --save '%s/out.safetensors' --metrics '%s/m.jsonl'",
+                      tmp, tmp, tmp, tmp, tmp);
+    CHECK_MSG(rc == 0, "training failed");
+    rc = rc ? rc : sh("'%s' run '%s/models/deit_tiny.yaml' %s %s --weights '%s/init.safetensors' --input '%s/data.safetensors' "
+                      "--steps 3 --lr 1e-3 --weight-decay 0.05 -o '%s/ref.safetensors'",
+                      bin, src, BIG, opts, tmp, tmp, tmp);
+    CHECK(rc == 0);
+    if (rc) return test_result();
+    rt_tensor_set ref = {0}, out = {0};
+    snprintf(path, sizeof path, "%s/ref.safetensors", tmp);
+    CHECK(rt_safetensors_read(path, &ref, err, sizeof err) == 0);
+    snprintf(path, sizeof path, "%s/out.safetensors", tmp);
+    CHECK(rt_safetensors_read(path, &out, err, sizeof err) == 0);
+    float got[8], want[3];
+    snprintf(path, sizeof path, "%s/m.jsonl", tmp);
+    int n = read_losses(path, got, 8);
+    const rt_tensor *losses = rt_tensor_set_find(&ref, "losses");
+    CHECK(n == 3 && losses);
+    if (n == 3 && losses) {
+        rt_tensor_to_f32(losses, want);
+        double e = test_rel_l2(got, want, 3);
+        fprintf(stderr, "losses %g %g %g (interpreter %g %g %g)\n", got[0], got[1], got[2], want[0], want[1], want[2]);
+        CHECK_MSG(e <= 1e-4, "losses: relative error %.3g > 1e-4", e);
+    }
+    compare_sets(&out, &ref, 5e-3, "weights vs interpreter");
+    rt_tensor_set_free(&ref);
+    rt_tensor_set_free(&out);
+    return test_result();
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: test_codegen plan|nvrtc MODEL...|identical|errors|emu CASE [-D ..]|emu_vs_run ARGS\n");
+        fprintf(stderr, "usage: test_codegen plan|nvrtc MODEL...|identical|errors|emu CASE [-D ..]|emu_vs_run ARGS|emu_big\n");
         return 2;
     }
     make_tmp();
@@ -519,6 +587,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[1], "errors") == 0) rc = test_errors();
     else if (strcmp(argv[1], "emu") == 0) rc = test_emu(argc, argv);
     else if (strcmp(argv[1], "emu_vs_run") == 0) rc = test_emu_vs_run(argc, argv);
+    else if (strcmp(argv[1], "emu_big") == 0) rc = test_emu_big();
     else fprintf(stderr, "unknown mode %s\n", argv[1]);
     remove_tmp();
     return rc;

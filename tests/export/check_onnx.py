@@ -5,6 +5,10 @@
            file lacks keep their values; a model with external data comes back with inline values.
   ort      onnxruntime runs it and gives deitc's logits (max abs difference 1e-4).
 
+Both also take onnx/export/dedup's fresh model, whose equal initializers torch's export turned
+into Identity nodes: exported, those nodes are gone and their outputs are initializers holding
+the trained (untied) values; checker also makes a chain Identity(Identity(initializer)) of it.
+
 Exits 77 (ctest: skipped) when the module it needs is not importable.
 """
 import json
@@ -26,6 +30,7 @@ except ImportError as e:
     sys.exit(77)
 
 DATA = os.environ["DEITC_TESTDATA"] + "/deit_micro"
+DEDUP = os.environ["DEITC_TESTDATA"] + "/onnx/export/dedup"
 BIN = os.environ["DEITC_BIN"]
 MODEL = DATA + "/deit_opset17.onnx"
 DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32}
@@ -62,13 +67,94 @@ def inits(model):
     return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
 
 
-def main():
-    failures = []
+failures = []
 
-    def check(ok, what):
-        print(("ok      " if ok else "FAILED  ") + what)
-        if not ok:
-            failures.append(what)
+
+def check(ok, what):
+    print(("ok      " if ok else "FAILED  ") + what)
+    if not ok:
+        failures.append(what)
+
+
+def deitc_logits(d, model, batch, weights=None):
+    out = d + "/logits.safetensors"
+    deitc("run", model, *(["--weights", weights] if weights else []), "--input", batch, "-o", out)
+    return read_st(out)["logits"]
+
+
+def dedup(d):
+    """the fresh model: train, export, check (checker) or run (ort)"""
+    model, batch = DEDUP + "/deit_opset17.onnx", DEDUP + "/batch.safetensors"
+    trained, out = d + "/dedup_trained.safetensors", d + "/dedup.onnx"
+    deitc("run", model, "--steps", "3", "--input", batch, "-o", trained)
+    deitc("export", model, "--weights", trained, "-o", out)
+    w = {k: v for k, v in read_st(trained).items() if k != "losses"}
+    if MODE == "ort":
+        images = read_st(batch)["images"].astype(np.float32)
+        ours = deitc_logits(d, out, batch)
+        sess = onnxruntime.InferenceSession(out, providers=["CPUExecutionProvider"])
+        theirs = sess.run(None, {sess.get_inputs()[0].name: images})[0]
+        diff = float(np.abs(theirs - ours).max())
+        check(diff < 1e-4, f"dedup: onnxruntime logits vs deitc: max abs difference {diff:.2e}")
+        return
+    onnx.checker.check_model(out, full_check=True)
+    check(True, "dedup: onnx.checker.check_model(full_check=True)")
+    orig, got = onnx.load(model), onnx.load(out)
+    tied = [n for n in orig.graph.node if n.op_type == "Identity" and n.input[0] in inits(orig)]
+    check(len(tied) == 15 and all(n.output[0] in w for n in tied), "dedup: the weights file names all 15 Identity outputs")
+    check(list(got.graph.node) == [n for n in orig.graph.node if n not in tied], "dedup: same nodes less the Identities")
+    check(list(got.opset_import) == list(orig.opset_import) and list(got.graph.input) == list(orig.graph.input)
+          and list(got.graph.output) == list(orig.graph.output), "dedup: same opsets, inputs and outputs")
+    gi = inits(got)
+    check(len(gi) == 32 and sorted(gi) == sorted(w) and all(np.array_equal(gi[k], v) for k, v in w.items()),
+          "dedup: initializers = trained weights")
+    check(not np.array_equal(gi["blocks.0.norm1.weight"], gi["blocks.1.norm2.weight"]), "dedup: untied LayerNorms")
+    e = deitc_logits(d, out, batch)
+    ref = deitc_logits(d, model, batch, trained)
+    rel = float(np.linalg.norm(e - ref) / np.linalg.norm(ref))
+    check(rel < 1e-6, f"dedup: exported vs trained logits rel L2 {rel:.2e}")
+    # initializers also listed as graph inputs (as IR version < 4 requires): new ones are too
+    listed = onnx.load(model)
+    listed.graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                              for t in listed.graph.initializer)
+    onnx.save(listed, d + "/listed.onnx")
+    deitc("export", d + "/listed.onnx", "--weights", trained, "-o", d + "/listed_out.onnx")
+    onnx.checker.check_model(d + "/listed_out.onnx", full_check=True)
+    lo = onnx.load(d + "/listed_out.onnx")
+    check(sorted(i.name for i in lo.graph.input) == sorted(["images"] + list(w)) and
+          all(np.array_equal(inits(lo)[k], v) for k, v in w.items()), "dedup: initializers listed as inputs")
+    # a chain: blocks.1.norm1.bias = Identity(blocks.0.norm1.bias = Identity(patch_embed.proj.bias))
+    nodes = list(orig.graph.node)
+    tail = next(n for n in nodes if n.output[0] == "blocks.1.norm1.bias")
+    head = next(n for n in nodes if n.output[0] == "blocks.0.norm1.bias")
+    nodes.remove(tail)
+    nodes.insert(nodes.index(head) + 1, tail)
+    tail.input[0] = "blocks.0.norm1.bias"
+    del orig.graph.node[:]
+    orig.graph.node.extend(nodes)
+    chain = d + "/chain.onnx"
+    onnx.save(orig, chain)
+    write_st(d + "/tail.safetensors", {"blocks.1.norm1.bias": w["blocks.1.norm1.bias"] + 0.25})
+    deitc("export", chain, "--weights", d + "/tail.safetensors", "-o", d + "/chain_out.onnx")
+    onnx.checker.check_model(d + "/chain_out.onnx", full_check=True)
+    ci = inits(onnx.load(d + "/chain_out.onnx"))
+    check(len(ci) == 18 and np.array_equal(ci["blocks.1.norm1.bias"], w["blocks.1.norm1.bias"] + 0.25),
+          "dedup chain: the tail alone becomes an initializer")
+    e = deitc_logits(d, d + "/chain_out.onnx", batch)
+    ref = deitc_logits(d, chain, batch, d + "/tail.safetensors")
+    rel = float(np.linalg.norm(e - ref) / np.linalg.norm(ref))
+    check(rel < 1e-6, f"dedup chain: exported vs weights-file logits rel L2 {rel:.2e}")
+    deitc("run", chain, "--steps", "3", "--input", batch, "-o", d + "/chain_trained.safetensors")
+    deitc("export", chain, "--weights", d + "/chain_trained.safetensors", "-o", d + "/chain_all.onnx")
+    onnx.checker.check_model(d + "/chain_all.onnx", full_check=True)
+    e = deitc_logits(d, d + "/chain_all.onnx", batch)
+    ref = deitc_logits(d, chain, batch, d + "/chain_trained.safetensors")
+    rel = float(np.linalg.norm(e - ref) / np.linalg.norm(ref))
+    check(rel < 1e-6 and len(inits(onnx.load(d + "/chain_all.onnx"))) == 32,
+          f"dedup chain, all trained: exported vs trained logits rel L2 {rel:.2e}")
+
+
+def main():
 
     d = tempfile.mkdtemp(prefix="deitc_export_py_")
     trained, out = d + "/trained.safetensors", d + "/out.onnx"
@@ -112,6 +198,7 @@ def main():
         theirs = sess.run(None, {sess.get_inputs()[0].name: images})[0]
         diff = float(np.abs(theirs - ours).max())
         check(diff < 1e-4, f"onnxruntime {onnxruntime.__version__} logits vs deitc: max abs difference {diff:.2e}")
+    dedup(d)
     if failures:
         sys.exit(f"{len(failures)} check(s) failed; kept {d}")
     subprocess.run(["rm", "-rf", d])

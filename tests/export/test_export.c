@@ -9,6 +9,11 @@
  *   errors     wrong shape or dtype, unknown tensor, unwritable output, YAML or corrupt model:
  *              exit 1, a message naming the tensor/file, and no output file (an existing one
  *              is left as it was).
+ *   dedup      a fresh model whose equal initializers torch's export turned into Identity
+ *              nodes (onnx/export/dedup, opsets 17 and 13): the same round trip, the Identity
+ *              outputs now initializers of their own (untied: trained LayerNorms differ); a
+ *              weights file with one such tensor changes that parameter alone; a wrong shape
+ *              for one is an error naming it.
  */
 #include "runtime/rt.h"
 #include "tests/harness.h"
@@ -108,11 +113,11 @@ static void test_init(void) {
     CHECK_MSG(isfinite(l) && l > 2.0 && l < 2.6 && !close_to(l, expected("loss", 0)), "eval with head.bias = 0.1 i: %g", l);
 }
 
-/* logits from `deitc run MODEL [--weights W]` into OUT */
-static int logits(const char *model, const char *weights, const char *out, float *buf, int n) {
+/* logits from `deitc run MODEL [--weights W]` on BATCH (a safetensors file) into OUT */
+static int logits_of(const char *model, const char *weights, const char *batch, const char *out, float *buf, int n) {
     char path[600], err[512];
-    int rc = sh("cd '%s' && '%s' run '%s' %s%s --input '%s/deit_micro/batch.safetensors' -o %s > %s.txt 2>&1", dir, bin,
-                model, weights ? "--weights " : "", weights ? weights : "", data, out, out);
+    int rc = sh("cd '%s' && '%s' run '%s' %s%s --input '%s' -o %s > %s.txt 2>&1", dir, bin, model,
+                weights ? "--weights " : "", weights ? weights : "", batch, out, out);
     rt_tensor_set s;
     snprintf(path, sizeof path, "%s/%s", dir, out);
     if (rc || rt_safetensors_read(path, &s, err, sizeof err)) return -1;
@@ -121,6 +126,13 @@ static int logits(const char *model, const char *weights, const char *out, float
     if (!rc) memcpy(buf, t->data, sizeof(float) * (size_t)n);
     rt_tensor_set_free(&s);
     return rc;
+}
+
+/* the same on deit_micro's batch */
+static int logits(const char *model, const char *weights, const char *out, float *buf, int n) {
+    char batch[600];
+    snprintf(batch, sizeof batch, "%s/deit_micro/batch.safetensors", data);
+    return logits_of(model, weights, batch, out, buf, n);
 }
 
 static void test_roundtrip(void) {
@@ -188,6 +200,97 @@ static void test_errors(void) {
     if (d) closedir(d);
 }
 
+/* a copy of tensor `name` of safetensors file `path` in *out (data malloc'ed), 0 on success */
+static int tensor_of(const char *path, const char *name, rt_tensor *out) {
+    char err[512];
+    rt_tensor_set s;
+    if (rt_safetensors_read(path, &s, err, sizeof err)) return -1;
+    const rt_tensor *t = rt_tensor_set_find(&s, name);
+    int rc = -1;
+    if (t) {
+        *out = *t;
+        out->name = (char *)name;
+        out->data = malloc(t->nbytes ? t->nbytes : 1);
+        if (out->data) memcpy(out->data, t->data, t->nbytes), rc = 0;
+    }
+    rt_tensor_set_free(&s);
+    return rc;
+}
+
+static void test_dedup(void) {
+    char batch[600], path[700], err[512];
+    snprintf(batch, sizeof batch, "%s/onnx/export/dedup/batch.safetensors", data);
+    const char *files[] = {"deit_opset17.onnx", "deit_opset13_nofold.onnx"};
+    enum { N = 2 * 3 }; /* batch 2, 3 classes */
+    for (int f = 0; f < 2; f++) {
+        char model[600];
+        snprintf(model, sizeof model, "%s/onnx/export/dedup/%s", data, files[f]);
+        int rc = sh("cd '%s' && '%s' run '%s' --steps 3 --input '%s' -o d%d.safetensors > dtrain%d.txt 2>&1 && '%s' "
+                    "export '%s' --weights d%d.safetensors -o d%d.onnx > dexport%d.txt 2>&1",
+                    dir, bin, model, batch, f, f, bin, model, f, f, f);
+        CHECK_MSG(rc == 0, "%s: train or export failed; see %s/dtrain%d.txt, dexport%d.txt", files[f], dir, f, f);
+        if (rc) continue;
+        char name[64];
+        snprintf(name, sizeof name, "dexport%d.txt", f);
+        char *msg = slurp(name, NULL);
+        snprintf(name, sizeof name, "wrote d%d.onnx (32 initializers", f);
+        CHECK_MSG(msg && strstr(msg, name), "%s: export said: %s", files[f], msg ? msg : "");
+        free(msg);
+        float a[N], b[N], c[N];
+        char w[64], o[64];
+        snprintf(w, sizeof w, "d%d.safetensors", f);
+        snprintf(o, sizeof o, "d%d.onnx", f);
+        CHECK(logits_of(o, NULL, batch, "da.safetensors", a, N) == 0);
+        CHECK(logits_of(model, w, batch, "db.safetensors", b, N) == 0);
+        CHECK(logits_of(model, NULL, batch, "dc.safetensors", c, N) == 0);
+        double e = test_rel_l2(a, b, N), moved = test_rel_l2(c, b, N);
+        fprintf(stderr, "%s: exported vs trained logits: rel L2 %.2e (trained vs initial: %.2e)\n", files[f], e, moved);
+        CHECK_MSG(e < 1e-6 && moved > 1e-3, "%s: rel L2 %.2e, moved %.2e", files[f], e, moved);
+        /* untied: Identity copies of one initializer were trained apart */
+        rt_tensor n1 = {0}, n2 = {0};
+        snprintf(path, sizeof path, "%s/%s", dir, w);
+        CHECK(tensor_of(path, "blocks.0.norm1.weight", &n1) == 0 && tensor_of(path, "blocks.1.norm2.weight", &n2) == 0);
+        CHECK(n1.data && n2.data && n1.nbytes == n2.nbytes && memcmp(n1.data, n2.data, n1.nbytes) != 0);
+        free(n1.data), free(n2.data);
+    }
+    /* one Identity output alone: that parameter changes, its source and the others do not */
+    char model[600];
+    snprintf(model, sizeof model, "%s/onnx/export/dedup/%s", data, files[0]);
+    float v[16];
+    for (int i = 0; i < 16; i++) v[i] = 0.05f * (float)(i - 8);
+    rt_tensor t = {"blocks.1.norm1.bias", RT_F32, 1, {16}, sizeof v, v};
+    snprintf(path, sizeof path, "%s/one.safetensors", dir);
+    CHECK(rt_safetensors_write(path, &t, 1, NULL, err, sizeof err) == 0);
+    CHECK(sh("cd '%s' && '%s' export '%s' --weights one.safetensors -o one.onnx > one.txt 2>&1", dir, bin, model) == 0);
+    char *msg = slurp("one.txt", NULL);
+    CHECK_MSG(msg && strstr(msg, "(1 initializers"), "export said: %s", msg ? msg : "");
+    free(msg);
+    float a[N], b[N], c[N];
+    CHECK(logits_of("one.onnx", NULL, batch, "oa.safetensors", a, N) == 0);
+    CHECK(logits_of(model, "one.safetensors", batch, "ob.safetensors", b, N) == 0);
+    CHECK(logits_of(model, NULL, batch, "oc.safetensors", c, N) == 0);
+    CHECK_MSG(test_rel_l2(a, b, N) < 1e-6 && test_rel_l2(c, b, N) > 1e-4, "one tensor: rel L2 %.2e, moved %.2e",
+              test_rel_l2(a, b, N), test_rel_l2(c, b, N));
+    /* the exported model trains on: its new initializer is a weight like any other */
+    CHECK(sh("cd '%s' && '%s' run one.onnx --steps 1 --input '%s' -o one_t.safetensors > one_t.txt 2>&1", dir, bin,
+             batch) == 0);
+    rt_tensor got = {0};
+    snprintf(path, sizeof path, "%s/one_t.safetensors", dir);
+    int ok = tensor_of(path, "blocks.1.norm1.bias", &got) == 0 && got.nbytes == sizeof v;
+    double far = 0;
+    for (int i = 0; ok && i < 16; i++) far = fmax(far, fabs(((const float *)got.data)[i] - v[i]));
+    CHECK_MSG(ok && far > 0 && far < 0.01, "one step from one.onnx: blocks.1.norm1.bias moved %g from its value", far);
+    free(got.data);
+    /* a wrong shape for an Identity output: named, nothing written */
+    expect_failure(model, "blocks.0.norm1.bias", RT_F32, 15, "bad.onnx",
+                   "'blocks.0.norm1.bias' has shape [15], the model's initializer is [16]");
+    expect_failure(model, "blocks.0.norm1.bias", RT_F16, 16, "bad.onnx", "'blocks.0.norm1.bias' is F16");
+    snprintf(path, sizeof path, "%s/bad.onnx", dir);
+    FILE *bad = fopen(path, "rb");
+    CHECK_MSG(!bad, "a failed export wrote bad.onnx");
+    if (bad) fclose(bad);
+}
+
 int main(int argc, char **argv) {
     data = test_env("DEITC_TESTDATA"), bin = test_env("DEITC_BIN");
     const char *tmp = getenv("TMPDIR");
@@ -196,6 +299,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "init") == 0) test_init();
     else if (strcmp(argv[1], "roundtrip") == 0) test_roundtrip();
     else if (strcmp(argv[1], "errors") == 0) test_errors();
+    else if (strcmp(argv[1], "dedup") == 0) test_dedup();
     else return 2;
     if (!test_failures) sh("rm -rf '%s'", dir);
     else fprintf(stderr, "kept %s for inspection\n", dir);
