@@ -277,24 +277,18 @@ static int bind_weights(const ir_graph *g, ir_interp *it, const rt_tensor_set *w
         int64_t numel = ir_numel(n);
         float *buf = malloc(sizeof(float) * (size_t)numel);
         if (!buf) abort();
-        const rt_tensor *t = w ? rt_tensor_set_find(w, n->name) : NULL;
-        if (t) {
-            int ok = t->ndim == n->ndim;
-            for (int d = 0; ok && d < n->ndim; d++) ok = t->shape[d] == n->shape[d];
-            if (!ok || rt_tensor_to_f32(t, buf)) {
-                free(buf);
-                return die("%s: tensor '%s' has %s %dD shape, the model needs %s f32/f16/bf16", wpath,
-                           n->name, rt_dtype_name(t->dtype), t->ndim, ir_shape_str(n, shape, sizeof shape));
-            }
-        } else if (w && !n->data) {
+        char err[1024];
+        int found = w ? rt_weight_read(w, wpath, n->name, n->ndim, n->shape, buf, err, sizeof err) : 0;
+        if (found < 0 || (w && !found && !n->data)) {
             free(buf);
+            if (found < 0) return die("%s", err);
             return die("%s: tensor '%s' is missing (the model needs %s)", wpath, n->name,
                        ir_shape_str(n, shape, sizeof shape));
-        } else if (n->data) {
-            memcpy(buf, n->data, sizeof(float) * (size_t)numel);
-        } else {
-            rt_init_fill((rt_init)n->attrs.init, n->attrs.init_std, 0, n->name, buf, numel);
         }
+        if (!found && n->data)
+            memcpy(buf, n->data, sizeof(float) * (size_t)numel);
+        else if (!found)
+            rt_init_fill((rt_init)n->attrs.init, n->attrs.init_std, 0, n->name, buf, numel);
         ir_interp_set_f32(it, i, buf);
         free(buf);
     }

@@ -341,29 +341,41 @@ static void loop_close(emitter *e, launch *l, int64_t total) {
     finish(e, l, stride_grid(total), 256);
 }
 
-/* y[i] = expr, with expr over a, b: the node's inputs loaded with broadcasting */
+/* How an elementwise input is read when four consecutive outputs go together (float4). */
+typedef enum { VEC_NO, VEC_LOAD4, VEC_SPLAT } vec_kind;
+
+/* VEC_LOAD4: outputs 4j..4j+3 read 4 consecutive, 16-byte aligned input elements (same shape,
+ * or a broadcast whose innermost run, like a bias over the last dim, is a multiple of 4);
+ * VEC_SPLAT: they all read one element (a scalar, or broadcast along a last dim of 4k). */
+static vec_kind vec_kind_of(const term *t, int nt) {
+    if (nt == 0) return VEC_SPLAT;
+    if (t[0].div == 1 && t[0].mul == 1 && t[0].mod % 4 == 0) return VEC_LOAD4;
+    for (int k = 0; k < nt; k++)
+        if (t[k].div % 4) return VEC_NO;
+    return VEC_SPLAT;
+}
+
+/* y[i] = expr, with expr over a, b: the node's inputs loaded with broadcasting. All-f32 nodes
+ * whose inputs allow it go four elements at a time (dc_load4/dc_store4). */
 static int emit_elementwise(emitter *e) {
     const ir_node *n = &e->g->nodes[e->node];
     launch l = {0};
     l.tag = ir_op_name(n->op);
     char c1[64], c2[320], ref[512], lb[600];
     int64_t total = ir_numel(n);
+    term t[2][IR_MAX_DIMS];
+    int nt[2];
+    vec_kind vk[2];
+    int vec = n->dtype == IR_F32 && total % 4 == 0 && n->ninputs <= 2;
     param(&l, out_type(n->dtype), "y", off_of(e, e->node));
     for (int k = 0; k < n->ninputs; k++) {
+        const ir_node *in = &e->g->nodes[n->inputs[k]];
         char nm[16];
         snprintf(nm, sizeof nm, "x%d", k);
-        param(&l, in_type(e->g->nodes[n->inputs[k]].dtype), nm, off_of(e, n->inputs[k]));
-    }
-    loop_open(&l, total);
-    for (int k = 0; k < n->ninputs; k++) {
-        const ir_node *in = &e->g->nodes[n->inputs[k]];
-        term t[IR_MAX_DIMS];
-        int nt = bcast_terms(in, n->ndim, n->shape, t);
-        sb idx = {0};
-        emit_terms(&idx, "i", t, nt);
-        snprintf(ref, sizeof ref, "x%d[%s]", k, idx.s);
-        free(idx.s);
-        sb_printf(&l.body, "        const float %c = %s;\n", 'a' + k, ld(lb, sizeof lb, in->dtype, ref));
+        param(&l, in_type(in->dtype), nm, off_of(e, n->inputs[k]));
+        nt[k] = bcast_terms(in, n->ndim, n->shape, t[k]);
+        vk[k] = vec_kind_of(t[k], nt[k]);
+        if (in->dtype != IR_F32 || vk[k] == VEC_NO) vec = 0;
     }
     const char *expr;
     char ex[256];
@@ -385,8 +397,58 @@ static int emit_elementwise(emitter *e) {
     case IR_OP_CONST: expr = flit(ex, sizeof ex, n->attrs.alpha); break;
     default: assert(0); expr = "0";
     }
-    sb_printf(&l.body, "        y[i] = %s;\n", st(c2, sizeof c2, n->dtype, expr));
-    loop_close(e, &l, total);
+    if (!vec) {
+        loop_open(&l, total);
+        for (int k = 0; k < n->ninputs; k++) {
+            const ir_node *in = &e->g->nodes[n->inputs[k]];
+            sb idx = {0};
+            emit_terms(&idx, "i", t[k], nt[k]);
+            snprintf(ref, sizeof ref, "x%d[%s]", k, idx.s);
+            free(idx.s);
+            sb_printf(&l.body, "        const float %c = %s;\n", 'a' + k, ld(lb, sizeof lb, in->dtype, ref));
+        }
+        sb_printf(&l.body, "        y[i] = %s;\n", st(c2, sizeof c2, n->dtype, expr));
+        loop_close(e, &l, total);
+        return 0;
+    }
+    /* four at a time: i4 counts float4s, i = 4 * i4 the first element */
+    sb *b = &l.body;
+    const char *it = idx_type(total);
+    sb_printf(b, "    for (%s i4 = (%s)blockIdx.x * blockDim.x + threadIdx.x; i4 < %lld; i4 += (%s)gridDim.x * blockDim.x) {\n",
+              it, it, (long long)total / 4, it);
+    sb_printf(b, "        const %s i = 4 * i4;\n", it);
+    const char *args[2] = {"", ""};
+    char argbuf[2][96];
+    for (int k = 0; k < n->ninputs; k++) {
+        sb idx = {0};
+        emit_terms(&idx, "i", t[k], nt[k]);
+        if (vk[k] == VEC_LOAD4) {
+            sb_printf(b, "        const float4 %c4 = dc_load4(x%d + %s);\n", 'a' + k, k, idx.s);
+            snprintf(argbuf[k], sizeof argbuf[k], "%c4.%%c", 'a' + k);
+        } else {
+            sb_printf(b, "        const float %c = x%d[%s];\n", 'a' + k, k, idx.s);
+            snprintf(argbuf[k], sizeof argbuf[k], "%c", 'a' + k);
+        }
+        args[k] = argbuf[k];
+        free(idx.s);
+    }
+    /* the expression as a lambda of the scalar inputs, applied to each component */
+    sb_printf(b, "        const auto f = [](%s%s%s) { return %s; };\n", n->ninputs > 0 ? "float a" : "",
+              n->ninputs > 1 ? ", " : "", n->ninputs > 1 ? "float b" : "", expr);
+    sb_printf(b, "        dc_store4(y + i, make_float4(");
+    const char comp[4] = {'x', 'y', 'z', 'w'};
+    for (int c = 0; c < 4; c++) {
+        sb_printf(b, "%sf(", c ? ", " : "");
+        for (int k = 0; k < n->ninputs; k++) {
+            sb_printf(b, "%s", k ? ", " : "");
+            if (vk[k] == VEC_LOAD4) sb_printf(b, "%c4.%c", 'a' + k, comp[c]);
+            else sb_printf(b, "%c", 'a' + k);
+        }
+        sb_printf(b, ")");
+    }
+    sb_printf(b, "));\n    }\n");
+    (void)args;
+    finish(e, &l, stride_grid(total / 4), 256);
     return 0;
 }
 

@@ -305,31 +305,19 @@ static int load_weights(session *s, const char *init, uint64_t seed) {
         float *buf = malloc(sizeof(float) * (size_t)(n ? n : 1));
         void *conv = malloc((size_t)(n ? n : 1) * rt_dtype_size(t->dtype) + 4);
         if (!buf || !conv) abort();
-        char want[160], got[160];
-        shape_str(t->shape, t->ndim, want, sizeof want);
-        const rt_tensor *w = init ? rt_tensor_set_find(&set, t->name) : NULL;
-        if (init && !w && !t->init_data) {
-            rc = error("%s: has no tensor '%s' (a weight of the model, shape [%s])", init, t->name, want);
-        } else if (w) {
+        int found = init ? rt_weight_read(&set, init, t->name, t->ndim, t->shape, buf, err, sizeof err) : 0;
+        if (found < 0) {
+            rc = error("%s", err);
+        } else if (found) {
             used++;
-            int same = w->ndim == t->ndim;
-            for (int d = 0; same && d < t->ndim; d++) same = w->shape[d] == t->shape[d];
-            shape_str(w->shape, w->ndim, got, sizeof got);
-            if (!same) rc = error("%s: tensor '%s' has shape [%s], the model expects [%s]", init, t->name, got, want);
-            else if (!is_float(w->dtype))
-                rc = error("%s: tensor '%s' is %s, the model expects a float tensor", init, t->name,
-                           rt_dtype_name(w->dtype));
-            else
-                rt_tensor_to_f32(w, buf);
+        } else if (init && !t->init_data) {
+            char want[160];
+            shape_str(t->shape, t->ndim, want, sizeof want);
+            rc = error("%s: has no tensor '%s' (a weight of the model, shape [%s])", init, t->name, want);
         } else if (t->init_data) {
             memcpy(buf, t->init_data, sizeof(float) * (size_t)n);
         } else {
             rt_init_fill(t->init, t->init_std, seed, t->name, buf, n);
-        }
-        if (!rc) {
-            for (int64_t j = 0; j < n && !rc; j++)
-                if (!isfinite(buf[j])) rc = error("%s: tensor '%s' holds a NaN or infinity at element %lld",
-                                                  w ? init : "the model", t->name, (long long)j);
         }
         if (!rc) {
             from_f32(buf, n, t->dtype, conv);

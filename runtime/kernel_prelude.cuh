@@ -121,8 +121,24 @@ DC_DEV float dc_gelu_tanh_grad(float x) {
 
 /* ---- memory ------------------------------------------------------------------------------ */
 
+#if defined(DEITC_EMU)
+/* The emu twins copy element by element (no type punning) and insist on the alignment a GPU's
+ * 128-bit access needs, so a misaligned index fails here rather than on the device. */
+DC_DEV void dc_check_align4(const float *p, const char *what) {
+    if (reinterpret_cast<uintptr_t>(p) & 15u) emu::fatal("%s: address %p is not 16-byte aligned", what, (const void *)p);
+}
+DC_DEV float4 dc_load4(const float *p) {
+    dc_check_align4(p, "dc_load4");
+    return make_float4(p[0], p[1], p[2], p[3]);
+}
+DC_DEV void dc_store4(float *p, float4 v) {
+    dc_check_align4(p, "dc_store4");
+    p[0] = v.x, p[1] = v.y, p[2] = v.z, p[3] = v.w;
+}
+#else
 DC_DEV float4 dc_load4(const float *p) { return *reinterpret_cast<const float4 *>(p); }
 DC_DEV void dc_store4(float *p, float4 v) { *reinterpret_cast<float4 *>(p) = v; }
+#endif
 DC_DEV void dc_atomic_add(float *p, float v) { atomicAdd(p, v); }
 
 /* ---- reductions --------------------------------------------------------------------------- */

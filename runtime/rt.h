@@ -64,6 +64,12 @@ int rt_safetensors_write(const char *path, const rt_tensor *tensors, int count,
 void rt_tensor_set_free(rt_tensor_set *s);
 const rt_tensor *rt_tensor_set_find(const rt_tensor_set *s, const char *name);
 
+/* A weight of the given shape out of a weights file (`path` names it in messages), as float32
+ * in out: 1 when found and converted, 0 when the file lacks it, -1 with err when its shape or
+ * dtype is wrong or it holds a NaN or infinity. What `deitc run` and the executables share. */
+int rt_weight_read(const rt_tensor_set *file, const char *path, const char *name, int ndim,
+                   const int64_t *shape, float *out, char *err, size_t errsize);
+
 /* Converts a float tensor (F32, F16, BF16) to float32; -1 if the dtype is not a float. */
 int rt_tensor_to_f32(const rt_tensor *t, float *out);
 /* Converts an integer tensor (I32, I64) to int64; -1 if not an integer dtype. */

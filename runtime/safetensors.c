@@ -9,6 +9,7 @@
 #include "runtime/rt.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -485,6 +486,36 @@ int rt_tensor_to_f32(const rt_tensor *t, float *out) {
         }
     }
     return 0;
+}
+
+static void dims_text(const int64_t *shape, int ndim, char *buf, size_t size) {
+    size_t k = 0;
+    buf[0] = 0;
+    for (int d = 0; d < ndim && k < size; d++)
+        k += (size_t)snprintf(buf + k, size - k, "%s%lld", d ? "," : "", (long long)shape[d]);
+}
+
+int rt_weight_read(const rt_tensor_set *file, const char *path, const char *name, int ndim,
+                   const int64_t *shape, float *out, char *err, size_t errsize) {
+    const rt_tensor *t = rt_tensor_set_find(file, name);
+    if (!t) return 0;
+    char want[160], got[160];
+    dims_text(shape, ndim, want, sizeof want);
+    dims_text(t->shape, t->ndim, got, sizeof got);
+    int same = t->ndim == ndim;
+    for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
+    if (!same)
+        return rt_errorf(err, errsize, "%s: tensor '%s' has shape [%s], the model expects [%s]", path, name,
+                         got, want);
+    if (rt_tensor_to_f32(t, out))
+        return rt_errorf(err, errsize, "%s: tensor '%s' is %s, the model expects a float tensor", path, name,
+                         rt_dtype_name(t->dtype));
+    int64_t n = rt_tensor_numel(t);
+    for (int64_t j = 0; j < n; j++)
+        if (!isfinite(out[j]))
+            return rt_errorf(err, errsize, "%s: tensor '%s' holds a NaN or infinity at element %lld", path,
+                             name, (long long)j);
+    return 1;
 }
 
 int rt_tensor_to_i64(const rt_tensor *t, int64_t *out) {
