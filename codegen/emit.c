@@ -417,19 +417,11 @@ static int emit_elementwise(emitter *e) {
     sb_printf(b, "    for (%s i4 = (%s)blockIdx.x * blockDim.x + threadIdx.x; i4 < %lld; i4 += (%s)gridDim.x * blockDim.x) {\n",
               it, it, (long long)total / 4, it);
     sb_printf(b, "        const %s i = 4 * i4;\n", it);
-    const char *args[2] = {"", ""};
-    char argbuf[2][96];
     for (int k = 0; k < n->ninputs; k++) {
         sb idx = {0};
         emit_terms(&idx, "i", t[k], nt[k]);
-        if (vk[k] == VEC_LOAD4) {
-            sb_printf(b, "        const float4 %c4 = dc_load4(x%d + %s);\n", 'a' + k, k, idx.s);
-            snprintf(argbuf[k], sizeof argbuf[k], "%c4.%%c", 'a' + k);
-        } else {
-            sb_printf(b, "        const float %c = x%d[%s];\n", 'a' + k, k, idx.s);
-            snprintf(argbuf[k], sizeof argbuf[k], "%c", 'a' + k);
-        }
-        args[k] = argbuf[k];
+        if (vk[k] == VEC_LOAD4) sb_printf(b, "        const float4 %c4 = dc_load4(x%d + %s);\n", 'a' + k, k, idx.s);
+        else sb_printf(b, "        const float %c = x%d[%s];\n", 'a' + k, k, idx.s);
         free(idx.s);
     }
     /* the expression as a lambda of the scalar inputs, applied to each component */
@@ -447,7 +439,6 @@ static int emit_elementwise(emitter *e) {
         sb_printf(b, ")");
     }
     sb_printf(b, "));\n    }\n");
-    (void)args;
     finish(e, &l, stride_grid(total / 4), 256);
     return 0;
 }
@@ -472,9 +463,32 @@ static int emit_gather(emitter *e) {
         snprintf(nm, sizeof nm, "x%d", k);
         param(&l, in_type(e->g->nodes[n->inputs[k]].dtype), nm, off_of(e, n->inputs[k]));
     }
-    loop_open(&l, total);
+    /* four at a time where every output run of 4 comes from 4 aligned consecutive inputs */
+    int vec = total % 4 == 0 && n->dtype == IR_F32;
+    for (int k = 0; k < n->ninputs; k++) vec &= e->g->nodes[n->inputs[k]].dtype == IR_F32;
+    if (n->op == IR_OP_PERMUTE) {
+        int d = n->ndim - 1;
+        int64_t run = n->shape[d];
+        while (d > 0 && n->attrs.perm[d - 1] == n->attrs.perm[d] - 1) run *= n->shape[--d];
+        vec &= n->attrs.perm[n->ndim - 1] == n->ndim - 1 && run % 4 == 0;
+    } else if (n->op == IR_OP_PATCHIFY || n->op == IR_OP_UNPATCHIFY) {
+        vec &= n->attrs.patch % 4 == 0;
+    } else {
+        int64_t outer, inner;
+        axis_view(n, n->attrs.axis, &outer, &inner);
+        vec &= inner % 4 == 0;
+    }
     const char *it = idx_type(total);
     sb *b = &l.body;
+    if (vec) {
+        sb_printf(b, "    for (%s i4 = (%s)blockIdx.x * blockDim.x + threadIdx.x; i4 < %lld; i4 += (%s)gridDim.x * blockDim.x) {\n",
+                  it, it, (long long)total / 4, it);
+        sb_printf(b, "        const %s i = 4 * i4;\n", it);
+    } else {
+        loop_open(&l, total);
+    }
+    /* a copy is `<open>x0[...]<close>;` */
+    const char *open = vec ? "dc_store4(y + i, dc_load4(&" : "y[i] = ", *close = vec ? "))" : "";
     switch (n->op) {
     case IR_OP_PERMUTE: {
         int64_t istride[IR_MAX_DIMS], ostride[IR_MAX_DIMS];
@@ -503,7 +517,7 @@ static int emit_gather(emitter *e) {
         emit_terms(&idx, "i", t, nt);
         snprintf(sbuf, sizeof sbuf, "x0[%s]", idx.s);
         free(idx.s);
-        sb_printf(b, "        y[i] = %s;\n", sbuf);
+        sb_printf(b, "        %s%s%s;\n", open, sbuf, close);
         break;
     }
     case IR_OP_SLICE: {
@@ -511,8 +525,8 @@ static int emit_gather(emitter *e) {
         axis_view(n, n->attrs.axis, &outer, &inner);
         sb_printf(b, "        const %s o = i / %lld, k = i / %lld %% %lld, r = i %% %lld;\n", it,
                   (long long)(len * inner), (long long)inner, (long long)len, (long long)inner);
-        sb_printf(b, "        y[i] = x0[(o * %lld + %lld + k) * %lld + r];\n", (long long)dim,
-                  (long long)n->attrs.start, (long long)inner);
+        sb_printf(b, "        %sx0[(o * %lld + %lld + k) * %lld + r]%s;\n", open, (long long)dim,
+                  (long long)n->attrs.start, (long long)inner, close);
         break;
     }
     case IR_OP_PAD: {
@@ -523,9 +537,10 @@ static int emit_gather(emitter *e) {
         sb_printf(b, "        const %s o = i / %lld, k = i / %lld %% %lld - %lld, r = i %% %lld;\n", it,
                   (long long)(dim * inner), (long long)inner, (long long)dim, (long long)n->attrs.start,
                   (long long)inner);
-        sb_printf(b, "        if (k >= 0 && k < %lld) y[i] = x0[(o * %lld + k) * %lld + r];\n", (long long)len,
-                  (long long)len, (long long)inner);
-        sb_printf(b, "        else y[i] = %s;\n", zero);
+        sb_printf(b, "        if (k >= 0 && k < %lld) %sx0[(o * %lld + k) * %lld + r]%s;\n", (long long)len, open,
+                  (long long)len, (long long)inner, close);
+        if (vec) sb_printf(b, "        else dc_store4(y + i, make_float4(0.0f, 0.0f, 0.0f, 0.0f));\n");
+        else sb_printf(b, "        else y[i] = %s;\n", zero);
         break;
     }
     case IR_OP_CONCAT: {
@@ -537,8 +552,8 @@ static int emit_gather(emitter *e) {
             int64_t len = e->g->nodes[n->inputs[q]].shape[n->attrs.axis];
             if (q + 1 < n->ninputs) sb_printf(b, "        %sif (k < %lld) ", q ? "else " : "", (long long)(at + len));
             else sb_printf(b, "        %s", q ? "else " : "");
-            sb_printf(b, "y[i] = x%d[(o * %lld + k - %lld) * %lld + r];\n", q, (long long)len, (long long)at,
-                      (long long)inner);
+            sb_printf(b, "%sx%d[(o * %lld + k - %lld) * %lld + r]%s;\n", open, q, (long long)len, (long long)at,
+                      (long long)inner, close);
             at += len;
         }
         break;
@@ -551,8 +566,8 @@ static int emit_gather(emitter *e) {
         sb_printf(b, "        const %s c = k / %lld, yy = p / %lld * %lld + k / %lld %% %lld, xx = p %% %lld * %lld + k %% %lld;\n",
                   it, (long long)(P * P), (long long)pw, (long long)P, (long long)P, (long long)P,
                   (long long)pw, (long long)P, (long long)P);
-        sb_printf(b, "        y[i] = x0[((bt * %lld + c) * %lld + yy) * %lld + xx];\n", (long long)C, (long long)H,
-                  (long long)W);
+        sb_printf(b, "        %sx0[((bt * %lld + c) * %lld + yy) * %lld + xx]%s;\n", open, (long long)C, (long long)H,
+                  (long long)W, close);
         break;
     }
     case IR_OP_UNPATCHIFY: {
@@ -564,14 +579,19 @@ static int emit_gather(emitter *e) {
         sb_printf(b, "        const %s p = yy / %lld * %lld + xx / %lld, k = c * %lld + yy %% %lld * %lld + xx %% %lld;\n",
                   it, (long long)P, (long long)pw, (long long)P, (long long)(P * P), (long long)P,
                   (long long)P, (long long)P);
-        sb_printf(b, "        y[i] = x0[(bt * %lld + p) * %lld + k];\n", (long long)np, (long long)K);
+        sb_printf(b, "        %sx0[(bt * %lld + p) * %lld + k]%s;\n", open, (long long)np, (long long)K, close);
         break;
     }
     default:
         assert(0);
     }
     (void)lb;
-    loop_close(e, &l, total);
+    if (vec) {
+        sb_printf(b, "    }\n");
+        finish(e, &l, stride_grid(total / 4), 256);
+    } else {
+        loop_close(e, &l, total);
+    }
     return 0;
 }
 
@@ -1354,6 +1374,81 @@ static int emit_adamw(emitter *e) {
     return 0;
 }
 
+/* Whether ADAMW node i can join a multi-tensor launch: f32 parameter, gradient and state. */
+static int adamw_multi_ok(const ir_graph *g, int i) {
+    const ir_node *n = &g->nodes[i];
+    if (n->op != IR_OP_ADAMW) return 0;
+    for (int k = 0; k < 4; k++)
+        if (g->nodes[n->inputs[k]].dtype != IR_F32) return 0;
+    return 1;
+}
+
+/* A run of ADAMW nodes (consecutive in the schedule, same opt input): one launch instead of
+ * one per tensor. The kernel takes the arena's base and carries a table (one row a tensor):
+ * first block, elements, then the parameter's, gradient's, m's and v's offsets in floats, and
+ * whether it decays. Block b updates ADAMW_TILE elements of the tensor whose row holds the
+ * last first-block <= b (binary search); the arithmetic is emit_adamw's. */
+enum { ADAMW_TILE = 2048 };
+static void emit_adamw_multi(emitter *e, const int *nodes, int count) {
+    const ir_graph *g = e->g;
+    const ir_attrs *at = &g->nodes[nodes[0]].attrs;
+    launch l = {0};
+    l.tag = "adamw_multi";
+    param(&l, "float *", "arena", 0);
+    param(&l, "const float *", "opt", off_of(e, g->nodes[nodes[0]].inputs[4]));
+    sb *b = &l.body;
+    char f1[64], f2[64], f3[64], f4[64], f5[64];
+    sb_printf(b, "    /* per tensor: first block, elements, offsets (floats) of param, grad, m, v; decay */\n");
+    sb_printf(b, "    static const long long tab[%d][7] = {\n", count);
+    int64_t blocks = 0;
+    for (int q = 0; q < count; q++) {
+        const ir_node *n = &g->nodes[nodes[q]];
+        int64_t numel = ir_numel(&g->nodes[n->inputs[0]]);
+        sb_printf(b, "        {%lld, %lld", (long long)blocks, (long long)numel);
+        for (int k = 0; k < 4; k++) {
+            int64_t o = off_of(e, n->inputs[k]);
+            assert(o % (int64_t)sizeof(float) == 0);
+            sb_printf(b, ", %lld", (long long)(o / (int64_t)sizeof(float)));
+        }
+        sb_printf(b, ", %d}, /* %s */\n", n->attrs.decay ? 1 : 0, g->nodes[n->inputs[0]].name ? g->nodes[n->inputs[0]].name : "");
+        blocks += (numel + ADAMW_TILE - 1) / ADAMW_TILE;
+    }
+    sb_printf(b, "    };\n");
+    sb_printf(b, "    int lo = 0, hi = %d;\n", count - 1);
+    sb_printf(b, "    while (lo < hi) {\n        const int mid = (lo + hi + 1) / 2;\n");
+    sb_printf(b, "        if (tab[mid][0] <= (long long)blockIdx.x) lo = mid;\n        else hi = mid - 1;\n    }\n");
+    sb_printf(b, "    const long long *t = tab[lo];\n");
+    sb_printf(b, "    float *p = arena + t[2], *m = arena + t[4], *v = arena + t[5];\n");
+    sb_printf(b, "    const float *grad = arena + t[3];\n");
+    sb_printf(b, "    const float lr = opt[%d], wd = t[6] ? opt[1] : 0.0f, bc1 = opt[%d], sbc2 = dc_sqrt(opt[%d]), gs = opt[%d];\n",
+              IR_OPT_LR, IR_OPT_BIAS_CORR1, IR_OPT_BIAS_CORR2, IR_OPT_GRAD_SCALE);
+    sb_printf(b, "    const long long i0 = ((long long)blockIdx.x - t[0]) * %d, i1 = i0 + %d < t[1] ? i0 + %d : t[1];\n",
+              ADAMW_TILE, ADAMW_TILE, ADAMW_TILE);
+    sb_printf(b, "    for (long long i = i0 + threadIdx.x; i < i1; i += blockDim.x) {\n");
+    sb_printf(b, "        const float g = grad[i] * gs;\n");
+    sb_printf(b, "        const float mi = %s * m[i] + %s * g;\n", flit(f1, sizeof f1, at->beta1), flit(f2, sizeof f2, 1 - at->beta1));
+    sb_printf(b, "        const float vi = %s * v[i] + %s * g * g;\n", flit(f3, sizeof f3, at->beta2), flit(f4, sizeof f4, 1 - at->beta2));
+    sb_printf(b, "        m[i] = mi;\n        v[i] = vi;\n");
+    sb_printf(b, "        const float denom = dc_sqrt(vi) / sbc2 + %s;\n", flit(f5, sizeof f5, at->eps));
+    sb_printf(b, "        p[i] = p[i] * (1.0f - lr * wd) - (lr / bc1) * mi / denom;\n    }\n");
+    int saved = e->node;
+    e->node = nodes[0];
+    finish(e, &l, blocks, 256);
+    e->node = saved;
+    /* name the whole run in the step and the kernel's header: "%A first .. %B last (N adamw)" */
+    rt_plan_step *st = &e->p->steps[e->p->nsteps - 1];
+    cg_kernel *kn = &e->p->kernels[st->kernel];
+    char *last = node_label(g, nodes[count - 1]), buf[1200];
+    snprintf(buf, sizeof buf, "%s .. %s (%d adamw nodes)", st->what, last, count);
+    free(last);
+    free((void *)st->what);
+    st->what = xstrdup(buf);
+    if (kn->nuses == 1) {
+        free(kn->nodes);
+        kn->nodes = xstrdup(buf);
+    }
+}
+
 /* ---- matrix products ------------------------------------------------------------------------ */
 
 static rt_dtype rtd(ir_dtype t) { return (rt_dtype)t; }
@@ -1527,6 +1622,19 @@ cg_program *cg_program_new(const ir_graph *g, const cg_options *o, char *err, si
     }
     for (int s = 0; s < p->norder; s++) {
         e.node = p->order[s];
+        if (adamw_multi_ok(g, e.node)) { /* a run of ADAMW nodes: one launch */
+            int s2 = s + 1, opt = g->nodes[e.node].inputs[4];
+            while (s2 < p->norder && adamw_multi_ok(g, p->order[s2]) && g->nodes[p->order[s2]].inputs[4] == opt &&
+                   g->nodes[p->order[s2]].attrs.beta1 == g->nodes[e.node].attrs.beta1 &&
+                   g->nodes[p->order[s2]].attrs.beta2 == g->nodes[e.node].attrs.beta2 &&
+                   g->nodes[p->order[s2]].attrs.eps == g->nodes[e.node].attrs.eps)
+                s2++;
+            if (s2 - s > 1) {
+                emit_adamw_multi(&e, &p->order[s], s2 - s);
+                s = s2 - 1;
+                continue;
+            }
+        }
         if (emit_node(&e)) goto fail;
     }
     /* the kernels' full text: header comment + definition */

@@ -307,7 +307,7 @@ static int param_value(yctx *c, int i, double *out) {
     p->state = 1;
     const char *name = param_defs[i].name;
     int r = 0, b;
-    int64_t k;
+    int64_t k = 0;
     switch (param_defs[i].kind) {
     case P_INT: {
         int64_t lo = 1, hi = i == DEPTH ? FE_MAX_REPEAT : FE_MAX_SIZE;
@@ -487,7 +487,7 @@ static int opt_names(yctx *c, yaml_node_t *layer, const char *prefix, const char
         return fail(c, node_loc(c, n), "names must list %d to %d names, not %d", min, max, k);
     for (int i = 0; i < k; i++) {
         yaml_node_t *it = yaml_document_get_node(c->doc, n->data.sequence.items.start[i]);
-        const char *s;
+        const char *s = NULL;
         if (scalar(c, it, "a name", &s) || check_name(c, it, s)) return -1;
         out[i] = join(c, prefix, s);
     }
@@ -517,7 +517,7 @@ static int build_layer(yctx *c, yaml_node_t *layer, const char *prefix, int x, i
         if (opn) return fail(c, loc, "a layer has either 'op' or 'repeat', not both");
         if (check_keys(c, layer, "repeat name layers", "a repeat block")) return -1;
         const char *t;
-        int64_t count;
+        int64_t count = 0;
         if (scalar(c, rep, "repeat", &t) ||
             eval_int(c, t, node_loc(c, rep), "repeat", 1, FE_MAX_REPEAT, &count))
             return -1;
