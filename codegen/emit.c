@@ -6,16 +6,21 @@
  * (every size is a compile-time constant) and written without a name; launches whose kernel
  * text is identical share one kernel (the 12 blocks of a DeiT share theirs), named
  * kNNN_op in first-use order. Kernels only take pointers into the arena; their arguments are
- * arena offsets. All arithmetic is float; values load/store through the dtype's conversion,
+ * arena offsets (adamw_multi takes the arena's base and finds its tensors in a table). All arithmetic is float; values load/store through the dtype's conversion,
  * so f16/bf16 storage needs no other change here.
  *
  * Kernel shapes used (block sizes are multiples of 32):
- *   elementwise / gather: one thread per output element, grid-stride loop, 256 threads
+ *   elementwise / gather: one thread per output element (per 4 elements, float4 through
+ *   dc_load4/dc_store4, where every input allows it: same shape, bias over a last dim of 4k,
+ *   runs of 4k contiguous elements), grid-stride loop, 256 threads, at most 8192 blocks
  *   row ops (layer_norm*, softmax*): rows of up to 1024: one warp per row, 4 rows (128 threads)
- *   a block, warp-shuffle reductions (no shared memory, no barrier); wider rows one block per
- *   row, block reductions (see row_shape_of). cross_entropy*: one block per row
- *   reductions (sum_to, reduce_mean, layer_norm_dgamma): TX outputs x TY partial sums per
- *   block, combined in shared memory in a fixed order (deterministic, no atomics)
+ *   a block, the row held in registers (read once), warp-shuffle reductions (no shared memory,
+ *   no barrier); wider rows one block per row, block reductions (see row_shape_of).
+ *   cross_entropy_grad: one block per row
+ *   reductions (sum_to, reduce_mean, layer_norm_dgamma, cross_entropy, sum_squares): two
+ *   passes where one would give a GPU too few blocks: pass 1 writes partial sums to the node's
+ *   scratch, pass 2 adds them in a fixed order (deterministic, no atomics; see red_plan)
+ *   adamw: one launch for a run of ADAMW nodes, a table of tensors in the kernel
  */
 #include "codegen/codegen.h"
 
@@ -1230,18 +1235,17 @@ static int emit_cross_entropy(emitter *e) {
     l.tag = ir_op_name(n->op);
     l.fibers = 1;
     sb *b = &l.body;
-    param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    /* forward: pass 1 (one block per row) writes the rows' losses to scratch, pass 2 adds them
+     * in order */
+    int64_t part = grad ? -1 : e->m->scratch_offset[e->node];
+    assert(grad || part >= 0);
+    if (grad) param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    else param(&l, "float *", "loss_rows", part);
     if (grad) param(&l, in_type(e->g->nodes[n->inputs[0]].dtype), "dloss", off_of(e, n->inputs[0]));
     param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[grad ? 1 : 0]));
     param(&l, in_type(lab->dtype), "labels", off_of(e, n->inputs[grad ? 2 : 1]));
     ld(a, sizeof a, x->dtype, "xr[c]");
     if (!grad) {
-        /* pass 1: one block per row writes the row's loss to scratch; pass 2 adds them in order */
-        int64_t part = e->m->scratch_offset[e->node];
-        assert(part >= 0);
-        l.off[0] = part; /* y -> the rows' losses */
-        l.ptype[0] = "float *";
-        snprintf(l.pname[0], sizeof l.pname[0], "loss_rows");
         l.tag = "cross_entropy_pass1";
         sb_printf(b, "    const int bi = blockIdx.x;\n    {\n");
         sb_printf(b, "        const auto *xr = x + (long long)bi * %lld;\n", (long long)K);
