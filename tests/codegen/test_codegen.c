@@ -476,6 +476,16 @@ static int test_emu(int argc, char **argv) {
     return test_result();
 }
 
+/* The emu EXE and the interpreter agree on the first step's loss (the forward pass, before any
+ * update) to 1e-5, and on all three losses to 1e-4 (Adam's first updates amplify rounding). */
+static void check_losses_vs_interpreter(const float *got, const float *want) {
+    double first = fabs((double)got[0] - want[0]) / fabs((double)want[0]), all = test_rel_l2(got, want, 3);
+    fprintf(stderr, "losses %g %g %g (interpreter %g %g %g): first %.3g, all %.3g\n", got[0], got[1], got[2],
+            want[0], want[1], want[2], first, all);
+    CHECK_MSG(first <= 1e-5, "first loss: relative error %.3g > 1e-5", first);
+    CHECK_MSG(all <= 1e-4, "losses: relative error %.3g > 1e-4", all);
+}
+
 static int test_emu_vs_run(int argc, char **argv) {
     char data[1024], extra[2048], path[1100], err[1024];
     const char *bin = test_env("DEITC_BIN"), *src = test_env("DEITC_SOURCE_DIR");
@@ -498,9 +508,7 @@ static int test_emu_vs_run(int argc, char **argv) {
     CHECK(n == 3 && losses);
     if (n == 3 && losses) {
         rt_tensor_to_f32(losses, want);
-        double e = test_rel_l2(got, want, 3);
-        fprintf(stderr, "losses %g %g %g (interpreter %g %g %g)\n", got[0], got[1], got[2], want[0], want[1], want[2]);
-        CHECK_MSG(e <= 1e-4, "losses: relative error %.3g > 1e-4", e);
+        check_losses_vs_interpreter(got, want);
     }
     compare_sets(&out, &ref, 5e-3, "weights vs interpreter");
     rt_tensor_set_free(&ref);
@@ -564,9 +572,7 @@ static int test_emu_big(void) {
     CHECK(n == 3 && losses);
     if (n == 3 && losses) {
         rt_tensor_to_f32(losses, want);
-        double e = test_rel_l2(got, want, 3);
-        fprintf(stderr, "losses %g %g %g (interpreter %g %g %g)\n", got[0], got[1], got[2], want[0], want[1], want[2]);
-        CHECK_MSG(e <= 1e-4, "losses: relative error %.3g > 1e-4", e);
+        check_losses_vs_interpreter(got, want);
     }
     compare_sets(&out, &ref, 5e-3, "weights vs interpreter");
     rt_tensor_set_free(&ref);
