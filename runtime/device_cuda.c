@@ -9,6 +9,12 @@
  * heuristic's algorithm. plan.h's GEMMs are row-major; cuBLASLt is column-major, so each is
  * run as C^T = op(B)^T op(A)^T: cuBLAS's "A" is our B, its "B" our A, m and n swapped.
  * Every call is checked; a failure names the call and the plan step.
+ *
+ * Kernel faults (an illegal address, say) surface at the next synchronizing call, far from the
+ * step that caused them; DEITC_CUDA_SYNC=1 synchronizes after every step run eagerly (not
+ * while capturing a graph) so the failure names its step: use it with DEITC_NO_GRAPH=1.
+ * libcuda and cuBLASLt stay loaded once a context exists: unloading libraries that hold a
+ * context (cuBLASLt links the CUDA runtime statically) is a known source of crashes at exit.
  */
 #include "runtime/rt.h"
 
@@ -81,6 +87,9 @@ typedef struct {
     cublasLtHandle_t lt;
     cuda_gemm *gemms;      /* per step of the plan (used by GEMM steps only) */
     int step;              /* the step being prepared or run, for messages; -1 none */
+    int capturing;         /* between cuStreamBeginCapture and cuStreamEndCapture */
+    int sync_each;         /* DEITC_CUDA_SYNC: synchronize after every eager step */
+    int driver_version;    /* cuDriverGetVersion: 13000 is CUDA 13.0 */
 } cuda_impl;
 
 static cuda_impl *impl(rt_device *d) { return d->impl; }
@@ -117,26 +126,59 @@ static int lt_check(rt_device *d, cublasStatus_t s, const char *call) {
     return -1;
 }
 
+/* After a failed synchronizing call: the fault may be an earlier step's (kernels run
+ * asynchronously); says how to find which, unless steps are synchronized already. */
+static int async_hint(rt_device *d) {
+    if (!impl(d)->sync_each) {
+        size_t n = strlen(d->err);
+        snprintf(d->err + n, sizeof d->err - n,
+                 "\n(the fault may come from any kernel or GEMM queued before this call: rerun with "
+                 "DEITC_NO_GRAPH=1 DEITC_CUDA_SYNC=1 to name the plan step that fails)");
+    }
+    return -1;
+}
+
+/* Notes a driver older than the CUDA these kernels and cuBLASLt were built with. */
+static void old_driver_note(rt_device *d) {
+    int v = impl(d)->driver_version;
+    if (v > 0 && v / 1000 < CUDA_VERSION / 1000) {
+        size_t n = strlen(d->err);
+        snprintf(d->err + n, sizeof d->err - n,
+                 "\n(the driver supports CUDA %d.%d, older than the CUDA %d.%d this executable was built with: "
+                 "update the NVIDIA driver)",
+                 v / 1000, v % 1000 / 10, CUDA_VERSION / 1000, CUDA_VERSION % 1000 / 10);
+    }
+}
+
 #define CU(d, fn, ...) cu_check((d), impl(d)->p_##fn(__VA_ARGS__), #fn)
 #define LT(d, fn, ...) lt_check((d), impl(d)->p_##fn(__VA_ARGS__), #fn)
 
 /* ---- operations ---------------------------------------------------------------------------- */
 
+/* The copies are stream-ordered and synchronous to the host: pageable host memory, never
+ * inside a capture (the runtime uploads and reads between steps only). */
 static int cuda_upload(rt_device *d, uint64_t offset, const void *src, uint64_t bytes) {
     if (!bytes) return 0;
-    if (CU(d, cuMemcpyHtoDAsync, impl(d)->arena + offset, src, bytes, impl(d)->stream)) return -1;
-    return CU(d, cuStreamSynchronize, impl(d)->stream);
+    if (CU(d, cuMemcpyHtoDAsync, impl(d)->arena + offset, src, bytes, impl(d)->stream)) return async_hint(d);
+    return CU(d, cuStreamSynchronize, impl(d)->stream) ? async_hint(d) : 0;
 }
 
 static int cuda_download(rt_device *d, void *dst, uint64_t offset, uint64_t bytes) {
     if (!bytes) return 0;
-    if (CU(d, cuMemcpyDtoHAsync, dst, impl(d)->arena + offset, bytes, impl(d)->stream)) return -1;
-    return CU(d, cuStreamSynchronize, impl(d)->stream);
+    if (CU(d, cuMemcpyDtoHAsync, dst, impl(d)->arena + offset, bytes, impl(d)->stream)) return async_hint(d);
+    return CU(d, cuStreamSynchronize, impl(d)->stream) ? async_hint(d) : 0;
+}
+
+/* DEITC_CUDA_SYNC: waits for the step just queued, so a fault names it (c->step is set). */
+static int sync_step(rt_device *d) {
+    cuda_impl *c = impl(d);
+    if (!c->sync_each || c->capturing) return 0;
+    return CU(d, cuStreamSynchronize, c->stream);
 }
 
 static int cuda_zero(rt_device *d, uint64_t offset, uint64_t bytes) {
     if (!bytes) return 0;
-    return CU(d, cuMemsetD8Async, impl(d)->arena + offset, 0, bytes, impl(d)->stream);
+    return CU(d, cuMemsetD8Async, impl(d)->arena + offset, 0, bytes, impl(d)->stream) || sync_step(d) ? -1 : 0;
 }
 
 static int cuda_launch(rt_device *d, int step) {
@@ -147,6 +189,7 @@ static int cuda_launch(rt_device *d, int step) {
     c->step = step;
     int rc = CU(d, cuLaunchKernel, c->funcs[s->kernel], s->grid[0], s->grid[1], s->grid[2], s->block[0],
                 s->block[1], s->block[2], s->shared_bytes, c->stream, ka.args, NULL);
+    if (!rc) rc = sync_step(d);
     c->step = -1;
     rt_kernel_args_release(&ka);
     return rc;
@@ -162,11 +205,14 @@ static int cuda_gemm_run(rt_device *d, int step) {
                 (const void *)(uintptr_t)(c->arena + g->a), cg->lb, &g->beta,
                 (const void *)(uintptr_t)(c->arena + g->c), cg->lc, (void *)(uintptr_t)(c->arena + g->c), cg->lc,
                 &cg->algo, (void *)(uintptr_t)c->workspace, (size_t)WORKSPACE_BYTES, c->stream);
+    if (!rc) rc = sync_step(d);
     c->step = -1;
     return rc;
 }
 
-static int cuda_synchronize(rt_device *d) { return CU(d, cuStreamSynchronize, impl(d)->stream); }
+static int cuda_synchronize(rt_device *d) {
+    return CU(d, cuStreamSynchronize, impl(d)->stream) ? async_hint(d) : 0;
+}
 
 static int cuda_capture_begin(rt_device *d) {
     cuda_impl *c = impl(d);
@@ -174,16 +220,22 @@ static int cuda_capture_begin(rt_device *d) {
     if (c->graph) c->p_cuGraphDestroy(c->graph);
     c->exec = NULL;
     c->graph = NULL;
-    return CU(d, cuStreamBeginCapture, c->stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+    if (CU(d, cuStreamBeginCapture, c->stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)) return -1;
+    c->capturing = 1;
+    return 0;
 }
 
 static int cuda_capture_end(rt_device *d) {
     cuda_impl *c = impl(d);
+    c->capturing = 0;
     if (CU(d, cuStreamEndCapture, c->stream, &c->graph)) return -1;
     return CU(d, cuGraphInstantiate, &c->exec, c->graph, 0);
 }
 
-static int cuda_replay(rt_device *d) { return CU(d, cuGraphLaunch, impl(d)->exec, impl(d)->stream); }
+static int cuda_replay(rt_device *d) {
+    cuda_impl *c = impl(d);
+    return CU(d, cuGraphLaunch, c->exec, c->stream) ? async_hint(d) : 0;
+}
 
 static int cuda_timer_start(rt_device *d) { return CU(d, cuEventRecord, impl(d)->ev_start, impl(d)->stream); }
 
@@ -192,7 +244,7 @@ static int cuda_timer_stop(rt_device *d, double *ms) {
     float f = 0;
     if (CU(d, cuEventRecord, c->ev_stop, c->stream) || CU(d, cuEventSynchronize, c->ev_stop) ||
         CU(d, cuEventElapsedTime, &f, c->ev_start, c->ev_stop))
-        return -1;
+        return async_hint(d);
     *ms = f;
     return 0;
 }
@@ -223,8 +275,9 @@ static void cuda_destroy(rt_device *d) {
         }
         free(c->gemms);
         free(c->funcs);
-        if (c->liblt) dlclose(c->liblt);
-        if (c->libcuda) dlclose(c->libcuda);
+        /* once a context exists the libraries stay loaded until exit (see the top) */
+        if (c->liblt && !c->have_ctx) dlclose(c->liblt);
+        if (c->libcuda && !c->have_ctx) dlclose(c->libcuda);
         free(c);
     }
     free(d);
@@ -311,6 +364,7 @@ static int load_module(rt_device *d) {
             n = strlen(d->err);
             snprintf(d->err + n, sizeof d->err - n, "\nPTX JIT log: %.600s", log);
         }
+        old_driver_note(d);
         return -1;
     }
     if (cubin_err[0]) {
@@ -318,6 +372,7 @@ static int load_module(rt_device *d) {
         snprintf(d->err + n, sizeof d->err - n,
                  "\n(kernels built for %s; this GPU is sm_%d%d: recompile with --arch sm_%d%d)",
                  p->arch ? p->arch : "?", major, minor, major, minor);
+        old_driver_note(d);
         return -1;
     }
     if (p->num_kernels > 0) {
@@ -442,6 +497,7 @@ static int start(rt_device *d) {
     c->p_cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, c->dev);
     c->p_cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, c->dev);
     c->p_cuDriverGetVersion(&version);
+    c->driver_version = version;
     snprintf(d->name, sizeof d->name, "%s (sm_%d%d), driver %d.%d", gpu, major, minor, version / 1000,
              version % 1000 / 10);
     if (CU(d, cuStreamCreate, &c->stream, CU_STREAM_NON_BLOCKING)) return -1;
@@ -486,7 +542,10 @@ static int start(rt_device *d) {
     if (!c->gemms) abort();
     if (gemms) {
         if (load_cublaslt(d)) return -1;
-        if (LT(d, cublasLtCreate, &c->lt)) return -1;
+        if (LT(d, cublasLtCreate, &c->lt)) {
+            old_driver_note(d);
+            return -1;
+        }
         if (CU(d, cuMemAlloc, &c->workspace, (size_t)WORKSPACE_BYTES)) return -1;
         d->mem_bytes += WORKSPACE_BYTES;
         cublasLtMatmulPreference_t pref = NULL;
@@ -508,6 +567,8 @@ int rt_device_cuda_new(const rt_plan *p, rt_device **out, char *err, size_t errs
     cuda_impl *c = calloc(1, sizeof *c);
     if (!d || !c) abort();
     c->step = -1;
+    const char *sync = getenv("DEITC_CUDA_SYNC");
+    c->sync_each = sync && *sync && strcmp(sync, "0") != 0;
     d->target = "cuda";
     d->plan = p;
     d->impl = c;

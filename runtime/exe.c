@@ -67,7 +67,7 @@ static void usage(FILE *f) {
             "       %s bench [--steps K] [--warmup W] [--init W.safetensors] [--no-graph] [--profile]\n"
             "       %s info [-v]\n"
             "D: a .safetensors tensor dataset (images f32 [N,C,H,W], labels i64 [N]) or a CIFAR-10 .bin.\n"
-            "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH, DEITC_TF32, DEITC_DEVICE (cuda).\n",
+            "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH, DEITC_TF32, DEITC_DEVICE, DEITC_CUDA_SYNC (cuda).\n",
             prog, prog, prog, prog);
 }
 

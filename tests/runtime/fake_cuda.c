@@ -10,6 +10,8 @@
  * CUDA does) and cuGraphLaunch replays them. cublasLtMatmul implements the column-major
  * definition D = alpha op(A) op(B) + beta C from cuBLAS's documentation, f32 only, and rejects
  * layouts whose shapes disagree with the operation (what a wrong mapping would produce).
+ * FAKE_CUDA_FAULT=N makes the N-th kernel run (1-based) "fault" as a GPU kernel does: the launch
+ * succeeds and every synchronizing call after it returns CUDA_ERROR_ILLEGAL_ADDRESS.
  */
 #include <cublasLt.h>
 #include <cuda.h>
@@ -64,6 +66,8 @@ static void record(const op *o) {
     recorded[nrecorded++] = *o;
 }
 
+static int faulted; /* sticky, as a real context's fault is */
+
 static void run_kernel(const op *o) {
     void *ptrs[32];
     uint64_t vals[32];
@@ -73,6 +77,8 @@ static void run_kernel(const op *o) {
     }
     o->f->fn(o->grid, o->block, o->shared, ptrs);
     launches++;
+    const char *fault = getenv("FAKE_CUDA_FAULT");
+    if (fault && atoi(fault) == launches) faulted = 1;
 }
 
 static int run_matmul(const op *o) {
@@ -128,7 +134,10 @@ EXPORT CUresult cuCtxSetCurrent(CUcontext c) { return c == (CUcontext)&ctx_refs 
 static int stream_token;
 EXPORT CUresult cuStreamCreate(CUstream *s, unsigned f) { (void)f; *s = (CUstream)&stream_token; return CUDA_SUCCESS; }
 EXPORT CUresult cuStreamDestroy_v2(CUstream s) { (void)s; return CUDA_SUCCESS; }
-EXPORT CUresult cuStreamSynchronize(CUstream s) { (void)s; return capturing ? CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED : CUDA_SUCCESS; }
+EXPORT CUresult cuStreamSynchronize(CUstream s) {
+    (void)s;
+    return capturing ? CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED : faulted ? CUDA_ERROR_ILLEGAL_ADDRESS : CUDA_SUCCESS;
+}
 EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t n) {
     void *m = aligned_alloc(256, (n + 255) / 256 * 256);
     if (!m) return CUDA_ERROR_OUT_OF_MEMORY;
@@ -146,6 +155,7 @@ EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void *s, size_t n, CUs
 EXPORT CUresult cuMemcpyDtoHAsync_v2(void *d, CUdeviceptr s, size_t n, CUstream st) {
     (void)st;
     if (capturing) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+    if (faulted) return CUDA_ERROR_ILLEGAL_ADDRESS;
     memcpy(d, (void *)(uintptr_t)s, n);
     return CUDA_SUCCESS;
 }
@@ -201,7 +211,7 @@ static int events[2];
 EXPORT CUresult cuEventCreate(CUevent *e, unsigned f) { (void)f; *e = (CUevent)&events[0]; return CUDA_SUCCESS; }
 EXPORT CUresult cuEventDestroy_v2(CUevent e) { (void)e; return CUDA_SUCCESS; }
 EXPORT CUresult cuEventRecord(CUevent e, CUstream s) { (void)e, (void)s; return CUDA_SUCCESS; }
-EXPORT CUresult cuEventSynchronize(CUevent e) { (void)e; return CUDA_SUCCESS; }
+EXPORT CUresult cuEventSynchronize(CUevent e) { (void)e; return faulted ? CUDA_ERROR_ILLEGAL_ADDRESS : CUDA_SUCCESS; }
 EXPORT CUresult cuEventElapsedTime_v2(float *ms, CUevent a, CUevent b) { (void)a, (void)b; *ms = 1.0f; return CUDA_SUCCESS; }
 EXPORT CUresult cuStreamBeginCapture_v2(CUstream s, CUstreamCaptureMode m) {
     (void)s, (void)m;

@@ -389,6 +389,18 @@ int main(int argc, char **argv) {
               strstr(out_text, "\"target\":\"cuda\"") && strstr(out_text, "\"median_ms\":1.0000"));
         CHECK(run(fake_exe, "bench --steps 2 --warmup 0 --profile") == 0 && strstr(out_text, "softmax_cross_entropy"));
         CHECK(run(fake_exe, "eval --init f1.safetensors --data data.safetensors") == 0 && strstr(out_text, "12 images"));
+        /* a kernel fault shows at the next synchronizing call: the message says how to find the
+         * step, and DEITC_CUDA_SYNC=1 names it (the 2nd launch is step 4, adamw head.weight) */
+        size_t pl = strlen(env_prefix);
+        snprintf(env_prefix + pl, sizeof env_prefix - pl, " FAKE_CUDA_FAULT=2");
+        CHECK(run(fake_exe, "train --data data.safetensors --steps 2 --no-graph") == 1);
+        CHECK_MSG(strstr(err_text, "DEITC_CUDA_SYNC=1") && !strstr(err_text, "plan step 4"), "stderr: %s", err_text);
+        snprintf(env_prefix + pl, sizeof env_prefix - pl, " FAKE_CUDA_FAULT=2 DEITC_CUDA_SYNC=1");
+        CHECK(run(fake_exe, "train --data data.safetensors --steps 2 --no-graph") == 1);
+        CHECK_MSG(strstr(err_text, "cuStreamSynchronize failed") && strstr(err_text, "plan step 4: adamw head.weight"),
+                  "stderr: %s", err_text);
+        snprintf(env_prefix + pl, sizeof env_prefix - pl, " DEITC_CUDA_SYNC=1");
+        CHECK(run(fake_exe, "train --data data.safetensors --steps 3") == 0 && strstr(err_text, "2 graph replays"));
         env_prefix[0] = 0;
     } else {
         fprintf(stderr, "RT_FAKE_EXE/RT_FAKE_LIB not set: cuda device layer not exercised\n");
