@@ -276,7 +276,7 @@ static int bind_weights(const ir_graph *g, ir_interp *it, const rt_tensor_set *w
         if (n->op != IR_OP_WEIGHT) continue;
         int64_t numel = ir_numel(n);
         float *buf = malloc(sizeof(float) * (size_t)numel);
-        if (!buf) abort();
+        if (!buf) return die("%s: out of memory for %s", n->name, ir_shape_str(n, shape, sizeof shape));
         char err[1024];
         int found = w ? rt_weight_read(w, wpath, n->name, n->ndim, n->shape, buf, err, sizeof err) : 0;
         if (found < 0 || (w && !found && !n->data)) {
@@ -292,6 +292,20 @@ static int bind_weights(const ir_graph *g, ir_interp *it, const rt_tensor_set *w
         ir_interp_set_f32(it, i, buf);
         free(buf);
     }
+    /* a tensor the model does not use is most likely a misspelt weight: say so (the losses
+     * and grad.* that `deitc run` itself writes beside the weights are expected) */
+    int unused = 0;
+    const char *first = NULL;
+    for (int k = 0; w && k < w->count; k++) {
+        const char *name = w->tensors[k].name;
+        int id = ir_find(g, name);
+        if ((id < 0 || g->nodes[id].op != IR_OP_WEIGHT) && strcmp(name, "losses") != 0 &&
+            strncmp(name, "grad.", 5) != 0 && !unused++)
+            first = name;
+    }
+    if (unused)
+        fprintf(stderr, "deitc: warning: %s: %d tensor%s not a weight of the model, ignored "
+                        "(first: '%s')\n", wpath, unused, unused == 1 ? " is" : "s are", first);
     return 0;
 }
 
@@ -380,6 +394,11 @@ static int cmd_run(const cli_args *a) {
         goto done;
     }
     it = ir_interp_new(g, a->f64);
+    if (!it) {
+        die("%s: out of memory: the interpreter holds every value of the graph as doubles",
+            a->model);
+        goto done;
+    }
     if (bind_weights(g, it, a->weights ? &w : NULL, a->weights)) goto done;
     /* runtime inputs */
     int opt = -1;
@@ -429,9 +448,14 @@ static int cmd_run(const cli_args *a) {
             if (g->nodes[i].flags & IR_NODE_OUTPUT) out_add_node(&out, it, &g->nodes[i], i, g->nodes[i].name);
     } else {
         int loss = ir_find(g, "loss");
-        float *losses = calloc((size_t)a->steps, sizeof(float));
-        if (!losses) abort();
+        float *losses = NULL; /* grown as steps run: --steps may be huge */
+        long cap = 0;
         for (long step = 1; step <= a->steps; step++) {
+            if (step > cap) {
+                cap = cap ? 2 * cap : 1024;
+                losses = realloc(losses, sizeof(float) * (size_t)cap);
+                if (!losses) abort();
+            }
             float slots[IR_OPT_SLOTS] = {0};
             slots[IR_OPT_LR] = (float)a->lr;
             slots[IR_OPT_WEIGHT_DECAY] = (float)a->weight_decay;

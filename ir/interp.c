@@ -29,7 +29,10 @@ ir_interp *ir_interp_new(const ir_graph *g, int use_f64) {
     if (!it->val) abort();
     for (int i = 0; i < g->n; i++) {
         it->val[i] = calloc((size_t)ir_numel(&g->nodes[i]), sizeof(double));
-        if (!it->val[i]) abort();
+        if (!it->val[i]) { /* a graph too big for this machine: the caller reports it */
+            ir_interp_free(it);
+            return NULL;
+        }
     }
     return it;
 }

@@ -183,6 +183,7 @@ void ir_print(const ir_graph *g, FILE *out);
  * STATE inputs in place, so running the graph K times takes K optimizer steps. */
 typedef struct ir_interp ir_interp;
 
+/* NULL when the values of g do not fit in memory (one double per element). */
 ir_interp *ir_interp_new(const ir_graph *g, int use_f64);
 void ir_interp_free(ir_interp *it);
 /* Binds a leaf from float (f32) or int64 (integer dtypes) host data of the node's numel. */

@@ -16,3 +16,13 @@ add_dependencies(test_training_cli deitc)
 
 set_tests_properties(test_autodiff test_training test_training_cli PROPERTIES
   ENVIRONMENT "${DEITC_TEST_ENV}" LABELS training)
+
+# `deitc run` on odd input: huge --steps, a model too big for the interpreter, unused weights
+if(DEITC_SANITIZE)
+  set(_cli_run_env "DEITC_SANITIZED=1;ASAN_OPTIONS=allocator_may_return_null=1")
+else()
+  set(_cli_run_env "DEITC_SANITIZED=0")
+endif()
+add_test(NAME test_cli_run COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/passes/cli_run.sh)
+set_tests_properties(test_cli_run PROPERTIES
+  ENVIRONMENT "${DEITC_TEST_ENV};${_cli_run_env}" LABELS training)
