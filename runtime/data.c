@@ -116,6 +116,13 @@ static int load_safetensors(const char *path, const rt_plan *p, rt_dataset *ds, 
         }
         rt_tensor_to_f32(im, ds->images);
     }
+    int64_t count = ds->n * ds->c * ds->h * ds->w;
+    for (int64_t i = 0; i < count; i++)
+        if (!isfinite(ds->images[i])) {
+            rt_errorf(err, errsize, "%s: tensor 'images' holds a NaN or infinity (image %lld, element %lld)", path,
+                      (long long)(i / (ds->c * ds->h * ds->w)), (long long)(i % (ds->c * ds->h * ds->w)));
+            goto done;
+        }
     rc = check_labels(path, p, ds, err, errsize);
 done:
     rt_tensor_set_free(&set);

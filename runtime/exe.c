@@ -12,12 +12,14 @@
 #include "runtime/rt.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct {
@@ -420,6 +422,8 @@ static int load_data(const exe_args *a, const rt_plan *p, rt_dataset *ds) {
 /* Fails early (before any training) when `path` cannot be written: creates and removes a
  * probe file beside it, so a long run never ends with its results lost. */
 static int check_writable(const char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return error("%s: is a directory", path);
     size_t n = strlen(path) + 32;
     char *probe = malloc(n);
     if (!probe) abort();
@@ -486,6 +490,11 @@ static int cmd_train(const exe_args *a, const rt_plan *p) {
     }
     if (session_open(&s, p, 1) || load_weights(&s, a->init, a->seed)) goto done;
     int64_t per_epoch = ds.n / p->batch;
+    if (a->has_epochs && a->epochs > LONG_MAX / per_epoch) {
+        error("--epochs %ld: %ld epochs of %lld steps is more steps than can be counted", a->epochs, a->epochs,
+              (long long)per_epoch);
+        goto done;
+    }
     long total = a->has_steps ? a->steps : (long)(a->has_epochs ? a->epochs : 1) * (long)per_epoch;
     long log_every = a->log_every ? a->log_every : (total <= 50 ? 1 : total / 25);
     perm = malloc(sizeof(int64_t) * (size_t)ds.n);
@@ -525,7 +534,10 @@ static int cmd_train(const exe_args *a, const rt_plan *p) {
             fprintf(metrics, ",\"images_per_s\":");
             json_num(metrics, ips);
             fprintf(metrics, "}\n");
-            fflush(metrics);
+            if (fflush(metrics) || ferror(metrics)) { /* stop now rather than train on with the metrics lost */
+                error("%s: write failed at step %ld: %s", a->metrics, step, strerror(errno));
+                goto done;
+            }
         }
         if (step == 1 || step == total || step % log_every == 0) {
             printf("step %ld/%ld  loss %.6f  lr %.3g  %.1f images/s\n", step, total, loss, lr, ips);
@@ -558,6 +570,10 @@ static int cmd_eval(const exe_args *a, const rt_plan *p) {
     float *logits = NULL;
     int rc = 1;
     if (load_data(a, p, &ds)) goto done;
+    if (ds.n == 0) {
+        error("%s: the dataset has no images", a->data);
+        goto done;
+    }
     if (session_open(&s, p, 1) || load_weights(&s, a->init, a->seed)) goto done;
     if (!s.logits && ds.n < p->batch) {
         error("%s: the dataset has %lld images, fewer than the batch size %lld (and the plan has no logits output to "

@@ -8,6 +8,7 @@
 #include "runtime/rt.h"
 #include "tests/harness.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -356,6 +357,22 @@ int main(int argc, char **argv) {
     CHECK(run(exe, "train --data data.safetensors --steps 1 --save nodir/x.safetensors") == 1 &&
           strstr(err_text, "nodir/x.safetensors"));
     CHECK(run(exe, "train --data %s --steps 1", dir) == 1 && strstr(err_text, "directory"));
+    /* refused before the first step, not after the whole run */
+    CHECK(run(exe, "train --data data.safetensors --steps 1 --save %s", dir) == 1 && strstr(err_text, "directory") &&
+          !strstr(out_text, "trained"));
+    float nan_images[N * F];
+    memcpy(nan_images, images, sizeof nan_images);
+    nan_images[2 * F + 1] = NAN;
+    write_dataset("nan.safetensors", N, 1, 2, 2, nan_images, labels, RT_I64);
+    CHECK(run(exe, "train --data nan.safetensors --steps 1") == 1 && strstr(err_text, "NaN") &&
+          strstr(err_text, "image 2") && !strstr(out_text, "step 1"));
+    write_dataset("empty.safetensors", 0, 1, 2, 2, images, labels, RT_I64);
+    CHECK(run(exe, "eval --data empty.safetensors") == 1 && strstr(err_text, "no images"));
+    CHECK(run(exe, "train --data data.safetensors --epochs 9223372036854775807") == 1 && strstr(err_text, "--epochs") &&
+          !strstr(out_text, "trained"));
+    if (access("/dev/full", W_OK) == 0) /* a metrics file that cannot be written stops the run at once */
+        CHECK(run(exe, "train --data data.safetensors --steps 5 --metrics /dev/full") == 1 &&
+              strstr(err_text, "/dev/full") && !strstr(out_text, "trained"));
 
     /* the cuda build on a machine without the driver */
     if (access("/dev/nvidia0", F_OK) == 0) {
