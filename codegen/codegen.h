@@ -69,6 +69,9 @@ void cg_program_free(cg_program *p);
 
 /* ---- writer.c ----------------------------------------------------------------------------- */
 
+/* cuda executables: bytes at the end of the arena given to cuBLASLt as its workspace. */
+#define CG_GEMM_WORKSPACE_BYTES (32ll << 20)
+
 /* kernels.cu: the prelude include and every kernel in first-use order; sets each kernel's
  * line/nlines. Returns a heap string. Same program -> byte-identical text. */
 char *cg_kernels_source(cg_program *p);

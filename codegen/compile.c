@@ -369,8 +369,8 @@ int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize
            emu ? "" : " ", emu ? "" : arch, p->nkernels, p->nsteps, (double)p->mem->arena_bytes / 1048576.0,
            (double)p->mem->peak_bytes / 1048576.0);
     if (!emu)
-        printf("; nvrtc %s %.2f s, max %d registers, %d spill bytes", nv.cached ? "cached" : "compiled", t_nvrtc,
-               maxreg, spills);
+        printf(" + %lld MiB GEMM workspace; nvrtc %s %.2f s, max %d registers, %d spill bytes",
+               CG_GEMM_WORKSPACE_BYTES >> 20, nv.cached ? "cached" : "compiled", t_nvrtc, maxreg, spills);
     printf("; %.2f s\n", now_s() - t0);
     if (spills) fprintf(stderr, "deitc: warning: %d bytes of register spills (see report.txt in --emit-dir)\n", spills);
     rc = 0;

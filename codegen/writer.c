@@ -208,7 +208,15 @@ int cg_write_plan(const cg_program *p, const cg_plan_target *t, FILE *f) {
             (long long)inf->batch, (long long)inf->img_size, (long long)inf->in_chans, (long long)inf->num_classes);
     fprintf(f, "    .precision = ");
     put_str(f, t->precision ? t->precision : "fp32");
-    fprintf(f, ",\n    .arena_bytes = %lld, .peak_bytes = %lld,\n", (long long)m->arena_bytes, (long long)m->peak_bytes);
+    /* cuda: cuBLASLt's workspace is the arena's last region (CG_GEMM_WORKSPACE_BYTES) */
+    int gemms = 0;
+    for (int s = 0; s < p->nsteps; s++) gemms += p->steps[s].kind == RT_STEP_GEMM;
+    long long workspace = cuda && gemms ? CG_GEMM_WORKSPACE_BYTES : 0;
+    fprintf(f, ",\n    .arena_bytes = %lld, .peak_bytes = %lld,\n", (long long)m->arena_bytes + workspace,
+            (long long)m->peak_bytes);
+    if (workspace)
+        fprintf(f, "    .gemm_workspace_offset = %lld, .gemm_workspace_bytes = %lld,\n", (long long)m->arena_bytes,
+                workspace);
     fprintf(f, "    .num_tensors = %d, .tensors = tensors,\n", nt);
     fprintf(f, "    .num_steps = %d, .steps = steps,\n", p->nsteps);
     fprintf(f, "    .num_kernels = %d, .kernel_names = kernel_names,\n", p->nkernels);

@@ -64,6 +64,10 @@ int rt_plan_check(const rt_plan *p, char *err, size_t errsize) {
     if (p->batch < 1 || p->num_tensors < 0 || p->num_steps < 0 || p->num_kernels < 0)
         return rt_errorf(err, errsize, "plan: bad sizes (batch %lld, %d tensors, %d steps, %d kernels)",
                     (long long)p->batch, p->num_tensors, p->num_steps, p->num_kernels);
+    if (p->gemm_workspace_bytes && (p->gemm_workspace_offset % 256 ||
+                                    !in_arena(p, p->gemm_workspace_offset, p->gemm_workspace_bytes)))
+        return rt_errorf(err, errsize, "plan: the GEMM workspace [%llu, +%llu) is not an aligned region of the arena",
+                         (unsigned long long)p->gemm_workspace_offset, (unsigned long long)p->gemm_workspace_bytes);
     for (int i = 0; i < p->num_tensors; i++) {
         const rt_plan_tensor *t = &p->tensors[i];
         int64_t numel = 1;

@@ -80,7 +80,9 @@ typedef struct {
     CUstream stream;
     CUmodule module;
     CUfunction *funcs;     /* per kernel of the plan */
-    CUdeviceptr arena, workspace;
+    CUdeviceptr arena, workspace; /* workspace: in the arena, or own_workspace */
+    uint64_t workspace_bytes;
+    int own_workspace;
     CUevent ev_start, ev_stop;
     CUgraph graph;
     CUgraphExec exec;
@@ -204,7 +206,7 @@ static int cuda_gemm_run(rt_device *d, int step) {
     int rc = LT(d, cublasLtMatmul, c->lt, cg->desc, &g->alpha, (const void *)(uintptr_t)(c->arena + g->b), cg->la,
                 (const void *)(uintptr_t)(c->arena + g->a), cg->lb, &g->beta,
                 (const void *)(uintptr_t)(c->arena + g->c), cg->lc, (void *)(uintptr_t)(c->arena + g->c), cg->lc,
-                &cg->algo, (void *)(uintptr_t)c->workspace, (size_t)WORKSPACE_BYTES, c->stream);
+                &cg->algo, (void *)(uintptr_t)c->workspace, (size_t)c->workspace_bytes, c->stream);
     if (!rc) rc = sync_step(d);
     c->step = -1;
     return rc;
@@ -268,7 +270,7 @@ static void cuda_destroy(rt_device *d) {
             if (c->ev_start) c->p_cuEventDestroy(c->ev_start);
             if (c->ev_stop) c->p_cuEventDestroy(c->ev_stop);
             if (c->module) c->p_cuModuleUnload(c->module);
-            if (c->workspace) c->p_cuMemFree(c->workspace);
+            if (c->own_workspace) c->p_cuMemFree(c->workspace);
             if (c->arena) c->p_cuMemFree(c->arena);
             if (c->stream) c->p_cuStreamDestroy(c->stream);
             c->p_cuDevicePrimaryCtxRelease(c->dev);
@@ -546,10 +548,17 @@ static int start(rt_device *d) {
             old_driver_note(d);
             return -1;
         }
-        if (CU(d, cuMemAlloc, &c->workspace, (size_t)WORKSPACE_BYTES)) return -1;
-        d->mem_bytes += WORKSPACE_BYTES;
+        if (p->gemm_workspace_bytes) { /* the plan reserved it in the arena */
+            c->workspace = c->arena + p->gemm_workspace_offset;
+            c->workspace_bytes = p->gemm_workspace_bytes;
+        } else {
+            if (CU(d, cuMemAlloc, &c->workspace, (size_t)WORKSPACE_BYTES)) return -1;
+            c->own_workspace = 1;
+            c->workspace_bytes = WORKSPACE_BYTES;
+            d->mem_bytes += WORKSPACE_BYTES;
+        }
         cublasLtMatmulPreference_t pref = NULL;
-        uint64_t ws = WORKSPACE_BYTES;
+        uint64_t ws = c->workspace_bytes;
         if (LT(d, cublasLtMatmulPreferenceCreate, &pref)) return -1;
         int rc = LT(d, cublasLtMatmulPreferenceSetAttribute, pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
                     sizeof ws);

@@ -119,6 +119,9 @@ typedef struct {
     /* emu target: one function per kernel; NULL on cuda */
     const rt_emu_kernel_fn *emu_kernels;
     double beta1, beta2, adam_eps;  /* the optimizer's constants (bias corrections on the host) */
+    /* cuda target: cuBLASLt's workspace, a region of the arena (bytes 0: the runtime allocates
+     * its own, as hand-written plans in tests do) */
+    uint64_t gemm_workspace_offset, gemm_workspace_bytes;
 } rt_plan;
 
 extern const rt_plan deitc_plan;

@@ -137,13 +137,21 @@ const rt_plan deitc_plan = {
     .model_name = "tiny_linear",
     .batch = 4, .img_size = 2, .in_chans = 1, .num_classes = 3,
     .precision = "fp32",
+#ifdef TINY_FAKE
+    .arena_bytes = ARENA + 4096, .peak_bytes = ARENA,
+#else
     .arena_bytes = ARENA, .peak_bytes = ARENA,
+#endif
     .num_tensors = sizeof tensors / sizeof tensors[0], .tensors = tensors,
     .num_steps = sizeof steps / sizeof steps[0], .steps = steps,
     .num_kernels = 2, .kernel_names = kernel_names,
 #ifdef TINY_CUDA
     .ptx = "// dummy PTX: the test machine has no GPU\n", .arch = "sm_90",
-#else
+#endif
+#ifdef TINY_FAKE /* cuBLASLt's workspace in the arena, as deitc's cuda plans have it */
+    .gemm_workspace_offset = ARENA, .gemm_workspace_bytes = 4096,
+#endif
+#ifndef TINY_CUDA
     .emu_kernels = emu_kernels,
 #endif
     .beta1 = 0.9, .beta2 = 0.999, .adam_eps = 1e-8,
