@@ -4,8 +4,10 @@
 #ifndef DEITC_TEST_HARNESS_H
 #define DEITC_TEST_HARNESS_H
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 
 static int test_failures;
 
@@ -47,6 +49,20 @@ static inline double test_rel_l2(const float *a, const float *b, long n) {
     }
     double e = den > 0 ? sqrt(num / den) : sqrt(num);
     return isnan(e) ? INFINITY : e;
+}
+
+/* Runs a shell command (printf-style), echoed to stderr; returns its exit status (128 when it
+ * did not exit normally). */
+static inline int test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline int test_sh(const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "+ %s\n", cmd);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
 static inline int test_result(void) {

@@ -15,7 +15,6 @@
  * Everything is written under a fresh temporary directory, removed at the end.
  */
 #include <dlfcn.h>
-#include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -41,19 +40,6 @@ static void remove_tmp(void) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
-}
-
-/* runs a shell command (printf-style); returns its exit status */
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "+ %s\n", cmd);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
 }
 
 static char *slurp(const char *path) {
@@ -264,7 +250,7 @@ static int test_nvrtc(int argc, char **argv) {
         for (int k = 0; k < 2; k++) {
             char dir[1024], path[1100];
             snprintf(dir, sizeof dir, "%s/%s_%s", tmp, argv[a], arches[k]);
-            int rc = sh("DEITC_NO_CACHE=1 '%s' compile '%s/models/%s.yaml' --arch %s -o '%s/exe' --emit-dir '%s'", bin,
+            int rc = test_sh("DEITC_NO_CACHE=1 '%s' compile '%s/models/%s.yaml' --arch %s -o '%s/exe' --emit-dir '%s'", bin,
                         src, argv[a], arches[k], dir, dir);
             CHECK_MSG(rc == 0, "%s for %s: deitc compile failed", argv[a], arches[k]);
             snprintf(path, sizeof path, "%s/report.txt", dir);
@@ -296,7 +282,7 @@ static int test_identical(void) {
         char *text[2][2] = {{0}};
         for (int r = 0; r < 2; r++) {
             char path[1100];
-            int rc = sh("'%s' compile '%s/models/deit_small.yaml' --batch 2 --target %s -o '%s/exe' --emit-dir '%s/%s'",
+            int rc = test_sh("'%s' compile '%s/models/deit_small.yaml' --batch 2 --target %s -o '%s/exe' --emit-dir '%s/%s'",
                         bin, src, targets[t], tmp, tmp, targets[t]);
             CHECK(rc == 0);
             snprintf(path, sizeof path, "%s/%s/kernels.cu", tmp, targets[t]);
@@ -332,7 +318,7 @@ static int test_errors(void) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (cases[i].needs_nvrtc && !have_nvrtc()) continue;
-        int rc = sh("DEITC_NO_CACHE=1 '%s' compile '%s/models/deit_tiny.yaml' %s -o '%s' 2>'%s'", bin, src, cases[i].args,
+        int rc = test_sh("DEITC_NO_CACHE=1 '%s' compile '%s/models/deit_tiny.yaml' %s -o '%s' 2>'%s'", bin, src, cases[i].args,
                     exe, log);
         char *msg = slurp(log);
         CHECK_MSG(rc == 1, "%s: exit %d", cases[i].args, rc);
@@ -341,13 +327,13 @@ static int test_errors(void) {
         CHECK_MSG(access(exe, F_OK) != 0, "%s: an executable was left behind", cases[i].args);
         free(msg);
     }
-    int rc = sh("'%s' compile '%s/models/deit_tiny.yaml' --target emu -o '%s/no/such/dir/exe' 2>'%s'", bin, src, tmp, log);
+    int rc = test_sh("'%s' compile '%s/models/deit_tiny.yaml' --target emu -o '%s/no/such/dir/exe' 2>'%s'", bin, src, tmp, log);
     char *msg = slurp(log);
     CHECK(rc == 1);
     CHECK_MSG(msg && strstr(msg, "cannot write the executable"), "message: %s", msg ? msg : "");
     free(msg);
     /* nothing but the log in the temp dir: no partial executables */
-    rc = sh("test -z \"$(ls -A '%s' | grep -v '^log$')\"", tmp);
+    rc = test_sh("test -z \"$(ls -A '%s' | grep -v '^log$')\"", tmp);
     CHECK_MSG(rc == 0, "files left in %s", tmp);
     return test_result();
 }
@@ -427,11 +413,11 @@ static int train_emu(const char *defs, const char *data, const char *extra) {
     char *cfg = slurp(path), *at = cfg ? strstr(cfg, "\"batch\":") : NULL;
     long batch = at ? strtol(at + 8, NULL, 10) : 4;
     free(cfg);
-    int rc = sh("'%s' compile '%s/models/deit_tiny.yaml' %s %s --batch %ld --target emu -o '%s/exe' --emit-dir '%s/emit'",
+    int rc = test_sh("'%s' compile '%s/models/deit_tiny.yaml' %s %s --batch %ld --target emu -o '%s/exe' --emit-dir '%s/emit'",
                 bin, src, defs, extra, batch, tmp, tmp);
     CHECK_MSG(rc == 0, "compile failed");
     if (rc) return -1;
-    rc = sh("'%s/exe' train --data '%s/batch.safetensors' --steps 3 --no-shuffle --lr 1e-3 --weight-decay 0.05 "
+    rc = test_sh("'%s/exe' train --data '%s/batch.safetensors' --steps 3 --no-shuffle --lr 1e-3 --weight-decay 0.05 "
             "--init '%s/init.safetensors' --save '%s/out.safetensors' --metrics '%s/m.jsonl'",
             tmp, data, data, tmp, tmp);
     CHECK_MSG(rc == 0, "training failed");
@@ -486,16 +472,10 @@ static void check_losses_vs_interpreter(const float *got, const float *want) {
     CHECK_MSG(all <= 1e-4, "losses: relative error %.3g > 1e-4", all);
 }
 
-static int test_emu_vs_run(int argc, char **argv) {
-    char data[1024], extra[2048], path[1100], err[1024];
-    const char *bin = test_env("DEITC_BIN"), *src = test_env("DEITC_SOURCE_DIR");
-    snprintf(data, sizeof data, "%s/deit_micro", test_env("DEITC_TESTDATA"));
-    build_args(extra, sizeof extra, argc, argv, 2);
-    if (train_emu(MICRO, data, extra)) return test_result();
-    int rc = sh("'%s' run '%s/models/deit_tiny.yaml' %s %s --weights '%s/init.safetensors' --input '%s/batch.safetensors' "
-                "--steps 3 --lr 1e-3 --weight-decay 0.05 -o '%s/ref.safetensors'",
-                bin, src, MICRO, extra, data, data, tmp);
-    CHECK(rc == 0);
+/* The emu run (tmp/m.jsonl, tmp/out.safetensors) against `deitc run` (tmp/ref.safetensors):
+ * losses as above, weights after 3 steps within 5e-3. */
+static void compare_with_interpreter(void) {
+    char path[1100], err[1024];
     rt_tensor_set ref = {0}, out = {0};
     snprintf(path, sizeof path, "%s/ref.safetensors", tmp);
     CHECK(rt_safetensors_read(path, &ref, err, sizeof err) == 0);
@@ -513,6 +493,19 @@ static int test_emu_vs_run(int argc, char **argv) {
     compare_sets(&out, &ref, 5e-3, "weights vs interpreter");
     rt_tensor_set_free(&ref);
     rt_tensor_set_free(&out);
+}
+
+static int test_emu_vs_run(int argc, char **argv) {
+    char data[1024], extra[2048];
+    const char *bin = test_env("DEITC_BIN"), *src = test_env("DEITC_SOURCE_DIR");
+    snprintf(data, sizeof data, "%s/deit_micro", test_env("DEITC_TESTDATA"));
+    build_args(extra, sizeof extra, argc, argv, 2);
+    if (train_emu(MICRO, data, extra)) return test_result();
+    int rc = test_sh("'%s' run '%s/models/deit_tiny.yaml' %s %s --weights '%s/init.safetensors' --input '%s/batch.safetensors' "
+                "--steps 3 --lr 1e-3 --weight-decay 0.05 -o '%s/ref.safetensors'",
+                bin, src, MICRO, extra, data, data, tmp);
+    CHECK(rc == 0);
+    compare_with_interpreter();
     return test_result();
 }
 
@@ -539,7 +532,7 @@ static int test_emu_big(void) {
     snprintf(path, sizeof path, "%s/data.safetensors", tmp);
     CHECK(rt_safetensors_write(path, t, 2, NULL, err, sizeof err) == 0);
     free(img);
-    int rc = sh("'%s' compile '%s/models/deit_tiny.yaml' %s %s --batch %d --target emu -o '%s/exe' --emit-dir '%s/emit'",
+    int rc = test_sh("'%s' compile '%s/models/deit_tiny.yaml' %s %s --batch %d --target emu -o '%s/exe' --emit-dir '%s/emit'",
                 bin, src, BIG, opts, N, tmp, tmp);
     CHECK_MSG(rc == 0, "compile failed");
     if (rc) return test_result();
@@ -548,35 +541,19 @@ static int test_emu_big(void) {
                   strstr(cu, "cross_entropy_pass2") && strstr(cu, "sum_squares_pass2"),
               "kernels.cu lacks the two-pass kernels this test is for");
     free(cu);
-    rc = sh("'%s/exe' train --data '%s/data.safetensors' --steps 1 --no-shuffle --lr 1e-30 --weight-decay 0 "
+    rc = test_sh("'%s/exe' train --data '%s/data.safetensors' --steps 1 --no-shuffle --lr 1e-30 --weight-decay 0 "
             "--save '%s/init.safetensors'", tmp, tmp, tmp);
     CHECK_MSG(rc == 0, "saving the initial weights failed");
-    rc = rc ? rc : sh("'%s/exe' train --data '%s/data.safetensors' --steps 3 --no-shuffle --lr 1e-3 --weight-decay 0.05 "
+    rc = rc ? rc : test_sh("'%s/exe' train --data '%s/data.safetensors' --steps 3 --no-shuffle --lr 1e-3 --weight-decay 0.05 "
                       "--init '%s/init.safetensors' --save '%s/out.safetensors' --metrics '%s/m.jsonl'",
                       tmp, tmp, tmp, tmp, tmp);
     CHECK_MSG(rc == 0, "training failed");
-    rc = rc ? rc : sh("'%s' run '%s/models/deit_tiny.yaml' %s %s --weights '%s/init.safetensors' --input '%s/data.safetensors' "
+    rc = rc ? rc : test_sh("'%s' run '%s/models/deit_tiny.yaml' %s %s --weights '%s/init.safetensors' --input '%s/data.safetensors' "
                       "--steps 3 --lr 1e-3 --weight-decay 0.05 -o '%s/ref.safetensors'",
                       bin, src, BIG, opts, tmp, tmp, tmp);
     CHECK(rc == 0);
     if (rc) return test_result();
-    rt_tensor_set ref = {0}, out = {0};
-    snprintf(path, sizeof path, "%s/ref.safetensors", tmp);
-    CHECK(rt_safetensors_read(path, &ref, err, sizeof err) == 0);
-    snprintf(path, sizeof path, "%s/out.safetensors", tmp);
-    CHECK(rt_safetensors_read(path, &out, err, sizeof err) == 0);
-    float got[8], want[3];
-    snprintf(path, sizeof path, "%s/m.jsonl", tmp);
-    int n = read_losses(path, got, 8);
-    const rt_tensor *losses = rt_tensor_set_find(&ref, "losses");
-    CHECK(n == 3 && losses);
-    if (n == 3 && losses) {
-        rt_tensor_to_f32(losses, want);
-        check_losses_vs_interpreter(got, want);
-    }
-    compare_sets(&out, &ref, 5e-3, "weights vs interpreter");
-    rt_tensor_set_free(&ref);
-    rt_tensor_set_free(&out);
+    compare_with_interpreter();
     return test_result();
 }
 

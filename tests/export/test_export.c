@@ -19,23 +19,10 @@
 #include "tests/harness.h"
 
 #include <dirent.h>
-#include <stdarg.h>
 #include <string.h>
-#include <sys/wait.h>
 
 static const char *data, *bin;
 static char dir[256];
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
 
 static char *slurp(const char *name, size_t *len) {
     char path[600];
@@ -80,12 +67,12 @@ static int close_to(double got, double want) { return fabs(got - want) <= 1e-4 *
 static void test_init(void) {
     for (int o = 0; o < 2; o++) {
         const char *opset = o ? "13" : "17";
-        int rc = sh("cd '%s' && '%s' compile '%s/deit_micro/deit_opset%s.onnx' --target emu --batch 4 -o x%s "
+        int rc = test_sh("cd '%s' && '%s' compile '%s/deit_micro/deit_opset%s.onnx' --target emu --batch 4 -o x%s "
                     "> compile%s.txt 2>&1",
                     dir, bin, data, opset, opset, opset);
         CHECK_MSG(rc == 0, "compile of opset %s failed; see %s/compile%s.txt", opset, dir, opset);
         if (rc) continue;
-        rc = sh("cd '%s' && ./x%s train --data '%s/deit_micro/batch.safetensors' --steps 3 --no-shuffle --lr 1e-3 "
+        rc = test_sh("cd '%s' && ./x%s train --data '%s/deit_micro/batch.safetensors' --steps 3 --no-shuffle --lr 1e-3 "
                 "--weight-decay 0.05 --metrics m%s.jsonl > train%s.txt 2>&1 && ./x%s eval --data "
                 "'%s/deit_micro/batch.safetensors' > eval%s.txt 2>&1",
                 dir, opset, data, opset, opset, opset, data, opset);
@@ -107,7 +94,7 @@ static void test_init(void) {
     rt_tensor t = {"head.bias", RT_F32, 1, {10}, sizeof bias, bias};
     snprintf(path, sizeof path, "%s/one.safetensors", dir);
     CHECK(rt_safetensors_write(path, &t, 1, NULL, err, sizeof err) == 0);
-    CHECK(sh("cd '%s' && ./x17 eval --init one.safetensors --data '%s/deit_micro/batch.safetensors' > eval1.txt 2>&1",
+    CHECK(test_sh("cd '%s' && ./x17 eval --init one.safetensors --data '%s/deit_micro/batch.safetensors' > eval1.txt 2>&1",
              dir, data) == 0);
     double l = nth_loss("eval1.txt", 0);
     CHECK_MSG(isfinite(l) && l > 2.0 && l < 2.6 && !close_to(l, expected("loss", 0)), "eval with head.bias = 0.1 i: %g", l);
@@ -116,7 +103,7 @@ static void test_init(void) {
 /* logits from `deitc run MODEL [--weights W]` on BATCH (a safetensors file) into OUT */
 static int logits_of(const char *model, const char *weights, const char *batch, const char *out, float *buf, int n) {
     char path[600], err[512];
-    int rc = sh("cd '%s' && '%s' run '%s' %s%s --input '%s' -o %s > %s.txt 2>&1", dir, bin, model,
+    int rc = test_sh("cd '%s' && '%s' run '%s' %s%s --input '%s' -o %s > %s.txt 2>&1", dir, bin, model,
                 weights ? "--weights " : "", weights ? weights : "", batch, out, out);
     rt_tensor_set s;
     snprintf(path, sizeof path, "%s/%s", dir, out);
@@ -138,7 +125,7 @@ static int logits(const char *model, const char *weights, const char *out, float
 static void test_roundtrip(void) {
     char model[512];
     snprintf(model, sizeof model, "%s/deit_micro/deit_opset17.onnx", data);
-    int rc = sh("cd '%s' && '%s' run '%s' --steps 3 --input '%s/deit_micro/batch.safetensors' -o trained.safetensors "
+    int rc = test_sh("cd '%s' && '%s' run '%s' --steps 3 --input '%s/deit_micro/batch.safetensors' -o trained.safetensors "
                 "> train.txt 2>&1 && '%s' export '%s' --weights trained.safetensors -o out.onnx > export.txt 2>&1",
                 dir, bin, model, data, bin, model);
     CHECK_MSG(rc == 0, "train or export failed; see %s", dir);
@@ -158,7 +145,7 @@ static void test_roundtrip(void) {
     rt_tensor t = {"losses", RT_F32, 1, {3}, sizeof z, z};
     snprintf(path, sizeof path, "%s/losses.safetensors", dir);
     CHECK(rt_safetensors_write(path, &t, 1, NULL, err, sizeof err) == 0);
-    CHECK(sh("cd '%s' && cp '%s' orig.onnx && '%s' export orig.onnx --weights losses.safetensors -o same.onnx "
+    CHECK(test_sh("cd '%s' && cp '%s' orig.onnx && '%s' export orig.onnx --weights losses.safetensors -o same.onnx "
              "> /dev/null 2>&1 && cmp -s orig.onnx same.onnx", dir, model, bin) == 0);
 }
 
@@ -170,7 +157,7 @@ static void expect_failure(const char *model, const char *name, rt_dtype dtype, 
     rt_tensor t = {(char *)name, dtype, 1, {n}, (size_t)n * rt_dtype_size(dtype), buf};
     snprintf(path, sizeof path, "%s/bad.safetensors", dir);
     CHECK(rt_safetensors_write(path, &t, 1, NULL, err, sizeof err) == 0);
-    int rc = sh("cd '%s' && '%s' export '%s' --weights bad.safetensors -o '%s' > err.txt 2>&1", dir, bin, model, out);
+    int rc = test_sh("cd '%s' && '%s' export '%s' --weights bad.safetensors -o '%s' > err.txt 2>&1", dir, bin, model, out);
     char *msg = slurp("err.txt", NULL);
     CHECK_MSG(rc == 1 && msg && strstr(msg, what), "export of %s with '%s': exit %d, said: %s", model, name, rc,
               msg ? msg : "");
@@ -180,7 +167,7 @@ static void expect_failure(const char *model, const char *name, rt_dtype dtype, 
 static void test_errors(void) {
     char model[512];
     snprintf(model, sizeof model, "%s/deit_micro/deit_opset17.onnx", data);
-    CHECK(sh("cd '%s' && echo old > kept.onnx && printf 'not protobuf' > junk.onnx", dir) == 0);
+    CHECK(test_sh("cd '%s' && echo old > kept.onnx && printf 'not protobuf' > junk.onnx", dir) == 0);
     expect_failure(model, "head.bias", RT_F32, 11, "kept.onnx", "'head.bias' has shape [11], the model's initializer is [10]");
     expect_failure(model, "head.bias", RT_F16, 10, "kept.onnx", "'head.bias' is F16, the model's initializer is F32");
     expect_failure(model, "blocks.9.norm1.weight", RT_F32, 64, "kept.onnx", "'blocks.9.norm1.weight' is not an initializer");
@@ -189,7 +176,7 @@ static void test_errors(void) {
     char yaml[512];
     snprintf(yaml, sizeof yaml, "%s/models/deit_tiny.yaml", test_env("DEITC_SOURCE_DIR"));
     expect_failure(yaml, "head.bias", RT_F32, 10, "out2.onnx", "a YAML model has no ONNX graph");
-    CHECK(sh("cd '%s' && '%s' export '%s' -o out2.onnx > err.txt 2>&1", dir, bin, model) == 1);
+    CHECK(test_sh("cd '%s' && '%s' export '%s' -o out2.onnx > err.txt 2>&1", dir, bin, model) == 1);
     char *kept = slurp("kept.onnx", NULL);
     CHECK_MSG(kept && strcmp(kept, "old\n") == 0, "a failed export changed an existing output");
     free(kept);
@@ -225,7 +212,7 @@ static void test_dedup(void) {
     for (int f = 0; f < 2; f++) {
         char model[600];
         snprintf(model, sizeof model, "%s/onnx/export/dedup/%s", data, files[f]);
-        int rc = sh("cd '%s' && '%s' run '%s' --steps 3 --input '%s' -o d%d.safetensors > dtrain%d.txt 2>&1 && '%s' "
+        int rc = test_sh("cd '%s' && '%s' run '%s' --steps 3 --input '%s' -o d%d.safetensors > dtrain%d.txt 2>&1 && '%s' "
                     "export '%s' --weights d%d.safetensors -o d%d.onnx > dexport%d.txt 2>&1",
                     dir, bin, model, batch, f, f, bin, model, f, f, f);
         CHECK_MSG(rc == 0, "%s: train or export failed; see %s/dtrain%d.txt, dexport%d.txt", files[f], dir, f, f);
@@ -261,7 +248,7 @@ static void test_dedup(void) {
     rt_tensor t = {"blocks.1.norm1.bias", RT_F32, 1, {16}, sizeof v, v};
     snprintf(path, sizeof path, "%s/one.safetensors", dir);
     CHECK(rt_safetensors_write(path, &t, 1, NULL, err, sizeof err) == 0);
-    CHECK(sh("cd '%s' && '%s' export '%s' --weights one.safetensors -o one.onnx > one.txt 2>&1", dir, bin, model) == 0);
+    CHECK(test_sh("cd '%s' && '%s' export '%s' --weights one.safetensors -o one.onnx > one.txt 2>&1", dir, bin, model) == 0);
     char *msg = slurp("one.txt", NULL);
     CHECK_MSG(msg && strstr(msg, "(1 initializers"), "export said: %s", msg ? msg : "");
     free(msg);
@@ -272,7 +259,7 @@ static void test_dedup(void) {
     CHECK_MSG(test_rel_l2(a, b, N) < 1e-6 && test_rel_l2(c, b, N) > 1e-4, "one tensor: rel L2 %.2e, moved %.2e",
               test_rel_l2(a, b, N), test_rel_l2(c, b, N));
     /* the exported model trains on: its new initializer is a weight like any other */
-    CHECK(sh("cd '%s' && '%s' run one.onnx --steps 1 --input '%s' -o one_t.safetensors > one_t.txt 2>&1", dir, bin,
+    CHECK(test_sh("cd '%s' && '%s' run one.onnx --steps 1 --input '%s' -o one_t.safetensors > one_t.txt 2>&1", dir, bin,
              batch) == 0);
     rt_tensor got = {0};
     snprintf(path, sizeof path, "%s/one_t.safetensors", dir);
@@ -301,7 +288,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[1], "errors") == 0) test_errors();
     else if (strcmp(argv[1], "dedup") == 0) test_dedup();
     else return 2;
-    if (!test_failures) sh("rm -rf '%s'", dir);
+    if (!test_failures) test_sh("rm -rf '%s'", dir);
     else fprintf(stderr, "kept %s for inspection\n", dir);
     return test_result();
 }

@@ -7,12 +7,6 @@
 #include "tests/harness.h"
 
 #include <string.h>
-#include <sys/wait.h>
-
-static int sh(const char *cmd) {
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
 
 int main(void) {
     const char *data = test_env("DEITC_TESTDATA"), *src = test_env("DEITC_SOURCE_DIR"), *bin = test_env("DEITC_BIN");
@@ -24,7 +18,7 @@ int main(void) {
              "'%s' compile '%s/models/deit_tiny.yaml' -D img_size=32 -D patch_size=8 -D depth=2 -D num_classes=10 "
              "-D embed_dim=64 -D num_heads=2 --batch 4 --target emu -o '%s/micro' > '%s/compile.txt' 2>&1",
              bin, src, dir, dir);
-    int rc = sh(cmd);
+    int rc = test_sh("%s", cmd);
     CHECK_MSG(rc == 0, "deitc compile failed (%d); see %s/compile.txt", rc, dir);
     if (rc) return test_result();
     snprintf(cmd, sizeof cmd,
@@ -33,7 +27,7 @@ int main(void) {
              "> train.txt 2>&1 && ./micro eval --init '%s/deit_micro/init.safetensors' "
              "--data '%s/deit_micro/batch.safetensors' > eval.txt 2>&1",
              dir, data, data, data, data);
-    CHECK(sh(cmd) == 0);
+    CHECK(test_sh("%s", cmd) == 0);
 
     char err[512];
     rt_tensor_set got, want, expected;
@@ -92,7 +86,7 @@ int main(void) {
     rt_tensor_set_free(&expected);
     if (!test_failures) {
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        sh(cmd);
+        test_sh("%s", cmd);
     } else {
         fprintf(stderr, "kept %s for inspection\n", dir);
     }
