@@ -132,14 +132,25 @@ static void cache_dir(char *out, size_t size) {
     else if (home && *home) snprintf(out, size, "%s/.cache/deitc", home);
 }
 
-static const char CACHE_MAGIC[8] = {'D', 'E', 'I', 'T', 'C', 'N', 'V', '1'};
+/* An entry: magic, sizes of cubin, PTX and ptxas log, a checksum of those three, then the three.
+ * A short, longer, or corrupted entry (checksum mismatch) is a miss: NVRTC runs again and the
+ * entry is rewritten, so a damaged cache never reaches an executable. */
+static const char CACHE_MAGIC[8] = {'D', 'E', 'I', 'T', 'C', 'N', 'V', '2'};
+
+static uint64_t payload_checksum(const cg_nvrtc_result *r, size_t log_size) {
+    key128 k = {{0xcbf29ce484222325ull, 0x6a09e667f3bcc909ull}};
+    hash_bytes(&k, r->cubin, r->cubin_size);
+    hash_bytes(&k, r->ptx, r->ptx_size);
+    hash_bytes(&k, r->log, log_size);
+    return k.h[0] ^ (k.h[1] * 0x9e3779b97f4a7c15ull);
+}
 
 static int cache_read(const char *path, cg_nvrtc_result *r) {
     FILE *f = fopen(path, "rb");
     if (!f) return -1;
     char magic[8];
-    uint64_t sz[3];
-    int ok = fread(magic, 1, 8, f) == 8 && memcmp(magic, CACHE_MAGIC, 8) == 0 && fread(sz, sizeof sz[0], 3, f) == 3 &&
+    uint64_t sz[4];
+    int ok = fread(magic, 1, 8, f) == 8 && memcmp(magic, CACHE_MAGIC, 8) == 0 && fread(sz, sizeof sz[0], 4, f) == 4 &&
              sz[0] < (1ull << 32) && sz[1] < (1ull << 32) && sz[2] < (1ull << 32);
     if (ok) {
         r->cubin = malloc(sz[0] + 1);
@@ -147,11 +158,12 @@ static int cache_read(const char *path, cg_nvrtc_result *r) {
         r->log = malloc(sz[2] + 1);
         if (!r->cubin || !r->ptx || !r->log) abort();
         ok = fread(r->cubin, 1, sz[0], f) == sz[0] && fread(r->ptx, 1, sz[1], f) == sz[1] &&
-             fread(r->log, 1, sz[2], f) == sz[2];
+             fread(r->log, 1, sz[2], f) == sz[2] && fgetc(f) == EOF;
         r->cubin_size = sz[0];
         r->ptx_size = sz[1];
         r->ptx[sz[1]] = 0;
         r->log[sz[2]] = 0;
+        ok = ok && payload_checksum(r, sz[2]) == sz[3];
     }
     fclose(f);
     if (!ok) {
@@ -169,8 +181,8 @@ static void cache_write(const char *dir, const char *path, const cg_nvrtc_result
     FILE *f = fopen(tmp, "wb");
     if (!f) return;
     size_t ls = strlen(r->log);
-    uint64_t sz[3] = {r->cubin_size, r->ptx_size, ls};
-    int ok = fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(sz, sizeof sz[0], 3, f) == 3 &&
+    uint64_t sz[4] = {r->cubin_size, r->ptx_size, ls, payload_checksum(r, ls)};
+    int ok = fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(sz, sizeof sz[0], 4, f) == 4 &&
              fwrite(r->cubin, 1, r->cubin_size, f) == r->cubin_size &&
              fwrite(r->ptx, 1, r->ptx_size, f) == r->ptx_size && fwrite(r->log, 1, ls, f) == ls;
     ok = fclose(f) == 0 && ok;

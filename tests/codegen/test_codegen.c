@@ -210,8 +210,22 @@ static void check_cache_and_errors(void) {
     CHECK_MSG(cg_nvrtc_compile(p, text, prelude, "sm_90", &r2, err, sizeof err) == 0, "%s", err);
     CHECK(r2.cached == 1 && r2.cubin_size == r1.cubin_size && memcmp(r1.cubin, r2.cubin, r1.cubin_size) == 0);
     CHECK(p->kernels[3].registers > 0 && p->kernels[3].spill_bytes == 0);
-    cg_nvrtc_result_free(&r1);
     cg_nvrtc_result_free(&r2);
+    /* a damaged entry (one flipped byte, cut short, bytes appended) is a miss, never a bad cubin */
+    const char *damage[] = {"flip", "truncate", "append"};
+    for (int d = 0; d < 3; d++) {
+        CHECK(test_sh("f=$(ls '%s'/*.nvrtc) && n=$(stat -c %%s \"$f\") && case %s in "
+                      "flip) printf '\\377' | dd of=\"$f\" bs=1 seek=$((n / 2)) conv=notrunc status=none ;; "
+                      "truncate) truncate -s $((n - 7)) \"$f\" ;; append) printf x >> \"$f\" ;; esac",
+                      cache, damage[d]) == 0);
+        CHECK_MSG(cg_nvrtc_compile(p, text, prelude, "sm_90", &r2, err, sizeof err) == 0, "%s", err);
+        CHECK_MSG(r2.cached == 0, "a cache entry damaged by '%s' was used", damage[d]);
+        CHECK(r2.cubin_size == r1.cubin_size && memcmp(r1.cubin, r2.cubin, r1.cubin_size) == 0);
+        cg_nvrtc_result_free(&r2);
+        CHECK(cg_nvrtc_compile(p, text, prelude, "sm_90", &r2, err, sizeof err) == 0 && r2.cached == 1);
+        cg_nvrtc_result_free(&r2);
+    }
+    cg_nvrtc_result_free(&r1);
     free(text);
     /* break kernel 3: the error must say so */
     char *bad = malloc(strlen(p->kernels[3].text) + 64);
