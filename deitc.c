@@ -38,8 +38,8 @@ typedef struct {
     int grads, f64;
 } cli_args;
 
-static void usage(void) {
-    fprintf(stderr,
+static void usage_to(FILE *f) {
+    fprintf(f,
             "usage:\n"
             "  deitc inspect MODEL [-D name=value]...\n"
             "  deitc dump    MODEL [-D ...] [--after PASS] [--batch N]\n"
@@ -53,6 +53,15 @@ static void usage(void) {
             "  --output NODE (ONNX: the output the loss goes on)\n"
             "MODEL is a .yaml or .onnx file. -D overrides a hyperparameter (img_size patch_size in_chans\n"
             "num_classes embed_dim depth num_heads mlp_ratio qkv_bias layer_norm_eps gelu).\n");
+}
+
+static void usage(void) { usage_to(stderr); }
+
+/* --help or -h anywhere (deitc --help, deitc compile --help): the usage on stdout, exit 0 */
+static int asks_for_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return 1;
+    return 0;
 }
 
 /* Prints "deitc: MESSAGE" and returns `status`: 1 for errors, 2 for usage errors. */
@@ -543,8 +552,8 @@ static int cmd_export(const cli_args *a) {
 }
 
 int main(int argc, char **argv) {
-    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        usage();
+    if (asks_for_help(argc, argv)) {
+        usage_to(stdout);
         return 0;
     }
     cli_args a;

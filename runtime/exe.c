@@ -846,10 +846,15 @@ int rt_main(const rt_plan *p, int argc, char **argv) {
         const char *slash = strrchr(argv[0], '/');
         prog = slash ? slash + 1 : argv[0];
     }
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
     }
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") || (i == 1 && !strcmp(argv[i], "help"))) {
+            usage(stdout); /* EXE --help, EXE train --help */
+            return 0;
+        }
     exe_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc;

@@ -53,3 +53,9 @@ else()
   set_tests_properties(rt_cuda_gemm_fake PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}")
 endif()
 set_tests_properties(rt_gemm rt_gemm_generic rt_exe rt_micro_oracle rt_cuda_gemm_fake PROPERTIES LABELS runtime)
+
+# --help after a command (deitc compile --help, EXE train --help) prints the usage on stdout and
+# exits 0; the usage names the command asked about
+add_test(NAME cli_help
+  COMMAND sh -c "o=$(\"$0\" compile --help) && echo \"$o\" | grep -q 'deitc compile MODEL' && o=$(\"$1\" train --help) && echo \"$o\" | grep -q 'train \\[--init' && o=$(\"$1\" -h) && echo \"$o\" | grep -q 'bench \\[--steps' && ! \"$1\" train --bogus 2>/dev/null"
+  $<TARGET_FILE:deitc> $<TARGET_FILE:rt_tiny_emu>)
