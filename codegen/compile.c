@@ -12,6 +12,7 @@
  * environment, else the values CMake compiled in. DEITC_CC / DEITC_CXX pick the host compilers.
  */
 #include "codegen/codegen.h"
+#include "runtime/rt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -241,6 +242,7 @@ int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize
         return -1;
     }
     fclose(probe);
+    int tracked_exe = rt_tmp_track(tmp_exe, 0), tracked_dir = -1;
 
     int rc = -1;
     workdir w = {{0}, 0};
@@ -259,6 +261,7 @@ int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize
             goto done;
         }
         w.temporary = 1;
+        tracked_dir = rt_tmp_track(w.dir, 1);
     }
     p = cg_program_new(g, o, err, errsize);
     if (!p) goto done;
@@ -372,10 +375,12 @@ int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize
 done:
     for (int i = 0; i < 3; i++) job_free(&jobs[i]);
     unlink(tmp_exe);
+    rt_tmp_untrack(tracked_exe);
     cg_nvrtc_result_free(&nv);
     free(src);
     free(prelude);
     cg_program_free(p);
     if (w.temporary) remove_dir(w.dir);
+    rt_tmp_untrack(tracked_dir);
     return rc;
 }

@@ -9,6 +9,7 @@
  * temporary name and renamed, so concurrent compiles never see half an entry.
  */
 #include "codegen/codegen.h"
+#include "runtime/rt.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -180,6 +181,7 @@ static void cache_write(const char *dir, const char *path, const cg_nvrtc_result
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f) return;
+    int tracked = rt_tmp_track(tmp, 0);
     size_t ls = strlen(r->log);
     uint64_t sz[4] = {r->cubin_size, r->ptx_size, ls, payload_checksum(r, ls)};
     int ok = fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(sz, sizeof sz[0], 4, f) == 4 &&
@@ -187,6 +189,7 @@ static void cache_write(const char *dir, const char *path, const cg_nvrtc_result
              fwrite(r->ptx, 1, r->ptx_size, f) == r->ptx_size && fwrite(r->log, 1, ls, f) == ls;
     ok = fclose(f) == 0 && ok;
     if (!ok || rename(tmp, path)) unlink(tmp);
+    rt_tmp_untrack(tracked);
 }
 
 /* ---- log parsing ------------------------------------------------------------------------------- */

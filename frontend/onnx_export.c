@@ -111,14 +111,17 @@ static int write_model(const Onnx__ModelProto *m, const char *out, char *err, si
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
     FILE *f = fopen(tmp, "wb");
+    int tracked = f ? rt_tmp_track(tmp, 0) : -1;
     int ok = f && fwrite(buf, 1, n, f) == n;
     if (f && fclose(f)) ok = 0;
     free(buf);
     if (!ok || rename(tmp, out)) {
         int e = errno;
         if (f) unlink(tmp);
+        rt_tmp_untrack(tracked);
         return fail(err, errsize, "cannot write %s: %s", out, strerror(e));
     }
+    rt_tmp_untrack(tracked);
     return 0;
 }
 

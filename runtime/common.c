@@ -1,10 +1,14 @@
 /* common.c: the small helpers every runtime file (and the compiler, through deitc_rt) uses:
- * error formatting into a caller's buffer, and the splitmix64 random stream behind weight
- * init, shuffling and synthetic data. */
+ * error formatting into a caller's buffer, the splitmix64 random stream behind weight init,
+ * shuffling and synthetic data, and the removal of temporary files on a fatal signal. */
 #include "runtime/rt.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 int rt_errorf(char *err, size_t errsize, const char *fmt, ...) {
     va_list ap;
@@ -22,3 +26,64 @@ uint64_t rt_splitmix64(uint64_t *state) {
 }
 
 double rt_uniform01(uint64_t *state) { return ((double)(rt_splitmix64(state) >> 11) + 0.5) * 0x1p-53; }
+
+/* ---- temporary files removed on SIGINT / SIGTERM / SIGHUP ----------------------------------- */
+
+#define TMP_SLOTS 8
+static struct {
+    char path[4096];
+    int is_dir;
+    volatile sig_atomic_t used;
+} tmp_slots[TMP_SLOTS];
+static const int tmp_signals[] = {SIGINT, SIGTERM, SIGHUP};
+static int tmp_handlers_installed;
+
+/* Only async-signal-safe calls: unlink, rmdir, fork, execve, waitpid, signal, raise. */
+static void remove_tmp_and_die(int sig) {
+    for (int i = 0; i < TMP_SLOTS; i++) {
+        if (!tmp_slots[i].used) continue;
+        if (!tmp_slots[i].is_dir) {
+            unlink(tmp_slots[i].path);
+            continue;
+        }
+        pid_t pid = fork();
+        if (pid == 0) {
+            char *const argv[] = {"rm", "-rf", "--", tmp_slots[i].path, NULL};
+            char *const envp[] = {NULL};
+            execve("/bin/rm", argv, envp);
+            _exit(127);
+        }
+        if (pid > 0) waitpid(pid, NULL, 0);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+int rt_tmp_track(const char *path, int is_dir) {
+    if (!tmp_handlers_installed) {
+        tmp_handlers_installed = 1;
+        for (size_t k = 0; k < sizeof tmp_signals / sizeof tmp_signals[0]; k++) {
+            struct sigaction old, sa;
+            if (sigaction(tmp_signals[k], NULL, &old) || old.sa_handler != SIG_DFL) continue;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_handler = remove_tmp_and_die;
+            sigemptyset(&sa.sa_mask);
+            for (size_t j = 0; j < sizeof tmp_signals / sizeof tmp_signals[0]; j++)
+                sigaddset(&sa.sa_mask, tmp_signals[j]);
+            sigaction(tmp_signals[k], &sa, NULL);
+        }
+    }
+    if (strlen(path) >= sizeof tmp_slots[0].path) return -1;
+    for (int i = 0; i < TMP_SLOTS; i++) {
+        if (tmp_slots[i].used) continue;
+        memcpy(tmp_slots[i].path, path, strlen(path) + 1);
+        tmp_slots[i].is_dir = is_dir;
+        tmp_slots[i].used = 1;
+        return i;
+    }
+    return -1;
+}
+
+void rt_tmp_untrack(int handle) {
+    if (handle >= 0 && handle < TMP_SLOTS) tmp_slots[handle].used = 0;
+}

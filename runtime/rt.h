@@ -25,6 +25,14 @@ int rt_errorf(char *err, size_t errsize, const char *fmt, ...) __attribute__((fo
 uint64_t rt_splitmix64(uint64_t *state); /* next value of the stream; advances *state */
 double rt_uniform01(uint64_t *state);    /* uniform in (0, 1) */
 
+/* Temporary files and folders (an output being written before its rename, a compile's work
+ * folder) that SIGINT, SIGTERM and SIGHUP remove before the process dies of the signal, so an
+ * interrupted write leaves nothing behind. rt_tmp_track returns a handle for rt_tmp_untrack
+ * (call it once the path is renamed or removed), or -1 when all slots are taken (then the
+ * path is simply not cleaned up on a signal). Signals the process ignores stay ignored. */
+int rt_tmp_track(const char *path, int is_dir);
+void rt_tmp_untrack(int handle);
+
 /* ---- safetensors.c ---------------------------------------------------------------------- */
 
 /* ORDER: same numbering as ir_dtype (IR_F32 ...), so the compiler can pass dtypes through. */

@@ -382,6 +382,7 @@ int rt_safetensors_write(const char *path, const rt_tensor *tensors, int count,
     if (!tmp) abort();
     snprintf(tmp, plen + 32, "%s.tmp.%d", path, (int)getpid());
     FILE *f = fopen(tmp, "wb");
+    int tracked = f ? rt_tmp_track(tmp, 0) : -1;
     if (!f) {
         int e = errno;
         free(hdr);
@@ -398,9 +399,11 @@ int rt_safetensors_write(const char *path, const rt_tensor *tensors, int count,
     if (!ok || rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
+        rt_tmp_untrack(tracked);
         free(tmp);
         return rt_errorf(err, errsize, "%s: write failed: %s", path, strerror(e));
     }
+    rt_tmp_untrack(tracked);
     free(tmp);
     return 0;
 }
