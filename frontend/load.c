@@ -31,6 +31,11 @@ int fe_load_model(const char *path, const fe_define *defines, int ndefines, int6
         return -1;
     }
     if (r) return -1;
+    /* -D overrides make another model: its name says so (deit_tiny_patch16_224.depth-2), so
+     * that `EXE info`, metrics and saved files do not claim the file's model. */
+    for (int i = 0; i < ndefines; i++)
+        (*out)->info.model_name = ir_arena_printf(&(*out)->arena, "%s.%s-%s", (*out)->info.model_name,
+                                                  defines[i].name, defines[i].value);
     /* The model's name ends up in JSON headers, generated C and file names: keep it to
      * [A-Za-z0-9_.-], whatever the model file says. */
     char *name = (char *)(*out)->info.model_name;

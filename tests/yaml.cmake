@@ -31,3 +31,8 @@ elseif(DEITC_FUZZ)
            COMMAND sh -c "d=$(mktemp -d) && \"$0\" -max_total_time=20 -timeout=10 -rss_limit_mb=2048 -artifact_prefix=$d/ $d \"$@\"; r=$?; ls $d/crash-* $d/leak-* $d/timeout-* 2>/dev/null; rm -rf $d; exit $r"
                    $<TARGET_FILE:fuzz_yaml> ${YAML_FUZZ_SEEDS})
 endif()
+
+# -D makes another model, and its name says which (so `EXE info` and saved files do not claim
+# the YAML file's model)
+add_test(NAME yaml_define_renames COMMAND deitc inspect ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml -D depth=2 -D gelu=tanh)
+set_tests_properties(yaml_define_renames PROPERTIES PASS_REGULAR_EXPRESSION "model: deit_tiny_patch16_224\\.depth-2\\.gelu-tanh\n")
