@@ -61,12 +61,12 @@ add_test(NAME cli_help
   $<TARGET_FILE:deitc> $<TARGET_FILE:rt_tiny_emu>)
 
 # Ctrl-C leaves nothing behind: rt_tmp_track in a child per signal, and a real deitc compile
-# interrupted half a second in (well before it can finish) leaves no EXE.tmp.PID beside the
+# stopped by SIGTERM half a second in (well before it can finish) leaves no EXE.tmp.PID beside the
 # output and no work folder in TMPDIR
 add_executable(test_tmp_cleanup ${CMAKE_CURRENT_SOURCE_DIR}/runtime/test_tmp_cleanup.c)
 target_link_libraries(test_tmp_cleanup PRIVATE deitc_rt m)
 add_test(NAME rt_tmp_cleanup COMMAND test_tmp_cleanup)
 add_test(NAME cli_interrupted_compile
-  COMMAND sh -c "d=$(mktemp -d) && mkdir \"$d/tmp\" && TMPDIR=\"$d/tmp\" DEITC_NO_CACHE=1 timeout -s INT 0.5 \"$0\" compile \"$1\" --target emu -D img_size=32 -D patch_size=8 -D embed_dim=64 -D depth=2 -D num_heads=2 -D num_classes=10 -o \"$d/exe\" >/dev/null 2>&1; r=$?; sleep 0.2; left=$(ls -A \"$d/tmp\"; ls -A \"$d\" | grep -v '^tmp$'); rm -rf \"$d\"; echo \"timeout exit $r, left behind: [$left]\"; [ $r -eq 124 ] && [ -z \"$left\" ]"
+  COMMAND sh -c "d=$(mktemp -d) && mkdir \"$d/tmp\" && TMPDIR=\"$d/tmp\" DEITC_NO_CACHE=1 timeout -s TERM 0.5 \"$0\" compile \"$1\" --target emu -D img_size=32 -D patch_size=8 -D embed_dim=64 -D depth=2 -D num_heads=2 -D num_classes=10 -o \"$d/exe\" >/dev/null 2>&1; r=$?; sleep 0.2; left=$(ls -A \"$d/tmp\"; ls -A \"$d\" | grep -v '^tmp$'); rm -rf \"$d\"; echo \"timeout exit $r, left behind: [$left]\"; [ $r -eq 124 ] && [ -z \"$left\" ]"
   $<TARGET_FILE:deitc> ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml)
 set_tests_properties(rt_tmp_cleanup cli_interrupted_compile PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}")
