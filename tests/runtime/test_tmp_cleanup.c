@@ -31,6 +31,11 @@ static int child(const char *file, const char *dir, int track_file, int track_di
         mkdir(dir, 0755);
         snprintf(inner, sizeof inner, "%s/inner", dir);
         touch(inner);
+        /* start from the default action, whatever the test runner left (a background job
+         * inherits SIGINT ignored) */
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
         if (ignore) signal(sig, SIG_IGN);
         int hf = track_file ? rt_tmp_track(file, 0) : -1, hd = track_dir ? rt_tmp_track(dir, 1) : -1;
         if ((track_file && hf < 0) || (track_dir && hd < 0)) _exit(3);
