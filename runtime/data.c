@@ -1,8 +1,8 @@
 /* data.c: the training data an executable reads, checked against the plan before any step
  * runs: a .safetensors tensor dataset (`images` float [N,C,H,W], already normalized; `labels`
  * integer [N]), or a CIFAR-10 binary batch (.bin: records of 1 label byte + 3x32x32 bytes,
- * normalized here with CIFAR-10's channel mean/std). Also synthetic data for benchmarks and
- * the deterministic per-epoch shuffle.
+ * normalized here with CIFAR-10's channel mean/std), or an ImageFolder directory (image_folder.c,
+ * kept as uint8). Also synthetic data for benchmarks and the deterministic per-epoch shuffle.
  */
 #include "runtime/rt.h"
 
@@ -12,6 +12,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+void rt_dataset_image(const rt_dataset *ds, int64_t i, float *out) {
+    int64_t plane = ds->h * ds->w;
+    if (ds->images) {
+        memcpy(out, ds->images + i * ds->c * plane, sizeof(float) * (size_t)(ds->c * plane));
+        return;
+    }
+    const uint8_t *src = ds->images_u8 + i * ds->c * plane;
+    for (int64_t c = 0; c < ds->c; c++) {
+        float mean = ds->mean[c < 3 ? c : 2], stdv = ds->std[c < 3 ? c : 2];
+        for (int64_t j = 0; j < plane; j++) out[c * plane + j] = ((float)src[c * plane + j] / 255.0f - mean) / stdv;
+    }
+}
 
 void rt_shuffle(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch) {
     uint64_t state = seed * 0x2545f4914f6cdd1dull ^ (uint64_t)epoch * 0x9e3779b97f4a7c15ull ^ 0x5eedf00dull;
@@ -26,6 +39,7 @@ void rt_shuffle(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch) {
 
 void rt_dataset_free(rt_dataset *ds) {
     free(ds->images);
+    free(ds->images_u8);
     free(ds->labels);
     memset(ds, 0, sizeof *ds);
 }
@@ -173,13 +187,14 @@ int rt_dataset_load(const char *path, const rt_plan *p, rt_dataset *ds, char *er
     memset(ds, 0, sizeof *ds);
     struct stat st;
     if (stat(path, &st) != 0) return rt_errorf(err, errsize, "%s: %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode))
-        return rt_errorf(err, errsize,
-                    "%s: is a directory; ImageFolder datasets are not supported by this executable yet: convert it "
-                    "to a .safetensors tensor dataset (images f32 [N,C,H,W], labels i64 [N])",
-                    path);
+    if (S_ISDIR(st.st_mode)) return rt_image_folder_load(path, p, ds, err, errsize);
     size_t n = strlen(path);
     if (n >= 4 && strcmp(path + n - 4, ".bin") == 0) return load_cifar(path, p, ds, err, errsize);
+    if (n < 12 || strcmp(path + n - 12, ".safetensors") != 0)
+        return rt_errorf(err, errsize,
+                         "%s: unknown dataset type: --data takes an ImageFolder directory, a CIFAR-10 .bin or a "
+                         ".safetensors tensor dataset",
+                         path);
     return load_safetensors(path, p, ds, err, errsize);
 }
 

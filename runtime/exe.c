@@ -68,7 +68,9 @@ static void usage(FILE *f) {
             "       %s eval --data D [--init W.safetensors] [--seed S]\n"
             "       %s bench [--steps K] [--warmup W] [--init W.safetensors] [--no-graph] [--profile]\n"
             "       %s info [-v]\n"
-            "D: a .safetensors tensor dataset (images f32 [N,C,H,W], labels i64 [N]) or a CIFAR-10 .bin.\n"
+            "D: an ImageFolder directory (a subfolder of .jpg/.jpeg/.png images per class; resized and center-\n"
+            "   cropped as timm evaluates, ImageNet mean/std), a .safetensors tensor dataset (images f32 [N,C,H,W],\n"
+            "   labels i64 [N]) or a CIFAR-10 .bin.\n"
             "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH, DEITC_TF32, DEITC_DEVICE, DEITC_CUDA_SYNC (cuda).\n",
             prog, prog, prog, prog);
 }
@@ -346,9 +348,13 @@ static int load_weights(session *s, const char *init, uint64_t seed) {
 /* Gathers images/labels idx[0..batch) of ds and uploads them. */
 static int fill_batch(session *s, const rt_dataset *ds, const int64_t *idx) {
     const rt_plan *p = s->p;
-    for (int64_t i = 0; i < p->batch; i++)
-        memcpy(s->batch_f32 + i * s->image_numel, ds->images + idx[i] * s->image_numel,
-               sizeof(float) * (size_t)s->image_numel);
+    for (int64_t i = 0; i < p->batch; i++) {
+        if (ds->images)
+            memcpy(s->batch_f32 + i * s->image_numel, ds->images + idx[i] * s->image_numel,
+                   sizeof(float) * (size_t)s->image_numel);
+        else
+            rt_dataset_image(ds, idx[i], s->batch_f32 + i * s->image_numel); /* uint8 store: normalized here */
+    }
     int64_t n = p->batch * s->image_numel;
     const void *img = s->batch_f32;
     if (s->images->dtype != RT_F32) {
@@ -411,9 +417,13 @@ static int load_data(const exe_args *a, const rt_plan *p, rt_dataset *ds) {
         if (rt_dataset_synthetic(p, p->batch, a->seed, ds, err, sizeof err)) return error("%s", err);
         return 0;
     }
-    if (!a->data) return error("%s needs --data D (a .safetensors tensor dataset or CIFAR-10 .bin)%s", a->cmd,
-                               strcmp(a->cmd, "train") ? "" : ", or --synthetic");
+    if (!a->data)
+        return error("%s needs --data D (an ImageFolder directory, a .safetensors tensor dataset or CIFAR-10 .bin)%s",
+                     a->cmd, strcmp(a->cmd, "train") ? "" : ", or --synthetic");
     if (rt_dataset_load(a->data, p, ds, err, sizeof err)) return error("%s", err);
+    if (ds->images_u8)
+        printf("data: %s: %lld images, %lld classes, decoded in %.2f s\n", a->data, (long long)ds->n,
+               (long long)ds->classes, ds->load_s);
     return 0;
 }
 

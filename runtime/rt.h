@@ -10,6 +10,7 @@
  *   device.c       the device layer: a small vtable (emu in device_emu.c, cuda in
  *                  device_cuda.c), plan checks, running one step (CUDA Graph replay)
  *   data.c         tensor datasets (safetensors, CIFAR-10 .bin), synthetic data, shuffling
+ *   image_folder.c ImageFolder directories (JPEG, PNG) for data.c
  *   exe.c          the commands: train, eval, bench, info (rt_main)
  */
 #ifndef DEITC_RT_H
@@ -177,15 +178,28 @@ int rt_device_run(rt_device *d, int use_graph);
 
 /* ---- data.c ------------------------------------------------------------------------------ */
 
+/* Images are held in one of two stores: float, already normalized (tensor datasets, CIFAR-10,
+ * synthetic), or uint8 pixels (ImageFolder: 4x smaller) normalized per channel when gathered,
+ * x / 255 then (x - mean[c]) / std[c]. rt_dataset_image reads either. */
 typedef struct {
     int64_t n, c, h, w;
-    float *images;            /* (n, c, h, w), normalized */
+    float *images;            /* (n, c, h, w), normalized; NULL when images_u8 holds them */
+    uint8_t *images_u8;       /* (n, c, h, w) raw pixels (c <= 3), or NULL */
+    float mean[3], std[3];    /* for images_u8 */
     int64_t *labels;          /* (n) */
+    int64_t classes;          /* ImageFolder: class folders found; else 0 */
+    double load_s;            /* ImageFolder: seconds spent listing and decoding */
 } rt_dataset;
 
-/* Loads a .safetensors tensor dataset (`images` float [N,C,H,W], `labels` integer [N]) or a
- * CIFAR-10 .bin and checks it against the plan: image shape, labels in [0, num_classes). */
+/* Loads a .safetensors tensor dataset (`images` float [N,C,H,W], `labels` integer [N]), a
+ * CIFAR-10 .bin or an ImageFolder directory and checks it against the plan: image shape,
+ * labels in [0, num_classes). */
 int rt_dataset_load(const char *path, const rt_plan *p, rt_dataset *ds, char *err, size_t errsize);
+/* image_folder.c: an ImageFolder directory (class subfolders of .jpg/.jpeg/.png files),
+ * decoded in parallel and transformed as timm's eval transform does (resize, center crop). */
+int rt_image_folder_load(const char *dir, const rt_plan *p, rt_dataset *ds, char *err, size_t errsize);
+/* Image i as c*h*w normalized floats into out. */
+void rt_dataset_image(const rt_dataset *ds, int64_t i, float *out);
 /* n random images (standard normal) and labels of the plan's shape. */
 int rt_dataset_synthetic(const rt_plan *p, int64_t n, uint64_t seed, rt_dataset *ds, char *err, size_t errsize);
 void rt_dataset_free(rt_dataset *ds);

@@ -1,0 +1,662 @@
+/* image_folder.c: ImageFolder datasets for `EXE train|eval --data DIR` (torchvision semantics).
+ * Each immediate subdirectory of DIR is a class; classes sorted by name (byte order), label =
+ * index. In a class, files ending in .jpg/.jpeg/.png (any case) sorted by name; hidden entries
+ * and other files are ignored. Images are decoded (libjpeg-turbo, libpng) by one worker thread
+ * per core at load time and kept as uint8 [N,3,H,W]; exe.c normalizes when it gathers a batch.
+ *
+ * Transform (timm's eval transform, deterministic, crop_pct 0.875):
+ *   1. to 8-bit RGB: grayscale replicated, alpha dropped, palette expanded, 16-bit PNG samples
+ *      reduced to their high byte (what PIL does for 16-bit RGB; PIL clips 16-bit grayscale
+ *      instead, we take the high byte there too). CMYK/YCCK JPEGs are refused.
+ *   2. resize so the shorter side is S = floor(img_size / 0.875), the longer one
+ *      int(S * long / short) (torchvision's Resize(int)), with PIL's BILINEAR filter: separable
+ *      triangle filter whose support grows with the downscale factor (antialiased), horizontal
+ *      pass then vertical pass, 22-bit fixed-point coefficients, rounded to uint8 after each
+ *      pass: the very arithmetic of Pillow's Resample.c, so results match PIL bit for bit.
+ *   3. center crop img_size x img_size (torchvision: offset round((size - crop) / 2), ties to even).
+ *   4. (at batch time) x / 255, then (x - mean) / std with ImageNet's mean and std.
+ * Only the output pixels the crop keeps are computed (each is independent of the others).
+ * Corrupt or truncated files are errors: libjpeg's warnings ("Premature end of JPEG file") and
+ * libpng's errors longjmp out and name the file.
+ */
+#include "runtime/rt.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef DEITC_HAVE_JPEG
+#include <jpeglib.h>
+#endif
+#ifdef DEITC_HAVE_PNG
+#include <png.h>
+#endif
+
+#define RT_IMG_MAX_SIDE 16384
+#define RT_IMG_MAX_PIXELS (1ll << 26)
+#define RT_IMG_MEM_CAP (32ll << 30)
+
+static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
+static const float imagenet_std[3] = {0.229f, 0.224f, 0.225f};
+
+/* ---- listing ------------------------------------------------------------------------------ */
+
+typedef struct {
+    char **names;
+    size_t count, cap;
+} name_list;
+
+static void names_free(name_list *l) {
+    for (size_t i = 0; i < l->count; i++) free(l->names[i]);
+    free(l->names);
+    memset(l, 0, sizeof *l);
+}
+
+static int names_add(name_list *l, const char *s) {
+    if (l->count == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        char **n = realloc(l->names, cap * sizeof *n);
+        if (!n) return -1;
+        l->names = n;
+        l->cap = cap;
+    }
+    if (!(l->names[l->count] = strdup(s))) return -1;
+    l->count++;
+    return 0;
+}
+
+static int cmp_names(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char *join(const char *a, const char *b) {
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s/%s", a, b);
+    return s;
+}
+
+static int is_image_name(const char *name) {
+    size_t n = strlen(name);
+    return (n > 4 && (!strcasecmp(name + n - 4, ".jpg") || !strcasecmp(name + n - 4, ".png"))) ||
+           (n > 5 && !strcasecmp(name + n - 5, ".jpeg"));
+}
+
+/* Names in dir (sorted), hidden ones skipped: want_dirs 1 -> subdirectories, 0 -> image files. */
+static int list_dir(const char *dir, int want_dirs, name_list *out, char *err, size_t errsize) {
+    DIR *d = opendir(dir);
+    if (!d) return rt_errorf(err, errsize, "%s: cannot open the folder: %s", dir, strerror(errno));
+    struct dirent *e;
+    int rc = 0;
+    while (!rc && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        if (!want_dirs && !is_image_name(e->d_name)) continue;
+        char *full = join(dir, e->d_name);
+        struct stat st;
+        if (!full) rc = rt_errorf(err, errsize, "%s: out of memory", dir);
+        else if (stat(full, &st) == 0 && (want_dirs ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode)) &&
+                 names_add(out, e->d_name))
+            rc = rt_errorf(err, errsize, "%s: out of memory", dir);
+        free(full);
+    }
+    closedir(d);
+    if (!rc && out->count) qsort(out->names, out->count, sizeof *out->names, cmp_names);
+    return rc;
+}
+
+/* ---- decoding ----------------------------------------------------------------------------- */
+
+/* A decoded image: 8-bit RGB, rows of 3*w bytes. */
+typedef struct {
+    unsigned char *rgb;
+    int w, h;
+} rgb_image;
+
+static int check_dims(const char *path, long long w, long long h, char *err, size_t errsize) {
+    if (w <= 0 || h <= 0 || w > RT_IMG_MAX_SIDE || h > RT_IMG_MAX_SIDE || w * h > RT_IMG_MAX_PIXELS)
+        return rt_errorf(err, errsize,
+                         "%s: image of %lldx%lld pixels refused (at most %d per side and %lld pixels in all)", path,
+                         w, h, RT_IMG_MAX_SIDE, RT_IMG_MAX_PIXELS);
+    return 0;
+}
+
+#ifdef DEITC_HAVE_JPEG
+typedef struct {
+    struct jpeg_error_mgr pub;
+    jmp_buf jump;
+    char msg[JMSG_LENGTH_MAX];
+} jpeg_err;
+
+static void jpeg_fail(j_common_ptr cinfo) {
+    jpeg_err *e = (jpeg_err *)cinfo->err;
+    (*cinfo->err->format_message)(cinfo, e->msg);
+    longjmp(e->jump, 1);
+}
+
+/* Warnings (level -1: "Premature end of JPEG file", corrupt data) are errors here; trace
+ * messages (level >= 0) are ignored. */
+static void jpeg_message(j_common_ptr cinfo, int level) {
+    if (level < 0) jpeg_fail(cinfo);
+}
+
+static int decode_jpeg(const char *path, const unsigned char *buf, size_t size, rgb_image *img, char *err,
+                       size_t errsize) {
+    struct jpeg_decompress_struct cinfo;
+    jpeg_err jerr;
+    unsigned char *volatile pix = NULL;
+    memset(&cinfo, 0, sizeof cinfo);
+    cinfo.err = jpeg_std_error(&jerr.pub);
+    jerr.pub.error_exit = jpeg_fail;
+    jerr.pub.emit_message = jpeg_message;
+    jerr.msg[0] = 0;
+    if (setjmp(jerr.jump)) {
+        jpeg_destroy_decompress(&cinfo);
+        free(pix);
+        return rt_errorf(err, errsize, "%s: corrupt or truncated JPEG (libjpeg: %s)", path, jerr.msg);
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, buf, (unsigned long)size);
+    jpeg_read_header(&cinfo, TRUE);
+    if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
+        jpeg_destroy_decompress(&cinfo);
+        return rt_errorf(err, errsize, "%s: CMYK JPEG images are not supported (convert it to RGB)", path);
+    }
+    if (check_dims(path, cinfo.image_width, cinfo.image_height, err, errsize)) {
+        jpeg_destroy_decompress(&cinfo);
+        return -1;
+    }
+    cinfo.out_color_space = JCS_RGB; /* grayscale is replicated, YCbCr converted */
+    jpeg_start_decompress(&cinfo);
+    if (cinfo.output_components != 3) {
+        jpeg_destroy_decompress(&cinfo);
+        return rt_errorf(err, errsize, "%s: JPEG decodes to %d components, not RGB", path, cinfo.output_components);
+    }
+    size_t stride = (size_t)cinfo.output_width * 3;
+    pix = malloc(stride * cinfo.output_height);
+    if (!pix) {
+        jpeg_destroy_decompress(&cinfo);
+        return rt_errorf(err, errsize, "%s: out of memory", path);
+    }
+    while (cinfo.output_scanline < cinfo.output_height) {
+        JSAMPROW row = pix + stride * cinfo.output_scanline;
+        jpeg_read_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_decompress(&cinfo);
+    img->w = (int)cinfo.output_width;
+    img->h = (int)cinfo.output_height;
+    img->rgb = pix;
+    jpeg_destroy_decompress(&cinfo);
+    return 0;
+}
+#endif
+
+#ifdef DEITC_HAVE_PNG
+typedef struct {
+    const unsigned char *buf;
+    size_t size, pos;
+    jmp_buf jump;
+    char msg[256];
+} png_source;
+
+static void png_fail(png_structp png, png_const_charp msg) {
+    png_source *s = png_get_error_ptr(png);
+    snprintf(s->msg, sizeof s->msg, "%s", msg);
+    longjmp(s->jump, 1);
+}
+
+static void png_warn(png_structp png, png_const_charp msg) { /* ancillary-chunk trouble: harmless */
+    (void)png;
+    (void)msg;
+}
+
+static void png_read_mem(png_structp png, png_bytep out, png_size_t n) {
+    png_source *s = png_get_io_ptr(png);
+    if (n > s->size - s->pos) png_error(png, "unexpected end of file (truncated)");
+    memcpy(out, s->buf + s->pos, n);
+    s->pos += n;
+}
+
+static int decode_png(const char *path, const unsigned char *buf, size_t size, rgb_image *img, char *err,
+                      size_t errsize) {
+    png_source src = {.buf = buf, .size = size, .pos = 0};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_fail, png_warn);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    unsigned char *volatile pix = NULL;
+    png_bytep *volatile rows = NULL;
+    if (!info) {
+        png_destroy_read_struct(png ? &png : NULL, NULL, NULL);
+        return rt_errorf(err, errsize, "%s: out of memory", path);
+    }
+    if (setjmp(src.jump)) {
+        png_destroy_read_struct(&png, &info, NULL);
+        free(pix);
+        free(rows);
+        return rt_errorf(err, errsize, "%s: corrupt or truncated PNG (libpng: %s)", path, src.msg);
+    }
+    png_set_read_fn(png, &src, png_read_mem);
+    png_set_user_limits(png, RT_IMG_MAX_SIDE, RT_IMG_MAX_SIDE);
+    png_read_info(png, info);
+    png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+    if (check_dims(path, w, h, err, errsize)) {
+        png_destroy_read_struct(&png, &info, NULL);
+        return -1;
+    }
+    int type = png_get_color_type(png, info);
+    if (type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (type == PNG_COLOR_TYPE_GRAY && png_get_bit_depth(png, info) < 8) png_set_expand_gray_1_2_4_to_8(png);
+    png_set_strip_16(png); /* high byte, as PIL does */
+    /* alpha dropped, also the one palette_to_rgb makes of a tRNS chunk (PIL ignores it too) */
+    if ((type & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS)) png_set_strip_alpha(png);
+    if (!(type & PNG_COLOR_MASK_COLOR)) png_set_gray_to_rgb(png);
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    size_t stride = png_get_rowbytes(png, info);
+    if (stride != (size_t)w * 3)
+        png_error(png, "unexpected row layout after conversion to 8-bit RGB");
+    pix = malloc(stride * h);
+    rows = malloc(sizeof(png_bytep) * h);
+    if (!pix || !rows) png_error(png, "out of memory");
+    for (png_uint_32 y = 0; y < h; y++) rows[y] = pix + stride * y;
+    png_read_image(png, rows);
+    png_read_end(png, NULL);
+    free(rows);
+    png_destroy_read_struct(&png, &info, NULL);
+    img->rgb = pix;
+    img->w = (int)w;
+    img->h = (int)h;
+    return 0;
+}
+#endif
+
+static int read_file(const char *path, unsigned char **buf, size_t *size, char *err, size_t errsize) {
+    char why[128];
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        strerror_r(errno, why, sizeof why);
+        return rt_errorf(err, errsize, "%s: cannot open: %s", path, why);
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || st.st_size < 0) {
+        fclose(f);
+        return rt_errorf(err, errsize, "%s: cannot read its size", path);
+    }
+    if (st.st_size == 0) {
+        fclose(f);
+        return rt_errorf(err, errsize, "%s: empty file (0 bytes)", path);
+    }
+    *size = (size_t)st.st_size;
+    *buf = malloc(*size);
+    if (!*buf) {
+        fclose(f);
+        return rt_errorf(err, errsize, "%s: out of memory (%zu bytes)", path, *size);
+    }
+    size_t got = fread(*buf, 1, *size, f);
+    fclose(f);
+    if (got != *size) {
+        free(*buf);
+        *buf = NULL;
+        return rt_errorf(err, errsize, "%s: read error", path);
+    }
+    return 0;
+}
+
+/* Decodes by content (the magic bytes), whatever the extension says. */
+static int decode_file(const char *path, rgb_image *img, char *err, size_t errsize) {
+    unsigned char *buf = NULL;
+    size_t size = 0;
+#if !defined(DEITC_HAVE_JPEG) && !defined(DEITC_HAVE_PNG)
+    (void)img;
+    (void)check_dims;
+#endif
+    if (read_file(path, &buf, &size, err, errsize)) return -1;
+    int rc;
+    static const unsigned char png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (size >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff) {
+#ifdef DEITC_HAVE_JPEG
+        rc = decode_jpeg(path, buf, size, img, err, errsize);
+#else
+        rc = rt_errorf(err, errsize, "%s: this executable was built without JPEG support", path);
+#endif
+    } else if (size >= 8 && memcmp(buf, png_magic, 8) == 0) {
+#ifdef DEITC_HAVE_PNG
+        rc = decode_png(path, buf, size, img, err, errsize);
+#else
+        rc = rt_errorf(err, errsize, "%s: this executable was built without PNG support", path);
+#endif
+    } else {
+        rc = rt_errorf(err, errsize, "%s: not a JPEG or PNG file (unrecognized first bytes)", path);
+    }
+    free(buf);
+    return rc;
+}
+
+/* ---- PIL's bilinear resize, restricted to the crop --------------------------------------- */
+
+#define COEF_FRAC_BITS (32 - 8 - 2)
+
+/* Pillow's precompute_coeffs + normalize_coeffs_8bpc for output positions [first, first+n)
+ * of an in_size -> out_size resize: bounds (xmin, count) and ksize fixed-point weights each. */
+static int resize_coeffs(int in_size, int out_size, int first, int n, int **bounds_out, int32_t **kk_out) {
+    double scale = (double)in_size / out_size, filterscale = scale < 1.0 ? 1.0 : scale;
+    double support = 1.0 * filterscale;
+    int ksize = (int)ceil(support) * 2 + 1;
+    int *bounds = malloc(sizeof(int) * 2 * (size_t)n);
+    int32_t *kk = malloc(sizeof(int32_t) * (size_t)ksize * (size_t)n);
+    double *w = malloc(sizeof(double) * (size_t)ksize);
+    if (!bounds || !kk || !w) {
+        free(bounds);
+        free(kk);
+        free(w);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        int xx = first + i;
+        double center = (xx + 0.5) * scale, ww = 0.0, ss = 1.0 / filterscale;
+        int xmin = (int)(center - support + 0.5), xmax = (int)(center + support + 0.5);
+        if (xmin < 0) xmin = 0;
+        if (xmax > in_size) xmax = in_size;
+        xmax -= xmin;
+        for (int x = 0; x < xmax; x++) {
+            double t = fabs((x + xmin - center + 0.5) * ss);
+            w[x] = t < 1.0 ? 1.0 - t : 0.0;
+            ww += w[x];
+        }
+        int32_t *k = kk + (size_t)i * ksize;
+        for (int x = 0; x < ksize; x++) {
+            double v = x < xmax ? (ww != 0.0 ? w[x] / ww : w[x]) : 0.0;
+            k[x] = v < 0 ? (int32_t)(-0.5 + v * (1 << COEF_FRAC_BITS)) : (int32_t)(0.5 + v * (1 << COEF_FRAC_BITS));
+        }
+        bounds[2 * i] = xmin;
+        bounds[2 * i + 1] = xmax;
+    }
+    free(w);
+    *bounds_out = bounds;
+    *kk_out = kk;
+    return ksize;
+}
+
+static inline unsigned char clip8(int32_t v) {
+    if (v >= (1 << COEF_FRAC_BITS << 8)) return 255;
+    if (v <= 0) return 0;
+    return (unsigned char)(v >> COEF_FRAC_BITS);
+}
+
+static int round_half_even_half(int d) { /* Python's round(d / 2.0) for d >= 0 */
+    return (int)rint((double)d / 2.0);
+}
+
+/* Resizes img (shorter side -> scale_size) and writes the center crop (crop x crop) as CHW
+ * uint8 to out. -1 only when out of memory. */
+static int resize_crop(const rgb_image *img, int scale_size, int crop, unsigned char *out) {
+    int iw = img->w, ih = img->h, ow, oh;
+    if (iw <= ih) {
+        ow = scale_size;
+        oh = (int)((double)scale_size * ih / iw);
+    } else {
+        oh = scale_size;
+        ow = (int)((double)scale_size * iw / ih);
+    }
+    int left = round_half_even_half(ow - crop), top = round_half_even_half(oh - crop);
+    int need_h = ow != iw, need_v = oh != ih;
+    int *bh = NULL, *bv = NULL;
+    int32_t *kh = NULL, *kv = NULL;
+    unsigned char *tmp = NULL;
+    int ksh = 0, ksv = 0, rc = -1;
+    /* source rows the crop's output rows need (all of them when there is no vertical pass) */
+    int row0 = top, nrows = crop;
+    if (need_v) {
+        if ((ksv = resize_coeffs(ih, oh, top, crop, &bv, &kv)) < 0) goto done;
+        row0 = bv[0];
+        nrows = bv[2 * (crop - 1)] + bv[2 * (crop - 1) + 1] - row0;
+    }
+    if (need_h && (ksh = resize_coeffs(iw, ow, left, crop, &bh, &kh)) < 0) goto done;
+    /* horizontal pass: rows row0..row0+nrows, crop columns, rounded to uint8 */
+    tmp = malloc((size_t)nrows * crop * 3);
+    if (!tmp) goto done;
+    for (int y = 0; y < nrows; y++) {
+        const unsigned char *src = img->rgb + (size_t)(row0 + y) * iw * 3;
+        unsigned char *dst = tmp + (size_t)y * crop * 3;
+        for (int x = 0; x < crop; x++) {
+            if (!need_h) {
+                memcpy(dst + 3 * x, src + 3 * (left + x), 3);
+                continue;
+            }
+            int xmin = bh[2 * x], xn = bh[2 * x + 1];
+            const int32_t *k = kh + (size_t)x * ksh;
+            int32_t s0 = 1 << (COEF_FRAC_BITS - 1), s1 = s0, s2 = s0;
+            for (int j = 0; j < xn; j++) {
+                const unsigned char *p = src + 3 * (xmin + j);
+                s0 += p[0] * k[j];
+                s1 += p[1] * k[j];
+                s2 += p[2] * k[j];
+            }
+            dst[3 * x] = clip8(s0);
+            dst[3 * x + 1] = clip8(s1);
+            dst[3 * x + 2] = clip8(s2);
+        }
+    }
+    /* vertical pass into CHW */
+    size_t plane = (size_t)crop * crop;
+    for (int y = 0; y < crop; y++) {
+        for (int x = 0; x < crop; x++) {
+            unsigned char v[3];
+            if (!need_v) {
+                memcpy(v, tmp + ((size_t)y * crop + x) * 3, 3);
+            } else {
+                int ymin = bv[2 * y] - row0, yn = bv[2 * y + 1];
+                const int32_t *k = kv + (size_t)y * ksv;
+                int32_t s0 = 1 << (COEF_FRAC_BITS - 1), s1 = s0, s2 = s0;
+                for (int j = 0; j < yn; j++) {
+                    const unsigned char *p = tmp + ((size_t)(ymin + j) * crop + x) * 3;
+                    s0 += p[0] * k[j];
+                    s1 += p[1] * k[j];
+                    s2 += p[2] * k[j];
+                }
+                v[0] = clip8(s0);
+                v[1] = clip8(s1);
+                v[2] = clip8(s2);
+            }
+            for (int c = 0; c < 3; c++) out[c * plane + (size_t)y * crop + x] = v[c];
+        }
+    }
+    rc = 0;
+done:
+    free(bh);
+    free(kh);
+    free(bv);
+    free(kv);
+    free(tmp);
+    return rc;
+}
+
+/* ---- parallel load ------------------------------------------------------------------------ */
+
+typedef struct {
+    char **paths;            /* n files */
+    int64_t n;
+    int scale_size, crop;
+    unsigned char *out;      /* n x 3 x crop x crop */
+    pthread_mutex_t lock;
+    int64_t next;            /* next index to claim */
+    int64_t failed_at;       /* lowest failing index so far, or n */
+    char err[1200];
+} load_job;
+
+static void *load_worker(void *arg) {
+    load_job *j = arg;
+    char err[1200];
+    for (;;) {
+        pthread_mutex_lock(&j->lock);
+        int64_t i = j->failed_at < j->n || j->next >= j->n ? -1 : j->next++;
+        pthread_mutex_unlock(&j->lock);
+        if (i < 0) break;
+        rgb_image img = {0};
+        int rc = decode_file(j->paths[i], &img, err, sizeof err);
+        if (!rc && resize_crop(&img, j->scale_size, j->crop, j->out + (size_t)i * 3 * j->crop * j->crop)) {
+            rc = -1;
+            snprintf(err, sizeof err, "%s: out of memory while resizing", j->paths[i]);
+        }
+        free(img.rgb);
+        if (rc) {
+            pthread_mutex_lock(&j->lock);
+            if (i < j->failed_at) { /* the lowest index wins: the same message on every run */
+                j->failed_at = i;
+                snprintf(j->err, sizeof j->err, "%s", err);
+            }
+            pthread_mutex_unlock(&j->lock);
+        }
+    }
+    return NULL;
+}
+
+static long long available_memory(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    long long kb = -1;
+    if (f) {
+        char line[256];
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1) break;
+        fclose(f);
+    }
+    if (kb >= 0) return kb * 1024;
+    long pages = sysconf(_SC_AVPHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    return pages > 0 && psize > 0 ? (long long)pages * psize : RT_IMG_MEM_CAP;
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int rt_image_folder_load(const char *dir, const rt_plan *p, rt_dataset *ds, char *err, size_t errsize) {
+    memset(ds, 0, sizeof *ds);
+#if !defined(DEITC_HAVE_JPEG) && !defined(DEITC_HAVE_PNG)
+    return rt_errorf(err, errsize, "%s: ImageFolder directory: this executable was built without JPEG/PNG support",
+                     dir);
+#endif
+    const rt_plan_tensor *t = NULL;
+    for (int i = 0; i < p->num_tensors; i++)
+        if (p->tensors[i].role == RT_ROLE_INPUT && strcmp(p->tensors[i].name, "images") == 0) t = &p->tensors[i];
+    int64_t c = t && t->ndim == 4 ? t->shape[1] : p->in_chans, h = t && t->ndim == 4 ? t->shape[2] : p->img_size,
+            w = t && t->ndim == 4 ? t->shape[3] : p->img_size;
+    if (c != 3)
+        return rt_errorf(err, errsize,
+                         "%s: an ImageFolder directory gives 3-channel RGB images but the model takes %lld channels "
+                         "(in_chans %lld)",
+                         dir, (long long)c, (long long)c);
+    if (h != w || h < 1 || h > 4096)
+        return rt_errorf(err, errsize, "%s: ImageFolder datasets need a square image size, not %lldx%lld", dir,
+                         (long long)h, (long long)w);
+    int crop = (int)h, scale_size = (int)floor((double)crop / 0.875);
+    name_list classes = {0}, files = {0};
+    load_job job;
+    memset(&job, 0, sizeof job);
+    int64_t cap = 0;
+    int rc = -1;
+    double t0 = now_s();
+    if (list_dir(dir, 1, &classes, err, errsize)) goto done;
+    if (classes.count == 0) {
+        rt_errorf(err, errsize, "%s: no class subfolders (an ImageFolder directory holds one folder of images a class)",
+                  dir);
+        goto done;
+    }
+    if ((int64_t)classes.count > p->num_classes) {
+        rt_errorf(err, errsize, "%s: %zu class folders but the model has %lld classes (num_classes)", dir,
+                  classes.count, (long long)p->num_classes);
+        goto done;
+    }
+    for (size_t k = 0; k < classes.count; k++) {
+        char *cdir = join(dir, classes.names[k]);
+        if (!cdir) {
+            rt_errorf(err, errsize, "%s: out of memory", dir);
+            goto done;
+        }
+        names_free(&files);
+        int lrc = list_dir(cdir, 0, &files, err, errsize);
+        if (!lrc && files.count == 0)
+            lrc = rt_errorf(err, errsize, "%s: class '%s' has no images (.jpg, .jpeg or .png files)", cdir,
+                            classes.names[k]);
+        for (size_t i = 0; !lrc && i < files.count; i++) {
+            if (job.n == cap) {
+                cap = cap ? 2 * cap : 64;
+                char **np = realloc(job.paths, sizeof(char *) * (size_t)cap);
+                int64_t *nl = realloc(ds->labels, sizeof(int64_t) * (size_t)cap);
+                if (np) job.paths = np;
+                if (nl) ds->labels = nl;
+                if (!np || !nl) {
+                    lrc = rt_errorf(err, errsize, "%s: out of memory", dir);
+                    break;
+                }
+            }
+            if (!(job.paths[job.n] = join(cdir, files.names[i]))) {
+                lrc = rt_errorf(err, errsize, "%s: out of memory", dir);
+                break;
+            }
+            ds->labels[job.n++] = (int64_t)k;
+        }
+        free(cdir);
+        if (lrc) goto done;
+    }
+    long long bytes = (long long)job.n * 3 * crop * crop, avail = available_memory();
+    if (bytes > RT_IMG_MEM_CAP || bytes > avail) {
+        rt_errorf(err, errsize,
+                  "%s: %lld images of 3x%dx%d need %.2f GiB as uint8, more than %s (%.2f GiB): use a smaller dataset",
+                  dir, (long long)job.n, crop, crop, (double)bytes / (1 << 30),
+                  bytes > RT_IMG_MEM_CAP ? "the 32 GiB cap" : "the memory available", 
+                  (double)(bytes > RT_IMG_MEM_CAP ? RT_IMG_MEM_CAP : avail) / (1 << 30));
+        goto done;
+    }
+    job.out = malloc((size_t)bytes);
+    if (!job.out) {
+        rt_errorf(err, errsize, "%s: out of memory (%lld bytes of images)", dir, bytes);
+        goto done;
+    }
+    job.scale_size = scale_size;
+    job.crop = crop;
+    job.failed_at = job.n;
+    pthread_mutex_init(&job.lock, NULL);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int nthreads = (int)(ncpu < 1 ? 1 : ncpu > 256 ? 256 : ncpu);
+    if (nthreads > job.n) nthreads = (int)job.n;
+    pthread_t threads[256];
+    int started = 0;
+    for (int i = 1; i < nthreads; i++) { /* this thread is worker 0 */
+        if (pthread_create(&threads[started], NULL, load_worker, &job) != 0) break;
+        started++;
+    }
+    load_worker(&job);
+    for (int i = 0; i < started; i++) pthread_join(threads[i], NULL);
+    pthread_mutex_destroy(&job.lock);
+    if (job.failed_at < job.n) {
+        rt_errorf(err, errsize, "%s", job.err);
+        goto done;
+    }
+    ds->n = job.n;
+    ds->c = 3;
+    ds->h = ds->w = crop;
+    ds->images_u8 = job.out;
+    job.out = NULL;
+    memcpy(ds->mean, imagenet_mean, sizeof ds->mean);
+    memcpy(ds->std, imagenet_std, sizeof ds->std);
+    ds->classes = (int64_t)classes.count;
+    ds->load_s = now_s() - t0;
+    rc = 0;
+done:
+    for (int64_t i = 0; i < job.n; i++) free(job.paths[i]);
+    free(job.paths);
+    free(job.out);
+    names_free(&classes);
+    names_free(&files);
+    if (rc) rt_dataset_free(ds);
+    return rc;
+}
