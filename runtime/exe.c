@@ -24,8 +24,8 @@
 
 typedef struct {
     const char *cmd;
-    const char *init, *data, *save, *metrics;
-    long steps, epochs, warmup_steps, bench_warmup, log_every;
+    const char *init, *data, *save, *metrics, *checkpoint, *resume;
+    long steps, epochs, warmup_steps, bench_warmup, log_every, checkpoint_every;
     int has_steps, has_epochs, has_lr, shuffle, synthetic, use_graph, verbose, cosine, profile;
     double lr, weight_decay;
     uint64_t seed;
@@ -64,13 +64,16 @@ static void usage(FILE *f) {
             "usage: %s train [--init W.safetensors] --data D [--steps K | --epochs E] [--lr LR]\n"
             "                [--weight-decay WD] [--no-shuffle] [--save OUT.safetensors] [--metrics FILE.jsonl]\n"
             "                [--seed S] [--synthetic] [--warmup-steps W] [--schedule cosine|constant]\n"
-            "                [--log-every N] [--no-graph]\n"
+            "                [--log-every N] [--no-graph] [--checkpoint C.safetensors [--checkpoint-every N]]\n"
+            "                [--resume C.safetensors]\n"
             "       %s eval --data D [--init W.safetensors] [--seed S]\n"
             "       %s bench [--steps K] [--warmup W] [--init W.safetensors] [--no-graph] [--profile]\n"
             "       %s info [-v]\n"
             "D: an ImageFolder directory (a subfolder of .jpg/.jpeg/.png images per class; resized and center-\n"
             "   cropped as timm evaluates, ImageNet mean/std), a .safetensors tensor dataset (images f32 [N,C,H,W],\n"
             "   labels i64 [N]) or a CIFAR-10 .bin.\n"
+            "--checkpoint writes the weights, the AdamW state and the step (every N steps and at the end); --resume\n"
+            "continues such a run from its step: give it the same --steps/--epochs, schedule and --seed.\n"
             "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH, DEITC_TF32, DEITC_DEVICE, DEITC_CUDA_SYNC (cuda).\n",
             prog, prog, prog, prog);
 }
@@ -107,7 +110,8 @@ static int option_allowed(const char *cmd, const char *opt) {
         const char *cmd, *opts;
     } table[] = {
         {"train", " --init --data --save --metrics --steps --epochs --lr --weight-decay --seed --warmup-steps"
-                  " --schedule --log-every --no-shuffle --synthetic --no-graph -v --verbose --profile "},
+                  " --schedule --log-every --no-shuffle --synthetic --no-graph -v --verbose --profile"
+                  " --checkpoint --checkpoint-every --resume "},
         {"eval", " --init --data --synthetic --seed --no-graph -v --verbose "},
         {"bench", " --init --steps --warmup --seed --no-graph -v --verbose --profile "},
         {"info", " -v --verbose "},
@@ -141,6 +145,11 @@ static int parse_args(int argc, char **argv, exe_args *a) {
         else if (!strcmp(s, "--data")) a->data = next;
         else if (!strcmp(s, "--save")) a->save = next;
         else if (!strcmp(s, "--metrics")) a->metrics = next;
+        else if (!strcmp(s, "--checkpoint")) a->checkpoint = next;
+        else if (!strcmp(s, "--resume")) a->resume = next;
+        else if (!strcmp(s, "--checkpoint-every")) {
+            if (parse_long(s, next, 1, &a->checkpoint_every)) return 2;
+        }
         else if (!strcmp(s, "--steps")) {
             if (parse_long(s, next, 1, &a->steps)) return 2;
             a->has_steps = 1;
@@ -191,6 +200,14 @@ static int parse_args(int argc, char **argv, exe_args *a) {
     }
     if (a->has_steps && a->has_epochs) {
         fprintf(stderr, "%s: error: give --steps or --epochs, not both\n", prog);
+        return 2;
+    }
+    if (a->resume && a->init) {
+        fprintf(stderr, "%s: error: give --init or --resume, not both (a checkpoint holds the weights)\n", prog);
+        return 2;
+    }
+    if (a->checkpoint_every && !a->checkpoint) {
+        fprintf(stderr, "%s: error: --checkpoint-every needs --checkpoint FILE\n", prog);
         return 2;
     }
     if (a->lr <= 0) {
@@ -448,14 +465,18 @@ static int check_writable(const char *path) {
     return rc;
 }
 
-static int save_weights(session *s, const char *path, long steps) {
+/* The trained weights (--save: timm's names, loadable by timm), or with with_state a checkpoint
+ * (--checkpoint): the weights, the optimizer state (adam_m.*, adam_v.*) and the step reached,
+ * as the I64 tensor "checkpoint.step", which --resume continues from. */
+static int save_weights(session *s, const char *path, long steps, int with_state) {
     const rt_plan *p = s->p;
-    rt_tensor *ts = calloc((size_t)p->num_tensors + 1, sizeof *ts);
+    rt_tensor *ts = calloc((size_t)p->num_tensors + 2, sizeof *ts);
     if (!ts) abort();
     int n = 0, rc = 0;
+    int64_t step64 = steps;
     for (int i = 0; i < p->num_tensors && !rc; i++) {
         const rt_plan_tensor *t = &p->tensors[i];
-        if (t->role != RT_ROLE_WEIGHT) continue;
+        if (t->role != RT_ROLE_WEIGHT && !(with_state && t->role == RT_ROLE_STATE)) continue;
         rt_tensor *o = &ts[n++];
         o->name = (char *)t->name;
         o->dtype = t->dtype;
@@ -470,11 +491,66 @@ static int save_weights(session *s, const char *path, long steps) {
         char meta[512], err[1200];
         snprintf(meta, sizeof meta, "{\"format\":\"pt\",\"model\":\"%s\",\"steps\":\"%ld\",\"producer\":\"deitc\"}",
                  p->model_name ? p->model_name : "?", steps);
+        if (with_state) {
+            rt_tensor *o = &ts[n++];
+            o->name = "checkpoint.step";
+            o->dtype = RT_I64;
+            o->ndim = 1;
+            o->shape[0] = 1;
+            o->nbytes = sizeof step64;
+            o->data = malloc(sizeof step64);
+            if (!o->data) abort();
+            memcpy(o->data, &step64, sizeof step64);
+        }
         if (rt_safetensors_write(path, ts, n, meta, err, sizeof err)) rc = error("%s", err);
+        else if (with_state) printf("checkpoint at step %ld: %s\n", steps, path);
         else printf("saved %d weight tensors to %s\n", n, path);
     }
     for (int i = 0; i < n; i++) free(ts[i].data);
     free(ts);
+    return rc;
+}
+
+/* --resume: a checkpoint's weights and optimizer state (every one of this model's, with its
+ * shape) and the step it reached, into *step. */
+static int load_checkpoint(session *s, const char *path, long *step) {
+    const rt_plan *p = s->p;
+    rt_tensor_set set;
+    memset(&set, 0, sizeof set);
+    char err[1200];
+    if (rt_safetensors_read(path, &set, err, sizeof err)) return error("%s", err);
+    int rc = 0;
+    const rt_tensor *st = rt_tensor_set_find(&set, "checkpoint.step");
+    int64_t at = 0;
+    if (!st || st->dtype != RT_I64 || st->nbytes != sizeof at)
+        rc = error("%s: not a checkpoint: it has no I64 tensor 'checkpoint.step' (write one with train --checkpoint)",
+                   path);
+    else {
+        memcpy(&at, st->data, sizeof at);
+        if (at < 1 || at > LONG_MAX) rc = error("%s: checkpoint.step = %lld is not a step", path, (long long)at);
+    }
+    for (int i = 0; i < p->num_tensors && !rc; i++) {
+        const rt_plan_tensor *t = &p->tensors[i];
+        if (t->role != RT_ROLE_WEIGHT && t->role != RT_ROLE_STATE) continue;
+        int64_t n = numel(t);
+        float *buf = malloc(sizeof(float) * (size_t)(n ? n : 1));
+        void *conv = malloc((size_t)(n ? n : 1) * rt_dtype_size(t->dtype) + 4);
+        if (!buf || !conv) abort();
+        int found = rt_weight_read(&set, path, t->name, t->ndim, t->shape, buf, err, sizeof err);
+        if (found < 0) rc = error("%s", err);
+        else if (!found)
+            rc = error("%s: has no tensor '%s' (%s of this model): not a checkpoint of it", path, t->name,
+                       t->role == RT_ROLE_STATE ? "optimizer state" : "a weight");
+        else {
+            from_f32(buf, n, t->dtype, conv);
+            if (s->dev->upload(s->dev, t->offset, conv, (uint64_t)n * rt_dtype_size(t->dtype)))
+                rc = error("%s", s->dev->err);
+        }
+        free(buf);
+        free(conv);
+    }
+    rt_tensor_set_free(&set);
+    if (!rc) *step = (long)at;
     return rc;
 }
 
@@ -487,6 +563,7 @@ static int cmd_train(const exe_args *a, const rt_plan *p) {
     int64_t *perm = NULL, *idx = NULL;
     int rc = 1;
     if (a->save && check_writable(a->save)) goto done;
+    if (a->checkpoint && check_writable(a->checkpoint)) goto done;
     if (load_data(a, p, &ds)) goto done;
     if (ds.n < p->batch) {
         error("%s: the dataset has %lld images, fewer than the batch size %lld this executable was compiled for "
@@ -494,11 +571,17 @@ static int cmd_train(const exe_args *a, const rt_plan *p) {
               a->data ? a->data : "synthetic data", (long long)ds.n, (long long)p->batch);
         goto done;
     }
-    if (a->metrics && !(metrics = fopen(a->metrics, "w"))) {
+    if (a->metrics && !(metrics = fopen(a->metrics, a->resume ? "a" : "w"))) { /* a resumed run appends */
         error("%s: cannot open for writing: %s", a->metrics, strerror(errno));
         goto done;
     }
+    long first = 1; /* the first step to run: after the checkpoint's with --resume */
     if (session_open(&s, p, 1) || load_weights(&s, a->init, a->seed)) goto done;
+    if (a->resume) {
+        long at = 0;
+        if (load_checkpoint(&s, a->resume, &at)) goto done;
+        first = at + 1;
+    }
     int64_t per_epoch = ds.n / p->batch;
     if (a->has_epochs && a->epochs > LONG_MAX / per_epoch) {
         error("--epochs %ld: %ld epochs of %lld steps is more steps than can be counted", a->epochs, a->epochs,
@@ -516,7 +599,13 @@ static int cmd_train(const exe_args *a, const rt_plan *p) {
     int64_t epoch = -1;
     double t_start = now_s(), images = 0;
     int warned = 0;
-    for (long step = 1; step <= total; step++) {
+    if (first > total) {
+        error("%s: the checkpoint is at step %ld and this run has %ld steps: nothing left to train (give more --steps "
+              "or --epochs)", a->resume, first - 1, total);
+        goto done;
+    }
+    if (a->resume) printf("resuming from %s at step %ld\n", a->resume, first - 1);
+    for (long step = first; step <= total; step++) {
         int64_t e = (step - 1) / per_epoch, pos = ((step - 1) % per_epoch) * p->batch;
         if (e != epoch) {
             epoch = e;
@@ -527,7 +616,7 @@ static int cmd_train(const exe_args *a, const rt_plan *p) {
         double t0 = now_s(), lr = lr_at(a, step, total);
         float loss;
         if (fill_batch(&s, &ds, perm + pos) || set_opt(&s, lr, a->weight_decay, step) ||
-            run_step(&s, a->use_graph && step > 1) || read_f32(&s, s.loss, 1, &loss))
+            run_step(&s, a->use_graph && step > first) || read_f32(&s, s.loss, 1, &loss))
             goto done;
         double dt = now_s() - t0, ips = (double)p->batch / (dt > 0 ? dt : 1e-9);
         images += (double)p->batch;
@@ -549,14 +638,18 @@ static int cmd_train(const exe_args *a, const rt_plan *p) {
                 goto done;
             }
         }
-        if (step == 1 || step == total || step % log_every == 0) {
+        if (step == first || step == total || step % log_every == 0) {
             printf("step %ld/%ld  loss %.6f  lr %.3g  %.1f images/s\n", step, total, loss, lr, ips);
             fflush(stdout);
         }
+        if (a->checkpoint_every && step % a->checkpoint_every == 0 && step < total &&
+            save_weights(&s, a->checkpoint, step, 1))
+            goto done;
     }
     double elapsed = now_s() - t_start;
-    printf("trained %ld steps in %.2f s (%.1f images/s)\n", total, elapsed, images / (elapsed > 0 ? elapsed : 1e-9));
-    if (a->save && save_weights(&s, a->save, total)) goto done;
+    printf("trained %ld steps in %.2f s (%.1f images/s)\n", total - first + 1, elapsed, images / (elapsed > 0 ? elapsed : 1e-9));
+    if (a->checkpoint && save_weights(&s, a->checkpoint, total, 1)) goto done;
+    if (a->save && save_weights(&s, a->save, total, 0)) goto done;
     rc = 0;
 done:
     if (metrics && fclose(metrics) && !rc) rc = error("%s: write failed", a->metrics);
