@@ -882,6 +882,44 @@ static void emit_row_stats_reg(sb *b, int64_t C, double eps) {
     sb_printf(b, "    const float rstd = 1.0f / dc_sqrt(dc_warp_sum(ss) * %s + %s);\n", fl, flit(fe, sizeof fe, eps));
 }
 
+/* The start every LayerNorm / LayerNorm-dx row kernel shares, one warp or one block a row:
+ * the launch, its parameters (y, then x gamma beta or dy x gamma), the row head, `row` and the
+ * row pointers xr (and dyr). */
+static void begin_layer_norm(emitter *e, launch *l, const row_shape *rs) {
+    static const char *const names[2][3] = {{"x", "gamma", "beta"}, {"dy", "x", "gamma"}};
+    const ir_node *n = &e->g->nodes[e->node];
+    int is_dx = n->op == IR_OP_LAYER_NORM_DX;
+    const ir_node *x = &e->g->nodes[n->inputs[is_dx ? 1 : 0]];
+    int64_t C = last_dim(x), rows = ir_numel(x) / C;
+    const char *it = idx_type(ir_numel(x));
+    l->tag = ir_op_name(n->op);
+    l->fibers = 1;
+    param(l, out_type(n->dtype), "y", off_of(e, e->node));
+    for (int i = 0; i < 3; i++)
+        param(l, in_type(e->g->nodes[n->inputs[i]].dtype), names[is_dx][i], off_of(e, n->inputs[i]));
+    emit_row_head(&l->body, rs, it, rows);
+    sb_printf(&l->body, "    const %s row = r * %lld;\n", it, (long long)C);
+    sb_printf(&l->body, "    const auto *xr = x + row;\n%s", is_dx ? "    const auto *dyr = dy + row;\n" : "");
+}
+
+/* The same for softmax (x) and softmax-dx (dy, yv): parameters, row head, `row`. */
+static void begin_softmax(emitter *e, launch *l, const row_shape *rs) {
+    const ir_node *n = &e->g->nodes[e->node];
+    int64_t C = last_dim(n), rows = ir_numel(n) / C;
+    const char *it = idx_type(ir_numel(n));
+    l->tag = ir_op_name(n->op);
+    l->fibers = 1;
+    param(l, out_type(n->dtype), "y", off_of(e, e->node));
+    if (n->op == IR_OP_SOFTMAX) {
+        param(l, in_type(e->g->nodes[n->inputs[0]].dtype), "x", off_of(e, n->inputs[0]));
+    } else {
+        param(l, in_type(e->g->nodes[n->inputs[0]].dtype), "dy", off_of(e, n->inputs[0]));
+        param(l, in_type(e->g->nodes[n->inputs[1]].dtype), "yv", off_of(e, n->inputs[1]));
+    }
+    emit_row_head(&l->body, rs, it, rows);
+    sb_printf(&l->body, "    const %s row = r * %lld;\n", it, (long long)C);
+}
+
 static int emit_layer_norm_warp(emitter *e) {
     const ir_node *n = &e->g->nodes[e->node];
     int is_dx = n->op == IR_OP_LAYER_NORM_DX;
@@ -890,20 +928,11 @@ static int emit_layer_norm_warp(emitter *e) {
     const row_shape rs = row_shape_of(C, rows);
     assert(rs.warp);
     launch l = {0};
-    l.tag = ir_op_name(n->op);
-    l.fibers = 1;
-    const char *it = idx_type(ir_numel(x));
     char a[128], bb[128], res[512], sres[600], fl[64];
-    param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    begin_layer_norm(e, &l, &rs);
     sb *b = &l.body;
     if (!is_dx) {
         const ir_node *gm = &e->g->nodes[n->inputs[1]], *bt = &e->g->nodes[n->inputs[2]];
-        param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[0]));
-        param(&l, in_type(gm->dtype), "gamma", off_of(e, n->inputs[1]));
-        param(&l, in_type(bt->dtype), "beta", off_of(e, n->inputs[2]));
-        emit_row_head(b, &rs, it, rows);
-        sb_printf(b, "    const %s row = r * %lld;\n", it, (long long)C);
-        sb_printf(b, "    const auto *xr = x + row;\n");
         emit_row_load(b, "xv", "xr", x->dtype, C, "0.0f");
         emit_row_stats_reg(b, C, n->attrs.eps);
         emit_row_for(b, C, 1);
@@ -912,12 +941,6 @@ static int emit_layer_norm_warp(emitter *e) {
         sb_printf(b, "        y[row + c] = %s;\n    }\n", st(sres, sizeof sres, n->dtype, res));
     } else {
         const ir_node *dy = &e->g->nodes[n->inputs[0]], *gm = &e->g->nodes[n->inputs[2]];
-        param(&l, in_type(dy->dtype), "dy", off_of(e, n->inputs[0]));
-        param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[1]));
-        param(&l, in_type(gm->dtype), "gamma", off_of(e, n->inputs[2]));
-        emit_row_head(b, &rs, it, rows);
-        sb_printf(b, "    const %s row = r * %lld;\n", it, (long long)C);
-        sb_printf(b, "    const auto *xr = x + row;\n    const auto *dyr = dy + row;\n");
         emit_row_load(b, "xv", "xr", x->dtype, C, "0.0f");
         emit_row_stats_reg(b, C, n->attrs.eps);
         /* gv = dy * gamma; xv becomes xhat */
@@ -1010,17 +1033,11 @@ static int emit_softmax_warp(emitter *e) {
     const row_shape rs = row_shape_of(C, rows);
     assert(rs.warp);
     launch l = {0};
-    l.tag = ir_op_name(n->op);
-    l.fibers = 1;
-    const char *it = idx_type(ir_numel(n));
     char sres[300];
-    param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    begin_softmax(e, &l, &rs);
     sb *b = &l.body;
-    emit_row_head(b, &rs, it, rows);
-    sb_printf(b, "    const %s row = r * %lld;\n", it, (long long)C);
     if (n->op == IR_OP_SOFTMAX) {
         const ir_node *x = &e->g->nodes[n->inputs[0]];
-        param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[0]));
         sb_printf(b, "    const auto *xr = x + row;\n");
         emit_row_load(b, "xv", "xr", x->dtype, C, "-DC_INF");
         sb_printf(b, "    float m = -DC_INF;\n");
@@ -1033,8 +1050,6 @@ static int emit_softmax_warp(emitter *e) {
         sb_printf(b, "        y[row + c] = %s;\n    }\n", st(sres, sizeof sres, n->dtype, "xv[k] * inv"));
     } else {
         const ir_node *dy = &e->g->nodes[n->inputs[0]], *y = &e->g->nodes[n->inputs[1]];
-        param(&l, in_type(dy->dtype), "dy", off_of(e, n->inputs[0]));
-        param(&l, in_type(y->dtype), "yv", off_of(e, n->inputs[1]));
         sb_printf(b, "    const auto *dyr = dy + row;\n    const auto *yr = yv + row;\n");
         emit_row_load(b, "dv", "dyr", dy->dtype, C, "0.0f");
         emit_row_load(b, "pv", "yr", y->dtype, C, "0.0f");
@@ -1058,20 +1073,11 @@ static int emit_layer_norm(emitter *e) {
     if (C <= ROW_WARP_MAX) return emit_layer_norm_warp(e);
     const row_shape rs = row_shape_of(C, rows);
     launch l = {0};
-    l.tag = ir_op_name(n->op);
-    l.fibers = 1;
-    const char *it = idx_type(ir_numel(x));
     char a[128], bb[128], c[128], res[512], sres[600];
-    param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    begin_layer_norm(e, &l, &rs);
     sb *b = &l.body;
     if (!is_dx) {
         const ir_node *gm = &e->g->nodes[n->inputs[1]], *bt = &e->g->nodes[n->inputs[2]];
-        param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[0]));
-        param(&l, in_type(gm->dtype), "gamma", off_of(e, n->inputs[1]));
-        param(&l, in_type(bt->dtype), "beta", off_of(e, n->inputs[2]));
-        emit_row_head(b, &rs, it, rows);
-        sb_printf(b, "    const %s row = r * %lld;\n", it, (long long)C);
-        sb_printf(b, "    const auto *xr = x + row;\n");
         emit_row_stats(b, &rs, "xr", x->dtype, C, n->attrs.eps);
         sb_printf(b, "    for (int c = %s; c < %lld; c += %s)\n", rs.c0, (long long)C, rs.step);
         snprintf(res, sizeof res, "(%s - mean) * rstd * %s + %s", ld(a, sizeof a, x->dtype, "xr[c]"),
@@ -1079,13 +1085,7 @@ static int emit_layer_norm(emitter *e) {
         sb_printf(b, "        y[row + c] = %s;\n", st(sres, sizeof sres, n->dtype, res));
     } else {
         const ir_node *dy = &e->g->nodes[n->inputs[0]], *gm = &e->g->nodes[n->inputs[2]];
-        param(&l, in_type(dy->dtype), "dy", off_of(e, n->inputs[0]));
-        param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[1]));
-        param(&l, in_type(gm->dtype), "gamma", off_of(e, n->inputs[2]));
         char fl[64];
-        emit_row_head(b, &rs, it, rows);
-        sb_printf(b, "    const %s row = r * %lld;\n", it, (long long)C);
-        sb_printf(b, "    const auto *xr = x + row;\n    const auto *dyr = dy + row;\n");
         emit_row_stats(b, &rs, "xr", x->dtype, C, n->attrs.eps);
         sb_printf(b, "    float s1 = 0.0f, s2 = 0.0f;\n");
         sb_printf(b, "    for (int c = %s; c < %lld; c += %s) {\n", rs.c0, (long long)C, rs.step);
@@ -1157,17 +1157,11 @@ static int emit_softmax(emitter *e) {
     if (C <= ROW_WARP_MAX) return emit_softmax_warp(e);
     const row_shape rs = row_shape_of(C, rows);
     launch l = {0};
-    l.tag = ir_op_name(n->op);
-    l.fibers = 1;
-    const char *it = idx_type(ir_numel(n));
     char a[128], bb[128], res[512], sres[600];
-    param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    begin_softmax(e, &l, &rs);
     sb *b = &l.body;
-    emit_row_head(b, &rs, it, rows);
-    sb_printf(b, "    const %s row = r * %lld;\n", it, (long long)C);
     if (n->op == IR_OP_SOFTMAX) {
         const ir_node *x = &e->g->nodes[n->inputs[0]];
-        param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[0]));
         ld(a, sizeof a, x->dtype, "x[row + c]");
         sb_printf(b, "    float m = -DC_INF;\n");
         sb_printf(b, "    for (int c = %s; c < %lld; c += %s) m = fmaxf(m, %s);\n", rs.c0, (long long)C, rs.step, a);
@@ -1177,8 +1171,6 @@ static int emit_softmax(emitter *e) {
         snprintf(res, sizeof res, "dc_exp(%s - m) * inv", a);
     } else {
         const ir_node *dy = &e->g->nodes[n->inputs[0]], *y = &e->g->nodes[n->inputs[1]];
-        param(&l, in_type(dy->dtype), "dy", off_of(e, n->inputs[0]));
-        param(&l, in_type(y->dtype), "yv", off_of(e, n->inputs[1]));
         ld(a, sizeof a, dy->dtype, "dy[row + c]");
         ld(bb, sizeof bb, y->dtype, "yv[row + c]");
         sb_printf(b, "    float dot = 0.0f;\n");
@@ -1624,6 +1616,7 @@ cg_program *cg_program_new(const ir_graph *g, const cg_options *o, char *err, si
         e.node = i;
         if (emit_elementwise(&e)) goto fail;
     }
+    int loss = ir_find(g, "loss"), logits = ir_find(g, "logits");
     for (int s = 0; s < p->norder; s++) {
         e.node = p->order[s];
         if (adamw_multi_ok(g, e.node)) { /* a run of ADAMW nodes: one launch */
@@ -1640,6 +1633,7 @@ cg_program *cg_program_new(const ir_graph *g, const cg_options *o, char *err, si
             }
         }
         if (emit_node(&e)) goto fail;
+        if (e.node == loss || e.node == logits) p->neval_steps = p->nsteps; /* the later of the two */
     }
     /* the kernels' full text: header comment + definition */
     for (int k = 0; k < p->nkernels; k++) {
