@@ -306,6 +306,33 @@ static int session_open(session *s, const rt_plan *p, int need_device) {
     return 0;
 }
 
+/* Uploads plan tensor t (converted to its dtype) from file (`path` in messages), else, when the
+ * file lacks it, from fallback: the model's own values (init_data), else its initializer.
+ * Returns 1 when the file had it, 0 when the fallback was used (none given: nothing uploaded),
+ * -1 on error (reported). */
+static int upload_tensor(session *s, const rt_plan_tensor *t, const rt_tensor_set *file, const char *path,
+                         int fallback, uint64_t seed) {
+    char err[1200];
+    int64_t n = numel(t);
+    float *buf = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    void *conv = malloc((size_t)(n ? n : 1) * rt_dtype_size(t->dtype) + 4);
+    if (!buf || !conv) abort();
+    int found = file ? rt_weight_read(file, path, t->name, t->ndim, t->shape, buf, err, sizeof err) : 0;
+    if (found < 0) error("%s", err);
+    else if (!found && fallback && t->init_data) memcpy(buf, t->init_data, sizeof(float) * (size_t)n);
+    else if (!found && fallback) rt_init_fill(t->init, t->init_std, seed, t->name, buf, n);
+    if (found > 0 || (found == 0 && fallback)) {
+        from_f32(buf, n, t->dtype, conv);
+        if (s->dev->upload(s->dev, t->offset, conv, (uint64_t)n * rt_dtype_size(t->dtype))) {
+            error("%s", s->dev->err);
+            found = -1;
+        }
+    }
+    free(buf);
+    free(conv);
+    return found;
+}
+
 /* Weights from --init (checked tensor by tensor), else the model file's values embedded in
  * the plan, else the plan's initializers; state zeroed. */
 static int load_weights(session *s, const char *init, uint64_t seed) {
@@ -322,31 +349,18 @@ static int load_weights(session *s, const char *init, uint64_t seed) {
             continue;
         }
         if (t->role != RT_ROLE_WEIGHT) continue;
-        int64_t n = numel(t);
-        float *buf = malloc(sizeof(float) * (size_t)(n ? n : 1));
-        void *conv = malloc((size_t)(n ? n : 1) * rt_dtype_size(t->dtype) + 4);
-        if (!buf || !conv) abort();
-        int found = init ? rt_weight_read(&set, init, t->name, t->ndim, t->shape, buf, err, sizeof err) : 0;
+        /* a YAML model's weights must all be in --init; an ONNX model's own values stand in */
+        int fallback = !init || t->init_data;
+        int found = upload_tensor(s, t, init ? &set : NULL, init, fallback, seed);
         if (found < 0) {
-            rc = error("%s", err);
+            rc = 1;
         } else if (found) {
             used++;
-        } else if (init && !t->init_data) {
+        } else if (!fallback) {
             char want[160];
             shape_str(t->shape, t->ndim, want, sizeof want);
             rc = error("%s: has no tensor '%s' (a weight of the model, shape [%s])", init, t->name, want);
-        } else if (t->init_data) {
-            memcpy(buf, t->init_data, sizeof(float) * (size_t)n);
-        } else {
-            rt_init_fill(t->init, t->init_std, seed, t->name, buf, n);
         }
-        if (!rc) {
-            from_f32(buf, n, t->dtype, conv);
-            if (s->dev->upload(s->dev, t->offset, conv, (uint64_t)n * rt_dtype_size(t->dtype)))
-                rc = error("%s", s->dev->err);
-        }
-        free(buf);
-        free(conv);
     }
     if (!rc && init && used < set.count) {
         const char *first = "?";
@@ -365,13 +379,7 @@ static int load_weights(session *s, const char *init, uint64_t seed) {
 /* Gathers images/labels idx[0..batch) of ds and uploads them. */
 static int fill_batch(session *s, const rt_dataset *ds, const int64_t *idx) {
     const rt_plan *p = s->p;
-    for (int64_t i = 0; i < p->batch; i++) {
-        if (ds->images)
-            memcpy(s->batch_f32 + i * s->image_numel, ds->images + idx[i] * s->image_numel,
-                   sizeof(float) * (size_t)s->image_numel);
-        else
-            rt_dataset_image(ds, idx[i], s->batch_f32 + i * s->image_numel); /* uint8 store: normalized here */
-    }
+    for (int64_t i = 0; i < p->batch; i++) rt_dataset_image(ds, idx[i], s->batch_f32 + i * s->image_numel);
     int64_t n = p->batch * s->image_numel;
     const void *img = s->batch_f32;
     if (s->images->dtype != RT_F32) {
@@ -532,22 +540,11 @@ static int load_checkpoint(session *s, const char *path, long *step) {
     for (int i = 0; i < p->num_tensors && !rc; i++) {
         const rt_plan_tensor *t = &p->tensors[i];
         if (t->role != RT_ROLE_WEIGHT && t->role != RT_ROLE_STATE) continue;
-        int64_t n = numel(t);
-        float *buf = malloc(sizeof(float) * (size_t)(n ? n : 1));
-        void *conv = malloc((size_t)(n ? n : 1) * rt_dtype_size(t->dtype) + 4);
-        if (!buf || !conv) abort();
-        int found = rt_weight_read(&set, path, t->name, t->ndim, t->shape, buf, err, sizeof err);
-        if (found < 0) rc = error("%s", err);
+        int found = upload_tensor(s, t, &set, path, 0, 0);
+        if (found < 0) rc = 1;
         else if (!found)
             rc = error("%s: has no tensor '%s' (%s of this model): not a checkpoint of it", path, t->name,
                        t->role == RT_ROLE_STATE ? "optimizer state" : "a weight");
-        else {
-            from_f32(buf, n, t->dtype, conv);
-            if (s->dev->upload(s->dev, t->offset, conv, (uint64_t)n * rt_dtype_size(t->dtype)))
-                rc = error("%s", s->dev->err);
-        }
-        free(buf);
-        free(conv);
     }
     rt_tensor_set_free(&set);
     if (!rc) *step = (long)at;
