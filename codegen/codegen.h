@@ -59,6 +59,7 @@ typedef struct {
     int nkernels, kcap;
     rt_plan_step *steps;   /* args and what are heap copies owned by the program */
     int nsteps, scap;
+    int neval_steps;       /* steps[0..neval_steps) compute logits and loss: what EXE eval runs */
     double beta1, beta2, adam_eps;
 } cg_program;
 

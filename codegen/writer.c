@@ -218,7 +218,7 @@ int cg_write_plan(const cg_program *p, const cg_plan_target *t, FILE *f) {
         fprintf(f, "    .gemm_workspace_offset = %lld, .gemm_workspace_bytes = %lld,\n", (long long)m->arena_bytes,
                 workspace);
     fprintf(f, "    .num_tensors = %d, .tensors = tensors,\n", nt);
-    fprintf(f, "    .num_steps = %d, .steps = steps,\n", p->nsteps);
+    fprintf(f, "    .num_steps = %d, .steps = steps, .num_eval_steps = %d,\n", p->nsteps, p->neval_steps);
     fprintf(f, "    .num_kernels = %d, .kernel_names = kernel_names,\n", p->nkernels);
     if (cuda) {
         fprintf(f, "    .cubin = deitc_cubin, .cubin_size = %zu, .ptx = (const char *)deitc_ptx,\n", t->cubin_size);

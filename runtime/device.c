@@ -136,9 +136,9 @@ void rt_device_free(rt_device *d) {
     if (d) d->destroy(d);
 }
 
-static int run_steps(rt_device *d) {
+static int run_steps(rt_device *d, int nsteps) {
     const rt_plan *p = d->plan;
-    for (int i = 0; i < p->num_steps; i++) {
+    for (int i = 0; i < nsteps; i++) {
         const rt_plan_step *s = &p->steps[i];
         int rc = 0;
         double ms = 0;
@@ -155,11 +155,16 @@ static int run_steps(rt_device *d) {
     return 0;
 }
 
+int rt_device_run_forward(rt_device *d) {
+    const rt_plan *p = d->plan;
+    return run_steps(d, p->num_eval_steps > 0 && p->num_eval_steps <= p->num_steps ? p->num_eval_steps : p->num_steps);
+}
+
 int rt_device_run(rt_device *d, int use_graph) {
-    if (!use_graph || !d->capture_begin || d->profile_ms || getenv("DEITC_NO_GRAPH")) return run_steps(d);
+    if (!use_graph || !d->capture_begin || d->profile_ms || getenv("DEITC_NO_GRAPH")) return run_steps(d, d->plan->num_steps);
     if (!d->captured) {
         if (d->capture_begin(d)) return -1;
-        if (run_steps(d)) {
+        if (run_steps(d, d->plan->num_steps)) {
             char saved[sizeof d->err];
             memcpy(saved, d->err, sizeof saved);
             d->capture_end(d); /* ends the broken capture; its error is secondary */

@@ -689,7 +689,9 @@ static int cmd_eval(const exe_args *a, const rt_plan *p) {
     for (int64_t b = 0; b < batches; b++) {
         for (int64_t i = 0; i < p->batch; i++) idx[i] = (b * p->batch + i) % ds.n;
         float loss;
-        if (fill_batch(&s, &ds, idx) || set_opt(&s, 0, 0, 1) || run_step(&s, a->use_graph && b > 0) ||
+        /* the forward steps only; lr 0 keeps the weights even in a plan whose eval prefix reaches
+         * an update (or that has none: hand-written plans run every step) */
+        if (fill_batch(&s, &ds, idx) || set_opt(&s, 0, 0, 1) || rt_device_run_forward(s.dev) ||
             read_f32(&s, s.loss, 1, &loss))
             goto done;
         if (!s.logits) {
@@ -904,6 +906,7 @@ static int cmd_info(const exe_args *a, const rt_plan *p) {
     printf(")\n");
     printf("steps: %d (%d kernel launches, %d GEMMs, %d zero fills), GEMM work %.3f GFLOP\n", p->num_steps, kinds[0],
            kinds[1], kinds[2], gemm_flops(p) / 1e9);
+    if (p->num_eval_steps > 0) printf("eval runs steps 1-%d (logits and loss)\n", p->num_eval_steps);
     printf("optimizer: AdamW beta1 %g beta2 %g eps %g\n", p->beta1, p->beta2, p->adam_eps);
     printf("kernels: %d\n", p->num_kernels);
     for (int k = 0; k < p->num_kernels; k++) {

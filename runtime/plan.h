@@ -109,6 +109,7 @@ typedef struct {
     const rt_plan_tensor *tensors;
     int num_steps;
     const rt_plan_step *steps;
+    int num_eval_steps;             /* steps[0..n) compute logits and loss: what eval runs (0: all) */
     int num_kernels;
     const char *const *kernel_names;
     /* cuda target: cubin (and PTX for a newer GPU) for kernel_names; NULL on emu */

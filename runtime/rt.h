@@ -175,6 +175,9 @@ void rt_device_free(rt_device *d);
 /* Runs the plan's steps once. use_graph: capture them as a CUDA Graph on the first such call
  * and replay it afterwards (ignored where unsupported); call without it at least once first. */
 int rt_device_run(rt_device *d, int use_graph);
+/* Runs only the steps up to logits and loss (the plan's num_eval_steps), never as a graph:
+ * what eval needs, without the backward pass and the optimizer. */
+int rt_device_run_forward(rt_device *d);
 
 /* ---- data.c ------------------------------------------------------------------------------ */
 

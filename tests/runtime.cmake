@@ -78,3 +78,11 @@ add_test(NAME exe_checkpoint_resume
   COMMAND sh -c "set -e; d=$(mktemp -d); trap 'rm -rf \"$d\"' EXIT; \"$0\" compile \"$1\" --target emu -D img_size=32 -D patch_size=8 -D embed_dim=32 -D depth=1 -D num_heads=2 -D num_classes=3 --batch 4 -o \"$d/exe\" >/dev/null; cd \"$d\"; ./exe train --data \"$2\" --steps 5 --save straight.st >/dev/null; ./exe train --data \"$2\" --steps 2 --checkpoint c.st --metrics m.jsonl >/dev/null; ./exe train --data \"$2\" --steps 5 --resume c.st --save resumed.st --metrics m.jsonl > out.txt; grep -q 'resuming from c.st at step 2' out.txt; cmp straight.st resumed.st; [ $(wc -l < m.jsonl) -eq 5 ]; ! ./exe train --data \"$2\" --steps 5 --resume straight.st 2>err.txt; grep -q \"not a checkpoint: it has no I64 tensor 'checkpoint.step'\" err.txt; ./exe train --data \"$2\" --steps 3 --checkpoint c3.st --checkpoint-every 1 >/dev/null; ! ./exe train --data \"$2\" --steps 3 --resume c3.st 2>err.txt; grep -q 'nothing left to train' err.txt; ! ./exe train --data \"$2\" --resume c.st --init straight.st 2>/dev/null; echo checkpoint-resume ok"
   $<TARGET_FILE:deitc> ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml ${CMAKE_SOURCE_DIR}/tests/data/image_folder/train)
 set_tests_properties(exe_checkpoint_resume PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" PASS_REGULAR_EXPRESSION "checkpoint-resume ok")
+
+# eval runs only the plan's forward prefix (through logits and loss), not the backward pass and
+# AdamW: `info` reports a prefix shorter than the step; that eval's loss matches the oracle is
+# export_init's check
+add_test(NAME exe_eval_forward_only
+  COMMAND sh -c "set -e; d=$(mktemp -d); trap 'rm -rf \"$d\"' EXIT; \"$0\" compile \"$1\" --target emu -D img_size=32 -D patch_size=8 -D embed_dim=64 -D depth=2 -D num_heads=2 -D num_classes=10 --batch 4 -o \"$d/exe\" >/dev/null; \"$d/exe\" info > \"$d/info.txt\"; n=$(sed -n 's/^steps: \\([0-9]*\\) .*/\\1/p' \"$d/info.txt\"); m=$(sed -n 's/^eval runs steps 1-\\([0-9]*\\) .*/\\1/p' \"$d/info.txt\"); echo \"steps $n, eval $m\"; [ \"$m\" -gt 0 ] && [ \"$m\" -lt \"$n\" ] && echo eval-prefix ok"
+  $<TARGET_FILE:deitc> ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml)
+set_tests_properties(exe_eval_forward_only PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" PASS_REGULAR_EXPRESSION "eval-prefix ok")
