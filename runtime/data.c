@@ -52,7 +52,7 @@ static const rt_plan_tensor *find_input(const rt_plan *p, const char *name) {
 }
 
 /* The model's image shape (C, H, W) from the plan's `images` input, else its header fields. */
-static void model_image_shape(const rt_plan *p, int64_t chw[3]) {
+void rt_plan_image_shape(const rt_plan *p, int64_t chw[3]) {
     const rt_plan_tensor *t = find_input(p, "images");
     if (t && t->ndim == 4) {
         chw[0] = t->shape[1];
@@ -77,7 +77,7 @@ static int load_safetensors(const char *path, const rt_plan *p, rt_dataset *ds, 
     if (rt_safetensors_read(path, &set, err, errsize)) return -1;
     int rc = -1;
     int64_t chw[3];
-    model_image_shape(p, chw);
+    rt_plan_image_shape(p, chw);
     rt_tensor *im = (rt_tensor *)rt_tensor_set_find(&set, "images");
     const rt_tensor *lb = rt_tensor_set_find(&set, "labels");
     if (!im || !lb) {
@@ -147,7 +147,7 @@ done:
 
 static int load_cifar(const char *path, const rt_plan *p, rt_dataset *ds, char *err, size_t errsize) {
     int64_t chw[3];
-    model_image_shape(p, chw);
+    rt_plan_image_shape(p, chw);
     if (chw[0] != 3 || chw[1] != 32 || chw[2] != 32)
         return rt_errorf(err, errsize, "%s: CIFAR-10 images are [3,32,32] but the model takes [%lld,%lld,%lld]", path,
                     (long long)chw[0], (long long)chw[1], (long long)chw[2]);
@@ -202,7 +202,7 @@ int rt_dataset_load(const char *path, const rt_plan *p, rt_dataset *ds, char *er
 int rt_dataset_synthetic(const rt_plan *p, int64_t n, uint64_t seed, rt_dataset *ds, char *err, size_t errsize) {
     memset(ds, 0, sizeof *ds);
     int64_t chw[3];
-    model_image_shape(p, chw);
+    rt_plan_image_shape(p, chw);
     ds->n = n;
     ds->c = chw[0];
     ds->h = chw[1];

@@ -544,16 +544,14 @@ int rt_image_folder_load(const char *dir, const rt_plan *p, rt_dataset *ds, char
     return rt_errorf(err, errsize, "%s: ImageFolder directory: this executable was built without JPEG/PNG support",
                      dir);
 #endif
-    const rt_plan_tensor *t = NULL;
-    for (int i = 0; i < p->num_tensors; i++)
-        if (p->tensors[i].role == RT_ROLE_INPUT && strcmp(p->tensors[i].name, "images") == 0) t = &p->tensors[i];
-    int64_t c = t && t->ndim == 4 ? t->shape[1] : p->in_chans, h = t && t->ndim == 4 ? t->shape[2] : p->img_size,
-            w = t && t->ndim == 4 ? t->shape[3] : p->img_size;
+    int64_t chw[3];
+    rt_plan_image_shape(p, chw);
+    int64_t c = chw[0], h = chw[1], w = chw[2];
     if (c != 3)
         return rt_errorf(err, errsize,
                          "%s: an ImageFolder directory gives 3-channel RGB images but the model takes %lld channels "
-                         "(in_chans %lld)",
-                         dir, (long long)c, (long long)c);
+                         "(in_chans)",
+                         dir, (long long)c);
     if (h != w || h < 1 || h > 4096)
         return rt_errorf(err, errsize, "%s: ImageFolder datasets need a square image size, not %lldx%lld", dir,
                          (long long)h, (long long)w);

@@ -201,6 +201,8 @@ int rt_dataset_load(const char *path, const rt_plan *p, rt_dataset *ds, char *er
 /* image_folder.c: an ImageFolder directory (class subfolders of .jpg/.jpeg/.png files),
  * decoded in parallel and transformed as timm's eval transform does (resize, center crop). */
 int rt_image_folder_load(const char *dir, const rt_plan *p, rt_dataset *ds, char *err, size_t errsize);
+/* The model's image shape (C, H, W): its `images` input, else the plan's header fields. */
+void rt_plan_image_shape(const rt_plan *p, int64_t chw[3]);
 /* Image i as c*h*w normalized floats into out. */
 void rt_dataset_image(const rt_dataset *ds, int64_t i, float *out);
 /* n random images (standard normal) and labels of the plan's shape. */
