@@ -6,8 +6,10 @@
  *                 [--steps K --lr LR --weight-decay WD] [--grads] [--f64]
  *   deitc compile MODEL [-D ...] -o EXE [--target cuda|emu] [--arch sm_XX] [--batch N] ...
  *   deitc export  MODEL.onnx --weights TRAINED.safetensors -o OUT.onnx
+ *   deitc help | --help | --version
  *
- * Every error names what is wrong and where, and exits with status 1 (2 for usage errors).
+ * MODEL is a file, or the name of one in the models folder (deit_small: models/deit_small.yaml;
+ * codegen/locate.c says where that folder is for an installed deitc). Every error names what is wrong and where, and exits with status 1 (2 for usage errors).
  */
 #include <errno.h>
 #include <math.h>
@@ -21,6 +23,7 @@
 #include "ir/ir.h"
 #include "passes/passes.h"
 #include "runtime/rt.h"
+#include "deitc_version.h" /* DEITC_GIT_COMMIT, generated at build time */
 
 #define MAX_DEFINES 64
 
@@ -48,11 +51,54 @@ static void usage_to(FILE *f) {
             "  deitc compile MODEL [-D ...] -o EXE [--target cuda|emu] [--arch sm_XX] [--batch N]\n"
             "                [--precision fp32] [--fuse all|none] [--emit-dir DIR]\n"
             "  deitc export  MODEL.onnx --weights TRAINED.safetensors -o OUT.onnx\n"
+            "  deitc help | --version\n"
             "Training options (dump --after training, run --steps, compile):\n"
             "  --label-smoothing S  --clip-grad MAX_NORM  --freeze PATTERN (fnmatch, repeatable)\n"
             "  --output NODE (ONNX: the output the loss goes on)\n"
-            "MODEL is a .yaml or .onnx file. -D overrides a hyperparameter (img_size patch_size in_chans\n"
-            "num_classes embed_dim depth num_heads mlp_ratio qkv_bias layer_norm_eps gelu).\n");
+            "MODEL is a .yaml or .onnx file, or a model name (deit_tiny, deit_small, ...: see 'deitc help').\n"
+            "-D overrides a hyperparameter (img_size patch_size in_chans num_classes embed_dim depth\n"
+            "num_heads mlp_ratio qkv_bias layer_norm_eps gelu).\n");
+}
+
+/* `deitc --version`: what was built, from which commit, against which CUDA; NVRTC as found now
+ * and where the runtime and the models are (installed prefix or build tree) */
+static int print_version(void) {
+    cg_paths p;
+    cg_paths_find(NULL, &p);
+    char nv[512], err[1024];
+    printf("deitc %s (commit %s)\n", DEITC_VERSION, DEITC_GIT_COMMIT);
+#ifdef __clang__
+    const char *cc = "clang";
+#else
+    const char *cc = "gcc";
+#endif
+    printf("built with: CUDA toolkit %s and its NVRTC; %s %s\n", DEITC_CUDA_BUILT, cc, __VERSION__);
+    if (cg_nvrtc_version(nv, sizeof nv, err, sizeof err) == 0) printf("nvrtc: %s\n", nv);
+    else printf("nvrtc: not found (--target cuda needs it): %s\n", err);
+    printf("runtime: %s (%s)\nmodels: %s (%s)\n", *p.runtime_dir ? p.runtime_dir : "not found", p.runtime_from,
+           *p.models_dir ? p.models_dir : "not found", p.models_from);
+    return 0;
+}
+
+/* `deitc help`: the usage, the models by name, the environment; `man deitc` has the rest */
+static int print_help(void) {
+    usage_to(stdout);
+    cg_paths p;
+    cg_paths_find(NULL, &p);
+    char list[2048];
+    int n = *p.models_dir ? cg_models_list(&p, list, sizeof list) : -1;
+    printf("\nModels by name (%s): %s\n", *p.models_dir ? p.models_dir : "no models folder",
+           n > 0 ? list : "none");
+    printf("\nExecutables (EXE from deitc compile): EXE train | eval | bench | info; EXE --help\n"
+           "\nEnvironment:\n"
+           "  DEITC_MODELS_DIR              where model names are looked up\n"
+           "  DEITC_RUNTIME_DIR             the runtime headers (plan.h, rt.h, kernel_prelude.cuh, cuda_emu.h)\n"
+           "  DEITC_RUNTIME_LIB             the static libraries to link, colon-separated, in order\n"
+           "  DEITC_NVRTC_LIB               libnvrtc.so to load for --target cuda\n"
+           "  DEITC_CC, DEITC_CXX           host C and C++ compilers (cc, c++)\n"
+           "  DEITC_CACHE_DIR, DEITC_NO_CACHE=1   the NVRTC cache ($XDG_CACHE_HOME/deitc)\n"
+           "deitc --version says which runtime, models and NVRTC it uses. More: man deitc.\n");
+    return 0;
 }
 
 static void usage(void) { usage_to(stderr); }
@@ -207,9 +253,15 @@ static int parse_args(int argc, char **argv, cli_args *a) {
 }
 
 static ir_graph *load(const cli_args *a, long batch) {
-    char err[1024];
+    char err[1024], path[CG_PATH_MAX + 300];
     ir_graph *g = NULL;
-    if (fe_load_model(a->model, a->defines, a->ndefines, batch, &g, err, sizeof err)) {
+    cg_paths p;
+    cg_paths_find(NULL, &p);
+    if (cg_model_resolve(a->model, &p, path, sizeof path, err, sizeof err)) {
+        die("%s", err);
+        return NULL;
+    }
+    if (fe_load_model(path, a->defines, a->ndefines, batch, &g, err, sizeof err)) {
         die("%s", err);
         return NULL;
     }
@@ -552,6 +604,8 @@ static int cmd_export(const cli_args *a) {
 }
 
 int main(int argc, char **argv) {
+    if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)) return print_version();
+    if (argc == 2 && strcmp(argv[1], "help") == 0) return print_help();
     if (asks_for_help(argc, argv)) {
         usage_to(stdout);
         return 0;

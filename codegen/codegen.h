@@ -8,6 +8,7 @@
  *              glue (emu_glue.cc) and the per-kernel resource report
  *   nvrtc.c    NVRTC (dlopen'd): kernels.cu -> cubin + PTX, registers/spills, on-disk cache
  *   compile.c  cg_compile: the whole chain, host compiler and link with the runtime into EXE
+ *   locate.c   where the runtime and the models are (installed prefix, build tree, environment)
  */
 #ifndef DEITC_CODEGEN_H
 #define DEITC_CODEGEN_H
@@ -126,5 +127,31 @@ int cg_nvrtc_compile(cg_program *p, const char *source, const char *prelude, con
 void cg_nvrtc_result_free(cg_nvrtc_result *r);
 /* Parses "ptxas info : Used N registers" / "N bytes spill stores" lines into p's kernels. */
 void cg_parse_ptxas_log(cg_program *p, const char *log);
+/* NVRTC's version ("13.0") and the name it was loaded by, into buf; -1 with err where NVRTC
+ * cannot be loaded. */
+int cg_nvrtc_version(char *buf, size_t size, char *err, size_t errsize);
+
+/* ---- locate.c ----------------------------------------------------------------------------- */
+
+#define CG_PATH_MAX 4096
+
+typedef struct {
+    char prefix[CG_PATH_MAX];        /* the installed prefix; "" in a build tree */
+    char runtime_dir[CG_PATH_MAX];   /* plan.h rt.h kernel_prelude.cuh cuda_emu.h ("" if unknown) */
+    char runtime_libs[CG_PATH_MAX];  /* colon-separated static libraries, in link order */
+    char models_dir[CG_PATH_MAX];    /* the *.yaml that model names resolve to */
+    const char *runtime_from, *models_from; /* "installed", "build tree", or the variable's name */
+} cg_paths;
+
+/* Finds deitc's files for the executable `exe` (NULL: this process, /proc/self/exe): the
+ * installed layout around it if there is one, else the build tree's compiled-in paths; the
+ * environment overrides either. Returns 1 for an installed layout, else 0. */
+int cg_paths_find(const char *exe, cg_paths *out);
+/* MODEL as given if it is a path or an existing file; else a model name: models_dir/MODEL, or
+ * models_dir/MODEL.yaml. -1 with err (naming the models there are) if neither exists. */
+int cg_model_resolve(const char *model, const cg_paths *p, char *out, size_t size, char *err, size_t errsize);
+/* The model names in p->models_dir (files NAME.yaml), sorted, space-separated, into out;
+ * returns how many, -1 if the folder cannot be read. */
+int cg_models_list(const cg_paths *p, char *out, size_t size);
 
 #endif

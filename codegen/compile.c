@@ -7,9 +7,10 @@
  *   emu:  c++ -DDEITC_EMU emu_glue.cc (which includes kernels.cu) and cc plan.c, in parallel
  *   link with the runtime's static libraries into EXE.tmp.PID, then rename to EXE.
  *
- * Where the runtime is: DEITC_RUNTIME_DIR (the runtime/ folder with plan.h, rt.h, the prelude
- * and cuda_emu.h) and DEITC_RUNTIME_LIB (colon-separated static libraries), from the
- * environment, else the values CMake compiled in. DEITC_CC / DEITC_CXX pick the host compilers.
+ * Where the runtime is (the runtime/ folder with plan.h, rt.h, the prelude and cuda_emu.h, and
+ * the static libraries to link): locate.c's cg_paths_find, the installed prefix around the
+ * deitc executable, else the build tree, overridden by DEITC_RUNTIME_DIR / DEITC_RUNTIME_LIB.
+ * DEITC_CC / DEITC_CXX pick the host compilers.
  */
 #include "codegen/codegen.h"
 #include "runtime/rt.h"
@@ -27,13 +28,6 @@
 #include <unistd.h>
 
 extern char **environ;
-
-#ifndef DEITC_RUNTIME_DIR
-#define DEITC_RUNTIME_DIR ""
-#endif
-#ifndef DEITC_RUNTIME_LIB
-#define DEITC_RUNTIME_LIB ""
-#endif
 
 static double now_s(void) {
     struct timespec t;
@@ -189,6 +183,19 @@ static int add_libs(job *j, const char *libs) {
     return n;
 }
 
+/* Every library of the colon-separated list is readable: a moved or half-copied install is
+ * reported here, with where the list came from, not as a linker error. */
+static int check_libs(const char *libs, const char *from, char *err, size_t errsize) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", libs);
+    for (char *s = strtok(buf, ":"); s; s = strtok(NULL, ":"))
+        if (*s && access(s, R_OK)) {
+            snprintf(err, errsize, "cannot read the runtime library %s (found through: %s): %s", s, from, strerror(errno));
+            return -1;
+        }
+    return 0;
+}
+
 int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize) {
     double t0 = now_s();
     const char *target = o->target ? o->target : "cuda";
@@ -215,17 +222,17 @@ int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize
         snprintf(err, errsize, "compile needs -o EXE");
         return -1;
     }
-    const char *rt_dir = getenv("DEITC_RUNTIME_DIR");
-    if (!rt_dir || !*rt_dir) rt_dir = DEITC_RUNTIME_DIR;
-    const char *rt_libs = getenv("DEITC_RUNTIME_LIB");
-    if (!rt_libs || !*rt_libs) rt_libs = DEITC_RUNTIME_LIB;
+    cg_paths where;
+    cg_paths_find(NULL, &where);
+    const char *rt_dir = where.runtime_dir, *rt_libs = where.runtime_libs;
     char plan_h[4200], tmp_exe[4200];
     snprintf(plan_h, sizeof plan_h, "%s/plan.h", rt_dir);
     if (!*rt_dir || access(plan_h, R_OK)) {
-        snprintf(err, errsize, "cannot find the runtime headers (%s); set DEITC_RUNTIME_DIR to deitc's runtime/ folder",
-                 *rt_dir ? plan_h : "no DEITC_RUNTIME_DIR");
+        snprintf(err, errsize, "cannot find the runtime headers %s (found through: %s); set DEITC_RUNTIME_DIR to deitc's "
+                 "runtime/ folder", *rt_dir ? plan_h : "no runtime folder", where.runtime_from);
         return -1;
     }
+    if (check_libs(rt_libs, where.runtime_from, err, errsize)) return -1;
     if (!emu && (strncmp(arch, "sm_", 3) != 0 || !arch[3])) {
         snprintf(err, errsize, "--arch '%s': expected sm_XX (e.g. sm_80, sm_90)", arch);
         return -1;

@@ -52,6 +52,7 @@ const char *__lsan_default_suppressions(void) { return "leak:libnvrtc.so\n"; }
 /* Loaded once and never closed: closing NVRTC would orphan what its C++ runtime allocated for
  * the life of the process (LeakSanitizer reports that as a leak). */
 static nvrtc_api loaded;
+static const char *loaded_name; /* the name dlopen found it by */
 
 static int nvrtc_load(nvrtc_api *a, char *err, size_t errsize) {
     if (loaded.lib) {
@@ -62,7 +63,7 @@ static int nvrtc_load(nvrtc_api *a, char *err, size_t errsize) {
     const char *env = getenv("DEITC_NVRTC_LIB");
     const char *names[] = {env, DEITC_NVRTC_DEFAULT, "libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12"};
     for (size_t i = 0; i < sizeof names / sizeof names[0] && !a->lib; i++)
-        if (names[i] && *names[i]) a->lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        if (names[i] && *names[i] && (a->lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL))) loaded_name = names[i];
     if (!a->lib) {
         snprintf(err, errsize, "the cuda target needs NVRTC: cannot load libnvrtc.so (%s); install the CUDA "
                  "toolkit, set DEITC_NVRTC_LIB, or use --target emu", dlerror());
@@ -90,6 +91,18 @@ static int nvrtc_load(nvrtc_api *a, char *err, size_t errsize) {
     SYM(error_string, "nvrtcGetErrorString");
 #undef SYM
     loaded = *a;
+    return 0;
+}
+
+int cg_nvrtc_version(char *buf, size_t size, char *err, size_t errsize) {
+    nvrtc_api a;
+    if (nvrtc_load(&a, err, errsize)) return -1;
+    int major = 0, minor = 0;
+    if (a.version(&major, &minor)) {
+        snprintf(err, errsize, "nvrtcVersion failed (%s)", loaded_name);
+        return -1;
+    }
+    snprintf(buf, size, "%d.%d (%s)", major, minor, loaded_name);
     return 0;
 }
 
