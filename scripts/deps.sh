@@ -3,7 +3,7 @@
 # Used by the README's two commands; CUDA comes from the toolkit under /usr/local/cuda.
 set -euo pipefail
 pkgs=(cmake gcc g++ make libyaml-dev protobuf-c-compiler libprotobuf-c-dev libonnx-dev
-      libjpeg-dev libpng-dev zlib1g-dev clang libclang-rt-14-dev
+      libjpeg-dev libpng-dev zlib1g-dev clang libclang-rt-14-dev dpkg-dev groff-base
       python3-numpy python3-onnx python3-torch)   # python: ONNX export checks, full-size DeiT-Ti export
 missing=()
 for p in "${pkgs[@]}"; do
