@@ -137,9 +137,9 @@ int cg_nvrtc_version(char *buf, size_t size, char *err, size_t errsize);
 
 typedef struct {
     char prefix[CG_PATH_MAX];        /* the installed prefix; "" in a build tree */
-    char runtime_dir[CG_PATH_MAX];   /* plan.h rt.h kernel_prelude.cuh cuda_emu.h ("" if unknown) */
+    char runtime_dir[CG_PATH_MAX + 64]; /* plan.h rt.h kernel_prelude.cuh cuda_emu.h ("" if unknown) */
     char runtime_libs[CG_PATH_MAX];  /* colon-separated static libraries, in link order */
-    char models_dir[CG_PATH_MAX];    /* the *.yaml that model names resolve to */
+    char models_dir[CG_PATH_MAX + 64]; /* the *.yaml that model names resolve to */
     const char *runtime_from, *models_from; /* "installed", "build tree", or the variable's name */
 } cg_paths;
 
