@@ -605,7 +605,7 @@ static int cmd_export(const cli_args *a) {
 
 int main(int argc, char **argv) {
     if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)) return print_version();
-    if (argc == 2 && strcmp(argv[1], "help") == 0) return print_help();
+    if (argc >= 2 && strcmp(argv[1], "help") == 0) return print_help(); /* deitc help [COMMAND] */
     if (asks_for_help(argc, argv)) {
         usage_to(stdout);
         return 0;

@@ -1,6 +1,7 @@
 #!/bin/sh
 # help_man.sh DEITC MANPAGE: `deitc help` and the man page (as groff renders it, without a
-# warning) both name every command, --version, the models by name and the environment.
+# warning) both name every command, --version, the models by name and the environment; `deitc
+# --version` names the version, the commit and the CUDA toolkit.
 set -eu
 deitc=$1 man=$2
 help=$("$deitc" help)
@@ -16,4 +17,9 @@ for word in inspect dump run compile export help --version deit_small DEITC_MODE
   printf '%s\n' "$help" | grep -q -- "$word" || { echo "deitc help does not mention $word"; exit 1; }
   printf '%s\n' "$page" | grep -q -- "$word" || { echo "$man does not mention $word"; exit 1; }
 done
+"$deitc" help compile > /dev/null # help after a command: the same text, exit 0
+version=$("$deitc" --version)
+printf '%s\n' "$version" | head -1 | grep -Eq '^deitc [0-9]+\.[0-9]+\.[0-9]+ \(commit ([0-9a-f]{7,}(-dirty)?|unknown)\)$' ||
+  { echo "deitc --version: unexpected first line: $version"; exit 1; }
+printf '%s\n' "$version" | grep -q '^built with: CUDA toolkit ' || { echo "deitc --version names no CUDA toolkit"; exit 1; }
 echo "help-man ok"
