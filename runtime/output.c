@@ -193,6 +193,11 @@ void rt_output_abort(rt_output *o) {
 
 /* ---- outputs that are inputs ------------------------------------------------------------------ */
 
+int rt_same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 int rt_paths_check(const rt_named_path *outputs, int nout, const rt_named_path *inputs, int nin, char *err,
                    size_t errsize) {
     char a[1024], b[1024];
@@ -240,4 +245,28 @@ int rt_file_read(const char *path, unsigned char **buf, size_t *size, char *err,
     *buf = b;
     *size = n;
     return 0;
+}
+
+/* ---- messages ------------------------------------------------------------------------------------ */
+
+void rt_message_escape(const char *msg, char *const *args, int nargs, rt_strbuf *out) {
+    char shown[1024];
+    for (const char *s = msg; *s;) {
+        int matched = 0;
+        for (int i = 0; i < nargs && !matched; i++) { /* an argument with control characters, escaped */
+            const char *a = args[i];
+            size_t n = a ? strlen(a) : 0;
+            int control = 0;
+            for (size_t k = 0; k < n && !control; k++) control = (unsigned char)a[k] < 0x20 || a[k] == 0x7f;
+            if (control && strncmp(s, a, n) == 0) {
+                rt_sb_puts(out, rt_path_show(a, shown, sizeof shown));
+                s += n;
+                matched = 1;
+            }
+        }
+        if (matched) continue;
+        unsigned char c = (unsigned char)*s++;
+        if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) rt_sb_printf(out, "\\x%02x", c);
+        else rt_sb_putn(out, (const char *)&c, 1);
+    }
 }

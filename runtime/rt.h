@@ -87,11 +87,17 @@ int rt_output_check(const char *path, char *err, size_t errsize);
 typedef struct {
     const char *what, *path;
 } rt_named_path;
+/* 1 when both name one existing file (device and inode) */
+int rt_same_file(const char *a, const char *b);
 /* -1 with err naming both when an output is the same file (device and inode) as an input or
  * as another output; outputs that do not exist yet, and ones that are not regular files
  * (/dev/null), are fine. */
 int rt_paths_check(const rt_named_path *outputs, int nout, const rt_named_path *inputs, int nin, char *err,
                    size_t errsize);
+/* msg as printed: each of args[0..nargs) that holds control characters (a file name from the
+ * command line) escaped as rt_path_show does, and any other control character but newline
+ * and tab as \xNN. */
+void rt_message_escape(const char *msg, char *const *args, int nargs, rt_strbuf *out);
 /* Reads a whole regular file into *buf (malloc'ed, *size bytes). */
 int rt_file_read(const char *path, unsigned char **buf, size_t *size, char *err, size_t errsize);
 
