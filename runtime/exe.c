@@ -169,6 +169,8 @@ static int parse_args(int argc, char **argv, exe_args *a) {
     a->shuffle = 1;
     a->use_graph = 1;
     a->bench_warmup = 3;
+    const char *seen[64];
+    int nseen = 0;
     for (int i = 2; i < argc; i++) {
         const char *s = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1;
@@ -178,12 +180,13 @@ static int parse_args(int argc, char **argv, exe_args *a) {
             usage(stderr);
             return 2;
         }
-        for (int j = 2; j < i && s[0] == '-'; j++) /* each option once: no silent "last one wins" */
-            if (!strcmp(argv[j], s) || ((!strcmp(s, "-v") || !strcmp(s, "--verbose")) &&
-                                        (!strcmp(argv[j], "-v") || !strcmp(argv[j], "--verbose")))) {
+        const char *name = !strcmp(s, "-v") ? "--verbose" : s;
+        for (int j = 0; j < nseen && s[0] == '-'; j++) /* each option once: no silent "last one wins" */
+            if (!strcmp(seen[j], name)) {
                 error("%s is given twice", s);
                 return 2;
             }
+        if (s[0] == '-' && nseen < 64) seen[nseen++] = name;
         if (!strcmp(s, "--init")) a->init = next;
         else if (!strcmp(s, "--data")) a->data = next;
         else if (!strcmp(s, "--save")) a->save = next;

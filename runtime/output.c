@@ -99,7 +99,7 @@ int rt_output_check(const char *path, char *err, size_t errsize) {
         if (S_ISDIR(st.st_mode)) return rt_errorf(err, errsize, "%s: is a directory", rt_path_show(path, shown, sizeof shown));
         if (!S_ISREG(st.st_mode)) { /* written in place: it must take writes */
             if (access(path, W_OK))
-                return rt_errorf(err, errsize, "%s: cannot write there: %s", rt_path_show(path, shown, sizeof shown),
+                return rt_errorf(err, errsize, "cannot write %s: %s", rt_path_show(path, shown, sizeof shown),
                                  strerror(errno));
             return 0;
         }
@@ -112,7 +112,7 @@ int rt_output_check(const char *path, char *err, size_t errsize) {
     snprintf(probe, n, "%s.probe.%d", path, (int)getpid());
     int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0644);
     int rc = fd >= 0 ? 0
-                     : rt_errorf(err, errsize, "%s: cannot write there: %s", rt_path_show(path, shown, sizeof shown),
+                     : rt_errorf(err, errsize, "cannot write %s: %s", rt_path_show(path, shown, sizeof shown),
                                  strerror(errno));
     if (fd >= 0) {
         close(fd);
@@ -198,19 +198,52 @@ int rt_same_file(const char *a, const char *b) {
     return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
+/* The absolute path a file has or would have (its folder resolved), malloc'ed; NULL if the
+ * folder does not exist. */
+static char *canonical(const char *path) {
+    char *full = realpath(path, NULL);
+    if (full) return full;
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : strdup(".");
+    if (!dir) abort();
+    char *rdir = realpath(dir, NULL);
+    free(dir);
+    if (!rdir) return NULL;
+    const char *base = slash ? slash + 1 : path;
+    size_t n = strlen(rdir) + strlen(base) + 2;
+    full = malloc(n);
+    if (!full) abort();
+    snprintf(full, n, "%s/%s", rdir, base);
+    free(rdir);
+    return full;
+}
+
+/* 1 when outputs a and b are one file: the same inode, or the same path not yet created. */
+static int same_output(const char *a, const char *b) {
+    if (rt_same_file(a, b)) return 1;
+    struct stat st;
+    if (stat(a, &st) == 0 || stat(b, &st) == 0) return 0; /* one exists: only the inode says */
+    char *ca = canonical(a), *cb = canonical(b);
+    int same = ca && cb && strcmp(ca, cb) == 0;
+    free(ca);
+    free(cb);
+    return same;
+}
+
 int rt_paths_check(const rt_named_path *outputs, int nout, const rt_named_path *inputs, int nin, char *err,
                    size_t errsize) {
     char a[1024], b[1024];
     for (int i = 0; i < nout; i++) {
-        struct stat so, si;
-        if (!outputs[i].path || stat(outputs[i].path, &so) != 0) continue; /* a new file is no input */
-        if (!S_ISREG(so.st_mode)) continue; /* /dev/null as two outputs is fine; directories are refused elsewhere */
-        for (int j = 0; j < nin + nout; j++) {
+        const char *o = outputs[i].path;
+        struct stat so;
+        if (!o) continue;
+        int regular_or_new = stat(o, &so) != 0 || S_ISREG(so.st_mode); /* /dev/null twice is fine */
+        for (int j = 0; j < nin + nout && regular_or_new; j++) {
             const rt_named_path *x = j < nin ? &inputs[j] : &outputs[j - nin];
-            if (!x->path || x == &outputs[i] || (j >= nin && j - nin < i) || stat(x->path, &si) != 0) continue;
-            if (si.st_dev == so.st_dev && si.st_ino == so.st_ino)
+            if (!x->path || (j >= nin && j - nin <= i)) continue;
+            if (j < nin ? rt_same_file(o, x->path) : same_output(o, x->path))
                 return rt_errorf(err, errsize, "%s %s is the same file as %s %s: refusing to overwrite %s",
-                                 outputs[i].what, rt_path_show(outputs[i].path, a, sizeof a), x->what,
+                                 outputs[i].what, rt_path_show(o, a, sizeof a), x->what,
                                  rt_path_show(x->path, b, sizeof b), j < nin ? "an input" : "one output with another");
         }
     }
