@@ -147,7 +147,11 @@ int rt_safetensors_read_checked(const char *path, int required, rt_tensor_set *o
     char shown[1024];
     rt_path_show(path, shown, sizeof shown);
     int rc = rt_safetensors_parse(buf, size, shown, out, err, errsize);
-    if (rc && required) { /* what the parser found, and what it means for a checkpoint */
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0 && size >= 8; i--) hlen = hlen << 8 | buf[i];
+    size_t head = size < 8 ? 0 : hlen < size - 8 ? (size_t)hlen : size - 8;
+    if (rc && (required || claims_deitc((const char *)buf + (size < 8 ? 0 : 8), head))) {
+        /* what the parser found, and what it means for a file deitc wrote */
         size_t n = strlen(err);
         if (n + 40 < errsize) snprintf(err + n, errsize - n, " (the header or metadata is damaged)");
     }

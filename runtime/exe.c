@@ -532,13 +532,21 @@ typedef struct {
 } run_option;
 enum { RUN_OPTIONS = 7 };
 
+/* v in the fewest digits that read back as v (0.1, not 0.10000000000000001) */
+static void shortest(double v, char *buf, size_t size) {
+    for (int digits = 6; digits <= 17; digits++) {
+        snprintf(buf, size, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+}
+
 static void run_options(const exe_args *a, long total, run_option o[RUN_OPTIONS]) {
     static const char *keys[RUN_OPTIONS] = {"steps", "lr", "weight_decay", "schedule", "warmup_steps", "seed",
                                             "shuffle"};
     for (int i = 0; i < RUN_OPTIONS; i++) o[i].key = keys[i];
     snprintf(o[0].value, sizeof o[0].value, "%ld", total);
-    snprintf(o[1].value, sizeof o[1].value, "%.17g", a->lr);
-    snprintf(o[2].value, sizeof o[2].value, "%.17g", a->weight_decay);
+    shortest(a->lr, o[1].value, sizeof o[1].value);
+    shortest(a->weight_decay, o[2].value, sizeof o[2].value);
     snprintf(o[3].value, sizeof o[3].value, "%s", a->cosine ? "cosine" : "constant");
     snprintf(o[4].value, sizeof o[4].value, "%ld", a->warmup_steps);
     snprintf(o[5].value, sizeof o[5].value, "%llu", (unsigned long long)a->seed);
