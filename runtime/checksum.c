@@ -139,14 +139,9 @@ int rt_safetensors_verify(const unsigned char *buf, size_t size, const rt_tensor
     return rc;
 }
 
-int rt_safetensors_read_checked(const char *path, int required, rt_tensor_set *out, char *err, size_t errsize) {
-    memset(out, 0, sizeof *out);
-    unsigned char *buf;
-    size_t size;
-    if (rt_file_read(path, &buf, &size, err, errsize)) return -1;
-    char shown[1024];
-    rt_path_show(path, shown, sizeof shown);
-    int rc = rt_safetensors_parse(buf, size, shown, out, err, errsize);
+int rt_safetensors_parse_checked(const unsigned char *buf, size_t size, const char *what, int required,
+                                 rt_tensor_set *out, char *err, size_t errsize) {
+    int rc = rt_safetensors_parse(buf, size, what, out, err, errsize);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0 && size >= 8; i--) hlen = hlen << 8 | buf[i];
     size_t head = size < 8 ? 0 : hlen < size - 8 ? (size_t)hlen : size - 8;
@@ -156,12 +151,23 @@ int rt_safetensors_read_checked(const char *path, int required, rt_tensor_set *o
         if (n + 40 < errsize) snprintf(err + n, errsize - n, " (the header or metadata is damaged)");
     }
     if (!rc) {
-        int v = rt_safetensors_verify(buf, size, out, shown, required, err, errsize);
+        int v = rt_safetensors_verify(buf, size, out, what, required, err, errsize);
         if (v < 0) {
             rt_tensor_set_free(out);
             rc = -1;
         }
     }
+    return rc;
+}
+
+int rt_safetensors_read_checked(const char *path, int required, rt_tensor_set *out, char *err, size_t errsize) {
+    memset(out, 0, sizeof *out);
+    unsigned char *buf;
+    size_t size;
+    if (rt_file_read(path, &buf, &size, err, errsize)) return -1;
+    char shown[1024];
+    int rc = rt_safetensors_parse_checked(buf, size, rt_path_show(path, shown, sizeof shown), required, out, err,
+                                          errsize);
     free(buf);
     return rc;
 }

@@ -168,7 +168,11 @@ int rt_checksum_seal_header(const unsigned char len8[8], char *hdr, size_t n);
  * -1 with err naming the damaged tensor, or the metadata. */
 int rt_safetensors_verify(const unsigned char *buf, size_t size, const rt_tensor_set *set, const char *what,
                           int required, char *err, size_t errsize);
-/* rt_safetensors_read, then rt_safetensors_verify: what --init, --resume and deitc run use. */
+/* rt_safetensors_parse, then rt_safetensors_verify (a parse error in a file that says deitc
+ * wrote it, or with required, is called damage): 0, or -1 with err. */
+int rt_safetensors_parse_checked(const unsigned char *buf, size_t size, const char *what, int required,
+                                 rt_tensor_set *out, char *err, size_t errsize);
+/* The same from a file: what --init, --resume and deitc run --weights use. */
 int rt_safetensors_read_checked(const char *path, int required, rt_tensor_set *out, char *err, size_t errsize);
 
 /* ---- init.c ---------------------------------------------------------------------------- */

@@ -101,3 +101,12 @@ add_executable(test_outputs ${CMAKE_CURRENT_SOURCE_DIR}/runtime/test_outputs.c)
 target_link_libraries(test_outputs PRIVATE deitc_rt m)
 add_test(NAME exe_outputs COMMAND test_outputs $<TARGET_FILE:rt_tiny_emu> $<TARGET_FILE:rt_tiny_odd>)
 set_tests_properties(exe_outputs PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS "runtime;reliability")
+
+# issue 15, checkpoints under faults: SIGKILL at 20 seeded moments of a run that checkpoints every
+# step (a micro DeiT on emu); each time the last checkpoint verifies, resumes and ends with the
+# uninterrupted run's bytes. A bit flipped at every header byte and in each tensor is refused,
+# naming the metadata or the tensor. The zero-padded -D values give a 596-character model name.
+add_executable(test_faults ${CMAKE_CURRENT_SOURCE_DIR}/runtime/test_faults.c)
+target_link_libraries(test_faults PRIVATE deitc_rt m)
+add_test(NAME exe_checkpoint_faults COMMAND test_faults ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml)
+set_tests_properties(exe_checkpoint_faults PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS "runtime;reliability")
