@@ -628,7 +628,9 @@ static int cmd_export(const cli_args *a) {
     if (check_output("-o", a->output, inputs, 3, 1)) return 1;
     int n = fe_onnx_export(a->model, a->weights, a->output, err, sizeof err);
     if (n < 0) return die("%s", err);
-    printf("deitc: wrote %s (%d initializers from %s)\n", a->output, n, a->weights);
+    char shown_out[4096], shown_w[4096];
+    printf("deitc: wrote %s (%d initializers from %s)\n", rt_path_show(a->output, shown_out, sizeof shown_out), n,
+           rt_path_show(a->weights, shown_w, sizeof shown_w));
     return 0;
 }
 

@@ -64,6 +64,12 @@ static int error(const char *fmt, ...) {
     return 1;
 }
 
+/* a file name for stdout: control characters escaped (one static buffer: one name a printf) */
+static const char *shown(const char *path) {
+    static char buf[4096];
+    return rt_path_show(path, buf, sizeof buf);
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -498,7 +504,7 @@ static int load_data(const exe_args *a, const rt_plan *p, rt_dataset *ds) {
                      a->cmd, strcmp(a->cmd, "train") ? "" : ", or --synthetic");
     if (rt_dataset_load(a->data, p, ds, err, sizeof err)) return error("%s", err);
     if (ds->images_u8)
-        printf("data: %s: %lld images, %lld classes, decoded in %.2f s\n", a->data, (long long)ds->n,
+        printf("data: %s: %lld images, %lld classes, decoded in %.2f s\n", shown(a->data), (long long)ds->n,
                (long long)ds->classes, ds->load_s);
     return 0;
 }
@@ -607,8 +613,8 @@ static int save_weights(session *s, const char *path, long steps, int with_state
             memcpy(o->data, &step64, sizeof step64);
         }
         if (rt_safetensors_write(path, ts, n, meta.s, err, sizeof err)) rc = error("%s", err);
-        else if (with_state) printf("checkpoint at step %ld: %s\n", steps, path);
-        else printf("saved %d weight tensors to %s\n", n, path);
+        else if (with_state) printf("checkpoint at step %ld: %s\n", steps, shown(path));
+        else printf("saved %d weight tensors to %s\n", n, shown(path));
     }
     rt_sb_free(&meta);
     for (int i = 0; i < n; i++) free(ts[i].data);
@@ -729,7 +735,7 @@ static int cmd_train(const exe_args *a, const rt_plan *p) {
     double t_start = now_s(), images = 0;
     if (first == total + 1 && a->save) { /* a finished run's checkpoint: its weights are the result */
         printf("%s: the checkpoint is at the run's last step (%ld): nothing left to train; writing its weights\n",
-               a->resume, total);
+               shown(a->resume), total);
         if (save_weights(&s, a->save, total, 0, a, total)) goto done;
         rc = 0;
         goto done;
@@ -739,7 +745,7 @@ static int cmd_train(const exe_args *a, const rt_plan *p) {
               "or --epochs, or --save W to write its weights)", a->resume, first - 1, total);
         goto done;
     }
-    if (a->resume) printf("resuming from %s at step %ld\n", a->resume, first - 1);
+    if (a->resume) printf("resuming from %s at step %ld\n", shown(a->resume), first - 1);
     for (long step = first; step <= total; step++) {
         int64_t e = (step - 1) / per_epoch, pos = ((step - 1) % per_epoch) * p->batch;
         if (e != epoch) {

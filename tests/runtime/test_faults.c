@@ -232,6 +232,15 @@ int main(int argc, char **argv) {
     snprintf(dir, sizeof dir, "%s/deitc_faults_XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(dir)) return 1;
     snprintf(exe, sizeof exe, "%s/exe", dir);
+    double t0 = now_s();
+    /* a compile killed earlier left exe.tmp.PID (of a process that is gone): this compile removes it */
+    pid_t gone = fork();
+    if (gone == 0) _exit(0);
+    waitpid(gone, NULL, 0);
+    char stale[64];
+    snprintf(stale, sizeof stale, "exe.tmp.%d", (int)gone);
+    FILE *sf = fopen(path_in(stale), "w");
+    if (sf) fclose(sf);
     char z[61];
     memset(z, '0', 60);
     z[60] = 0;
@@ -241,8 +250,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "compile failed: %s\n", err_text);
         return 1;
     }
+    CHECK_MSG(!exists(stale), "%s left beside the executable", stale);
+    double t1 = now_s();
     test_kills();
+    double t2 = now_s();
     test_flips();
+    fprintf(stderr, "times: compile %.1f s, kills and resumes %.1f s, flips %.1f s\n", t1 - t0, t2 - t1, now_s() - t2);
     /* the name, longer than 512 bytes, reads back as JSON */
     if (access("/usr/bin/python3", X_OK) == 0) {
         int rc = sh("/usr/bin/python3 -c \"\nimport json, struct\nb = open('straight_c.st', 'rb').read()\n"
