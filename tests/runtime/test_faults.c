@@ -79,6 +79,14 @@ static int tmp_present(void) {
     return found;
 }
 
+/* 1 once the child has exited; it stays a zombie (WNOWAIT) until waitpid, so its pid cannot be
+ * reused by another process and the kill below can only ever reach our own child */
+static int ended(pid_t pid) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    return waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid;
+}
+
 /* the training run, in the background: its pid */
 static pid_t start_train(const char *extra) {
     pid_t pid = fork();
@@ -113,12 +121,12 @@ static void test_kills(void) {
         /* from the first checkpoint on (before it there is nothing to resume), a seeded moment;
          * every other kill aims at a write: as soon as a temporary is seen */
         double start = now_s();
-        while (!exists("c.st") && waitpid(pid, &st, WNOHANG) == 0 && now_s() - start < 60) usleep(200);
+        while (!exists("c.st") && !ended(pid) && now_s() - start < 60) usleep(200);
         double wait = rt_uniform01(&rng) * span * 0.9;
         if (k % 2) { /* polled every 20 us, sleeping: the run keeps its core on a loaded machine */
             wait = 0;
             long skip = (long)(rt_uniform01(&rng) * STEPS / 2); /* writes let by first */
-            while (waitpid(pid, &st, WNOHANG) == 0 && now_s() - start < 60) {
+            while (!ended(pid) && now_s() - start < 60) {
                 if (tmp_present()) {
                     if (skip-- == 0) break;
                     while (tmp_present()) usleep(20);
