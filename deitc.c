@@ -9,7 +9,10 @@
  *   deitc help | --help | --version
  *
  * MODEL is a file, or the name of one in the models folder (deit_small: models/deit_small.yaml;
- * codegen/locate.c says where that folder is for an installed deitc). Every error names what is wrong and where, and exits with status 1 (2 for usage errors).
+ * codegen/locate.c says where that folder is for an installed deitc). Every error names what is wrong
+ * and where, and exits with status 1 (2 for usage errors).
+ * Each option is given once (-D once per name; --freeze may repeat), numbers are decimal, no
+ * output may be one of the inputs, and output lost on stdout is an error.
  */
 #include <errno.h>
 #include <math.h>
@@ -17,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
@@ -57,7 +61,8 @@ static void usage_to(FILE *f) {
             "  --output NODE (ONNX: the output the loss goes on)\n"
             "MODEL is a .yaml or .onnx file, or a model name (deit_tiny, deit_small, ...: see 'deitc help').\n"
             "-D overrides a hyperparameter (img_size patch_size in_chans num_classes embed_dim depth\n"
-            "num_heads mlp_ratio qkv_bias layer_norm_eps gelu).\n");
+            "num_heads mlp_ratio qkv_bias layer_norm_eps gelu).\n"
+            "Each option may be given once (-D once per name); numbers are decimal.\n");
 }
 
 /* `deitc --version`: what was built, from which commit, against which CUDA; NVRTC as found now
@@ -110,12 +115,24 @@ static int asks_for_help(int argc, char **argv) {
     return 0;
 }
 
+static char **cli_argv; /* file names in messages are escaped (rt_message_escape) */
+static int cli_argc;
+
 /* Prints "deitc: MESSAGE" and returns `status`: 1 for errors, 2 for usage errors. */
 static int report(int status, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static int report(int status, const char *fmt, va_list ap) {
-    fprintf(stderr, "deitc: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    char *text = malloc((size_t)(n > 0 ? n : 0) + 1);
+    if (!text) abort();
+    vsnprintf(text, (size_t)(n > 0 ? n : 0) + 1, fmt, again);
+    va_end(again);
+    rt_strbuf shown = {0};
+    rt_message_escape(text, cli_argv, cli_argc, &shown);
+    fprintf(stderr, "deitc: %s\n", shown.s ? shown.s : "");
+    rt_sb_free(&shown);
+    free(text);
     return status;
 }
 
@@ -137,11 +154,29 @@ static int bad_usage(const char *fmt, ...) {
     return rc;
 }
 
+/* Decimal numbers only: digits, an optional fraction and exponent (no hex, inf, nan, blanks). */
+static int is_decimal(const char *s) {
+    const char *p = s;
+    if (*p == '+' || *p == '-') p++;
+    size_t a = strspn(p, "0123456789");
+    p += a;
+    size_t b = 0;
+    if (*p == '.') b = strspn(++p, "0123456789"), p += b;
+    if (!a && !b) return 0;
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-') p++;
+        size_t e = strspn(p, "0123456789");
+        if (!e) return 0;
+        p += e;
+    }
+    return *p == 0;
+}
+
 static int parse_number(const char *flag, const char *s, double *out) {
-    char *end;
     errno = 0;
-    double v = strtod(s, &end);
-    if (!*s || *end || errno || !isfinite(v)) return bad_usage("%s expects a number, got '%s'", flag, s);
+    double v = is_decimal(s) ? strtod(s, NULL) : NAN;
+    if (errno || !isfinite(v)) return bad_usage("%s expects a decimal number, got '%s'", flag, s);
     *out = v;
     return 0;
 }
@@ -179,6 +214,8 @@ static int parse_args(int argc, char **argv, cli_args *a) {
     a->weight_decay = 0.05;
     if (argc < 3) return 2;
     a->command = argv[1];
+    const char *seen[64];
+    int nseen = 0;
     for (int i = 2; i < argc; i++) {
         const char *s = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -187,6 +224,11 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         double num;
         if (s[0] == '-' && s[1] && !option_allowed(a->command, s))
             return bad_usage("'%s' does not take %s (see 'deitc --help')", a->command, s);
+        if (s[0] == '-' && s[1] && strncmp(s, "-D", 2) != 0 && strcmp(s, "--freeze") != 0) {
+            for (int j = 0; j < nseen; j++) /* each option once: no silent "last one wins" */
+                if (strcmp(seen[j], s) == 0) return bad_usage("%s is given twice", s);
+            if (nseen < 64) seen[nseen++] = s;
+        }
         if (strcmp(s, "-D") == 0 || strncmp(s, "-D", 2) == 0) {
             const char *def = s[2] ? s + 2 : next;
             if (!s[2]) NEED_VALUE();
@@ -196,6 +238,8 @@ static int parse_args(int argc, char **argv, cli_args *a) {
             if (eq - def >= 64) return bad_usage("-D name too long: '%s'", def);
             char *name = a->define_names[a->ndefines];
             snprintf(name, 64, "%.*s", (int)(eq - def), def);
+            for (int k = 0; k < a->ndefines; k++)
+                if (strcmp(a->defines[k].name, name) == 0) return bad_usage("-D %s is given twice", name);
             a->defines[a->ndefines].name = name;
             a->defines[a->ndefines++].value = eq + 1;
         } else if (strcmp(s, "--after") == 0) { NEED_VALUE(); a->after = next;
@@ -215,8 +259,8 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         } else if (strcmp(s, "--steps") == 0 || strcmp(s, "--batch") == 0) {
             NEED_VALUE();
             if (parse_number(s, next, &num)) return 2;
-            if (num < 1 || num != floor(num) || num > 1e9)
-                return bad_usage("%s expects a positive integer, got '%s'", s, next);
+            if (num < 1 || num != floor(num) || num > 1e9 || strspn(next, "0123456789") != strlen(next))
+                return bad_usage("%s expects a positive decimal integer, got '%s'", s, next);
             if (s[2] == 's') a->steps = (long)num; else a->batch = (long)num;
         } else if (strcmp(s, "--lr") == 0) {
             NEED_VALUE();
@@ -427,10 +471,22 @@ static void out_free(out_list *o) {
     rt_tensor_set_free(&s);
 }
 
+/* Before any work: -o is none of the inputs and (with writable) can be written. */
+static int check_output(const char *what, const char *out, const rt_named_path *inputs, int nin, int writable) {
+    char err[1200];
+    rt_named_path o = {what, out};
+    if (rt_paths_check(&o, 1, inputs, nin, err, sizeof err) || (writable && rt_output_check(out, err, sizeof err)))
+        return die("%s", err);
+    return 0;
+}
+
 static int cmd_run(const cli_args *a) {
     char err[1024];
     if (!a->input) return die("run needs --input X.safetensors");
     if (!a->output) return die("run needs -o OUT.safetensors");
+    const rt_named_path inputs[] = {{"the model", a->model}, {"--weights", a->weights}, {"--input", a->input},
+                                    {"deitc itself", "/proc/self/exe"}};
+    if (check_output("-o", a->output, inputs, 4, 1)) return 1;
     rt_tensor_set in = {0}, w = {0};
     if (rt_safetensors_read(a->input, &in, err, sizeof err)) return die("%s", err);
     const rt_tensor *images = rt_tensor_set_find(&in, "images");
@@ -438,7 +494,7 @@ static int cmd_run(const cli_args *a) {
         rt_tensor_set_free(&in);
         return die("%s: needs a tensor 'images' of shape [N,C,H,W]", a->input);
     }
-    if (a->weights && rt_safetensors_read(a->weights, &w, err, sizeof err)) {
+    if (a->weights && rt_safetensors_read_checked(a->weights, 0, &w, err, sizeof err) < 0) {
         rt_tensor_set_free(&in);
         return die("%s", err);
     }
@@ -537,6 +593,12 @@ static int cmd_run(const cli_args *a) {
                 goto done;
             }
             ir_interp_get_f32(it, loss, &losses[step - 1]);
+            if (!isfinite(losses[step - 1])) { /* nothing written: the weights are lost causes */
+                die("the loss is %g at step %ld: training diverged (try a smaller --lr); %s not written",
+                    (double)losses[step - 1], step, a->output);
+                free(losses);
+                goto done;
+            }
             if (step == 1 && a->grads)
                 for (int i = 0; i < g->n; i++) {
                     const ir_node *n = &g->nodes[i];
@@ -551,6 +613,16 @@ static int cmd_run(const cli_args *a) {
         int64_t kshape[1] = {a->steps};
         out_add(&out, "losses", RT_F32, 1, kshape, losses, sizeof(float) * (size_t)a->steps);
         free(losses);
+    }
+    for (int i = 0; i < out.n; i++) { /* never a file of NaN: the updated weights must be finite too */
+        const rt_tensor *t = &out.t[i];
+        const float *v = t->data;
+        for (size_t j = 0; t->dtype == RT_F32 && j < t->nbytes / sizeof(float); j++)
+            if (!isfinite(v[j])) {
+                die("%s not written: tensor '%s' holds a NaN or infinity at element %zu%s", a->output, t->name, j,
+                    training ? " (training diverged: try a smaller --lr)" : "");
+                goto done;
+            }
     }
     if (rt_safetensors_write(a->output, out.t, out.n, NULL, err, sizeof err)) {
         die("%s", err);
@@ -571,6 +643,13 @@ done:
 static int cmd_compile(const cli_args *a) {
     char err[1024];
     if (!a->output) return die("compile needs -o EXE");
+    /* before the compile: the executable is a regular file, none of the inputs */
+    struct stat st;
+    if (stat(a->output, &st) == 0 && S_ISDIR(st.st_mode)) return die("-o %s: is a directory", a->output);
+    if (stat(a->output, &st) == 0 && !S_ISREG(st.st_mode))
+        return die("-o %s: is not a regular file (an executable is written to one)", a->output);
+    const rt_named_path inputs[] = {{"the model", a->model}, {"deitc itself", "/proc/self/exe"}};
+    if (check_output("-o", a->output, inputs, 2, 0)) return 1; /* cg_compile probes it (--emit-dir may hold it) */
     cg_options co;
     cg_options_default(&co);
     if (a->target) co.target = a->target;
@@ -597,18 +676,43 @@ static int cmd_export(const cli_args *a) {
     char err[1024];
     if (!a->weights) return die("export needs --weights TRAINED.safetensors");
     if (!a->output) return die("export needs -o OUT.onnx");
+    const rt_named_path inputs[] = {{"the model", a->model}, {"--weights", a->weights},
+                                    {"deitc itself", "/proc/self/exe"}};
+    if (check_output("-o", a->output, inputs, 3, 1)) return 1;
     int n = fe_onnx_export(a->model, a->weights, a->output, err, sizeof err);
     if (n < 0) return die("%s", err);
-    printf("deitc: wrote %s (%d initializers from %s)\n", a->output, n, a->weights);
+    char shown_out[4096], shown_w[4096];
+    printf("deitc: wrote %s (%d initializers from %s)\n", rt_path_show(a->output, shown_out, sizeof shown_out), n,
+           rt_path_show(a->weights, shown_w, sizeof shown_w));
     return 0;
 }
 
+/* rc, or 1 when what was printed did not reach stdout (a full disk, a closed pipe). */
+static int stdout_checked(int rc) {
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout)) return rc;
+    die("writing the standard output failed: %s", errno ? strerror(errno) : "I/O error");
+    return rc ? rc : 1;
+}
+
+static int dispatch(const cli_args *a) {
+    if (strcmp(a->command, "inspect") == 0) return cmd_inspect(a);
+    if (strcmp(a->command, "dump") == 0) return cmd_dump(a);
+    if (strcmp(a->command, "run") == 0) return cmd_run(a);
+    if (strcmp(a->command, "compile") == 0) return cmd_compile(a);
+    if (strcmp(a->command, "export") == 0) return cmd_export(a);
+    usage();
+    return bad_usage("unknown command '%s'", a->command);
+}
+
 int main(int argc, char **argv) {
-    if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)) return print_version();
-    if (argc >= 2 && strcmp(argv[1], "help") == 0) return print_help(); /* deitc help [COMMAND] */
+    cli_argv = argv;
+    cli_argc = argc;
+    if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)) return stdout_checked(print_version());
+    if (argc >= 2 && strcmp(argv[1], "help") == 0) return stdout_checked(print_help()); /* deitc help [COMMAND] */
     if (asks_for_help(argc, argv)) {
         usage_to(stdout);
-        return 0;
+        return stdout_checked(0);
     }
     cli_args a;
     int rc = parse_args(argc, argv, &a);
@@ -616,11 +720,5 @@ int main(int argc, char **argv) {
         if (argc < 3) usage();
         return 2;
     }
-    if (strcmp(a.command, "inspect") == 0) return cmd_inspect(&a);
-    if (strcmp(a.command, "dump") == 0) return cmd_dump(&a);
-    if (strcmp(a.command, "run") == 0) return cmd_run(&a);
-    if (strcmp(a.command, "compile") == 0) return cmd_compile(&a);
-    if (strcmp(a.command, "export") == 0) return cmd_export(&a);
-    usage();
-    return bad_usage("unknown command '%s'", a.command);
+    return stdout_checked(dispatch(&a));
 }

@@ -241,7 +241,15 @@ int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize
         snprintf(err, errsize, "cannot create --emit-dir '%s': %s", o->emit_dir, strerror(errno));
         return -1;
     }
-    /* the output must be writable before any work is done */
+    /* the output must be a regular file (or new) and writable before any work is done; the
+     * EXE.tmp.PID of a compile killed earlier goes */
+    struct stat ost;
+    if (stat(o->output, &ost) == 0 && !S_ISREG(ost.st_mode)) {
+        snprintf(err, errsize, "cannot write the executable '%s': %s", o->output,
+                 S_ISDIR(ost.st_mode) ? "it is a directory" : "it is not a regular file");
+        return -1;
+    }
+    rt_tmp_remove_stale(o->output);
     snprintf(tmp_exe, sizeof tmp_exe, "%s.tmp.%ld", o->output, (long)getpid());
     FILE *probe = fopen(tmp_exe, "wb");
     if (!probe) {

@@ -108,21 +108,19 @@ static int write_model(const Onnx__ModelProto *m, const char *out, char *err, si
     uint8_t *buf = malloc(n ? n : 1);
     if (!buf) abort();
     onnx__model_proto__pack(m, buf);
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    int tracked = f ? rt_tmp_track(tmp, 0) : -1;
-    int ok = f && fwrite(buf, 1, n, f) == n;
-    if (f && fclose(f)) ok = 0;
+    rt_output o; /* a temporary and rename; a device or FIFO in place */
+    if (rt_output_open(&o, out, err, errsize)) {
+        free(buf);
+        return -1;
+    }
+    int ok = fwrite(buf, 1, n, o.f) == n;
+    int e = errno;
     free(buf);
-    if (!ok || rename(tmp, out)) {
-        int e = errno;
-        if (f) unlink(tmp);
-        rt_tmp_untrack(tracked);
+    if (!ok) {
+        rt_output_abort(&o);
         return fail(err, errsize, "cannot write %s: %s", out, strerror(e));
     }
-    rt_tmp_untrack(tracked);
-    return 0;
+    return rt_output_commit(&o, err, errsize);
 }
 
 /* An ONNX-domain Identity node with one input and one output */

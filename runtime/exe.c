@@ -26,7 +26,7 @@ typedef struct {
     const char *cmd;
     const char *init, *data, *save, *metrics, *checkpoint, *resume;
     long steps, epochs, warmup_steps, bench_warmup, log_every, checkpoint_every;
-    int has_steps, has_epochs, has_lr, shuffle, synthetic, use_graph, verbose, cosine, profile;
+    int has_steps, has_epochs, has_lr, shuffle, synthetic, use_graph, verbose, cosine, profile, resume_override;
     double lr, weight_decay;
     uint64_t seed;
 } exe_args;
@@ -42,15 +42,32 @@ typedef struct {
 } session;
 
 static const char *prog = "EXE";
+static char **prog_argv; /* file names in messages are escaped (rt_message_escape) */
+static int prog_argc;
 
+static int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: error: ", prog);
-    vfprintf(stderr, fmt, ap);
+    rt_strbuf shown = {0};
+    int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    char *text = malloc((size_t)(n > 0 ? n : 0) + 1);
+    if (!text) abort();
+    va_start(ap, fmt);
+    vsnprintf(text, (size_t)(n > 0 ? n : 0) + 1, fmt, ap);
+    va_end(ap);
+    rt_message_escape(text, prog_argv, prog_argc, &shown);
+    fprintf(stderr, "%s: error: %s\n", prog, shown.s ? shown.s : "");
+    free(text);
+    rt_sb_free(&shown);
     return 1;
+}
+
+/* a file name for stdout: control characters escaped (one static buffer: one name a printf) */
+static const char *shown(const char *path) {
+    static char buf[4096];
+    return rt_path_show(path, buf, sizeof buf);
 }
 
 static double now_s(void) {
@@ -65,7 +82,7 @@ static void usage(FILE *f) {
             "                [--weight-decay WD] [--no-shuffle] [--save OUT.safetensors] [--metrics FILE.jsonl]\n"
             "                [--seed S] [--synthetic] [--warmup-steps W] [--schedule cosine|constant]\n"
             "                [--log-every N] [--no-graph] [--checkpoint C.safetensors [--checkpoint-every N]]\n"
-            "                [--resume C.safetensors]\n"
+            "                [--resume C.safetensors [--resume-override]]\n"
             "       %s eval --data D [--init W.safetensors] [--seed S]\n"
             "       %s bench [--steps K] [--warmup W] [--init W.safetensors] [--no-graph] [--profile]\n"
             "       %s info [-v]\n"
@@ -73,31 +90,57 @@ static void usage(FILE *f) {
             "   cropped as timm evaluates, ImageNet mean/std), a .safetensors tensor dataset (images f32 [N,C,H,W],\n"
             "   labels i64 [N]) or a CIFAR-10 .bin.\n"
             "--checkpoint writes the weights, the AdamW state and the step (every N steps and at the end); --resume\n"
-            "continues such a run from its step: give it the same --steps/--epochs, schedule and --seed.\n"
+            "continues such a run from its step (or, at its last step, writes its --save file); a run with other\n"
+            "--steps/--epochs, --lr, --weight-decay, schedule, warm-up, shuffling or --seed is refused unless\n"
+            "--resume-override. Training stops (exit 1) at a loss that is not finite; no file is ever written\n"
+            "with a NaN or infinity. Each option may be given once; numbers are decimal.\n"
             "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH, DEITC_TF32, DEITC_DEVICE, DEITC_CUDA_SYNC (cuda).\n",
             prog, prog, prog, prog);
 }
 
 /* ---- arguments ----------------------------------------------------------------------------- */
 
-static int parse_long(const char *opt, const char *s, long min, long *out) {
+/* The largest count any option takes: far beyond any run, far below where sums overflow. */
+#define MAX_COUNT 1000000000000L
+
+/* Decimal digits only: no sign, blanks, 0x or octal surprises. */
+static int parse_long(const char *opt, const char *s, long min, long max, long *out) {
     char *end;
     errno = 0;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (!s || !*s || *end || errno || v < min) {
-        fprintf(stderr, "%s: error: %s expects an integer >= %ld, got '%s'\n", prog, opt, min, s ? s : "");
+    int digits = s && *s && strspn(s, "0123456789") == strlen(s);
+    long v = digits ? strtol(s, &end, 10) : 0;
+    if (!digits || errno || v < min || v > max) {
+        error("%s expects a decimal integer from %ld to %ld, got '%s'", opt, min, max, s ? s : "");
         return -1;
     }
     *out = v;
     return 0;
 }
 
+/* Decimal numbers: digits, an optional fraction and exponent (no hex, inf or nan). */
+static int is_decimal(const char *s) {
+    const char *p = s;
+    if (*p == '+' || *p == '-') p++;
+    size_t a = strspn(p, "0123456789");
+    p += a;
+    size_t b = 0;
+    if (*p == '.') b = strspn(++p, "0123456789"), p += b;
+    if (!a && !b) return 0;
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-') p++;
+        size_t e = strspn(p, "0123456789");
+        if (!e) return 0;
+        p += e;
+    }
+    return *p == 0;
+}
+
 static int parse_double(const char *opt, const char *s, double min, double *out) {
-    char *end;
     errno = 0;
-    double v = s ? strtod(s, &end) : 0;
-    if (!s || !*s || *end || errno || !(v >= min) || !isfinite(v)) {
-        fprintf(stderr, "%s: error: %s expects a number >= %g, got '%s'\n", prog, opt, min, s ? s : "");
+    double v = s && is_decimal(s) ? strtod(s, NULL) : NAN;
+    if (errno || !(v >= min) || !isfinite(v)) {
+        error("%s expects a decimal number >= %g, got '%s'", opt, min, s ? s : "");
         return -1;
     }
     *out = v;
@@ -111,7 +154,7 @@ static int option_allowed(const char *cmd, const char *opt) {
     } table[] = {
         {"train", " --init --data --save --metrics --steps --epochs --lr --weight-decay --seed --warmup-steps"
                   " --schedule --log-every --no-shuffle --synthetic --no-graph -v --verbose --profile"
-                  " --checkpoint --checkpoint-every --resume "},
+                  " --checkpoint --checkpoint-every --resume --resume-override "},
         {"eval", " --init --data --synthetic --seed --no-graph -v --verbose "},
         {"bench", " --init --steps --warmup --seed --no-graph -v --verbose --profile "},
         {"info", " -v --verbose "},
@@ -132,6 +175,8 @@ static int parse_args(int argc, char **argv, exe_args *a) {
     a->shuffle = 1;
     a->use_graph = 1;
     a->bench_warmup = 3;
+    const char *seen[64];
+    int nseen = 0;
     for (int i = 2; i < argc; i++) {
         const char *s = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1;
@@ -141,6 +186,13 @@ static int parse_args(int argc, char **argv, exe_args *a) {
             usage(stderr);
             return 2;
         }
+        const char *name = !strcmp(s, "-v") ? "--verbose" : s;
+        for (int j = 0; j < nseen && s[0] == '-'; j++) /* each option once: no silent "last one wins" */
+            if (!strcmp(seen[j], name)) {
+                error("%s is given twice", s);
+                return 2;
+            }
+        if (s[0] == '-' && nseen < 64) seen[nseen++] = name;
         if (!strcmp(s, "--init")) a->init = next;
         else if (!strcmp(s, "--data")) a->data = next;
         else if (!strcmp(s, "--save")) a->save = next;
@@ -148,13 +200,13 @@ static int parse_args(int argc, char **argv, exe_args *a) {
         else if (!strcmp(s, "--checkpoint")) a->checkpoint = next;
         else if (!strcmp(s, "--resume")) a->resume = next;
         else if (!strcmp(s, "--checkpoint-every")) {
-            if (parse_long(s, next, 1, &a->checkpoint_every)) return 2;
+            if (parse_long(s, next, 1, MAX_COUNT, &a->checkpoint_every)) return 2;
         }
         else if (!strcmp(s, "--steps")) {
-            if (parse_long(s, next, 1, &a->steps)) return 2;
+            if (parse_long(s, next, 1, MAX_COUNT, &a->steps)) return 2;
             a->has_steps = 1;
         } else if (!strcmp(s, "--epochs")) {
-            if (parse_long(s, next, 1, &a->epochs)) return 2;
+            if (parse_long(s, next, 1, LONG_MAX, &a->epochs)) return 2;
             a->has_epochs = 1;
         } else if (!strcmp(s, "--lr")) {
             if (parse_double(s, next, 0, &a->lr)) return 2;
@@ -162,14 +214,14 @@ static int parse_args(int argc, char **argv, exe_args *a) {
         } else if (!strcmp(s, "--weight-decay")) {
             if (parse_double(s, next, 0, &a->weight_decay)) return 2;
         } else if (!strcmp(s, "--seed")) {
-            if (parse_long(s, next, 0, &lv)) return 2;
+            if (parse_long(s, next, 0, LONG_MAX, &lv)) return 2;
             a->seed = (uint64_t)lv;
         } else if (!strcmp(s, "--warmup-steps")) {
-            if (parse_long(s, next, 0, &a->warmup_steps)) return 2;
+            if (parse_long(s, next, 0, MAX_COUNT, &a->warmup_steps)) return 2;
         } else if (!strcmp(s, "--warmup")) {
-            if (parse_long(s, next, 0, &a->bench_warmup)) return 2;
+            if (parse_long(s, next, 0, MAX_COUNT, &a->bench_warmup)) return 2;
         } else if (!strcmp(s, "--log-every")) {
-            if (parse_long(s, next, 1, &a->log_every)) return 2;
+            if (parse_long(s, next, 1, LONG_MAX, &a->log_every)) return 2;
         } else if (!strcmp(s, "--schedule")) {
             if (!next || (strcmp(next, "cosine") && strcmp(next, "constant"))) {
                 fprintf(stderr, "%s: error: --schedule expects cosine or constant, got '%s'\n", prog,
@@ -184,6 +236,7 @@ static int parse_args(int argc, char **argv, exe_args *a) {
             else if (!strcmp(s, "--no-graph")) a->use_graph = 0;
             else if (!strcmp(s, "-v") || !strcmp(s, "--verbose")) a->verbose = 1;
             else if (!strcmp(s, "--profile")) a->profile = 1;
+            else if (!strcmp(s, "--resume-override")) a->resume_override = 1;
             else {
                 fprintf(stderr, "%s: error: unknown option '%s' for '%s'\n", prog, s, a->cmd);
                 usage(stderr);
@@ -204,6 +257,10 @@ static int parse_args(int argc, char **argv, exe_args *a) {
     }
     if (a->resume && a->init) {
         fprintf(stderr, "%s: error: give --init or --resume, not both (a checkpoint holds the weights)\n", prog);
+        return 2;
+    }
+    if (a->resume_override && !a->resume) {
+        fprintf(stderr, "%s: error: --resume-override needs --resume C\n", prog);
         return 2;
     }
     if (a->checkpoint_every && !a->checkpoint) {
@@ -340,7 +397,7 @@ static int load_weights(session *s, const char *init, uint64_t seed) {
     rt_tensor_set set;
     memset(&set, 0, sizeof set);
     char err[1200];
-    if (init && rt_safetensors_read(init, &set, err, sizeof err)) return error("%s", err);
+    if (init && rt_safetensors_read_checked(init, 0, &set, err, sizeof err) < 0) return error("%s", err);
     int rc = 0, used = 0;
     for (int i = 0; i < p->num_tensors && !rc; i++) {
         const rt_plan_tensor *t = &p->tensors[i];
@@ -447,36 +504,65 @@ static int load_data(const exe_args *a, const rt_plan *p, rt_dataset *ds) {
                      a->cmd, strcmp(a->cmd, "train") ? "" : ", or --synthetic");
     if (rt_dataset_load(a->data, p, ds, err, sizeof err)) return error("%s", err);
     if (ds->images_u8)
-        printf("data: %s: %lld images, %lld classes, decoded in %.2f s\n", a->data, (long long)ds->n,
+        printf("data: %s: %lld images, %lld classes, decoded in %.2f s\n", shown(a->data), (long long)ds->n,
                (long long)ds->classes, ds->load_s);
     return 0;
 }
 
 /* ---- train --------------------------------------------------------------------------------- */
 
-/* Fails early (before any training) when `path` cannot be written: creates and removes a
- * probe file beside it, so a long run never ends with its results lost. */
+/* Fails early (before any training) when `path` cannot be written, so a long run never ends
+ * with its results lost. */
 static int check_writable(const char *path) {
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return error("%s: is a directory", path);
-    size_t n = strlen(path) + 32;
-    char *probe = malloc(n);
-    if (!probe) abort();
-    snprintf(probe, n, "%s.probe.%d", path, (int)getpid());
-    FILE *f = fopen(probe, "w");
-    int rc = f ? 0 : error("%s: cannot write there: %s", path, strerror(errno));
-    if (f) {
-        fclose(f);
-        unlink(probe);
+    char err[1200];
+    return rt_output_check(path, err, sizeof err) ? error("%s", err) : 0;
+}
+
+/* The index of the first element of a float tensor that is not finite, or -1. */
+static int64_t first_nonfinite(const void *data, int64_t n, rt_dtype t) {
+    if (!is_float(t)) return -1;
+    float chunk[1024];
+    for (int64_t i = 0; i < n; i += 1024) {
+        int64_t k = n - i < 1024 ? n - i : 1024;
+        to_f32((const char *)data + (size_t)i * rt_dtype_size(t), k, t, chunk);
+        for (int64_t j = 0; j < k; j++)
+            if (!isfinite(chunk[j])) return i + j;
     }
-    free(probe);
-    return rc;
+    return -1;
+}
+
+/* The run's options a checkpoint keeps, as metadata keys and values: what --resume compares. */
+typedef struct {
+    const char *key;
+    char value[64];
+} run_option;
+enum { RUN_OPTIONS = 7 };
+
+/* v in the fewest digits that read back as v (0.1, not 0.10000000000000001) */
+static void shortest(double v, char *buf, size_t size) {
+    for (int digits = 6; digits <= 17; digits++) {
+        snprintf(buf, size, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+}
+
+static void run_options(const exe_args *a, long total, run_option o[RUN_OPTIONS]) {
+    static const char *keys[RUN_OPTIONS] = {"steps", "lr", "weight_decay", "schedule", "warmup_steps", "seed",
+                                            "shuffle"};
+    for (int i = 0; i < RUN_OPTIONS; i++) o[i].key = keys[i];
+    snprintf(o[0].value, sizeof o[0].value, "%ld", total);
+    shortest(a->lr, o[1].value, sizeof o[1].value);
+    shortest(a->weight_decay, o[2].value, sizeof o[2].value);
+    snprintf(o[3].value, sizeof o[3].value, "%s", a->cosine ? "cosine" : "constant");
+    snprintf(o[4].value, sizeof o[4].value, "%ld", a->warmup_steps);
+    snprintf(o[5].value, sizeof o[5].value, "%llu", (unsigned long long)a->seed);
+    snprintf(o[6].value, sizeof o[6].value, "%s", a->shuffle ? "yes" : "no");
 }
 
 /* The trained weights (--save: timm's names, loadable by timm), or with with_state a checkpoint
  * (--checkpoint): the weights, the optimizer state (adam_m.*, adam_v.*) and the step reached,
  * as the I64 tensor "checkpoint.step", which --resume continues from. */
-static int save_weights(session *s, const char *path, long steps, int with_state) {
+static int save_weights(session *s, const char *path, long steps, int with_state, const exe_args *a, long total) {
     const rt_plan *p = s->p;
     rt_tensor *ts = calloc((size_t)p->num_tensors + 2, sizeof *ts);
     if (!ts) abort();
@@ -494,11 +580,27 @@ static int save_weights(session *s, const char *path, long steps, int with_state
         o->data = malloc(o->nbytes ? o->nbytes : 1);
         if (!o->data) abort();
         if (s->dev->download(s->dev, o->data, t->offset, o->nbytes)) rc = error("%s", s->dev->err);
+        int64_t bad = rc ? -1 : first_nonfinite(o->data, numel(t), t->dtype);
+        if (bad >= 0)
+            rc = error("not writing %s: %s '%s' holds a NaN or infinity at element %lld after step %ld (training "
+                       "diverged: try a smaller --lr); the file is left as it was",
+                       path, t->role == RT_ROLE_STATE ? "optimizer state" : "weight", t->name, (long long)bad, steps);
     }
+    rt_strbuf meta = {0};
     if (!rc) {
-        char meta[512], err[1200];
-        snprintf(meta, sizeof meta, "{\"format\":\"pt\",\"model\":\"%s\",\"steps\":\"%ld\",\"producer\":\"deitc\"}",
-                 p->model_name ? p->model_name : "?", steps);
+        char err[1200];
+        rt_sb_puts(&meta, "{\"format\":\"pt\",\"model\":");
+        rt_sb_json_string(&meta, p->model_name ? p->model_name : "?");
+        rt_sb_printf(&meta, ",\"steps\":\"%ld\",\"producer\":\"deitc\"", steps);
+        if (with_state) {
+            run_option ro[RUN_OPTIONS];
+            run_options(a, total, ro);
+            for (int i = 0; i < RUN_OPTIONS; i++) {
+                rt_sb_printf(&meta, ",\"deitc.run.%s\":", ro[i].key);
+                rt_sb_json_string(&meta, ro[i].value);
+            }
+        }
+        rt_sb_puts(&meta, "}");
         if (with_state) {
             rt_tensor *o = &ts[n++];
             o->name = "checkpoint.step";
@@ -510,23 +612,26 @@ static int save_weights(session *s, const char *path, long steps, int with_state
             if (!o->data) abort();
             memcpy(o->data, &step64, sizeof step64);
         }
-        if (rt_safetensors_write(path, ts, n, meta, err, sizeof err)) rc = error("%s", err);
-        else if (with_state) printf("checkpoint at step %ld: %s\n", steps, path);
-        else printf("saved %d weight tensors to %s\n", n, path);
+        if (rt_safetensors_write(path, ts, n, meta.s, err, sizeof err)) rc = error("%s", err);
+        else if (with_state) printf("checkpoint at step %ld: %s\n", steps, shown(path));
+        else printf("saved %d weight tensors to %s\n", n, shown(path));
     }
+    rt_sb_free(&meta);
     for (int i = 0; i < n; i++) free(ts[i].data);
     free(ts);
     return rc;
 }
 
-/* --resume: a checkpoint's weights and optimizer state (every one of this model's, with its
+/* --resume: a checkpoint (its checksums verified) of a run with these options (unless
+ * --resume-override): its weights and optimizer state (every one of this model's, with its
  * shape) and the step it reached, into *step. */
-static int load_checkpoint(session *s, const char *path, long *step) {
+static int load_checkpoint(session *s, const exe_args *a, long total, long *step) {
     const rt_plan *p = s->p;
+    const char *path = a->resume;
     rt_tensor_set set;
     memset(&set, 0, sizeof set);
     char err[1200];
-    if (rt_safetensors_read(path, &set, err, sizeof err)) return error("%s", err);
+    if (rt_safetensors_read_checked(path, 1, &set, err, sizeof err)) return error("%s", err);
     int rc = 0;
     const rt_tensor *st = rt_tensor_set_find(&set, "checkpoint.step");
     int64_t at = 0;
@@ -536,6 +641,27 @@ static int load_checkpoint(session *s, const char *path, long *step) {
     else {
         memcpy(&at, st->data, sizeof at);
         if (at < 1 || at > LONG_MAX) rc = error("%s: checkpoint.step = %lld is not a step", path, (long long)at);
+    }
+    if (!rc) {
+        run_option ro[RUN_OPTIONS];
+        run_options(a, total, ro);
+        rt_strbuf diff = {0}, v = {0};
+        for (int i = 0; i < RUN_OPTIONS; i++) {
+            char key[64];
+            snprintf(key, sizeof key, "deitc.run.%s", ro[i].key);
+            int found = rt_json_get_string(set.metadata, key, &v);
+            if (found != 1 || strcmp(v.s, ro[i].value))
+                rt_sb_printf(&diff, "%s%s %s (the checkpoint's run: %s)", diff.len ? ", " : "", ro[i].key, ro[i].value,
+                             found == 1 ? v.s : "not recorded");
+        }
+        if (diff.len && !a->resume_override)
+            rc = error("%s: this run differs from the checkpoint's: %s; give the same options to continue that run, or "
+                       "--resume-override to continue with these",
+                       path, diff.s);
+        else if (diff.len)
+            fprintf(stderr, "%s: note: --resume-override: continuing %s with other options: %s\n", prog, path, diff.s);
+        rt_sb_free(&diff);
+        rt_sb_free(&v);
     }
     for (int i = 0; i < p->num_tensors && !rc; i++) {
         const rt_plan_tensor *t = &p->tensors[i];
@@ -559,8 +685,20 @@ static int cmd_train(const exe_args *a, const rt_plan *p) {
     FILE *metrics = NULL;
     int64_t *perm = NULL, *idx = NULL;
     int rc = 1;
+    /* no output may be one of the inputs (--resume C --checkpoint C continues C: that is the point) */
+    char err[1200];
+    int resume_is_checkpoint = a->resume && a->checkpoint && rt_same_file(a->resume, a->checkpoint);
+    const rt_named_path outputs[] = {{"--save", a->save}, {"--checkpoint", a->checkpoint}, {"--metrics", a->metrics}};
+    const rt_named_path inputs[] = {{"--data", a->data}, {"--init", a->init},
+                                    {"--resume", resume_is_checkpoint ? NULL : a->resume},
+                                    {"the executable", "/proc/self/exe"}};
+    if (rt_paths_check(outputs, 3, inputs, 4, err, sizeof err)) {
+        error("%s", err);
+        goto done;
+    }
     if (a->save && check_writable(a->save)) goto done;
     if (a->checkpoint && check_writable(a->checkpoint)) goto done;
+    if (a->metrics && check_writable(a->metrics)) goto done;
     if (load_data(a, p, &ds)) goto done;
     if (ds.n < p->batch) {
         error("%s: the dataset has %lld images, fewer than the batch size %lld this executable was compiled for "
@@ -572,20 +710,20 @@ static int cmd_train(const exe_args *a, const rt_plan *p) {
         error("%s: cannot open for writing: %s", a->metrics, strerror(errno));
         goto done;
     }
-    long first = 1; /* the first step to run: after the checkpoint's with --resume */
-    if (session_open(&s, p, 1) || load_weights(&s, a->init, a->seed)) goto done;
-    if (a->resume) {
-        long at = 0;
-        if (load_checkpoint(&s, a->resume, &at)) goto done;
-        first = at + 1;
-    }
     int64_t per_epoch = ds.n / p->batch;
-    if (a->has_epochs && a->epochs > LONG_MAX / per_epoch) {
+    if (a->has_epochs && a->epochs > MAX_COUNT / per_epoch) {
         error("--epochs %ld: %ld epochs of %lld steps is more steps than can be counted", a->epochs, a->epochs,
               (long long)per_epoch);
         goto done;
     }
     long total = a->has_steps ? a->steps : (long)(a->has_epochs ? a->epochs : 1) * (long)per_epoch;
+    long first = 1; /* the first step to run: after the checkpoint's with --resume */
+    if (session_open(&s, p, 1) || load_weights(&s, a->init, a->seed)) goto done;
+    if (a->resume) {
+        long at = 0;
+        if (load_checkpoint(&s, a, total, &at)) goto done;
+        first = at + 1;
+    }
     long log_every = a->log_every ? a->log_every : (total <= 50 ? 1 : total / 25);
     perm = malloc(sizeof(int64_t) * (size_t)ds.n);
     if (!perm) abort();
@@ -595,13 +733,19 @@ static int cmd_train(const exe_args *a, const rt_plan *p) {
     fflush(stdout);
     int64_t epoch = -1;
     double t_start = now_s(), images = 0;
-    int warned = 0;
-    if (first > total) {
-        error("%s: the checkpoint is at step %ld and this run has %ld steps: nothing left to train (give more --steps "
-              "or --epochs)", a->resume, first - 1, total);
+    if (first == total + 1 && a->save) { /* a finished run's checkpoint: its weights are the result */
+        printf("%s: the checkpoint is at the run's last step (%ld): nothing left to train; writing its weights\n",
+               shown(a->resume), total);
+        if (save_weights(&s, a->save, total, 0, a, total)) goto done;
+        rc = 0;
         goto done;
     }
-    if (a->resume) printf("resuming from %s at step %ld\n", a->resume, first - 1);
+    if (first > total) {
+        error("%s: the checkpoint is at step %ld and this run has %ld steps: nothing left to train (give more --steps "
+              "or --epochs, or --save W to write its weights)", a->resume, first - 1, total);
+        goto done;
+    }
+    if (a->resume) printf("resuming from %s at step %ld\n", shown(a->resume), first - 1);
     for (long step = first; step <= total; step++) {
         int64_t e = (step - 1) / per_epoch, pos = ((step - 1) % per_epoch) * p->batch;
         if (e != epoch) {
@@ -617,10 +761,10 @@ static int cmd_train(const exe_args *a, const rt_plan *p) {
             goto done;
         double dt = now_s() - t0, ips = (double)p->batch / (dt > 0 ? dt : 1e-9);
         images += (double)p->batch;
-        if (!isfinite(loss) && !warned) {
-            fprintf(stderr, "%s: warning: the loss is %g at step %ld (diverged? try a smaller --lr)\n", prog, loss,
-                    step);
-            warned = 1;
+        if (!isfinite(loss)) { /* the weights that gave it are lost causes: keep what was written */
+            error("the loss is %g at step %ld: training diverged (try a smaller --lr); stopped without writing %s%s", loss,
+                  step, a->checkpoint ? "over the last checkpoint " : "any weights", a->checkpoint ? a->checkpoint : "");
+            goto done;
         }
         if (metrics) {
             fprintf(metrics, "{\"step\":%ld,\"epoch\":%lld,\"loss\":", step, (long long)e);
@@ -640,13 +784,13 @@ static int cmd_train(const exe_args *a, const rt_plan *p) {
             fflush(stdout);
         }
         if (a->checkpoint_every && step % a->checkpoint_every == 0 && step < total &&
-            save_weights(&s, a->checkpoint, step, 1))
+            save_weights(&s, a->checkpoint, step, 1, a, total))
             goto done;
     }
     double elapsed = now_s() - t_start;
     printf("trained %ld steps in %.2f s (%.1f images/s)\n", total - first + 1, elapsed, images / (elapsed > 0 ? elapsed : 1e-9));
-    if (a->checkpoint && save_weights(&s, a->checkpoint, total, 1)) goto done;
-    if (a->save && save_weights(&s, a->save, total, 0)) goto done;
+    if (a->checkpoint && save_weights(&s, a->checkpoint, total, 1, a, total)) goto done;
+    if (a->save && save_weights(&s, a->save, total, 0, a, total)) goto done;
     rc = 0;
 done:
     if (metrics && fclose(metrics) && !rc) rc = error("%s: write failed", a->metrics);
@@ -824,6 +968,9 @@ static int cmd_bench(const exe_args *a, const rt_plan *p) {
     int rc = 1;
     char err[1200];
     long steps = a->has_steps ? a->steps : 20, warm = a->bench_warmup;
+    if (steps > 1000000 || warm > 1000000) /* the timings are kept; runs of this length measure nothing more */
+        return error("bench times at most 1000000 steps after at most 1000000 warm-up steps (--steps %ld, --warmup %ld)",
+                     steps, warm);
     if (rt_dataset_synthetic(p, p->batch, a->seed, &ds, err, sizeof err)) return error("%s", err);
     if (session_open(&s, p, 1) || load_weights(&s, a->init, a->seed)) goto done;
     int64_t *idx = malloc(sizeof(int64_t) * (size_t)p->batch);
@@ -855,14 +1002,31 @@ static int cmd_bench(const exe_args *a, const rt_plan *p) {
     printf("  step time: median %.3f ms, min %.3f ms, max %.3f ms\n", med, ms[0], ms[steps - 1]);
     printf("  %.1f images/s, GEMMs %.2f TFLOP/s, device memory %.1f MiB, last loss %.4f\n", ips, tflops,
            (double)s.dev->mem_bytes / (1 << 20), loss);
-    printf("{\"bench\":\"%s\",\"target\":\"%s\",\"device\":\"%s\",\"precision\":\"%s\",\"batch\":%lld,\"steps\":%ld,"
-           "\"graph\":%s,\"median_ms\":%.4f,\"min_ms\":%.4f,\"max_ms\":%.4f,\"images_per_s\":%.2f,"
-           "\"gemm_tflops\":%.3f,\"device_mem_bytes\":%llu,\"arena_bytes\":%llu,\"loss\":",
-           p->model_name ? p->model_name : "", s.dev->target, s.dev->name, p->precision ? p->precision : "",
-           (long long)p->batch, steps, graph ? "true" : "false", med, ms[0], ms[steps - 1], ips, tflops,
-           (unsigned long long)s.dev->mem_bytes, (unsigned long long)p->arena_bytes);
-    json_num(stdout, loss);
-    printf("}\n");
+    /* names escaped; a figure that is not finite (a step timed at 0 ms) is null, never inf */
+    rt_strbuf js = {0};
+    const char *names[4][2] = {{"bench", p->model_name ? p->model_name : ""}, {"target", s.dev->target},
+                               {"device", s.dev->name}, {"precision", p->precision ? p->precision : ""}};
+    for (int i = 0; i < 4; i++) {
+        rt_sb_printf(&js, "%s\"%s\":", i ? "," : "{", names[i][0]);
+        rt_sb_json_string(&js, names[i][1]);
+    }
+    rt_sb_printf(&js, ",\"batch\":%lld,\"steps\":%ld,\"graph\":%s", (long long)p->batch, steps,
+                 graph ? "true" : "false");
+    const struct {
+        const char *key, *fmt;
+        double v;
+    } figures[] = {{"median_ms", "%.4f", med},     {"min_ms", "%.4f", ms[0]},         {"max_ms", "%.4f", ms[steps - 1]},
+                   {"images_per_s", "%.2f", ips}, {"gemm_tflops", "%.3f", tflops}};
+    for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++) {
+        rt_sb_printf(&js, ",\"%s\":", figures[i].key);
+        if (isfinite(figures[i].v)) rt_sb_printf(&js, figures[i].fmt, figures[i].v);
+        else rt_sb_puts(&js, "null");
+    }
+    rt_sb_printf(&js, ",\"device_mem_bytes\":%llu,\"arena_bytes\":%llu,\"loss\":",
+                 (unsigned long long)s.dev->mem_bytes, (unsigned long long)p->arena_bytes);
+    rt_sb_json_number(&js, loss);
+    printf("%s}\n", js.s);
+    rt_sb_free(&js);
     if (a->profile && profile(&s, a, steps)) goto done;
     rc = 0;
 done:
@@ -944,7 +1108,18 @@ static int cmd_info(const exe_args *a, const rt_plan *p) {
 
 /* ---- main ---------------------------------------------------------------------------------- */
 
+/* rc, or 1 when what was printed did not reach stdout (a full disk, a closed pipe): a lost
+ * report is an error, not a success. */
+static int stdout_checked(int rc) {
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout)) return rc;
+    error("writing the standard output failed: %s", errno ? strerror(errno) : "I/O error");
+    return rc ? rc : 1;
+}
+
 int rt_main(const rt_plan *p, int argc, char **argv) {
+    prog_argv = argv;
+    prog_argc = argc;
     if (argc > 0 && argv[0]) {
         const char *slash = strrchr(argv[0], '/');
         prog = slash ? slash + 1 : argv[0];
@@ -956,16 +1131,19 @@ int rt_main(const rt_plan *p, int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") || (i == 1 && !strcmp(argv[i], "help"))) {
             usage(stdout); /* EXE --help, EXE train --help */
-            return 0;
+            return stdout_checked(0);
         }
     exe_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc;
-    if (!strcmp(a.cmd, "train")) return cmd_train(&a, p);
-    if (!strcmp(a.cmd, "eval")) return cmd_eval(&a, p);
-    if (!strcmp(a.cmd, "bench")) return cmd_bench(&a, p);
-    if (!strcmp(a.cmd, "info")) return cmd_info(&a, p);
-    fprintf(stderr, "%s: error: unknown command '%s' (train, eval, bench, info)\n", prog, a.cmd);
-    usage(stderr);
-    return 2;
+    if (!strcmp(a.cmd, "train")) rc = cmd_train(&a, p);
+    else if (!strcmp(a.cmd, "eval")) rc = cmd_eval(&a, p);
+    else if (!strcmp(a.cmd, "bench")) rc = cmd_bench(&a, p);
+    else if (!strcmp(a.cmd, "info")) rc = cmd_info(&a, p);
+    else {
+        fprintf(stderr, "%s: error: unknown command '%s' (train, eval, bench, info)\n", prog, a.cmd);
+        usage(stderr);
+        return 2;
+    }
+    return stdout_checked(rc);
 }

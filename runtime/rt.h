@@ -3,7 +3,10 @@
  *
  * Sections follow the files that implement them:
  *   common.c       error formatting, random numbers
+ *   json.c         the JSON writer (growing buffer, escaping) and a reader of flat metadata
+ *   output.c       writing output files (temporary + rename, devices in place), path checks
  *   safetensors.c  reading and writing safetensors files, dtype conversion
+ *   checksum.c     CRC-32 checksums in the safetensors files deitc writes, and their check
  *   init.c         deterministic weight initialization (timm's DeiT scheme)
  * and, for the executables only (library deitc_exe, which also holds main()):
  *   gemm_cpu.c     the emu target's matrix products on the host
@@ -18,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* ---- common.c --------------------------------------------------------------------------- */
 
@@ -33,6 +37,69 @@ double rt_uniform01(uint64_t *state);    /* uniform in (0, 1) */
  * path is simply not cleaned up on a signal). Signals the process ignores stay ignored. */
 int rt_tmp_track(const char *path, int is_dir);
 void rt_tmp_untrack(int handle);
+
+/* ---- json.c ------------------------------------------------------------------------------ */
+
+/* A growing text buffer; zero-initialize (rt_strbuf b = {0}), rt_sb_free when done. s is
+ * NUL-terminated once anything was put. */
+typedef struct {
+    char *s;
+    size_t len, cap;
+} rt_strbuf;
+void rt_sb_putn(rt_strbuf *b, const char *s, size_t n);
+void rt_sb_puts(rt_strbuf *b, const char *s);
+void rt_sb_printf(rt_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A JSON string literal of s: quotes, backslashes and control characters escaped, bytes that
+ * are not UTF-8 as U+FFFD, so the result is valid JSON whatever s holds. */
+void rt_sb_json_string(rt_strbuf *b, const char *s);
+/* A JSON number (%.17g: reads back exactly), or null when v is not finite. */
+void rt_sb_json_number(rt_strbuf *b, double v);
+void rt_sb_free(rt_strbuf *b);
+/* The string value of `key` in a flat JSON object's text (a safetensors __metadata__) into
+ * *value: 1 found, 0 absent (or object NULL), -1 malformed. */
+int rt_json_get_string(const char *object, const char *key, rt_strbuf *value);
+
+/* ---- output.c ---------------------------------------------------------------------------- */
+
+/* path for messages: control characters escaped (\n, \x01), backslashes doubled; into buf. */
+const char *rt_path_show(const char *path, char *buf, size_t size);
+/* Removes PATH.tmp.N and PATH.probe.N left beside path by processes N that no longer exist
+ * (a kill -9 during a write). */
+void rt_tmp_remove_stale(const char *path);
+
+/* An output being written: a regular file (or a new one) goes to PATH.tmp.PID and is renamed
+ * over path by rt_output_commit; anything else that exists (a device, a FIFO) is written in
+ * place, never replaced; a directory is refused. */
+typedef struct {
+    char *path, *tmp; /* tmp: NULL when writing in place */
+    FILE *f;          /* write here */
+    int tracked;      /* rt_tmp_track handle */
+} rt_output;
+int rt_output_open(rt_output *o, const char *path, char *err, size_t errsize);
+/* Flushes, checks every write (ENOSPC...), closes and renames; on failure removes the temporary. */
+int rt_output_commit(rt_output *o, char *err, size_t errsize);
+void rt_output_abort(rt_output *o);
+/* Before any work: path can be written (not a directory; a temporary can be made beside it,
+ * or the device or FIFO takes writes). */
+int rt_output_check(const char *path, char *err, size_t errsize);
+
+/* An option's file, for rt_paths_check's messages: what = "--save", path = its value (NULL: not given). */
+typedef struct {
+    const char *what, *path;
+} rt_named_path;
+/* 1 when both name one existing file (device and inode) */
+int rt_same_file(const char *a, const char *b);
+/* -1 with err naming both when an output is the same file (device and inode) as an input or
+ * as another output; outputs that do not exist yet, and ones that are not regular files
+ * (/dev/null), are fine. */
+int rt_paths_check(const rt_named_path *outputs, int nout, const rt_named_path *inputs, int nin, char *err,
+                   size_t errsize);
+/* msg as printed: each of args[0..nargs) that holds control characters (a file name from the
+ * command line) escaped as rt_path_show does, and any other control character but newline
+ * and tab as \xNN. */
+void rt_message_escape(const char *msg, char *const *args, int nargs, rt_strbuf *out);
+/* Reads a whole regular file into *buf (malloc'ed, *size bytes). */
+int rt_file_read(const char *path, unsigned char **buf, size_t *size, char *err, size_t errsize);
 
 /* ---- safetensors.c ---------------------------------------------------------------------- */
 
@@ -66,8 +133,9 @@ int rt_safetensors_read(const char *path, rt_tensor_set *out, char *err, size_t 
 /* Same from a memory buffer (fuzzing, tests); `what` names the source in messages. */
 int rt_safetensors_parse(const unsigned char *buf, size_t size, const char *what,
                          rt_tensor_set *out, char *err, size_t errsize);
-/* Writes tensors (in the given order) to path via a temporary file and rename, so a failed
- * write never leaves a half-written file. metadata_json: an object's text or NULL. */
+/* Writes tensors (in the given order) to path through rt_output (a temporary file and rename,
+ * so a failed write never leaves a half-written file; devices in place). metadata_json: an
+ * object's text or NULL; the checksums of checksum.c are added to it. */
 int rt_safetensors_write(const char *path, const rt_tensor *tensors, int count,
                          const char *metadata_json, char *err, size_t errsize);
 void rt_tensor_set_free(rt_tensor_set *s);
@@ -87,6 +155,25 @@ float rt_half_to_float(uint16_t h);
 uint16_t rt_float_to_half(float f); /* round to nearest even */
 float rt_bf16_to_float(uint16_t h);
 uint16_t rt_float_to_bf16(float f); /* round to nearest even */
+
+/* ---- checksum.c ------------------------------------------------------------------------- */
+
+uint32_t rt_crc32(uint32_t crc, const void *data, size_t n); /* zlib's CRC-32; start with 0 */
+/* The "deitc.crc32" value for these tensors: their CRC-32s, comma-separated, into out. */
+void rt_checksum_tensors(const rt_tensor *tensors, int count, rt_strbuf *out);
+/* Fills in the "deitc.header_crc32" digits of a header about to be written; -1 if it has none. */
+int rt_checksum_seal_header(const unsigned char len8[8], char *hdr, size_t n);
+/* Checks the checksums of a parsed file (buf: its bytes, set: what rt_safetensors_parse made of
+ * them): 0 valid, 1 the file has none (fine unless required, or the file says deitc wrote it),
+ * -1 with err naming the damaged tensor, or the metadata. */
+int rt_safetensors_verify(const unsigned char *buf, size_t size, const rt_tensor_set *set, const char *what,
+                          int required, char *err, size_t errsize);
+/* rt_safetensors_parse, then rt_safetensors_verify (a parse error in a file that says deitc
+ * wrote it, or with required, is called damage): 0, or -1 with err. */
+int rt_safetensors_parse_checked(const unsigned char *buf, size_t size, const char *what, int required,
+                                 rt_tensor_set *out, char *err, size_t errsize);
+/* The same from a file: what --init, --resume and deitc run --weights use. */
+int rt_safetensors_read_checked(const char *path, int required, rt_tensor_set *out, char *err, size_t errsize);
 
 /* ---- init.c ---------------------------------------------------------------------------- */
 

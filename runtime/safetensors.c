@@ -314,26 +314,11 @@ bad:
 
 int rt_safetensors_read(const char *path, rt_tensor_set *out, char *err, size_t errsize) {
     memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (!f) return rt_errorf(err, errsize, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return rt_errorf(err, errsize, "%s: not a regular file", path);
-    }
-    long size = (long)st.st_size;
-    unsigned char *buf = malloc((size_t)size + 1);
-    if (!buf) {
-        fclose(f);
-        return rt_errorf(err, errsize, "%s: out of memory reading %ld bytes", path, size);
-    }
-    size_t got = fread(buf, 1, (size_t)size, f);
-    fclose(f);
-    if (got != (size_t)size) {
-        free(buf);
-        return rt_errorf(err, errsize, "%s: read error", path);
-    }
-    int rc = rt_safetensors_parse(buf, (size_t)size, path, out, err, errsize);
+    unsigned char *buf;
+    size_t size;
+    if (rt_file_read(path, &buf, &size, err, errsize)) return -1;
+    char shown[1024];
+    int rc = rt_safetensors_parse(buf, size, rt_path_show(path, shown, sizeof shown), out, err, errsize);
     free(buf);
     return rc;
 }
@@ -344,68 +329,57 @@ const rt_tensor *rt_tensor_set_find(const rt_tensor_set *s, const char *name) {
     return NULL;
 }
 
-static void json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fputc('\\', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 int rt_safetensors_write(const char *path, const rt_tensor *tensors, int count,
                          const char *metadata_json, char *err, size_t errsize) {
-    /* header into memory first */
-    char *hdr = NULL;
-    size_t hsize = 0;
-    FILE *h = open_memstream(&hdr, &hsize);
-    if (!h) return rt_errorf(err, errsize, "%s: out of memory", path);
-    fputc('{', h);
+    /* the header in memory first; its metadata carries the checksums (checksum.c) */
+    rt_strbuf h = {0};
+    rt_sb_puts(&h, "{");
     uint64_t off = 0;
     for (int i = 0; i < count; i++) {
         const rt_tensor *t = &tensors[i];
-        if (i) fputc(',', h);
-        json_string(h, t->name);
-        fprintf(h, ":{\"dtype\":\"%s\",\"shape\":[", rt_dtype_name(t->dtype));
-        for (int d = 0; d < t->ndim; d++) fprintf(h, "%s%lld", d ? "," : "", (long long)t->shape[d]);
-        fprintf(h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
-                (unsigned long long)(off + t->nbytes));
+        if (i) rt_sb_puts(&h, ",");
+        rt_sb_json_string(&h, t->name);
+        rt_sb_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", rt_dtype_name(t->dtype));
+        for (int d = 0; d < t->ndim; d++) rt_sb_printf(&h, "%s%lld", d ? "," : "", (long long)t->shape[d]);
+        rt_sb_printf(&h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
+                     (unsigned long long)(off + t->nbytes));
         off += t->nbytes;
     }
-    if (metadata_json) fprintf(h, "%s\"__metadata__\":%s", count ? "," : "", metadata_json);
-    fputc('}', h);
-    while ((ftell(h) % 8) != 0) fputc(' ', h);
-    fclose(h);
-
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 32);
-    if (!tmp) abort();
-    snprintf(tmp, plen + 32, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
-    int tracked = f ? rt_tmp_track(tmp, 0) : -1;
-    if (!f) {
-        int e = errno;
-        free(hdr);
-        free(tmp);
-        return rt_errorf(err, errsize, "%s: cannot write: %s", path, strerror(e));
+    rt_sb_printf(&h, "%s\"__metadata__\":{", count ? "," : "");
+    if (metadata_json) { /* an object's text: its members go first */
+        const char *open = strchr(metadata_json, '{'), *close = strrchr(metadata_json, '}');
+        if (open && close && close > open) {
+            size_t before = h.len;
+            rt_sb_putn(&h, open + 1, (size_t)(close - open - 1));
+            size_t k = before;
+            while (k < h.len && (h.s[k] == ' ' || h.s[k] == '\n')) k++;
+            if (k < h.len) rt_sb_puts(&h, ",");
+        }
     }
+    rt_sb_puts(&h, "\"deitc.crc32\":\"");
+    rt_checksum_tensors(tensors, count, &h);
+    rt_sb_puts(&h, "\",\"deitc.header_crc32\":\"00000000\"}}");
+    while (h.len % 8 != 0) rt_sb_puts(&h, " ");
     unsigned char len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hsize >> (8 * i));
-    int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(hdr, 1, hsize, f) == hsize;
-    for (int i = 0; ok && i < count; i++)
-        ok = fwrite(tensors[i].data, 1, tensors[i].nbytes, f) == tensors[i].nbytes;
-    ok = (fclose(f) == 0) && ok;
-    free(hdr);
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        rt_tmp_untrack(tracked);
-        free(tmp);
-        return rt_errorf(err, errsize, "%s: write failed: %s", path, strerror(e));
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
+    rt_checksum_seal_header(len8, h.s, h.len);
+
+    rt_output o;
+    if (rt_output_open(&o, path, err, errsize)) {
+        rt_sb_free(&h);
+        return -1;
     }
-    rt_tmp_untrack(tracked);
-    free(tmp);
-    return 0;
+    int ok = fwrite(len8, 1, 8, o.f) == 8 && fwrite(h.s, 1, h.len, o.f) == h.len;
+    for (int i = 0; ok && i < count; i++)
+        ok = fwrite(tensors[i].data, 1, tensors[i].nbytes, o.f) == tensors[i].nbytes;
+    rt_sb_free(&h);
+    if (!ok) {
+        char shown[1024];
+        int e = errno;
+        rt_output_abort(&o);
+        return rt_errorf(err, errsize, "%s: write failed: %s", rt_path_show(path, shown, sizeof shown), strerror(e));
+    }
+    return rt_output_commit(&o, err, errsize);
 }
 
 /* ---- conversions ------------------------------------------------------------------------ */

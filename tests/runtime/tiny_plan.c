@@ -11,7 +11,9 @@
  * Built three times: as an emu plan (kernels are the C functions below); with -DTINY_CUDA as a
  * cuda plan (dummy PTX) to check what an executable says on a machine without a GPU; and with
  * -DTINY_CUDA -DTINY_FAKE as a cuda plan whose kernels are exported as fake_kernel_NAME for
- * tests/runtime/fake_cuda.c, the host stand-in for libcuda and cuBLASLt.
+ * tests/runtime/fake_cuda.c, the host stand-in for libcuda and cuBLASLt. With -DTINY_ODD_NAME
+ * the model's name is 1000+ characters with quotes, backslashes and control characters (what
+ * the saved files' JSON must survive).
  */
 #include <math.h>
 #include <stdint.h>
@@ -133,8 +135,16 @@ static const rt_emu_kernel_fn emu_kernels[] = {softmax_ce, adamw};
 #endif
 #endif
 
+#ifdef TINY_ODD_NAME
+#define X10 "xxxxxxxxxx"
+#define X100 X10 X10 X10 X10 X10 X10 X10 X10 X10 X10
+#define ODD_NAME "tiny \"odd\" \\ \x01\x1f\t\n\x7f \xc3\xa9 \xff" X100 X100 X100 X100 X100 X100 X100 X100 X100 X100 "end"
+#else
+#define ODD_NAME "tiny_linear"
+#endif
+
 const rt_plan deitc_plan = {
-    .model_name = "tiny_linear",
+    .model_name = ODD_NAME,
     .batch = 4, .img_size = 2, .in_chans = 1, .num_classes = 3,
     .precision = "fp32",
 #ifdef TINY_FAKE
