@@ -5,7 +5,9 @@
  * that computes it to the last step that reads it (both inclusive, so a kernel never writes a
  * buffer one of its inputs lives in). Transient buffers are placed largest first at the lowest
  * offset that does not collide with an already placed buffer whose lifetime overlaps (greedy
- * best-fit, deterministic). RESHAPE shares its input's buffer; ADAMW its parameter's.
+ * best-fit, deterministic). Views (IR_OPF_ALIAS: RESHAPE, PROJECT) share their input's
+ * buffer, and effects (ADAMW) their parameter's. A node with several outputs has one buffer
+ * holding them all, output k after the aligned outputs before it; PROJECT k points there.
  */
 #include "passes/passes.h"
 
@@ -26,15 +28,26 @@ static void *xcalloc(size_t n, size_t size) {
 
 static int64_t align_up(int64_t x) { return (x + PASS_MEM_ALIGN - 1) / PASS_MEM_ALIGN * PASS_MEM_ALIGN; }
 
-int64_t pass_mem_bytes(const ir_node *n) {
-    return align_up(ir_numel(n) * (int64_t)ir_dtype_size(n->dtype));
+int64_t pass_mem_output_offset(const ir_node *n, int k) {
+    int64_t at = 0;
+    for (int j = 0; j < k; j++) {
+        ir_node o;
+        ir_node_output(n, j, &o);
+        at += align_up(ir_numel(&o) * (int64_t)ir_dtype_size(o.dtype));
+    }
+    return at;
 }
 
-static int node_root(const ir_graph *g, int i) {
+int64_t pass_mem_bytes(const ir_node *n) { return pass_mem_output_offset(n, ir_op_outputs(n->op)); }
+
+/* The node whose buffer holds node i's value, and where in it (*delta bytes). */
+static int node_root(const ir_graph *g, int i, int64_t *delta) {
+    *delta = 0;
     for (;;) {
         const ir_node *n = &g->nodes[i];
-        if (n->op == IR_OP_RESHAPE || n->op == IR_OP_ADAMW) i = n->inputs[0];
-        else return i;
+        if (!(ir_op_flags(n->op) & (IR_OPF_ALIAS | IR_OPF_EFFECT))) return i;
+        if (n->op == IR_OP_PROJECT) *delta += pass_mem_output_offset(&g->nodes[n->inputs[0]], n->attrs.output);
+        i = n->inputs[0];
     }
 }
 
@@ -60,9 +73,10 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
     p->scratch_offset = xcalloc((size_t)n, sizeof *p->scratch_offset);
     p->persistent = xcalloc((size_t)n, 1);
     int *pos = xcalloc((size_t)n, sizeof *pos), *end = xcalloc((size_t)n, sizeof *end);
+    int64_t *delta = xcalloc((size_t)n, sizeof *delta);
     for (int i = 0; i < n; i++) {
         p->offset[i] = p->scratch_offset[i] = -1;
-        p->alias_of[i] = node_root(g, i);
+        p->alias_of[i] = node_root(g, i, &delta[i]);
         pos[i] = -1;
         end[i] = -1;
     }
@@ -133,7 +147,7 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
     /* every alias takes its root's offset */
     for (int i = 0; i < n; i++) {
         int r = p->alias_of[i];
-        if (r != i) p->offset[i] = p->offset[r];
+        if (r != i) p->offset[i] = p->offset[r] < 0 ? -1 : p->offset[r] + delta[i];
         if (r != i) p->persistent[i] = p->persistent[r];
     }
     free(live);
@@ -141,6 +155,7 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
     free(bufs);
     free(pos);
     free(end);
+    free(delta);
     return p;
 }
 

@@ -78,8 +78,11 @@ typedef struct {
 pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps,
                                  const int64_t *scratch_bytes);
 void pass_mem_plan_free(pass_mem_plan *p);
-/* Bytes of node's value (numel * dtype size, rounded up to PASS_MEM_ALIGN). */
+/* Bytes of node's value (numel * dtype size, rounded up to PASS_MEM_ALIGN; a multi-output
+ * node: all its outputs, each rounded up). */
 int64_t pass_mem_bytes(const ir_node *n);
+/* Where output k of node n starts in its buffer (bytes; 0 for output 0). */
+int64_t pass_mem_output_offset(const ir_node *n, int k);
 
 /* ---- pipeline.c ------------------------------------------------------------------------- */
 
