@@ -3,7 +3,10 @@
  * Sections follow the files that implement them:
  *   options.c  defaults
  *   emit.c     schedule + memory plan -> a program: deduplicated CUDA C kernels (kernels.cu)
- *              and the ordered launch/GEMM steps of one training iteration
+ *              and the ordered launch/GEMM steps of one training iteration; the per-op table.
+ *              The kernel families it dispatches to (emit_internal.h, private): emit_text.c
+ *              (CUDA-text helpers), emit_pointwise.c, emit_reduce.c, emit_rows.c,
+ *              emit_optim.c, emit_gemm.c
  *   writer.c   the program's files: kernels.cu, plan.c (the rt_plan, runtime/plan.h), the emu
  *              glue (emu_glue.cc) and the per-kernel resource report
  *   nvrtc.c    NVRTC (dlopen'd): kernels.cu -> cubin + PTX, registers/spills, on-disk cache
@@ -62,6 +65,20 @@ typedef struct {
     int neval_steps;       /* steps[0..neval_steps) compute logits and loss: what EXE eval runs */
     double beta1, beta2, adam_eps;
 } cg_program;
+
+/* What the emitter does with an op: its row in the per-op table (emit.c). */
+typedef enum {
+    CG_OP_NO_ROW = 0, /* the table lacks the op: a bug cg_op_table_check reports */
+    CG_OP_KERNELS,    /* one or more kernel launches */
+    CG_OP_GEMM,       /* rt_gemm steps */
+    CG_OP_ALIAS,      /* no step: shares its input's buffer (reshape) */
+    CG_OP_LEAF,       /* no step: arena storage bound from outside (input, weight, state) */
+} cg_op_kind;
+
+cg_op_kind cg_op_kind_of(ir_op op);
+/* 0 when every op has a complete row in the table, else -1 with err naming the first op that
+ * has none. cg_program_new runs it first. */
+int cg_op_table_check(char *err, size_t errsize);
 
 /* Schedules, plans memory and emits every node of training graph g. NULL with err when the
  * graph has something the emitter cannot compile (names the node). */
