@@ -2,8 +2,8 @@
  *
  * Sections follow the files that implement them:
  *   options.c  defaults
- *   emit.c     schedule + memory plan -> a program: deduplicated CUDA C kernels (kernels.cu)
- *              and the ordered launch/GEMM steps of one training iteration; the per-op table.
+ *   emit*.c    the pipeline's schedule + memory plan -> a program: deduplicated CUDA C kernels
+ *              (kernels.cu) and the ordered launch/GEMM steps of one training iteration; the per-op table.
  *              The kernel families it dispatches to (emit_internal.h, private): emit_text.c
  *              (CUDA-text helpers), emit_pointwise.c, emit_reduce.c, emit_rows.c,
  *              emit_optim.c, emit_gemm.c
@@ -22,8 +22,6 @@
 typedef struct {
     const char *target;    /* "cuda" (default) or "emu" */
     const char *arch;      /* "sm_90"...; NULL: the local GPU's, else sm_90 */
-    const char *precision; /* "fp32" (default), "fp16", "bf16" */
-    const char *fuse;      /* "all" (default), "none", or a comma list of fusion names */
     const char *emit_dir;  /* keep kernels.cu and the plan here; NULL: a temporary dir */
     const char *output;    /* the executable to write */
     long batch;            /* the batch the graph was built for */
@@ -31,9 +29,10 @@ typedef struct {
 
 void cg_options_default(cg_options *o);
 
-/* Writes the executable for training graph g. 0 on success, else -1 with err; never leaves a
- * partial executable behind. */
-int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize);
+/* Writes the executable for the pipeline's result r (a training graph, its schedule and
+ * memory plan; --precision and --fuse are pass options, already applied). 0 on success,
+ * else -1 with err; never leaves a partial executable behind. */
+int cg_compile(const pass_result *r, const cg_options *o, char *err, size_t errsize);
 
 /* ---- emit.c ------------------------------------------------------------------------------ */
 
@@ -55,9 +54,11 @@ typedef struct {
 } cg_kernel;
 
 typedef struct {
-    const ir_graph *g;
-    pass_mem_plan *mem;
-    int *order, norder;    /* the schedule */
+    const ir_graph *g;     /* the pipeline's result, borrowed: */
+    const pass_mem_plan *mem;
+    const int *order;      /* the schedule */
+    int norder;
+    const char *precision; /* "fp32" */
     cg_kernel *kernels;
     int nkernels, kcap;
     rt_plan_step *steps;   /* args and what are heap copies owned by the program */
@@ -80,9 +81,14 @@ cg_op_kind cg_op_kind_of(ir_op op);
  * has none. cg_program_new runs it first. */
 int cg_op_table_check(char *err, size_t errsize);
 
-/* Schedules, plans memory and emits every node of training graph g. NULL with err when the
- * graph has something the emitter cannot compile (names the node). */
-cg_program *cg_program_new(const ir_graph *g, const cg_options *o, char *err, size_t errsize);
+/* Emits every scheduled node of the pipeline's result r (graph, schedule and memory plan,
+ * which the program borrows: r must outlive it); a fusion group is one launch. NULL with err
+ * when the graph has something the emitter cannot compile (names the node), or the pipeline
+ * stopped before the memory plan. */
+cg_program *cg_program_new(const pass_result *r, const cg_options *o, char *err, size_t errsize);
+/* Bytes of scratch node i's kernels need while they run (partial sums of two-pass
+ * reductions): what the pipeline's memory plan reserves (pass_options.scratch_bytes). */
+int64_t cg_scratch_bytes(const ir_graph *g, int i);
 void cg_program_free(cg_program *p);
 
 /* ---- writer.c ----------------------------------------------------------------------------- */

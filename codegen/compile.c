@@ -1,4 +1,5 @@
-/* compile.c: cg_compile, the chain from a training graph to a standalone executable.
+/* compile.c: cg_compile, the chain from the pipeline's result (a training graph, its schedule and
+ * memory plan) to a standalone executable.
  *
  *   program (emit.c) -> kernels.cu, plan.c, report.txt in the work dir (--emit-dir, else a
  *   temporary dir removed afterwards)
@@ -189,7 +190,7 @@ static int add_libs(job *j, const char *libs) {
     return n;
 }
 
-int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize) {
+int cg_compile(const pass_result *r, const cg_options *o, char *err, size_t errsize) {
     double t0 = now_s();
     const char *target = o->target ? o->target : "cuda";
     int emu = strcmp(target, "emu") == 0;
@@ -199,18 +200,6 @@ int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize
     }
     char local_arch[16];
     const char *arch = o->arch ? o->arch : cg_default_arch(local_arch, sizeof local_arch);
-    /* Mixed precision and kernel fusion are passes still to come: refuse rather than
-     * silently build an fp32 unfused executable under another name. */
-    if (o->precision && strcmp(o->precision, "fp32") != 0) {
-        snprintf(err, errsize, "--precision %s: not supported yet (this deitc builds fp32 executables only)",
-                 o->precision);
-        return -1;
-    }
-    if (o->fuse && strcmp(o->fuse, "all") != 0 && strcmp(o->fuse, "none") != 0) {
-        snprintf(err, errsize, "--fuse %s: unknown fusion (this deitc has no fusion passes yet: use all or none)",
-                 o->fuse);
-        return -1;
-    }
     if (!o->output || !*o->output) {
         snprintf(err, errsize, "compile needs -o EXE");
         return -1;
@@ -263,7 +252,7 @@ int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize
         w.temporary = 1;
         tracked_dir = rt_tmp_track(w.dir, 1);
     }
-    p = cg_program_new(g, o, err, errsize);
+    p = cg_program_new(r, o, err, errsize);
     if (!p) goto done;
     src = cg_kernels_source(p);
     char path[4300], cubin_path[4300], ptx_path[4300];
@@ -295,7 +284,7 @@ int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize
         snprintf(err, errsize, "cannot write %s: %s", init_path, strerror(errno));
         goto done;
     }
-    cg_plan_target t = {target, arch, emu ? NULL : cubin_path, emu ? NULL : ptx_path, nv.cubin_size, o->precision,
+    cg_plan_target t = {target, arch, emu ? NULL : cubin_path, emu ? NULL : ptx_path, nv.cubin_size, p->precision,
                         init_bytes ? init_path : NULL};
     snprintf(path, sizeof path, "%s/plan.c", w.dir);
     f = fopen(path, "w");

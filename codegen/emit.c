@@ -154,6 +154,7 @@ static const cg_op_row op_table[IR_OP_COUNT] = {
     [IR_OP_CAST] = KERNELS(cg_emit_elementwise, NULL),
     [IR_OP_EXPAND] = KERNELS(cg_emit_elementwise, NULL),
     [IR_OP_RESHAPE] = {CG_OP_ALIAS, NULL, NULL, "shares its input's buffer"},
+    [IR_OP_PROJECT] = {CG_OP_ALIAS, NULL, NULL, "one output's place in its input's buffer"},
     [IR_OP_PERMUTE] = KERNELS(cg_emit_gather, NULL),
     [IR_OP_SLICE] = KERNELS(cg_emit_gather, NULL),
     [IR_OP_PAD] = KERNELS(cg_emit_gather, NULL),
@@ -167,12 +168,14 @@ static const cg_op_row op_table[IR_OP_COUNT] = {
     /* emit_rows.c */
     [IR_OP_LAYER_NORM] = KERNELS(cg_emit_layer_norm, NULL),
     [IR_OP_LAYER_NORM_DX] = KERNELS(cg_emit_layer_norm, NULL),
+    [IR_OP_LAYER_NORM_STATS] = KERNELS(cg_emit_layer_norm, NULL),
+    [IR_OP_LAYER_NORM_DX_STATS] = KERNELS(cg_emit_layer_norm, NULL),
     [IR_OP_LAYER_NORM_DGAMMA] = KERNELS(cg_emit_layer_norm_dgamma, cg_layer_norm_dgamma_scratch),
     [IR_OP_SOFTMAX] = KERNELS(cg_emit_softmax, NULL),
     [IR_OP_SOFTMAX_GRAD] = KERNELS(cg_emit_softmax, NULL),
     [IR_OP_CROSS_ENTROPY] = KERNELS(cg_emit_cross_entropy, cg_cross_entropy_scratch),
     [IR_OP_CROSS_ENTROPY_GRAD] = KERNELS(cg_emit_cross_entropy, NULL),
-    /* emit_optim.c (a run of f32 ADAMW nodes goes to cg_emit_adamw_multi instead) */
+    /* emit_optim.c (a fusion group of ADAMW nodes goes to cg_emit_adamw_multi instead) */
     [IR_OP_ADAMW] = KERNELS(cg_emit_adamw, NULL),
     [IR_OP_CLIP_COEF] = KERNELS(cg_emit_clip_coef, NULL),
     /* emit_gemm.c */
@@ -207,37 +210,48 @@ static int emit_node(emitter *e) {
     return -1;
 }
 
-/* Bytes of scratch a node's kernels need while it runs (partial sums of two-pass reductions). */
-static int64_t scratch_bytes_of(const ir_graph *g, int i) {
+int64_t cg_scratch_bytes(const ir_graph *g, int i) {
     const ir_node *n = &g->nodes[i];
-    const cg_op_row *r = &op_table[n->op];
-    return r->scratch ? r->scratch(g, n) : 0;
+    const cg_op_row *r = (unsigned)n->op < IR_OP_COUNT ? &op_table[n->op] : NULL;
+    return r && r->scratch ? r->scratch(g, n) : 0;
 }
 
-cg_program *cg_program_new(const ir_graph *g, const cg_options *o, char *err, size_t errsize) {
+cg_program *cg_program_new(const pass_result *r, const cg_options *o, char *err, size_t errsize) {
     (void)o;
     if (cg_op_table_check(err, errsize)) return NULL;
+    if (!r->mem) {
+        snprintf(err, errsize, "codegen: the pipeline stopped after '%s', before the memory plan", r->last_stage);
+        return NULL;
+    }
+    const ir_graph *g = r->g;
+    /* the pipeline's memory plan must hold the scratch these kernels need */
+    for (int s = 0; s < r->norder; s++) {
+        int i = r->order[s];
+        int64_t need = cg_scratch_bytes(g, i);
+        if (need > 0 && (r->mem->scratch_offset[i] < 0 || r->scratch[i] < need)) {
+            snprintf(err, errsize, "codegen: node %%%d needs %lld bytes of scratch the memory plan lacks "
+                     "(the pipeline ran without cg_scratch_bytes)", i, (long long)need);
+            return NULL;
+        }
+    }
     cg_program *p = calloc(1, sizeof *p);
     if (!p) abort();
     p->g = g;
+    p->precision = r->precision;
     p->beta1 = 0.9;
     p->beta2 = 0.999;
     p->adam_eps = 1e-8;
-    p->order = calloc((size_t)g->n + 1, sizeof *p->order);
-    int64_t *scratch = calloc((size_t)g->n + 1, sizeof *scratch);
-    if (!p->order || !scratch) abort();
-    p->norder = pass_schedule(g, p->order);
+    p->order = r->order;
+    p->norder = r->norder;
+    p->mem = r->mem;
     for (int s = 0; s < p->norder; s++) {
         const ir_node *n = &g->nodes[p->order[s]];
-        scratch[p->order[s]] = scratch_bytes_of(g, p->order[s]);
         if (n->op == IR_OP_ADAMW) {
             p->beta1 = n->attrs.beta1;
             p->beta2 = n->attrs.beta2;
             p->adam_eps = n->attrs.eps;
         }
     }
-    p->mem = pass_mem_plan_new(g, p->order, p->norder, scratch);
-    free(scratch);
     emitter e = {p, g, p->mem, 0, err, errsize};
     /* CONST leaves are persistent; fill them first each step */
     for (int i = 0; i < g->n; i++) {
@@ -248,18 +262,20 @@ cg_program *cg_program_new(const ir_graph *g, const cg_options *o, char *err, si
     int loss = ir_find(g, "loss"), logits = ir_find(g, "logits");
     for (int s = 0; s < p->norder; s++) {
         e.node = p->order[s];
-        if (cg_adamw_multi_ok(g, e.node)) { /* a run of ADAMW nodes: one launch */
-            int s2 = s + 1, opt = g->nodes[e.node].inputs[4];
-            while (s2 < p->norder && cg_adamw_multi_ok(g, p->order[s2]) && g->nodes[p->order[s2]].inputs[4] == opt &&
-                   g->nodes[p->order[s2]].attrs.beta1 == g->nodes[e.node].attrs.beta1 &&
-                   g->nodes[p->order[s2]].attrs.beta2 == g->nodes[e.node].attrs.beta2 &&
-                   g->nodes[p->order[s2]].attrs.eps == g->nodes[e.node].attrs.eps)
+        int group = g->nodes[e.node].group;
+        if (group) { /* a fusion group (adamw-group): its members are consecutive, one launch */
+            int s2 = s;
+            while (s2 < p->norder && g->nodes[p->order[s2]].group == group) {
+                if (!cg_adamw_multi_ok(g, p->order[s2])) {
+                    snprintf(err, errsize, "codegen: fusion group %d holds %%%d, which the grouped AdamW "
+                             "kernel cannot run (f32 adamw only)", group, p->order[s2]);
+                    goto fail;
+                }
                 s2++;
-            if (s2 - s > 1) {
-                cg_emit_adamw_multi(&e, &p->order[s], s2 - s);
-                s = s2 - 1;
-                continue;
             }
+            cg_emit_adamw_multi(&e, &p->order[s], s2 - s);
+            s = s2 - 1;
+            continue;
         }
         if (emit_node(&e)) goto fail;
         if (e.node == loss || e.node == logits) p->neval_steps = p->nsteps; /* the later of the two */
@@ -294,7 +310,5 @@ void cg_program_free(cg_program *p) {
     }
     free(p->kernels);
     free(p->steps);
-    free(p->order);
-    pass_mem_plan_free(p->mem);
     free(p);
 }

@@ -185,7 +185,7 @@ int64_t cg_sum_squares_scratch(const ir_graph *g, const ir_node *n);
 
 /* ---- emit_rows.c -------------------------------------------------------------------------- */
 
-int cg_emit_layer_norm(emitter *e); /* layer_norm and layer_norm_dx */
+int cg_emit_layer_norm(emitter *e); /* layer_norm(_stats) and layer_norm_dx(_stats) */
 int cg_emit_layer_norm_dgamma(emitter *e);
 int64_t cg_layer_norm_dgamma_scratch(const ir_graph *g, const ir_node *n);
 int cg_emit_softmax(emitter *e); /* softmax and softmax_grad */
@@ -198,7 +198,8 @@ int cg_emit_clip_coef(emitter *e);
 int cg_emit_adamw(emitter *e);
 /* Whether ADAMW node i can join a multi-tensor launch: f32 parameter, gradient and state. */
 int cg_adamw_multi_ok(const ir_graph *g, int i);
-/* A run of ADAMW nodes (consecutive in the schedule, same opt input): one launch. */
+/* A fusion group of ADAMW nodes (adamw-group: consecutive in the schedule, same opt input):
+ * one launch. */
 void cg_emit_adamw_multi(emitter *e, const int *nodes, int count);
 
 /* ---- emit_gemm.c -------------------------------------------------------------------------- */

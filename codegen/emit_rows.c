@@ -1,5 +1,7 @@
 /* emit_rows.c: the row family, ops over the last dim: layer_norm, layer_norm_dx,
- * layer_norm_dgamma, softmax, softmax_grad, cross_entropy, cross_entropy_grad. Rows of up to
+ * layer_norm_dgamma, softmax, softmax_grad, cross_entropy, cross_entropy_grad, and the
+ * LayerNorm that keeps its statistics: layer_norm_stats (y, and each row's mean and rstd as
+ * outputs 1 and 2) and layer_norm_dx_stats (dx reading them instead of recomputing). Rows of up to
  * ROW_WARP_MAX: one warp per row, 4 rows a block, the row held in registers (read once),
  * warp-shuffle reductions; wider rows one block per row with block reductions (row_shape_of).
  * Cross-entropy: one block per row. */
@@ -113,13 +115,18 @@ static void emit_row_stats_reg(sb *b, int64_t C, double eps) {
     cg_sb_printf(b, "    const float rstd = 1.0f / dc_sqrt(dc_warp_sum(ss) * %s + %s);\n", fl, cg_flit(fe, sizeof fe, eps));
 }
 
+static int is_layer_norm_dx(const ir_node *n) {
+    return n->op == IR_OP_LAYER_NORM_DX || n->op == IR_OP_LAYER_NORM_DX_STATS;
+}
+
 /* The start every LayerNorm / LayerNorm-dx row kernel shares, one warp or one block a row:
- * the launch, its parameters (y, then x gamma beta or dy x gamma), the row head, `row` and the
- * row pointers xr (and dyr). */
+ * the launch, its parameters (y, then x gamma beta or dy x gamma; layer_norm_stats: then its
+ * mean_out, rstd_out; layer_norm_dx_stats: then mean_in, rstd_in), the row head, `row` and
+ * the row pointers xr (and dyr). */
 static void begin_layer_norm(emitter *e, launch *l, const row_shape *rs) {
     static const char *const names[2][3] = {{"x", "gamma", "beta"}, {"dy", "x", "gamma"}};
     const ir_node *n = &e->g->nodes[e->node];
-    int is_dx = n->op == IR_OP_LAYER_NORM_DX;
+    int is_dx = is_layer_norm_dx(n);
     const ir_node *x = &e->g->nodes[n->inputs[is_dx ? 1 : 0]];
     int64_t C = last_dim(x), rows = ir_numel(x) / C;
     const char *it = idx_type(ir_numel(x));
@@ -128,9 +135,29 @@ static void begin_layer_norm(emitter *e, launch *l, const row_shape *rs) {
     param(l, out_type(n->dtype), "y", off_of(e, e->node));
     for (int i = 0; i < 3; i++)
         param(l, in_type(e->g->nodes[n->inputs[i]].dtype), names[is_dx][i], off_of(e, n->inputs[i]));
+    if (n->op == IR_OP_LAYER_NORM_STATS) { /* outputs 1 and 2 of the node's buffer, f32 */
+        param(l, "float *", "mean_out", off_of(e, e->node) + pass_mem_output_offset(n, 1));
+        param(l, "float *", "rstd_out", off_of(e, e->node) + pass_mem_output_offset(n, 2));
+    } else if (n->op == IR_OP_LAYER_NORM_DX_STATS) {
+        param(l, "const float *", "mean_in", off_of(e, n->inputs[3]));
+        param(l, "const float *", "rstd_in", off_of(e, n->inputs[4]));
+    }
     emit_row_head(&l->body, rs, it, rows);
     cg_sb_printf(&l->body, "    const %s row = r * %lld;\n", it, (long long)C);
     cg_sb_printf(&l->body, "    const auto *xr = x + row;\n%s", is_dx ? "    const auto *dyr = dy + row;\n" : "");
+}
+
+/* mean and rstd of row r: read (layer_norm_dx_stats), else computed (from the registers xv in
+ * warp mode, from xr otherwise) and, for layer_norm_stats, stored as the node's outputs 1, 2 */
+static void emit_layer_norm_stats(sb *b, const ir_node *n, const row_shape *rs, ir_dtype xt, int64_t C) {
+    if (n->op == IR_OP_LAYER_NORM_DX_STATS) {
+        cg_sb_printf(b, "    const float mean = mean_in[r], rstd = rstd_in[r];\n");
+        return;
+    }
+    if (rs->warp) emit_row_stats_reg(b, C, n->attrs.eps);
+    else emit_row_stats(b, rs, "xr", xt, C, n->attrs.eps);
+    if (n->op == IR_OP_LAYER_NORM_STATS)
+        cg_sb_printf(b, "    if (%s) {\n        mean_out[r] = mean;\n        rstd_out[r] = rstd;\n    }\n", rs->lead);
 }
 
 /* The same for softmax (x) and softmax-dx (dy, yv): parameters, row head, `row`. */
@@ -153,7 +180,7 @@ static void begin_softmax(emitter *e, launch *l, const row_shape *rs) {
 
 static int emit_layer_norm_warp(emitter *e) {
     const ir_node *n = &e->g->nodes[e->node];
-    int is_dx = n->op == IR_OP_LAYER_NORM_DX;
+    int is_dx = is_layer_norm_dx(n);
     const ir_node *x = &e->g->nodes[n->inputs[is_dx ? 1 : 0]];
     int64_t C = last_dim(x), rows = ir_numel(x) / C;
     const row_shape rs = row_shape_of(C, rows);
@@ -165,7 +192,7 @@ static int emit_layer_norm_warp(emitter *e) {
     if (!is_dx) {
         const ir_node *gm = &e->g->nodes[n->inputs[1]], *bt = &e->g->nodes[n->inputs[2]];
         emit_row_load(b, "xv", "xr", x->dtype, C, "0.0f");
-        emit_row_stats_reg(b, C, n->attrs.eps);
+        emit_layer_norm_stats(b, n, &rs, x->dtype, C);
         emit_row_for(b, C, 1);
         snprintf(res, sizeof res, "(xv[k] - mean) * rstd * %s + %s", cg_ld(a, sizeof a, gm->dtype, "gamma[c]"),
                  cg_ld(bb, sizeof bb, bt->dtype, "beta[c]"));
@@ -173,7 +200,7 @@ static int emit_layer_norm_warp(emitter *e) {
     } else {
         const ir_node *dy = &e->g->nodes[n->inputs[0]], *gm = &e->g->nodes[n->inputs[2]];
         emit_row_load(b, "xv", "xr", x->dtype, C, "0.0f");
-        emit_row_stats_reg(b, C, n->attrs.eps);
+        emit_layer_norm_stats(b, n, &rs, x->dtype, C);
         /* gv = dy * gamma; xv becomes xhat */
         cg_sb_printf(b, "    float gv[%lld], s1 = 0.0f, s2 = 0.0f;\n", (long long)(C + 31) / 32);
         cg_sb_printf(b, "    DC_UNROLL for (int k = 0; k < %lld; k++) {\n", (long long)(C + 31) / 32);
@@ -298,7 +325,7 @@ static int emit_softmax_warp(emitter *e) {
 
 int cg_emit_layer_norm(emitter *e) {
     const ir_node *n = &e->g->nodes[e->node];
-    int is_dx = n->op == IR_OP_LAYER_NORM_DX;
+    int is_dx = is_layer_norm_dx(n);
     const ir_node *x = &e->g->nodes[n->inputs[is_dx ? 1 : 0]];
     int64_t C = last_dim(x), rows = ir_numel(x) / C;
     if (C <= ROW_WARP_MAX) return emit_layer_norm_warp(e);
@@ -309,7 +336,7 @@ int cg_emit_layer_norm(emitter *e) {
     sb *b = &l.body;
     if (!is_dx) {
         const ir_node *gm = &e->g->nodes[n->inputs[1]], *bt = &e->g->nodes[n->inputs[2]];
-        emit_row_stats(b, &rs, "xr", x->dtype, C, n->attrs.eps);
+        emit_layer_norm_stats(b, n, &rs, x->dtype, C);
         cg_sb_printf(b, "    for (int c = %s; c < %lld; c += %s)\n", rs.c0, (long long)C, rs.step);
         snprintf(res, sizeof res, "(%s - mean) * rstd * %s + %s", cg_ld(a, sizeof a, x->dtype, "xr[c]"),
                  cg_ld(bb, sizeof bb, gm->dtype, "gamma[c]"), cg_ld(c, sizeof c, bt->dtype, "beta[c]"));
@@ -317,7 +344,7 @@ int cg_emit_layer_norm(emitter *e) {
     } else {
         const ir_node *dy = &e->g->nodes[n->inputs[0]], *gm = &e->g->nodes[n->inputs[2]];
         char fl[64];
-        emit_row_stats(b, &rs, "xr", x->dtype, C, n->attrs.eps);
+        emit_layer_norm_stats(b, n, &rs, x->dtype, C);
         cg_sb_printf(b, "    float s1 = 0.0f, s2 = 0.0f;\n");
         cg_sb_printf(b, "    for (int c = %s; c < %lld; c += %s) {\n", rs.c0, (long long)C, rs.step);
         cg_sb_printf(b, "        const float g = %s * %s;\n", cg_ld(a, sizeof a, dy->dtype, "dyr[c]"),

@@ -11,6 +11,7 @@
  */
 #include "passes/passes.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,9 +154,9 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
     free(live);
     free(conf);
     free(bufs);
-    free(pos);
-    free(end);
     free(delta);
+    p->pos = pos;
+    p->last = end;
     return p;
 }
 
@@ -165,5 +166,66 @@ void pass_mem_plan_free(pass_mem_plan *p) {
     free(p->alias_of);
     free(p->scratch_offset);
     free(p->persistent);
+    free(p->pos);
+    free(p->last);
     free(p);
+}
+
+/* ---- the checker (the verifier of the memory-plan stage) ---------------------------------- */
+
+typedef struct {
+    int id;             /* node, or n + node for its scratch */
+    int64_t at, bytes;
+    int start, end;     /* live steps, inclusive; persistent: always */
+} placed;
+
+static int by_at(const void *pa, const void *pb) {
+    const placed *a = pa, *b = pb;
+    return a->at < b->at ? -1 : a->at > b->at;
+}
+
+int pass_mem_plan_check(const ir_graph *g, const pass_mem_plan *p, const int64_t *scratch_bytes,
+                        char *err, size_t errsize) {
+    int n = g->n, nb = 0, rc = 0;
+    placed *b = xcalloc((size_t)(2 * n), sizeof *b);
+    for (int i = 0; i < n && !rc; i++) {
+        int64_t delta, bytes = pass_mem_bytes(&g->nodes[i]);
+        int r = node_root(g, i, &delta);
+        if (p->alias_of[i] != r || (p->offset[i] >= 0) != (p->offset[r] >= 0) ||
+            (p->offset[i] >= 0 && p->offset[i] != p->offset[r] + delta)) {
+            snprintf(err, errsize, "memory plan: %%%d is not at its root %%%d's offset (+%lld)", i, r,
+                     (long long)delta);
+            rc = -1;
+        } else if (p->offset[i] >= 0 && (p->offset[i] % PASS_MEM_ALIGN || p->offset[i] + bytes > p->arena_bytes)) {
+            snprintf(err, errsize, "memory plan: %%%d at %lld (+%lld) is unaligned or outside the arena "
+                     "(%lld bytes)", i, (long long)p->offset[i], (long long)bytes, (long long)p->arena_bytes);
+            rc = -1;
+        }
+        if (rc || p->offset[i] < 0) continue;
+        if (r == i) {
+            int keep = p->persistent[i];
+            b[nb++] = (placed){i, p->offset[i], bytes, keep ? -1 : p->pos[i], keep ? 1 << 30 : p->last[i]};
+        }
+        if (scratch_bytes && scratch_bytes[i] > 0 && p->pos[i] >= 0) {
+            if (p->scratch_offset[i] < 0 || p->scratch_offset[i] + scratch_bytes[i] > p->arena_bytes) {
+                snprintf(err, errsize, "memory plan: %%%d has no room for its %lld bytes of scratch", i,
+                         (long long)scratch_bytes[i]);
+                rc = -1;
+            } else {
+                b[nb++] = (placed){n + i, p->scratch_offset[i], align_up(scratch_bytes[i]), p->pos[i], p->pos[i]};
+            }
+        }
+    }
+    qsort(b, (size_t)nb, sizeof *b, by_at);
+    for (int x = 0; x < nb && !rc; x++)
+        for (int y = x + 1; y < nb && b[y].at < b[x].at + b[x].bytes && !rc; y++)
+            if (b[x].start <= b[y].end && b[y].start <= b[x].end) {
+                snprintf(err, errsize, "memory plan: %s%%%d [%lld,+%lld) and %s%%%d [%lld,+%lld) overlap "
+                         "while both are live", b[x].id >= n ? "scratch of " : "", b[x].id % n,
+                         (long long)b[x].at, (long long)b[x].bytes, b[y].id >= n ? "scratch of " : "",
+                         b[y].id % n, (long long)b[y].at, (long long)b[y].bytes);
+                rc = -1;
+            }
+    free(b);
+    return rc;
 }

@@ -59,30 +59,34 @@ static const char *MICRO = "-D img_size=32 -D patch_size=8 -D num_classes=10 -D 
 
 /* ---- plan: graph-level invariants ------------------------------------------------------------- */
 
-static ir_graph *training_graph(const char *model, const fe_define *defs, int ndefs, int64_t batch) {
+/* the whole pipeline (schedule and memory plan included) with --fuse `fuse` */
+static pass_result *training_step(const char *model, const fe_define *defs, int ndefs, int64_t batch,
+                                  const char *fuse) {
     char err[1024];
     ir_graph *g = NULL;
     if (fe_load_model(model, defs, ndefs, batch, &g, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return NULL;
     }
-    pass_options po = {0};
-    po.training = 1;
-    pass_train_options_default(&po.train);
-    g = pass_pipeline_run(g, &po, NULL, err, sizeof err);
-    if (!g) fprintf(stderr, "%s\n", err);
-    return g;
+    pass_options po;
+    pass_options_default(&po);
+    po.fuse = fuse;
+    po.scratch_bytes = cg_scratch_bytes;
+    pass_result *r = pass_pipeline_run(g, &po, NULL, err, sizeof err);
+    if (!r) fprintf(stderr, "%s\n", err);
+    return r;
 }
 
 static int in_arena(const cg_program *p, uint64_t off, uint64_t bytes) {
     return off % PASS_MEM_ALIGN == 0 && off + bytes <= (uint64_t)p->mem->arena_bytes;
 }
 
-static void check_program(const ir_graph *g, int max_kernels) {
+static void check_program(const pass_result *r, int max_kernels) {
     char err[1024];
+    const ir_graph *g = r->g;
     cg_options o;
     cg_options_default(&o);
-    cg_program *p = cg_program_new(g, &o, err, sizeof err);
+    cg_program *p = cg_program_new(r, &o, err, sizeof err);
     CHECK_MSG(p != NULL, "%s", err);
     if (!p) return;
     const pass_mem_plan *m = p->mem;
@@ -143,7 +147,7 @@ static void check_program(const ir_graph *g, int max_kernels) {
     }
     CHECK_MSG(p->nkernels <= max_kernels, "%d kernels (blocks should share theirs)", p->nkernels);
     /* determinism: the same graph gives the same kernels.cu */
-    cg_program *q = cg_program_new(g, &o, err, sizeof err);
+    cg_program *q = cg_program_new(r, &o, err, sizeof err);
     char *s1 = cg_kernels_source(p), *s2 = cg_kernels_source(q);
     CHECK(strcmp(s1, s2) == 0);
     CHECK(strstr(s1, "DC_KERNEL k000_") != NULL);
@@ -161,15 +165,15 @@ static int test_plan(void) {
     snprintf(model, sizeof model, "%s/models/deit_tiny.yaml", src);
     fe_define micro[] = {{"img_size", "32"}, {"patch_size", "8"}, {"num_classes", "10"},
                          {"embed_dim", "64"}, {"depth", "2"}, {"num_heads", "2"}};
-    ir_graph *g = training_graph(model, micro, 6, 4);
-    CHECK(g != NULL);
-    if (g) check_program(g, 60);
-    ir_graph_free(g);
+    pass_result *r = training_step(model, micro, 6, 4, NULL);
+    CHECK(r != NULL);
+    if (r) check_program(r, 60);
+    pass_result_free(r);
     snprintf(model, sizeof model, "%s/models/deit_small.yaml", src);
-    g = training_graph(model, NULL, 0, 2);
-    CHECK(g != NULL);
-    if (g) check_program(g, 60);
-    ir_graph_free(g);
+    r = training_step(model, NULL, 0, 2, NULL);
+    CHECK(r != NULL);
+    if (r) check_program(r, 60);
+    pass_result_free(r);
     return test_result();
 }
 
@@ -196,13 +200,13 @@ static void check_cache_and_errors(void) {
     unsetenv("DEITC_NO_CACHE");
     fe_define micro[] = {{"img_size", "32"}, {"patch_size", "8"}, {"num_classes", "10"},
                          {"embed_dim", "64"}, {"depth", "2"}, {"num_heads", "2"}};
-    ir_graph *g = training_graph(model, micro, 6, 4);
+    pass_result *res = training_step(model, micro, 6, 4, NULL);
     char *prelude = slurp(path);
-    CHECK(g && prelude);
-    if (!g || !prelude) return;
+    CHECK(res && prelude);
+    if (!res || !prelude) return;
     cg_options o;
     cg_options_default(&o);
-    cg_program *p = cg_program_new(g, &o, err, sizeof err);
+    cg_program *p = cg_program_new(res, &o, err, sizeof err);
     char *text = cg_kernels_source(p);
     cg_nvrtc_result r1, r2;
     CHECK_MSG(cg_nvrtc_compile(p, text, prelude, "sm_90", &r1, err, sizeof err) == 0, "%s", err);
@@ -249,7 +253,7 @@ static void check_cache_and_errors(void) {
     free(text);
     free(prelude);
     cg_program_free(p);
-    ir_graph_free(g);
+    pass_result_free(res);
 }
 
 static int test_nvrtc(int argc, char **argv) {
