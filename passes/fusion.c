@@ -54,7 +54,9 @@ int pass_fuse_parse(const char *spec, unsigned *bits, char *err, size_t errsize)
             }
         if (!found) {
             char known[256];
-            pass_fuse_names(~0u, known, sizeof known);
+            size_t k = 0;
+            for (int i = 0; i < NFUSIONS && k < sizeof known; i++)
+                k += (size_t)snprintf(known + k, sizeof known - k, "%s%s", i ? ", " : "", fusions[i].name);
             snprintf(err, errsize, "--fuse %s: unknown fusion '%.*s' (known: %s; or all, none)", spec,
                      (int)(len < 64 ? len : 64), at, known);
             return -1;

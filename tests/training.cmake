@@ -26,3 +26,10 @@ endif()
 add_test(NAME test_cli_run COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/passes/cli_run.sh)
 set_tests_properties(test_cli_run PROPERTIES
   ENVIRONMENT "${DEITC_TEST_ENV};${_cli_run_env}" LABELS training)
+
+# the pipeline: stages and pass options, multi-output nodes (interpreter, verifier, printer,
+# memory plan) and the named fusions (layer-norm-stats keeps the answer, adamw-group groups)
+add_executable(test_pipeline ${CMAKE_CURRENT_SOURCE_DIR}/passes/test_pipeline.c)
+target_link_libraries(test_pipeline PRIVATE deitc_passes deitc_frontend deitc_ir deitc_rt m)
+add_test(NAME test_pipeline COMMAND test_pipeline)
+set_tests_properties(test_pipeline PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS training)

@@ -12,6 +12,10 @@
  *                                     options (label smoothing, gradient clipping)
  *   test_codegen emu_big              the same on a model large enough for the two-pass
  *                                     reductions (random data, the EXE's initial weights)
+ *   test_codegen ln_stats             --fuse all,layer-norm-stats: the emu EXE (LayerNorm
+ *                                     keeping its statistics, warp and block rows) vs `deitc run`
+ *   test_codegen fuse                 --fuse none: one AdamW launch per weight, all: one; the
+ *                                     same weights after 3 emu steps (1e-6)
  * Everything is written under a fresh temporary directory, removed at the end.
  */
 #include <dlfcn.h>
@@ -333,6 +337,8 @@ static int test_errors(void) {
         {"--target fpga", "unknown --target 'fpga'", 0},
         {"--precision fp16", "--precision fp16: not supported yet", 0},
         {"--fuse bias-gelu", "--fuse bias-gelu: unknown fusion", 0},
+        {"--fuse adamw-group,bias-gelu", "unknown fusion 'bias-gelu' (known: adamw-group, layer-norm-stats", 0},
+        {"--precision int8", "--precision int8: unknown", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (cases[i].needs_nvrtc && !have_nvrtc()) continue;
@@ -536,28 +542,29 @@ static int test_emu_vs_run(int argc, char **argv) {
  * weights (saved after a step at lr 1e-30); the emu EXE must match `deitc run` on 3 steps. */
 static const char *BIG = "-D img_size=64 -D patch_size=4 -D num_classes=10 -D embed_dim=40 -D depth=1 -D num_heads=2";
 
-static int test_emu_big(void) {
+/* Random images of side S (batch 4), the EXE built with `defs copts` and its own initial
+ * weights, 3 steps against `deitc run` with `defs ropts`; kernels.cu must hold each of
+ * `kernels` (the variants the case is for). */
+static int random_vs_run(const char *defs, int S, const char *copts, const char *ropts, const char *const *kernels) {
     const char *bin = test_env("DEITC_BIN"), *src = test_env("DEITC_SOURCE_DIR");
-    const char *opts = "--label-smoothing 0.1 --clip-grad 0.5";
-    enum { N = 4, S = 64 };
+    enum { N = 4 };
     char path[1100], err[1024];
-    float *img = malloc(sizeof(float) * N * 3 * S * S);
+    float *img = malloc(sizeof(float) * N * 3 * (size_t)(S * S));
     int64_t labels[N] = {3, 7, 0, 9};
     uint64_t seed = 12345;
     for (int i = 0; i < N * 3 * S * S; i++) img[i] = (float)(rt_uniform01(&seed) * 2 - 1);
-    rt_tensor t[2] = {{"images", RT_F32, 4, {N, 3, S, S}, sizeof(float) * N * 3 * S * S, img},
+    rt_tensor t[2] = {{"images", RT_F32, 4, {N, 3, S, S}, sizeof(float) * N * 3 * (size_t)(S * S), img},
                       {"labels", RT_I64, 1, {N}, sizeof labels, labels}};
     snprintf(path, sizeof path, "%s/data.safetensors", tmp);
     CHECK(rt_safetensors_write(path, t, 2, NULL, err, sizeof err) == 0);
     free(img);
     int rc = test_sh("'%s' compile '%s/models/deit_tiny.yaml' %s %s --batch %d --target emu -o '%s/exe' --emit-dir '%s/emit'",
-                bin, src, BIG, opts, N, tmp, tmp);
+                bin, src, defs, copts, N, tmp, tmp);
     CHECK_MSG(rc == 0, "compile failed");
     if (rc) return test_result();
     char *cu = slurp((snprintf(path, sizeof path, "%s/emit/kernels.cu", tmp), path));
-    CHECK_MSG(cu && strstr(cu, "sum_to_pass2") && strstr(cu, "layer_norm_dgamma_pass2") &&
-                  strstr(cu, "cross_entropy_pass2") && strstr(cu, "sum_squares_pass2"),
-              "kernels.cu lacks the two-pass kernels this test is for");
+    for (int k = 0; kernels[k]; k++)
+        CHECK_MSG(cu && strstr(cu, kernels[k]), "kernels.cu lacks %s, which this test is for", kernels[k]);
     free(cu);
     rc = test_sh("'%s/exe' train --data '%s/data.safetensors' --steps 1 --no-shuffle --lr 1e-30 --weight-decay 0 "
             "--save '%s/init.safetensors'", tmp, tmp, tmp);
@@ -568,16 +575,92 @@ static int test_emu_big(void) {
     CHECK_MSG(rc == 0, "training failed");
     rc = rc ? rc : test_sh("'%s' run '%s/models/deit_tiny.yaml' %s %s --weights '%s/init.safetensors' --input '%s/data.safetensors' "
                       "--steps 3 --lr 1e-3 --weight-decay 0.05 -o '%s/ref.safetensors'",
-                      bin, src, BIG, opts, tmp, tmp, tmp);
+                      bin, src, defs, ropts, tmp, tmp, tmp);
     CHECK(rc == 0);
     if (rc) return test_result();
     compare_with_interpreter();
     return test_result();
 }
 
+static int test_emu_big(void) {
+    const char *opts = "--label-smoothing 0.1 --clip-grad 0.5";
+    const char *const kernels[] = {"sum_to_pass2", "layer_norm_dgamma_pass2", "cross_entropy_pass2",
+                                   "sum_squares_pass2", NULL};
+    return random_vs_run(BIG, 64, opts, opts, kernels);
+}
+
+/* ---- ln_stats: layer-norm-stats end to end (emu EXE vs the plain interpreter) ------------- *
+ * The EXE built with --fuse all,layer-norm-stats (LayerNorm keeps its rows' mean and rstd,
+ * its dx reads them) against `deitc run` without the fusion: rows up to the warp limit (one
+ * warp a row) and wider (1056: one block a row; without a qkv bias, whose key third has an
+ * exactly zero gradient that Adam turns into +-lr steps of rounding noise, 2e-2 here). */
+static int test_ln_stats(void) {
+    const char *fuse = "--fuse all,layer-norm-stats";
+    const char *const kernels[] = {"_layer_norm_stats(", "_layer_norm_dx_stats(",
+                                   "if (lane == 0) {\n        mean_out[r] = mean;", NULL};
+    random_vs_run(MICRO, 32, fuse, "", kernels);
+    const char *wide = "-D img_size=16 -D patch_size=8 -D num_classes=10 -D embed_dim=1056 -D depth=1 -D num_heads=2 "
+                       "-D mlp_ratio=1 -D qkv_bias=false"; /* no qkv bias: its key third's zero gradient is noise */
+    const char *const block_rows[] = {"_layer_norm_stats(", "_layer_norm_dx_stats(",
+                                      "if (threadIdx.x == 0) {\n        mean_out[r] = mean;", NULL};
+    return random_vs_run(wide, 16, fuse, "", block_rows);
+}
+
+/* ---- fuse: --fuse none vs all -------------------------------------------------------------- *
+ * adamw-group under all: one AdamW launch for every weight; none: one launch per weight; the
+ * two emu EXEs reach the same weights after 3 steps (relative L2 1e-6: the same arithmetic). */
+static int adamw_launches(const pass_result *r, int *nadamw) {
+    char err[1024];
+    cg_options o;
+    cg_options_default(&o);
+    cg_program *p = cg_program_new(r, &o, err, sizeof err);
+    CHECK_MSG(p != NULL, "%s", err);
+    if (!p) return -1;
+    int launches = 0;
+    *nadamw = 0;
+    for (int i = 0; i < r->g->n; i++) *nadamw += r->g->nodes[i].op == IR_OP_ADAMW;
+    for (int s = 0; s < p->nsteps; s++)
+        launches += p->steps[s].kind == RT_STEP_KERNEL && strstr(p->kernels[p->steps[s].kernel].name, "_adamw") != NULL;
+    cg_program_free(p);
+    return launches;
+}
+
+static int test_fuse(void) {
+    const char *src = test_env("DEITC_SOURCE_DIR");
+    char model[1024], data[1024], path[1100], err[1024];
+    snprintf(model, sizeof model, "%s/models/deit_tiny.yaml", src);
+    fe_define micro[] = {{"img_size", "32"}, {"patch_size", "8"}, {"num_classes", "10"},
+                         {"embed_dim", "64"}, {"depth", "2"}, {"num_heads", "2"}};
+    const char *modes[2] = {"none", "all"};
+    for (int m = 0; m < 2; m++) {
+        pass_result *r = training_step(model, micro, 6, 4, modes[m]);
+        CHECK(r != NULL);
+        if (!r) continue;
+        int nadamw = 0, launches = adamw_launches(r, &nadamw);
+        fprintf(stderr, "--fuse %s: %d adamw nodes, %d adamw launches\n", modes[m], nadamw, launches);
+        CHECK(nadamw > 30 && launches == (m == 0 ? nadamw : 1));
+        pass_result_free(r);
+    }
+    snprintf(data, sizeof data, "%s/deit_micro", test_env("DEITC_TESTDATA"));
+    rt_tensor_set out[2] = {{0}};
+    for (int m = 0; m < 2; m++) {
+        char extra[64];
+        snprintf(extra, sizeof extra, "--fuse %s", modes[m]);
+        if (train_emu(MICRO, data, extra)) return test_result();
+        snprintf(path, sizeof path, "%s/out.safetensors", tmp);
+        CHECK_MSG(rt_safetensors_read(path, &out[m], err, sizeof err) == 0, "%s", err);
+    }
+    compare_sets(&out[1], &out[0], 1e-6, "weights after 3 steps, --fuse all vs none");
+    CHECK(out[0].count == out[1].count && out[0].count > 30);
+    rt_tensor_set_free(&out[0]);
+    rt_tensor_set_free(&out[1]);
+    return test_result();
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: test_codegen plan|nvrtc MODEL...|identical|errors|emu CASE [-D ..]|emu_vs_run ARGS|emu_big\n");
+        fprintf(stderr, "usage: test_codegen plan|nvrtc MODEL...|identical|errors|emu CASE [-D ..]|emu_vs_run ARGS|emu_big|"
+                        "ln_stats|fuse\n");
         return 2;
     }
     make_tmp();
@@ -589,6 +672,8 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[1], "emu") == 0) rc = test_emu(argc, argv);
     else if (strcmp(argv[1], "emu_vs_run") == 0) rc = test_emu_vs_run(argc, argv);
     else if (strcmp(argv[1], "emu_big") == 0) rc = test_emu_big();
+    else if (strcmp(argv[1], "ln_stats") == 0) rc = test_ln_stats();
+    else if (strcmp(argv[1], "fuse") == 0) rc = test_fuse();
     else fprintf(stderr, "unknown mode %s\n", argv[1]);
     remove_tmp();
     return rc;
