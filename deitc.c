@@ -508,18 +508,10 @@ static int cmd_run(const cli_args *a) {
                 losses = realloc(losses, sizeof(float) * (size_t)cap);
                 if (!losses) abort();
             }
-            float slots[IR_OPT_SLOTS] = {0};
-            slots[IR_OPT_LR] = (float)a->lr;
-            slots[IR_OPT_WEIGHT_DECAY] = (float)a->weight_decay;
-            slots[IR_OPT_BIAS_CORR1] = (float)(1 - pow(po.train.beta1, (double)step));
-            slots[IR_OPT_BIAS_CORR2] = (float)(1 - pow(po.train.beta2, (double)step));
-            slots[IR_OPT_GRAD_SCALE] = 1;
-            double slots64[IR_OPT_SLOTS];
-            for (int s = 0; s < IR_OPT_SLOTS; s++) slots64[s] = slots[s];
-            slots64[IR_OPT_LR] = a->lr;
-            slots64[IR_OPT_WEIGHT_DECAY] = a->weight_decay;
-            slots64[IR_OPT_BIAS_CORR1] = 1 - pow(po.train.beta1, (double)step);
-            slots64[IR_OPT_BIAS_CORR2] = 1 - pow(po.train.beta2, (double)step);
+            double slots64[IR_OPT_SLOTS]; /* the executables' fill (IR_OPT_* = RT_OPT_*) */
+            float slots[IR_OPT_SLOTS];
+            rt_opt_fill(slots64, a->lr, a->weight_decay, po.train.beta1, po.train.beta2, step);
+            for (int s = 0; s < IR_OPT_SLOTS; s++) slots[s] = (float)slots64[s];
             if (a->f64) ir_interp_set_f64(it, opt, slots64);
             else ir_interp_set_f32(it, opt, slots);
             if (ir_interp_run(it)) {

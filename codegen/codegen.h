@@ -19,6 +19,19 @@
 #include "passes/passes.h"
 #include "runtime/plan.h"
 
+/* The IR and the runtime mirror three enums, and codegen (and deitc run) pass their values
+ * across as numbers: keep them in step. */
+_Static_assert(IR_F32 == (int)RT_F32 && IR_F16 == (int)RT_F16 && IR_BF16 == (int)RT_BF16 &&
+                   IR_I32 == (int)RT_I32 && IR_I64 == (int)RT_I64 && IR_DTYPE_COUNT == (int)RT_DTYPE_COUNT,
+               "ir_dtype and rt_dtype differ");
+_Static_assert(IR_OPT_LR == (int)RT_OPT_LR && IR_OPT_WEIGHT_DECAY == (int)RT_OPT_WEIGHT_DECAY &&
+                   IR_OPT_BIAS_CORR1 == (int)RT_OPT_BIAS_CORR1 && IR_OPT_BIAS_CORR2 == (int)RT_OPT_BIAS_CORR2 &&
+                   IR_OPT_GRAD_SCALE == (int)RT_OPT_GRAD_SCALE && IR_OPT_SLOTS == (int)RT_OPT_SLOTS,
+               "IR_OPT_* and RT_OPT_* differ");
+_Static_assert(IR_INIT_ZEROS == (int)RT_INIT_ZEROS && IR_INIT_ONES == (int)RT_INIT_ONES &&
+                   IR_INIT_TRUNC_NORMAL == (int)RT_INIT_TRUNC_NORMAL,
+               "ir_init and rt_init differ");
+
 typedef struct {
     const char *target;    /* "cuda" (default) or "emu" */
     const char *arch;      /* "sm_90"...; NULL: the local GPU's, else sm_90 */

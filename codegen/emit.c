@@ -189,7 +189,9 @@ int cg_op_table_check(char *err, size_t errsize) {
     for (int op = 0; op < IR_OP_COUNT; op++) {
         const cg_op_row *r = &op_table[op];
         int launches = r->kind == CG_OP_KERNELS || r->kind == CG_OP_GEMM;
-        if (r->kind == CG_OP_NO_ROW || launches != (r->emit != NULL) || (!launches && !r->why)) {
+        int view = (ir_op_flags((ir_op)op) & IR_OPF_ALIAS) != 0; /* ops.def: a view, no kernel */
+        if (r->kind == CG_OP_NO_ROW || launches != (r->emit != NULL) || (!launches && !r->why) ||
+            view != (r->kind == CG_OP_ALIAS)) {
             snprintf(err, errsize, "codegen: op %s has no complete row in the emitter's op table (codegen/emit.c)",
                      ir_op_name((ir_op)op));
             return -1;

@@ -165,8 +165,10 @@ char *ir_loc_format(char *buf, size_t size, ir_loc loc, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    if (loc.file)
+    if (loc.file && loc.line > 0)
         snprintf(buf, size, "%s:%d:%d: %s", loc.file, loc.line, loc.col, why);
+    else if (loc.file)
+        snprintf(buf, size, "%s: %s", loc.file, why);
     else
         snprintf(buf, size, "%s", why);
     return buf;
@@ -243,12 +245,9 @@ static int infer_shape(ir_graph *g, ir_node *n) {
         return check_dims(g, n);
     }
 
+    if (ir_op_flags(n->op) & IR_OPF_LEAF) return check_dims(g, n); /* the caller's shape */
+
     switch (n->op) {
-    case IR_OP_INPUT:
-    case IR_OP_WEIGHT:
-    case IR_OP_STATE:
-    case IR_OP_CONST:
-        break;
     case IR_OP_SOFTMAX:
         n->ndim = x->ndim;
         memcpy(n->shape, x->shape, sizeof n->shape);
@@ -479,7 +478,7 @@ static int infer_shape(ir_graph *g, ir_node *n) {
         memcpy(n->shape, x->shape, sizeof n->shape);
         n->dtype = x->dtype;
         break;
-    default: /* only the elementwise ops, handled above, have no case */
+    default: /* only the leaves and the elementwise ops, handled above, have no case */
         return node_error(g, n, "internal: op has no shape rule");
     }
     return check_dims(g, n);

@@ -43,7 +43,7 @@ int ir_op_from_name(const char *s); /* -1 when unknown */
 
 /* ---- types ------------------------------------------------------------------------------ */
 
-/* ORDER: the dtype names table in ir.c */
+/* ORDER: the dtype names table in ir.c; rt_dtype in runtime/rt.h (codegen.h asserts it) */
 typedef enum { IR_F32, IR_F16, IR_BF16, IR_I32, IR_I64, IR_DTYPE_COUNT } ir_dtype;
 
 const char *ir_dtype_name(ir_dtype t); /* "f32" */
@@ -60,7 +60,8 @@ typedef struct {
 } ir_loc;
 
 /* Slots of the optimizer's runtime input "opt" (f32 [IR_OPT_SLOTS]), filled by the host each
- * step so that schedules and loss scaling need no recompilation. ORDER: matches runtime. */
+ * step (rt_opt_fill) so that schedules and loss scaling need no recompilation. ORDER: RT_OPT_*
+ * in runtime/plan.h (codegen.h asserts it). */
 enum {
     IR_OPT_LR = 0,         /* learning rate of this step */
     IR_OPT_WEIGHT_DECAY,   /* decoupled weight decay (applied where attrs.decay) */
@@ -174,8 +175,8 @@ int ir_same_shape(const ir_node *a, const ir_node *b);
 /* "[4,3,32,32]" into buf */
 const char *ir_shape_str(const ir_node *n, char *buf, size_t size);
 
-/* Formats "file:line:col: MESSAGE" (or just MESSAGE when loc has no file) into buf: the one
- * shape of an error that points into a model file. Returns buf. */
+/* Formats "file:line:col: MESSAGE" into buf ("file: MESSAGE" without a line, MESSAGE without
+ * a file): the one shape of an error that points into a model file. Returns buf. */
 char *ir_loc_format(char *buf, size_t size, ir_loc loc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
