@@ -1,10 +1,11 @@
-/* emit.c: from a training graph to a program: CUDA C kernels and the steps that run them.
- * The driver: the program, its steps, kernel deduplication and the per-op table; the kernel
- * families live in emit_*.c (emit_internal.h lists them).
+/* emit.c: from the pipeline's result (a training graph, its schedule and memory plan, both
+ * made by passes/) to a program: CUDA C kernels and the steps that run them. The driver: the
+ * program, its steps, kernel deduplication and the per-op table; the kernel families live in
+ * emit_*.c (emit_internal.h lists them). It decides no schedule, placement or fusion itself.
  *
  * Every scheduled node becomes steps: MATMUL a GEMM (rt_gemm, row-major, batch dims
- * flattened into M when the right operand is shared), RESHAPE and ADAMW's output nothing
- * (aliases), every other op one or two kernel launches. A kernel is specialized on its shapes
+ * flattened into M when the right operand is shared), the views (RESHAPE, PROJECT) and
+ * ADAMW's output nothing (aliases), every other op one or two kernel launches. A kernel is specialized on its shapes
  * (every size is a compile-time constant) and written without a name; launches whose kernel
  * text is identical share one kernel (the 12 blocks of a DeiT share theirs), named
  * kNNN_op in first-use order. Kernels only take pointers into the arena; their arguments are
@@ -22,7 +23,8 @@
  *   reductions (sum_to, reduce_mean, layer_norm_dgamma, cross_entropy, sum_squares): two
  *   passes where one would give a GPU too few blocks: pass 1 writes partial sums to the node's
  *   scratch, pass 2 adds them in a fixed order (deterministic, no atomics; see red_plan)
- *   adamw: one launch for a run of ADAMW nodes, a table of tensors in the kernel
+ *   adamw: one launch for a fusion group of ADAMW nodes (adamw-group), a table of tensors in
+ *   the kernel
  */
 #include "codegen/emit_internal.h"
 

@@ -359,6 +359,23 @@ static void row_cases(op_suite *s) {
             int dy = in(s, t, SH(R, C), -1, 1);
             result(s, node(s, IR_OP_LAYER_NORM_DX, (int[]){dy, in(s, t, SH(R, C), -3, 3), in(s, t, SH(C), 0.5, 1.5)}, 3,
                            &a, t, 0, NULL));
+            /* the LayerNorm that keeps its statistics: y, mean and rstd through PROJECT; its dx
+             * from given statistics (any values: the kernel reads, never recomputes, them) */
+            begin(s, IR_OP_LAYER_NORM_STATS, W[w].name, t, "mean_out[r] = mean;");
+            x = in(s, t, SH(R, C), -3, 3);
+            int st = node(s, IR_OP_LAYER_NORM_STATS, (int[]){x, in(s, t, SH(C), 0.5, 1.5), in(s, t, SH(C), -1, 1)}, 3,
+                          &a, t, 0, NULL);
+            for (int k = 0; k < 3; k++) {
+                ir_attrs pa = {0};
+                pa.output = k;
+                result(s, unary(s, IR_OP_PROJECT, st, &pa));
+            }
+            begin(s, IR_OP_LAYER_NORM_DX_STATS, W[w].name, t, W[w].expect);
+            reject(s, "dc_sqrt"); /* statistics read, not recomputed */
+            dy = in(s, t, SH(R, C), -1, 1);
+            int xs = in(s, t, SH(R, C), -3, 3), gs = in(s, t, SH(C), 0.5, 1.5);
+            int mean = in(s, IR_F32, SH(R, 1), -1, 1), rstd = in(s, IR_F32, SH(R, 1), 0.3, 2);
+            result(s, node(s, IR_OP_LAYER_NORM_DX_STATS, (int[]){dy, xs, gs, mean, rstd}, 5, &a, t, 0, NULL));
             begin(s, IR_OP_SOFTMAX, W[w].name, t, W[w].expect);
             result(s, unary(s, IR_OP_SOFTMAX, in(s, t, SH(R, C), -4, 4), NULL));
             begin(s, IR_OP_SOFTMAX_GRAD, W[w].name, t, W[w].expect);
