@@ -238,19 +238,6 @@ static int write_data(const op_suite *s, const char *dir) {
     return rc;
 }
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *s = malloc((size_t)n + 1);
-    if (!s) abort();
-    s[fread(s, 1, (size_t)n, f)] = 0;
-    fclose(f);
-    return s;
-}
-
 static int write_text(const char *dir, const char *name, const char *text) {
     char path[1200];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -283,20 +270,19 @@ static int build_package(const op_suite *s, const char *dir, int emu, const char
     }
     check_variants(s, p);
     int rc = -1;
-    char *src = cg_kernels_source(p), *prelude = NULL;
+    char *src = cg_kernels_source(p);
+    cg_headers headers = {0};
     cg_nvrtc_result nv = {0};
     char cubin[1300], ptx[1300];
     snprintf(cubin, sizeof cubin, "%s/kernels.cubin", dir);
     snprintf(ptx, sizeof ptx, "%s/kernels.ptx", dir);
     if (write_text(dir, "kernels.cu", src) || write_data(s, dir)) goto done;
     if (!emu) {
-        snprintf(path, sizeof path, "%s/kernel_prelude.cuh", OKT_RUNTIME_DIR);
-        prelude = slurp(path);
-        if (!prelude) {
-            fprintf(stderr, "cannot read %s\n", path);
+        if (cg_headers_read(&headers, OKT_RUNTIME_DIR, err, sizeof err)) {
+            fprintf(stderr, "%s\n", err);
             goto done;
         }
-        if (cg_nvrtc_compile(p, src, prelude, arch, &nv, err, sizeof err)) {
+        if (cg_nvrtc_compile(p, src, &headers, arch, &nv, err, sizeof err)) {
             fprintf(stderr, "%s\n", err);
             goto done;
         }
@@ -345,7 +331,7 @@ static int build_package(const op_suite *s, const char *dir, int emu, const char
     rc = 0;
 done:
     cg_nvrtc_result_free(&nv);
-    free(prelude);
+    cg_headers_free(&headers);
     free(src);
     cg_program_free(p);
     return rc;
