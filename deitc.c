@@ -1,10 +1,12 @@
 /* deitc.c: the command line. Parses arguments and calls frontend -> passes -> codegen.
  *
- *   deitc inspect MODEL [-D name=value]...
- *   deitc dump    MODEL [-D ...] [--after PASS] [--batch N]
+ *   deitc inspect MODEL [-D name=value]... [--batch N] [--precision P] [--fuse F]
+ *   deitc dump    MODEL [-D ...] [--after STAGE] [--batch N] [--precision P] [--fuse F]
  *   deitc run     MODEL [-D ...] [--weights W.safetensors] --input X.safetensors -o OUT.safetensors
- *                 [--steps K --lr LR --weight-decay WD] [--grads] [--f64]
+ *                 [--steps K --lr LR --weight-decay WD] [--grads] [--f64] [--fuse F]
  *   deitc compile MODEL [-D ...] -o EXE [--target cuda|emu] [--arch sm_XX] [--batch N] ...
+ * --precision and --fuse are options of the passes (passes/pipeline.c), checked before any
+ * work; codegen compiles what the pipeline produced.
  *   deitc export  MODEL.onnx --weights TRAINED.safetensors -o OUT.onnx
  *   deitc help | --help | --version
  *
@@ -48,14 +50,17 @@ typedef struct {
 static void usage_to(FILE *f) {
     fprintf(f,
             "usage:\n"
-            "  deitc inspect MODEL [-D name=value]...\n"
-            "  deitc dump    MODEL [-D ...] [--after PASS] [--batch N]\n"
+            "  deitc inspect MODEL [-D name=value]... [--batch N] [PASS OPTIONS]\n"
+            "  deitc dump    MODEL [-D ...] [--after STAGE] [--batch N] [PASS OPTIONS]\n"
             "  deitc run     MODEL [-D ...] [--weights W.safetensors] --input X.safetensors -o OUT.safetensors\n"
-            "                [--steps K --lr LR --weight-decay WD] [--grads] [--f64]\n"
+            "                [--steps K --lr LR --weight-decay WD] [--grads] [--f64] [PASS OPTIONS]\n"
             "  deitc compile MODEL [-D ...] -o EXE [--target cuda|emu] [--arch sm_XX] [--batch N]\n"
-            "                [--precision fp32] [--fuse all|none] [--emit-dir DIR]\n"
+            "                [--emit-dir DIR] [PASS OPTIONS]\n"
             "  deitc export  MODEL.onnx --weights TRAINED.safetensors -o OUT.onnx\n"
             "  deitc help | --version\n"
+            "Pass options (inspect, dump, run, compile):\n"
+            "  --precision fp32  --fuse all|none|NAME,... (all: adamw-group; opt-in: layer-norm-stats)\n"
+            "STAGE: check forward-fusion training precision fusion schedule memplan\n"
             "Training options (dump --after training, run --steps, compile):\n"
             "  --label-smoothing S  --clip-grad MAX_NORM  --freeze PATTERN (fnmatch, repeatable)\n"
             "  --output NODE (ONNX: the output the loss goes on)\n"
@@ -187,9 +192,9 @@ static int option_allowed(const char *cmd, const char *opt) {
     static const struct {
         const char *cmd, *opts;
     } table[] = {
-        {"inspect", " -D --batch"},
-        {"dump", " -D --after --batch"},
-        {"run", " -D --weights --input -o --steps --lr --weight-decay --grads --f64"},
+        {"inspect", " -D --batch --precision --fuse"},
+        {"dump", " -D --after --batch --precision --fuse"},
+        {"run", " -D --weights --input -o --steps --lr --weight-decay --grads --f64 --precision --fuse"},
         {"compile", " -D -o --target --arch --precision --fuse --emit-dir --batch"},
         {"export", " --weights -o"},
     };
@@ -313,9 +318,12 @@ static ir_graph *load(const cli_args *a, long batch) {
 }
 
 static pass_options make_pass_options(const cli_args *a, int training) {
-    pass_options o = {0};
+    pass_options o;
+    pass_options_default(&o);
     o.training = training;
-    pass_train_options_default(&o.train);
+    o.precision = a->precision;
+    o.fuse = a->fuse;
+    o.scratch_bytes = cg_scratch_bytes; /* the memory plan reserves what the kernels need */
     o.train.label_smoothing = a->label_smoothing;
     o.train.clip_grad_norm = a->clip_grad_norm;
     o.train.freeze = a->freeze;
@@ -326,7 +334,41 @@ static pass_options make_pass_options(const cli_args *a, int training) {
 
 /* ---- inspect ------------------------------------------------------------------------------ */
 
+/* The training step the pipeline makes of g (taken over) with a's pass options, as codegen
+ * would emit it: nodes, plan steps, launches, kernels, arena. A model that cannot be trained
+ * (an ONNX graph without logits) says why instead. */
+static void inspect_step(ir_graph *g, const pass_options *po) {
+    char err[1024], names[128];
+    int64_t batch = g->info.batch > 0 ? g->info.batch : 1;
+    pass_result *r = pass_pipeline_run(g, po, NULL, err, sizeof err);
+    if (!r) {
+        printf("training step: not built (%s)\n", err);
+        return;
+    }
+    cg_options co;
+    cg_options_default(&co);
+    cg_program *p = cg_program_new(r, &co, err, sizeof err);
+    printf("training step: batch %lld, precision %s, fusions %s, %d nodes\n", (long long)batch, r->precision,
+           pass_fuse_names(r->fusions, names, sizeof names), r->g->n);
+    if (p) {
+        int launches = 0, gemms = 0;
+        for (int s = 0; s < p->nsteps; s++) {
+            launches += p->steps[s].kind == RT_STEP_KERNEL;
+            gemms += p->steps[s].kind == RT_STEP_GEMM;
+        }
+        printf("plan per step: %d steps (%d kernel launches, %d GEMMs), %d kernels, arena %.2f MiB\n", p->nsteps,
+               launches, gemms, p->nkernels, (double)r->mem->arena_bytes / (1 << 20));
+    } else {
+        printf("plan per step: not built (%s)\n", err);
+    }
+    cg_program_free(p);
+    pass_result_free(r);
+}
+
 static int cmd_inspect(const cli_args *a) {
+    char err[1024];
+    pass_options po = make_pass_options(a, 1);
+    if (pass_options_check(&po, err, sizeof err)) return die("%s", err);
     /* batch 0: the model's own (1, or an ONNX export's fixed batch); figures are per image */
     ir_graph *g = load(a, a->batch ? a->batch : 0);
     if (!g) return 1;
@@ -351,7 +393,7 @@ static int cmd_inspect(const cli_args *a) {
     printf("nodes: %d\nop histogram:\n", g->n);
     for (int op = 0; op < IR_OP_COUNT; op++)
         if (hist[op]) printf("  %-20s %lld\n", ir_op_name(op), (long long)hist[op]);
-    ir_graph_free(g);
+    inspect_step(g, &po);
     return 0;
 }
 
@@ -363,10 +405,10 @@ static int cmd_dump(const cli_args *a) {
     char err[1024];
     int training = a->after && strcmp(a->after, "check") != 0;
     pass_options o = make_pass_options(a, training);
-    g = pass_pipeline_run(g, &o, a->after ? a->after : "check", err, sizeof err);
-    if (!g) return die("%s", err);
-    ir_print(g, stdout);
-    ir_graph_free(g);
+    pass_result *r = pass_pipeline_run(g, &o, a->after ? a->after : "check", err, sizeof err);
+    if (!r) return die("%s", err);
+    pass_result_print(r, stdout);
+    pass_result_free(r);
     return 0;
 }
 
@@ -505,7 +547,8 @@ static int cmd_run(const cli_args *a) {
     out_list out = {0};
     if (!g) goto done;
     pass_options po = make_pass_options(a, training);
-    g = pass_pipeline_run(g, &po, NULL, err, sizeof err);
+    /* the interpreter needs the graph, not an order or an arena */
+    g = pass_result_take_graph(pass_pipeline_run(g, &po, "fusion", err, sizeof err));
     if (!g) {
         die("%s", err);
         goto done;
@@ -573,18 +616,10 @@ static int cmd_run(const cli_args *a) {
                 losses = realloc(losses, sizeof(float) * (size_t)cap);
                 if (!losses) abort();
             }
-            float slots[IR_OPT_SLOTS] = {0};
-            slots[IR_OPT_LR] = (float)a->lr;
-            slots[IR_OPT_WEIGHT_DECAY] = (float)a->weight_decay;
-            slots[IR_OPT_BIAS_CORR1] = (float)(1 - pow(po.train.beta1, (double)step));
-            slots[IR_OPT_BIAS_CORR2] = (float)(1 - pow(po.train.beta2, (double)step));
-            slots[IR_OPT_GRAD_SCALE] = 1;
-            double slots64[IR_OPT_SLOTS];
-            for (int s = 0; s < IR_OPT_SLOTS; s++) slots64[s] = slots[s];
-            slots64[IR_OPT_LR] = a->lr;
-            slots64[IR_OPT_WEIGHT_DECAY] = a->weight_decay;
-            slots64[IR_OPT_BIAS_CORR1] = 1 - pow(po.train.beta1, (double)step);
-            slots64[IR_OPT_BIAS_CORR2] = 1 - pow(po.train.beta2, (double)step);
+            double slots64[IR_OPT_SLOTS]; /* the executables' fill (IR_OPT_* = RT_OPT_*) */
+            float slots[IR_OPT_SLOTS];
+            rt_opt_fill(slots64, a->lr, a->weight_decay, po.train.beta1, po.train.beta2, step);
+            for (int s = 0; s < IR_OPT_SLOTS; s++) slots[s] = (float)slots64[s];
             if (a->f64) ir_interp_set_f64(it, opt, slots64);
             else ir_interp_set_f32(it, opt, slots);
             if (ir_interp_run(it)) {
@@ -654,18 +689,17 @@ static int cmd_compile(const cli_args *a) {
     cg_options_default(&co);
     if (a->target) co.target = a->target;
     if (a->arch) co.arch = a->arch;
-    if (a->precision) co.precision = a->precision;
-    if (a->fuse) co.fuse = a->fuse;
     co.emit_dir = a->emit_dir;
     co.output = a->output;
     if (a->batch) co.batch = a->batch;
+    pass_options po = make_pass_options(a, 1);
+    if (pass_options_check(&po, err, sizeof err)) return die("%s", err);
     ir_graph *g = load(a, co.batch);
     if (!g) return 1;
-    pass_options po = make_pass_options(a, 1);
-    g = pass_pipeline_run(g, &po, NULL, err, sizeof err);
-    if (!g) return die("%s", err);
-    int rc = cg_compile(g, &co, err, sizeof err);
-    ir_graph_free(g);
+    pass_result *r = pass_pipeline_run(g, &po, NULL, err, sizeof err);
+    if (!r) return die("%s", err);
+    int rc = cg_compile(r, &co, err, sizeof err);
+    pass_result_free(r);
     if (rc) return die("%s", err);
     return 0;
 }

@@ -2,8 +2,11 @@
  *
  * Sections follow the files that implement them:
  *   options.c  defaults
- *   emit.c     schedule + memory plan -> a program: deduplicated CUDA C kernels (kernels.cu)
- *              and the ordered launch/GEMM steps of one training iteration
+ *   emit*.c    the pipeline's schedule + memory plan -> a program: deduplicated CUDA C kernels
+ *              (kernels.cu) and the ordered launch/GEMM steps of one training iteration; the per-op table.
+ *              The kernel families it dispatches to (emit_internal.h, private): emit_text.c
+ *              (CUDA-text helpers), emit_pointwise.c, emit_reduce.c, emit_rows.c,
+ *              emit_optim.c, emit_gemm.c
  *   writer.c   the program's files: kernels.cu, plan.c (the rt_plan, runtime/plan.h), the emu
  *              glue (emu_glue.cc) and the per-kernel resource report
  *   nvrtc.c    NVRTC (dlopen'd): kernels.cu -> cubin + PTX, registers/spills, on-disk cache
@@ -17,11 +20,22 @@
 #include "passes/passes.h"
 #include "runtime/plan.h"
 
+/* The IR and the runtime mirror three enums, and codegen (and deitc run) pass their values
+ * across as numbers: keep them in step. */
+_Static_assert(IR_F32 == (int)RT_F32 && IR_F16 == (int)RT_F16 && IR_BF16 == (int)RT_BF16 &&
+                   IR_I32 == (int)RT_I32 && IR_I64 == (int)RT_I64 && IR_DTYPE_COUNT == (int)RT_DTYPE_COUNT,
+               "ir_dtype and rt_dtype differ");
+_Static_assert(IR_OPT_LR == (int)RT_OPT_LR && IR_OPT_WEIGHT_DECAY == (int)RT_OPT_WEIGHT_DECAY &&
+                   IR_OPT_BIAS_CORR1 == (int)RT_OPT_BIAS_CORR1 && IR_OPT_BIAS_CORR2 == (int)RT_OPT_BIAS_CORR2 &&
+                   IR_OPT_GRAD_SCALE == (int)RT_OPT_GRAD_SCALE && IR_OPT_SLOTS == (int)RT_OPT_SLOTS,
+               "IR_OPT_* and RT_OPT_* differ");
+_Static_assert(IR_INIT_ZEROS == (int)RT_INIT_ZEROS && IR_INIT_ONES == (int)RT_INIT_ONES &&
+                   IR_INIT_TRUNC_NORMAL == (int)RT_INIT_TRUNC_NORMAL,
+               "ir_init and rt_init differ");
+
 typedef struct {
     const char *target;    /* "cuda" (default) or "emu" */
     const char *arch;      /* "sm_90"...; NULL: the local GPU's, else sm_90 */
-    const char *precision; /* "fp32" (default), "fp16", "bf16" */
-    const char *fuse;      /* "all" (default), "none", or a comma list of fusion names */
     const char *emit_dir;  /* keep kernels.cu and the plan here; NULL: a temporary dir */
     const char *output;    /* the executable to write */
     long batch;            /* the batch the graph was built for */
@@ -29,9 +43,10 @@ typedef struct {
 
 void cg_options_default(cg_options *o);
 
-/* Writes the executable for training graph g. 0 on success, else -1 with err; never leaves a
- * partial executable behind. */
-int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize);
+/* Writes the executable for the pipeline's result r (a training graph, its schedule and
+ * memory plan; --precision and --fuse are pass options, already applied). 0 on success,
+ * else -1 with err; never leaves a partial executable behind. */
+int cg_compile(const pass_result *r, const cg_options *o, char *err, size_t errsize);
 
 /* ---- emit.c ------------------------------------------------------------------------------ */
 
@@ -53,9 +68,11 @@ typedef struct {
 } cg_kernel;
 
 typedef struct {
-    const ir_graph *g;
-    pass_mem_plan *mem;
-    int *order, norder;    /* the schedule */
+    const ir_graph *g;     /* the pipeline's result, borrowed: */
+    const pass_mem_plan *mem;
+    const int *order;      /* the schedule */
+    int norder;
+    const char *precision; /* "fp32" */
     cg_kernel *kernels;
     int nkernels, kcap;
     rt_plan_step *steps;   /* args and what are heap copies owned by the program */
@@ -64,9 +81,28 @@ typedef struct {
     double beta1, beta2, adam_eps;
 } cg_program;
 
-/* Schedules, plans memory and emits every node of training graph g. NULL with err when the
- * graph has something the emitter cannot compile (names the node). */
-cg_program *cg_program_new(const ir_graph *g, const cg_options *o, char *err, size_t errsize);
+/* What the emitter does with an op: its row in the per-op table (emit.c). */
+typedef enum {
+    CG_OP_NO_ROW = 0, /* the table lacks the op: a bug cg_op_table_check reports */
+    CG_OP_KERNELS,    /* one or more kernel launches */
+    CG_OP_GEMM,       /* rt_gemm steps */
+    CG_OP_ALIAS,      /* no step: shares its input's buffer (reshape) */
+    CG_OP_LEAF,       /* no step: arena storage bound from outside (input, weight, state) */
+} cg_op_kind;
+
+cg_op_kind cg_op_kind_of(ir_op op);
+/* 0 when every op has a complete row in the table, else -1 with err naming the first op that
+ * has none. cg_program_new runs it first. */
+int cg_op_table_check(char *err, size_t errsize);
+
+/* Emits every scheduled node of the pipeline's result r (graph, schedule and memory plan,
+ * which the program borrows: r must outlive it); a fusion group is one launch. NULL with err
+ * when the graph has something the emitter cannot compile (names the node), or the pipeline
+ * stopped before the memory plan. */
+cg_program *cg_program_new(const pass_result *r, const cg_options *o, char *err, size_t errsize);
+/* Bytes of scratch node i's kernels need while they run (partial sums of two-pass
+ * reductions): what the pipeline's memory plan reserves (pass_options.scratch_bytes). */
+int64_t cg_scratch_bytes(const ir_graph *g, int i);
 void cg_program_free(cg_program *p);
 
 /* ---- writer.c ----------------------------------------------------------------------------- */
@@ -118,11 +154,26 @@ typedef struct {
     int cached;            /* 1: came from the on-disk cache */
 } cg_nvrtc_result;
 
-/* Compiles kernels.cu (prelude passed as an in-memory header) for arch "sm_XX", using the
- * on-disk cache ($XDG_CACHE_HOME/deitc, else ~/.cache/deitc; DEITC_CACHE_DIR overrides,
- * DEITC_NO_CACHE=1 disables). On failure: -1 with err holding NVRTC's log, each error line
- * annotated with the kernel it falls in. Fills registers/spill_bytes of p's kernels. */
-int cg_nvrtc_compile(cg_program *p, const char *source, const char *prelude, const char *arch,
+/* The device library kernels.cu includes (runtime/kernel_prelude.cuh and the headers it
+ * includes), as NVRTC gets them: in-memory headers by name. */
+#define CG_MAX_HEADERS 8
+typedef struct {
+    int n;
+    const char *names[CG_MAX_HEADERS]; /* "kernel_prelude.cuh", "dc_base.cuh", ... (static) */
+    char *texts[CG_MAX_HEADERS];       /* heap */
+} cg_headers;
+
+/* Reads every header of the device library from rt_dir (the runtime/ folder). -1 with err
+ * naming the file it cannot read. */
+int cg_headers_read(cg_headers *h, const char *rt_dir, char *err, size_t errsize);
+void cg_headers_free(cg_headers *h);
+
+/* Compiles kernels.cu (the headers passed in memory) for arch "sm_XX", using the on-disk cache
+ * ($XDG_CACHE_HOME/deitc, else ~/.cache/deitc; DEITC_CACHE_DIR overrides, DEITC_NO_CACHE=1
+ * disables), keyed on the source, every header's name and text, the options and NVRTC's
+ * version. On failure: -1 with err holding NVRTC's log, each error line annotated with the
+ * kernel it falls in. Fills registers/spill_bytes of p's kernels. */
+int cg_nvrtc_compile(cg_program *p, const char *source, const cg_headers *headers, const char *arch,
                      cg_nvrtc_result *out, char *err, size_t errsize);
 void cg_nvrtc_result_free(cg_nvrtc_result *r);
 /* Parses "ptxas info : Used N registers" / "N bytes spill stores" lines into p's kernels. */

@@ -1,4 +1,5 @@
-/* compile.c: cg_compile, the chain from a training graph to a standalone executable.
+/* compile.c: cg_compile, the chain from the pipeline's result (a training graph, its schedule and
+ * memory plan) to a standalone executable.
  *
  *   program (emit.c) -> kernels.cu, plan.c, report.txt in the work dir (--emit-dir, else a
  *   temporary dir removed afterwards)
@@ -196,7 +197,7 @@ static int check_libs(const char *libs, const char *from, char *err, size_t errs
     return 0;
 }
 
-int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize) {
+int cg_compile(const pass_result *r, const cg_options *o, char *err, size_t errsize) {
     double t0 = now_s();
     const char *target = o->target ? o->target : "cuda";
     int emu = strcmp(target, "emu") == 0;
@@ -206,18 +207,6 @@ int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize
     }
     char local_arch[16];
     const char *arch = o->arch ? o->arch : cg_default_arch(local_arch, sizeof local_arch);
-    /* Mixed precision and kernel fusion are passes still to come: refuse rather than
-     * silently build an fp32 unfused executable under another name. */
-    if (o->precision && strcmp(o->precision, "fp32") != 0) {
-        snprintf(err, errsize, "--precision %s: not supported yet (this deitc builds fp32 executables only)",
-                 o->precision);
-        return -1;
-    }
-    if (o->fuse && strcmp(o->fuse, "all") != 0 && strcmp(o->fuse, "none") != 0) {
-        snprintf(err, errsize, "--fuse %s: unknown fusion (this deitc has no fusion passes yet: use all or none)",
-                 o->fuse);
-        return -1;
-    }
     if (!o->output || !*o->output) {
         snprintf(err, errsize, "compile needs -o EXE");
         return -1;
@@ -262,7 +251,8 @@ int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize
     int rc = -1;
     workdir w = {{0}, 0};
     cg_program *p = NULL;
-    char *src = NULL, *prelude = NULL;
+    char *src = NULL;
+    cg_headers headers = {0};
     cg_nvrtc_result nv = {0};
     job jobs[3];
     memset(jobs, 0, sizeof jobs);
@@ -278,7 +268,7 @@ int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize
         w.temporary = 1;
         tracked_dir = rt_tmp_track(w.dir, 1);
     }
-    p = cg_program_new(g, o, err, errsize);
+    p = cg_program_new(r, o, err, errsize);
     if (!p) goto done;
     src = cg_kernels_source(p);
     char path[4300], cubin_path[4300], ptx_path[4300];
@@ -286,14 +276,9 @@ int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize
     if (write_file(path, src, strlen(src), err, errsize)) goto done;
     double t_nvrtc = 0;
     if (!emu) {
-        snprintf(path, sizeof path, "%s/kernel_prelude.cuh", rt_dir);
-        prelude = read_text(path);
-        if (!prelude) {
-            snprintf(err, errsize, "cannot read %s: %s", path, strerror(errno));
-            goto done;
-        }
+        if (cg_headers_read(&headers, rt_dir, err, errsize)) goto done;
         double t1 = now_s();
-        if (cg_nvrtc_compile(p, src, prelude, arch, &nv, err, errsize)) goto done;
+        if (cg_nvrtc_compile(p, src, &headers, arch, &nv, err, errsize)) goto done;
         t_nvrtc = now_s() - t1;
         snprintf(cubin_path, sizeof cubin_path, "%s/kernels.cubin", w.dir);
         snprintf(ptx_path, sizeof ptx_path, "%s/kernels.ptx", w.dir);
@@ -310,7 +295,7 @@ int cg_compile(const ir_graph *g, const cg_options *o, char *err, size_t errsize
         snprintf(err, errsize, "cannot write %s: %s", init_path, strerror(errno));
         goto done;
     }
-    cg_plan_target t = {target, arch, emu ? NULL : cubin_path, emu ? NULL : ptx_path, nv.cubin_size, o->precision,
+    cg_plan_target t = {target, arch, emu ? NULL : cubin_path, emu ? NULL : ptx_path, nv.cubin_size, p->precision,
                         init_bytes ? init_path : NULL};
     snprintf(path, sizeof path, "%s/plan.c", w.dir);
     f = fopen(path, "w");
@@ -393,7 +378,7 @@ done:
     rt_tmp_untrack(tracked_exe);
     cg_nvrtc_result_free(&nv);
     free(src);
-    free(prelude);
+    cg_headers_free(&headers);
     cg_program_free(p);
     if (w.temporary) remove_dir(w.dir);
     rt_tmp_untrack(tracked_dir);

@@ -6,7 +6,5 @@
 void cg_options_default(cg_options *o) {
     memset(o, 0, sizeof *o);
     o->target = "cuda";
-    o->precision = "fp32";
-    o->fuse = "all";
     o->batch = 8;
 }

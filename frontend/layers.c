@@ -22,10 +22,7 @@ static int layer_error(ir_graph *g, ir_loc loc, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    if (loc.file)
-        snprintf(g->error, sizeof g->error, "%s:%d:%d: %s", loc.file, loc.line, loc.col, why);
-    else
-        snprintf(g->error, sizeof g->error, "%s", why);
+    ir_loc_format(g->error, sizeof g->error, loc, "%s", why);
     return -1;
 }
 

@@ -79,10 +79,8 @@ static int fail(yctx *c, ir_loc loc, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    if (loc.line > 0)
-        snprintf(c->err, c->errsize, "%s:%d:%d: %s", loc.file, loc.line, loc.col, why);
-    else
-        snprintf(c->err, c->errsize, "%s: %s", loc.file ? loc.file : c->path, why);
+    if (!loc.file) loc.file = c->path;
+    ir_loc_format(c->err, c->errsize, loc, "%s", why);
     return -1;
 }
 
@@ -858,16 +856,15 @@ int fe_yaml_load_string(const char *text, size_t len, const char *path, const fe
     if (nul) {
         int line, col;
         offset_pos(text, len, (size_t)(nul - text), &line, &col);
-        snprintf(err, errsize, "%s:%d:%d: binary file (a NUL byte); expected YAML text", path,
-                 line, col);
+        ir_loc_format(err, errsize, (ir_loc){path, line, col}, "binary file (a NUL byte); expected YAML text");
         return -1;
     }
     size_t k = 0;
     while (k < len && (text[k] == ' ' || text[k] == '\n' || text[k] == '\r' || text[k] == '\t'))
         k++;
     if (k == len) {
-        snprintf(err, errsize, "%s:1:1: empty file: expected a YAML mapping with 'params' and 'layers'",
-                 path);
+        ir_loc_format(err, errsize, (ir_loc){path, 1, 1},
+                      "empty file: expected a YAML mapping with 'params' and 'layers'");
         return -1;
     }
 
@@ -884,11 +881,11 @@ int fe_yaml_load_string(const char *text, size_t len, const char *path, const fe
             offset_pos(text, len, parser.problem_offset, &line, &col);
         const char *problem = parser.problem ? parser.problem : "malformed YAML";
         if (parser.context)
-            snprintf(err, errsize, "%s:%d:%d: YAML syntax error: %s (%s at line %d:%d)", path, line,
-                     col, problem, parser.context, (int)parser.context_mark.line + 1,
-                     (int)parser.context_mark.column + 1);
+            ir_loc_format(err, errsize, (ir_loc){path, line, col}, "YAML syntax error: %s (%s at line %d:%d)",
+                          problem, parser.context, (int)parser.context_mark.line + 1,
+                          (int)parser.context_mark.column + 1);
         else
-            snprintf(err, errsize, "%s:%d:%d: YAML syntax error: %s", path, line, col, problem);
+            ir_loc_format(err, errsize, (ir_loc){path, line, col}, "YAML syntax error: %s", problem);
         yaml_parser_delete(&parser);
         return -1;
     }
@@ -905,15 +902,16 @@ int fe_yaml_load_string(const char *text, size_t len, const char *path, const fe
         yaml_document_t extra;
         if (!yaml_parser_load(&parser, &extra)) {
             r = -1;
-            snprintf(err, errsize, "%s:%d:%d: YAML syntax error after the model: %s", path,
-                     (int)parser.problem_mark.line + 1, (int)parser.problem_mark.column + 1,
-                     parser.problem ? parser.problem : "malformed YAML");
+            ir_loc_format(err, errsize,
+                          (ir_loc){path, (int)parser.problem_mark.line + 1, (int)parser.problem_mark.column + 1},
+                          "YAML syntax error after the model: %s", parser.problem ? parser.problem : "malformed YAML");
         } else {
             yaml_node_t *root = yaml_document_get_root_node(&extra);
             if (root) {
                 r = -1;
-                snprintf(err, errsize, "%s:%d:%d: a second YAML document; a model file holds one",
-                         path, (int)root->start_mark.line + 1, (int)root->start_mark.column + 1);
+                ir_loc_format(err, errsize,
+                              (ir_loc){path, (int)root->start_mark.line + 1, (int)root->start_mark.column + 1},
+                              "a second YAML document; a model file holds one");
             }
             yaml_document_delete(&extra);
         }

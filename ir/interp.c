@@ -4,7 +4,8 @@
  * computes in double and, unless the interpreter was made with use_f64, rounds its result to
  * the node's dtype (f32, f16, bf16: round to nearest even), so the f32 interpreter is a float32
  * program whose every op is correctly rounded. Integer values (labels) are exact in double.
- * ADAMW nodes update their WEIGHT and STATE inputs in place.
+ * ADAMW nodes update their WEIGHT and STATE inputs in place. A node with several outputs
+ * holds them one after another in its value; PROJECT copies one out.
  */
 #include "ir/ir.h"
 
@@ -12,6 +13,28 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Elements of node n's value: all its outputs, one after another. */
+static int64_t value_len(const ir_node *n) {
+    int64_t len = 0;
+    for (int k = 0; k < ir_op_outputs(n->op); k++) {
+        ir_node o;
+        ir_node_output(n, k, &o);
+        len += ir_numel(&o);
+    }
+    return len;
+}
+
+/* Where output k starts in node n's value (elements). */
+static int64_t output_start(const ir_node *n, int k) {
+    int64_t at = 0;
+    for (int j = 0; j < k; j++) {
+        ir_node o;
+        ir_node_output(n, j, &o);
+        at += ir_numel(&o);
+    }
+    return at;
+}
 
 struct ir_interp {
     const ir_graph *g;
@@ -28,7 +51,7 @@ ir_interp *ir_interp_new(const ir_graph *g, int use_f64) {
     it->val = calloc((size_t)g->n, sizeof(double *));
     if (!it->val) abort();
     for (int i = 0; i < g->n; i++) {
-        it->val[i] = calloc((size_t)ir_numel(&g->nodes[i]), sizeof(double));
+        it->val[i] = calloc((size_t)value_len(&g->nodes[i]), sizeof(double));
         if (!it->val[i]) { /* a graph too big for this machine: the caller reports it */
             ir_interp_free(it);
             return NULL;
@@ -274,21 +297,33 @@ static void row_stats(const double *x, int64_t C, double eps, double *mean, doub
     *rstd = 1.0 / sqrt(ss / (double)C + eps);
 }
 
+/* LAYER_NORM, LAYER_NORM_STATS (y, then the rows' mean and rstd), LAYER_NORM_DX (statistics
+ * recomputed), LAYER_NORM_DX_STATS (statistics from its inputs 3 and 4), LAYER_NORM_DGAMMA */
 static void run_layer_norm(const ir_graph *g, const ir_node *n, double **v, double *out) {
-    const ir_node *xn = &g->nodes[n->inputs[n->op == IR_OP_LAYER_NORM ? 0 : 1]];
+    int fwd = n->op == IR_OP_LAYER_NORM || n->op == IR_OP_LAYER_NORM_STATS;
+    const ir_node *xn = &g->nodes[n->inputs[fwd ? 0 : 1]];
     int64_t C = last_dim(xn), rows = ir_numel(xn) / C;
     double eps = n->attrs.eps;
     if (n->op == IR_OP_LAYER_NORM_DGAMMA) memset(out, 0, sizeof(double) * (size_t)C);
     for (int64_t r = 0; r < rows; r++) {
         double mean, rstd;
-        if (n->op == IR_OP_LAYER_NORM) {
+        if (fwd) {
             const double *x = v[n->inputs[0]] + r * C, *gm = v[n->inputs[1]], *bt = v[n->inputs[2]];
             row_stats(x, C, eps, &mean, &rstd);
             for (int64_t j = 0; j < C; j++) out[r * C + j] = (x[j] - mean) * rstd * gm[j] + bt[j];
-        } else if (n->op == IR_OP_LAYER_NORM_DX) {
+            if (n->op == IR_OP_LAYER_NORM_STATS) {
+                out[rows * C + r] = mean;
+                out[rows * C + rows + r] = rstd;
+            }
+        } else if (n->op == IR_OP_LAYER_NORM_DX || n->op == IR_OP_LAYER_NORM_DX_STATS) {
             const double *dy = v[n->inputs[0]] + r * C, *x = v[n->inputs[1]] + r * C;
             const double *gm = v[n->inputs[2]];
-            row_stats(x, C, eps, &mean, &rstd);
+            if (n->op == IR_OP_LAYER_NORM_DX_STATS) {
+                mean = v[n->inputs[3]][r];
+                rstd = v[n->inputs[4]][r];
+            } else {
+                row_stats(x, C, eps, &mean, &rstd);
+            }
             double s1 = 0, s2 = 0;
             for (int64_t j = 0; j < C; j++) {
                 double dxh = dy[j] * gm[j], xh = (x[j] - mean) * rstd;
@@ -401,14 +436,12 @@ static int run_node(ir_interp *it, int i) {
     case IR_OP_CONST:
         for (int64_t k = 0; k < total; k++) out[k] = n->attrs.alpha;
         break;
-    case IR_OP_ADD: case IR_OP_SUB: case IR_OP_MUL: case IR_OP_DIV: case IR_OP_SCALE:
-    case IR_OP_SQRT: case IR_OP_ERF: case IR_OP_GELU: case IR_OP_GELU_GRAD: case IR_OP_CAST:
-    case IR_OP_ERF_GRAD:
-        run_elementwise(g, n, v, out);
-        break;
     case IR_OP_RESHAPE:
         memcpy(out, v[n->inputs[0]], sizeof(double) * (size_t)total);
         break;
+    case IR_OP_PROJECT: /* already rounded by the node that computed it */
+        memcpy(out, v[n->inputs[0]] + output_start(x, n->attrs.output), sizeof(double) * (size_t)total);
+        return 0;
     case IR_OP_PERMUTE:
         run_permute(g, n, v[n->inputs[0]], out);
         break;
@@ -474,6 +507,7 @@ static int run_node(ir_interp *it, int i) {
         break;
     }
     case IR_OP_LAYER_NORM: case IR_OP_LAYER_NORM_DX: case IR_OP_LAYER_NORM_DGAMMA:
+    case IR_OP_LAYER_NORM_STATS: case IR_OP_LAYER_NORM_DX_STATS:
         run_layer_norm(g, n, v, out);
         break;
     case IR_OP_SOFTMAX: case IR_OP_SOFTMAX_GRAD:
@@ -502,11 +536,17 @@ static int run_node(ir_interp *it, int i) {
     case IR_OP_ADAMW:
         run_adamw(it, n, out);
         return 0;
-    case IR_OP_COUNT:
-        assert(0);
+    default: /* the elementwise ops */
+        assert(ir_op_flags(n->op) & IR_OPF_ELEMENTWISE);
+        run_elementwise(g, n, v, out);
+        break;
     }
-    if (!it->use_f64)
-        for (int64_t k = 0; k < total; k++) out[k] = round_dtype(out[k], n->dtype);
+    for (int k = 0; k < ir_op_outputs(n->op) && !it->use_f64; k++) { /* each output to its dtype */
+        ir_node o;
+        ir_node_output(n, k, &o);
+        double *at = out + output_start(n, k);
+        for (int64_t j = 0; j < ir_numel(&o); j++) at[j] = round_dtype(at[j], o.dtype);
+    }
     return 0;
 }
 

@@ -16,16 +16,17 @@
 
 static const struct {
     const char *name;
-    int arity;
+    int arity, outputs;
     unsigned flags;
 } op_table[IR_OP_COUNT] = {
-#define X(name, text, nin, flags) {text, nin, flags},
+#define X(name, text, nin, nout, flags) {text, nin, nout, flags},
 #include "ops.def"
 #undef X
 };
 
 const char *ir_op_name(ir_op op) { return (unsigned)op < IR_OP_COUNT ? op_table[op].name : "?"; }
 int ir_op_arity(ir_op op) { return op_table[op].arity; }
+int ir_op_outputs(ir_op op) { return op_table[op].outputs; }
 unsigned ir_op_flags(ir_op op) { return op_table[op].flags; }
 
 int ir_op_from_name(const char *s) {
@@ -33,6 +34,10 @@ int ir_op_from_name(const char *s) {
         if (strcmp(op_table[i].name, s) == 0) return i;
     return -1;
 }
+
+#define X(name, text, nin, nout, flags) _Static_assert(nout >= 1 && nout <= IR_MAX_OUTPUTS, #name);
+#include "ops.def"
+#undef X
 
 static const char *const dtype_names[IR_DTYPE_COUNT] = {"f32", "f16", "bf16", "i32", "i64"};
 static const size_t dtype_sizes[IR_DTYPE_COUNT] = {4, 2, 2, 4, 8};
@@ -139,7 +144,37 @@ const char *ir_shape_str(const ir_node *n, char *buf, size_t size) {
     return dims_str(n->ndim, n->shape, buf, size);
 }
 
-/* Formats "node NAME (file:line:col): why" into g->error; always returns -1. */
+void ir_node_output(const ir_node *n, int k, ir_node *out) {
+    assert(k >= 0 && k < ir_op_outputs(n->op));
+    *out = *n;
+    switch (n->op) {
+    case IR_OP_LAYER_NORM_STATS: /* y, then the rows' mean and rstd, f32 [..., 1] */
+        if (k > 0) {
+            out->dtype = IR_F32;
+            out->shape[out->ndim - 1] = 1;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+char *ir_loc_format(char *buf, size_t size, ir_loc loc, const char *fmt, ...) {
+    char why[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    if (loc.file && loc.line > 0)
+        snprintf(buf, size, "%s:%d:%d: %s", loc.file, loc.line, loc.col, why);
+    else if (loc.file)
+        snprintf(buf, size, "%s: %s", loc.file, why);
+    else
+        snprintf(buf, size, "%s", why);
+    return buf;
+}
+
+/* Formats "file:line:col: OP 'NAME': why" into g->error; always returns -1. */
 static int node_error(ir_graph *g, const ir_node *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int node_error(ir_graph *g, const ir_node *n, const char *fmt, ...) {
@@ -148,12 +183,8 @@ static int node_error(ir_graph *g, const ir_node *n, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    if (n->loc.file)
-        snprintf(g->error, sizeof g->error, "%s:%d:%d: %s '%s': %s", n->loc.file, n->loc.line,
-                 n->loc.col, ir_op_name(n->op), n->name ? n->name : "", why);
-    else
-        snprintf(g->error, sizeof g->error, "%s '%s': %s", ir_op_name(n->op),
-                 n->name ? n->name : "", why);
+    ir_loc_format(g->error, sizeof g->error, n->loc, "%s '%s': %s", ir_op_name(n->op),
+                  n->name ? n->name : "", why);
     return -1;
 }
 
@@ -180,6 +211,12 @@ static int broadcastable(const ir_node *from, int ndim, const int64_t *to) {
     return 1;
 }
 
+static int check_dims(ir_graph *g, ir_node *n) {
+    for (int i = 0; i < n->ndim; i++)
+        if (n->shape[i] <= 0) return node_error(g, n, "dimension %d is %lld", i, (long long)n->shape[i]);
+    return 0;
+}
+
 /* The shape rule: fills n->shape/ndim/dtype from its inputs (or checks the given shape). */
 static int infer_shape(ir_graph *g, ir_node *n) {
     const ir_node *in[IR_MAX_INPUTS] = {0};
@@ -190,36 +227,44 @@ static int infer_shape(ir_graph *g, ir_node *n) {
     if (arity >= 0 ? n->ninputs != arity : n->ninputs < 1)
         return node_error(g, n, "takes %d inputs, got %d", arity, n->ninputs);
 
-    switch (n->op) {
-    case IR_OP_INPUT:
-    case IR_OP_WEIGHT:
-    case IR_OP_STATE:
-    case IR_OP_CONST:
-        break;
-    case IR_OP_ADD:
-    case IR_OP_SUB:
-    case IR_OP_MUL:
-    case IR_OP_DIV:
-    case IR_OP_GELU_GRAD:
-    case IR_OP_ERF_GRAD:
-        if (broadcast_shapes(in[0], in[1], &n->ndim, n->shape))
+    for (int i = 0; i < n->ninputs; i++)
+        if (n->op != IR_OP_PROJECT && ir_op_outputs(in[i]->op) > 1)
+            return node_error(g, n, "input %d (%%%d) has %d outputs: read one through project", i,
+                              n->inputs[i], ir_op_outputs(in[i]->op));
+
+    /* elementwise ops: the broadcast of their inputs, in input 0's dtype (CAST: the node's) */
+    if (ir_op_flags(n->op) & IR_OPF_ELEMENTWISE) {
+        if (n->ninputs == 2 && broadcast_shapes(in[0], in[1], &n->ndim, n->shape))
             return node_error(g, n, "shapes %s and %s do not broadcast", ir_shape_str(in[0], s0, 96),
                               ir_shape_str(in[1], s1, 96));
-        n->dtype = x->dtype;
-        break;
-    case IR_OP_SCALE:
-    case IR_OP_SQRT:
-    case IR_OP_ERF:
-    case IR_OP_GELU:
+        if (n->ninputs == 1) {
+            n->ndim = x->ndim;
+            memcpy(n->shape, x->shape, sizeof n->shape);
+        }
+        if (n->op != IR_OP_CAST) n->dtype = x->dtype;
+        return check_dims(g, n);
+    }
+
+    if (ir_op_flags(n->op) & IR_OPF_LEAF) return check_dims(g, n); /* the caller's shape */
+
+    switch (n->op) {
     case IR_OP_SOFTMAX:
         n->ndim = x->ndim;
         memcpy(n->shape, x->shape, sizeof n->shape);
         n->dtype = x->dtype;
         break;
-    case IR_OP_CAST:
-        n->ndim = x->ndim;
-        memcpy(n->shape, x->shape, sizeof n->shape);
+    case IR_OP_PROJECT: {
+        int k = n->attrs.output, nout = ir_op_outputs(x->op);
+        if (nout < 2 || k < 0 || k >= nout)
+            return node_error(g, n, "output %d of %s (%%%d), which has %d output%s", k,
+                              ir_op_name(x->op), n->inputs[0], nout, nout == 1 ? "" : "s");
+        ir_node o;
+        ir_node_output(x, k, &o);
+        n->ndim = o.ndim;
+        memcpy(n->shape, o.shape, sizeof n->shape);
+        n->dtype = o.dtype;
         break;
+    }
     case IR_OP_RESHAPE: {
         int64_t k = 1;
         for (int i = 0; i < n->ndim; i++) k *= n->shape[i];
@@ -352,15 +397,27 @@ static int infer_shape(ir_graph *g, ir_node *n) {
         n->dtype = x->dtype;
         break;
     case IR_OP_LAYER_NORM:
-    case IR_OP_LAYER_NORM_DX: {
-        const ir_node *data = n->op == IR_OP_LAYER_NORM ? in[0] : in[1];
-        const ir_node *gamma = n->op == IR_OP_LAYER_NORM ? in[1] : in[2];
+    case IR_OP_LAYER_NORM_STATS:
+    case IR_OP_LAYER_NORM_DX:
+    case IR_OP_LAYER_NORM_DX_STATS: {
+        int fwd = n->op == IR_OP_LAYER_NORM || n->op == IR_OP_LAYER_NORM_STATS;
+        const ir_node *data = fwd ? in[0] : in[1];
+        const ir_node *gamma = fwd ? in[1] : in[2];
         int64_t c = data->shape[data->ndim - 1];
         if (gamma->ndim != 1 || gamma->shape[0] != c ||
-            (n->op == IR_OP_LAYER_NORM && (in[2]->ndim != 1 || in[2]->shape[0] != c)) ||
-            (n->op == IR_OP_LAYER_NORM_DX && !ir_same_shape(in[0], in[1])))
+            (fwd && (in[2]->ndim != 1 || in[2]->shape[0] != c)) ||
+            (!fwd && !ir_same_shape(in[0], in[1])))
             return node_error(g, n, "scale/shift must be [%lld] for input %s", (long long)c,
                               ir_shape_str(data, s0, 96));
+        if (n->op == IR_OP_LAYER_NORM_DX_STATS)
+            for (int k = 3; k < 5; k++) { /* mean, rstd: f32, the input's shape with last dim 1 */
+                ir_node want = *data;
+                want.shape[want.ndim - 1] = 1;
+                if (!ir_same_shape(in[k], &want) || in[k]->dtype != IR_F32)
+                    return node_error(g, n, "row statistics must be f32%s, got %s%s",
+                                      ir_shape_str(&want, s0, 96), ir_dtype_name(in[k]->dtype),
+                                      ir_shape_str(in[k], s1, 96));
+            }
         n->ndim = data->ndim;
         memcpy(n->shape, data->shape, sizeof n->shape);
         n->dtype = data->dtype;
@@ -421,17 +478,10 @@ static int infer_shape(ir_graph *g, ir_node *n) {
         memcpy(n->shape, x->shape, sizeof n->shape);
         n->dtype = x->dtype;
         break;
-    case IR_OP_COUNT:
-        assert(0);
+    default: /* only the leaves and the elementwise ops, handled above, have no case */
+        return node_error(g, n, "internal: op has no shape rule");
     }
-    for (int i = 0; i < n->ndim; i++)
-        if (n->shape[i] <= 0) return node_error(g, n, "dimension %d is %lld", i, (long long)n->shape[i]);
-    return 0;
-}
-
-static int normalize_axis(int64_t *axis, int ndim) {
-    if (*axis < 0) *axis += ndim;
-    return 0;
+    return check_dims(g, n);
 }
 
 int ir_add(ir_graph *g, ir_op op, const int *inputs, int ninputs, const ir_attrs *attrs,
@@ -452,11 +502,8 @@ int ir_add(ir_graph *g, ir_op op, const int *inputs, int ninputs, const ir_attrs
     n.ninputs = ninputs;
     n.ndim = ndim;
     if (shape) memcpy(n.shape, shape, sizeof(int64_t) * (size_t)ndim);
-    if (ninputs) {
-        int rank = g->nodes[inputs[0]].ndim;
-        if (op == IR_OP_CONCAT || op == IR_OP_SLICE || op == IR_OP_REDUCE_MEAN)
-            normalize_axis(&n.attrs.axis, rank);
-    }
+    if (ninputs && (ir_op_flags(op) & IR_OPF_AXIS) && n.attrs.axis < 0)
+        n.attrs.axis += g->nodes[inputs[0]].ndim;
     if (infer_shape(g, &n)) return -1;
     if (g->n == g->cap) {
         g->cap = g->cap ? g->cap * 2 : 256;
@@ -496,6 +543,7 @@ int ir_copy_node(ir_graph *g, const ir_graph *from, int src, const int *map) {
     int id = ir_add(g, s->op, in, s->ninputs, &s->attrs, s->dtype, s->ndim, s->shape, s->name, s->loc);
     if (id >= 0) {
         g->nodes[id].flags = s->flags;
+        g->nodes[id].group = s->group;
         if (s->data) {
             size_t bytes = sizeof(float) * (size_t)ir_numel(s);
             float *copy = ir_arena_alloc(&g->arena, bytes);
@@ -538,6 +586,26 @@ static int by_name(const void *a, const void *b) {
     return strcmp(sort_graph->nodes[*(const int *)a].name, sort_graph->nodes[*(const int *)b].name);
 }
 
+/* Node i's fusion group: a groupable op, and every earlier member has the same op, opt input
+ * (the last) and hyperparameters, so that one launch can run them all. */
+static int verify_group(ir_graph *g, int i) {
+    const ir_node *n = &g->nodes[i];
+    if (n->group < 0 || !(ir_op_flags(n->op) & IR_OPF_GROUPABLE))
+        return node_error(g, n, "fusion group %d on an op that cannot be grouped", n->group);
+    for (int j = 0; j < i; j++) {
+        const ir_node *m = &g->nodes[j];
+        if (m->group != n->group) continue;
+        if (m->op != n->op || m->ninputs != n->ninputs ||
+            m->inputs[m->ninputs - 1] != n->inputs[n->ninputs - 1] ||
+            m->attrs.beta1 != n->attrs.beta1 || m->attrs.beta2 != n->attrs.beta2 ||
+            m->attrs.eps != n->attrs.eps)
+            return node_error(g, n, "fusion group %d mixes it with %%%d (%s), which differs in op, "
+                              "opt input or hyperparameters", n->group, j, ir_op_name(m->op));
+        break; /* the first member stands for all earlier ones */
+    }
+    return 0;
+}
+
 int ir_verify(ir_graph *g) {
     int seen_effect = 0, nnamed = 0;
     int *named = malloc(sizeof(int) * (size_t)(g->n ? g->n : 1));
@@ -557,6 +625,10 @@ int ir_verify(ir_graph *g) {
         if (!bad && infer_shape(g, &check)) bad = -1;
         if (!bad && (!ir_same_shape(&check, &copy) || check.dtype != copy.dtype))
             bad = node_error(g, &copy, "shape or dtype disagrees with its op's rule");
+        if (!bad && ir_op_outputs(copy.op) > 1 && copy.flags & IR_NODE_OUTPUT)
+            bad = node_error(g, &copy, "a node with %d outputs is not an output itself: mark a "
+                             "project of it", ir_op_outputs(copy.op));
+        if (!bad && copy.group) bad = verify_group(g, i);
         if (bad) {
             free(named);
             return -1;

@@ -23,10 +23,13 @@ enum {
     IR_OPF_LEAF = 1,        /* no inputs; value bound from outside or constant */
     IR_OPF_ELEMENTWISE = 2, /* out[i] depends on inputs at the broadcast index i only */
     IR_OPF_EFFECT = 4,      /* writes its inputs in place (optimizer); scheduled last */
+    IR_OPF_ALIAS = 8,       /* a view of input 0's buffer (RESHAPE, PROJECT): no kernel, no copy */
+    IR_OPF_AXIS = 16,       /* reads attrs.axis; a negative axis counts from the end */
+    IR_OPF_GROUPABLE = 32,  /* nodes of this op may share a fusion group (ir_node.group) */
 };
 
 typedef enum {
-#define X(name, text, nin, flags) IR_OP_##name,
+#define X(name, text, nin, nout, flags) IR_OP_##name,
 #include "ops.def"
 #undef X
     IR_OP_COUNT
@@ -34,12 +37,13 @@ typedef enum {
 
 const char *ir_op_name(ir_op op);   /* "matmul" */
 int ir_op_arity(ir_op op);          /* -1: variadic (one or more) */
+int ir_op_outputs(ir_op op);        /* 1, or more for a multi-output op (read through PROJECT) */
 unsigned ir_op_flags(ir_op op);
 int ir_op_from_name(const char *s); /* -1 when unknown */
 
 /* ---- types ------------------------------------------------------------------------------ */
 
-/* ORDER: the dtype names table in ir.c */
+/* ORDER: the dtype names table in ir.c; rt_dtype in runtime/rt.h (codegen.h asserts it) */
 typedef enum { IR_F32, IR_F16, IR_BF16, IR_I32, IR_I64, IR_DTYPE_COUNT } ir_dtype;
 
 const char *ir_dtype_name(ir_dtype t); /* "f32" */
@@ -48,6 +52,7 @@ int ir_dtype_is_float(ir_dtype t);
 
 #define IR_MAX_DIMS 6
 #define IR_MAX_INPUTS 8
+#define IR_MAX_OUTPUTS 4 /* the most outputs an op in ops.def has */
 
 typedef struct {
     const char *file; /* arena string; NULL when unknown */
@@ -55,7 +60,8 @@ typedef struct {
 } ir_loc;
 
 /* Slots of the optimizer's runtime input "opt" (f32 [IR_OPT_SLOTS]), filled by the host each
- * step so that schedules and loss scaling need no recompilation. ORDER: matches runtime. */
+ * step (rt_opt_fill) so that schedules and loss scaling need no recompilation. ORDER: RT_OPT_*
+ * in runtime/plan.h (codegen.h asserts it). */
 enum {
     IR_OPT_LR = 0,         /* learning rate of this step */
     IR_OPT_WEIGHT_DECAY,   /* decoupled weight decay (applied where attrs.decay) */
@@ -77,6 +83,7 @@ typedef struct {
     int trans_a, trans_b;      /* MATMUL */
     int gelu_tanh;             /* GELU, GELU_GRAD: 1 = tanh approximation, 0 = exact erf */
     int decay;                 /* ADAMW: 1 = apply weight decay to this parameter */
+    int output;                /* PROJECT: which output of its input (0-based) */
     double alpha;              /* MATMUL and SCALE multiplier, CONST value */
     double eps;                /* LAYER_NORM*, ADAMW */
     double beta1, beta2;       /* ADAMW */
@@ -99,6 +106,8 @@ typedef struct {
     int inputs[IR_MAX_INPUTS]; /* node indices, all smaller than this node's */
     ir_attrs attrs;
     unsigned flags;            /* IR_NODE_* */
+    int group;                 /* fusion group (set by the fusion pass; 0: none): nodes of a
+                                  IR_OPF_GROUPABLE op sharing a group run as one launch */
     const char *name;          /* arena string, unique among leaves and outputs; may be NULL */
     ir_loc loc;
     const float *data;         /* WEIGHT (or CONST tensor) value from the model file, numel f32,
@@ -159,12 +168,23 @@ int ir_copy_node(ir_graph *g, const ir_graph *from, int src, const int *map);
 void ir_node_set_output(ir_graph *g, int node, const char *name);
 int ir_find(const ir_graph *g, const char *name); /* leaf or output by name; -1 if none */
 int64_t ir_numel(const ir_node *n);
+/* The type of output k of node n: *out becomes a copy of n with output k's dtype, ndim and
+ * shape (n itself for output 0). k must be below ir_op_outputs(n->op). */
+void ir_node_output(const ir_node *n, int k, ir_node *out);
 int ir_same_shape(const ir_node *a, const ir_node *b);
 /* "[4,3,32,32]" into buf */
 const char *ir_shape_str(const ir_node *n, char *buf, size_t size);
 
-/* Shape rules and invariants of every node; 0 if fine, else -1 with g->error set. The
- * verifier runs after each pass in debug builds. */
+/* Formats "file:line:col: MESSAGE" into buf ("file: MESSAGE" without a line, MESSAGE without
+ * a file): the one shape of an error that points into a model file. Returns buf. */
+char *ir_loc_format(char *buf, size_t size, ir_loc loc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Shape rules and invariants of every node; 0 if fine, else -1 with g->error set: inputs
+ * defined before use, nothing after an optimizer update, every shape what its rule gives,
+ * unique leaf and output names, multi-output nodes read only through PROJECT (and never
+ * outputs themselves), and fusion groups of one groupable op with the same opt input and
+ * hyperparameters. The pipeline runs it after every stage. */
 int ir_verify(ir_graph *g);
 
 /* Total element count of trainable weights. */

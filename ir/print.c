@@ -2,7 +2,11 @@
  *
  * One line per node, in order:
  *   %12 = matmul(%10, %11) f32[4,17,192] trans_b alpha=0.125  blocks.0.attn.scores  @deit.yaml:14:9
- * Leaves print their role and name; outputs are marked with "-> name".
+ * Leaves print their role and name; outputs are marked with "-> name". A node with several
+ * outputs prints each one's type, and a projection which one it takes:
+ *   %20 = layer_norm_stats(%17, %18, %19) (f32[4,17,192], f32[4,17,1], f32[4,17,1]) eps=1e-06
+ *   %21 = project(%20) f32[4,17,192] output=0
+ * A node in a fusion group (the fusion pass) ends with "group=N".
  */
 #include "ir/ir.h"
 
@@ -42,7 +46,9 @@ static void print_attrs(const ir_node *n, FILE *out) {
         fprintf(out, " %s", a->gelu_tanh ? "tanh" : "erf");
         break;
     case IR_OP_LAYER_NORM:
+    case IR_OP_LAYER_NORM_STATS:
     case IR_OP_LAYER_NORM_DX:
+    case IR_OP_LAYER_NORM_DX_STATS:
     case IR_OP_LAYER_NORM_DGAMMA:
         fprintf(out, " eps=%g", a->eps);
         break;
@@ -52,6 +58,9 @@ static void print_attrs(const ir_node *n, FILE *out) {
         break;
     case IR_OP_ADAMW:
         fprintf(out, " betas=(%g,%g) eps=%g%s", a->beta1, a->beta2, a->eps, a->decay ? " decay" : "");
+        break;
+    case IR_OP_PROJECT:
+        fprintf(out, " output=%d", a->output);
         break;
     default:
         break;
@@ -68,8 +77,15 @@ void ir_print(const ir_graph *g, FILE *out) {
             for (int k = 0; k < n->ninputs; k++) fprintf(out, "%s%%%d", k ? ", " : "", n->inputs[k]);
             fprintf(out, ")");
         }
-        fprintf(out, " %s%s", ir_dtype_name(n->dtype), ir_shape_str(n, shape, sizeof shape));
+        int nout = ir_op_outputs(n->op);
+        for (int k = 0; k < nout; k++) {
+            ir_node o;
+            ir_node_output(n, k, &o);
+            fprintf(out, "%s%s%s%s", k ? ", " : nout > 1 ? " (" : " ", ir_dtype_name(o.dtype),
+                    ir_shape_str(&o, shape, sizeof shape), k == nout - 1 && nout > 1 ? ")" : "");
+        }
         print_attrs(n, out);
+        if (n->group) fprintf(out, " group=%d", n->group);
         if (n->op == IR_OP_WEIGHT && n->flags & IR_NODE_TRAINABLE) fprintf(out, " trainable");
         if (n->name) fprintf(out, "%s%s", n->flags & IR_NODE_OUTPUT ? "  -> " : "  ", n->name);
         if (n->loc.file) fprintf(out, "  @%s:%d:%d", n->loc.file, n->loc.line, n->loc.col);

@@ -5,6 +5,8 @@
  * gradient of each of its active inputs; contributions to a value used several times are
  * summed with ADD. Each op's rule lives in one case of grad_rule() below and reads only the
  * forward values it needs (SOFTMAX_GRAD takes the softmax output y, SQRT's rule takes y, ...).
+ * A node with several outputs gets one gradient per output, gathered from the PROJECT nodes
+ * that read them (ograd); its rule sees them all at once.
  *
  * Invariants: gradient nodes have the shape and dtype of the value they differentiate; they
  * carry the forward node's source location and the name "d.<forward name>"; node pointers are
@@ -27,6 +29,8 @@ typedef struct {
 typedef struct {
     ir_graph *g;
     int *grad;    /* grad[i]: gradient node of node i, -1 while none */
+    int *ograd;   /* ograd[i * IR_MAX_OUTPUTS + k]: gradient of output k of multi-output node
+                     i, -1 while none */
     int *slices;  /* slices[i]: first pending ad_slice of node i, -1 when none */
     ad_slice *pend;
     int npend, cappend;
@@ -97,6 +101,52 @@ static int flatten_rows(ad_ctx *c, int x) {
 static void accumulate(ad_ctx *c, int x, int d) {
     if (d < 0 || c->failed) return;
     c->grad[x] = c->grad[x] < 0 ? d : ad_binary(c, IR_OP_ADD, c->grad[x], d, NULL);
+}
+
+/* Adds contribution d to the gradient of output k of multi-output node x. */
+static void accumulate_output(ad_ctx *c, int x, int k, int d) {
+    if (d < 0 || c->failed) return;
+    int *at = &c->ograd[x * IR_MAX_OUTPUTS + k];
+    *at = *at < 0 ? d : ad_binary(c, IR_OP_ADD, *at, d, NULL);
+}
+
+static int project(ad_ctx *c, int x, int k) {
+    ir_attrs a = {0};
+    a.output = k;
+    return ad_unary(c, IR_OP_PROJECT, x, &a);
+}
+
+/* ---- LAYER_NORM_STATS --------------------------------------------------------------------- *
+ * y = (x - mean) * rstd * gamma + beta, with outputs (y, mean, rstd). From dy: dx by
+ * LAYER_NORM_DX_STATS with the forward's statistics, dgamma, dbeta as LAYER_NORM's. From the
+ * statistics themselves (rare; a loss that reads them): d mean / dx_j = 1/C and
+ * d rstd / dx_j = -rstd^3 (x_j - mean) / C. */
+static void grad_layer_norm_stats(ad_ctx *c, const ir_node *n, int self, const int *active) {
+    int x = n->inputs[0], gamma = n->inputs[1], beta = n->inputs[2];
+    int dy = c->ograd[self * IR_MAX_OUTPUTS], dmean = c->ograd[self * IR_MAX_OUTPUTS + 1];
+    int drstd = c->ograd[self * IR_MAX_OUTPUTS + 2];
+    const ir_node xn = c->g->nodes[x];
+    double inv_c = 1.0 / (double)xn.shape[xn.ndim - 1];
+    ir_attrs a = {0};
+    a.eps = n->attrs.eps;
+    int need_stats = (dy >= 0 && active[x]) || drstd >= 0;
+    int mean = need_stats ? project(c, self, 1) : -1, rstd = need_stats ? project(c, self, 2) : -1;
+    if (dy >= 0) {
+        if (active[x]) {
+            int in[5] = {dy, x, gamma, mean, rstd};
+            accumulate(c, x, ad_add(c, IR_OP_LAYER_NORM_DX_STATS, in, 5, &a, 0, NULL));
+        }
+        if (active[gamma]) accumulate(c, gamma, ad_binary(c, IR_OP_LAYER_NORM_DGAMMA, dy, x, &a));
+        if (active[beta]) accumulate(c, beta, sum_to(c, dy, &c->g->nodes[beta]));
+    }
+    if (!active[x]) return;
+    if (dmean >= 0) accumulate(c, x, ad_shaped(c, IR_OP_EXPAND, ad_scale(c, dmean, inv_c), NULL, &xn));
+    if (drstd >= 0) {
+        int r3 = ad_binary(c, IR_OP_MUL, ad_binary(c, IR_OP_MUL, rstd, rstd, NULL), rstd, NULL);
+        int t = ad_binary(c, IR_OP_MUL, drstd, r3, NULL);
+        int centered = ad_binary(c, IR_OP_SUB, x, mean, NULL);
+        accumulate(c, x, ad_scale(c, ad_binary(c, IR_OP_MUL, centered, t, NULL), -inv_c));
+    }
 }
 
 /* ---- MATMUL ------------------------------------------------------------------------------ *
@@ -264,6 +314,12 @@ static int grad_rule(ad_ctx *c, int self, const int *active) {
         if (active[beta]) accumulate(c, beta, sum_to(c, dy, &g->nodes[beta]));
         break;
     }
+    case IR_OP_PROJECT: /* its node's rule takes the gradient of each output */
+        accumulate_output(c, x, n->attrs.output, dy);
+        break;
+    case IR_OP_LAYER_NORM_STATS:
+        grad_layer_norm_stats(c, n, self, active);
+        break;
     case IR_OP_SOFTMAX: /* uses the output y, not the input */
         if (ax) accumulate(c, x, ad_binary(c, IR_OP_SOFTMAX_GRAD, dy, self, NULL));
         break;
@@ -295,6 +351,7 @@ static int grad_rule(ad_ctx *c, int self, const int *active) {
     case IR_OP_GELU_GRAD:
     case IR_OP_ERF_GRAD:
     case IR_OP_LAYER_NORM_DX:
+    case IR_OP_LAYER_NORM_DX_STATS:
     case IR_OP_LAYER_NORM_DGAMMA:
     case IR_OP_SOFTMAX_GRAD:
     case IR_OP_CROSS_ENTROPY_GRAD:
@@ -363,7 +420,9 @@ int pass_autodiff(ir_graph *g, int loss, int seed, const int *wrt, int nwrt, int
     c.g = g;
     c.grad = malloc(sizeof(int) * (size_t)n0);
     c.slices = malloc(sizeof(int) * (size_t)n0);
-    if (!from_wrt || !to_loss || !active || !c.grad || !c.slices) abort();
+    c.ograd = malloc(sizeof(int) * (size_t)n0 * IR_MAX_OUTPUTS);
+    if (!from_wrt || !to_loss || !active || !c.grad || !c.slices || !c.ograd) abort();
+    for (int i = 0; i < n0 * IR_MAX_OUTPUTS; i++) c.ograd[i] = -1;
     for (int i = 0; i < nwrt; i++)
         if (wrt[i] >= 0 && wrt[i] < n0) from_wrt[wrt[i]] = 1;
     for (int i = 0; i < n0; i++)
@@ -386,7 +445,10 @@ int pass_autodiff(ir_graph *g, int loss, int seed, const int *wrt, int nwrt, int
             c.name = g->nodes[i].name ? ir_arena_printf(&g->arena, "d.%s", g->nodes[i].name) : NULL;
             finish_slices(&c, i); /* every user of node i comes later: all its slices are in */
             if (c.failed) rc = -1;
-            if (rc || c.grad[i] < 0 || ir_op_flags(g->nodes[i].op) & IR_OPF_LEAF) continue;
+            int has_grad = c.grad[i] >= 0;
+            for (int k = 0; k < ir_op_outputs(g->nodes[i].op) && !has_grad; k++)
+                has_grad = ir_op_outputs(g->nodes[i].op) > 1 && c.ograd[i * IR_MAX_OUTPUTS + k] >= 0;
+            if (rc || !has_grad || ir_op_flags(g->nodes[i].op) & IR_OPF_LEAF) continue;
             rc = grad_rule(&c, i, active);
         }
     }
@@ -396,6 +458,7 @@ int pass_autodiff(ir_graph *g, int loss, int seed, const int *wrt, int nwrt, int
     free(active);
     free(c.grad);
     free(c.slices);
+    free(c.ograd);
     free(c.pend);
     return rc;
 }

@@ -5,10 +5,13 @@
  * that computes it to the last step that reads it (both inclusive, so a kernel never writes a
  * buffer one of its inputs lives in). Transient buffers are placed largest first at the lowest
  * offset that does not collide with an already placed buffer whose lifetime overlaps (greedy
- * best-fit, deterministic). RESHAPE shares its input's buffer; ADAMW its parameter's.
+ * best-fit, deterministic). Views (IR_OPF_ALIAS: RESHAPE, PROJECT) share their input's
+ * buffer, and effects (ADAMW) their parameter's. A node with several outputs has one buffer
+ * holding them all, output k after the aligned outputs before it; PROJECT k points there.
  */
 #include "passes/passes.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,15 +29,26 @@ static void *xcalloc(size_t n, size_t size) {
 
 static int64_t align_up(int64_t x) { return (x + PASS_MEM_ALIGN - 1) / PASS_MEM_ALIGN * PASS_MEM_ALIGN; }
 
-int64_t pass_mem_bytes(const ir_node *n) {
-    return align_up(ir_numel(n) * (int64_t)ir_dtype_size(n->dtype));
+int64_t pass_mem_output_offset(const ir_node *n, int k) {
+    int64_t at = 0;
+    for (int j = 0; j < k; j++) {
+        ir_node o;
+        ir_node_output(n, j, &o);
+        at += align_up(ir_numel(&o) * (int64_t)ir_dtype_size(o.dtype));
+    }
+    return at;
 }
 
-static int node_root(const ir_graph *g, int i) {
+int64_t pass_mem_bytes(const ir_node *n) { return pass_mem_output_offset(n, ir_op_outputs(n->op)); }
+
+/* The node whose buffer holds node i's value, and where in it (*delta bytes). */
+static int node_root(const ir_graph *g, int i, int64_t *delta) {
+    *delta = 0;
     for (;;) {
         const ir_node *n = &g->nodes[i];
-        if (n->op == IR_OP_RESHAPE || n->op == IR_OP_ADAMW) i = n->inputs[0];
-        else return i;
+        if (!(ir_op_flags(n->op) & (IR_OPF_ALIAS | IR_OPF_EFFECT))) return i;
+        if (n->op == IR_OP_PROJECT) *delta += pass_mem_output_offset(&g->nodes[n->inputs[0]], n->attrs.output);
+        i = n->inputs[0];
     }
 }
 
@@ -60,9 +74,10 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
     p->scratch_offset = xcalloc((size_t)n, sizeof *p->scratch_offset);
     p->persistent = xcalloc((size_t)n, 1);
     int *pos = xcalloc((size_t)n, sizeof *pos), *end = xcalloc((size_t)n, sizeof *end);
+    int64_t *delta = xcalloc((size_t)n, sizeof *delta);
     for (int i = 0; i < n; i++) {
         p->offset[i] = p->scratch_offset[i] = -1;
-        p->alias_of[i] = node_root(g, i);
+        p->alias_of[i] = node_root(g, i, &delta[i]);
         pos[i] = -1;
         end[i] = -1;
     }
@@ -133,14 +148,15 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
     /* every alias takes its root's offset */
     for (int i = 0; i < n; i++) {
         int r = p->alias_of[i];
-        if (r != i) p->offset[i] = p->offset[r];
+        if (r != i) p->offset[i] = p->offset[r] < 0 ? -1 : p->offset[r] + delta[i];
         if (r != i) p->persistent[i] = p->persistent[r];
     }
     free(live);
     free(conf);
     free(bufs);
-    free(pos);
-    free(end);
+    free(delta);
+    p->pos = pos;
+    p->last = end;
     return p;
 }
 
@@ -150,5 +166,66 @@ void pass_mem_plan_free(pass_mem_plan *p) {
     free(p->alias_of);
     free(p->scratch_offset);
     free(p->persistent);
+    free(p->pos);
+    free(p->last);
     free(p);
+}
+
+/* ---- the checker (the verifier of the memory-plan stage) ---------------------------------- */
+
+typedef struct {
+    int id;             /* node, or n + node for its scratch */
+    int64_t at, bytes;
+    int start, end;     /* live steps, inclusive; persistent: always */
+} placed;
+
+static int by_at(const void *pa, const void *pb) {
+    const placed *a = pa, *b = pb;
+    return a->at < b->at ? -1 : a->at > b->at;
+}
+
+int pass_mem_plan_check(const ir_graph *g, const pass_mem_plan *p, const int64_t *scratch_bytes,
+                        char *err, size_t errsize) {
+    int n = g->n, nb = 0, rc = 0;
+    placed *b = xcalloc((size_t)(2 * n), sizeof *b);
+    for (int i = 0; i < n && !rc; i++) {
+        int64_t delta, bytes = pass_mem_bytes(&g->nodes[i]);
+        int r = node_root(g, i, &delta);
+        if (p->alias_of[i] != r || (p->offset[i] >= 0) != (p->offset[r] >= 0) ||
+            (p->offset[i] >= 0 && p->offset[i] != p->offset[r] + delta)) {
+            snprintf(err, errsize, "memory plan: %%%d is not at its root %%%d's offset (+%lld)", i, r,
+                     (long long)delta);
+            rc = -1;
+        } else if (p->offset[i] >= 0 && (p->offset[i] % PASS_MEM_ALIGN || p->offset[i] + bytes > p->arena_bytes)) {
+            snprintf(err, errsize, "memory plan: %%%d at %lld (+%lld) is unaligned or outside the arena "
+                     "(%lld bytes)", i, (long long)p->offset[i], (long long)bytes, (long long)p->arena_bytes);
+            rc = -1;
+        }
+        if (rc || p->offset[i] < 0) continue;
+        if (r == i) {
+            int keep = p->persistent[i];
+            b[nb++] = (placed){i, p->offset[i], bytes, keep ? -1 : p->pos[i], keep ? 1 << 30 : p->last[i]};
+        }
+        if (scratch_bytes && scratch_bytes[i] > 0 && p->pos[i] >= 0) {
+            if (p->scratch_offset[i] < 0 || p->scratch_offset[i] + scratch_bytes[i] > p->arena_bytes) {
+                snprintf(err, errsize, "memory plan: %%%d has no room for its %lld bytes of scratch", i,
+                         (long long)scratch_bytes[i]);
+                rc = -1;
+            } else {
+                b[nb++] = (placed){n + i, p->scratch_offset[i], align_up(scratch_bytes[i]), p->pos[i], p->pos[i]};
+            }
+        }
+    }
+    qsort(b, (size_t)nb, sizeof *b, by_at);
+    for (int x = 0; x < nb && !rc; x++)
+        for (int y = x + 1; y < nb && b[y].at < b[x].at + b[x].bytes && !rc; y++)
+            if (b[x].start <= b[y].end && b[y].start <= b[x].end) {
+                snprintf(err, errsize, "memory plan: %s%%%d [%lld,+%lld) and %s%%%d [%lld,+%lld) overlap "
+                         "while both are live", b[x].id >= n ? "scratch of " : "", b[x].id % n,
+                         (long long)b[x].at, (long long)b[x].bytes, b[y].id >= n ? "scratch of " : "",
+                         b[y].id % n, (long long)b[y].at, (long long)b[y].bytes);
+                rc = -1;
+            }
+    free(b);
+    return rc;
 }

@@ -3,9 +3,12 @@
  * A pass that rebuilds a graph returns a new one (its own arena) and leaves the input alone;
  * the caller frees what it no longer needs. Errors (bad input the user can fix) come back as
  * NULL/-1 with a message; internal invariants are asserts. Sections follow the files:
+ *   fusion.c    the named fusions (--fuse): layer-norm-stats before training, adamw-group after
  *   training.c  loss + autodiff + AdamW: the forward graph becomes one training step
  *   autodiff.c  reverse-mode differentiation over the IR
- *   pipeline.c  the ordered list of passes, `--after PASS` for `deitc dump`
+ *   precision.c the precision stage (--precision)
+ *   schedule.c  execution order; memplan.c: the device arena
+ *   pipeline.c  the ordered list of stages, `--after STAGE` for `deitc dump`
  */
 #ifndef DEITC_PASSES_H
 #define DEITC_PASSES_H
@@ -39,6 +42,39 @@ void pass_train_options_default(pass_train_options *o);
 ir_graph *pass_training(const ir_graph *forward, const pass_train_options *o, char *err,
                         size_t errsize);
 
+/* ---- fusion.c ---------------------------------------------------------------------------- */
+
+/* The named fusions, as bits. "all" (the default) is every fusion marked default in fusion.c's
+ * table; opt-in fusions run only when named. */
+enum {
+    PASS_FUSE_LAYER_NORM_STATS = 1, /* "layer-norm-stats" (forward-fusion, opt-in): LAYER_NORM
+                                       keeps its rows' mean and rstd for its backward
+                                       (LAYER_NORM_STATS + PROJECT, dx by LAYER_NORM_DX_STATS) */
+    PASS_FUSE_ADAMW_GROUP = 2,      /* "adamw-group" (fusion, default): the f32 ADAMW updates
+                                       with one opt input and hyperparameters run as one launch
+                                       (ir_node.group) */
+};
+
+/* Parses --fuse: "all", "none", or a comma list of fusion names (and "all"). 0 with *bits set,
+ * else -1 with err naming the unknown name and listing the known ones. */
+int pass_fuse_parse(const char *spec, unsigned *bits, char *err, size_t errsize);
+/* "adamw-group,layer-norm-stats" (or "none") into buf; returns buf. */
+const char *pass_fuse_names(unsigned bits, char *buf, size_t size);
+
+/* layer-norm-stats: a new graph where every LAYER_NORM is LAYER_NORM_STATS read through
+ * PROJECT 0 (which takes over its name, flags and users). NULL with err on failure. */
+ir_graph *pass_fuse_layer_norm_stats(const ir_graph *g, char *err, size_t errsize);
+/* adamw-group: numbers the groups of ADAMW nodes that can share a launch (consecutive in node
+ * order, f32 parameter, gradient and state, the same opt input, betas and eps; runs of two or
+ * more). Returns the number of groups. */
+int pass_fuse_adamw_group(ir_graph *g);
+
+/* ---- precision.c -------------------------------------------------------------------------- */
+
+/* The precision stage: "fp32" (or NULL) keeps the graph as it is; tf32/fp16/bf16 are refused
+ * (not implemented yet) and anything else is unknown. 0, or -1 with err. */
+int pass_precision(ir_graph *g, const char *precision, char *err, size_t errsize);
+
 /* ---- autodiff.c ------------------------------------------------------------------------- */
 
 /* Appends to g the reverse-mode derivative of scalar node `loss` (seeded with node `seed`,
@@ -50,16 +86,21 @@ ir_graph *pass_training(const ir_graph *forward, const pass_train_options *o, ch
  * optimizer ops: no second order). */
 int pass_autodiff(ir_graph *g, int loss, int seed, const int *wrt, int nwrt, int *grads);
 
-/* ---- schedule.c, memplan.c: execution order and the device arena (used by codegen) ---- */
+/* ---- schedule.c, memplan.c: execution order and the device arena (read by codegen) ----- */
 
 /* Execution order of g's computing nodes (leaves excluded): topological, effect nodes (ADAMW)
- * last. Writes at most g->n node indices to order; returns how many. */
+ * last, the members of a fusion group next to each other. Writes at most g->n node indices to
+ * order; returns how many. */
 int pass_schedule(const ir_graph *g, int *order);
+/* The schedule's invariants: every input of a step is a leaf or an earlier step, no effect
+ * before a non-effect, each fusion group contiguous. 0, or -1 with err. */
+int pass_schedule_check(const ir_graph *g, const int *order, int n, char *err, size_t errsize);
 
 /* One device arena for a training step. Persistent buffers (WEIGHT, STATE, INPUT, outputs)
  * come first, never shared; every other value lives from the step that computes it to its
- * last reader, and values whose lifetimes do not overlap share memory. RESHAPE aliases its
- * input (no copy); ADAMW aliases its parameter (updated in place). Offsets are 256-aligned. */
+ * last reader, and values whose lifetimes do not overlap share memory. Views (RESHAPE,
+ * PROJECT) alias their input (no copy; PROJECT k at output k's place in a multi-output
+ * node's buffer); ADAMW aliases its parameter (updated in place). Offsets are 256-aligned. */
 typedef struct {
     int n;                   /* nodes of the graph */
     int64_t *offset;         /* [n] byte offset of the node's value, -1: none (unscheduled) */
@@ -69,6 +110,8 @@ typedef struct {
     int64_t arena_bytes;     /* total arena size */
     int64_t persistent_bytes;
     int64_t peak_bytes;      /* max over steps of the bytes live at once (persistent included) */
+    int *pos, *last;         /* [n] schedule position of each node and the last step that reads
+                                its buffer's root (-1: unscheduled) */
 } pass_mem_plan;
 
 #define PASS_MEM_ALIGN 256
@@ -78,23 +121,59 @@ typedef struct {
 pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps,
                                  const int64_t *scratch_bytes);
 void pass_mem_plan_free(pass_mem_plan *p);
-/* Bytes of node's value (numel * dtype size, rounded up to PASS_MEM_ALIGN). */
+/* The plan's invariants: every buffer inside the arena and aligned, views at their root's
+ * offset (plus the output's place for PROJECT), and no two buffers (scratch included) that
+ * are live at the same step overlap. 0, or -1 with err naming the two. */
+int pass_mem_plan_check(const ir_graph *g, const pass_mem_plan *p, const int64_t *scratch_bytes,
+                        char *err, size_t errsize);
+/* Bytes of node's value (numel * dtype size, rounded up to PASS_MEM_ALIGN; a multi-output
+ * node: all its outputs, each rounded up). */
 int64_t pass_mem_bytes(const ir_node *n);
+/* Where output k of node n starts in its buffer (bytes; 0 for output 0). */
+int64_t pass_mem_output_offset(const ir_node *n, int k);
 
 /* ---- pipeline.c ------------------------------------------------------------------------- */
 
 typedef struct {
     int training;               /* build the training step (else: the forward graph only) */
     pass_train_options train;
+    const char *precision;      /* --precision: "fp32" (NULL: fp32) */
+    const char *fuse;           /* --fuse: "all" (NULL: all), "none", or NAME,... */
+    /* bytes of scratch node i's kernels need while they run (codegen knows: cg_scratch_bytes);
+     * NULL: none. The memory plan reserves them. */
+    int64_t (*scratch_bytes)(const ir_graph *g, int node);
 } pass_options;
 
-/* Names of the passes in order, NULL-terminated: "check", "training", ... */
+void pass_options_default(pass_options *o); /* training on, fp32, all fusions */
+/* Checks --precision and --fuse before any work: 0, or -1 with err. */
+int pass_options_check(const pass_options *o, char *err, size_t errsize);
+
+/* What the pipeline produced: the graph, and from the schedule and memory-plan stages (when
+ * they ran) the order and the arena. Codegen reads only this. */
+typedef struct {
+    ir_graph *g;
+    const char *last_stage;   /* the name of the last stage that ran */
+    const char *precision;    /* "fp32" */
+    unsigned fusions;         /* PASS_FUSE_* bits of the fusions that ran */
+    int *order, norder;       /* the schedule; NULL before the schedule stage */
+    int64_t *scratch;         /* [g->n] scratch bytes per node; NULL before the memory plan */
+    pass_mem_plan *mem;       /* NULL before the memory plan */
+} pass_result;
+
+/* Names of the stages in order, NULL-terminated: "check", "forward-fusion", "training",
+ * "precision", "fusion", "schedule", "memplan". */
 extern const char *const pass_names[];
 
-/* Runs the passes in order on `g` (which it takes over and frees), stopping after the pass
- * named `stop_after` (NULL: run all). Verifies the graph after each pass. Returns the final
- * graph, or NULL with err. */
-ir_graph *pass_pipeline_run(ir_graph *g, const pass_options *o, const char *stop_after,
-                            char *err, size_t errsize);
+/* Runs the stages in order on `g` (which it takes over and frees), stopping after the stage
+ * named `stop_after` (NULL: run all). Verifies the result after each stage. Returns the
+ * result, or NULL with err. */
+pass_result *pass_pipeline_run(ir_graph *g, const pass_options *o, const char *stop_after,
+                               char *err, size_t errsize);
+void pass_result_free(pass_result *r);
+/* Frees r but its graph, which it returns (NULL for r NULL): for callers that need only the
+ * graph (the interpreter). */
+ir_graph *pass_result_take_graph(pass_result *r);
+/* The graph (ir_print), then the schedule and the memory plan where they were made. */
+void pass_result_print(const pass_result *r, FILE *out);
 
 #endif

@@ -1,8 +1,10 @@
 /* common.c: the small helpers every runtime file (and the compiler, through deitc_rt) uses:
  * error formatting into a caller's buffer, the splitmix64 random stream behind weight init,
  * shuffling and synthetic data, and the removal of temporary files on a fatal signal. */
+#include "runtime/plan.h"
 #include "runtime/rt.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +18,14 @@ int rt_errorf(char *err, size_t errsize, const char *fmt, ...) {
     vsnprintf(err, errsize, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+void rt_opt_fill(double slots[RT_OPT_SLOTS], double lr, double wd, double beta1, double beta2, long t) {
+    slots[RT_OPT_LR] = lr;
+    slots[RT_OPT_WEIGHT_DECAY] = wd;
+    slots[RT_OPT_BIAS_CORR1] = 1 - pow(beta1, (double)t);
+    slots[RT_OPT_BIAS_CORR2] = 1 - pow(beta2, (double)t);
+    slots[RT_OPT_GRAD_SCALE] = 1;
 }
 
 uint64_t rt_splitmix64(uint64_t *state) {

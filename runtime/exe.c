@@ -454,12 +454,10 @@ static int fill_batch(session *s, const rt_dataset *ds, const int64_t *idx) {
 }
 
 static int set_opt(session *s, double lr, double wd, long t) {
+    double exact[RT_OPT_SLOTS];
     float slots[RT_OPT_SLOTS];
-    slots[RT_OPT_LR] = (float)lr;
-    slots[RT_OPT_WEIGHT_DECAY] = (float)wd;
-    slots[RT_OPT_BIAS_CORR1] = (float)(1 - pow(s->p->beta1, (double)t));
-    slots[RT_OPT_BIAS_CORR2] = (float)(1 - pow(s->p->beta2, (double)t));
-    slots[RT_OPT_GRAD_SCALE] = 1;
+    rt_opt_fill(exact, lr, wd, s->p->beta1, s->p->beta2, t);
+    for (int k = 0; k < RT_OPT_SLOTS; k++) slots[k] = (float)exact[k];
     if (s->dev->upload(s->dev, s->opt->offset, slots, sizeof slots)) return error("%s", s->dev->err);
     return 0;
 }

@@ -29,6 +29,11 @@ enum {
     RT_OPT_SLOTS
 };
 
+/* The slots of AdamW step t (1-based) at learning rate lr and weight decay wd, with the
+ * model's betas: what every executable and `deitc run` feed the graph (common.c). The
+ * executables and the f32 interpreter round them to float. */
+void rt_opt_fill(double slots[RT_OPT_SLOTS], double lr, double wd, double beta1, double beta2, long t);
+
 /* What a named tensor in the arena is for. ORDER: the runtime's role names. */
 typedef enum {
     RT_ROLE_WEIGHT,     /* trained (or frozen) parameter: loaded by --init, written by --save */

@@ -17,7 +17,9 @@ add_test(NAME codegen_emu_img24 COMMAND test_codegen emu deit_img24_h5_d1
   -D img_size=24 -D patch_size=6 -D num_classes=3 -D embed_dim=40 -D depth=1 -D num_heads=5)
 add_test(NAME codegen_emu_smoothing_clip COMMAND test_codegen emu_vs_run --label-smoothing 0.1 --clip-grad 0.5)
 add_test(NAME codegen_emu_big COMMAND test_codegen emu_big)
-set(CG_TESTS codegen_emu_big codegen_plan codegen_nvrtc codegen_identical codegen_errors codegen_emu_micro
+add_test(NAME codegen_emu_ln_stats COMMAND test_codegen ln_stats)
+add_test(NAME codegen_fuse COMMAND test_codegen fuse)
+set(CG_TESTS codegen_emu_ln_stats codegen_fuse codegen_emu_big codegen_plan codegen_nvrtc codegen_identical codegen_errors codegen_emu_micro
   codegen_emu_img48 codegen_emu_img24 codegen_emu_smoothing_clip)
 set_tests_properties(${CG_TESTS} PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS codegen)
 set_tests_properties(codegen_nvrtc PROPERTIES SKIP_RETURN_CODE 77)

@@ -12,6 +12,10 @@
  *                                     options (label smoothing, gradient clipping)
  *   test_codegen emu_big              the same on a model large enough for the two-pass
  *                                     reductions (random data, the EXE's initial weights)
+ *   test_codegen ln_stats             --fuse all,layer-norm-stats: the emu EXE (LayerNorm
+ *                                     keeping its statistics, warp and block rows) vs `deitc run`
+ *   test_codegen fuse                 --fuse none: one AdamW launch per weight, all: one; the
+ *                                     same weights after 3 emu steps (1e-6)
  * Everything is written under a fresh temporary directory, removed at the end.
  */
 #include <dlfcn.h>
@@ -59,30 +63,34 @@ static const char *MICRO = "-D img_size=32 -D patch_size=8 -D num_classes=10 -D 
 
 /* ---- plan: graph-level invariants ------------------------------------------------------------- */
 
-static ir_graph *training_graph(const char *model, const fe_define *defs, int ndefs, int64_t batch) {
+/* the whole pipeline (schedule and memory plan included) with --fuse `fuse` */
+static pass_result *training_step(const char *model, const fe_define *defs, int ndefs, int64_t batch,
+                                  const char *fuse) {
     char err[1024];
     ir_graph *g = NULL;
     if (fe_load_model(model, defs, ndefs, batch, &g, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return NULL;
     }
-    pass_options po = {0};
-    po.training = 1;
-    pass_train_options_default(&po.train);
-    g = pass_pipeline_run(g, &po, NULL, err, sizeof err);
-    if (!g) fprintf(stderr, "%s\n", err);
-    return g;
+    pass_options po;
+    pass_options_default(&po);
+    po.fuse = fuse;
+    po.scratch_bytes = cg_scratch_bytes;
+    pass_result *r = pass_pipeline_run(g, &po, NULL, err, sizeof err);
+    if (!r) fprintf(stderr, "%s\n", err);
+    return r;
 }
 
 static int in_arena(const cg_program *p, uint64_t off, uint64_t bytes) {
     return off % PASS_MEM_ALIGN == 0 && off + bytes <= (uint64_t)p->mem->arena_bytes;
 }
 
-static void check_program(const ir_graph *g, int max_kernels) {
+static void check_program(const pass_result *r, int max_kernels) {
     char err[1024];
+    const ir_graph *g = r->g;
     cg_options o;
     cg_options_default(&o);
-    cg_program *p = cg_program_new(g, &o, err, sizeof err);
+    cg_program *p = cg_program_new(r, &o, err, sizeof err);
     CHECK_MSG(p != NULL, "%s", err);
     if (!p) return;
     const pass_mem_plan *m = p->mem;
@@ -143,7 +151,7 @@ static void check_program(const ir_graph *g, int max_kernels) {
     }
     CHECK_MSG(p->nkernels <= max_kernels, "%d kernels (blocks should share theirs)", p->nkernels);
     /* determinism: the same graph gives the same kernels.cu */
-    cg_program *q = cg_program_new(g, &o, err, sizeof err);
+    cg_program *q = cg_program_new(r, &o, err, sizeof err);
     char *s1 = cg_kernels_source(p), *s2 = cg_kernels_source(q);
     CHECK(strcmp(s1, s2) == 0);
     CHECK(strstr(s1, "DC_KERNEL k000_") != NULL);
@@ -161,15 +169,15 @@ static int test_plan(void) {
     snprintf(model, sizeof model, "%s/models/deit_tiny.yaml", src);
     fe_define micro[] = {{"img_size", "32"}, {"patch_size", "8"}, {"num_classes", "10"},
                          {"embed_dim", "64"}, {"depth", "2"}, {"num_heads", "2"}};
-    ir_graph *g = training_graph(model, micro, 6, 4);
-    CHECK(g != NULL);
-    if (g) check_program(g, 60);
-    ir_graph_free(g);
+    pass_result *r = training_step(model, micro, 6, 4, NULL);
+    CHECK(r != NULL);
+    if (r) check_program(r, 60);
+    pass_result_free(r);
     snprintf(model, sizeof model, "%s/models/deit_small.yaml", src);
-    g = training_graph(model, NULL, 0, 2);
-    CHECK(g != NULL);
-    if (g) check_program(g, 60);
-    ir_graph_free(g);
+    r = training_step(model, NULL, 0, 2, NULL);
+    CHECK(r != NULL);
+    if (r) check_program(r, 60);
+    pass_result_free(r);
     return test_result();
 }
 
@@ -190,24 +198,29 @@ static void check_cache_and_errors(void) {
     const char *src = test_env("DEITC_SOURCE_DIR");
     char model[1024], path[1100], err[8192], cache[600];
     snprintf(model, sizeof model, "%s/models/deit_tiny.yaml", src);
-    snprintf(path, sizeof path, "%s/runtime/kernel_prelude.cuh", src);
+    snprintf(path, sizeof path, "%s/runtime", src);
     snprintf(cache, sizeof cache, "%s/cache", tmp);
     setenv("DEITC_CACHE_DIR", cache, 1);
     unsetenv("DEITC_NO_CACHE");
     fe_define micro[] = {{"img_size", "32"}, {"patch_size", "8"}, {"num_classes", "10"},
                          {"embed_dim", "64"}, {"depth", "2"}, {"num_heads", "2"}};
-    ir_graph *g = training_graph(model, micro, 6, 4);
-    char *prelude = slurp(path);
-    CHECK(g && prelude);
-    if (!g || !prelude) return;
+    pass_result *res = training_step(model, micro, 6, 4, NULL);
+    cg_headers headers;
+    int have_headers = cg_headers_read(&headers, path, err, sizeof err) == 0;
+    CHECK_MSG(res && have_headers, "%s", err);
+    if (!res || !have_headers) {
+        if (have_headers) cg_headers_free(&headers);
+        pass_result_free(res);
+        return;
+    }
     cg_options o;
     cg_options_default(&o);
-    cg_program *p = cg_program_new(g, &o, err, sizeof err);
+    cg_program *p = cg_program_new(res, &o, err, sizeof err);
     char *text = cg_kernels_source(p);
     cg_nvrtc_result r1, r2;
-    CHECK_MSG(cg_nvrtc_compile(p, text, prelude, "sm_90", &r1, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(cg_nvrtc_compile(p, text, &headers, "sm_90", &r1, err, sizeof err) == 0, "%s", err);
     CHECK(r1.cached == 0 && r1.cubin_size > 0 && r1.ptx_size > 0);
-    CHECK_MSG(cg_nvrtc_compile(p, text, prelude, "sm_90", &r2, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(cg_nvrtc_compile(p, text, &headers, "sm_90", &r2, err, sizeof err) == 0, "%s", err);
     CHECK(r2.cached == 1 && r2.cubin_size == r1.cubin_size && memcmp(r1.cubin, r2.cubin, r1.cubin_size) == 0);
     CHECK(p->kernels[3].registers > 0 && p->kernels[3].spill_bytes == 0);
     cg_nvrtc_result_free(&r2);
@@ -218,13 +231,24 @@ static void check_cache_and_errors(void) {
                       "flip) printf '\\377' | dd of=\"$f\" bs=1 seek=$((n / 2)) conv=notrunc status=none ;; "
                       "truncate) truncate -s $((n - 7)) \"$f\" ;; append) printf x >> \"$f\" ;; esac",
                       cache, damage[d]) == 0);
-        CHECK_MSG(cg_nvrtc_compile(p, text, prelude, "sm_90", &r2, err, sizeof err) == 0, "%s", err);
+        CHECK_MSG(cg_nvrtc_compile(p, text, &headers, "sm_90", &r2, err, sizeof err) == 0, "%s", err);
         CHECK_MSG(r2.cached == 0, "a cache entry damaged by '%s' was used", damage[d]);
         CHECK(r2.cubin_size == r1.cubin_size && memcmp(r1.cubin, r2.cubin, r1.cubin_size) == 0);
         cg_nvrtc_result_free(&r2);
-        CHECK(cg_nvrtc_compile(p, text, prelude, "sm_90", &r2, err, sizeof err) == 0 && r2.cached == 1);
+        CHECK(cg_nvrtc_compile(p, text, &headers, "sm_90", &r2, err, sizeof err) == 0 && r2.cached == 1);
         cg_nvrtc_result_free(&r2);
     }
+    /* the key covers every header of the device library, not only the prelude: a comment added
+     * to the last one makes a new entry */
+    CHECK(headers.n > 1);
+    char *last = headers.texts[headers.n - 1], *changed = malloc(strlen(last) + 32);
+    sprintf(changed, "%s/* changed */\n", last);
+    headers.texts[headers.n - 1] = changed;
+    CHECK_MSG(cg_nvrtc_compile(p, text, &headers, "sm_90", &r2, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(r2.cached == 0, "a changed %s hit the cache entry of the unchanged one", headers.names[headers.n - 1]);
+    cg_nvrtc_result_free(&r2);
+    headers.texts[headers.n - 1] = last;
+    free(changed);
     cg_nvrtc_result_free(&r1);
     free(text);
     /* break kernel 3: the error must say so */
@@ -239,7 +263,7 @@ static void check_cache_and_errors(void) {
     free(p->kernels[3].text);
     p->kernels[3].text = bad;
     text = cg_kernels_source(p);
-    int rc = cg_nvrtc_compile(p, text, prelude, "sm_90", &r1, err, sizeof err);
+    int rc = cg_nvrtc_compile(p, text, &headers, "sm_90", &r1, err, sizeof err);
     CHECK(rc != 0);
     char want[128];
     snprintf(want, sizeof want, "[in kernel %s]", p->kernels[3].name);
@@ -247,9 +271,9 @@ static void check_cache_and_errors(void) {
     CHECK_MSG(rc && strstr(err, want) && strstr(err, "undeclared_x"), "error lacks '%s': %s", want, err);
     cg_nvrtc_result_free(&r1);
     free(text);
-    free(prelude);
+    cg_headers_free(&headers);
     cg_program_free(p);
-    ir_graph_free(g);
+    pass_result_free(res);
 }
 
 static int test_nvrtc(int argc, char **argv) {
@@ -329,6 +353,8 @@ static int test_errors(void) {
         {"--target fpga", "unknown --target 'fpga'", 0},
         {"--precision fp16", "--precision fp16: not supported yet", 0},
         {"--fuse bias-gelu", "--fuse bias-gelu: unknown fusion", 0},
+        {"--fuse adamw-group,bias-gelu", "unknown fusion 'bias-gelu' (known: adamw-group, layer-norm-stats", 0},
+        {"--precision int8", "--precision int8: unknown", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (cases[i].needs_nvrtc && !have_nvrtc()) continue;
@@ -532,28 +558,29 @@ static int test_emu_vs_run(int argc, char **argv) {
  * weights (saved after a step at lr 1e-30); the emu EXE must match `deitc run` on 3 steps. */
 static const char *BIG = "-D img_size=64 -D patch_size=4 -D num_classes=10 -D embed_dim=40 -D depth=1 -D num_heads=2";
 
-static int test_emu_big(void) {
+/* Random images of side S (batch 4), the EXE built with `defs copts` and its own initial
+ * weights, 3 steps against `deitc run` with `defs ropts`; kernels.cu must hold each of
+ * `kernels` (the variants the case is for). */
+static int random_vs_run(const char *defs, int S, const char *copts, const char *ropts, const char *const *kernels) {
     const char *bin = test_env("DEITC_BIN"), *src = test_env("DEITC_SOURCE_DIR");
-    const char *opts = "--label-smoothing 0.1 --clip-grad 0.5";
-    enum { N = 4, S = 64 };
+    enum { N = 4 };
     char path[1100], err[1024];
-    float *img = malloc(sizeof(float) * N * 3 * S * S);
+    float *img = malloc(sizeof(float) * N * 3 * (size_t)(S * S));
     int64_t labels[N] = {3, 7, 0, 9};
     uint64_t seed = 12345;
     for (int i = 0; i < N * 3 * S * S; i++) img[i] = (float)(rt_uniform01(&seed) * 2 - 1);
-    rt_tensor t[2] = {{"images", RT_F32, 4, {N, 3, S, S}, sizeof(float) * N * 3 * S * S, img},
+    rt_tensor t[2] = {{"images", RT_F32, 4, {N, 3, S, S}, sizeof(float) * N * 3 * (size_t)(S * S), img},
                       {"labels", RT_I64, 1, {N}, sizeof labels, labels}};
     snprintf(path, sizeof path, "%s/data.safetensors", tmp);
     CHECK(rt_safetensors_write(path, t, 2, NULL, err, sizeof err) == 0);
     free(img);
     int rc = test_sh("'%s' compile '%s/models/deit_tiny.yaml' %s %s --batch %d --target emu -o '%s/exe' --emit-dir '%s/emit'",
-                bin, src, BIG, opts, N, tmp, tmp);
+                bin, src, defs, copts, N, tmp, tmp);
     CHECK_MSG(rc == 0, "compile failed");
     if (rc) return test_result();
     char *cu = slurp((snprintf(path, sizeof path, "%s/emit/kernels.cu", tmp), path));
-    CHECK_MSG(cu && strstr(cu, "sum_to_pass2") && strstr(cu, "layer_norm_dgamma_pass2") &&
-                  strstr(cu, "cross_entropy_pass2") && strstr(cu, "sum_squares_pass2"),
-              "kernels.cu lacks the two-pass kernels this test is for");
+    for (int k = 0; kernels[k]; k++)
+        CHECK_MSG(cu && strstr(cu, kernels[k]), "kernels.cu lacks %s, which this test is for", kernels[k]);
     free(cu);
     rc = test_sh("'%s/exe' train --data '%s/data.safetensors' --steps 1 --no-shuffle --lr 1e-30 --weight-decay 0 "
             "--save '%s/init.safetensors'", tmp, tmp, tmp);
@@ -564,16 +591,92 @@ static int test_emu_big(void) {
     CHECK_MSG(rc == 0, "training failed");
     rc = rc ? rc : test_sh("'%s' run '%s/models/deit_tiny.yaml' %s %s --weights '%s/init.safetensors' --input '%s/data.safetensors' "
                       "--steps 3 --lr 1e-3 --weight-decay 0.05 -o '%s/ref.safetensors'",
-                      bin, src, BIG, opts, tmp, tmp, tmp);
+                      bin, src, defs, ropts, tmp, tmp, tmp);
     CHECK(rc == 0);
     if (rc) return test_result();
     compare_with_interpreter();
     return test_result();
 }
 
+static int test_emu_big(void) {
+    const char *opts = "--label-smoothing 0.1 --clip-grad 0.5";
+    const char *const kernels[] = {"sum_to_pass2", "layer_norm_dgamma_pass2", "cross_entropy_pass2",
+                                   "sum_squares_pass2", NULL};
+    return random_vs_run(BIG, 64, opts, opts, kernels);
+}
+
+/* ---- ln_stats: layer-norm-stats end to end (emu EXE vs the plain interpreter) ------------- *
+ * The EXE built with --fuse all,layer-norm-stats (LayerNorm keeps its rows' mean and rstd,
+ * its dx reads them) against `deitc run` without the fusion: rows up to the warp limit (one
+ * warp a row) and wider (1056: one block a row; without a qkv bias, whose key third has an
+ * exactly zero gradient that Adam turns into +-lr steps of rounding noise, 2e-2 here). */
+static int test_ln_stats(void) {
+    const char *fuse = "--fuse all,layer-norm-stats";
+    const char *const kernels[] = {"_layer_norm_stats(", "_layer_norm_dx_stats(",
+                                   "if (lane == 0) {\n        mean_out[r] = mean;", NULL};
+    random_vs_run(MICRO, 32, fuse, "", kernels);
+    const char *wide = "-D img_size=16 -D patch_size=8 -D num_classes=10 -D embed_dim=1056 -D depth=1 -D num_heads=2 "
+                       "-D mlp_ratio=0.25 -D qkv_bias=false"; /* no qkv bias: its key third's zero gradient is noise */
+    const char *const block_rows[] = {"_layer_norm_stats(", "_layer_norm_dx_stats(",
+                                      "if (threadIdx.x == 0) {\n        mean_out[r] = mean;", NULL};
+    return random_vs_run(wide, 16, fuse, "", block_rows);
+}
+
+/* ---- fuse: --fuse none vs all -------------------------------------------------------------- *
+ * adamw-group under all: one AdamW launch for every weight; none: one launch per weight; the
+ * two emu EXEs reach the same weights after 3 steps (relative L2 1e-6: the same arithmetic). */
+static int adamw_launches(const pass_result *r, int *nadamw) {
+    char err[1024];
+    cg_options o;
+    cg_options_default(&o);
+    cg_program *p = cg_program_new(r, &o, err, sizeof err);
+    CHECK_MSG(p != NULL, "%s", err);
+    if (!p) return -1;
+    int launches = 0;
+    *nadamw = 0;
+    for (int i = 0; i < r->g->n; i++) *nadamw += r->g->nodes[i].op == IR_OP_ADAMW;
+    for (int s = 0; s < p->nsteps; s++)
+        launches += p->steps[s].kind == RT_STEP_KERNEL && strstr(p->kernels[p->steps[s].kernel].name, "_adamw") != NULL;
+    cg_program_free(p);
+    return launches;
+}
+
+static int test_fuse(void) {
+    const char *src = test_env("DEITC_SOURCE_DIR");
+    char model[1024], data[1024], path[1100], err[1024];
+    snprintf(model, sizeof model, "%s/models/deit_tiny.yaml", src);
+    fe_define micro[] = {{"img_size", "32"}, {"patch_size", "8"}, {"num_classes", "10"},
+                         {"embed_dim", "64"}, {"depth", "2"}, {"num_heads", "2"}};
+    const char *modes[2] = {"none", "all"};
+    for (int m = 0; m < 2; m++) {
+        pass_result *r = training_step(model, micro, 6, 4, modes[m]);
+        CHECK(r != NULL);
+        if (!r) continue;
+        int nadamw = 0, launches = adamw_launches(r, &nadamw);
+        fprintf(stderr, "--fuse %s: %d adamw nodes, %d adamw launches\n", modes[m], nadamw, launches);
+        CHECK(nadamw > 30 && launches == (m == 0 ? nadamw : 1));
+        pass_result_free(r);
+    }
+    snprintf(data, sizeof data, "%s/deit_micro", test_env("DEITC_TESTDATA"));
+    rt_tensor_set out[2] = {{0}};
+    for (int m = 0; m < 2; m++) {
+        char extra[64];
+        snprintf(extra, sizeof extra, "--fuse %s", modes[m]);
+        if (train_emu(MICRO, data, extra)) return test_result();
+        snprintf(path, sizeof path, "%s/out.safetensors", tmp);
+        CHECK_MSG(rt_safetensors_read(path, &out[m], err, sizeof err) == 0, "%s", err);
+    }
+    compare_sets(&out[1], &out[0], 1e-6, "weights after 3 steps, --fuse all vs none");
+    CHECK(out[0].count == out[1].count && out[0].count > 30);
+    rt_tensor_set_free(&out[0]);
+    rt_tensor_set_free(&out[1]);
+    return test_result();
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: test_codegen plan|nvrtc MODEL...|identical|errors|emu CASE [-D ..]|emu_vs_run ARGS|emu_big\n");
+        fprintf(stderr, "usage: test_codegen plan|nvrtc MODEL...|identical|errors|emu CASE [-D ..]|emu_vs_run ARGS|emu_big|"
+                        "ln_stats|fuse\n");
         return 2;
     }
     make_tmp();
@@ -585,6 +688,8 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[1], "emu") == 0) rc = test_emu(argc, argv);
     else if (strcmp(argv[1], "emu_vs_run") == 0) rc = test_emu_vs_run(argc, argv);
     else if (strcmp(argv[1], "emu_big") == 0) rc = test_emu_big();
+    else if (strcmp(argv[1], "ln_stats") == 0) rc = test_ln_stats();
+    else if (strcmp(argv[1], "fuse") == 0) rc = test_fuse();
     else fprintf(stderr, "unknown mode %s\n", argv[1]);
     remove_tmp();
     return rc;

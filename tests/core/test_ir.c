@@ -122,7 +122,43 @@ static void test_patchify_roundtrip(void) {
     ir_graph_free(g);
 }
 
+/* the one formatter of located errors: file:line:col, file alone, or the bare message */
+static void test_loc_format(void) {
+    char buf[128];
+    CHECK(strcmp(ir_loc_format(buf, sizeof buf, at(4), "bad %s", "dim"), "t.yaml:4:3: bad dim") == 0);
+    CHECK(strcmp(ir_loc_format(buf, sizeof buf, (ir_loc){"m.yaml", 0, 0}, "empty"), "m.yaml: empty") == 0);
+    CHECK(strcmp(ir_loc_format(buf, sizeof buf, (ir_loc){0}, "x=%d", 3), "x=3") == 0);
+    char tiny[8];
+    CHECK(strcmp(ir_loc_format(tiny, sizeof tiny, at(4), "long message"), "t.yaml:") == 0);
+}
+
+/* the op table's columns: outputs, and the flags other code reads instead of op lists */
+static void test_op_table(void) {
+    int multi = 0;
+    for (int op = 0; op < IR_OP_COUNT; op++) {
+        CHECK(ir_op_outputs(op) >= 1 && ir_op_outputs(op) <= IR_MAX_OUTPUTS);
+        multi += ir_op_outputs(op) > 1;
+        CHECK(ir_op_from_name(ir_op_name(op)) == op);
+    }
+    CHECK(multi >= 1 && ir_op_outputs(IR_OP_LAYER_NORM_STATS) == 3);
+    CHECK(ir_op_flags(IR_OP_RESHAPE) & IR_OPF_ALIAS && ir_op_flags(IR_OP_PROJECT) & IR_OPF_ALIAS);
+    CHECK(ir_op_flags(IR_OP_SLICE) & IR_OPF_AXIS && !(ir_op_flags(IR_OP_PAD) & IR_OPF_AXIS));
+    CHECK(ir_op_flags(IR_OP_ADAMW) & IR_OPF_GROUPABLE && !(ir_op_flags(IR_OP_MATMUL) & IR_OPF_GROUPABLE));
+    /* a negative axis counts from the end on every IR_OPF_AXIS op */
+    ir_graph *g = ir_graph_new();
+    int x = leaf(g, "x", 3, 2, 3, 4);
+    ir_attrs a = {.axis = -1, .start = 1, .end = 3};
+    int s = ir_unary(g, IR_OP_SLICE, x, &a, "s", at(5));
+    CHECK(s >= 0 && g->nodes[s].attrs.axis == 2 && g->nodes[s].shape[2] == 2);
+    ir_attrs m = {.axis = -2};
+    int r = ir_unary(g, IR_OP_REDUCE_MEAN, x, &m, "m", at(6));
+    CHECK(r >= 0 && g->nodes[r].attrs.axis == 1 && g->nodes[r].shape[1] == 1);
+    ir_graph_free(g);
+}
+
 int main(void) {
+    test_loc_format();
+    test_op_table();
     test_shape_errors();
     test_interpreter();
     test_patchify_roundtrip();

@@ -163,6 +163,30 @@ static int b_layer_norm(ir_graph *g) {
     int in[3] = {W(g, 2, 3, 5), W(g, 5), W(g, 5)};
     return ir_add(g, IR_OP_LAYER_NORM, in, 3, &a, IR_F32, 0, NULL, NULL, NOLOC);
 }
+/* LayerNorm with its row statistics as outputs: y alone (what training uses: dx from the
+ * kept statistics), and y, mean and rstd all read (the statistics' own derivatives) */
+static int ln_stats(ir_graph *g, int *mean, int *rstd) {
+    ir_attrs a = {0}, p = {0};
+    a.eps = 1e-5;
+    int in[3] = {W(g, 2, 3, 5), W(g, 5), W(g, 5)};
+    int s = ir_add(g, IR_OP_LAYER_NORM_STATS, in, 3, &a, IR_F32, 0, NULL, NULL, NOLOC);
+    p.output = 1;
+    *mean = op1(g, IR_OP_PROJECT, s, &p);
+    p.output = 2;
+    *rstd = op1(g, IR_OP_PROJECT, s, &p);
+    p.output = 0;
+    return op1(g, IR_OP_PROJECT, s, &p);
+}
+static int b_ln_stats_y(ir_graph *g) {
+    int mean, rstd;
+    return ln_stats(g, &mean, &rstd);
+}
+static int b_ln_stats_all(ir_graph *g) {
+    int mean, rstd, y = ln_stats(g, &mean, &rstd);
+    ir_attrs a = {0};
+    a.alpha = 0.7;
+    return op2(g, IR_OP_ADD, op2(g, IR_OP_MUL, y, op1(g, IR_OP_SCALE, mean, &a), NULL), rstd, NULL);
+}
 static int b_softmax(ir_graph *g) { return op1(g, IR_OP_SOFTMAX, W(g, 2, 3, 5), NULL); }
 static int cross_entropy(ir_graph *g, double smoothing) {
     ir_attrs a = {0};
@@ -245,7 +269,11 @@ static const fd_case cases[] = {
     {IR_OP_MATMUL, "attention-like chain", b_chain},
     {IR_OP_REDUCE_MEAN, "axis 1", b_reduce_mean},
     {IR_OP_LAYER_NORM, "x, gamma, beta", b_layer_norm},
+    {IR_OP_LAYER_NORM_STATS, "y only (dx from the statistics)", b_ln_stats_y},
+    {IR_OP_LAYER_NORM_STATS, "y * 0.7 mean + rstd", b_ln_stats_all},
+    {IR_OP_PROJECT, "the three outputs of layer_norm_stats", b_ln_stats_all},
     {IR_OP_LAYER_NORM_DX, "backward op (no second order)", NULL},
+    {IR_OP_LAYER_NORM_DX_STATS, "backward op (no second order)", NULL},
     {IR_OP_LAYER_NORM_DGAMMA, "backward op (no second order)", NULL},
     {IR_OP_SOFTMAX, "last dim", b_softmax},
     {IR_OP_SOFTMAX_GRAD, "backward op (no second order)", NULL},

@@ -317,10 +317,9 @@ static void run_case(const char *dir, const char *case_name, int f64) {
     if (!images || !labels) goto done;
     CHECK_MSG(fe_load_model(path, defs, 7, images->shape[0], &g, err, sizeof err) == 0, "%s", err);
     if (!g) goto done;
-    pass_options po = {0};
-    po.training = 1;
-    pass_train_options_default(&po.train);
-    g = pass_pipeline_run(g, &po, NULL, err, sizeof err);
+    pass_options po;
+    pass_options_default(&po);
+    g = pass_result_take_graph(pass_pipeline_run(g, &po, NULL, err, sizeof err));
     CHECK_MSG(g != NULL, "%s", err);
     if (!g) goto done;
 

@@ -1,0 +1,79 @@
+/* emit_gemm.c: matmul lowered to rt_gemm steps (cuBLASLt on cuda, the CPU GEMM on emu):
+ * row-major, batch dims flattened into M when the right operand is shared, else one strided
+ * batched GEMM, or one GEMM per output matrix under a partial broadcast. */
+#include "codegen/emit_internal.h"
+
+/* ---- matrix products ------------------------------------------------------------------------ */
+
+static rt_dtype rtd(ir_dtype t) { return (rt_dtype)t; }
+
+int cg_emit_matmul(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    const ir_node *a = &e->g->nodes[n->inputs[0]], *b = &e->g->nodes[n->inputs[1]];
+    int ta = n->attrs.trans_a, tb = n->attrs.trans_b;
+    int64_t M = n->shape[n->ndim - 2], N = n->shape[n->ndim - 1];
+    int64_t K = a->shape[a->ndim - (ta ? 2 : 1)];
+    int64_t batch = ir_numel(n) / (M * N), ab = ir_numel(a) / (M * K), bbt = ir_numel(b) / (K * N);
+    size_t es = ir_dtype_size(n->dtype);
+    rt_gemm gm;
+    memset(&gm, 0, sizeof gm);
+    gm.trans_a = ta;
+    gm.trans_b = tb;
+    gm.m = M;
+    gm.n = N;
+    gm.k = K;
+    gm.batch = batch;
+    gm.lda = ta ? M : K;
+    gm.ldb = tb ? K : N;
+    gm.ldc = N;
+    gm.alpha = (float)n->attrs.alpha;
+    gm.beta = 0;
+    gm.a_type = rtd(a->dtype);
+    gm.b_type = rtd(b->dtype);
+    gm.c_type = rtd(n->dtype);
+    gm.a = (uint64_t)off_of(e, n->inputs[0]);
+    gm.b = (uint64_t)off_of(e, n->inputs[1]);
+    gm.c = (uint64_t)off_of(e, e->node);
+    int simple = (ab == batch || ab == 1) && (bbt == batch || bbt == 1);
+    rt_plan_step s;
+    memset(&s, 0, sizeof s);
+    s.kind = RT_STEP_GEMM;
+    if (simple) {
+        gm.stride_a = ab == 1 ? 0 : M * K;
+        gm.stride_b = bbt == 1 ? 0 : K * N;
+        gm.stride_c = M * N;
+        if (batch > 1 && bbt == 1 && ab == batch && !ta) { /* [batch*M, K] @ B: one GEMM */
+            gm.m = batch * M;
+            gm.batch = 1;
+            gm.stride_a = gm.stride_b = gm.stride_c = 0;
+        }
+        if (gm.batch == 1) gm.stride_a = gm.stride_b = gm.stride_c = 0;
+        s.gemm = gm;
+        s.what = cg_node_label(e->g, e->node);
+        cg_add_step(e->p, &s);
+        return 0;
+    }
+    /* partial broadcast over several batch dims: one GEMM per output matrix */
+    int nb = n->ndim - 2;
+    ir_node av = *a, bv = *b;
+    av.ndim -= 2;
+    bv.ndim -= 2;
+    for (int64_t t = 0; t < batch; t++) {
+        int64_t idx[IR_MAX_DIMS], rem = t, oa = 0, ob = 0;
+        for (int d = nb - 1; d >= 0; d--) {
+            idx[d] = rem % n->shape[d];
+            rem /= n->shape[d];
+        }
+        for (int d = 0; d < av.ndim; d++) oa = oa * av.shape[d] + (av.shape[d] == 1 ? 0 : idx[nb - av.ndim + d]);
+        for (int d = 0; d < bv.ndim; d++) ob = ob * bv.shape[d] + (bv.shape[d] == 1 ? 0 : idx[nb - bv.ndim + d]);
+        rt_gemm g1 = gm;
+        g1.batch = 1;
+        g1.a += (uint64_t)(oa * M * K) * es;
+        g1.b += (uint64_t)(ob * K * N) * es;
+        g1.c += (uint64_t)(t * M * N) * es;
+        s.gemm = g1;
+        s.what = cg_node_label(e->g, e->node);
+        cg_add_step(e->p, &s);
+    }
+    return 0;
+}

@@ -1,0 +1,578 @@
+/* op_cases.c: the cases of the per-op kernel test (the idea of ggml's test-backend-ops): for
+ * every op the emitter compiles, small graphs at shapes that hit each variant it chooses (rows
+ * below and above the warp limit, one- and two-pass reductions, vector and scalar paths, odd
+ * sizes) and every dtype the op accepts. Each case names the variant it means to hit as a
+ * substring its kernels (name or text) must contain, so a change to the emitter's choices
+ * shows up here instead of silently leaving a path untested.
+ *
+ * Adding an op: add its cases below (op_kernel_test's coverage check fails until there is at
+ * least one case for each of f32, f16 and bf16, unless op_dtype_exempt says why not). */
+#include "tests/ops/op_cases.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/rt.h"
+
+/* shape literal: SH(2, 3) -> ndim, (int64_t[]){2, 3} */
+#define SH(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__}
+
+static const double TOL_F32 = 1e-6;
+
+/* one rounding step of the dtype: what f16/bf16 outputs may differ by (2^-10, 2^-7) */
+double op_tol(ir_dtype t) { return t == IR_F16 ? 9.8e-4 : t == IR_BF16 ? 7.9e-3 : TOL_F32; }
+
+static uint64_t rng_state = 0x5eed0b5ull;
+
+static double uniform(double lo, double hi) { return lo + (hi - lo) * rt_uniform01(&rng_state); }
+
+static double round_to(ir_dtype t, double x) {
+    switch (t) {
+    case IR_F16: return rt_half_to_float(rt_float_to_half((float)x));
+    case IR_BF16: return rt_bf16_to_float(rt_float_to_bf16((float)x));
+    case IR_F32: return (float)x;
+    default: return (double)(int64_t)x;
+    }
+}
+
+static op_case *cur(op_suite *s) { return &s->cases[s->ncases - 1]; }
+
+static const char *node_name(op_suite *s, const char *what, int k) {
+    return ir_arena_printf(&s->g->arena, "c%03d.%s%d", s->ncases - 1, what, k);
+}
+
+static void begin(op_suite *s, ir_op op, const char *variant, ir_dtype dtype, const char *expect) {
+    if (s->ncases == OP_MAX_CASES) {
+        fprintf(stderr, "op_cases: more than %d cases\n", OP_MAX_CASES);
+        exit(2);
+    }
+    op_case *c = &s->cases[s->ncases++];
+    memset(c, 0, sizeof *c);
+    c->op = op;
+    snprintf(c->variant, sizeof c->variant, "%s", variant);
+    c->dtype = dtype;
+    c->expect = expect;
+    c->tol = op_tol(dtype);
+}
+
+static void reject(op_suite *s, const char *what) { cur(s)->reject = what; }
+
+/* binds leaf node i of the suite to values (doubles, already representable in its dtype) */
+static void bind(op_suite *s, int i, double *v) {
+    if (i >= s->cap) {
+        int cap = (i + 1) * 2;
+        s->leaf = realloc(s->leaf, sizeof *s->leaf * (size_t)cap);
+        if (!s->leaf) abort();
+        memset(s->leaf + s->cap, 0, sizeof *s->leaf * (size_t)(cap - s->cap));
+        s->cap = cap;
+    }
+    s->leaf[i] = v;
+    op_case *c = cur(s);
+    c->in[c->nin++] = i;
+}
+
+static int check_node(op_suite *s, int id) {
+    if (id < 0) {
+        fprintf(stderr, "op_cases: case %d (%s %s): %s\n", s->ncases - 1, ir_op_name(cur(s)->op), cur(s)->variant,
+                s->g->error);
+        exit(2);
+    }
+    return id;
+}
+
+/* A leaf of the case (INPUT unless op says WEIGHT/STATE), uniform values in [lo, hi) rounded
+ * to its dtype; integer dtypes get integers in [lo, hi). */
+static int leaf_op(op_suite *s, ir_op op, ir_dtype t, int ndim, const int64_t *shape, double lo, double hi) {
+    int id = check_node(s, ir_leaf(s->g, op, t, ndim, shape, node_name(s, "x", cur(s)->nin), (ir_loc){0}));
+    int64_t n = ir_numel(&s->g->nodes[id]);
+    double *v = malloc(sizeof *v * (size_t)n + 1);
+    if (!v) abort();
+    for (int64_t k = 0; k < n; k++) v[k] = ir_dtype_is_float(t) ? round_to(t, uniform(lo, hi)) : (double)(int64_t)uniform(lo, hi);
+    bind(s, id, v);
+    return id;
+}
+
+static int in(op_suite *s, ir_dtype t, int ndim, const int64_t *shape, double lo, double hi) {
+    return leaf_op(s, IR_OP_INPUT, t, ndim, shape, lo, hi);
+}
+
+static int node(op_suite *s, ir_op op, const int *ins, int nin, const ir_attrs *a, ir_dtype t, int ndim,
+                const int64_t *shape) {
+    static int k;
+    return check_node(s, ir_add(s->g, op, ins, nin, a, t, ndim, shape, node_name(s, "n", k++), (ir_loc){0}));
+}
+
+/* node id is one of the case's results (an output; leaves updated in place are listed as is) */
+static void result(op_suite *s, int id) {
+    op_case *c = cur(s);
+    if (!(s->g->nodes[id].flags & IR_NODE_OUTPUT) && s->g->nodes[id].op != IR_OP_WEIGHT &&
+        s->g->nodes[id].op != IR_OP_STATE)
+        ir_node_set_output(s->g, id, node_name(s, "y", c->nout));
+    c->out[c->nout++] = id;
+}
+
+static int unary(op_suite *s, ir_op op, int x, const ir_attrs *a) {
+    return node(s, op, &x, 1, a, s->g->nodes[x].dtype, 0, NULL);
+}
+
+static int binary(op_suite *s, ir_op op, int x, int y) {
+    return node(s, op, (int[]){x, y}, 2, NULL, s->g->nodes[x].dtype, 0, NULL);
+}
+
+static const ir_dtype FLOATS[3] = {IR_F32, IR_F16, IR_BF16};
+
+/* Gives leaf x values of every magnitude: f16 subnormals (below 6.1e-5), halfway cases, up to
+ * past f16's range (infinities), zeros of both signs. */
+static void spread(op_suite *s, int x, ir_dtype t) {
+    double *v = s->leaf[x];
+    int64_t n = ir_numel(&s->g->nodes[x]);
+    for (int64_t k = 0; k < n; k++) {
+        double m = uniform(-1, 1) * pow(10.0, uniform(-9, 5.2));
+        if (k % 17 == 3) m = k % 2 ? 0.0 : -0.0;
+        if (k % 13 == 5) m = 1.0 + 1.0 / 2048; /* f16 tie: rounds to even */
+        v[k] = round_to(t, m);
+    }
+}
+
+/* ---- pointwise --------------------------------------------------------------------------- */
+
+static void elementwise_cases(op_suite *s) {
+    static const ir_op binops[] = {IR_OP_ADD, IR_OP_SUB, IR_OP_MUL, IR_OP_DIV, IR_OP_GELU_GRAD, IR_OP_ERF_GRAD};
+    for (size_t o = 0; o < sizeof binops / sizeof binops[0]; o++) {
+        ir_op op = binops[o];
+        double lo = op == IR_OP_DIV ? 0.5 : -2;
+        for (int d = 0; d < 3; d++) {
+            ir_dtype t = FLOATS[d];
+            const char *vexp = t == IR_F32 ? "dc_store4" : "dc_store8";
+            begin(s, op, t == IR_F32 ? "same_shape_vec4" : "same_shape_vec8", t, vexp);
+            result(s, binary(s, op, in(s, t, SH(8, 48), -2, 2), in(s, t, SH(8, 48), lo, 2)));
+            begin(s, op, "bias_lastdim", t, vexp);
+            result(s, binary(s, op, in(s, t, SH(5, 3, 16), -2, 2), in(s, t, SH(16), lo, 2)));
+            begin(s, op, "bias_lastdim12", t, t == IR_F32 ? "dc_store4" : NULL); /* 8 does not divide 12 */
+            if (t != IR_F32) reject(s, "dc_store");
+            result(s, binary(s, op, in(s, t, SH(5, 7, 12), -2, 2), in(s, t, SH(12), lo, 2)));
+            begin(s, op, "odd_scalar", t, NULL);
+            reject(s, "dc_store");
+            result(s, binary(s, op, in(s, t, SH(7, 13), -2, 2), in(s, t, SH(7, 13), lo, 2)));
+        }
+        /* broadcasts that stay scalar: a column, both sides, a rank difference */
+        begin(s, op, "bcast_col_scalar", IR_F32, NULL);
+        reject(s, "dc_store");
+        result(s, binary(s, op, in(s, IR_F32, SH(6, 5), -2, 2), in(s, IR_F32, SH(6, 1), lo, 2)));
+        begin(s, op, "bcast_both", IR_F32, NULL);
+        result(s, binary(s, op, in(s, IR_F32, SH(3, 1, 8), -2, 2), in(s, IR_F32, SH(1, 4, 1), lo, 2)));
+        begin(s, op, "bcast_splat_vec4", IR_F32, "dc_store4"); /* a [N,1] operand over a last dim of 4k */
+        result(s, binary(s, op, in(s, IR_F32, SH(6, 8), -2, 2), in(s, IR_F32, SH(6, 1), lo, 2)));
+        begin(s, op, "scalar_operand", IR_F32, "dc_store4");
+        result(s, binary(s, op, in(s, IR_F32, SH(4, 16), -2, 2), in(s, IR_F32, SH(1), lo, 2)));
+    }
+    /* unary ops */
+    for (int d = 0; d < 3; d++) {
+        ir_dtype t = FLOATS[d];
+        const char *vexp = t == IR_F32 ? "dc_store4" : "dc_store8";
+        ir_attrs a = {0};
+        a.alpha = -0.37;
+        begin(s, IR_OP_SCALE, "vec4", t, vexp);
+        result(s, unary(s, IR_OP_SCALE, in(s, t, SH(4, 32), -3, 3), &a));
+        begin(s, IR_OP_SCALE, "odd", t, NULL);
+        reject(s, "dc_store");
+        result(s, unary(s, IR_OP_SCALE, in(s, t, SH(3, 7), -3, 3), &a));
+        begin(s, IR_OP_SQRT, "vec4", t, vexp);
+        result(s, unary(s, IR_OP_SQRT, in(s, t, SH(64), 0, 9), NULL));
+        begin(s, IR_OP_SQRT, "odd", t, NULL);
+        result(s, unary(s, IR_OP_SQRT, in(s, t, SH(33), 0, 9), NULL));
+        begin(s, IR_OP_ERF, "vec4", t, vexp);
+        result(s, unary(s, IR_OP_ERF, in(s, t, SH(2, 40), -3, 3), NULL));
+        begin(s, IR_OP_ERF, "odd", t, NULL);
+        result(s, unary(s, IR_OP_ERF, in(s, t, SH(5, 5), -3, 3), NULL));
+        for (int tanh = 0; tanh < 2; tanh++) {
+            ir_attrs ga = {0};
+            ga.gelu_tanh = tanh;
+            begin(s, IR_OP_GELU, tanh ? "tanh_vec4" : "erf_vec4", t, tanh ? "dc_gelu_tanh(" : "dc_gelu_erf(");
+            result(s, unary(s, IR_OP_GELU, in(s, t, SH(3, 64), -4, 4), &ga));
+            begin(s, IR_OP_GELU, tanh ? "tanh_odd" : "erf_odd", t, NULL);
+            result(s, unary(s, IR_OP_GELU, in(s, t, SH(3, 11), -4, 4), &ga));
+            begin(s, IR_OP_GELU_GRAD, tanh ? "tanh" : "erf", t, tanh ? "dc_gelu_tanh_grad" : "dc_gelu_erf_grad");
+            int dy = in(s, t, SH(4, 9), -2, 2);
+            result(s, node(s, IR_OP_GELU_GRAD, (int[]){dy, in(s, t, SH(4, 9), -4, 4)}, 2, &ga, t, 0, NULL));
+        }
+        /* expand: a bias row over rows (vector splat path on f32), a column (scalar) */
+        begin(s, IR_OP_EXPAND, "row_to_matrix", t, vexp);
+        result(s, node(s, IR_OP_EXPAND, (int[]){in(s, t, SH(1, 8), -2, 2)}, 1, NULL, t, SH(6, 8)));
+        begin(s, IR_OP_EXPAND, "col_odd", t, NULL);
+        result(s, node(s, IR_OP_EXPAND, (int[]){in(s, t, SH(3, 1), -2, 2)}, 1, NULL, t, SH(2, 3, 5)));
+        /* const: a persistent leaf filled first each step */
+        begin(s, IR_OP_CONST, "fill", t, NULL);
+        ir_attrs ca = {0};
+        ca.alpha = 0.3;
+        int k = check_node(s, ir_add(s->g, IR_OP_CONST, NULL, 0, &ca, t, SH(5, 8), node_name(s, "const", 0), (ir_loc){0}));
+        result(s, k);
+    }
+    /* casts between every float dtype, and from/to integers (integer-valued data) */
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++) {
+            if (a == b) continue;
+            char v[64];
+            snprintf(v, sizeof v, "from_%s", ir_dtype_name(FLOATS[a]));
+            begin(s, IR_OP_CAST, v, FLOATS[b], NULL);
+            int x = in(s, FLOATS[a], SH(6, 10), -1, 1);
+            spread(s, x, FLOATS[a]);
+            result(s, node(s, IR_OP_CAST, &x, 1, NULL, FLOATS[b], 0, NULL));
+            cur(s)->tol = 0; /* both round to nearest even: the same bits */
+        }
+    /* narrowing casts 8 at a time: f32 read as two float4s */
+    for (int b = 1; b < 3; b++) {
+        begin(s, IR_OP_CAST, "from_f32_vec8", FLOATS[b], "a4hi");
+        int x = in(s, IR_F32, SH(8, 16), -1, 1);
+        spread(s, x, IR_F32);
+        result(s, node(s, IR_OP_CAST, &x, 1, NULL, FLOATS[b], 0, NULL));
+        cur(s)->tol = 0;
+    }
+    begin(s, IR_OP_CAST, "from_i64", IR_F32, "(float)");
+    result(s, node(s, IR_OP_CAST, (int[]){in(s, IR_I64, SH(9), -1000, 1000)}, 1, NULL, IR_F32, 0, NULL));
+    begin(s, IR_OP_CAST, "from_i32", IR_F16, "(float)");
+    result(s, node(s, IR_OP_CAST, (int[]){in(s, IR_I32, SH(9), -1000, 1000)}, 1, NULL, IR_F16, 0, NULL));
+    /* to integers from integer-valued floats (the interpreter does not truncate) */
+    static const ir_dtype ints[2] = {IR_I32, IR_I64};
+    for (int k = 0; k < 2; k++) {
+        begin(s, IR_OP_CAST, "f32_to_int", ints[k], ints[k] == IR_I32 ? "(int)(" : "(long long)(");
+        int x = in(s, IR_I64, SH(7), -100, 100);
+        int f = node(s, IR_OP_CAST, &x, 1, NULL, IR_F32, 0, NULL);
+        result(s, node(s, IR_OP_CAST, &f, 1, NULL, ints[k], 0, NULL));
+    }
+}
+
+static void gather_cases(op_suite *s) {
+    for (int d = 0; d < 3; d++) {
+        ir_dtype t = FLOATS[d];
+        const char *vexp = t == IR_F32 ? "dc_store4" : "dc_store8";
+        ir_attrs a = {0};
+        /* permute: attention's head split keeps the last dim (vector), a transpose does not */
+        int64_t p1[] = {0, 2, 1, 3};
+        memcpy(a.perm, p1, sizeof p1);
+        begin(s, IR_OP_PERMUTE, "keep_last_vec4", t, vexp);
+        result(s, unary(s, IR_OP_PERMUTE, in(s, t, SH(2, 5, 3, 8), -2, 2), &a));
+        int64_t p2[] = {1, 0};
+        memset(a.perm, 0, sizeof a.perm);
+        memcpy(a.perm, p2, sizeof p2);
+        begin(s, IR_OP_PERMUTE, "transpose", t, NULL);
+        reject(s, "dc_store");
+        result(s, unary(s, IR_OP_PERMUTE, in(s, t, SH(12, 7), -2, 2), &a));
+        int64_t p3[] = {2, 0, 3, 1};
+        memset(a.perm, 0, sizeof a.perm);
+        memcpy(a.perm, p3, sizeof p3);
+        begin(s, IR_OP_PERMUTE, "rank4_odd", t, NULL);
+        result(s, unary(s, IR_OP_PERMUTE, in(s, t, SH(3, 5, 2, 7), -2, 2), &a));
+        /* slice / pad along a middle axis (inner 8: vector) and the last (odd: scalar) */
+        memset(&a, 0, sizeof a);
+        a.axis = 1, a.start = 1, a.end = 4;
+        begin(s, IR_OP_SLICE, "mid_axis_vec4", t, vexp);
+        result(s, unary(s, IR_OP_SLICE, in(s, t, SH(3, 5, 8), -2, 2), &a));
+        begin(s, IR_OP_PAD, "mid_axis_vec4", t, vexp);
+        result(s, node(s, IR_OP_PAD, (int[]){in(s, t, SH(3, 3, 8), -2, 2)}, 1, &a, t, SH(3, 5, 8)));
+        a.axis = 1, a.start = 0, a.end = 1; /* select_token */
+        begin(s, IR_OP_SLICE, "token0", t, vexp);
+        result(s, unary(s, IR_OP_SLICE, in(s, t, SH(2, 9, 16), -2, 2), &a));
+        a.axis = 2, a.start = 2, a.end = 5;
+        begin(s, IR_OP_SLICE, "last_axis_odd", t, NULL);
+        reject(s, "dc_store");
+        result(s, unary(s, IR_OP_SLICE, in(s, t, SH(2, 3, 7), -2, 2), &a));
+        begin(s, IR_OP_PAD, "last_axis_odd", t, NULL);
+        reject(s, "dc_store");
+        result(s, node(s, IR_OP_PAD, (int[]){in(s, t, SH(2, 3, 3), -2, 2)}, 1, &a, t, SH(2, 3, 7)));
+        /* concat: cls token + patches (2 inputs), three inputs on the last axis */
+        memset(&a, 0, sizeof a);
+        a.axis = 1;
+        begin(s, IR_OP_CONCAT, "two_mid_vec4", t, vexp);
+        result(s, node(s, IR_OP_CONCAT, (int[]){in(s, t, SH(2, 1, 8), -2, 2), in(s, t, SH(2, 6, 8), -2, 2)}, 2, &a, t, 0,
+                       NULL));
+        a.axis = 1;
+        begin(s, IR_OP_CONCAT, "three_last_odd", t, NULL);
+        result(s, node(s, IR_OP_CONCAT,
+                       (int[]){in(s, t, SH(3, 2), -2, 2), in(s, t, SH(3, 5), -2, 2), in(s, t, SH(3, 1), -2, 2)}, 3, &a, t,
+                       0, NULL));
+        /* patchify / unpatchify: patch 4 (vector rows), patch 3 (scalar) */
+        memset(&a, 0, sizeof a);
+        a.patch = 8;
+        begin(s, IR_OP_PATCHIFY, "patch8_vec", t, vexp);
+        result(s, unary(s, IR_OP_PATCHIFY, in(s, t, SH(2, 3, 16, 24), -2, 2), &a));
+        begin(s, IR_OP_UNPATCHIFY, "patch8_vec", t, vexp);
+        result(s, node(s, IR_OP_UNPATCHIFY, (int[]){in(s, t, SH(2, 6, 192), -2, 2)}, 1, &a, t, SH(2, 3, 16, 24)));
+        a.patch = 4; /* vector for f32 only */
+        begin(s, IR_OP_PATCHIFY, "patch4", t, t == IR_F32 ? "dc_store4" : NULL);
+        if (t != IR_F32) reject(s, "dc_store");
+        result(s, unary(s, IR_OP_PATCHIFY, in(s, t, SH(2, 3, 8, 12), -2, 2), &a));
+        begin(s, IR_OP_UNPATCHIFY, "patch4", t, t == IR_F32 ? "dc_store4" : NULL);
+        result(s, node(s, IR_OP_UNPATCHIFY, (int[]){in(s, t, SH(2, 6, 48), -2, 2)}, 1, &a, t, SH(2, 3, 8, 12)));
+        a.patch = 3;
+        begin(s, IR_OP_PATCHIFY, "patch3", t, NULL);
+        reject(s, "dc_store");
+        result(s, unary(s, IR_OP_PATCHIFY, in(s, t, SH(1, 2, 6, 9), -2, 2), &a));
+        begin(s, IR_OP_UNPATCHIFY, "patch3", t, NULL);
+        reject(s, "dc_store");
+        result(s, node(s, IR_OP_UNPATCHIFY, (int[]){in(s, t, SH(1, 6, 18), -2, 2)}, 1, &a, t, SH(1, 2, 6, 9)));
+    }
+}
+
+/* ---- reductions ---------------------------------------------------------------------------- */
+
+static void reduce_cases(op_suite *s) {
+    for (int d = 0; d < 3; d++) {
+        ir_dtype t = FLOATS[d];
+        /* sum_to: a bias gradient (rows summed; two passes once rows >= 512), a mixture of kept
+         * and reduced dims, everything to one value */
+        begin(s, IR_OP_SUM_TO, "rows_one_pass", t, NULL);
+        reject(s, "_pass1");
+        result(s, node(s, IR_OP_SUM_TO, (int[]){in(s, t, SH(37, 24), -2, 2)}, 1, NULL, t, SH(24)));
+        begin(s, IR_OP_SUM_TO, "rows_two_pass", t, "sum_to_pass2");
+        result(s, node(s, IR_OP_SUM_TO, (int[]){in(s, t, SH(2, 600, 7), -2, 2)}, 1, NULL, t, SH(7)));
+        begin(s, IR_OP_SUM_TO, "keep_middle", t, NULL);
+        result(s, node(s, IR_OP_SUM_TO, (int[]){in(s, t, SH(2, 3, 5), -2, 2)}, 1, NULL, t, SH(3, 1)));
+        begin(s, IR_OP_SUM_TO, "to_scalar", t, NULL);
+        result(s, node(s, IR_OP_SUM_TO, (int[]){in(s, t, SH(45), -2, 2)}, 1, NULL, t, SH(1)));
+        begin(s, IR_OP_SUM_TO, "wide_outputs", t, NULL); /* more outputs than one column tile */
+        result(s, node(s, IR_OP_SUM_TO, (int[]){in(s, t, SH(5, 70), -2, 2)}, 1, NULL, t, SH(1, 70)));
+        ir_attrs a = {0};
+        a.axis = 1;
+        begin(s, IR_OP_REDUCE_MEAN, "mid_axis", t, NULL);
+        reject(s, "_pass1");
+        result(s, unary(s, IR_OP_REDUCE_MEAN, in(s, t, SH(3, 5, 7), -2, 2), &a));
+        begin(s, IR_OP_REDUCE_MEAN, "two_pass", t, "reduce_mean_pass2");
+        result(s, unary(s, IR_OP_REDUCE_MEAN, in(s, t, SH(2, 700, 3), -2, 2), &a));
+        a.axis = 2;
+        begin(s, IR_OP_REDUCE_MEAN, "last_axis", t, NULL);
+        result(s, unary(s, IR_OP_REDUCE_MEAN, in(s, t, SH(2, 3, 33), -2, 2), &a));
+        /* sum_squares of several tensors (one over SS_TILE = 4096 elements: several blocks);
+         * its result is f32 whatever the inputs' dtype, so the f32 tolerance holds */
+        begin(s, IR_OP_SUM_SQUARES, "multi_tensor", t, "sum_squares_pass2");
+        cur(s)->tol = TOL_F32;
+        result(s, node(s, IR_OP_SUM_SQUARES,
+                       (int[]){in(s, t, SH(5000), -1, 1), in(s, t, SH(3, 7), -1, 1), in(s, t, SH(1), -1, 1)}, 3, NULL,
+                       IR_F32, 0, NULL));
+    }
+}
+
+/* ---- row ops ------------------------------------------------------------------------------ */
+
+static void row_cases(op_suite *s) {
+    /* widths: a multiple of 32, padded lanes, the warp limit, past it (a block per row) */
+    static const struct { int64_t rows, C; const char *name, *expect; } W[] = {
+        {8, 64, "warp_c64", "dc_warp_sum"},    {7, 40, "warp_c40_pad", "dc_warp_sum"},
+        {5, 1024, "warp_c1024", "dc_warp_sum"}, {3, 1100, "block_c1100", "dc_block_sum"},
+    };
+    for (int d = 0; d < 3; d++) {
+        ir_dtype t = FLOATS[d];
+        for (size_t w = 0; w < sizeof W / sizeof W[0]; w++) {
+            int64_t R = W[w].rows, C = W[w].C;
+            ir_attrs a = {0};
+            a.eps = 1e-6;
+            begin(s, IR_OP_LAYER_NORM, W[w].name, t, W[w].expect);
+            int x = in(s, t, SH(R, C), -3, 3);
+            result(s, node(s, IR_OP_LAYER_NORM, (int[]){x, in(s, t, SH(C), 0.5, 1.5), in(s, t, SH(C), -1, 1)}, 3, &a,
+                           t, 0, NULL));
+            begin(s, IR_OP_LAYER_NORM_DX, W[w].name, t, W[w].expect);
+            int dy = in(s, t, SH(R, C), -1, 1);
+            result(s, node(s, IR_OP_LAYER_NORM_DX, (int[]){dy, in(s, t, SH(R, C), -3, 3), in(s, t, SH(C), 0.5, 1.5)}, 3,
+                           &a, t, 0, NULL));
+            /* the LayerNorm that keeps its statistics: y, mean and rstd through PROJECT; its dx
+             * from given statistics (any values: the kernel reads, never recomputes, them) */
+            begin(s, IR_OP_LAYER_NORM_STATS, W[w].name, t, "mean_out[r] = mean;");
+            x = in(s, t, SH(R, C), -3, 3);
+            int st = node(s, IR_OP_LAYER_NORM_STATS, (int[]){x, in(s, t, SH(C), 0.5, 1.5), in(s, t, SH(C), -1, 1)}, 3,
+                          &a, t, 0, NULL);
+            for (int k = 0; k < 3; k++) {
+                ir_attrs pa = {0};
+                pa.output = k;
+                result(s, unary(s, IR_OP_PROJECT, st, &pa));
+            }
+            begin(s, IR_OP_LAYER_NORM_DX_STATS, W[w].name, t, W[w].expect);
+            reject(s, "dc_sqrt"); /* statistics read, not recomputed */
+            dy = in(s, t, SH(R, C), -1, 1);
+            int xs = in(s, t, SH(R, C), -3, 3), gs = in(s, t, SH(C), 0.5, 1.5);
+            int mean = in(s, IR_F32, SH(R, 1), -1, 1), rstd = in(s, IR_F32, SH(R, 1), 0.3, 2);
+            result(s, node(s, IR_OP_LAYER_NORM_DX_STATS, (int[]){dy, xs, gs, mean, rstd}, 5, &a, t, 0, NULL));
+            begin(s, IR_OP_SOFTMAX, W[w].name, t, W[w].expect);
+            result(s, unary(s, IR_OP_SOFTMAX, in(s, t, SH(R, C), -4, 4), NULL));
+            begin(s, IR_OP_SOFTMAX_GRAD, W[w].name, t, W[w].expect);
+            dy = in(s, t, SH(R, C), -1, 1);
+            result(s, binary(s, IR_OP_SOFTMAX_GRAD, dy, in(s, t, SH(R, C), 0, 0.02)));
+        }
+        /* attention-shaped softmax: [B, heads, N, N] with N odd */
+        begin(s, IR_OP_SOFTMAX, "attn_4d", t, "dc_warp_max");
+        result(s, unary(s, IR_OP_SOFTMAX, in(s, t, SH(2, 3, 5, 5), -4, 4), NULL));
+        /* dgamma: warp rows one pass (< 64 rows), two passes, a block per row (stats scratch) */
+        ir_attrs a = {0};
+        a.eps = 1e-5;
+        begin(s, IR_OP_LAYER_NORM_DGAMMA, "warp_one_pass", t, "dc_warp_sum");
+        reject(s, "_pass1");
+        result(s, node(s, IR_OP_LAYER_NORM_DGAMMA, (int[]){in(s, t, SH(9, 40), -1, 1), in(s, t, SH(9, 40), -3, 3)}, 2, &a,
+                       t, 0, NULL));
+        begin(s, IR_OP_LAYER_NORM_DGAMMA, "warp_two_pass", t, "layer_norm_dgamma_pass2");
+        result(s, node(s, IR_OP_LAYER_NORM_DGAMMA, (int[]){in(s, t, SH(2, 100, 64), -1, 1), in(s, t, SH(2, 100, 64), -3, 3)},
+                       2, &a, t, 0, NULL));
+        begin(s, IR_OP_LAYER_NORM_DGAMMA, "block_stats", t, "layer_norm_stats");
+        result(s, node(s, IR_OP_LAYER_NORM_DGAMMA, (int[]){in(s, t, SH(5, 1030), -1, 1), in(s, t, SH(5, 1030), -3, 3)}, 2,
+                       &a, t, 0, NULL));
+        /* cross-entropy: few and many classes, with and without label smoothing; labels i64
+         * and i32. The loss is f32 whatever the logits' dtype. */
+        static const struct { int64_t B, K; double sm; ir_dtype lt; const char *name; } X[] = {
+            {5, 10, 0, IR_I64, "k10"}, {3, 1100, 0, IR_I64, "k1100"}, {4, 37, 0.1, IR_I32, "k37_smooth_i32"},
+            {2, 300, 0.1, IR_I64, "k300_smooth"},
+        };
+        for (size_t k = 0; k < sizeof X / sizeof X[0]; k++) {
+            ir_attrs ca = {0};
+            ca.smoothing = X[k].sm;
+            begin(s, IR_OP_CROSS_ENTROPY, X[k].name, t, "cross_entropy_pass2");
+            cur(s)->tol = TOL_F32;
+            int lg = in(s, t, SH(X[k].B, X[k].K), -5, 5), lb = in(s, X[k].lt, SH(X[k].B), 0, (double)X[k].K);
+            result(s, node(s, IR_OP_CROSS_ENTROPY, (int[]){lg, lb}, 2, &ca, IR_F32, 0, NULL));
+            begin(s, IR_OP_CROSS_ENTROPY_GRAD, X[k].name, t, "dc_block_max");
+            int dl = in(s, IR_F32, SH(1), 0.5, 2);
+            lg = in(s, t, SH(X[k].B, X[k].K), -5, 5);
+            lb = in(s, X[k].lt, SH(X[k].B), 0, (double)X[k].K);
+            result(s, node(s, IR_OP_CROSS_ENTROPY_GRAD, (int[]){dl, lg, lb}, 3, &ca, t, 0, NULL));
+        }
+    }
+}
+
+/* ---- optimizer ------------------------------------------------------------------------------ */
+
+/* opt slots: lr, weight decay, bias corrections (step 3 of beta 0.9 / 0.999), grad scale */
+static int opt_input(op_suite *s, double grad_scale) {
+    int o = in(s, IR_F32, SH(IR_OPT_SLOTS), 0, 1);
+    double *v = s->leaf[o];
+    v[IR_OPT_LR] = (float)0.01;
+    v[IR_OPT_WEIGHT_DECAY] = (float)0.05;
+    v[IR_OPT_BIAS_CORR1] = (float)(1 - 0.9 * 0.9 * 0.9);
+    v[IR_OPT_BIAS_CORR2] = (float)(1 - 0.999 * 0.999 * 0.999);
+    v[IR_OPT_GRAD_SCALE] = (float)grad_scale;
+    return o;
+}
+
+/* ADAMW nodes come after every other node (the verifier's rule), so the cases' updates wait
+ * here until all their leaves exist */
+typedef struct {
+    int c, p, g, m, v, opt, decay;
+} pending_adamw;
+static pending_adamw pending[16];
+static int npending;
+
+/* one ADAMW node over a fresh weight of shape sh (dtype pt; m, v f32), reading opt */
+static void adamw(op_suite *s, ir_dtype pt, int ndim, const int64_t *sh, int decay, int opt) {
+    int p = leaf_op(s, IR_OP_WEIGHT, pt, ndim, sh, -1, 1);
+    s->g->nodes[p].flags |= IR_NODE_TRAINABLE;
+    int g = in(s, pt, ndim, sh, -1, 1);
+    int m = leaf_op(s, IR_OP_STATE, IR_F32, ndim, sh, -0.1, 0.1);
+    int v = leaf_op(s, IR_OP_STATE, IR_F32, ndim, sh, 0, 0.01);
+    assert(npending < 16);
+    pending[npending++] = (pending_adamw){s->ncases - 1, p, g, m, v, opt, decay};
+    result(s, p);
+    result(s, m);
+    result(s, v);
+}
+
+static void add_pending_adamw(op_suite *s) {
+    for (int k = 0; k < npending; k++) {
+        const pending_adamw *q = &pending[k];
+        ir_attrs a = {0};
+        a.beta1 = 0.9, a.beta2 = 0.999, a.eps = 1e-8, a.decay = q->decay;
+        const char *name = ir_arena_printf(&s->g->arena, "c%03d.adamw%d", q->c, k);
+        check_node(s, ir_add(s->g, IR_OP_ADAMW, (int[]){q->p, q->g, q->m, q->v, q->opt}, 5, &a,
+                             s->g->nodes[q->p].dtype, 0, NULL, name, (ir_loc){0}));
+    }
+    npending = 0;
+}
+
+static void optimizer_cases(op_suite *s) {
+    /* clip_coef: a norm under the limit (factor 1) and over it */
+    for (int over = 0; over < 2; over++) {
+        begin(s, IR_OP_CLIP_COEF, over ? "clipping" : "under_limit", IR_F32, "clip_coef");
+        int ss = in(s, IR_F32, SH(1), over ? 50 : 0.1, over ? 60 : 0.2);
+        int o = opt_input(s, over ? 0.5 : 1.0);
+        ir_attrs a = {0};
+        a.alpha = 1.0;
+        result(s, node(s, IR_OP_CLIP_COEF, (int[]){ss, o}, 2, &a, IR_F32, 0, NULL));
+    }
+    /* one tensor alone (its own opt, so no run forms): the per-tensor kernel */
+    for (int d = 0; d < 3; d++) {
+        begin(s, IR_OP_ADAMW, "single", FLOATS[d], "adamw(");
+        reject(s, "adamw_multi");
+        adamw(s, FLOATS[d], SH(7, 9), 1, opt_input(s, 1.0));
+    }
+    /* a run sharing one opt: one launch, tensors of several tiles (ADAMW_TILE = 2048) */
+    begin(s, IR_OP_ADAMW, "multi_tensor", IR_F32, "adamw_multi");
+    int opt = opt_input(s, 0.5);
+    adamw(s, IR_F32, SH(5000), 1, opt);
+    adamw(s, IR_F32, SH(37), 0, opt);
+    adamw(s, IR_F32, SH(64, 32), 1, opt);
+    add_pending_adamw(s);
+}
+
+/* ---- matrix products ---------------------------------------------------------------------- */
+
+static void gemm_cases(op_suite *s) {
+    for (int d = 0; d < 3; d++) {
+        ir_dtype t = FLOATS[d];
+        static const struct { int ta, tb; const char *name; } T[] = {{0, 0, "nn"}, {0, 1, "nt"}, {1, 0, "tn"}, {1, 1, "tt"}};
+        for (int k = 0; k < 4; k++) {
+            ir_attrs a = {0};
+            a.alpha = 1, a.trans_a = T[k].ta, a.trans_b = T[k].tb;
+            begin(s, IR_OP_MATMUL, T[k].name, t, "gemm_steps=1");
+            int x = T[k].ta ? in(s, t, SH(13, 7), -1, 1) : in(s, t, SH(7, 13), -1, 1);
+            int y = T[k].tb ? in(s, t, SH(5, 13), -1, 1) : in(s, t, SH(13, 5), -1, 1);
+            result(s, node(s, IR_OP_MATMUL, (int[]){x, y}, 2, &a, t, 0, NULL));
+        }
+        ir_attrs a = {0};
+        a.alpha = 0.125;
+        begin(s, IR_OP_MATMUL, "batched_alpha", t, "gemm_steps=1");
+        result(s, node(s, IR_OP_MATMUL, (int[]){in(s, t, SH(2, 3, 4, 5), -1, 1), in(s, t, SH(2, 3, 5, 6), -1, 1)}, 2, &a, t,
+                       0, NULL));
+        a.alpha = 1;
+        begin(s, IR_OP_MATMUL, "shared_rhs_flat", t, "gemm_steps=1"); /* [B*M, K] @ W */
+        result(s, node(s, IR_OP_MATMUL, (int[]){in(s, t, SH(3, 7, 8), -1, 1), in(s, t, SH(8, 5), -1, 1)}, 2, &a, t, 0, NULL));
+        a.trans_b = 1;
+        begin(s, IR_OP_MATMUL, "shared_rhs_nt", t, "gemm_steps=1");
+        result(s, node(s, IR_OP_MATMUL, (int[]){in(s, t, SH(3, 7, 8), -1, 1), in(s, t, SH(5, 8), -1, 1)}, 2, &a, t, 0, NULL));
+        a.trans_b = 0;
+        begin(s, IR_OP_MATMUL, "partial_bcast", t, "gemm_steps=6"); /* one GEMM per output matrix */
+        result(s, node(s, IR_OP_MATMUL, (int[]){in(s, t, SH(2, 1, 4, 5), -1, 1), in(s, t, SH(1, 3, 5, 6), -1, 1)}, 2, &a, t,
+                       0, NULL));
+    }
+}
+
+op_suite *op_suite_new(void) {
+    op_suite *s = calloc(1, sizeof *s);
+    if (!s) abort();
+    s->g = ir_graph_new();
+    s->g->info.model_name = "op_kernels";
+    s->g->info.batch = 1;
+    rng_state = 0x5eed0b5ull;
+    elementwise_cases(s);
+    gather_cases(s);
+    reduce_cases(s);
+    row_cases(s);
+    gemm_cases(s);
+    optimizer_cases(s); /* last: the verifier wants nothing computed after an update */
+    if (ir_verify(s->g)) {
+        fprintf(stderr, "op_cases: the case graph does not verify: %s\n", s->g->error);
+        exit(2);
+    }
+    return s;
+}
+
+void op_suite_free(op_suite *s) {
+    if (!s) return;
+    for (int i = 0; i < s->cap; i++) free(s->leaf[i]);
+    free(s->leaf);
+    ir_graph_free(s->g);
+    free(s);
+}
+
+/* Ops and dtypes the coverage check does not demand, with the reason. */
+const char *op_dtype_exempt(ir_op op, ir_dtype t) {
+    if (op == IR_OP_CLIP_COEF && t != IR_F32) return "reads the f32 opt slots and writes them";
+    return NULL;
+}
