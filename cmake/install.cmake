@@ -6,7 +6,9 @@
 #   P/share/doc/deitc/             README.md, the bundled libraries' copyright files
 install(TARGETS deitc RUNTIME DESTINATION bin)
 install(TARGETS deitc_exe deitc_rt ARCHIVE DESTINATION lib/deitc)
-install(FILES runtime/plan.h runtime/rt.h runtime/kernel_prelude.cuh runtime/cuda_emu.h
+# the device library: kernel_prelude.cuh and every dc_*.cuh it includes, the emu twins
+file(GLOB DEITC_DEVICE_HEADERS ${CMAKE_SOURCE_DIR}/runtime/*.cuh)
+install(FILES runtime/plan.h runtime/rt.h runtime/cuda_emu.h runtime/cuda_emu_mma.h ${DEITC_DEVICE_HEADERS}
         DESTINATION lib/deitc/runtime)
 install(DIRECTORY models/ DESTINATION share/deitc/models FILES_MATCHING PATTERN "*.yaml")
 install(FILES deitc.1 DESTINATION share/man/man1)

@@ -4,7 +4,7 @@
  *   installed (cmake --install, the .deb, the container image), found from the executable's own
  *   path (/proc/self/exe), so a prefix can be moved or copied elsewhere as a whole:
  *     PREFIX/bin/deitc
- *     PREFIX/lib/deitc/runtime/     plan.h rt.h kernel_prelude.cuh cuda_emu.h (-I PREFIX/lib/deitc)
+ *     PREFIX/lib/deitc/runtime/     plan.h rt.h cuda_emu*.h, the device library *.cuh (-I PREFIX/lib/deitc)
  *     PREFIX/lib/deitc/LIB.a         DEITC_INSTALL_LIBS, in link order (the runtime's and the
  *                                   image libraries it bundles)
  *     PREFIX/share/deitc/models/    NAME.yaml
