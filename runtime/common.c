@@ -6,7 +6,9 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +18,17 @@ int rt_errorf(char *err, size_t errsize, const char *fmt, ...) {
     vsnprintf(err, errsize, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+int rt_env_flag(const char *name, int *on, char *err, size_t errsize) {
+    const char *v = getenv(name);
+    *on = 0;
+    if (!v || !*v || !strcmp(v, "0") || !strcasecmp(v, "false")) return 0;
+    if (!strcmp(v, "1") || !strcasecmp(v, "true")) {
+        *on = 1;
+        return 0;
+    }
+    return rt_errorf(err, errsize, "%s=%s: expected 0, 1, true or false", name, v);
 }
 
 uint64_t rt_splitmix64(uint64_t *state) {
