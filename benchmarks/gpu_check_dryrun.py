@@ -401,6 +401,12 @@ def cmd_selftest(args):
         r = subprocess.run([sys.executable, GPU_CHECK, "prepare", pkg, "--dry-run", "--deitc", fake,
                             "--testdata", td], capture_output=True, text=True)
         check(r.returncode == 0, "prepare with the fake deitc: %s" % r.stdout[-2000:])
+        # a build whose op_kernel_test cannot make its package: prepare fails and says why
+        r2 = subprocess.run([sys.executable, GPU_CHECK, "prepare", os.path.join(d, "pkg_opk"), "--dry-run", "--deitc",
+                             fake, "--testdata", td, "--op-kernel-test", shutil.which("false") or "/bin/false"],
+                            capture_output=True, text=True)
+        check(r2.returncode == 1 and "op_kernel_test --make-cuda-package failed" in r2.stdout,
+              "prepare fails when the per-op kernel package cannot be made: %s" % r2.stdout[-1500:])
         if r.returncode == 0:
             man = json.load(open(os.path.join(pkg, "manifest.json")))
             check(len(man["settings"]) == 5 and any("fp16/none" in s["what"] for s in man["skipped"]),

@@ -327,6 +327,9 @@ def cmd_prepare(args):
         fail = True
     if problems:
         fail = True
+    if op_kernels.get("source") and not op_kernels["included"]:  # the build has it, packaging failed
+        log("gpu_check: " + op_kernels["why"])
+        fail = True
     for why in calls_over(calls) if not dry else []:
         log("gpu_check: " + why + ": prepare fewer models or settings (--models, --precisions, --fuse)")
         fail = True
