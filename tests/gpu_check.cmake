@@ -38,11 +38,11 @@ if(GPU_CHECK_PYTHON)
   add_test(NAME gpu_check_dry_run_torch2
            COMMAND sh -c "exec \"$0\" \"$1\" dry-run --deitc \"$2\" --torch small --require-torch 2 --python \"\${DEITC_TORCH_PYTHON:-$3}\""
                    ${GPU_CHECK_PYTHON} ${GPU_CHECK} $<TARGET_FILE:deitc> ${DEITC_TORCH_PYTHON})
-  set_tests_properties(gpu_check_selftest PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS gpu_check TIMEOUT 120)
+  set_tests_properties(gpu_check_selftest PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS gpu_check TIMEOUT 300)
   set_tests_properties(gpu_check_dry_run gpu_check_dry_run_timeout gpu_check_dry_run_raise
-                       PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS gpu_check TIMEOUT 240)
+                       PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS gpu_check TIMEOUT 600)
   set_tests_properties(gpu_check_dry_run_op_kernel_fail PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV};FAKE_OP_KERNEL_FAIL=1"
-                       LABELS gpu_check TIMEOUT 240)
+                       LABELS gpu_check TIMEOUT 600)
   set_tests_properties(gpu_check_dry_run_torch2 PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS "gpu_check;torch2"
                        TIMEOUT 900 SKIP_RETURN_CODE 77)
 endif()
