@@ -21,6 +21,7 @@ timm). --fake writes plausible numbers without importing torch (dry-run without 
 import argparse
 import gc
 import json
+import os
 import statistics
 import sys
 import time
@@ -100,8 +101,9 @@ def run_mode(torch, args, spec, mode):
         torch.backends.cudnn.allow_tf32 = args.tf32
     if kind == "compile" and not hasattr(torch, "compile"):
         raise RuntimeError("torch.compile is not available in torch %s" % torch.__version__)
-    if prec == "fp16" and not cuda:
-        raise RuntimeError("AMP fp16 needs a GPU")
+    if prec == "fp16" and not cuda and not (hasattr(torch, "amp") and hasattr(torch.amp, "GradScaler")):
+        raise RuntimeError("AMP fp16 on the CPU needs torch.amp.GradScaler (torch >= 2.3); this is torch %s"
+                           % torch.__version__)
     torch.manual_seed(0)
     model, source = make_model(torch, args, spec)
     model = model.to(dev).train()
@@ -114,7 +116,7 @@ def run_mode(torch, args, spec, mode):
     amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(prec)
     scaler = None
     if prec == "fp16":
-        scaler = torch.amp.GradScaler("cuda") if hasattr(torch, "amp") and hasattr(torch.amp, "GradScaler") \
+        scaler = torch.amp.GradScaler(dev.type) if hasattr(torch, "amp") and hasattr(torch.amp, "GradScaler") \
             else torch.cuda.amp.GradScaler()
     loss_fn = torch.nn.CrossEntropyLoss()
 
@@ -176,7 +178,10 @@ def run_mode(torch, args, spec, mode):
 
 
 def fake_mode(args, mode):
-    """Deterministic plausible numbers: the dry-run's stand-in when torch is absent."""
+    """Deterministic plausible numbers: the dry-run's stand-in when torch is absent. The mode
+    --fake-hang names never ends (a dry-run's proof that a timed-out mode is a failure)."""
+    if mode == args.fake_hang:
+        time.sleep(10 ** 6)
     ms = {"fp32": 40.0, "fp16": 15.0, "bf16": 15.0}[mode.split("-")[1]] * (0.8 if "compile" in mode else 1.0)
     rec = {"mode": mode, "batch": args.batch, "images_per_s": args.batch / (ms / 1e3),
            "step_ms_median": ms, "step_ms_min": ms * 0.98, "step_ms_max": ms * 1.05,
@@ -198,6 +203,7 @@ def main():
     ap.add_argument("--tf32", action="store_true", help="allow TF32 for fp32 matmuls (default: PyTorch's default, off)")
     ap.add_argument("--out", help="append JSON lines here (also printed)")
     ap.add_argument("--fake", action="store_true", help="no torch: write fake numbers")
+    ap.add_argument("--fake-hang", help=argparse.SUPPRESS)
     for k in ("img-size", "patch-size", "embed-dim", "depth", "num-heads", "num-classes"):
         ap.add_argument("--" + k, type=int)
     args = ap.parse_args()
@@ -209,7 +215,9 @@ def main():
     spec = sizes if all(v is not None for v in sizes.values()) else None
     if spec is None and any(v is not None for v in sizes.values()):
         ap.error("give all of --img-size --patch-size --embed-dim --depth --num-heads --num-classes, or none")
-    base = {"model": args.model}
+    # what this process was given (gpu_check sets library paths for its executables alone)
+    base = {"model": args.model, "ld_library_path": os.environ.get("LD_LIBRARY_PATH"),
+            "compile_threads": os.environ.get("TORCHINDUCTOR_COMPILE_THREADS")}
     if args.fake:
         for m in modes:
             emit(args.out, dict(base, **fake_mode(args, m)))

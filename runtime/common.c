@@ -8,7 +8,9 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +28,17 @@ void rt_opt_fill(double slots[RT_OPT_SLOTS], double lr, double wd, double beta1,
     slots[RT_OPT_BIAS_CORR1] = 1 - pow(beta1, (double)t);
     slots[RT_OPT_BIAS_CORR2] = 1 - pow(beta2, (double)t);
     slots[RT_OPT_GRAD_SCALE] = 1;
+}
+
+int rt_env_flag(const char *name, int *on, char *err, size_t errsize) {
+    const char *v = getenv(name);
+    *on = 0;
+    if (!v || !*v || !strcmp(v, "0") || !strcasecmp(v, "false")) return 0;
+    if (!strcmp(v, "1") || !strcasecmp(v, "true")) {
+        *on = 1;
+        return 0;
+    }
+    return rt_errorf(err, errsize, "%s=%s: expected 0, 1, true or false", name, v);
 }
 
 uint64_t rt_splitmix64(uint64_t *state) {

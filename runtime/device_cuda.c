@@ -92,16 +92,42 @@ typedef struct {
     int capturing;         /* between cuStreamBeginCapture and cuStreamEndCapture */
     int sync_each;         /* DEITC_CUDA_SYNC: synchronize after every eager step */
     int driver_version;    /* cuDriverGetVersion: 13000 is CUDA 13.0 */
+    int tf32;              /* DEITC_TF32=1|true: f32 GEMMs compute in TF32 (CUBLAS_COMPUTE_32F_FAST_TF32) */
 } cuda_impl;
 
 static cuda_impl *impl(rt_device *d) { return d->impl; }
 
+/* Alignment (bytes) cuBLASLt is promised for an operand; defined with the GEMM set-up below. */
+static uint32_t alignment(uint64_t offset, int64_t batch, int64_t stride, rt_dtype t);
+
+/* A GEMM step's shape as a message names it: "m M n N k K batch B, trans TT, A x B -> C, ld
+ * LDA/LDB/LDC, batch strides SA/SB/SC elements, aligned A/B/C bytes" (row-major, plan.h's terms). */
+static void gemm_shape(const rt_gemm *g, char *buf, size_t size) {
+    snprintf(buf, size,
+             "m %lld n %lld k %lld batch %lld, trans %d%d, %s x %s -> %s, ld %lld/%lld/%lld, batch strides "
+             "%lld/%lld/%lld elements, aligned %u/%u/%u bytes",
+             (long long)g->m, (long long)g->n, (long long)g->k, (long long)g->batch, g->trans_a, g->trans_b,
+             rt_dtype_name(g->a_type), rt_dtype_name(g->b_type), rt_dtype_name(g->c_type), (long long)g->lda,
+             (long long)g->ldb, (long long)g->ldc, (long long)g->stride_a, (long long)g->stride_b,
+             (long long)g->stride_c, alignment(g->a, g->batch, g->stride_a, g->a_type),
+             alignment(g->b, g->batch, g->stride_b, g->b_type), alignment(g->c, g->batch, g->stride_c, g->c_type));
+}
+
+/* " (plan step S: WHAT[; GEMM shape][; while capturing ...])" for the step being prepared or run. */
 static void step_context(rt_device *d, char *buf, size_t size) {
     int s = impl(d)->step;
-    if (s >= 0 && s < d->plan->num_steps)
-        snprintf(buf, size, " (plan step %d: %s)", s, d->plan->steps[s].what ? d->plan->steps[s].what : "?");
-    else
+    if (s < 0 || s >= d->plan->num_steps) {
         buf[0] = 0;
+        return;
+    }
+    const rt_plan_step *st = &d->plan->steps[s];
+    char shape[320] = "";
+    if (st->kind == RT_STEP_GEMM) {
+        snprintf(shape, 3, "; ");
+        gemm_shape(&st->gemm, shape + 2, sizeof shape - 2);
+    }
+    snprintf(buf, size, " (plan step %d: %s%s%s)", s, st->what ? st->what : "?", shape,
+             impl(d)->capturing ? "; while capturing the step as a CUDA Graph: --no-graph runs it without one" : "");
 }
 
 /* Checks a driver call: 0, or -1 with d->err "CALL failed: NAME (text) (plan step ...)". */
@@ -111,7 +137,7 @@ static int cu_check(rt_device *d, CUresult r, const char *call) {
     const char *name = NULL, *text = NULL;
     if (c->p_cuGetErrorName) c->p_cuGetErrorName(r, &name);
     if (c->p_cuGetErrorString) c->p_cuGetErrorString(r, &text);
-    char ctx[300];
+    char ctx[700];
     step_context(d, ctx, sizeof ctx);
     snprintf(d->err, sizeof d->err, "%s failed: %s (%s)%s", call, name ? name : "unknown error",
              text ? text : "no description", ctx);
@@ -121,7 +147,7 @@ static int cu_check(rt_device *d, CUresult r, const char *call) {
 static int lt_check(rt_device *d, cublasStatus_t s, const char *call) {
     if (s == CUBLAS_STATUS_SUCCESS) return 0;
     cuda_impl *c = impl(d);
-    char ctx[300];
+    char ctx[700];
     step_context(d, ctx, sizeof ctx);
     snprintf(d->err, sizeof d->err, "%s failed: %s (status %d)%s", call,
              c->p_cublasLtGetStatusString ? c->p_cublasLtGetStatusString(s) : "cuBLASLt error", (int)s, ctx);
@@ -227,11 +253,22 @@ static int cuda_capture_begin(rt_device *d) {
     return 0;
 }
 
+/* A capture that breaks here (an operation CUDA Graphs cannot hold, cuBLASLt's included) names
+ * no step: every step was queued without an error. */
+static int capture_hint(rt_device *d) {
+    size_t n = strlen(d->err);
+    snprintf(d->err + n, sizeof d->err - n,
+             " (capturing the training step's %d plan steps as a CUDA Graph; --no-graph or DEITC_NO_GRAPH=1 runs "
+             "them without one)",
+             d->plan->num_steps);
+    return -1;
+}
+
 static int cuda_capture_end(rt_device *d) {
     cuda_impl *c = impl(d);
     c->capturing = 0;
-    if (CU(d, cuStreamEndCapture, c->stream, &c->graph)) return -1;
-    return CU(d, cuGraphInstantiate, &c->exec, c->graph, 0);
+    if (CU(d, cuStreamEndCapture, c->stream, &c->graph)) return capture_hint(d);
+    return CU(d, cuGraphInstantiate, &c->exec, c->graph, 0) ? capture_hint(d) : 0;
 }
 
 static int cuda_replay(rt_device *d) {
@@ -415,7 +452,7 @@ static int prepare_gemm(rt_device *d, int s, cublasLtMatmulPreference_t pref_bas
     cuda_gemm *cg = &c->gemms[s];
     if (g->m == 0 || g->n == 0) return 0;
     c->step = s;
-    int tf32 = getenv("DEITC_TF32") && g->a_type == RT_F32 && g->b_type == RT_F32;
+    int tf32 = c->tf32 && g->a_type == RT_F32 && g->b_type == RT_F32;
     cublasComputeType_t compute = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     if (LT(d, cublasLtMatmulDescCreate, &cg->desc, compute, CUDA_R_32F)) return -1;
     int32_t op_first = g->trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, op_second = g->trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -449,12 +486,10 @@ static int prepare_gemm(rt_device *d, int s, cublasLtMatmulPreference_t pref_bas
            &found))
         return -1;
     if (found < 1 || result.state != CUBLAS_STATUS_SUCCESS) {
-        snprintf(d->err, sizeof d->err,
-                 "cuBLASLt has no algorithm for plan step %d (%s): m %lld n %lld k %lld batch %lld, trans %d%d, "
-                 "%s x %s -> %s",
-                 s, d->plan->steps[s].what ? d->plan->steps[s].what : "?", (long long)g->m, (long long)g->n,
-                 (long long)g->k, (long long)g->batch, g->trans_a, g->trans_b, rt_dtype_name(g->a_type),
-                 rt_dtype_name(g->b_type), rt_dtype_name(g->c_type));
+        char shape[320];
+        gemm_shape(g, shape, sizeof shape);
+        snprintf(d->err, sizeof d->err, "cuBLASLt has no algorithm for plan step %d (%s): %s, compute %s", s,
+                 d->plan->steps[s].what ? d->plan->steps[s].what : "?", shape, tf32 ? "32F_FAST_TF32" : "32F");
         return -1;
     }
     cg->algo = result.algo;
@@ -578,6 +613,11 @@ int rt_device_cuda_new(const rt_plan *p, rt_device **out, char *err, size_t errs
     c->step = -1;
     const char *sync = getenv("DEITC_CUDA_SYNC");
     c->sync_each = sync && *sync && strcmp(sync, "0") != 0;
+    if (rt_env_flag("DEITC_TF32", &c->tf32, err, errsize)) {
+        free(c);
+        free(d);
+        return -1;
+    }
     d->target = "cuda";
     d->plan = p;
     d->impl = c;

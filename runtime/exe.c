@@ -44,6 +44,7 @@ typedef struct {
 static const char *prog = "EXE";
 static char **prog_argv; /* file names in messages are escaped (rt_message_escape) */
 static int prog_argc;
+static double t_main; /* now_s() when rt_main began: bench reports start-up from it */
 
 static int error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int error(const char *fmt, ...) {
@@ -94,7 +95,7 @@ static void usage(FILE *f) {
             "--steps/--epochs, --lr, --weight-decay, schedule, warm-up, shuffling or --seed is refused unless\n"
             "--resume-override. Training stops (exit 1) at a loss that is not finite; no file is ever written\n"
             "with a NaN or infinity. Each option may be given once; numbers are decimal.\n"
-            "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH, DEITC_TF32, DEITC_DEVICE, DEITC_CUDA_SYNC (cuda).\n",
+            "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH, DEITC_TF32=0|1, DEITC_DEVICE, DEITC_CUDA_SYNC (cuda).\n",
             prog, prog, prog, prog);
 }
 
@@ -979,8 +980,12 @@ static int cmd_bench(const exe_args *a, const rt_plan *p) {
     if (frc) goto done;
     ms = malloc(sizeof(double) * (size_t)steps);
     if (!ms) abort();
+    /* start-up: device, libraries, cuBLASLt's algorithms, weights, the batch; then warm-up (the
+     * first step eager, the second captured as a graph) and the timed steps, by the wall clock */
+    double t_ready = now_s(), t_warm = t_ready;
     for (long i = 0; i < warm + steps; i++) {
         double t;
+        if (i == warm) t_warm = now_s();
         if (set_opt(&s, a->lr, a->weight_decay, i + 1)) goto done;
         if (s.dev->timer_start(s.dev) || rt_device_run(s.dev, a->use_graph && i > 0) || s.dev->timer_stop(s.dev, &t)) {
             error("%s", s.dev->err);
@@ -990,6 +995,7 @@ static int cmd_bench(const exe_args *a, const rt_plan *p) {
     }
     float loss;
     if (read_f32(&s, s.loss, 1, &loss)) goto done;
+    double t_end = now_s();
     qsort(ms, (size_t)steps, sizeof *ms, cmp_double);
     double med = steps % 2 ? ms[steps / 2] : 0.5 * (ms[steps / 2 - 1] + ms[steps / 2]);
     double ips = (double)p->batch * 1e3 / med, tflops = gemm_flops(p) / (med * 1e-3) / 1e12;
@@ -1000,6 +1006,8 @@ static int cmd_bench(const exe_args *a, const rt_plan *p) {
     printf("  step time: median %.3f ms, min %.3f ms, max %.3f ms\n", med, ms[0], ms[steps - 1]);
     printf("  %.1f images/s, GEMMs %.2f TFLOP/s, device memory %.1f MiB, last loss %.4f\n", ips, tflops,
            (double)s.dev->mem_bytes / (1 << 20), loss);
+    printf("  wall clock: start-up %.3f s, warm-up %.3f s, timed steps %.3f s\n", t_ready - t_main, t_warm - t_ready,
+           t_end - t_warm);
     /* names escaped; a figure that is not finite (a step timed at 0 ms) is null, never inf */
     rt_strbuf js = {0};
     const char *names[4][2] = {{"bench", p->model_name ? p->model_name : ""}, {"target", s.dev->target},
@@ -1020,8 +1028,10 @@ static int cmd_bench(const exe_args *a, const rt_plan *p) {
         if (isfinite(figures[i].v)) rt_sb_printf(&js, figures[i].fmt, figures[i].v);
         else rt_sb_puts(&js, "null");
     }
-    rt_sb_printf(&js, ",\"device_mem_bytes\":%llu,\"arena_bytes\":%llu,\"loss\":",
-                 (unsigned long long)s.dev->mem_bytes, (unsigned long long)p->arena_bytes);
+    rt_sb_printf(&js, ",\"device_mem_bytes\":%llu,\"arena_bytes\":%llu,\"startup_wall_ms\":%.1f,"
+                 "\"warmup_wall_ms\":%.1f,\"timed_wall_ms\":%.1f,\"loss\":",
+                 (unsigned long long)s.dev->mem_bytes, (unsigned long long)p->arena_bytes, (t_ready - t_main) * 1e3,
+                 (t_warm - t_ready) * 1e3, (t_end - t_warm) * 1e3);
     rt_sb_json_number(&js, loss);
     printf("%s}\n", js.s);
     rt_sb_free(&js);
@@ -1118,6 +1128,7 @@ static int stdout_checked(int rc) {
 int rt_main(const rt_plan *p, int argc, char **argv) {
     prog_argv = argv;
     prog_argc = argc;
+    t_main = now_s();
     if (argc > 0 && argv[0]) {
         const char *slash = strrchr(argv[0], '/');
         prog = slash ? slash + 1 : argv[0];

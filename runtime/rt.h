@@ -29,6 +29,9 @@
 int rt_errorf(char *err, size_t errsize, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 uint64_t rt_splitmix64(uint64_t *state); /* next value of the stream; advances *state */
 double rt_uniform01(uint64_t *state);    /* uniform in (0, 1) */
+/* An on/off environment variable: unset or empty is 0; "0"/"false" 0 and "1"/"true" 1 (any
+ * case); anything else is an error naming the variable and its value (-1). */
+int rt_env_flag(const char *name, int *on, char *err, size_t errsize);
 
 /* Temporary files and folders (an output being written before its rename, a compile's work
  * folder) that SIGINT, SIGTERM and SIGHUP remove before the process dies of the signal, so an

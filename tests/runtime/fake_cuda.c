@@ -12,6 +12,15 @@
  * layouts whose shapes disagree with the operation (what a wrong mapping would produce).
  * FAKE_CUDA_FAULT=N makes the N-th kernel run (1-based) "fault" as a GPU kernel does: the launch
  * succeeds and every synchronizing call after it returns CUDA_ERROR_ILLEGAL_ADDRESS.
+ * The two paths only a GPU reaches, made to fail on purpose:
+ *   FAKE_CUDA_MIN_ALIGN=B       the heuristic finds no algorithm when an operand is promised
+ *                               fewer than B bytes of alignment (a strided batch 4 bytes apart)
+ *   FAKE_CUDA_HEURISTIC_FAIL=N  the N-th heuristic query of a handle returns CUBLAS_STATUS_NOT_SUPPORTED
+ *   FAKE_CUDA_CAPTURE_MATMUL=fail        cublasLtMatmul inside a stream capture returns an error
+ *   FAKE_CUDA_CAPTURE_MATMUL=invalidate  it succeeds but invalidates the capture, so
+ *                               cuStreamEndCapture returns CUDA_ERROR_STREAM_CAPTURE_INVALIDATED
+ * fake_cuda_counts() (found with dlsym) tells a test how many matmul descriptors the last handle
+ * made with each compute type.
  */
 #include <cublasLt.h>
 #include <cuda.h>
@@ -52,7 +61,18 @@ typedef struct {
     float *d;
 } op;
 
-static int capturing;
+static int capturing, capture_broken;
+static int descs_32f, descs_tf32, heuristics;
+
+EXPORT void fake_cuda_counts(int *f32, int *tf32) {
+    *f32 = descs_32f;
+    *tf32 = descs_tf32;
+}
+
+static long env_long(const char *name) {
+    const char *v = getenv(name);
+    return v && *v ? atol(v) : 0;
+}
 static op *recorded;
 static int nrecorded, caprecorded;
 static int launches, matmuls, replays;
@@ -117,7 +137,13 @@ static int run_matmul(const op *o) {
 
 EXPORT CUresult cuInit(unsigned flags) { return flags ? CUDA_ERROR_INVALID_VALUE : CUDA_SUCCESS; }
 EXPORT CUresult cuDriverGetVersion(int *v) { *v = 13000; return CUDA_SUCCESS; }
-EXPORT CUresult cuGetErrorName(CUresult r, const char **s) { *s = r ? "CUDA_ERROR_FAKE" : "CUDA_SUCCESS"; return CUDA_SUCCESS; }
+EXPORT CUresult cuGetErrorName(CUresult r, const char **s) {
+    *s = r == CUDA_SUCCESS                            ? "CUDA_SUCCESS"
+         : r == CUDA_ERROR_ILLEGAL_ADDRESS            ? "CUDA_ERROR_ILLEGAL_ADDRESS"
+         : r == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED ? "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED"
+                                                      : "CUDA_ERROR_FAKE";
+    return CUDA_SUCCESS;
+}
 EXPORT CUresult cuGetErrorString(CUresult r, const char **s) { *s = r ? "fake error" : "no error"; return CUDA_SUCCESS; }
 EXPORT CUresult cuDeviceGetCount(int *n) { *n = 1; return CUDA_SUCCESS; }
 EXPORT CUresult cuDeviceGet(CUdevice *d, int i) { *d = i; return i ? CUDA_ERROR_INVALID_DEVICE : CUDA_SUCCESS; }
@@ -217,6 +243,7 @@ EXPORT CUresult cuStreamBeginCapture_v2(CUstream s, CUstreamCaptureMode m) {
     (void)s, (void)m;
     if (capturing) return CUDA_ERROR_ILLEGAL_STATE;
     capturing = 1;
+    capture_broken = 0;
     nrecorded = 0;
     return CUDA_SUCCESS;
 }
@@ -225,6 +252,10 @@ EXPORT CUresult cuStreamEndCapture(CUstream s, CUgraph *g) {
     (void)s;
     if (!capturing) return CUDA_ERROR_ILLEGAL_STATE;
     capturing = 0;
+    if (capture_broken) {
+        *g = NULL;
+        return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+    }
     *g = (CUgraph)&graph_token;
     return CUDA_SUCCESS;
 }
@@ -259,13 +290,19 @@ EXPORT CUresult cuGraphExecDestroy(CUgraphExec e) {
 /* ---- cuBLASLt ---- */
 
 static int lt_token;
-EXPORT cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) { *h = (cublasLtHandle_t)&lt_token; return CUBLAS_STATUS_SUCCESS; }
+EXPORT cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) { /* the counts are per handle */
+    descs_32f = descs_tf32 = heuristics = 0;
+    *h = (cublasLtHandle_t)&lt_token;
+    return CUBLAS_STATUS_SUCCESS;
+}
 EXPORT cublasStatus_t cublasLtDestroy(cublasLtHandle_t h) { (void)h; return CUBLAS_STATUS_SUCCESS; }
 EXPORT size_t cublasLtGetVersion(void) { return 130000; }
 EXPORT const char *cublasLtGetStatusString(cublasStatus_t s) { return s ? "fake cuBLASLt error" : "success"; }
 EXPORT cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t c, cudaDataType_t s) {
     if (c != CUBLAS_COMPUTE_32F && c != CUBLAS_COMPUTE_32F_FAST_TF32) return CUBLAS_STATUS_NOT_SUPPORTED;
     if (s != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (c == CUBLAS_COMPUTE_32F_FAST_TF32) descs_tf32++;
+    else descs_32f++;
     *d = (cublasLtMatmulDesc_t)calloc(1, sizeof(fake_desc));
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -295,12 +332,17 @@ EXPORT cublasStatus_t cublasLtMatrixLayoutSetAttribute(cublasLtMatrixLayout_t l,
     else return CUBLAS_STATUS_INVALID_VALUE;
     return CUBLAS_STATUS_SUCCESS;
 }
-static int pref_token;
-EXPORT cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) { *p = (cublasLtMatmulPreference_t)&pref_token; return CUBLAS_STATUS_SUCCESS; }
+static uint32_t pref_align[4]; /* MIN_ALIGNMENT_{A,B,C,D}_BYTES of the one preference */
+EXPORT cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) { *p = (cublasLtMatmulPreference_t)pref_align; return CUBLAS_STATUS_SUCCESS; }
 EXPORT cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) { (void)p; return CUBLAS_STATUS_SUCCESS; }
 EXPORT cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p,
                                                            cublasLtMatmulPreferenceAttributes_t a, const void *b, size_t s) {
-    (void)p, (void)a, (void)b;
+    (void)p;
+    static const cublasLtMatmulPreferenceAttributes_t al[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 4; i++)
+        if (a == al[i] && s == 4) memcpy(&pref_align[i], b, 4);
     return s == 4 || s == 8 ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
 }
 EXPORT cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a,
@@ -310,6 +352,11 @@ EXPORT cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasL
     (void)h, (void)d, (void)a, (void)b, (void)p;
     if (c != dd || n < 1) return CUBLAS_STATUS_INVALID_VALUE;
     memset(r, 0, sizeof *r);
+    *found = 0;
+    if (++heuristics == env_long("FAKE_CUDA_HEURISTIC_FAIL")) return CUBLAS_STATUS_NOT_SUPPORTED;
+    long min_align = env_long("FAKE_CUDA_MIN_ALIGN");
+    for (int i = 0; i < 4; i++)
+        if (pref_align[i] && pref_align[i] < min_align) return CUBLAS_STATUS_SUCCESS; /* none found */
     r->state = CUBLAS_STATUS_SUCCESS;
     *found = 1;
     return CUBLAS_STATUS_SUCCESS;
@@ -324,6 +371,9 @@ EXPORT cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t de
             .lc = (const fake_layout *)lc, .alpha = *(const float *)alpha, .beta = *(const float *)beta, .a = A, .b = B,
             .c = C, .d = D};
     if (capturing) {
+        const char *how = getenv("FAKE_CUDA_CAPTURE_MATMUL");
+        if (how && !strcmp(how, "fail")) return CUBLAS_STATUS_NOT_SUPPORTED;
+        if (how && !strcmp(how, "invalidate")) capture_broken = 1;
         record(&o);
         return CUBLAS_STATUS_SUCCESS;
     }

@@ -2,11 +2,92 @@
  * column-major cuBLASLt products) for every transpose / batch / broadcast / alpha-beta
  * combination, on fake_cuda.c (RT_FAKE_LIB: a host cuBLASLt that implements cuBLAS's
  * column-major definition and rejects inconsistent layouts), against the emu's CPU GEMM.
- * Also: graph capture and replay give the same bits as eager runs. Skips without RT_FAKE_LIB. */
+ * Also: graph capture and replay give the same bits as eager runs; DEITC_TF32 is parsed (0 and
+ * false keep fp32, 1 and true ask cuBLASLt for TF32, anything else is an error); the paths only a
+ * GPU reaches (no algorithm for a 4-byte-aligned strided batch, a failed heuristic query, a
+ * cuBLASLt call that breaks graph capture) fail with the plan step and the GEMM's shape named,
+ * and the same device still runs the step without a graph. Skips without RT_FAKE_LIB. */
 #include "runtime/rt.h"
 #include "tests/harness.h"
 
+#include <dlfcn.h>
 #include <string.h>
+
+typedef void (*counts_fn)(int *f32, int *tf32);
+
+/* A device for plan p under the environment variable name=value (NULL: unset); 0 and err on failure. */
+static rt_device *device_with(const rt_plan *p, const char *name, const char *value, char *err, size_t errsize) {
+    if (value) setenv(name, value, 1);
+    else unsetenv(name);
+    rt_device *d = NULL;
+    err[0] = 0;
+    if (rt_device_new(p, &d, err, errsize)) d = NULL;
+    unsetenv(name);
+    return d;
+}
+
+static void check_failures(const rt_plan *p, counts_fn counts, int ns) {
+    char err[1200];
+    /* DEITC_TF32: the compute type of every f32 GEMM descriptor */
+    static const struct {
+        const char *value;
+        int tf32;
+    } tf[] = {{NULL, 0}, {"", 0}, {"0", 0}, {"false", 0}, {"FALSE", 0}, {"1", 1}, {"true", 1}, {"True", 1}};
+    for (size_t i = 0; i < sizeof tf / sizeof tf[0]; i++) {
+        rt_device *d = device_with(p, "DEITC_TF32", tf[i].value, err, sizeof err);
+        CHECK_MSG(d != NULL, "DEITC_TF32=%s: %s", tf[i].value ? tf[i].value : "(unset)", err);
+        int f32 = -1, t32 = -1;
+        counts(&f32, &t32);
+        CHECK_MSG(t32 == (tf[i].tf32 ? ns : 0) && f32 == (tf[i].tf32 ? 0 : ns),
+                  "DEITC_TF32=%s: %d fp32 and %d tf32 descriptors of %d", tf[i].value ? tf[i].value : "(unset)",
+                  f32, t32, ns);
+        rt_device_free(d);
+    }
+    static const char *bad[] = {"yes", "2", "on", "0x1", " 1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rt_device *d = device_with(p, "DEITC_TF32", bad[i], err, sizeof err);
+        char want[64];
+        snprintf(want, sizeof want, "DEITC_TF32=%s: expected 0, 1, true or false", bad[i]);
+        CHECK_MSG(d == NULL && strstr(err, want), "DEITC_TF32=%s: %s", bad[i], err);
+        rt_device_free(d);
+    }
+    /* no algorithm for operands only 4 bytes aligned: step 1 is the first strided batch (its
+     * strides are 22, 28 and 55 floats: 8, 16 and 4 bytes) */
+    rt_device *d = device_with(p, "FAKE_CUDA_MIN_ALIGN", "16", err, sizeof err);
+    CHECK_MSG(d == NULL && strstr(err, "no algorithm for plan step 1 (test gemm)") &&
+                  strstr(err, "m 5 n 7 k 3 batch 3, trans 00") && strstr(err, "batch strides 22/28/55") &&
+                  strstr(err, "aligned 8/16/4 bytes"),
+              "%s", err);
+    rt_device_free(d);
+    /* a heuristic query that fails: the 3rd is step 2 */
+    d = device_with(p, "FAKE_CUDA_HEURISTIC_FAIL", "3", err, sizeof err);
+    CHECK_MSG(d == NULL && strstr(err, "cublasLtMatmulAlgoGetHeuristic failed") &&
+                  strstr(err, "(plan step 2: test gemm; m 5 n 7 k 3 batch 3"),
+              "%s", err);
+    rt_device_free(d);
+    /* cuBLASLt failing inside graph capture names the first GEMM captured; without the graph the
+     * same device runs the step */
+    d = device_with(p, "FAKE_CUDA_MIN_ALIGN", NULL, err, sizeof err);
+    CHECK_MSG(d != NULL, "%s", err);
+    if (d) {
+        setenv("FAKE_CUDA_CAPTURE_MATMUL", "fail", 1);
+        CHECK(rt_device_run(d, 1) != 0);
+        CHECK_MSG(strstr(d->err, "cublasLtMatmul failed") && strstr(d->err, "plan step 0: test gemm; m 5 n 7 k 3 batch 1") &&
+                      strstr(d->err, "while capturing the step as a CUDA Graph: --no-graph"),
+                  "%s", d->err);
+        CHECK_MSG(rt_device_run(d, 0) == 0, "%s", d->err);
+        /* a capture that cuBLASLt invalidates shows only at its end */
+        setenv("FAKE_CUDA_CAPTURE_MATMUL", "invalidate", 1);
+        CHECK(rt_device_run(d, 1) != 0);
+        CHECK_MSG(strstr(d->err, "cuStreamEndCapture failed: CUDA_ERROR_STREAM_CAPTURE_INVALIDATED") &&
+                      strstr(d->err, "--no-graph or DEITC_NO_GRAPH=1"),
+                  "%s", d->err);
+        CHECK_MSG(rt_device_run(d, 0) == 0, "%s", d->err);
+        unsetenv("FAKE_CUDA_CAPTURE_MATMUL");
+        CHECK_MSG(rt_device_run(d, 1) == 0 && d->captured, "%s", d->err);
+        rt_device_free(d);
+    }
+}
 
 static uint64_t rng = 99;
 static float frand(void) { return (float)((double)(rt_splitmix64(&rng) >> 11) * 0x1p-53 * 2 - 1); }
@@ -81,6 +162,10 @@ int main(void) {
         CHECK(memcmp(got, got2, off) == 0);
         rt_device_free(d);
     }
+    void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL); /* the runtime's handle: the same counters */
+    counts_fn counts = h ? (counts_fn)dlsym(h, "fake_cuda_counts") : NULL;
+    CHECK_MSG(counts != NULL, "fake_cuda_counts in %s: %s", lib, dlerror());
+    if (counts) check_failures(&p, counts, ns);
     fprintf(stderr, "%d GEMM steps through the cuda device layer\n", ns);
     free(init), free(want), free(got), free(got2);
     return test_result();

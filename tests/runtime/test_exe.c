@@ -405,6 +405,20 @@ int main(int argc, char **argv) {
         CHECK(run(fake_exe, "bench --steps 3 --warmup 1") == 0 && strstr(out_text, "\"graph\":true") &&
               strstr(out_text, "\"target\":\"cuda\"") && strstr(out_text, "\"median_ms\":1.0000"));
         CHECK(run(fake_exe, "bench --steps 2 --warmup 0 --profile") == 0 && strstr(out_text, "softmax_cross_entropy"));
+        CHECK_MSG(strstr(out_text, "\"startup_wall_ms\":") && strstr(out_text, "\"timed_wall_ms\":") &&
+                      strstr(out_text, "wall clock: start-up"),
+                  "stdout: %s", out_text);
+        /* cuBLASLt failing inside graph capture: the message names the step, the GEMM's shape and
+         * --no-graph, which then runs (what gpu_check falls back to) */
+        size_t el = strlen(env_prefix);
+        snprintf(env_prefix + el, sizeof env_prefix - el, " FAKE_CUDA_CAPTURE_MATMUL=fail");
+        CHECK(run(fake_exe, "bench --steps 2 --warmup 1") == 1);
+        CHECK_MSG(strstr(err_text, "cublasLtMatmul failed") &&
+                      strstr(err_text, "plan step 0: logits = images @ head.weight^T; m 4 n 3 k 4 batch 1, trans 01") &&
+                      strstr(err_text, "--no-graph"),
+                  "stderr: %s", err_text);
+        CHECK(run(fake_exe, "bench --steps 2 --warmup 1 --no-graph") == 0 && strstr(out_text, "\"graph\":false"));
+        env_prefix[el] = 0;
         CHECK(run(fake_exe, "eval --init f1.safetensors --data data.safetensors") == 0 && strstr(out_text, "12 images"));
         /* a kernel fault shows at the next synchronizing call: the message says how to find the
          * step, and DEITC_CUDA_SYNC=1 names it (the 2nd launch is step 4, adamw head.weight) */
