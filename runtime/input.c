@@ -95,7 +95,7 @@ int rt_input_read(const char *path, int flags, size_t max_bytes, void **buf, siz
     if (fd < 0) return -1;
     if (size < 0 || (uint64_t)size > max_bytes) {
         close(fd);
-        return rt_errorf(err, errsize, "%s: %lld bytes, more than the %zu a file of this kind may have", path,
+        return rt_errorf(err, errsize, "%s: %lld bytes, more than the %zu bytes allowed", path,
                          (long long)size, max_bytes);
     }
     void *b = malloc((size_t)size + 1); /* +1: room for a terminating NUL, and never malloc(0) */
