@@ -10,6 +10,7 @@
  *   layers.c  builders that compose IR for the DeiT layers, shared by YAML and ONNX so that
  *             both give identical graphs
  *   onnx.c    the ONNX reader (built only with DEITC_HAVE_ONNX)
+ *   onnx_scan.c  the wire-format pass before unpacking: nesting and memory limits
  *   onnx_export.c  the way back: the original ONNX model with trained weights
  *
  * Errors: every function that can fail returns -1 (or a negative node id) and leaves a message
@@ -106,6 +107,14 @@ int fe_onnx_load(const char *path, const fe_define *defines, int ndefines, int64
  * messages and locates external data files. */
 int fe_onnx_load_buffer(const void *data, size_t len, const char *path, const fe_define *defines,
                         int ndefines, int64_t batch, ir_graph **out, char *err, size_t errsize);
+
+/* ---- onnx_scan.c (only with DEITC_HAVE_ONNX) -------------------------------------------- */
+
+/* Checks an ONNX file's bytes before they are unpacked: messages nested at most 64 deep, at
+ * most 2^20 messages or strings in any one repeated field, and what unpacking allocates
+ * (estimated from above) at most 4 times the file plus 64 MiB. 0 when fine or malformed (the
+ * unpacker reports that); -1 with the reason (no file name) in why. */
+int fe_onnx_scan(const void *data, size_t len, char *why, size_t whysize);
 
 /* ---- onnx_export.c ---------------------------------------------------------------------- */
 

@@ -6,10 +6,11 @@
  * Invariants: the model must load with the ONNX reader (so it is one deitc can train); every
  * tensor of the weights file names an initializer of the main graph, or the output of an
  * Identity node of one (torch's export deduplicates equal initializers into such nodes; the
- * reader makes each its own weight), with the same shape and dtype; replaced initializers hold
- * their values inline (raw_data, never external data); such an Identity node is dropped and a
- * new initializer of its output's name takes its place (untied from its source); the output
- * appears whole (temporary file + rename) or not at all.
+ * reader makes each its own weight), with the same shape and dtype and finite values (NaN and
+ * infinities are refused, naming the tensor, as the reader refuses them); replaced
+ * initializers hold their values inline (raw_data, never external data); such an Identity
+ * node is dropped and a new initializer of its output's name takes its place (untied from
+ * its source); the output appears whole (temporary file + rename) or not at all.
  */
 #include "frontend/frontend.h"
 #include "runtime/rt.h"
@@ -45,28 +46,8 @@ static int run_extra(const char *name) { return strcmp(name, "losses") == 0 || s
 
 /* The whole file in a heap buffer (at most EX_MAX_FILE bytes), or NULL with err. */
 static uint8_t *read_file(const char *path, size_t *len, char *err, size_t errsize) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fail(err, errsize, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    uint8_t *buf = NULL;
-    size_t cap = 0, k = 1;
-    for (*len = 0; k > 0 && cap <= EX_MAX_FILE; *len += k) {
-        if (*len == cap) {
-            cap = cap ? cap * 2 : 1 << 20;
-            if (!(buf = realloc(buf, cap))) abort();
-        }
-        k = fread(buf + *len, 1, cap - *len, f);
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad || cap > EX_MAX_FILE) {
-        free(buf);
-        fail(err, errsize, "%s: %s", path, bad ? "read error" : "larger than 2 GiB");
-        return NULL;
-    }
-    return buf;
+    void *buf;
+    return rt_input_read(path, 0, EX_MAX_FILE, &buf, len, err, errsize) ? NULL : buf;
 }
 
 /* "64,3,8,8" */
@@ -92,6 +73,7 @@ static int replace(Onnx__TensorProto *p, const rt_tensor *t, const char *wpath, 
         return fail(err, errsize, "%s: tensor '%s' is %s, the model's initializer is %s (ONNX data_type %d)", wpath,
                     t->name, rt_dtype_name(t->dtype), name, (int)p->data_type);
     }
+    if (rt_tensor_check_finite(t, wpath, err, errsize)) return -1; /* as --init and the reader refuse it */
     p->has_raw_data = 1;
     p->raw_data.len = t->nbytes;
     p->raw_data.data = t->data;
