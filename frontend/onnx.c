@@ -109,8 +109,8 @@ typedef struct {
     int failed;
     char dir[4096];          /* the model's folder, for external data ("" or ending in '/') */
     char realdir[PATH_MAX];  /* its real path (no symbolic links), found when first needed */
-    ext_file *ext;
-    int next, capext;
+    ext_file *ext;           /* next of them */
+    int next;
     int64_t folded;          /* elements of the constants folded so far */
     int64_t init_bytes;      /* float bytes of the initializers */
     int64_t copied;          /* bytes of weights copied for Identity nodes */
@@ -332,14 +332,19 @@ static int open_external(octx *c, const Onnx__TensorProto *t, const oval *v, siz
                     etype_name(v->etype), want, (long long)*off);
     }
     struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int why_errno = errno;
+        close(fd);
+        return fail(c, "%s '%s': external data file '%s': %s", what, v->name, full, strerror(why_errno));
+    }
     int e = 0;
-    while (e < c->next && fstat(fd, &st) == 0 && !(c->ext[e].dev == st.st_dev && c->ext[e].ino == st.st_ino)) e++;
+    while (e < c->next && !(c->ext[e].dev == st.st_dev && c->ext[e].ino == st.st_ino)) e++;
     if (e == c->next) {
-        ext_file *grown = c->next < OX_MAX_EXT_FILES && fstat(fd, &st) == 0
-                              ? realloc(c->ext, sizeof *c->ext * (size_t)(c->next + 1)) : NULL;
+        ext_file *grown = c->next < OX_MAX_EXT_FILES ? realloc(c->ext, sizeof *c->ext * (size_t)(c->next + 1)) : NULL;
         if (!grown) {
             close(fd);
-            return fail(c, "%s '%s': more than %d external data files", what, v->name, OX_MAX_EXT_FILES);
+            return fail(c, "%s '%s': more than %d external data files (or out of memory)", what, v->name,
+                        OX_MAX_EXT_FILES);
         }
         c->ext = grown;
         c->ext[c->next++] = (ext_file){st.st_dev, st.st_ino, size, 0};

@@ -193,9 +193,11 @@ typedef struct {
 
 #define DECODE_RETRY (-2) /* the reservation did not fit: release, wait for all of it, decode again */
 
-/* Reserves what decoding a w x h image allocates, once its header is read. */
-static int decode_reserve(decode_mem *m, int64_t w, int64_t h) {
-    m->need = 3 * w * h + (int64_t)sizeof(void *) * h + 3 * h * m->crop;
+/* Reserves what decoding a w x h image allocates, once its header is read: the RGB pixels, a
+ * row pointer each (PNG), the resize's rows, and `extra` (the decoder's own: a progressive
+ * JPEG's coefficients). */
+static int decode_reserve(decode_mem *m, int64_t w, int64_t h, int64_t extra) {
+    m->need = 3 * w * h + (int64_t)sizeof(void *) * h + 3 * h * m->crop + extra;
     if (m->held >= m->file + m->need) return 0;
     if (!budget_try_add(m->b, m->held, m->file + m->need - m->held)) return DECODE_RETRY;
     m->held = m->file + m->need;
@@ -255,7 +257,8 @@ static int decode_jpeg(const char *path, const unsigned char *buf, size_t size, 
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
-    if (decode_reserve(mem, cinfo.image_width, cinfo.image_height)) {
+    int64_t jw = cinfo.image_width, jh = cinfo.image_height; /* coefficients: 2 bytes a sample */
+    if (decode_reserve(mem, jw, jh, cinfo.progressive_mode ? 2 * jw * jh * cinfo.num_components : 0)) {
         jpeg_destroy_decompress(&cinfo);
         return DECODE_RETRY;
     }
@@ -335,7 +338,7 @@ static int decode_png(const char *path, const unsigned char *buf, size_t size, d
         png_destroy_read_struct(&png, &info, NULL);
         return -1;
     }
-    if (decode_reserve(mem, w, h)) {
+    if (decode_reserve(mem, w, h, 0)) {
         png_destroy_read_struct(&png, &info, NULL);
         return DECODE_RETRY;
     }
@@ -644,7 +647,7 @@ static long env_count(const char *name) {
  * left once the dataset itself is held, within [256 MiB, 2 GiB]. */
 static int64_t decode_budget(long long left) {
     long mib = env_count("DEITC_DECODE_MEMORY");
-    if (mib) return (int64_t)mib << 20;
+    if (mib) return (int64_t)(mib < (1l << 30) ? mib : 1l << 30) << 20;
     long long b = left / 4;
     return b < (256ll << 20) ? 256ll << 20 : b > (2ll << 30) ? 2ll << 30 : b;
 }
