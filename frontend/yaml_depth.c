@@ -22,6 +22,7 @@ typedef struct {
     int line;          /* 1-based line of s[i] */
     size_t line_start; /* offset of that line's first byte */
     int stack[FE_YAML_MAX_DEPTH + 1]; /* columns of the open block collections, increasing */
+    char kind[FE_YAML_MAX_DEPTH + 1];  /* 's' sequence, 'm' mapping, for each */
     int nstack;
     int flow;          /* open flow collections */
     const char *path;
@@ -45,13 +46,20 @@ static int too_deep(yscan *y, size_t at) {
     return -1;
 }
 
-/* A block collection entry (`- `, `? ` or a key) at column col: the collections indented
- * deeper are closed, and one at col is opened unless it is open already. */
-static int block_entry(yscan *y, int col, size_t at) {
-    while (y->nstack && y->stack[y->nstack - 1] > col) y->nstack--;
-    if (y->nstack && y->stack[y->nstack - 1] == col) return 0;
+/* A block collection entry at column col, of a sequence (`- `, kind 's') or a mapping (`? `
+ * or a key, 'm'): the collections indented deeper are closed, and one at col is opened unless
+ * it is open already. A sequence may sit at its mapping's column (`key:` then `- x` below
+ * it): that is one level more, closed by the mapping's next key. */
+static int block_entry(yscan *y, int col, char kind, size_t at) {
+    int n = y->nstack;
+    while (n && (y->stack[n - 1] > col ||
+                 (kind == 'm' && y->kind[n - 1] == 's' && y->stack[n - 1] == col && n >= 2 && y->stack[n - 2] == col)))
+        n--;
+    y->nstack = n;
+    if (n && y->stack[n - 1] == col && (y->kind[n - 1] == kind || kind == 'm')) return 0;
     if (y->nstack + y->flow >= FE_YAML_MAX_DEPTH) return too_deep(y, at);
-    y->stack[y->nstack++] = col;
+    y->stack[y->nstack] = col;
+    y->kind[y->nstack++] = kind;
     return 0;
 }
 
@@ -170,7 +178,7 @@ int fe_yaml_check_depth(const char *text, size_t len, const char *path, char *er
         if (!y.flow) {
             if ((ch == '-' || ch == '?' || ch == ':') && blank_or_end(&y, y.i + 1)) {
                 int c = ch == ':' ? key_col : col;
-                if (c >= 0 && block_entry(&y, c, y.line_start + (size_t)c)) return -1;
+                if (c >= 0 && block_entry(&y, c, ch == '-' ? 's' : 'm', y.line_start + (size_t)c)) return -1;
                 key_col = -1;
                 state = AT_NODE;
                 y.i++;
