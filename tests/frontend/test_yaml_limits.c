@@ -190,7 +190,24 @@ static void test_files(void) {
     rmdir(dir);
 }
 
-int main(void) {
+/* test_yaml_limits scan FILE...: prints 1 (refused) or 0 per file, for the PyYAML comparison */
+static int scan_files(int argc, char **argv) {
+    for (int i = 2; i < argc; i++) {
+        FILE *f = fopen(argv[i], "rb");
+        if (!f) return 2;
+        text t = {0};
+        char buf[65536];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0) add(&t, "%.*s", (int)n, buf);
+        fclose(f);
+        printf("%d\n", fe_yaml_check_depth(t.s ? t.s : "", t.n, argv[i], err, sizeof err) ? 1 : 0);
+        free(t.s);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "scan") == 0) return scan_files(argc, argv);
     test_nesting();
     test_text_brackets();
     test_deep_model();
