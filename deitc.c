@@ -509,7 +509,7 @@ static void out_add_node(out_list *o, const ir_interp *it, const ir_node *n, int
 }
 
 static void out_free(out_list *o) {
-    rt_tensor_set s = {o->t, o->n, NULL};
+    rt_tensor_set s = {.tensors = o->t, .count = o->n};
     rt_tensor_set_free(&s);
 }
 

@@ -6,9 +6,11 @@
  * Sections follow the files that implement them:
  *   load.c    fe_load_model: picks the reader by file extension
  *   yaml.c    the YAML model format (libyaml document API), -D overrides, validation
+ *   yaml_depth.c  the nesting pre-scan that keeps deep YAML away from libyaml
  *   layers.c  builders that compose IR for the DeiT layers, shared by YAML and ONNX so that
  *             both give identical graphs
  *   onnx.c    the ONNX reader (built only with DEITC_HAVE_ONNX)
+ *   onnx_scan.c  the wire-format pass before unpacking: nesting and memory limits
  *   onnx_export.c  the way back: the original ONNX model with trained weights
  *
  * Errors: every function that can fail returns -1 (or a negative node id) and leaves a message
@@ -42,6 +44,16 @@ int fe_yaml_load(const char *path, const fe_define *defines, int ndefines, int64
  * node locations. The text need not be NUL-terminated. */
 int fe_yaml_load_string(const char *text, size_t len, const char *path, const fe_define *defines,
                         int ndefines, int64_t batch, ir_graph **out, char *err, size_t errsize);
+
+/* ---- yaml_depth.c ----------------------------------------------------------------------- */
+
+/* Nesting (flow and block collections inside one another) that YAML text may have: a model
+ * needs under 70 (32 nested layer lists, two levels each), and libyaml's cost per token grows
+ * with the flow depth. */
+#define FE_YAML_MAX_DEPTH 128
+/* 0 when text nests at most FE_YAML_MAX_DEPTH deep, else -1 with "path:line:col: ..." in err.
+ * Linear in len; anything malformed is left for libyaml to report (0). */
+int fe_yaml_check_depth(const char *text, size_t len, const char *path, char *err, size_t errsize);
 
 /* ---- layers.c --------------------------------------------------------------------------- */
 
@@ -95,6 +107,14 @@ int fe_onnx_load(const char *path, const fe_define *defines, int ndefines, int64
  * messages and locates external data files. */
 int fe_onnx_load_buffer(const void *data, size_t len, const char *path, const fe_define *defines,
                         int ndefines, int64_t batch, ir_graph **out, char *err, size_t errsize);
+
+/* ---- onnx_scan.c (only with DEITC_HAVE_ONNX) -------------------------------------------- */
+
+/* Checks an ONNX file's bytes before they are unpacked: messages nested at most 64 deep, at
+ * most 2^20 messages or strings in any one repeated field, and what unpacking allocates
+ * (estimated from above) at most 4 times the file plus 64 MiB. 0 when fine or malformed (the
+ * unpacker reports that); -1 with the reason (no file name) in why. */
+int fe_onnx_scan(const void *data, size_t len, char *why, size_t whysize);
 
 /* ---- onnx_export.c ---------------------------------------------------------------------- */
 

@@ -27,17 +27,24 @@
 #ifdef DEITC_HAVE_ONNX
 #include "frontend/frontend.h"
 
+#include "runtime/rt.h"
+
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "onnx.pb-c.h"
 
 #define OX_MAX_FILE ((size_t)2 << 30)  /* bytes of a model file (protobuf's own limit) */
 #define OX_MAX_FOLD ((int64_t)1 << 24) /* elements of one folded constant */
 #define OX_MAX_NUMEL ((int64_t)1 << 40)
+#define OX_MAX_FOLD_TOTAL ((int64_t)1 << 26) /* elements of all folded constants together */
+#define OX_MAX_EXT_FILES 4096                /* distinct external data files */
 
 /* ONNX TensorProto.DataType values */
 enum {
@@ -87,12 +94,26 @@ typedef struct {
     int ir;           /* IR node (VAL_IR, or a constant made into a leaf), else -1 */
 } oval;
 
+/* An external data file read during this load, and how many of its bytes were read: each
+ * byte may back one tensor only, so a file cannot be multiplied by overlapping tensors. */
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    int64_t size, used;
+} ext_file;
+
 typedef struct {
     const char *path;
     char *err;
     size_t errsize;
     int failed;
-    char dir[4096]; /* the model's folder, for external data */
+    char dir[4096];          /* the model's folder, for external data ("" or ending in '/') */
+    char realdir[PATH_MAX];  /* its real path (no symbolic links), found when first needed */
+    ext_file *ext;           /* next of them */
+    int next;
+    int64_t folded;          /* elements of the constants folded so far */
+    int64_t init_bytes;      /* float bytes of the initializers */
+    int64_t copied;          /* bytes of weights copied for Identity nodes */
     Onnx__ModelProto *model;
     int64_t opset;
     ir_graph *g;
@@ -182,19 +203,19 @@ static int val_set_const(octx *c, oval *v, int etype, int ndim, const int64_t *s
             return fail(c, "constant '%s' of shape %s is too large to fold (more than %lld elements)",
                         v->name, shape_str(ndim, shape, s, sizeof s), (long long)OX_MAX_FOLD);
     }
+    if ((c->folded += k) > OX_MAX_FOLD_TOTAL)
+        return fail(c, "constant '%s' of shape %s: the constants folded so far exceed %lld elements in all",
+                    v->name, shape_str(ndim, shape, s, sizeof s), (long long)OX_MAX_FOLD_TOTAL);
     v->kind = VAL_CONST;
     v->etype = etype;
     v->ndim = ndim;
     if (ndim > 0) memcpy(v->shape, shape, sizeof(int64_t) * (size_t)ndim);
     v->numel = k;
     size_t n = (size_t)(k ? k : 1);
-    if (etype_is_float(etype)) {
-        v->f = calloc(n, sizeof(float));
-        if (!v->f) abort();
-    } else {
-        v->i = calloc(n, sizeof(int64_t));
-        if (!v->i) abort();
-    }
+    if (etype_is_float(etype)) v->f = calloc(n, sizeof(float));
+    else v->i = calloc(n, sizeof(int64_t));
+    if (!v->f && !v->i)
+        return fail(c, "out of memory for constant '%s' of shape %s", v->name, shape_str(ndim, shape, s, sizeof s));
     return 0;
 }
 
@@ -258,10 +279,17 @@ static int fill_from_raw(oval *v, const uint8_t *p) {
     return 0;
 }
 
-/* Reads external data (keys location, offset, length) relative to the model's folder. */
-static int read_external(octx *c, const Onnx__TensorProto *t, oval *v, size_t want, const char *what) {
+/* Opens the external data of tensor v (keys location, offset, length) and proves that the
+ * file holds the `want` bytes the shape needs before anything is allocated for them. The
+ * location must resolve (symbolic links followed) to a regular file inside the model's folder,
+ * opened without blocking (a FIFO is refused), and no byte of it may back two tensors. Returns
+ * the open descriptor, with the data's offset in *off and the file's path in full; -1 with
+ * the reason. */
+static int open_external(octx *c, const Onnx__TensorProto *t, const oval *v, size_t want, const char *what,
+                         int64_t *off, char *full, size_t fullsize) {
     const char *loc = NULL;
-    long long off = 0, len = -1;
+    long long len = -1;
+    *off = 0;
     for (size_t k = 0; k < t->n_external_data; k++) {
         const Onnx__StringStringEntryProto *e = t->external_data[k];
         if (!e || !e->key || !e->value) continue;
@@ -273,7 +301,7 @@ static int read_external(octx *c, const Onnx__TensorProto *t, oval *v, size_t wa
             long long x = strtoll(e->value, &end, 10);
             if (errno || *end || x < 0)
                 return fail(c, "%s '%s': external data %s '%s' is not a byte count", what, v->name, e->key, e->value);
-            if (e->key[0] == 'o') off = x; else len = x;
+            if (e->key[0] == 'o') *off = x; else len = x;
         }
     }
     if (!loc || !*loc) return fail(c, "%s '%s': external data without a location", what, v->name);
@@ -283,21 +311,58 @@ static int read_external(octx *c, const Onnx__TensorProto *t, oval *v, size_t wa
     if (len >= 0 && (size_t)len != want)
         return fail(c, "%s '%s': external data length %lld, but shape %s of %s needs %zu bytes", what,
                     v->name, len, shape_str(v->ndim, v->shape, (char[128]){0}, 128), etype_name(v->etype), want);
-    char full[8192];
-    snprintf(full, sizeof full, "%s%s", c->dir, loc);
-    FILE *f = fopen(full, "rb");
-    if (!f) return fail(c, "%s '%s': cannot open external data file '%s': %s", what, v->name, full, strerror(errno));
-    uint8_t *buf = malloc(want ? want : 1);
-    if (!buf) abort();
-    int ok = fseeko(f, (off_t)off, SEEK_SET) == 0 && fread(buf, 1, want, f) == want;
-    fclose(f);
-    if (!ok) {
-        free(buf);
-        return fail(c, "%s '%s': external data file '%s' has no %zu bytes at offset %lld", what,
-                    v->name, full, want, off);
+    char real[PATH_MAX], why[1200];
+    snprintf(full, fullsize, "%s%s", c->dir, loc);
+    if (!c->realdir[0] && !realpath(c->dir[0] ? c->dir : ".", c->realdir))
+        return fail(c, "%s '%s': cannot resolve the model's folder '%s': %s", what, v->name, c->dir[0] ? c->dir : ".",
+                    strerror(errno));
+    if (!realpath(full, real))
+        return fail(c, "%s '%s': cannot open external data file '%s': %s", what, v->name, full, strerror(errno));
+    size_t k = strlen(c->realdir);
+    if (strncmp(real, c->realdir, k) != 0 || !(real[k] == '/' || real[k] == 0 || c->realdir[k - 1] == '/'))
+        return fail(c, "%s '%s': external data file '%s' is '%s', outside the model's folder '%s' (a symbolic "
+                    "link out of it): refused", what, v->name, full, real, c->realdir);
+    int64_t size;
+    int fd = rt_input_open(real, RT_INPUT_NOFOLLOW, &size, why, sizeof why);
+    if (fd < 0) return fail(c, "%s '%s': external data %s", what, v->name, why);
+    if (*off > size || want > (uint64_t)(size - *off)) {
+        close(fd);
+        return fail(c, "%s '%s': external data file '%s' has %lld bytes, but shape %s of %s needs %zu at offset %lld",
+                    what, v->name, full, (long long)size, shape_str(v->ndim, v->shape, (char[128]){0}, 128),
+                    etype_name(v->etype), want, (long long)*off);
     }
-    fill_from_raw(v, buf);
-    free(buf);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int why_errno = errno;
+        close(fd);
+        return fail(c, "%s '%s': external data file '%s': %s", what, v->name, full, strerror(why_errno));
+    }
+    int e = 0;
+    while (e < c->next && !(c->ext[e].dev == st.st_dev && c->ext[e].ino == st.st_ino)) e++;
+    if (e == c->next) {
+        ext_file *grown = c->next < OX_MAX_EXT_FILES ? realloc(c->ext, sizeof *c->ext * (size_t)(c->next + 1)) : NULL;
+        if (!grown) {
+            close(fd);
+            return fail(c, "%s '%s': more than %d external data files (or out of memory)", what, v->name,
+                        OX_MAX_EXT_FILES);
+        }
+        c->ext = grown;
+        c->ext[c->next++] = (ext_file){st.st_dev, st.st_ino, size, 0};
+    }
+    if ((c->ext[e].used += (int64_t)want) > c->ext[e].size) {
+        close(fd);
+        return fail(c, "%s '%s': the tensors stored in external data file '%s' need more bytes than its %lld: "
+                    "their data overlap", what, v->name, full, (long long)size);
+    }
+    return fd;
+}
+
+/* NaN is no value of a model; ±inf neither for a weight (training would spread it), and
+ * the --init reader refuses the same. Scalar constants may be infinite (masks, clip bounds). */
+static int check_finite(octx *c, const oval *v, const char *what, int weight) {
+    for (int64_t k = 0; v->f && k < v->numel; k++)
+        if (isnan(v->f[k]) || (weight && isinf(v->f[k])))
+            return fail(c, "%s '%s' holds a NaN or infinity at element %lld", what, v->name, (long long)k);
     return 0;
 }
 
@@ -318,7 +383,7 @@ static int tensor_decode(octx *c, const Onnx__TensorProto *t, oval *v, const cha
     size_t have; /* bytes (raw_data, external data) or elements (typed fields) */
     const char *field;
     if (external) {
-        have = want, field = "external data";
+        have = want, field = "external data"; /* proven by open_external */
     } else if (t->has_raw_data) {
         have = t->raw_data.len, field = "raw_data";
     } else if (et == OT_FLOAT) {
@@ -342,18 +407,39 @@ static int tensor_decode(octx *c, const Onnx__TensorProto *t, oval *v, const cha
     }
     if (numel > OX_MAX_FOLD && !(et == OT_FLOAT || etype_is_float(et)))
         return fail(c, "%s '%s': integer tensor of %lld elements is too large", what, v->name, (long long)numel);
-    /* allocate (float weights may exceed the folding limit) */
     v->kind = VAL_CONST;
     v->etype = et;
     v->ndim = (int)t->n_dims;
     if (t->n_dims) memcpy(v->shape, t->dims, sizeof(int64_t) * t->n_dims);
     v->numel = numel;
+    int64_t off = 0;
+    char file[8192];
+    int fd = external ? open_external(c, t, v, want, what, &off, file, sizeof file) : -1;
+    if (external && fd < 0) return -1;
+    /* allocate (float weights may exceed the folding limit): only sizes proven above */
     size_t n = (size_t)(numel ? numel : 1);
     if (etype_is_float(et)) v->f = malloc(n * sizeof(float));
     else v->i = malloc(n * sizeof(int64_t));
-    if (!v->f && !v->i) abort();
-    if (external) return read_external(c, t, v, want, what);
-    if (t->has_raw_data) return fill_from_raw(v, t->raw_data.data);
+    uint8_t *raw = external && et != OT_FLOAT ? malloc(want ? want : 1) : NULL;
+    if ((!v->f && !v->i) || (external && et != OT_FLOAT && !raw)) {
+        free(raw);
+        if (fd >= 0) close(fd);
+        return fail(c, "%s '%s': out of memory for its %lld elements (shape %s)", what, v->name, (long long)numel,
+                    shape_str((int)t->n_dims, t->dims, s, sizeof s));
+    }
+    if (external) { /* float data straight into place (little-endian host), others converted */
+        char why[1200];
+        int rc = rt_input_pread(fd, file, raw ? (void *)raw : (void *)v->f, want, off, why, sizeof why);
+        close(fd);
+        if (!rc && raw) fill_from_raw(v, raw);
+        free(raw);
+        if (rc) return fail(c, "%s '%s': external data: %s", what, v->name, why);
+        return check_finite(c, v, what, 0);
+    }
+    if (t->has_raw_data) {
+        fill_from_raw(v, t->raw_data.data);
+        return check_finite(c, v, what, 0);
+    }
     for (int64_t k = 0; k < numel; k++) {
         if (et == OT_FLOAT) v->f[k] = t->float_data[k];
         else if (et == OT_DOUBLE) v->f[k] = (float)t->double_data[k];
@@ -365,7 +451,7 @@ static int tensor_decode(octx *c, const Onnx__TensorProto *t, oval *v, const cha
             memcpy(&v->f[k], &b, 4);
         } else v->i[k] = et == OT_BOOL ? t->int32_data[k] != 0 : t->int32_data[k];
     }
-    return 0;
+    return check_finite(c, v, what, 0);
 }
 
 /* ---- attributes ------------------------------------------------------------------------- */
@@ -1482,9 +1568,14 @@ static int lower_identity(octx *c, onode *o) {
     memcpy(v->shape, x->shape, sizeof v->shape);
     v->numel = x->numel;
     v->weight = 1;
-    v->f = malloc(sizeof(float) * (size_t)x->numel);
-    if (!v->f) abort();
-    memcpy(v->f, x->f, sizeof(float) * (size_t)x->numel);
+    /* each copy is as big as its weight: all of them together may not outgrow the model's
+     * initializers (plus 64 MiB), or a few nodes could multiply a large weight */
+    int64_t bytes = (int64_t)sizeof(float) * x->numel;
+    if ((c->copied += bytes) > c->init_bytes + ((int64_t)64 << 20))
+        return fail(c, "the Identity copies of weights exceed the initializers' own %lld bytes", (long long)c->init_bytes);
+    v->f = malloc((size_t)bytes);
+    if (!v->f) return fail(c, "out of memory copying weight '%s' (%lld bytes)", x->name, (long long)bytes);
+    memcpy(v->f, x->f, (size_t)bytes);
     return 0;
 }
 
@@ -1696,6 +1787,8 @@ static int lower_graph(octx *c, const Onnx__GraphProto *gp, int64_t batch) {
         oval *v = val_define(c, t->name, "initializer");
         if (!v || tensor_decode(c, t, v, "initializer")) return -1;
         v->weight = v->f && v->numel > 1;
+        if (v->weight && check_finite(c, v, "initializer", 1)) return -1;
+        if (v->f) c->init_bytes += (int64_t)sizeof(float) * v->numel;
     }
     /* the one runtime input */
     const Onnx__ValueInfoProto *input = NULL;
@@ -1777,7 +1870,12 @@ static ir_graph *prune(octx *c, int out) {
     ir_graph *g = c->g;
     char *live = calloc((size_t)g->n, 1);
     int *map = malloc(sizeof(int) * (size_t)g->n);
-    if (!live || !map) abort();
+    if (!live || !map) {
+        free(live);
+        free(map);
+        fail(c, "out of memory for the %d nodes of the graph", g->n);
+        return NULL;
+    }
     live[out] = 1;
     for (int i = g->n - 1; i >= 0; i--) {
         if (g->nodes[i].op == IR_OP_INPUT) live[i] = 1;
@@ -1803,7 +1901,7 @@ static ir_graph *prune(octx *c, int out) {
     for (int i = 0; i < g->n; i++) {
         map[i] = -1;
         if (live[i] && (map[i] = ir_copy_node(ng, g, i, map)) < 0) {
-            fail(c, "internal error: %s", ng->error);
+            fail(c, "%s%s", strstr(ng->error, "out of memory") ? "" : "internal error: ", ng->error);
             ir_graph_free(ng);
             ng = NULL;
             break;
@@ -1866,73 +1964,6 @@ static int check_defines(octx *c, const ir_model_info *m, const fe_define *d, in
     return 0;
 }
 
-/* ---- nesting guard ---------------------------------------------------------------------- */
-
-/* protobuf-c unpacks nested messages by recursion without a depth limit, so a small file of
- * graphs inside attributes inside graphs... would overflow the stack. This scan of the wire
- * format follows the fields through which onnx.proto can recurse and rejects deep nesting
- * before unpacking; anything malformed is left for the real parser to reject. */
-enum { PB_MODEL, PB_GRAPH, PB_NODE, PB_ATTR, PB_FUNC, PB_TRAIN, PB_VINFO, PB_TYPE, PB_TSEQ, PB_TMAP };
-#define OX_MAX_NEST 64
-
-static int pb_child(int type, uint64_t field) {
-    switch (type) {
-    case PB_MODEL: return field == 7 ? PB_GRAPH : field == 20 ? PB_TRAIN : field == 25 ? PB_FUNC : -1;
-    case PB_TRAIN: return field == 1 || field == 2 ? PB_GRAPH : -1;
-    case PB_GRAPH: return field == 1 ? PB_NODE : field >= 11 && field <= 13 ? PB_VINFO : -1;
-    case PB_NODE: return field == 5 ? PB_ATTR : -1;
-    case PB_ATTR: return field == 6 || field == 11 ? PB_GRAPH : field == 14 || field == 15 ? PB_TYPE : -1;
-    case PB_FUNC: return field == 7 ? PB_NODE : -1;
-    case PB_VINFO: return field == 2 ? PB_TYPE : -1;
-    case PB_TYPE: return field == 4 || field == 9 ? PB_TSEQ : field == 5 ? PB_TMAP : -1;
-    case PB_TSEQ: return field == 1 ? PB_TYPE : -1;
-    case PB_TMAP: return field == 2 ? PB_TYPE : -1;
-    default: return -1;
-    }
-}
-
-static int pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
-    *v = 0;
-    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
-        uint8_t b = *(*p)++;
-        *v |= (uint64_t)(b & 127) << shift;
-        if (!(b & 128)) return 0;
-    }
-    return -1;
-}
-
-/* 0 when the message of `type` in [p, end) nests at most OX_MAX_NEST deep, else -1 */
-static int pb_nesting_ok(const uint8_t *p, const uint8_t *end, int type, int depth) {
-    if (depth > OX_MAX_NEST) return -1;
-    while (p < end) {
-        uint64_t tag, v;
-        if (pb_varint(&p, end, &tag)) return 0;
-        switch (tag & 7) {
-        case 0:
-            if (pb_varint(&p, end, &v)) return 0;
-            break;
-        case 1:
-            if (end - p < 8) return 0;
-            p += 8;
-            break;
-        case 5:
-            if (end - p < 4) return 0;
-            p += 4;
-            break;
-        case 2: {
-            if (pb_varint(&p, end, &v) || v > (uint64_t)(end - p)) return 0;
-            int child = pb_child(type, tag >> 3);
-            if (child >= 0 && pb_nesting_ok(p, p + v, child, depth + 1)) return -1;
-            p += v;
-            break;
-        }
-        default:
-            return 0;
-        }
-    }
-    return 0;
-}
-
 /* fe_onnx_load on a file's bytes in memory (fuzzing, tests); `path` names the model in
  * messages and locates external data files. */
 int fe_onnx_load_buffer(const void *data, size_t len, const char *path, const fe_define *defines,
@@ -1951,8 +1982,8 @@ int fe_onnx_load_buffer(const void *data, size_t len, const char *path, const fe
     c.errsize = errsize;
     const char *slash = strrchr(path, '/');
     if (slash && (size_t)(slash - path) + 2 < sizeof c.dir) memcpy(c.dir, path, (size_t)(slash - path) + 1);
-    if (pb_nesting_ok(data, (const uint8_t *)data + len, PB_MODEL, 0))
-        return fail(&c, "not a supported ONNX model (graphs or types nested more than %d deep)", OX_MAX_NEST);
+    char why[400];
+    if (fe_onnx_scan(data, len, why, sizeof why)) return fail(&c, "not a supported ONNX model: %s", why);
     c.model = onnx__model_proto__unpack(NULL, len, data);
     if (!c.model) return fail(&c, "not an ONNX model (the protobuf does not parse: truncated or corrupt file)");
     int rc = -1;
@@ -1986,7 +2017,10 @@ int fe_onnx_load_buffer(const void *data, size_t len, const char *path, const fe
     c.vals = calloc(nv, sizeof(oval));
     for (c.hashcap = 16; (size_t)c.hashcap < 2 * nv;) c.hashcap *= 2;
     c.hash = malloc(sizeof(int) * (size_t)c.hashcap);
-    if (!c.vals || !c.hash) abort();
+    if (!c.vals || !c.hash) {
+        fail(&c, "out of memory for the %zu values of the graph", nv);
+        goto done;
+    }
     memset(c.hash, 0xff, sizeof(int) * (size_t)c.hashcap);
     c.g = ir_graph_new();
     if (lower_graph(&c, gp, batch)) goto done;
@@ -2019,6 +2053,7 @@ done:
     }
     free(c.vals);
     free(c.hash);
+    free(c.ext);
     ir_graph_free(c.g);
     onnx__model_proto__free_unpacked(c.model, NULL);
     return rc;
@@ -2027,34 +2062,11 @@ done:
 int fe_onnx_load(const char *path, const fe_define *defines, int ndefines, int64_t batch,
                  ir_graph **out, char *err, size_t errsize) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errsize, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    uint8_t *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            if (cap >= OX_MAX_FILE) {
-                fclose(f);
-                free(buf);
-                snprintf(err, errsize, "%s: larger than 2 GiB (keep weights in external data files)", path);
-                return -1;
-            }
-            cap = cap ? cap * 2 : 1 << 20;
-            buf = realloc(buf, cap);
-            if (!buf) abort();
-        }
-        size_t k = fread(buf + len, 1, cap - len, f);
-        len += k;
-        if (k == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        snprintf(err, errsize, "%s: read error", path);
+    void *buf;
+    size_t len;
+    char why[1200];
+    if (rt_input_read(path, 0, OX_MAX_FILE, &buf, &len, why, sizeof why)) {
+        snprintf(err, errsize, "%s%s", why, strstr(why, "bytes allowed") ? " (keep weights in external data files)" : "");
         return -1;
     }
     int rc = fe_onnx_load_buffer(buf, len, path, defines, ndefines, batch, out, err, errsize);

@@ -6,10 +6,11 @@
  * Invariants: the model must load with the ONNX reader (so it is one deitc can train); every
  * tensor of the weights file names an initializer of the main graph, or the output of an
  * Identity node of one (torch's export deduplicates equal initializers into such nodes; the
- * reader makes each its own weight), with the same shape and dtype; replaced initializers hold
- * their values inline (raw_data, never external data); such an Identity node is dropped and a
- * new initializer of its output's name takes its place (untied from its source); the output
- * appears whole (temporary file + rename) or not at all.
+ * reader makes each its own weight), with the same shape and dtype and finite values (NaN and
+ * infinities are refused, naming the tensor, as the reader refuses them); replaced
+ * initializers hold their values inline (raw_data, never external data); such an Identity
+ * node is dropped and a new initializer of its output's name takes its place (untied from
+ * its source); the output appears whole (temporary file + rename) or not at all.
  */
 #include "frontend/frontend.h"
 #include "runtime/rt.h"
@@ -45,28 +46,8 @@ static int run_extra(const char *name) { return strcmp(name, "losses") == 0 || s
 
 /* The whole file in a heap buffer (at most EX_MAX_FILE bytes), or NULL with err. */
 static uint8_t *read_file(const char *path, size_t *len, char *err, size_t errsize) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fail(err, errsize, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    uint8_t *buf = NULL;
-    size_t cap = 0, k = 1;
-    for (*len = 0; k > 0 && cap <= EX_MAX_FILE; *len += k) {
-        if (*len == cap) {
-            cap = cap ? cap * 2 : 1 << 20;
-            if (!(buf = realloc(buf, cap))) abort();
-        }
-        k = fread(buf + *len, 1, cap - *len, f);
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad || cap > EX_MAX_FILE) {
-        free(buf);
-        fail(err, errsize, "%s: %s", path, bad ? "read error" : "larger than 2 GiB");
-        return NULL;
-    }
-    return buf;
+    void *buf;
+    return rt_input_read(path, 0, EX_MAX_FILE, &buf, len, err, errsize) ? NULL : buf;
 }
 
 /* "64,3,8,8" */
@@ -92,6 +73,7 @@ static int replace(Onnx__TensorProto *p, const rt_tensor *t, const char *wpath, 
         return fail(err, errsize, "%s: tensor '%s' is %s, the model's initializer is %s (ONNX data_type %d)", wpath,
                     t->name, rt_dtype_name(t->dtype), name, (int)p->data_type);
     }
+    if (rt_tensor_check_finite(t, wpath, err, errsize)) return -1; /* as --init and the reader refuse it */
     p->has_raw_data = 1;
     p->raw_data.len = t->nbytes;
     p->raw_data.data = t->data;
@@ -106,7 +88,7 @@ static int write_model(const Onnx__ModelProto *m, const char *out, char *err, si
     size_t n = onnx__model_proto__get_packed_size(m);
     if (n > EX_MAX_FILE) return fail(err, errsize, "%s: the model would be larger than 2 GiB", out);
     uint8_t *buf = malloc(n ? n : 1);
-    if (!buf) abort();
+    if (!buf) return fail(err, errsize, "%s: out of memory for the model's %zu bytes", out, n);
     onnx__model_proto__pack(m, buf);
     rt_output o; /* a temporary and rename; a device or FIFO in place */
     if (rt_output_open(&o, out, err, errsize)) {
@@ -155,19 +137,21 @@ static Onnx__TensorProto *identity_of_init(const Onnx__GraphProto *gp, const cha
 
 /* A graph input for a new initializer `name` beside source initializer `src` when the model
  * lists its initializers among its inputs (IR version < 4 requires it): a shallow copy of
- * src's input, renamed. NULL when src is not an input. */
-static Onnx__ValueInfoProto *input_for(const Onnx__GraphProto *gp, const char *src, char *name) {
+ * src's input, renamed, appended to gp's inputs (room for it is there). 0 when src is not an
+ * input or its copy is added, -1 when out of memory. */
+static int add_input_for(Onnx__GraphProto *gp, const char *src, char *name) {
     for (size_t k = 0; k < gp->n_input; k++)
         if (gp->input[k]->name && strcmp(gp->input[k]->name, src) == 0) {
             Onnx__ValueInfoProto *v = malloc(sizeof *v);
-            if (!v) abort();
+            if (!v) return -1;
             *v = *gp->input[k];
             v->base.n_unknown_fields = 0;
             v->base.unknown_fields = NULL;
             v->name = name;
-            return v;
+            gp->input[gp->n_input++] = v;
+            return 0;
         }
-    return NULL;
+    return 0;
 }
 
 int fe_onnx_export(const char *model, const char *weights, const char *out, char *err, size_t errsize) {
@@ -201,15 +185,19 @@ int fe_onnx_export(const char *model, const char *weights, const char *out, char
     if (rt_safetensors_read(weights, &w, err, errsize)) goto done;
     gp = m->graph;
     n_init = gp->n_initializer, n_node = gp->n_node, n_input = gp->n_input;
-    inits = gp->initializer, nodes = gp->node, inputs = gp->input;
     saved = malloc(sizeof *saved * (n_init + 1));
-    if (!saved) abort();
-    for (size_t k = 0; k < n_init; k++) saved[k] = *inits[k];
     /* room for one new initializer and input per Identity node */
-    gp->initializer = malloc(sizeof *gp->initializer * (n_init + n_node + 1));
-    gp->node = malloc(sizeof *gp->node * (n_node + 1));
-    gp->input = malloc(sizeof *gp->input * (n_input + n_node + 1));
-    if (!gp->initializer || !gp->node || !gp->input) abort();
+    Onnx__TensorProto **new_inits = malloc(sizeof *gp->initializer * (n_init + n_node + 1));
+    Onnx__NodeProto **new_nodes = malloc(sizeof *gp->node * (n_node + 1));
+    Onnx__ValueInfoProto **new_inputs = malloc(sizeof *gp->input * (n_input + n_node + 1));
+    if (!saved || !new_inits || !new_nodes || !new_inputs) {
+        free(new_inits), free(new_nodes), free(new_inputs);
+        fail(err, errsize, "%s: out of memory for its %zu initializers and %zu nodes", model, n_init, n_node);
+        goto done;
+    }
+    inits = gp->initializer, nodes = gp->node, inputs = gp->input;
+    for (size_t k = 0; k < n_init; k++) saved[k] = *inits[k];
+    gp->initializer = new_inits, gp->node = new_nodes, gp->input = new_inputs;
     memcpy(gp->initializer, inits, sizeof *inits * n_init);
     memcpy(gp->node, nodes, sizeof *nodes * n_node);
     memcpy(gp->input, inputs, sizeof *inputs * n_input);
@@ -226,7 +214,10 @@ int fe_onnx_export(const char *model, const char *weights, const char *out, char
         const Onnx__TensorProto *src = found ? NULL : identity_of_init(gp, t->name, &k);
         if (src) { /* Identity(initializer) -> a new initializer of the Identity's output name */
             Onnx__TensorProto *p = malloc(sizeof *p);
-            if (!p) abort();
+            if (!p) {
+                fail(err, errsize, "%s: out of memory", model);
+                goto done;
+            }
             onnx__tensor_proto__init(p);
             p->n_dims = src->n_dims;
             p->dims = src->dims;
@@ -235,8 +226,10 @@ int fe_onnx_export(const char *model, const char *weights, const char *out, char
             p->name = gp->node[k]->output[0];
             gp->initializer[gp->n_initializer++] = p;
             if (replace(p, t, weights, err, errsize)) goto done;
-            Onnx__ValueInfoProto *in = input_for(gp, src->name, p->name);
-            if (in) gp->input[gp->n_input++] = in;
+            if (add_input_for(gp, src->name, p->name)) {
+                fail(err, errsize, "%s: out of memory", model);
+                goto done;
+            }
             memmove(gp->node + k, gp->node + k + 1, sizeof *gp->node * (gp->n_node - k - 1));
             gp->n_node--;
             found = 1;

@@ -19,6 +19,7 @@
  * Params are evaluated lazily (a param may use others, in any order; cycles are an error).
  */
 #include "frontend/frontend.h"
+#include "runtime/rt.h"
 
 #include <errno.h>
 #include <math.h>
@@ -27,7 +28,8 @@
 #include <string.h>
 #include <yaml.h>
 
-#define FE_MAX_FILE (16 << 20)  /* bytes of YAML */
+#define FE_MAX_FILE (1 << 20)   /* bytes of YAML (a DeiT is 2 KB; libyaml's document of a
+                                   1 MiB file of tiny nodes takes about 80 MB) */
 #define FE_MAX_NODES 100000     /* IR nodes: a DeiT-B is about 500 */
 #define FE_MAX_NEST 32          /* nested layer lists (residual, repeat) */
 #define FE_MAX_SIZE (1 << 24)   /* any one size-like value */
@@ -868,6 +870,7 @@ int fe_yaml_load_string(const char *text, size_t len, const char *path, const fe
         return -1;
     }
 
+    if (fe_yaml_check_depth(text, len, path, err, errsize)) return -1;
     yaml_parser_t parser;
     yaml_document_t doc;
     if (!yaml_parser_initialize(&parser)) {
@@ -928,24 +931,11 @@ int fe_yaml_load_string(const char *text, size_t len, const char *path, const fe
 int fe_yaml_load(const char *path, const fe_define *defines, int ndefines, int64_t batch,
                  ir_graph **out, char *err, size_t errsize) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errsize, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    char *buf = malloc(FE_MAX_FILE + 1);
-    if (!buf) {
-        fclose(f);
-        snprintf(err, errsize, "%s: out of memory", path);
-        return -1;
-    }
-    size_t n = fread(buf, 1, FE_MAX_FILE + 1, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad || n > FE_MAX_FILE) {
-        snprintf(err, errsize, "%s: %s", path,
-                 bad ? "cannot read (is it a directory?)" : "file too large for a model description (over 16 MiB)");
-        free(buf);
+    void *buf;
+    size_t n;
+    char why[1024];
+    if (rt_input_read(path, 0, FE_MAX_FILE, &buf, &n, why, sizeof why)) {
+        snprintf(err, errsize, "%s%s", why, strstr(why, "bytes allowed") ? " for a model description" : "");
         return -1;
     }
     int r = fe_yaml_load_string(buf, n, path, defines, ndefines, batch, out, err, errsize);

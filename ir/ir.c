@@ -54,16 +54,14 @@ struct ir_arena_block {
     _Alignas(16) unsigned char data[];
 };
 
-void *ir_arena_alloc(ir_arena *a, size_t n) {
+void *ir_arena_try_alloc(ir_arena *a, size_t n) {
+    if (n > SIZE_MAX / 2) return NULL;
     n = (n + 15) & ~(size_t)15;
     ir_arena_block *b = a->head;
     if (!b || b->used + n > b->size) {
         size_t size = n > 65536 ? n : 65536;
         b = malloc(sizeof *b + size);
-        if (!b) {
-            fprintf(stderr, "deitc: out of memory\n");
-            abort();
-        }
+        if (!b) return NULL;
         b->next = a->head;
         b->used = 0;
         b->size = size;
@@ -72,6 +70,15 @@ void *ir_arena_alloc(ir_arena *a, size_t n) {
     void *p = b->data + b->used;
     b->used += n;
     memset(p, 0, n);
+    return p;
+}
+
+void *ir_arena_alloc(ir_arena *a, size_t n) {
+    void *p = ir_arena_try_alloc(a, n);
+    if (!p) {
+        fprintf(stderr, "deitc: out of memory\n");
+        abort();
+    }
     return p;
 }
 
@@ -544,9 +551,15 @@ int ir_copy_node(ir_graph *g, const ir_graph *from, int src, const int *map) {
     if (id >= 0) {
         g->nodes[id].flags = s->flags;
         g->nodes[id].group = s->group;
-        if (s->data) {
+        if (s->data) { /* a model's weights: large, sized by the input, so never an abort */
             size_t bytes = sizeof(float) * (size_t)ir_numel(s);
-            float *copy = ir_arena_alloc(&g->arena, bytes);
+            float *copy = ir_arena_try_alloc(&g->arena, bytes);
+            if (!copy) {
+                g->n--;
+                snprintf(g->error, sizeof g->error, "out of memory for the %zu bytes of '%s'", bytes,
+                         s->name ? s->name : "?");
+                return -1;
+            }
             memcpy(copy, s->data, bytes);
             g->nodes[id].data = copy;
         }

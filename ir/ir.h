@@ -130,6 +130,7 @@ typedef struct {
 } ir_arena;
 
 void *ir_arena_alloc(ir_arena *a, size_t n); /* zeroed, 16-byte aligned; aborts on OOM */
+void *ir_arena_try_alloc(ir_arena *a, size_t n); /* the same, NULL on OOM (sizes from inputs) */
 char *ir_arena_strdup(ir_arena *a, const char *s);
 char *ir_arena_printf(ir_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ir_arena_free(ir_arena *a);

@@ -151,15 +151,14 @@ static int load_cifar(const char *path, const rt_plan *p, rt_dataset *ds, char *
     if (chw[0] != 3 || chw[1] != 32 || chw[2] != 32)
         return rt_errorf(err, errsize, "%s: CIFAR-10 images are [3,32,32] but the model takes [%lld,%lld,%lld]", path,
                     (long long)chw[0], (long long)chw[1], (long long)chw[2]);
-    FILE *f = fopen(path, "rb");
-    if (!f) return rt_errorf(err, errsize, "%s: cannot open", path);
+    int64_t size = 0;
+    FILE *f = rt_input_fopen(path, 0, &size, err, errsize); /* a FIFO is refused, not waited on */
+    if (!f) return -1;
     enum { REC = 1 + 3 * 32 * 32 };
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
     if (size <= 0 || size % REC) {
         fclose(f);
-        return rt_errorf(err, errsize, "%s: size %ld is not a multiple of CIFAR-10's %d-byte records", path, size, REC);
+        return rt_errorf(err, errsize, "%s: size %lld is not a multiple of CIFAR-10's %d-byte records", path,
+                         (long long)size, REC);
     }
     ds->n = size / REC;
     ds->c = 3;

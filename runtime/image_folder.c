@@ -2,7 +2,9 @@
  * Each immediate subdirectory of DIR is a class; classes sorted by name (byte order), label =
  * index. In a class, files ending in .jpg/.jpeg/.png (any case) sorted by name; hidden entries
  * and other files are ignored. Images are decoded (libjpeg-turbo, libpng) by one worker thread
- * per core at load time and kept as uint8 [N,3,H,W]; exe.c normalizes when it gathers a batch.
+ * per core (DEITC_DECODE_THREADS) at load time and kept as uint8 [N,3,H,W]; exe.c normalizes
+ * when it gathers a batch. What the decoders hold at once is bounded by one budget they share
+ * (mem_budget; DEITC_DECODE_MEMORY MiB), not only by the per-image pixel limit.
  *
  * Transform (timm's eval transform, deterministic, crop_pct 0.875):
  *   1. to 8-bit RGB: grayscale replicated, alpha dropped, palette expanded, 16-bit PNG samples
@@ -91,23 +93,38 @@ static int is_image_name(const char *name) {
            (n > 5 && !strcasecmp(name + n - 5, ".jpeg"));
 }
 
-/* Names in dir (sorted), hidden ones skipped: want_dirs 1 -> subdirectories, 0 -> image files. */
+/* Names in dir (sorted), hidden ones skipped: want_dirs 1 -> subdirectories (other entries
+ * ignored), 0 -> image files. An entry that cannot be stat'ed (a dangling symbolic link, a
+ * loop, no permission) is an error naming it, since it may be a class or an image the dataset
+ * would silently lack; so is an image name that is not a regular file (a FIFO, a folder). */
 static int list_dir(const char *dir, int want_dirs, name_list *out, char *err, size_t errsize) {
     DIR *d = opendir(dir);
     if (!d) return rt_errorf(err, errsize, "%s: cannot open the folder: %s", dir, strerror(errno));
     struct dirent *e;
     int rc = 0;
-    while (!rc && (e = readdir(d)) != NULL) {
+    for (;;) {
+        errno = 0;
+        if (rc || (e = readdir(d)) == NULL) break;
         if (e->d_name[0] == '.') continue;
         if (!want_dirs && !is_image_name(e->d_name)) continue;
         char *full = join(dir, e->d_name);
-        struct stat st;
-        if (!full) rc = rt_errorf(err, errsize, "%s: out of memory", dir);
-        else if (stat(full, &st) == 0 && (want_dirs ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode)) &&
-                 names_add(out, e->d_name))
+        struct stat st, lst;
+        if (!full) {
             rc = rt_errorf(err, errsize, "%s: out of memory", dir);
+        } else if (stat(full, &st) != 0) {
+            int why = errno;
+            int link = lstat(full, &lst) == 0 && S_ISLNK(lst.st_mode);
+            rc = rt_errorf(err, errsize, "%s: cannot read this %s: %s%s", full,
+                           want_dirs ? "entry of the dataset folder" : "image", strerror(why),
+                           link ? " (a symbolic link whose target cannot be reached)" : "");
+        } else if (!want_dirs && !S_ISREG(st.st_mode)) {
+            rc = rt_errorf(err, errsize, "%s: not a regular file (it is %s)", full, rt_file_kind(st.st_mode));
+        } else if ((!want_dirs || S_ISDIR(st.st_mode)) && names_add(out, e->d_name)) {
+            rc = rt_errorf(err, errsize, "%s: out of memory", dir);
+        }
         free(full);
     }
+    if (!rc && errno) rc = rt_errorf(err, errsize, "%s: cannot read the folder: %s", dir, strerror(errno));
     closedir(d);
     if (!rc && out->count) qsort(out->names, out->count, sizeof *out->names, cmp_names);
     return rc;
@@ -120,6 +137,72 @@ typedef struct {
     unsigned char *rgb;
     int w, h;
 } rgb_image;
+
+/* The memory the decoder threads share (a 205 KB PNG of 16384x4096 decodes to 192 MB, and
+ * there is a thread per core). An image reserves its file's bytes before reading it and, once
+ * its header gives the size, what decoding it allocates (pixels, row pointers, the resize's
+ * rows) before allocating that. A first reservation waits (first come, first served) until it
+ * fits or nothing else is held, so one image larger than the budget still decodes, alone; a
+ * thread already holding one only tries to add, and on failure gives everything back and
+ * waits for the whole amount (no thread ever waits while holding: no deadlock). */
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+    int64_t budget, used, peak; /* bytes */
+    uint64_t next_ticket, serving;
+} mem_budget;
+
+static void budget_acquire(mem_budget *b, int64_t n) {
+    pthread_mutex_lock(&b->lock);
+    uint64_t me = b->next_ticket++;
+    while (me != b->serving || (b->used > 0 && b->used + n > b->budget)) pthread_cond_wait(&b->freed, &b->lock);
+    b->serving++;
+    b->used += n;
+    if (b->used > b->peak) b->peak = b->used;
+    pthread_cond_broadcast(&b->freed);
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* Adds n to a reservation of `held` bytes if it fits, or if this is the only one. */
+static int budget_try_add(mem_budget *b, int64_t held, int64_t n) {
+    pthread_mutex_lock(&b->lock);
+    int ok = b->used + n <= b->budget || b->used == held;
+    if (ok) {
+        b->used += n;
+        if (b->used > b->peak) b->peak = b->used;
+    }
+    pthread_mutex_unlock(&b->lock);
+    return ok;
+}
+
+static void budget_release(mem_budget *b, int64_t n) {
+    pthread_mutex_lock(&b->lock);
+    b->used -= n;
+    pthread_cond_broadcast(&b->freed);
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* One image's reservation while it decodes. */
+typedef struct {
+    mem_budget *b;
+    int64_t held;   /* bytes reserved */
+    int64_t file;   /* of which the file's */
+    int64_t need;   /* decoding needs this many more than the file (0 until the header is read) */
+    int crop;
+} decode_mem;
+
+#define DECODE_RETRY (-2) /* the reservation did not fit: release, wait for all of it, decode again */
+
+/* Reserves what decoding a w x h image allocates, once its header is read: the RGB pixels, a
+ * row pointer each (PNG), the resize's rows, and `extra` (the decoder's own: a progressive
+ * JPEG's coefficients). */
+static int decode_reserve(decode_mem *m, int64_t w, int64_t h, int64_t extra) {
+    m->need = 3 * w * h + (int64_t)sizeof(void *) * h + 3 * h * m->crop + extra;
+    if (m->held >= m->file + m->need) return 0;
+    if (!budget_try_add(m->b, m->held, m->file + m->need - m->held)) return DECODE_RETRY;
+    m->held = m->file + m->need;
+    return 0;
+}
 
 static int check_dims(const char *path, long long w, long long h, char *err, size_t errsize) {
     if (w <= 0 || h <= 0 || w > RT_IMG_MAX_SIDE || h > RT_IMG_MAX_SIDE || w * h > RT_IMG_MAX_PIXELS)
@@ -148,8 +231,8 @@ static void jpeg_message(j_common_ptr cinfo, int level) {
     if (level < 0) jpeg_fail(cinfo);
 }
 
-static int decode_jpeg(const char *path, const unsigned char *buf, size_t size, rgb_image *img, char *err,
-                       size_t errsize) {
+static int decode_jpeg(const char *path, const unsigned char *buf, size_t size, decode_mem *mem, rgb_image *img,
+                       char *err, size_t errsize) {
     struct jpeg_decompress_struct cinfo;
     jpeg_err jerr;
     unsigned char *volatile pix = NULL;
@@ -173,6 +256,11 @@ static int decode_jpeg(const char *path, const unsigned char *buf, size_t size, 
     if (check_dims(path, cinfo.image_width, cinfo.image_height, err, errsize)) {
         jpeg_destroy_decompress(&cinfo);
         return -1;
+    }
+    int64_t jw = cinfo.image_width, jh = cinfo.image_height; /* coefficients: 2 bytes a sample */
+    if (decode_reserve(mem, jw, jh, cinfo.progressive_mode ? 2 * jw * jh * cinfo.num_components : 0)) {
+        jpeg_destroy_decompress(&cinfo);
+        return DECODE_RETRY;
     }
     cinfo.out_color_space = JCS_RGB; /* grayscale is replicated, YCbCr converted */
     jpeg_start_decompress(&cinfo);
@@ -225,8 +313,8 @@ static void png_read_mem(png_structp png, png_bytep out, png_size_t n) {
     s->pos += n;
 }
 
-static int decode_png(const char *path, const unsigned char *buf, size_t size, rgb_image *img, char *err,
-                      size_t errsize) {
+static int decode_png(const char *path, const unsigned char *buf, size_t size, decode_mem *mem, rgb_image *img,
+                      char *err, size_t errsize) {
     png_source src = {.buf = buf, .size = size, .pos = 0};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_fail, png_warn);
     png_infop info = png ? png_create_info_struct(png) : NULL;
@@ -249,6 +337,10 @@ static int decode_png(const char *path, const unsigned char *buf, size_t size, r
     if (check_dims(path, w, h, err, errsize)) {
         png_destroy_read_struct(&png, &info, NULL);
         return -1;
+    }
+    if (decode_reserve(mem, w, h, 0)) {
+        png_destroy_read_struct(&png, &info, NULL);
+        return DECODE_RETRY;
     }
     int type = png_get_color_type(png, info);
     if (type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
@@ -277,66 +369,74 @@ static int decode_png(const char *path, const unsigned char *buf, size_t size, r
 }
 #endif
 
-static int read_file(const char *path, unsigned char **buf, size_t *size, char *err, size_t errsize) {
-    char why[128];
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        strerror_r(errno, why, sizeof why);
-        return rt_errorf(err, errsize, "%s: cannot open: %s", path, why);
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || st.st_size < 0) {
-        fclose(f);
-        return rt_errorf(err, errsize, "%s: cannot read its size", path);
-    }
-    if (st.st_size == 0) {
-        fclose(f);
+/* Reads the (regular: a FIFO is refused, not waited on) file into *buf, reserving its bytes
+ * first; *size is the size fstat gave. */
+static int read_file(const char *path, decode_mem *mem, unsigned char **buf, size_t *size, char *err,
+                     size_t errsize) {
+    int64_t n;
+    int fd = rt_input_open(path, 0, &n, err, errsize);
+    if (fd < 0) return -1;
+    if (n == 0) {
+        close(fd);
         return rt_errorf(err, errsize, "%s: empty file (0 bytes)", path);
     }
-    *size = (size_t)st.st_size;
-    *buf = malloc(*size);
-    if (!*buf) {
-        fclose(f);
-        return rt_errorf(err, errsize, "%s: out of memory (%zu bytes)", path, *size);
+    if (!mem->held) {
+        budget_acquire(mem->b, n);
+        mem->held = mem->file = n;
+    } else if (n != mem->file) { /* a second read, after DECODE_RETRY */
+        close(fd);
+        return rt_errorf(err, errsize, "%s: changed while being read", path);
     }
-    size_t got = fread(*buf, 1, *size, f);
-    fclose(f);
-    if (got != *size) {
+    *size = (size_t)n;
+    *buf = malloc(*size);
+    int rc = *buf ? rt_input_pread(fd, path, *buf, *size, 0, err, errsize)
+                  : rt_errorf(err, errsize, "%s: out of memory (%zu bytes)", path, *size);
+    close(fd);
+    if (rc) {
         free(*buf);
         *buf = NULL;
-        return rt_errorf(err, errsize, "%s: read error", path);
     }
-    return 0;
+    return rc;
 }
 
-/* Decodes by content (the magic bytes), whatever the extension says. */
-static int decode_file(const char *path, rgb_image *img, char *err, size_t errsize) {
-    unsigned char *buf = NULL;
-    size_t size = 0;
+/* Decodes by content (the magic bytes), whatever the extension says, within the budget: the
+ * caller releases mem->held when done with img. */
+static int decode_file(const char *path, decode_mem *mem, rgb_image *img, char *err, size_t errsize) {
 #if !defined(DEITC_HAVE_JPEG) && !defined(DEITC_HAVE_PNG)
     (void)img;
     (void)check_dims;
+    (void)decode_reserve;
 #endif
-    if (read_file(path, &buf, &size, err, errsize)) return -1;
-    int rc;
-    static const unsigned char png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    if (size >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff) {
+    for (int attempt = 0;; attempt++) {
+        unsigned char *buf = NULL;
+        size_t size = 0;
+        if (read_file(path, mem, &buf, &size, err, errsize)) return -1;
+        int rc;
+        static const unsigned char png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+        if (size >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff) {
 #ifdef DEITC_HAVE_JPEG
-        rc = decode_jpeg(path, buf, size, img, err, errsize);
+            rc = decode_jpeg(path, buf, size, mem, img, err, errsize);
 #else
-        rc = rt_errorf(err, errsize, "%s: this executable was built without JPEG support", path);
+            rc = rt_errorf(err, errsize, "%s: this executable was built without JPEG support", path);
 #endif
-    } else if (size >= 8 && memcmp(buf, png_magic, 8) == 0) {
+        } else if (size >= 8 && memcmp(buf, png_magic, 8) == 0) {
 #ifdef DEITC_HAVE_PNG
-        rc = decode_png(path, buf, size, img, err, errsize);
+            rc = decode_png(path, buf, size, mem, img, err, errsize);
 #else
-        rc = rt_errorf(err, errsize, "%s: this executable was built without PNG support", path);
+            rc = rt_errorf(err, errsize, "%s: this executable was built without PNG support", path);
 #endif
-    } else {
-        rc = rt_errorf(err, errsize, "%s: not a JPEG or PNG file (unrecognized first bytes)", path);
+        } else {
+            rc = rt_errorf(err, errsize, "%s: not a JPEG or PNG file (unrecognized first bytes)", path);
+        }
+        free(buf);
+        if (rc != DECODE_RETRY) return rc;
+        if (attempt) /* cannot happen: the second time the whole amount is held */
+            return rt_errorf(err, errsize, "%s: decoded to another size the second time", path);
+        int64_t whole = mem->file + mem->need;
+        budget_release(mem->b, mem->held);
+        budget_acquire(mem->b, whole);
+        mem->held = whole;
     }
-    free(buf);
-    return rc;
 }
 
 /* ---- PIL's bilinear resize, restricted to the crop --------------------------------------- */
@@ -488,6 +588,7 @@ typedef struct {
     pthread_mutex_t lock;
     int64_t next;            /* next index to claim */
     int64_t failed_at;       /* lowest failing index so far, or n */
+    mem_budget mem;          /* what decoding may hold at once, all threads together */
     char err[1200];
 } load_job;
 
@@ -500,12 +601,14 @@ static void *load_worker(void *arg) {
         pthread_mutex_unlock(&j->lock);
         if (i < 0) break;
         rgb_image img = {0};
-        int rc = decode_file(j->paths[i], &img, err, sizeof err);
+        decode_mem mem = {&j->mem, 0, 0, 0, j->crop};
+        int rc = decode_file(j->paths[i], &mem, &img, err, sizeof err);
         if (!rc && resize_crop(&img, j->scale_size, j->crop, j->out + (size_t)i * 3 * j->crop * j->crop)) {
             rc = -1;
             snprintf(err, sizeof err, "%s: out of memory while resizing", j->paths[i]);
         }
         free(img.rgb);
+        if (mem.held) budget_release(&j->mem, mem.held);
         if (rc) {
             pthread_mutex_lock(&j->lock);
             if (i < j->failed_at) { /* the lowest index wins: the same message on every run */
@@ -530,6 +633,23 @@ static long long available_memory(void) {
     if (kb >= 0) return kb * 1024;
     long pages = sysconf(_SC_AVPHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
     return pages > 0 && psize > 0 ? (long long)pages * psize : RT_IMG_MEM_CAP;
+}
+
+/* A positive count from the environment, else 0. */
+static long env_count(const char *name) {
+    const char *v = getenv(name);
+    char *end;
+    long n = v && *v ? strtol(v, &end, 10) : 0;
+    return v && *v && !*end && n > 0 ? n : 0;
+}
+
+/* The decoders' shared budget: DEITC_DECODE_MEMORY (MiB) if set, else a quarter of the memory
+ * left once the dataset itself is held, within [256 MiB, 2 GiB]. */
+static int64_t decode_budget(long long left) {
+    long mib = env_count("DEITC_DECODE_MEMORY");
+    if (mib) return (int64_t)(mib < (1l << 30) ? mib : 1l << 30) << 20;
+    long long b = left / 4;
+    return b < (256ll << 20) ? 256ll << 20 : b > (2ll << 30) ? 2ll << 30 : b;
 }
 
 static double now_s(void) {
@@ -623,7 +743,11 @@ int rt_image_folder_load(const char *dir, const rt_plan *p, rt_dataset *ds, char
     job.crop = crop;
     job.failed_at = job.n;
     pthread_mutex_init(&job.lock, NULL);
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    pthread_mutex_init(&job.mem.lock, NULL);
+    pthread_cond_init(&job.mem.freed, NULL);
+    job.mem.budget = decode_budget(avail - bytes);
+    long ncpu = env_count("DEITC_DECODE_THREADS");
+    if (ncpu <= 0) ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int nthreads = (int)(ncpu < 1 ? 1 : ncpu > 256 ? 256 : ncpu);
     if (nthreads > job.n) nthreads = (int)job.n;
     pthread_t threads[256];
@@ -635,6 +759,11 @@ int rt_image_folder_load(const char *dir, const rt_plan *p, rt_dataset *ds, char
     load_worker(&job);
     for (int i = 0; i < started; i++) pthread_join(threads[i], NULL);
     pthread_mutex_destroy(&job.lock);
+    pthread_mutex_destroy(&job.mem.lock);
+    pthread_cond_destroy(&job.mem.freed);
+    if (getenv("DEITC_DECODE_REPORT")) /* for tests: what the decoders held at most */
+        fprintf(stderr, "decode memory: peak %lld of a %lld-byte budget, %d threads\n", (long long)job.mem.peak,
+                (long long)job.mem.budget, started + 1);
     if (job.failed_at < job.n) {
         rt_errorf(err, errsize, "%s", job.err);
         goto done;

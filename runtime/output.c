@@ -253,30 +253,12 @@ int rt_paths_check(const rt_named_path *outputs, int nout, const rt_named_path *
 /* ---- reading ------------------------------------------------------------------------------------ */
 
 int rt_file_read(const char *path, unsigned char **buf, size_t *size, char *err, size_t errsize) {
-    char shown[1024];
+    /* through input.c: a FIFO or device is refused at once, never waited on */
+    void *b = NULL;
     *buf = NULL;
     *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return rt_errorf(err, errsize, "%s: cannot open: %s", rt_path_show(path, shown, sizeof shown), strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return rt_errorf(err, errsize, "%s: not a regular file", rt_path_show(path, shown, sizeof shown));
-    }
-    size_t n = (size_t)st.st_size;
-    unsigned char *b = malloc(n + 1);
-    if (!b) {
-        fclose(f);
-        return rt_errorf(err, errsize, "%s: out of memory reading %zu bytes", rt_path_show(path, shown, sizeof shown), n);
-    }
-    size_t got = fread(b, 1, n, f);
-    fclose(f);
-    if (got != n) {
-        free(b);
-        return rt_errorf(err, errsize, "%s: read error", rt_path_show(path, shown, sizeof shown));
-    }
+    if (rt_input_read(path, 0, SIZE_MAX / 2, &b, size, err, errsize)) return -1;
     *buf = b;
-    *size = n;
     return 0;
 }
 

@@ -3,6 +3,7 @@
  *
  * Sections follow the files that implement them:
  *   common.c       error formatting, random numbers
+ *   input.c        opening and reading input files (regular files only, never blocking)
  *   json.c         the JSON writer (growing buffer, escaping) and a reader of flat metadata
  *   output.c       writing output files (temporary + rename, devices in place), path checks
  *   safetensors.c  reading and writing safetensors files, dtype conversion
@@ -40,6 +41,26 @@ int rt_env_flag(const char *name, int *on, char *err, size_t errsize);
  * path is simply not cleaned up on a signal). Signals the process ignores stay ignored. */
 int rt_tmp_track(const char *path, int is_dir);
 void rt_tmp_untrack(int handle);
+
+/* ---- input.c ---------------------------------------------------------------------------- */
+
+#define RT_INPUT_NOFOLLOW 1 /* flags: refuse a symbolic link as the last component of the path */
+
+/* Opens an input file for reading: non-blocking first, then fstat, so that a FIFO, device,
+ * socket or directory is refused ("PATH: not a regular file (it is a FIFO)")
+ * instead of blocking; the descriptor returned is blocking again. *size (when size is not
+ * NULL) is the file's size. -1 with err naming the path and why. */
+int rt_input_open(const char *path, int flags, int64_t *size, char *err, size_t errsize);
+/* The same as a stdio stream ("rb"); NULL with err. */
+FILE *rt_input_fopen(const char *path, int flags, int64_t *size, char *err, size_t errsize);
+/* Reads the whole regular file into a new heap buffer (NUL-terminated; *len bytes before the
+ * NUL). Refuses files over max_bytes before allocating; out of memory is an error. */
+int rt_input_read(const char *path, int flags, size_t max_bytes, void **buf, size_t *len, char *err,
+                  size_t errsize);
+/* Exactly n bytes at offset of fd (`path` in messages); a short file is an error. */
+int rt_input_pread(int fd, const char *path, void *buf, size_t n, int64_t offset, char *err, size_t errsize);
+/* "a FIFO", "a directory", ... for a st_mode. */
+const char *rt_file_kind(unsigned mode);
 
 /* ---- json.c ------------------------------------------------------------------------------ */
 
@@ -124,6 +145,10 @@ typedef struct {
     rt_tensor *tensors;
     int count;
     char *metadata; /* the raw JSON text of "__metadata__", or NULL */
+    int *index;     /* hash of the names (open addressing, -1 empty; index_cap slots, a power
+                       of 2) made by the reader, so rt_tensor_set_find is O(1); NULL in sets
+                       put together by hand, which rt_tensor_set_find scans instead */
+    int index_cap;
 } rt_tensor_set;
 
 const char *rt_dtype_name(rt_dtype t); /* safetensors spelling: "F32" */
@@ -150,6 +175,9 @@ const rt_tensor *rt_tensor_set_find(const rt_tensor_set *s, const char *name);
 int rt_weight_read(const rt_tensor_set *file, const char *path, const char *name, int ndim,
                    const int64_t *shape, float *out, char *err, size_t errsize);
 
+/* 0 when every element of a float tensor is finite (integer tensors always are); else -1 with
+ * err naming `path`, the tensor and the first NaN or infinity, as rt_weight_read says it. */
+int rt_tensor_check_finite(const rt_tensor *t, const char *path, char *err, size_t errsize);
 /* Converts a float tensor (F32, F16, BF16) to float32; -1 if the dtype is not a float. */
 int rt_tensor_to_f32(const rt_tensor *t, float *out);
 /* Converts an integer tensor (I32, I64) to int64; -1 if not an integer dtype. */

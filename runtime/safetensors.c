@@ -60,7 +60,10 @@ static char *parse_string(json *j) {
     j->s++;
     size_t cap = 32, n = 0;
     char *out = malloc(cap);
-    if (!out) abort();
+    if (!out) {
+        rt_errorf(j->err, j->errsize, "%s: header JSON: out of memory", j->what);
+        return NULL;
+    }
     while (j->s < j->end && *j->s != '"') {
         char c = *j->s++;
         if (c == '\\') {
@@ -76,9 +79,14 @@ static char *parse_string(json *j) {
             }
         }
         if (n + 2 > cap) {
+            char *grown = realloc(out, cap * 2);
+            if (!grown) {
+                free(out);
+                rt_errorf(j->err, j->errsize, "%s: header JSON: out of memory", j->what);
+                return NULL;
+            }
+            out = grown;
             cap *= 2;
-            out = realloc(out, cap);
-            if (!out) abort();
         }
         out[n++] = c;
     }
@@ -224,6 +232,41 @@ static int parse_entry(json *j, rt_tensor *t, uint64_t off[2]) {
     return 0;
 }
 
+/* ---- the name index ---------------------------------------------------------------------- */
+
+static uint32_t name_hash(const char *s) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+/* Slot of `name` in s->index: the one holding it, else the empty one where it would go. */
+static size_t index_slot(const rt_tensor_set *s, const char *name) {
+    size_t mask = (size_t)s->index_cap - 1, k = name_hash(name) & mask;
+    while (s->index[k] >= 0 && strcmp(s->tensors[s->index[k]].name, name) != 0) k = (k + 1) & mask;
+    return k;
+}
+
+/* Adds tensor i (its name already set) to the index, growing it to keep it at most half
+ * full; 1 when the name is already there, -1 when out of memory, else 0. */
+static int index_add(rt_tensor_set *s, int i) {
+    if (((size_t)i + 1) * 2 > (size_t)s->index_cap) {
+        int cap = s->index_cap ? 2 * s->index_cap : 128;
+        int *ix = malloc(sizeof(int) * (size_t)cap);
+        if (!ix) return -1;
+        memset(ix, 0xff, sizeof(int) * (size_t)cap);
+        int *old = s->index;
+        s->index = ix;
+        s->index_cap = cap;
+        for (int k = 0; k < i; k++) s->index[index_slot(s, s->tensors[k].name)] = k;
+        free(old);
+    }
+    size_t k = index_slot(s, s->tensors[i].name);
+    if (s->index[k] >= 0) return 1;
+    s->index[k] = i;
+    return 0;
+}
+
 void rt_tensor_set_free(rt_tensor_set *s) {
     for (int i = 0; i < s->count; i++) {
         free(s->tensors[i].name);
@@ -231,6 +274,7 @@ void rt_tensor_set_free(rt_tensor_set *s) {
     }
     free(s->tensors);
     free(s->metadata);
+    free(s->index);
     memset(s, 0, sizeof *s);
 }
 
@@ -265,19 +309,27 @@ int rt_safetensors_parse(const unsigned char *buf, size_t size, const char *what
                 free(out->metadata);
                 out->metadata = strndup(start, (size_t)(j.s - start));
             } else {
-                if (rt_tensor_set_find(out, key)) {
-                    rt_errorf(err, errsize, "%s: tensor '%s' appears twice", what, key);
+                if (out->count == cap) {
+                    rt_tensor *nt = cap < (1 << 29) ? realloc(out->tensors, sizeof(rt_tensor) * (size_t)(cap ? cap * 2 : 64)) : NULL;
+                    if (!nt) {
+                        rt_errorf(err, errsize, "%s: out of memory for %d tensors", what, out->count + 1);
+                        free(key);
+                        goto bad;
+                    }
+                    out->tensors = nt;
+                    cap = cap ? cap * 2 : 64;
+                }
+                rt_tensor *t = &out->tensors[out->count];
+                memset(t, 0, sizeof *t);
+                t->name = key;
+                int dup = index_add(out, out->count);
+                if (dup) {
+                    if (dup > 0) rt_errorf(err, errsize, "%s: tensor '%s' appears twice", what, key);
+                    else rt_errorf(err, errsize, "%s: out of memory for %d tensors", what, out->count + 1);
                     free(key);
                     goto bad;
                 }
-                if (out->count == cap) {
-                    cap = cap ? cap * 2 : 64;
-                    out->tensors = realloc(out->tensors, sizeof(rt_tensor) * (size_t)cap);
-                    if (!out->tensors) abort();
-                }
-                rt_tensor *t = &out->tensors[out->count++];
-                memset(t, 0, sizeof *t);
-                t->name = key;
+                out->count++;
                 uint64_t off[2] = {0, 0};
                 if (parse_entry(&j, t, off)) goto bad;
                 uint64_t want = rt_dtype_size(t->dtype);
@@ -295,7 +347,10 @@ int rt_safetensors_parse(const unsigned char *buf, size_t size, const char *what
                          what, t->name, (unsigned long long)off[1], body_size); goto bad; }
                 t->nbytes = (size_t)want;
                 t->data = malloc(t->nbytes ? t->nbytes : 1);
-                if (!t->data) abort();
+                if (!t->data) {
+                    rt_errorf(err, errsize, "%s: tensor '%s': out of memory for its %zu bytes", what, t->name, t->nbytes);
+                    goto bad;
+                }
                 memcpy(t->data, body + off[0], t->nbytes);
             }
             skip_ws(&j);
@@ -314,9 +369,9 @@ bad:
 
 int rt_safetensors_read(const char *path, rt_tensor_set *out, char *err, size_t errsize) {
     memset(out, 0, sizeof *out);
-    unsigned char *buf;
+    void *buf;
     size_t size;
-    if (rt_file_read(path, &buf, &size, err, errsize)) return -1;
+    if (rt_input_read(path, 0, SIZE_MAX / 2, &buf, &size, err, errsize)) return -1;
     char shown[1024];
     int rc = rt_safetensors_parse(buf, size, rt_path_show(path, shown, sizeof shown), out, err, errsize);
     free(buf);
@@ -324,6 +379,10 @@ int rt_safetensors_read(const char *path, rt_tensor_set *out, char *err, size_t 
 }
 
 const rt_tensor *rt_tensor_set_find(const rt_tensor_set *s, const char *name) {
+    if (s->index) {
+        int i = s->index[index_slot(s, name)];
+        return i >= 0 ? &s->tensors[i] : NULL;
+    }
     for (int i = 0; i < s->count; i++)
         if (strcmp(s->tensors[i].name, name) == 0) return &s->tensors[i];
     return NULL;
@@ -470,6 +529,27 @@ static void dims_text(const int64_t *shape, int ndim, char *buf, size_t size) {
     buf[0] = 0;
     for (int d = 0; d < ndim && k < size; d++)
         k += (size_t)snprintf(buf + k, size - k, "%s%lld", d ? "," : "", (long long)shape[d]);
+}
+
+int rt_tensor_check_finite(const rt_tensor *t, const char *path, char *err, size_t errsize) {
+    int64_t n = rt_tensor_numel(t);
+    const unsigned char *p = t->data;
+    for (int64_t j = 0; j < n; j++) {
+        float x;
+        uint16_t h;
+        if (t->dtype == RT_F32) {
+            memcpy(&x, p + 4 * j, 4);
+        } else if (t->dtype == RT_F16 || t->dtype == RT_BF16) {
+            memcpy(&h, p + 2 * j, 2);
+            x = t->dtype == RT_F16 ? rt_half_to_float(h) : rt_bf16_to_float(h);
+        } else {
+            return 0; /* integers are always finite */
+        }
+        if (!isfinite(x))
+            return rt_errorf(err, errsize, "%s: tensor '%s' holds a NaN or infinity at element %lld", path, t->name,
+                             (long long)j);
+    }
+    return 0;
 }
 
 int rt_weight_read(const rt_tensor_set *file, const char *path, const char *name, int ndim,

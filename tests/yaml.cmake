@@ -7,6 +7,18 @@ add_test(NAME yaml_bad_inputs COMMAND test_yaml bad)
 add_test(NAME yaml_oracle_logits COMMAND test_yaml oracle)
 set_tests_properties(yaml_unit yaml_bad_inputs yaml_oracle_logits PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}")
 
+# Hostile YAML (issue 15): deep nesting refused before libyaml (it hung), FIFOs, the size cap.
+add_executable(test_yaml_limits ${CMAKE_CURRENT_LIST_DIR}/frontend/test_yaml_limits.c)
+target_link_libraries(test_yaml_limits PRIVATE deitc_frontend deitc_ir deitc_rt m)
+add_test(NAME yaml_limits COMMAND test_yaml_limits)
+set_tests_properties(yaml_limits PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS hostile TIMEOUT 30)
+# the pre-scan's depth against libyaml's own (PyYAML) on emitted documents; skipped without it
+if(EXISTS /usr/bin/python3)
+  add_test(NAME yaml_depth_vs_pyyaml COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/frontend/yaml_depth_vs_pyyaml.py
+                                     $<TARGET_FILE:test_yaml_limits> 300)
+  set_tests_properties(yaml_depth_vs_pyyaml PROPERTIES LABELS hostile TIMEOUT 120 SKIP_RETURN_CODE 77)
+endif()
+
 # The fuzz target replayed over the seed corpus plus deterministic mutations (any compiler).
 set(YAML_FUZZ_SEEDS ${CMAKE_SOURCE_DIR}/models ${CMAKE_SOURCE_DIR}/tests/data/bad_yaml
     ${CMAKE_CURRENT_LIST_DIR}/fuzz/seeds)

@@ -4,6 +4,8 @@
  *          expected.safetensors): labels exact, PNG within 1, JPEG within 2; loaded twice, the
  *          same; the normalization of the uint8 store; too many classes, in_chans 1
  *   bad    every bad input (made in a temp dir) gives -1 and a message naming the file
+ *   budget (argv[1] = "budget") four 16384x4096 PNGs on four threads stay within the decoders'
+ *          shared memory budget (peak RSS of the load)
  *   exe    (argv[1] = "exe") deitc compile an emu EXE, train/eval on the folder, ldd shows no
  *          libjpeg/libpng/libz (static; sanitizer builds link them shared), and the bad inputs
  *          exit 1 naming the file
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "runtime/rt.h"
@@ -212,6 +215,26 @@ static int make_bad_cases(const char *root, bad_case *cases) {
     snprintf(p, sizeof p, "%s/truncpng/a/t.png", tmp);
     write_bytes(p, png, n_png / 2);
     CASE("truncpng", "truncpng/a/t.png", "corrupt or truncated PNG");
+    /* entries that cannot be read are errors naming them, not silently left out (issue 15):
+     * a dangling link among the images, a class that is a link to itself, a FIFO image */
+    if (test_sh("mkdir -p '%s/dangling/a' '%s/loop/a' '%s/fifo/a' && ln -s nowhere.jpg '%s/dangling/a/x.jpg' && "
+                "ln -s b '%s/loop/b' && mkfifo '%s/fifo/a/x.jpg'", tmp, tmp, tmp, tmp, tmp, tmp)) exit(2);
+    snprintf(p, sizeof p, "%s/dangling/a/y.png", tmp); /* a good image beside each (png is whole again) */
+    write_bytes(p, png, n_png);
+    CASE("dangling", "dangling/a/x.jpg", "No such file or directory (a symbolic link whose target cannot be reached)");
+    snprintf(p, sizeof p, "%s/loop/a/y.png", tmp);
+    write_bytes(p, png, n_png);
+    CASE("loop", "loop/b", "Too many levels of symbolic links");
+    CASE("fifo", "fifo/a/x.jpg", "not a regular file (it is a FIFO)");
+    if (geteuid() != 0) { /* root reads anything: then this case cannot be made */
+        if (test_sh("mkdir -p '%s/noperm/a'", tmp)) exit(2);
+        snprintf(p, sizeof p, "%s/noperm/a/x.png", tmp);
+        write_bytes(p, png, n_png);
+        if (test_sh("chmod 0600 '%s/noperm/a'", tmp)) exit(2); /* names readable, files not */
+        CASE("noperm", "noperm/a/x.png", "Permission denied");
+    } else {
+        printf("as root, the unreadable class folder case is not made\n");
+    }
     free(jpg);
     free(png);
     return n;
@@ -272,21 +295,113 @@ static void test_exe(const char *root, bad_case *cases, int n) {
     }
 }
 
+/* ---- the decoders' shared memory budget (issue 15) ------------------------------------------ */
+
+#if __has_include(<zlib.h>)
+#include <sys/resource.h>
+#include <zlib.h>
+
+static void put32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16), p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+static void png_chunk(FILE *f, const char *type, const unsigned char *data, uint32_t n) {
+    unsigned char b[8];
+    put32(b, n);
+    memcpy(b + 4, type, 4);
+    fwrite(b, 1, 8, f);
+    if (n) fwrite(data, 1, n, f);
+    uLong crc = crc32(0, b + 4, 4);
+    if (n) crc = crc32(crc, data, n); /* crc32(c, NULL, 0) would be the initial value, not c */
+    put32(b, (uint32_t)crc);
+    fwrite(b, 1, 4, f);
+}
+
+/* An RGB PNG of w x h black pixels (zlib level 9: 16384 x 4096 is about 200 KB). */
+static void write_black_png(const char *path, uint32_t w, uint32_t h) {
+    size_t row = 1 + 3 * (size_t)w, cap = 4u << 20;
+    unsigned char *in = calloc(row, 1), *out = malloc(cap);
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (!in || !out || deflateInit(&z, 9) != Z_OK) exit(2);
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    for (uint32_t y = 0; y < h; y++) {
+        z.next_in = in;
+        z.avail_in = (uInt)row;
+        if (deflate(&z, y + 1 == h ? Z_FINISH : Z_NO_FLUSH) == Z_STREAM_ERROR || z.avail_out == 0) exit(2);
+    }
+    size_t n = cap - z.avail_out;
+    deflateEnd(&z);
+    unsigned char ihdr[13] = {0};
+    put32(ihdr, w);
+    put32(ihdr + 4, h);
+    ihdr[8] = 8, ihdr[9] = 2; /* 8-bit RGB */
+    FILE *f = fopen(path, "wb");
+    if (!f) exit(2);
+    fwrite("\x89PNG\r\n\x1a\n", 1, 8, f);
+    png_chunk(f, "IHDR", ihdr, 13);
+    png_chunk(f, "IDAT", out, (uint32_t)n);
+    png_chunk(f, "IEND", NULL, 0);
+    fclose(f);
+    free(in);
+    free(out);
+}
+
+/* Four 16384x4096 PNGs (192 MB each decoded) on four decoder threads under a 256 MiB budget:
+ * the load's peak memory stays near one image, not four (it was 4 x 200 MB: a thread each). */
+static void test_budget(void) {
+    char p[600];
+    if (test_sh("mkdir -p '%s/big/a'", tmp)) exit(2);
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/big/a/%d.png", tmp, i);
+        if (i == 0) write_black_png(p, 16384, 4096);
+        else if (test_sh("cp '%s/big/a/0.png' '%s'", tmp, p)) exit(2);
+    }
+    snprintf(p, sizeof p, "%s/big", tmp);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) { /* the load alone in a fresh process, for its peak memory */
+        setenv("DEITC_DECODE_THREADS", "4", 1);
+        setenv("DEITC_DECODE_MEMORY", "256", 1);
+        setenv("DEITC_DECODE_REPORT", "1", 1);
+        rt_plan pl = make_plan(3, 3);
+        rt_dataset ds;
+        int rc = rt_dataset_load(p, &pl, &ds, err, sizeof err);
+        if (rc) fprintf(stderr, "%s\n", err);
+        else rt_dataset_free(&ds);
+        _exit(rc ? 1 : 0);
+    }
+    int status = 0;
+    struct rusage ru;
+    CHECK(pid > 0 && wait4(pid, &status, 0, &ru) == pid);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the load failed (status %d)", status);
+    long mb = ru.ru_maxrss / 1024;
+    printf("4 PNGs of 16384x4096 on 4 threads, 256 MiB decode budget: peak RSS %ld MB\n", mb);
+    CHECK_MSG(mb < 256 + 96, "peak RSS %ld MB (the budget is 256 MiB; 4 images at once would be 800 MB)", mb);
+}
+#else
+static void test_budget(void) { printf("no zlib.h: the decode budget test is not built\n"); }
+#endif
+
 int main(int argc, char **argv) {
     const char *src = test_env("DEITC_SOURCE_DIR");
     char root[512];
     snprintf(root, sizeof root, "%s/tests/data/image_folder", src);
     snprintf(tmp, sizeof tmp, "%s/deitc_images_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(tmp)) return 2;
-    bad_case cases[16];
+    bad_case cases[24];
     int n = make_bad_cases(root, cases);
     if (argc > 1 && strcmp(argv[1], "exe") == 0) {
         test_exe(root, cases, n);
+    } else if (argc > 1 && strcmp(argv[1], "budget") == 0) {
+        test_budget();
     } else {
         test_load(root);
         test_bad_load(cases, n);
     }
-    if (!test_failures) test_sh("rm -rf '%s'", tmp);
+    if (!test_failures) test_sh("chmod -R u+rwx '%s'; rm -rf '%s'", tmp, tmp);
     else fprintf(stderr, "kept %s\n", tmp);
     return test_result();
 }
