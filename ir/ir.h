@@ -9,6 +9,7 @@
  *   ir.c      arena, graph, builders, shape rules, verifier, lookups
  *   print.c   the text form (`deitc dump`)
  *   interp.c  the CPU reference interpreter: the semantics of every op
+ *   interp_gemm.c  its matrix product, cache-blocked and threaded (bit-identical to the loop)
  */
 #ifndef DEITC_IR_H
 #define DEITC_IR_H
@@ -197,5 +198,23 @@ const char *ir_interp_error(const ir_interp *it);
 void ir_interp_get_f32(const ir_interp *it, int node, float *out);
 void ir_interp_get_f64(const ir_interp *it, int node, double *out);
 void ir_interp_get_i64(const ir_interp *it, int node, int64_t *out);
+
+/* ---- interp_gemm.c: the interpreter's matrix product ------------------------------------ */
+
+/* c[t] (m x n, row-major, at c + t*m*n) = alpha * op(a[t]) @ op(b[t]) for t < batch, where
+ * a[t] = a + a_off[t] is m x k (k x m when trans_a) and b[t] = b + b_off[t] is k x n (n x k
+ * when trans_b). Each element sums k = 0..K-1 in order from +0, rounding every multiply and add
+ * (as the plain triple loop), whatever the blocking and the number of threads. */
+typedef struct {
+    const double *a, *b;
+    double *c;
+    const int64_t *a_off, *b_off; /* [batch] element offsets */
+    int64_t batch, m, n, k;
+    int trans_a, trans_b;
+    double alpha;
+} ir_gemm_f64;
+void ir_gemm_f64_run(const ir_gemm_f64 *p);
+/* Threads for ir_gemm_f64_run (tests); default DEITC_GEMM_THREADS, else the online CPUs. */
+void ir_gemm_f64_set_threads(int n);
 
 #endif
