@@ -213,6 +213,7 @@ static ir_graph *load(const cli_args *a, long batch) {
         die("%s", err);
         return NULL;
     }
+    if (g->info.note) fprintf(stderr, "deitc: note: %s: %s\n", a->model, g->info.note);
     return g;
 }
 

@@ -9,6 +9,7 @@
  *   layers.c  builders that compose IR for the DeiT layers, shared by YAML and ONNX so that
  *             both give identical graphs
  *   onnx.c    the ONNX reader (built only with DEITC_HAVE_ONNX)
+ *   onnx_names.c   timm's weight names and [out,in] layout for an imported ViT/DeiT
  *   onnx_export.c  the way back: the original ONNX model with trained weights
  *
  * Errors: every function that can fail returns -1 (or a negative node id) and leaves a message
@@ -95,6 +96,15 @@ int fe_onnx_load(const char *path, const fe_define *defines, int ndefines, int64
  * messages and locates external data files. */
 int fe_onnx_load_buffer(const void *data, size_t len, const char *path, const fe_define *defines,
                         int ndefines, int64_t batch, ir_graph **out, char *err, size_t errsize);
+
+/* ---- onnx_names.c ----------------------------------------------------------------------- */
+
+/* On the ONNX reader's forward graph g: when it is a timm VisionTransformer, names its weights
+ * as timm does (blocks.0.attn.qkv.weight) with Linear weights as [out, in], keeping each
+ * initializer's name and layout in src_name / src_layout; weights it cannot name are listed in
+ * g->info.note. Returns the graph (g, or a rebuilt one with g freed); NULL with err on an
+ * internal error (g freed). */
+ir_graph *fe_onnx_timm_names(ir_graph *g, char *err, size_t errsize);
 
 /* ---- onnx_export.c ---------------------------------------------------------------------- */
 

@@ -2004,7 +2004,7 @@ int fe_onnx_load_buffer(const void *data, size_t len, const char *path, const fe
         goto done;
     }
     ir_graph *g = prune(&c, o->ir);
-    if (!g) goto done;
+    if (!g || !(g = fe_onnx_timm_names(g, err, errsize))) goto done;
     fill_info(&c, g, batch > 0 ? batch : g->nodes[0].shape[0]);
     if (check_defines(&c, &g->info, defines, ndefines)) {
         ir_graph_free(g);

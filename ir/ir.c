@@ -496,6 +496,8 @@ int ir_copy_node(ir_graph *g, const ir_graph *from, int src, const int *map) {
     int id = ir_add(g, s->op, in, s->ninputs, &s->attrs, s->dtype, s->ndim, s->shape, s->name, s->loc);
     if (id >= 0) {
         g->nodes[id].flags = s->flags;
+        g->nodes[id].src_layout = s->src_layout;
+        if (s->src_name) g->nodes[id].src_name = ir_arena_strdup(&g->arena, s->src_name);
         if (s->data) {
             size_t bytes = sizeof(float) * (size_t)ir_numel(s);
             float *copy = ir_arena_alloc(&g->arena, bytes);

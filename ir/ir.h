@@ -86,6 +86,14 @@ typedef struct {
     double init_std;           /* WEIGHT: std of IR_INIT_TRUNC_NORMAL (truncated at 2 std) */
 } ir_attrs;
 
+/* How a model file holds a WEIGHT the frontend renamed (ir_node.src_name). */
+typedef enum {
+    IR_SRC_SAME = 0,     /* as the graph holds it */
+    IR_SRC_TRANSPOSED,   /* 2-D, transposed: the file has [in,out], the graph PyTorch's [out,in] */
+    IR_SRC_REPEATED,     /* the file repeats it along dim 0 (torch's static-batch export of an
+                            expanded cls_token: [B,1,D] of identical rows; the graph [1,1,D]) */
+} ir_src_layout;
+
 enum {
     IR_NODE_TRAINABLE = 1, /* WEIGHT: gets a gradient and an optimizer update */
     IR_NODE_OUTPUT = 2,    /* value is reported (logits, loss, grad.*) */
@@ -104,6 +112,9 @@ typedef struct {
     ir_loc loc;
     const float *data;         /* WEIGHT (or CONST tensor) value from the model file, numel f32,
                                   arena-owned; NULL when the model file carries none */
+    const char *src_name;      /* WEIGHT renamed by the frontend (timm's name for an ONNX
+                                  initializer): the name in the model file; else NULL */
+    ir_src_layout src_layout;  /* WEIGHT with src_name: how the file holds the value */
 } ir_node;
 
 /* Model facts the frontend knows, for `deitc inspect` and the runtime's data checks. */
@@ -112,6 +123,8 @@ typedef struct {
     int64_t img_size, patch_size, in_chans, num_classes, embed_dim, depth, num_heads;
     double mlp_ratio;
     int64_t batch;
+    const char *note; /* arena string the frontend wants shown once (weights it could not name
+                         as timm does), or NULL */
 } ir_model_info;
 
 /* ---- ir.c: arena ------------------------------------------------------------------------ */
