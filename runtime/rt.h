@@ -78,6 +78,15 @@ const rt_tensor *rt_tensor_set_find(const rt_tensor_set *s, const char *name);
  * dtype is wrong or it holds a NaN or infinity. What `deitc run` and the executables share. */
 int rt_weight_read(const rt_tensor_set *file, const char *path, const char *name, int ndim,
                    const int64_t *shape, float *out, char *err, size_t errsize);
+/* A classifier head's weight (head.*, head_dist.*): the one part a fine-tuning weights file is
+ * expected to lack, or to hold at another number of classes. */
+int rt_weight_is_head(const char *name);
+/* The message for a weights file that gives only part of a model's weights: missing[0..n) of
+ * its `total` weights (names) are not in `path`. Without `partial` (--partial-init) it is the
+ * error, naming what is missing (and --partial-init, saying when only the head is); with it,
+ * the note that those keep the model's own values. */
+void rt_weights_missing_text(const char *path, const char *const *missing, int n, int total, int partial,
+                             char *buf, size_t size);
 
 /* Converts a float tensor (F32, F16, BF16) to float32; -1 if the dtype is not a float. */
 int rt_tensor_to_f32(const rt_tensor *t, float *out);

@@ -535,3 +535,29 @@ int rt_tensor_to_i64(const rt_tensor *t, int64_t *out) {
     }
     return 0;
 }
+
+int rt_weight_is_head(const char *name) {
+    return strncmp(name, "head.", 5) == 0 || strncmp(name, "head_dist.", 10) == 0;
+}
+
+void rt_weights_missing_text(const char *path, const char *const *missing, int n, int total, int partial,
+                             char *buf, size_t size) {
+    int heads = 0;
+    for (int k = 0; k < n; k++) heads += rt_weight_is_head(missing[k]);
+    char list[600];
+    size_t len = 0;
+    list[0] = 0;
+    for (int k = 0; k < n && k < 6 && len < sizeof list - 1; k++)
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s'%s'", k ? ", " : "", missing[k]);
+    if (n > 6 && len < sizeof list - 1) snprintf(list + len, sizeof list - len, ", ...");
+    const char *head = heads == n ? " (a new classifier head, for fine-tuning)" : "";
+    if (partial)
+        snprintf(buf, size, "%s: --partial-init: %d of the model's %d weights are not in the file and keep the "
+                 "model's own values%s: %s", path, n, total, head, list);
+    else if (heads == n)
+        snprintf(buf, size, "%s: the classifier head is not in the file or has another number of classes (%s); "
+                 "to fine-tune a new head from these weights, pass --partial-init", path, list);
+    else
+        snprintf(buf, size, "%s: gives only part of the model's weights: %d of %d are missing (%s); pass "
+                 "--partial-init if the rest is meant to keep the model's own values", path, n, total, list);
+}

@@ -254,7 +254,17 @@ static void test_dedup(void) {
     free(msg);
     float a[N], b[N], c[N];
     CHECK(logits_of("one.onnx", NULL, batch, "oa.safetensors", a, N) == 0);
-    CHECK(logits_of(model, "one.safetensors", batch, "ob.safetensors", b, N) == 0);
+    /* a file of one weight is a partial file: an error naming what is missing, unless --partial-init */
+    CHECK(test_sh("cd '%s' && '%s' run '%s' --weights one.safetensors --input '%s' -o op.safetensors > op.txt 2>&1", dir,
+                  bin, model, batch) != 0);
+    msg = slurp("op.txt", NULL);
+    CHECK_MSG(msg && strstr(msg, "gives only part of the model's weights: 31 of 32 are missing (") &&
+                  strstr(msg, "pass --partial-init"), "partial file: %s", msg ? msg : "");
+    free(msg);
+    CHECK(logits_of(model, "one.safetensors --partial-init", batch, "ob.safetensors", b, N) == 0);
+    msg = slurp("ob.safetensors.txt", NULL);
+    CHECK_MSG(msg && strstr(msg, "--partial-init: 31 of the model's 32 weights are not in the file"), "note: %s", msg ? msg : "");
+    free(msg);
     CHECK(logits_of(model, NULL, batch, "oc.safetensors", c, N) == 0);
     CHECK_MSG(test_rel_l2(a, b, N) < 1e-6 && test_rel_l2(c, b, N) > 1e-4, "one tensor: rel L2 %.2e, moved %.2e",
               test_rel_l2(a, b, N), test_rel_l2(c, b, N));
