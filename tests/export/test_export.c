@@ -87,14 +87,21 @@ static void test_init(void) {
         double got = nth_loss(name, 0), want = expected("loss", 0);
         CHECK_MSG(close_to(got, want), "opset %s eval: loss %.7f, oracle %.7f", opset, got, want);
     }
-    /* --init with one tensor: that one from the file, the others from the model */
+    /* --init with one tensor: an error naming what is missing; with --partial-init that one from
+     * the file, the others from the model */
     char path[600], err[512];
     float bias[10];
     for (int i = 0; i < 10; i++) bias[i] = 0.1f * (float)i;
     rt_tensor t = {"head.bias", RT_F32, 1, {10}, sizeof bias, bias};
     snprintf(path, sizeof path, "%s/one.safetensors", dir);
     CHECK(rt_safetensors_write(path, &t, 1, NULL, err, sizeof err) == 0);
-    CHECK(test_sh("cd '%s' && ./x17 eval --init one.safetensors --data '%s/deit_micro/batch.safetensors' > eval1.txt 2>&1",
+    CHECK(test_sh("cd '%s' && ./x17 eval --init one.safetensors --data '%s/deit_micro/batch.safetensors' > eval0.txt 2>&1",
+             dir, data) != 0);
+    char *msg = slurp("eval0.txt", NULL);
+    CHECK_MSG(msg && strstr(msg, "gives only part of the model's weights") && strstr(msg, "'patch_embed.proj.weight'") &&
+              strstr(msg, "--partial-init"), "eval --init one tensor said: %s", msg ? msg : "");
+    free(msg);
+    CHECK(test_sh("cd '%s' && ./x17 eval --init one.safetensors --partial-init --data '%s/deit_micro/batch.safetensors' > eval1.txt 2>&1",
              dir, data) == 0);
     double l = nth_loss("eval1.txt", 0);
     CHECK_MSG(isfinite(l) && l > 2.0 && l < 2.6 && !close_to(l, expected("loss", 0)), "eval with head.bias = 0.1 i: %g", l);
