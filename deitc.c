@@ -291,6 +291,9 @@ static int bind_weights(const ir_graph *g, ir_interp *it, const rt_tensor_set *w
     const char **missing = calloc((size_t)g->n + 1, sizeof *missing);
     if (!missing) abort();
     int nmissing = 0, total = 0;
+    char note[600], full[600];
+    const char *prefix = w ? rt_weights_prefix(w, wpath, note, sizeof note) : "";
+    if (*prefix) fprintf(stderr, "deitc: note: %s\n", note);
     for (int i = 0; i < g->n; i++) {
         const ir_node *n = &g->nodes[i];
         if (n->op != IR_OP_WEIGHT) continue;
@@ -302,11 +305,12 @@ static int bind_weights(const ir_graph *g, ir_interp *it, const rt_tensor_set *w
             return die("%s: out of memory for %s", n->name, ir_shape_str(n, shape, sizeof shape));
         }
         char err[1024];
-        const rt_tensor *t = w ? rt_tensor_set_find(w, n->name) : NULL;
+        snprintf(full, sizeof full, "%s%s", prefix, n->name);
+        const rt_tensor *t = w ? rt_tensor_set_find(w, full) : NULL;
         int same = t && t->ndim == n->ndim;
         for (int d = 0; same && d < n->ndim; d++) same = t->shape[d] == n->shape[d];
         int found = t && !same && partial && rt_weight_is_head(n->name) ? 0 /* a new head */
-                    : w ? rt_weight_read(w, wpath, n->name, n->ndim, n->shape, buf, err, sizeof err) : 0;
+                    : w ? rt_weight_read(w, wpath, full, n->ndim, n->shape, buf, err, sizeof err) : 0;
         if (found < 0) {
             free(buf);
             free(missing);
@@ -335,7 +339,7 @@ static int bind_weights(const ir_graph *g, ir_interp *it, const rt_tensor_set *w
     const char *first = NULL;
     for (int k = 0; w && k < w->count; k++) {
         const char *name = w->tensors[k].name;
-        int id = ir_find(g, name);
+        int id = ir_find(g, name + strlen(prefix));
         if ((id < 0 || g->nodes[id].op != IR_OP_WEIGHT) && strcmp(name, "losses") != 0 &&
             strncmp(name, "grad.", 5) != 0 && !unused++)
             first = name;

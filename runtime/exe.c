@@ -314,13 +314,15 @@ static int session_open(session *s, const rt_plan *p, int need_device) {
  * Returns 1 when the file had it, 0 when the fallback was used (none given: nothing uploaded),
  * -1 on error (reported). */
 static int upload_tensor(session *s, const rt_plan_tensor *t, const rt_tensor_set *file, const char *path,
-                         int fallback, uint64_t seed) {
+                         const char *prefix, int fallback, uint64_t seed) {
     char err[1200];
     int64_t n = numel(t);
     float *buf = malloc(sizeof(float) * (size_t)(n ? n : 1));
     void *conv = malloc((size_t)(n ? n : 1) * rt_dtype_size(t->dtype) + 4);
     if (!buf || !conv) abort();
-    int found = file ? rt_weight_read(file, path, t->name, t->ndim, t->shape, buf, err, sizeof err) : 0;
+    char full[600];
+    snprintf(full, sizeof full, "%s%s", prefix, t->name);
+    int found = file ? rt_weight_read(file, path, full, t->ndim, t->shape, buf, err, sizeof err) : 0;
     if (found < 0) error("%s", err);
     else if (!found && fallback && t->init_data) memcpy(buf, t->init_data, sizeof(float) * (size_t)n);
     else if (!found && fallback) rt_init_fill(t->init, t->init_std, seed, t->name, buf, n);
@@ -346,6 +348,9 @@ static int load_weights(session *s, const char *init, int partial, uint64_t seed
     char err[1200];
     if (partial && !init) return error("--partial-init needs --init");
     if (init && rt_safetensors_read(init, &set, err, sizeof err)) return error("%s", err);
+    char note[600], full[600];
+    const char *prefix = init ? rt_weights_prefix(&set, init, note, sizeof note) : "";
+    if (*prefix) fprintf(stderr, "%s: note: %s\n", prog, note);
     const char **missing = calloc((size_t)p->num_tensors + 1, sizeof *missing);
     if (!missing) abort();
     int rc = 0, used = 0, nmissing = 0, total = 0;
@@ -357,11 +362,12 @@ static int load_weights(session *s, const char *init, int partial, uint64_t seed
         }
         if (t->role != RT_ROLE_WEIGHT) continue;
         total++;
-        const rt_tensor *ft = init ? rt_tensor_set_find(&set, t->name) : NULL;
+        snprintf(full, sizeof full, "%s%s", prefix, t->name);
+        const rt_tensor *ft = init ? rt_tensor_set_find(&set, full) : NULL;
         int same = ft && ft->ndim == t->ndim;
         for (int d = 0; same && d < t->ndim; d++) same = ft->shape[d] == t->shape[d];
         int skip = ft && !same && partial && rt_weight_is_head(t->name); /* a new head */
-        int found = upload_tensor(s, t, init && !skip ? &set : NULL, init, !init || partial, seed);
+        int found = upload_tensor(s, t, init && !skip ? &set : NULL, init, prefix, !init || partial, seed);
         if (found < 0) rc = 1;
         else if (found) used++;
         else if (init) missing[nmissing++] = t->name, used += skip; /* a skipped head is no stray tensor */
@@ -376,7 +382,7 @@ static int load_weights(session *s, const char *init, int partial, uint64_t seed
     if (!rc && init && used < set.count) {
         const char *first = "?";
         for (int i = 0; i < set.count; i++)
-            if (!find_tensor(p, RT_ROLE_WEIGHT, set.tensors[i].name)) {
+            if (!find_tensor(p, RT_ROLE_WEIGHT, set.tensors[i].name + strlen(prefix))) {
                 first = set.tensors[i].name;
                 break;
             }
@@ -551,7 +557,7 @@ static int load_checkpoint(session *s, const char *path, long *step) {
     for (int i = 0; i < p->num_tensors && !rc; i++) {
         const rt_plan_tensor *t = &p->tensors[i];
         if (t->role != RT_ROLE_WEIGHT && t->role != RT_ROLE_STATE) continue;
-        int found = upload_tensor(s, t, &set, path, 0, 0);
+        int found = upload_tensor(s, t, &set, path, "", 0, 0);
         if (found < 0) rc = 1;
         else if (!found)
             rc = error("%s: has no tensor '%s' (%s of this model): not a checkpoint of it", path, t->name,

@@ -37,7 +37,8 @@ void rt_tmp_untrack(int handle);
 /* ---- safetensors.c ---------------------------------------------------------------------- */
 
 /* ORDER: same numbering as ir_dtype (IR_F32 ...), so the compiler can pass dtypes through. */
-typedef enum { RT_F32, RT_F16, RT_BF16, RT_I32, RT_I64, RT_DTYPE_COUNT } rt_dtype;
+/* RT_F64 (last, no IR twin) exists only in files: weights in it are converted to float32 as read. */
+typedef enum { RT_F32, RT_F16, RT_BF16, RT_I32, RT_I64, RT_F64, RT_DTYPE_COUNT } rt_dtype;
 
 #define RT_MAX_DIMS 8
 
@@ -78,6 +79,11 @@ const rt_tensor *rt_tensor_set_find(const rt_tensor_set *s, const char *name);
  * dtype is wrong or it holds a NaN or infinity. What `deitc run` and the executables share. */
 int rt_weight_read(const rt_tensor_set *file, const char *path, const char *name, int ndim,
                    const int64_t *shape, float *out, char *err, size_t errsize);
+/* The wrapper prefix every tensor of a weights file is named under, "module." (PyTorch's
+ * DistributedDataParallel) or "model." (a wrapped model's state_dict), repeatedly
+ * ("module.model."), with a note in msg naming it; "" (and msg untouched) when there is none.
+ * Readers then look weight W up as prefix + W. The result points into static storage. */
+const char *rt_weights_prefix(const rt_tensor_set *s, const char *path, char *msg, size_t size);
 /* A classifier head's weight (head.*, head_dist.*): the one part a fine-tuning weights file is
  * expected to lack, or to hold at another number of classes. */
 int rt_weight_is_head(const char *name);

@@ -1,7 +1,8 @@
 # run_and_compare.cmake: runs `deitc ${RUN} -o OUT` into a fresh temporary directory, then
 cmake_policy(SET CMP0057 NEW)
 # st_compare OUT against each "EXPECTED|TOL|NAME,NAME[|BASE]" entry of CHECKS (';'-separated);
-# with BASE, the changes from BASE are compared (st_compare --delta). A RUN with --steps writes its
+# with BASE, the changes from BASE are compared (st_compare --delta), and with a fifth part BOUND
+# too, a qkv bias's key third is held to |change| <= BOUND (st_compare --qkv-key). A RUN with --steps writes its
 # losses with --losses to a file of their own, which a check naming "losses" alone compares.
 string(RANDOM LENGTH 8 tag)
 set(dir "$ENV{TMPDIR}")
@@ -30,6 +31,10 @@ foreach(check ${CHECKS})
   if(nparts GREATER 3)
     list(GET parts 3 base)
     set(delta --delta ${base})
+  endif()
+  if(nparts GREATER 4)
+    list(GET parts 4 bound)
+    list(APPEND delta --qkv-key ${bound})
   endif()
   set(got ${dir}/out.safetensors)
   if(names STREQUAL "losses")
