@@ -11,7 +11,7 @@
  * Work units are (batch matrix, MB rows, NB columns) tiles of C taken from an atomic counter;
  * a unit walks K in KC slices, packs its A slice into MR-row strips and its B slice into
  * NR-column strips (zero-padded at the edges), and runs an MR x NR register kernel (AVX2 when
- * the CPU has it, else portable C). Threads: DEITC_GEMM_THREADS, else the online CPUs (at most
+ * the CPU has it and DEITC_GEMM_NO_AVX2 is not set, else portable C). Threads: DEITC_GEMM_THREADS, else the online CPUs (at most
  * 16), as the emu target's GEMM (runtime/gemm_cpu.c) counts them.
  */
 #include "ir/ir.h"
@@ -53,42 +53,54 @@ static int ig_threads(void) {
 /* A[i0.., p0..] (mb x kc) into MR-row strips: strip s, column k, row r at (s*kc + k)*MR + r */
 static void pack_a(const ir_gemm_f64 *p, const double *a, int64_t i0, int64_t mb, int64_t p0, int64_t kc,
                    double *dst) {
-    for (int64_t s = 0; s < mb; s += MR)
-        for (int64_t k = 0; k < kc; k++)
-            for (int64_t r = 0; r < MR; r++) {
-                int64_t i = i0 + s + r, kk = p0 + k;
-                *dst++ = s + r < mb ? (p->trans_a ? a[kk * p->m + i] : a[i * p->k + kk]) : 0.0;
-            }
+    for (int64_t s = 0; s < mb; s += MR, dst += MR * kc) {
+        int64_t rows = mb - s < MR ? mb - s : MR;
+        if (rows < MR) memset(dst, 0, sizeof(double) * (size_t)(MR * kc));
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t i = i0 + s + r;
+            if (p->trans_a)
+                for (int64_t k = 0; k < kc; k++) dst[k * MR + r] = a[(p0 + k) * p->m + i];
+            else
+                for (int64_t k = 0; k < kc; k++) dst[k * MR + r] = a[i * p->k + p0 + k];
+        }
+    }
 }
 
 /* B[p0.., j0..] (kc x nb) into NR-column strips: strip s, row k, column c at (s*kc + k)*NR + c */
 static void pack_b(const ir_gemm_f64 *p, const double *b, int64_t p0, int64_t kc, int64_t j0, int64_t nb,
                    double *dst) {
-    for (int64_t s = 0; s < nb; s += NR)
-        for (int64_t k = 0; k < kc; k++)
-            for (int64_t c = 0; c < NR; c++) {
-                int64_t j = j0 + s + c, kk = p0 + k;
-                *dst++ = s + c < nb ? (p->trans_b ? b[j * p->k + kk] : b[kk * p->n + j]) : 0.0;
+    for (int64_t s = 0; s < nb; s += NR, dst += NR * kc) {
+        int64_t cols = nb - s < NR ? nb - s : NR;
+        if (cols < NR) memset(dst, 0, sizeof(double) * (size_t)(NR * kc));
+        if (p->trans_b) {
+            for (int64_t c = 0; c < cols; c++) {
+                const double *src = b + (j0 + s + c) * p->k + p0;
+                for (int64_t k = 0; k < kc; k++) dst[k * NR + c] = src[k];
             }
+        } else {
+            for (int64_t k = 0; k < kc; k++) memcpy(dst + k * NR, b + (p0 + k) * p->n + j0 + s, sizeof(double) * (size_t)cols);
+        }
+    }
 }
 
-/* acc[MR][NR] += strip a (kc x MR) times strip b (kc x NR), k ascending */
-static void kernel_generic(int64_t kc, const double *ap, const double *bp, double *acc) {
+/* C[MR][NR] (row stride ldc) += strip a (kc x MR) times strip b (kc x NR), k ascending */
+static void kernel_generic(int64_t kc, const double *ap, const double *bp, double *acc, int64_t ldc) {
     double t[MR][NR];
-    memcpy(t, acc, sizeof t);
+    for (int r = 0; r < MR; r++) memcpy(t[r], acc + r * ldc, sizeof t[r]);
     for (int64_t k = 0; k < kc; k++, ap += MR, bp += NR)
         for (int r = 0; r < MR; r++)
             for (int c = 0; c < NR; c++) t[r][c] += ap[r] * bp[c];
-    memcpy(acc, t, sizeof t);
+    for (int r = 0; r < MR; r++) memcpy(acc + r * ldc, t[r], sizeof t[r]);
 }
 
 #ifdef IG_X86
 __attribute__((target("avx2"))) static void kernel_avx2(int64_t kc, const double *ap, const double *bp,
-                                                        double *acc) {
-    __m256d c00 = _mm256_loadu_pd(acc + 0), c01 = _mm256_loadu_pd(acc + 4);
-    __m256d c10 = _mm256_loadu_pd(acc + 8), c11 = _mm256_loadu_pd(acc + 12);
-    __m256d c20 = _mm256_loadu_pd(acc + 16), c21 = _mm256_loadu_pd(acc + 20);
-    __m256d c30 = _mm256_loadu_pd(acc + 24), c31 = _mm256_loadu_pd(acc + 28);
+                                                        double *acc, int64_t ldc) {
+    double *r0 = acc, *r1 = acc + ldc, *r2 = acc + 2 * ldc, *r3 = acc + 3 * ldc;
+    __m256d c00 = _mm256_loadu_pd(r0), c01 = _mm256_loadu_pd(r0 + 4);
+    __m256d c10 = _mm256_loadu_pd(r1), c11 = _mm256_loadu_pd(r1 + 4);
+    __m256d c20 = _mm256_loadu_pd(r2), c21 = _mm256_loadu_pd(r2 + 4);
+    __m256d c30 = _mm256_loadu_pd(r3), c31 = _mm256_loadu_pd(r3 + 4);
     for (int64_t k = 0; k < kc; k++, ap += MR, bp += NR) {
         __m256d b0 = _mm256_loadu_pd(bp), b1 = _mm256_loadu_pd(bp + 4);
         __m256d a = _mm256_broadcast_sd(ap + 0);
@@ -100,13 +112,15 @@ __attribute__((target("avx2"))) static void kernel_avx2(int64_t kc, const double
         a = _mm256_broadcast_sd(ap + 3);
         c30 = _mm256_add_pd(c30, _mm256_mul_pd(a, b0)), c31 = _mm256_add_pd(c31, _mm256_mul_pd(a, b1));
     }
-    _mm256_storeu_pd(acc + 0, c00), _mm256_storeu_pd(acc + 4, c01);
-    _mm256_storeu_pd(acc + 8, c10), _mm256_storeu_pd(acc + 12, c11);
-    _mm256_storeu_pd(acc + 16, c20), _mm256_storeu_pd(acc + 20, c21);
-    _mm256_storeu_pd(acc + 24, c30), _mm256_storeu_pd(acc + 28, c31);
+    _mm256_storeu_pd(r0, c00), _mm256_storeu_pd(r0 + 4, c01);
+    _mm256_storeu_pd(r1, c10), _mm256_storeu_pd(r1 + 4, c11);
+    _mm256_storeu_pd(r2, c20), _mm256_storeu_pd(r2 + 4, c21);
+    _mm256_storeu_pd(r3, c30), _mm256_storeu_pd(r3 + 4, c31);
 }
 
 static int cpu_has_avx2(void) {
+    const char *off = getenv("DEITC_GEMM_NO_AVX2"); /* tests run the portable kernel too */
+    if (off && *off && strcmp(off, "0") != 0) return 0;
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2");
 }
@@ -129,19 +143,23 @@ static void run_unit(ig_job *job, int64_t u, double *ap, double *bp) {
         pack_b(p, b, p0, kc, j0, nb, bp);
         for (int64_t s = 0; s < mb; s += MR)
             for (int64_t q = 0; q < nb; q += NR) {
-                double acc[MR * NR];
                 int64_t rows = mb - s < MR ? mb - s : MR, cols = nb - q < NR ? nb - q : NR;
-                for (int64_t y = 0; y < MR; y++)
-                    for (int64_t x = 0; x < NR; x++)
-                        acc[y * NR + x] = y < rows && x < cols ? c[(i0 + s + y) * p->n + j0 + q + x] : 0.0;
+                double *ct = c + (i0 + s) * p->n + j0 + q, edge[MR * NR];
+                int full = rows == MR && cols == NR;
+                if (!full) { /* an edge tile works on a copy, zero-padded */
+                    memset(edge, 0, sizeof edge);
+                    for (int64_t y = 0; y < rows; y++) memcpy(edge + y * NR, ct + y * p->n, sizeof(double) * (size_t)cols);
+                }
+                double *dst = full ? ct : edge;
+                int64_t ld = full ? p->n : NR;
                 const double *as = ap + s * kc, *bs = bp + q * kc;
 #ifdef IG_X86
-                if (job->avx2) kernel_avx2(kc, as, bs, acc);
+                if (job->avx2) kernel_avx2(kc, as, bs, dst, ld);
                 else
 #endif
-                    kernel_generic(kc, as, bs, acc);
-                for (int64_t y = 0; y < rows; y++)
-                    memcpy(c + (i0 + s + y) * p->n + j0 + q, acc + y * NR, sizeof(double) * (size_t)cols);
+                    kernel_generic(kc, as, bs, dst, ld);
+                if (!full)
+                    for (int64_t y = 0; y < rows; y++) memcpy(ct + y * p->n, edge + y * NR, sizeof(double) * (size_t)cols);
             }
     }
     if (p->alpha != 1.0)

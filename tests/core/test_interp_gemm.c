@@ -1,8 +1,10 @@
 /* test_interp_gemm.c: the interpreter's blocked, threaded matrix product (ir/interp_gemm.c)
  * gives bit for bit what the plain triple loop gives (k ascending from +0, one rounding per
  * multiply and add), for every transpose, edge sizes around the block sizes, broadcast batch
- * operands and alpha, with 1, 2 and 5 threads. */
+ * operands and alpha, with 1, 2 and 5 threads, with the AVX2 kernel (where the CPU has it) and
+ * the portable one. */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ir/ir.h"
@@ -43,6 +45,7 @@ int main(void) {
             naive(&p, want);
             for (int th = 1; th <= 5; th += th == 1 ? 1 : 3) {
                 ir_gemm_f64_set_threads(th);
+                setenv("DEITC_GEMM_NO_AVX2", th == 2 ? "1" : "0", 1);
                 memset(got, 0xff, sizeof(double) * nc);
                 p.c = got;
                 ir_gemm_f64_run(&p);
