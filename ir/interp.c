@@ -62,7 +62,7 @@ static double round_to_format(double x, int mant, int emin, double maxval) {
     return r;
 }
 
-static double round_dtype(double x, ir_dtype t) {
+static inline double round_dtype(double x, ir_dtype t) {
     switch (t) {
     case IR_F32:
         return (double)(float)x;
@@ -149,15 +149,28 @@ static double gelu_grad(double x, int tanh_approx) {
     return cdf + x * pdf;
 }
 
+/* How output element i of n finds its element of input `in`: 0 at i itself (same shape), 1 at
+ * i modulo in's size (in is n's trailing dims: a bias, a pos_embed), 2 by the broadcast index. */
+static int bcast_kind(const ir_node *in, const ir_node *n) {
+    if (ir_numel(in) == ir_numel(n)) return 0;
+    int d = 0;
+    while (d < in->ndim && in->shape[d] == 1) d++;
+    for (int k = d; k < in->ndim; k++)
+        if (in->shape[k] != n->shape[n->ndim - in->ndim + k]) return 2;
+    return 1;
+}
+
 static void run_elementwise(const ir_graph *g, const ir_node *n, double **v, double *out) {
     int64_t idx[IR_MAX_DIMS], total = ir_numel(n);
     const ir_node *a = &g->nodes[n->inputs[0]];
     const ir_node *b = n->ninputs > 1 ? &g->nodes[n->inputs[1]] : NULL;
     const double *va = v[n->inputs[0]], *vb = b ? v[n->inputs[1]] : NULL;
+    int ka = bcast_kind(a, n), kb = b ? bcast_kind(b, n) : 0;
+    int64_t na = ir_numel(a), nb = b ? ir_numel(b) : 1;
     for (int64_t i = 0; i < total; i++) {
-        unravel(i, n->ndim, n->shape, idx);
-        double x = va[bcast_offset(a, n->ndim, idx)];
-        double y = b ? vb[bcast_offset(b, n->ndim, idx)] : 0;
+        if (ka == 2 || kb == 2) unravel(i, n->ndim, n->shape, idx);
+        double x = va[ka == 0 ? i : ka == 1 ? i % na : bcast_offset(a, n->ndim, idx)];
+        double y = b ? vb[kb == 0 ? i : kb == 1 ? i % nb : bcast_offset(b, n->ndim, idx)] : 0;
         double r;
         switch (n->op) {
         case IR_OP_ADD: r = x + y; break;

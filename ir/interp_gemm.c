@@ -56,12 +56,13 @@ static void pack_a(const ir_gemm_f64 *p, const double *a, int64_t i0, int64_t mb
     for (int64_t s = 0; s < mb; s += MR, dst += MR * kc) {
         int64_t rows = mb - s < MR ? mb - s : MR;
         if (rows < MR) memset(dst, 0, sizeof(double) * (size_t)(MR * kc));
-        for (int64_t r = 0; r < rows; r++) {
-            int64_t i = i0 + s + r;
-            if (p->trans_a)
-                for (int64_t k = 0; k < kc; k++) dst[k * MR + r] = a[(p0 + k) * p->m + i];
-            else
-                for (int64_t k = 0; k < kc; k++) dst[k * MR + r] = a[i * p->k + p0 + k];
+        if (p->trans_a) {
+            for (int64_t k = 0; k < kc; k++) memcpy(dst + k * MR, a + (p0 + k) * p->m + i0 + s, sizeof(double) * (size_t)rows);
+        } else {
+            const double *src[MR];
+            for (int64_t r = 0; r < rows; r++) src[r] = a + (i0 + s + r) * p->k + p0;
+            for (int64_t k = 0; k < kc; k++)
+                for (int64_t r = 0; r < rows; r++) dst[k * MR + r] = src[r][k];
         }
     }
 }
@@ -73,10 +74,10 @@ static void pack_b(const ir_gemm_f64 *p, const double *b, int64_t p0, int64_t kc
         int64_t cols = nb - s < NR ? nb - s : NR;
         if (cols < NR) memset(dst, 0, sizeof(double) * (size_t)(NR * kc));
         if (p->trans_b) {
-            for (int64_t c = 0; c < cols; c++) {
-                const double *src = b + (j0 + s + c) * p->k + p0;
-                for (int64_t k = 0; k < kc; k++) dst[k * NR + c] = src[k];
-            }
+            const double *src[NR];
+            for (int64_t c = 0; c < cols; c++) src[c] = b + (j0 + s + c) * p->k + p0;
+            for (int64_t k = 0; k < kc; k++)
+                for (int64_t c = 0; c < cols; c++) dst[k * NR + c] = src[c][k];
         } else {
             for (int64_t k = 0; k < kc; k++) memcpy(dst + k * NR, b + (p0 + k) * p->n + j0 + s, sizeof(double) * (size_t)cols);
         }
