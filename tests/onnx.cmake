@@ -51,7 +51,8 @@ add_test(NAME onnx_static_batch_cli
 # The fuzz target, replayed over the committed models plus deterministic mutations (any compiler).
 set(ONNX_FUZZ_SEEDS ${CMAKE_SOURCE_DIR}/tests/data/onnx/bad ${CMAKE_SOURCE_DIR}/tests/data/onnx/ops ${CMAKE_SOURCE_DIR}/tests/data/onnx/small/deit_opset14.onnx
     ${CMAKE_SOURCE_DIR}/tests/data/onnx/export/gelu_tanh/deit_opset13_static_nofold.onnx
-    ${CMAKE_SOURCE_DIR}/tests/data/onnx/small/deit_opset18.onnx ${CMAKE_SOURCE_DIR}/tests/data/onnx/small/deit_opset20_gelu.onnx)
+    ${CMAKE_SOURCE_DIR}/tests/data/onnx/small/deit_opset18.onnx ${CMAKE_SOURCE_DIR}/tests/data/onnx/small/deit_opset20_gelu.onnx
+    ${CMAKE_SOURCE_DIR}/tests/data/onnx/timm/opset23.onnx)
 add_executable(fuzz_onnx_replay ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_onnx.c ${CMAKE_CURRENT_LIST_DIR}/fuzz/replay_main.c)
 target_link_libraries(fuzz_onnx_replay PRIVATE deitc_frontend deitc_ir deitc_rt m)
 add_test(NAME onnx_fuzz_replay COMMAND fuzz_onnx_replay --mutations 200 ${ONNX_FUZZ_SEEDS})

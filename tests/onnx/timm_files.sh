@@ -6,7 +6,8 @@
 #    (every weight named); the dynamo exports' IR has no more nodes than the legacy export's;
 #  - a state_dict under 'module.' loads, the prefix named;
 #  - timm weights without the head: an error naming --partial-init; with it, the model's own
-#    head and timm's other weights (logits within 1e-4 of PyTorch's), named a new head.
+#    head and timm's other weights (logits within 1e-4 of PyTorch's), named a new head;
+#  - a graph that is no ViT keeps its initializer names, listed once in a note.
 set -u
 D=$1 ST=$2 T=$3
 W=$(mktemp -d) || exit 1
@@ -37,5 +38,9 @@ if ! "$D" run "$T/legacy17.onnx" --weights "$T/timm_nohead.safetensors" --partia
    ! grep -q "2 of the model's 32 weights are not in the file and keep the model's own values (a new classifier head" "$W/h.log" ||
    ! "$ST" "$W/h.safetensors" "$T/timm_nohead_expected.safetensors" 1e-4 logits; then
   echo "headless file with --partial-init:"; cat "$W/h.log"; fail=1
+fi
+"$D" inspect "$T/../bad/tiny_ok.onnx" >/dev/null 2>"$W/n.log"
+if [ "$(grep -c "2 weights keep the ONNX file's names (the graph is not recognized as a timm ViT/DeiT): 'w', 'b'" "$W/n.log")" != 1 ]; then
+  echo "unnamed weights note:"; cat "$W/n.log"; fail=1
 fi
 exit $fail
