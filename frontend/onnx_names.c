@@ -24,6 +24,7 @@
 typedef struct {
     ir_graph *g;
     int *uses;       /* consumers per node */
+    int *first_use;  /* the first consumer of each node, or -1 */
     const char **to; /* new name per WEIGHT node, or NULL */
 } nctx;
 
@@ -51,13 +52,10 @@ static int as_linear(const nctx *c, int i, linear *l) {
     l->transposed = !n->attrs.trans_b;
     l->in = w->shape[l->transposed ? 0 : 1], l->out = w->shape[l->transposed ? 1 : 0];
     /* the bias: the MATMUL's one consumer is ADD(matmul, weight [out]) */
-    for (int j = i + 1; j < c->g->n && c->uses[i] == 1; j++) {
-        const ir_node *a = nd(c, j);
-        if (a->op == IR_OP_ADD && a->inputs[0] == i) {
-            if (is_weight(c, a->inputs[1], 1) && nd(c, a->inputs[1])->shape[0] == l->out) l->bias = a->inputs[1];
-            break;
-        }
-    }
+    const ir_node *a = c->uses[i] == 1 ? nd(c, c->first_use[i]) : NULL;
+    if (a && a->op == IR_OP_ADD && a->inputs[0] == i && is_weight(c, a->inputs[1], 1) &&
+        nd(c, a->inputs[1])->shape[0] == l->out)
+        l->bias = a->inputs[1];
     return 1;
 }
 
@@ -135,7 +133,8 @@ static int recognize(nctx *c, linear *lin, int *nlin, int *tokens, int *ntok) {
     name_as(c, pw, "patch_embed.proj.%s", -1, "weight");
     for (int j = patch + 1; j < g->n; j++)
         if (nd(c, j)->op == IR_OP_ADD && nd(c, j)->inputs[0] == patch) {
-            if (is_weight(c, nd(c, j)->inputs[1], 1)) name_as(c, nd(c, j)->inputs[1], "patch_embed.proj.%s", -1, "bias");
+            int b = nd(c, j)->inputs[1];
+            if (is_weight(c, b, 1) && nd(c, b)->shape[0] == D) name_as(c, b, "patch_embed.proj.%s", -1, "bias");
             break;
         }
     /* cls_token (and dist_token) first on the CONCAT, then pos_embed added to it */
@@ -271,11 +270,16 @@ static ir_graph *apply(nctx *c, const linear *lin, int nlin, const int *tokens, 
 }
 
 ir_graph *fe_onnx_timm_names(ir_graph *g, char *err, size_t errsize) {
-    nctx c = {g, calloc((size_t)g->n, sizeof(int)), calloc((size_t)g->n, sizeof(char *))};
+    nctx c = {g, calloc((size_t)g->n, sizeof(int)), malloc(sizeof(int) * (size_t)g->n),
+              calloc((size_t)g->n, sizeof(char *))};
     linear *lin = malloc(sizeof(linear) * 1024);
-    if (!c.uses || !c.to || !lin) abort();
+    if (!c.uses || !c.first_use || !c.to || !lin) abort();
+    memset(c.first_use, 0xff, sizeof(int) * (size_t)g->n);
     for (int i = 0; i < g->n; i++)
-        for (int k = 0; k < g->nodes[i].ninputs; k++) c.uses[g->nodes[i].inputs[k]]++;
+        for (int k = 0; k < g->nodes[i].ninputs; k++) {
+            int x = g->nodes[i].inputs[k];
+            if (c.uses[x]++ == 0) c.first_use[x] = i;
+        }
     int nlin = 0, tokens[2], ntok = 0;
     if (recognize(&c, lin, &nlin, tokens, &ntok)) {
         memset(c.to, 0, sizeof(char *) * (size_t)g->n);
@@ -284,6 +288,7 @@ ir_graph *fe_onnx_timm_names(ir_graph *g, char *err, size_t errsize) {
         g = apply(&c, lin, nlin, tokens, ntok, err, errsize);
     }
     free(c.uses);
+    free(c.first_use);
     free((void *)c.to);
     free(lin);
     return g;
