@@ -4,8 +4,9 @@ deitc and back (DEITC_BIN), for each exporter form (legacy opset 17, dynamo, dyn
 optimize=False, dynamo opset 23):
 
   export  `deitc run --steps 3` then `deitc export`: the ONNX file's initializer names are the
-          original file's, and onnxruntime runs it to deitc's logits (1e-4). Needs onnx,
-          onnxruntime, numpy.
+          original file's, and onnxruntime runs it to deitc's logits (1e-4); the opset-23 file
+          restamped as opset 24 is refused with the supported range. Needs onnx, onnxruntime,
+          numpy.
   timm    the same model compiled for emu, trained 3 steps from its initializers by the EXE and
           saved: loads into timm with load_state_dict(strict=True) and gives deitc's logits
           (rel L2 1e-4); the weights of `deitc run --steps 3` too; and `deitc export` of the EXE's
@@ -129,5 +130,14 @@ with tempfile.TemporaryDirectory(prefix="deitc_timm_") as d:
         theirs, res = timm_logits(saved)
         check(rel(theirs, ours) < 1e-4, f"{form}: emu EXE trained weights in timm (strict=True: {res}): "
               f"logits vs deitc rel L2 {rel(theirs, ours):.2e}")
+    if MODE == "export":
+        m = onnx.load(os.path.join(DIR, "opset23.onnx"))
+        for o in m.opset_import:
+            if o.domain in ("", "ai.onnx"):
+                o.version = 24
+        onnx.save(m, os.path.join(d, "opset24.onnx"))
+        r = subprocess.run([DEITC, "inspect", os.path.join(d, "opset24.onnx")], capture_output=True, text=True)
+        check(r.returncode == 1 and "opset 24 is not supported (7 to 23;" in r.stderr,
+              f"opset 24 refused with the supported range: {r.stderr.strip()[-160:]}")
 print(f"{failures} check(s) failed" if failures else "all checks passed")
 sys.exit(1 if failures else 0)
