@@ -2,8 +2,9 @@
  *
  *   deitc inspect MODEL [-D name=value]... [--batch N] [--precision P] [--fuse F]
  *   deitc dump    MODEL [-D ...] [--after STAGE] [--batch N] [--precision P] [--fuse F]
- *   deitc run     MODEL [-D ...] [--weights W.safetensors] --input X.safetensors -o OUT.safetensors
- *                 [--steps K --lr LR --weight-decay WD] [--grads] [--f64] [--fuse F]
+ *   deitc run     MODEL [-D ...] [--weights W.safetensors [--partial-init]] --input X.safetensors
+ *                 -o OUT.safetensors [--steps K --lr LR --weight-decay WD [--losses L.safetensors]]
+ *                 [--grads] [--f64] [--precision P] [--fuse F]
  *   deitc compile MODEL [-D ...] -o EXE [--target cuda|emu] [--arch sm_XX] [--batch N] ...
  * --precision and --fuse are options of the passes (passes/pipeline.c), checked before any
  * work; codegen compiles what the pipeline produced.
@@ -39,12 +40,12 @@ typedef struct {
     char define_names[MAX_DEFINES][64];
     int ndefines;
     const char *after, *weights, *input, *output, *target, *arch, *precision, *fuse, *emit_dir;
-    const char *output_node;
+    const char *output_node, *losses;
     const char *freeze[MAX_DEFINES];
     int nfreeze;
     long steps, batch;
     double lr, weight_decay, label_smoothing, clip_grad_norm;
-    int grads, f64;
+    int grads, f64, partial_init;
 } cli_args;
 
 static void usage_to(FILE *f) {
@@ -52,8 +53,9 @@ static void usage_to(FILE *f) {
             "usage:\n"
             "  deitc inspect MODEL [-D name=value]... [--batch N] [PASS OPTIONS]\n"
             "  deitc dump    MODEL [-D ...] [--after STAGE] [--batch N] [PASS OPTIONS]\n"
-            "  deitc run     MODEL [-D ...] [--weights W.safetensors] --input X.safetensors -o OUT.safetensors\n"
-            "                [--steps K --lr LR --weight-decay WD] [--grads] [--f64] [PASS OPTIONS]\n"
+            "  deitc run     MODEL [-D ...] [--weights W.safetensors [--partial-init]] --input X.safetensors\n"
+            "                -o OUT.safetensors [--steps K --lr LR --weight-decay WD [--losses L.safetensors]]\n"
+            "                [--grads] [--f64] [PASS OPTIONS]\n"
             "  deitc compile MODEL [-D ...] -o EXE [--target cuda|emu] [--arch sm_XX] [--batch N]\n"
             "                [--emit-dir DIR] [PASS OPTIONS]\n"
             "  deitc export  MODEL.onnx --weights TRAINED.safetensors -o OUT.onnx\n"
@@ -194,7 +196,7 @@ static int option_allowed(const char *cmd, const char *opt) {
     } table[] = {
         {"inspect", " -D --batch --precision --fuse"},
         {"dump", " -D --after --batch --precision --fuse"},
-        {"run", " -D --weights --input -o --steps --lr --weight-decay --grads --f64 --precision --fuse"},
+        {"run", " -D --weights --partial-init --input -o --steps --lr --weight-decay --losses --grads --f64 --precision --fuse"},
         {"compile", " -D -o --target --arch --precision --fuse --emit-dir --batch"},
         {"export", " --weights -o"},
     };
@@ -257,6 +259,9 @@ static int parse_args(int argc, char **argv, cli_args *a) {
         } else if (strcmp(s, "--fuse") == 0) { NEED_VALUE(); a->fuse = next;
         } else if (strcmp(s, "--emit-dir") == 0) { NEED_VALUE(); a->emit_dir = next;
         } else if (strcmp(s, "--output") == 0) { NEED_VALUE(); a->output_node = next;
+        } else if (strcmp(s, "--losses") == 0) { NEED_VALUE(); a->losses = next;
+        } else if (strcmp(s, "--partial-init") == 0) {
+            a->partial_init = 1;
         } else if (strcmp(s, "--freeze") == 0) {
             NEED_VALUE();
             if (a->nfreeze == MAX_DEFINES) return bad_usage("too many --freeze options");
@@ -314,6 +319,7 @@ static ir_graph *load(const cli_args *a, long batch) {
         die("%s", err);
         return NULL;
     }
+    if (g->info.note) fprintf(stderr, "deitc: note: %s: %s\n", a->model, g->info.note);
     return g;
 }
 
@@ -415,23 +421,40 @@ static int cmd_dump(const cli_args *a) {
 /* ---- run: the reference interpreter ------------------------------------------------------- */
 
 /* Binds every WEIGHT leaf of g: from the weights file when given (name, shape must match),
- * else from the model file's own data, else timm's initializer. */
-static int bind_weights(const ir_graph *g, ir_interp *it, const rt_tensor_set *w, const char *wpath) {
+ * else from the model file's own data, else timm's initializer. A file that gives only some of
+ * the weights is an error unless `partial` (--partial-init), with which a classifier head of
+ * another shape counts as missing too (fine-tuning to other classes). */
+static int bind_weights(const ir_graph *g, ir_interp *it, const rt_tensor_set *w, const char *wpath, int partial) {
     char shape[96];
+    const char **missing = calloc((size_t)g->n + 1, sizeof *missing);
+    if (!missing) abort();
+    int nmissing = 0, total = 0;
+    char note[600], full[600];
+    const char *prefix = w ? rt_weights_prefix(w, wpath, note, sizeof note) : "";
+    if (*prefix) fprintf(stderr, "deitc: note: %s\n", note);
     for (int i = 0; i < g->n; i++) {
         const ir_node *n = &g->nodes[i];
         if (n->op != IR_OP_WEIGHT) continue;
+        total++;
         int64_t numel = ir_numel(n);
         float *buf = malloc(sizeof(float) * (size_t)numel);
-        if (!buf) return die("%s: out of memory for %s", n->name, ir_shape_str(n, shape, sizeof shape));
-        char err[1024];
-        int found = w ? rt_weight_read(w, wpath, n->name, n->ndim, n->shape, buf, err, sizeof err) : 0;
-        if (found < 0 || (w && !found && !n->data)) {
-            free(buf);
-            if (found < 0) return die("%s", err);
-            return die("%s: tensor '%s' is missing (the model needs %s)", wpath, n->name,
-                       ir_shape_str(n, shape, sizeof shape));
+        if (!buf) {
+            free(missing);
+            return die("%s: out of memory for %s", n->name, ir_shape_str(n, shape, sizeof shape));
         }
+        char err[1024];
+        snprintf(full, sizeof full, "%s%s", prefix, n->name);
+        const rt_tensor *t = w ? rt_tensor_set_find(w, full) : NULL;
+        int same = t && t->ndim == n->ndim;
+        for (int d = 0; same && d < n->ndim; d++) same = t->shape[d] == n->shape[d];
+        int found = t && !same && partial && rt_weight_is_head(n->name) ? 0 /* a new head */
+                    : w ? rt_weight_read(w, wpath, full, n->ndim, n->shape, buf, err, sizeof err) : 0;
+        if (found < 0) {
+            free(buf);
+            free(missing);
+            return die("%s", err);
+        }
+        if (w && !found) missing[nmissing++] = n->name;
         if (!found && n->data)
             memcpy(buf, n->data, sizeof(float) * (size_t)numel);
         else if (!found)
@@ -439,13 +462,22 @@ static int bind_weights(const ir_graph *g, ir_interp *it, const rt_tensor_set *w
         ir_interp_set_f32(it, i, buf);
         free(buf);
     }
+    if (nmissing) {
+        char msg[1024];
+        rt_weights_missing_text(wpath, missing, nmissing, total, partial, msg, sizeof msg);
+        free(missing);
+        if (!partial) return die("%s", msg);
+        fprintf(stderr, "deitc: note: %s\n", msg);
+    } else {
+        free(missing);
+    }
     /* a tensor the model does not use is most likely a misspelt weight: say so (the losses
      * and grad.* that `deitc run` itself writes beside the weights are expected) */
     int unused = 0;
     const char *first = NULL;
     for (int k = 0; w && k < w->count; k++) {
         const char *name = w->tensors[k].name;
-        int id = ir_find(g, name);
+        int id = ir_find(g, name + strlen(prefix));
         if ((id < 0 || g->nodes[id].op != IR_OP_WEIGHT) && strcmp(name, "losses") != 0 &&
             strncmp(name, "grad.", 5) != 0 && !unused++)
             first = name;
@@ -526,9 +558,13 @@ static int cmd_run(const cli_args *a) {
     char err[1024];
     if (!a->input) return die("run needs --input X.safetensors");
     if (!a->output) return die("run needs -o OUT.safetensors");
+    if (a->losses && !a->steps) return die("--losses needs --steps (the losses of the training steps)");
+    if (a->partial_init && !a->weights) return die("--partial-init needs --weights");
     const rt_named_path inputs[] = {{"the model", a->model}, {"--weights", a->weights}, {"--input", a->input},
                                     {"deitc itself", "/proc/self/exe"}};
     if (check_output("-o", a->output, inputs, 4, 1)) return 1;
+    if (a->losses && check_output("--losses", a->losses, inputs, 4, 1)) return 1;
+    if (a->losses && rt_same_file(a->losses, a->output)) return die("--losses and -o name the same file");
     rt_tensor_set in = {0}, w = {0};
     if (rt_safetensors_read(a->input, &in, err, sizeof err)) return die("%s", err);
     const rt_tensor *images = rt_tensor_set_find(&in, "images");
@@ -559,7 +595,7 @@ static int cmd_run(const cli_args *a) {
             a->model);
         goto done;
     }
-    if (bind_weights(g, it, a->weights ? &w : NULL, a->weights)) goto done;
+    if (bind_weights(g, it, a->weights ? &w : NULL, a->weights, a->partial_init)) goto done;
     /* runtime inputs */
     int opt = -1;
     for (int i = 0; i < g->n; i++) {
@@ -645,8 +681,15 @@ static int cmd_run(const cli_args *a) {
             const ir_node *n = &g->nodes[i];
             if (n->op == IR_OP_WEIGHT) out_add_node(&out, it, n, i, n->name);
         }
-        int64_t kshape[1] = {a->steps};
-        out_add(&out, "losses", RT_F32, 1, kshape, losses, sizeof(float) * (size_t)a->steps);
+        /* the weights file holds weights only (timm loads it strictly): losses go to --losses */
+        rt_tensor lt = {"losses", RT_F32, 1, {a->steps}, sizeof(float) * (size_t)a->steps, losses};
+        if (a->losses && rt_safetensors_write(a->losses, &lt, 1, NULL, err, sizeof err)) {
+            free(losses);
+            die("%s", err);
+            goto done;
+        }
+        if (!a->losses)
+            for (long k = 0; k < a->steps; k++) printf("step %ld: loss %.7g\n", k + 1, (double)losses[k]);
         free(losses);
     }
     for (int i = 0; i < out.n; i++) { /* never a file of NaN: the updated weights must be finite too */

@@ -11,6 +11,7 @@
  *             both give identical graphs
  *   onnx.c    the ONNX reader (built only with DEITC_HAVE_ONNX)
  *   onnx_scan.c  the wire-format pass before unpacking: nesting and memory limits
+ *   onnx_names.c   timm's weight names and [out,in] layout for an imported ViT/DeiT
  *   onnx_export.c  the way back: the original ONNX model with trained weights
  *
  * Errors: every function that can fail returns -1 (or a negative node id) and leaves a message
@@ -115,6 +116,15 @@ int fe_onnx_load_buffer(const void *data, size_t len, const char *path, const fe
  * (estimated from above) at most 4 times the file plus 64 MiB. 0 when fine or malformed (the
  * unpacker reports that); -1 with the reason (no file name) in why. */
 int fe_onnx_scan(const void *data, size_t len, char *why, size_t whysize);
+
+/* ---- onnx_names.c ----------------------------------------------------------------------- */
+
+/* On the ONNX reader's forward graph g: when it is a timm VisionTransformer, names its weights
+ * as timm does (blocks.0.attn.qkv.weight) with Linear weights as [out, in], keeping each
+ * initializer's name and layout in src_name / src_layout; weights it cannot name are listed in
+ * g->info.note. Returns the graph (g, or a rebuilt one with g freed); NULL with err on an
+ * internal error (g freed). */
+ir_graph *fe_onnx_timm_names(ir_graph *g, char *err, size_t errsize);
 
 /* ---- onnx_export.c ---------------------------------------------------------------------- */
 

@@ -1,4 +1,4 @@
-/* onnx.c: the ONNX reader. Turns a model exported by torch.onnx.export (opsets 13 to 20) into
+/* onnx.c: the ONNX reader. Turns a model exported by torch.onnx.export (opsets 13 to 23, either exporter) into
  * the same IR forward graph the YAML frontend builds.
  *
  * Three steps, in one walk over the (topologically sorted) ONNX nodes:
@@ -560,11 +560,26 @@ static int is_scalar_const(octx *c, int id, double *value) {
 
 static int near(double a, double b) { return fabs(a - b) <= 1e-6 * fmax(1.0, fabs(b)); }
 
+static int b_permute(octx *c, int x, const int64_t *perm);
+static int is_last_swap(octx *c, int x);
+
 static int b_reshape(octx *c, int x, int ndim, const int64_t *shape) {
     if (x < 0) return -1;
     while (nd(c, x)->op == IR_OP_RESHAPE) x = nd(c, x)->inputs[0];
     const ir_node *n = nd(c, x);
     if (n->ndim == ndim && memcmp(n->shape, shape, sizeof(int64_t) * (size_t)ndim) == 0) return x;
+    /* reshape(swap-last-two(y)) that only regroups the leading dims is swap-last-two of y
+     * reshaped: the dynamo exporter's k^T of scaled_dot_product_attention, [B,H,N,d] ->
+     * [B*H,N,d] -> [B*H,d,N] -> [B,H,d,N], becomes one swap, which the MATMUL then absorbs */
+    if (is_last_swap(c, x) && ndim >= 2 && shape[ndim - 2] == n->shape[n->ndim - 2] &&
+        shape[ndim - 1] == n->shape[n->ndim - 1]) {
+        int64_t inner[IR_MAX_DIMS], perm[IR_MAX_DIMS];
+        memcpy(inner, shape, sizeof(int64_t) * (size_t)ndim);
+        inner[ndim - 2] = shape[ndim - 1], inner[ndim - 1] = shape[ndim - 2];
+        for (int i = 0; i < ndim; i++) perm[i] = i;
+        perm[ndim - 2] = ndim - 1, perm[ndim - 1] = ndim - 2;
+        return b_permute(c, b_reshape(c, n->inputs[0], ndim, inner), perm);
+    }
     return b_node(c, IR_OP_RESHAPE, &x, 1, NULL, ndim, shape);
 }
 
@@ -1579,9 +1594,9 @@ static int lower_identity(octx *c, onode *o) {
     return 0;
 }
 
-static int lower_cast(octx *c, onode *o) {
+/* Cast to `to` (Cast's attribute, or CastLike's second input's type) */
+static int lower_cast_to(octx *c, onode *o, int to) {
     oval *x = o->in[0];
-    int to = (int)attr_i(c->node, "to", 0);
     if (!etype_size(to)) return fail(c, "Cast to %s is not supported", etype_name(to));
     if (is_const(x)) {
         if (val_set_const(c, o->out[0], to, x->ndim, x->shape)) return -1;
@@ -1594,6 +1609,46 @@ static int lower_cast(octx *c, onode *o) {
     }
     if (!etype_is_float(to)) return unsupported(c, "Cast of a runtime tensor to an integer type is not supported");
     return lower_alias(c, o); /* the graph computes in f32; precision is a later pass */
+}
+
+static int lower_cast(octx *c, onode *o) { return lower_cast_to(c, o, (int)attr_i(c->node, "to", 0)); }
+
+/* CastLike(x, like) (opset 15; torch's dynamo export with optimize=False): x cast to the type
+ * of `like`, a constant's element type, or float for a runtime tensor (the graph's f32) */
+static int lower_cast_like(octx *c, onode *o) {
+    oval *like = o->nin > 1 ? o->in[1] : NULL;
+    if (!like) return fail(c, "CastLike needs a second input (the type to cast to)");
+    return lower_cast_to(c, o, like->kind == VAL_CONST ? like->etype : OT_FLOAT);
+}
+
+/* Attention (opset 23; torch's scaled_dot_product_attention exported at opset 23): Q, K, V
+ * [B,H,S,hd] -> softmax(scale * Q K^T) V, built as fe_attention builds timm's attention
+ * (MATMUL with trans_b and alpha, SOFTMAX, MATMUL), so that the fusion passes see one shape */
+static int lower_attention(octx *c, onode *o) {
+    if (o->nin < 3 || !o->in[1] || !o->in[2]) return fail(c, "Attention needs Q, K and V");
+    for (int k = 3; k < o->nin; k++)
+        if (o->in[k]) return unsupported(c, "Attention with a mask or a key/value cache is not supported");
+    for (int k = 1; k < o->nout; k++)
+        if (o->out[k]) return unsupported(c, "Attention's present key/value and qk outputs are not supported");
+    oval *q = o->in[0], *kk = o->in[1], *v = o->in[2];
+    char s0[128];
+    if (q->ndim != 4 || kk->ndim != 4 || v->ndim != 4)
+        return fail(c, "Attention is supported on 4-D [batch, heads, sequence, head size] inputs only "
+                       "(Q is %s)", shape_str(q->ndim, q->shape, s0, sizeof s0));
+    if (attr_i(c->node, "is_causal", 0)) return unsupported(c, "causal Attention is not supported");
+    if (attr_f(c->node, "softcap", 0.0) != 0.0) return unsupported(c, "Attention with softcap is not supported");
+    if (attr_i(c->node, "qk_matmul_output_mode", 0) != 0)
+        return fail(c, "Attention's qk_matmul_output_mode %lld is not supported",
+                    (long long)attr_i(c->node, "qk_matmul_output_mode", 0));
+    if (q->shape[1] != kk->shape[1] || kk->shape[1] != v->shape[1])
+        return unsupported(c, "grouped-query Attention (fewer key/value heads) is not supported");
+    double scale = attr_f(c->node, "scale", 1.0 / sqrt((double)q->shape[3]));
+    int att = b_matmul(c, ir_of(c, q), ir_of(c, kk), 0, 1, scale);
+    att = att < 0 ? -1 : b_node(c, IR_OP_SOFTMAX, &att, 1, NULL, 0, NULL);
+    int y = b_matmul(c, att, ir_of(c, v), 0, 0, 1.0);
+    if (y < 0) return -1;
+    val_set_ir(c, o->out[0], y);
+    return 0;
 }
 
 static int lower_flatten(octx *c, onode *o) {
@@ -1714,6 +1769,8 @@ static int lower_node(octx *c, onode *o) {
     if (strcmp(op, "Identity") == 0) return lower_identity(c, o);
     if (strcmp(op, "Dropout") == 0) return lower_alias(c, o);
     if (strcmp(op, "Cast") == 0) return lower_cast(c, o);
+    if (strcmp(op, "CastLike") == 0) return lower_cast_like(c, o);
+    if (strcmp(op, "Attention") == 0) return lower_attention(c, o);
     if (strcmp(op, "Reshape") == 0) {
         int64_t spec[IR_MAX_DIMS], shape[IR_MAX_DIMS];
         int n = o->nin > 1 && o->in[1] ? const_ints(c, o->in[1], spec, IR_MAX_DIMS, "shape") : (fail(c, "Reshape needs a shape"), -2);
@@ -1773,7 +1830,7 @@ static int op_is_known(const char *op) {
         "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Concat", "Gather", "Slice", "Split",
         "Expand", "Transpose", "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Erf", "Neg", "Equal",
         "Less", "Greater", "Not", "Where", "Tanh", "MatMul", "Gemm", "Conv", "ReduceMean",
-        "LayerNormalization", "Softmax", "Gelu"};
+        "LayerNormalization", "Softmax", "Gelu", "CastLike", "Attention"};
     for (size_t k = 0; k < sizeof ops / sizeof *ops; k++)
         if (strcmp(op, ops[k]) == 0) return 1;
     return 0;
@@ -2002,8 +2059,9 @@ int fe_onnx_load_buffer(const void *data, size_t len, const char *path, const fe
         fail(&c, "the model imports no version of the default opset");
         goto done;
     }
-    if (c.opset < 7 || c.opset > 22) {
-        fail(&c, "opset %lld is not supported (7 to 22; torch exports 13 to 18)", (long long)c.opset);
+    if (c.opset < 7 || c.opset > 23) {
+        fail(&c, "opset %lld is not supported (7 to 23; torch.onnx.export writes 17 by default with "
+             "dynamo=False, 18 to 20 by default with dynamo=True, and up to 23 when asked)", (long long)c.opset);
         goto done;
     }
     /* every value: initializers, inputs, node outputs */
@@ -2038,7 +2096,7 @@ int fe_onnx_load_buffer(const void *data, size_t len, const char *path, const fe
         goto done;
     }
     ir_graph *g = prune(&c, o->ir);
-    if (!g) goto done;
+    if (!g || !(g = fe_onnx_timm_names(g, err, errsize))) goto done;
     fill_info(&c, g, batch > 0 ? batch : g->nodes[0].shape[0]);
     if (check_defines(&c, &g->info, defines, ndefines)) {
         ir_graph_free(g);

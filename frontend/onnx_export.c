@@ -83,6 +83,44 @@ static int replace(Onnx__TensorProto *p, const rt_tensor *t, const char *wpath, 
     return 0;
 }
 
+/* A tensor named as the reader renamed a weight (timm's name, PyTorch's layout: onnx_names.c)
+ * as the model file holds it: *out gets the initializer's name (borrowed) and its layout (data
+ * owned); out->name stays NULL when t needs no conversion. */
+static int to_source(const ir_graph *g, const rt_tensor *t, rt_tensor *out, const char *wpath, char *err,
+                     size_t errsize) {
+    int id = ir_find(g, t->name);
+    if (id < 0 || g->nodes[id].op != IR_OP_WEIGHT || !g->nodes[id].src_name) return 0;
+    const ir_node *n = &g->nodes[id];
+    int same = t->ndim == n->ndim;
+    for (int d = 0; same && d < n->ndim; d++) same = t->shape[d] == n->shape[d];
+    if (!same || t->dtype != RT_F32)
+        return fail(err, errsize, "%s: tensor '%s' must be f32 of the model's shape to be written back as "
+                    "initializer '%s'", wpath, t->name, n->src_name);
+    *out = *t;
+    out->name = (char *)n->src_name;
+    out->data = malloc(t->nbytes ? t->nbytes : 1);
+    if (!out->data) abort();
+    const float *src = t->data;
+    float *dst = out->data;
+    if (n->src_layout == IR_SRC_TRANSPOSED) { /* [out,in] -> [in,out] */
+        int64_t o = n->shape[0], in = n->shape[1];
+        out->shape[0] = in, out->shape[1] = o;
+        for (int64_t i = 0; i < in; i++)
+            for (int64_t k = 0; k < o; k++) dst[i * o + k] = src[k * in + i];
+    } else if (n->src_layout == IR_SRC_REPEATED) { /* [1,...] -> [B,...]: B equal rows */
+        int64_t b = g->info.batch > 0 ? g->info.batch : 1, row = rt_tensor_numel(t);
+        free(out->data);
+        out->data = malloc(t->nbytes * (size_t)b + 1);
+        if (!out->data) abort();
+        for (int64_t k = 0; k < b; k++) memcpy((float *)out->data + k * row, src, t->nbytes);
+        out->shape[0] = b;
+        out->nbytes = t->nbytes * (size_t)b;
+    } else {
+        memcpy(dst, src, t->nbytes);
+    }
+    return 0;
+}
+
 /* Packs m into a temporary file beside out, then renames it to out. */
 static int write_model(const Onnx__ModelProto *m, const char *out, char *err, size_t errsize) {
     size_t n = onnx__model_proto__get_packed_size(m);
@@ -163,12 +201,12 @@ int fe_onnx_export(const char *model, const char *weights, const char *out, char
     if (!data) return -1;
     /* the reader's checks first: a model deitc loads (and so has trained) */
     ir_graph *g = NULL;
-    if (fe_onnx_load_buffer(data, len, model, NULL, 0, 1, &g, err, errsize)) {
+    if (fe_onnx_load_buffer(data, len, model, NULL, 0, 0, &g, err, errsize)) {
         free(data);
         return -1;
     }
-    ir_graph_free(g);
     rt_tensor_set w = {0};
+    rt_tensor *conv = NULL; /* tensors renamed and re-laid back to the file's initializers */
     Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, data);
     /* what was read, restored before freeing: the replaced initializers' contents and the
      * graph's node, initializer and input arrays (new entries are ours, borrowing strings) */
@@ -183,6 +221,10 @@ int fe_onnx_export(const char *model, const char *weights, const char *out, char
         goto done;
     }
     if (rt_safetensors_read(weights, &w, err, errsize)) goto done;
+    conv = calloc((size_t)w.count + 1, sizeof *conv);
+    if (!conv) abort();
+    for (int i = 0; i < w.count; i++)
+        if (to_source(g, &w.tensors[i], &conv[i], weights, err, errsize)) goto done;
     gp = m->graph;
     n_init = gp->n_initializer, n_node = gp->n_node, n_input = gp->n_input;
     saved = malloc(sizeof *saved * (n_init + 1));
@@ -202,7 +244,7 @@ int fe_onnx_export(const char *model, const char *weights, const char *out, char
     memcpy(gp->node, nodes, sizeof *nodes * n_node);
     memcpy(gp->input, inputs, sizeof *inputs * n_input);
     for (int i = 0; i < w.count; i++) {
-        const rt_tensor *t = &w.tensors[i];
+        const rt_tensor *t = conv[i].name ? &conv[i] : &w.tensors[i];
         int found = 0;
         for (size_t k = 0; k < gp->n_initializer; k++) {
             Onnx__TensorProto *p = gp->initializer[k];
@@ -253,6 +295,9 @@ done:
         for (size_t k = 0; k < n_init; k++) *inits[k] = saved[k];
     }
     free(saved);
+    for (int i = 0; conv && i < w.count; i++) free(conv[i].data);
+    free(conv);
+    ir_graph_free(g);
     onnx__model_proto__free_unpacked(m, NULL);
     rt_tensor_set_free(&w);
     free(data);

@@ -85,7 +85,7 @@ static double round_to_format(double x, int mant, int emin, double maxval) {
     return r;
 }
 
-static double round_dtype(double x, ir_dtype t) {
+static inline double round_dtype(double x, ir_dtype t) {
     switch (t) {
     case IR_F32:
         return (double)(float)x;
@@ -172,15 +172,28 @@ static double gelu_grad(double x, int tanh_approx) {
     return cdf + x * pdf;
 }
 
+/* How output element i of n finds its element of input `in`: 0 at i itself (same shape), 1 at
+ * i modulo in's size (in is n's trailing dims: a bias, a pos_embed), 2 by the broadcast index. */
+static int bcast_kind(const ir_node *in, const ir_node *n) {
+    if (ir_numel(in) == ir_numel(n)) return 0;
+    int d = 0;
+    while (d < in->ndim && in->shape[d] == 1) d++;
+    for (int k = d; k < in->ndim; k++)
+        if (in->shape[k] != n->shape[n->ndim - in->ndim + k]) return 2;
+    return 1;
+}
+
 static void run_elementwise(const ir_graph *g, const ir_node *n, double **v, double *out) {
     int64_t idx[IR_MAX_DIMS], total = ir_numel(n);
     const ir_node *a = &g->nodes[n->inputs[0]];
     const ir_node *b = n->ninputs > 1 ? &g->nodes[n->inputs[1]] : NULL;
     const double *va = v[n->inputs[0]], *vb = b ? v[n->inputs[1]] : NULL;
+    int ka = bcast_kind(a, n), kb = b ? bcast_kind(b, n) : 0;
+    int64_t na = ir_numel(a), nb = b ? ir_numel(b) : 1;
     for (int64_t i = 0; i < total; i++) {
-        unravel(i, n->ndim, n->shape, idx);
-        double x = va[bcast_offset(a, n->ndim, idx)];
-        double y = b ? vb[bcast_offset(b, n->ndim, idx)] : 0;
+        if (ka == 2 || kb == 2) unravel(i, n->ndim, n->shape, idx);
+        double x = va[ka == 0 ? i : ka == 1 ? i % na : bcast_offset(a, n->ndim, idx)];
+        double y = b ? vb[kb == 0 ? i : kb == 1 ? i % nb : bcast_offset(b, n->ndim, idx)] : 0;
         double r;
         switch (n->op) {
         case IR_OP_ADD: r = x + y; break;
@@ -255,37 +268,30 @@ static void run_patchify(const ir_node *img, int64_t p, double *image, double *p
 
 static void run_matmul(const ir_graph *g, const ir_node *n, double **v, double *out) {
     const ir_node *a = &g->nodes[n->inputs[0]], *b = &g->nodes[n->inputs[1]];
-    int ta = n->attrs.trans_a, tb = n->attrs.trans_b;
-    int64_t M = n->shape[n->ndim - 2], N = n->shape[n->ndim - 1];
-    int64_t K = a->shape[a->ndim - (ta ? 2 : 1)];
+    ir_gemm_f64 p = {0};
+    p.trans_a = n->attrs.trans_a, p.trans_b = n->attrs.trans_b;
+    p.m = n->shape[n->ndim - 2], p.n = n->shape[n->ndim - 1];
+    p.k = a->shape[a->ndim - (p.trans_a ? 2 : 1)];
+    p.alpha = n->attrs.alpha;
     int nb = n->ndim - 2;
-    int64_t batch = 1, idx[IR_MAX_DIMS];
-    for (int d = 0; d < nb; d++) batch *= n->shape[d];
+    int64_t idx[IR_MAX_DIMS];
+    p.batch = 1;
+    for (int d = 0; d < nb; d++) p.batch *= n->shape[d];
     /* batch views of a and b without their matrix dims */
     ir_node ab = *a, bb = *b;
     ab.ndim -= 2;
     bb.ndim -= 2;
-    double *row = malloc(sizeof(double) * (size_t)N);
-    if (!row) abort();
-    for (int64_t t = 0; t < batch; t++) {
+    int64_t *off = malloc(sizeof(int64_t) * 2 * (size_t)p.batch);
+    if (!off) abort();
+    for (int64_t t = 0; t < p.batch; t++) {
         unravel(t, nb, n->shape, idx);
-        const double *A = v[n->inputs[0]] + bcast_offset(&ab, nb, idx) * M * K;
-        const double *Bm = v[n->inputs[1]] + bcast_offset(&bb, nb, idx) * K * N;
-        double *C = out + t * M * N;
-        for (int64_t i = 0; i < M; i++) {
-            memset(row, 0, sizeof(double) * (size_t)N);
-            for (int64_t k = 0; k < K; k++) {
-                double aik = ta ? A[k * M + i] : A[i * K + k];
-                if (aik == 0) continue;
-                if (tb)
-                    for (int64_t j = 0; j < N; j++) row[j] += aik * Bm[j * K + k];
-                else
-                    for (int64_t j = 0; j < N; j++) row[j] += aik * Bm[k * N + j];
-            }
-            for (int64_t j = 0; j < N; j++) C[i * N + j] = n->attrs.alpha * row[j];
-        }
+        off[t] = bcast_offset(&ab, nb, idx) * p.m * p.k;
+        off[p.batch + t] = bcast_offset(&bb, nb, idx) * p.k * p.n;
     }
-    free(row);
+    p.a = v[n->inputs[0]], p.b = v[n->inputs[1]], p.c = out;
+    p.a_off = off, p.b_off = off + p.batch;
+    ir_gemm_f64_run(&p);
+    free(off);
 }
 
 /* per-row mean and 1/sqrt(var + eps) of an [rows, C] view */

@@ -551,6 +551,8 @@ int ir_copy_node(ir_graph *g, const ir_graph *from, int src, const int *map) {
     if (id >= 0) {
         g->nodes[id].flags = s->flags;
         g->nodes[id].group = s->group;
+        g->nodes[id].src_layout = s->src_layout;
+        if (s->src_name) g->nodes[id].src_name = ir_arena_strdup(&g->arena, s->src_name);
         if (s->data) { /* a model's weights: large, sized by the input, so never an abort */
             size_t bytes = sizeof(float) * (size_t)ir_numel(s);
             float *copy = ir_arena_try_alloc(&g->arena, bytes);

@@ -9,6 +9,7 @@
  *   ir.c      arena, graph, builders, shape rules, verifier, lookups
  *   print.c   the text form (`deitc dump`)
  *   interp.c  the CPU reference interpreter: the semantics of every op
+ *   interp_gemm.c  its matrix product, cache-blocked and threaded (bit-identical to the loop)
  */
 #ifndef DEITC_IR_H
 #define DEITC_IR_H
@@ -92,6 +93,14 @@ typedef struct {
     double init_std;           /* WEIGHT: std of IR_INIT_TRUNC_NORMAL (truncated at 2 std) */
 } ir_attrs;
 
+/* How a model file holds a WEIGHT the frontend renamed (ir_node.src_name). */
+typedef enum {
+    IR_SRC_SAME = 0,     /* as the graph holds it */
+    IR_SRC_TRANSPOSED,   /* 2-D, transposed: the file has [in,out], the graph PyTorch's [out,in] */
+    IR_SRC_REPEATED,     /* the file repeats it along dim 0 (torch's static-batch export of an
+                            expanded cls_token: [B,1,D] of identical rows; the graph [1,1,D]) */
+} ir_src_layout;
+
 enum {
     IR_NODE_TRAINABLE = 1, /* WEIGHT: gets a gradient and an optimizer update */
     IR_NODE_OUTPUT = 2,    /* value is reported (logits, loss, grad.*) */
@@ -112,6 +121,9 @@ typedef struct {
     ir_loc loc;
     const float *data;         /* WEIGHT (or CONST tensor) value from the model file, numel f32,
                                   arena-owned; NULL when the model file carries none */
+    const char *src_name;      /* WEIGHT renamed by the frontend (timm's name for an ONNX
+                                  initializer): the name in the model file; else NULL */
+    ir_src_layout src_layout;  /* WEIGHT with src_name: how the file holds the value */
 } ir_node;
 
 /* Model facts the frontend knows, for `deitc inspect` and the runtime's data checks. */
@@ -120,6 +132,8 @@ typedef struct {
     int64_t img_size, patch_size, in_chans, num_classes, embed_dim, depth, num_heads;
     double mlp_ratio;
     int64_t batch;
+    const char *note; /* arena string the frontend wants shown once (weights it could not name
+                         as timm does), or NULL */
 } ir_model_info;
 
 /* ---- ir.c: arena ------------------------------------------------------------------------ */
@@ -218,5 +232,23 @@ const char *ir_interp_error(const ir_interp *it);
 void ir_interp_get_f32(const ir_interp *it, int node, float *out);
 void ir_interp_get_f64(const ir_interp *it, int node, double *out);
 void ir_interp_get_i64(const ir_interp *it, int node, int64_t *out);
+
+/* ---- interp_gemm.c: the interpreter's matrix product ------------------------------------ */
+
+/* c[t] (m x n, row-major, at c + t*m*n) = alpha * op(a[t]) @ op(b[t]) for t < batch, where
+ * a[t] = a + a_off[t] is m x k (k x m when trans_a) and b[t] = b + b_off[t] is k x n (n x k
+ * when trans_b). Each element sums k = 0..K-1 in order from +0, rounding every multiply and add
+ * (as the plain triple loop), whatever the blocking and the number of threads. */
+typedef struct {
+    const double *a, *b;
+    double *c;
+    const int64_t *a_off, *b_off; /* [batch] element offsets */
+    int64_t batch, m, n, k;
+    int trans_a, trans_b;
+    double alpha;
+} ir_gemm_f64;
+void ir_gemm_f64_run(const ir_gemm_f64 *p);
+/* Threads for ir_gemm_f64_run (tests); default DEITC_GEMM_THREADS, else the online CPUs. */
+void ir_gemm_f64_set_threads(int n);
 
 #endif

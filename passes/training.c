@@ -101,6 +101,7 @@ ir_graph *pass_training(const ir_graph *f, const pass_train_options *o, char *er
     ir_graph *g = ir_graph_new();
     g->info = f->info;
     if (f->info.model_name) g->info.model_name = ir_arena_strdup(&g->arena, f->info.model_name);
+    if (f->info.note) g->info.note = ir_arena_strdup(&g->arena, f->info.note);
     for (int i = 0; i < f->n; i++)
         if (ir_copy_node(g, f, i, NULL) != i)
             return fail(g, err, errsize, "training: copying the forward graph: %s", g->error);

@@ -26,7 +26,7 @@ typedef struct {
     const char *cmd;
     const char *init, *data, *save, *metrics, *checkpoint, *resume;
     long steps, epochs, warmup_steps, bench_warmup, log_every, checkpoint_every;
-    int has_steps, has_epochs, has_lr, shuffle, synthetic, use_graph, verbose, cosine, profile, resume_override;
+    int has_steps, has_epochs, has_lr, shuffle, synthetic, use_graph, verbose, cosine, profile, resume_override, partial_init;
     double lr, weight_decay;
     uint64_t seed;
 } exe_args;
@@ -79,13 +79,15 @@ static double now_s(void) {
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: %s train [--init W.safetensors] --data D [--steps K | --epochs E] [--lr LR]\n"
+            "usage: %s train [--init W.safetensors [--partial-init]] --data D [--steps K | --epochs E] [--lr LR]\n"
             "                [--weight-decay WD] [--no-shuffle] [--save OUT.safetensors] [--metrics FILE.jsonl]\n"
             "                [--seed S] [--synthetic] [--warmup-steps W] [--schedule cosine|constant]\n"
             "                [--log-every N] [--no-graph] [--checkpoint C.safetensors [--checkpoint-every N]]\n"
             "                [--resume C.safetensors [--resume-override]]\n"
-            "       %s eval --data D [--init W.safetensors] [--seed S]\n"
-            "       %s bench [--steps K] [--warmup W] [--init W.safetensors] [--no-graph] [--profile]\n"
+            "       %s eval --data D [--init W.safetensors [--partial-init]] [--seed S]\n"
+            "       %s bench [--steps K] [--warmup W] [--init W.safetensors [--partial-init]] [--no-graph] [--profile]\n"
+            "--init must give every weight of the model; with --partial-init the ones it lacks (a new classifier\n"
+            "   head, for fine-tuning: also one of another number of classes) keep the model's own values.\n"
             "       %s info [-v]\n"
             "D: an ImageFolder directory (a subfolder of .jpg/.jpeg/.png images per class; resized and center-\n"
             "   cropped as timm evaluates, ImageNet mean/std), a .safetensors tensor dataset (images f32 [N,C,H,W],\n"
@@ -153,11 +155,11 @@ static int option_allowed(const char *cmd, const char *opt) {
     static const struct {
         const char *cmd, *opts;
     } table[] = {
-        {"train", " --init --data --save --metrics --steps --epochs --lr --weight-decay --seed --warmup-steps"
+        {"train", " --init --partial-init --data --save --metrics --steps --epochs --lr --weight-decay --seed --warmup-steps"
                   " --schedule --log-every --no-shuffle --synthetic --no-graph -v --verbose --profile"
                   " --checkpoint --checkpoint-every --resume --resume-override "},
-        {"eval", " --init --data --synthetic --seed --no-graph -v --verbose "},
-        {"bench", " --init --steps --warmup --seed --no-graph -v --verbose --profile "},
+        {"eval", " --init --partial-init --data --synthetic --seed --no-graph -v --verbose "},
+        {"bench", " --init --partial-init --steps --warmup --seed --no-graph -v --verbose --profile "},
         {"info", " -v --verbose "},
     };
     char key[64];
@@ -233,6 +235,7 @@ static int parse_args(int argc, char **argv, exe_args *a) {
         } else {
             takes = 0;
             if (!strcmp(s, "--no-shuffle")) a->shuffle = 0;
+            else if (!strcmp(s, "--partial-init")) a->partial_init = 1;
             else if (!strcmp(s, "--synthetic")) a->synthetic = 1;
             else if (!strcmp(s, "--no-graph")) a->use_graph = 0;
             else if (!strcmp(s, "-v") || !strcmp(s, "--verbose")) a->verbose = 1;
@@ -369,13 +372,15 @@ static int session_open(session *s, const rt_plan *p, int need_device) {
  * Returns 1 when the file had it, 0 when the fallback was used (none given: nothing uploaded),
  * -1 on error (reported). */
 static int upload_tensor(session *s, const rt_plan_tensor *t, const rt_tensor_set *file, const char *path,
-                         int fallback, uint64_t seed) {
+                         const char *prefix, int fallback, uint64_t seed) {
     char err[1200];
     int64_t n = numel(t);
     float *buf = malloc(sizeof(float) * (size_t)(n ? n : 1));
     void *conv = malloc((size_t)(n ? n : 1) * rt_dtype_size(t->dtype) + 4);
     if (!buf || !conv) abort();
-    int found = file ? rt_weight_read(file, path, t->name, t->ndim, t->shape, buf, err, sizeof err) : 0;
+    char full[600];
+    snprintf(full, sizeof full, "%s%s", prefix, t->name);
+    int found = file ? rt_weight_read(file, path, full, t->ndim, t->shape, buf, err, sizeof err) : 0;
     if (found < 0) error("%s", err);
     else if (!found && fallback && t->init_data) memcpy(buf, t->init_data, sizeof(float) * (size_t)n);
     else if (!found && fallback) rt_init_fill(t->init, t->init_std, seed, t->name, buf, n);
@@ -392,14 +397,21 @@ static int upload_tensor(session *s, const rt_plan_tensor *t, const rt_tensor_se
 }
 
 /* Weights from --init (checked tensor by tensor), else the model file's values embedded in
- * the plan, else the plan's initializers; state zeroed. */
-static int load_weights(session *s, const char *init, uint64_t seed) {
+ * the plan, else the plan's initializers; state zeroed. --init must give every weight unless
+ * `partial` (--partial-init), with which a classifier head of another shape is left out too. */
+static int load_weights(session *s, const char *init, int partial, uint64_t seed) {
     const rt_plan *p = s->p;
     rt_tensor_set set;
     memset(&set, 0, sizeof set);
     char err[1200];
+    if (partial && !init) return error("--partial-init needs --init");
     if (init && rt_safetensors_read_checked(init, 0, &set, err, sizeof err) < 0) return error("%s", err);
-    int rc = 0, used = 0;
+    char note[600], full[600];
+    const char *prefix = init ? rt_weights_prefix(&set, init, note, sizeof note) : "";
+    if (*prefix) fprintf(stderr, "%s: note: %s\n", prog, note);
+    const char **missing = calloc((size_t)p->num_tensors + 1, sizeof *missing);
+    if (!missing) abort();
+    int rc = 0, used = 0, nmissing = 0, total = 0;
     for (int i = 0; i < p->num_tensors && !rc; i++) {
         const rt_plan_tensor *t = &p->tensors[i];
         if (t->role == RT_ROLE_STATE) {
@@ -407,23 +419,28 @@ static int load_weights(session *s, const char *init, uint64_t seed) {
             continue;
         }
         if (t->role != RT_ROLE_WEIGHT) continue;
-        /* a YAML model's weights must all be in --init; an ONNX model's own values stand in */
-        int fallback = !init || t->init_data;
-        int found = upload_tensor(s, t, init ? &set : NULL, init, fallback, seed);
-        if (found < 0) {
-            rc = 1;
-        } else if (found) {
-            used++;
-        } else if (!fallback) {
-            char want[160];
-            shape_str(t->shape, t->ndim, want, sizeof want);
-            rc = error("%s: has no tensor '%s' (a weight of the model, shape [%s])", init, t->name, want);
-        }
+        total++;
+        snprintf(full, sizeof full, "%s%s", prefix, t->name);
+        const rt_tensor *ft = init ? rt_tensor_set_find(&set, full) : NULL;
+        int same = ft && ft->ndim == t->ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = ft->shape[d] == t->shape[d];
+        int skip = ft && !same && partial && rt_weight_is_head(t->name); /* a new head */
+        int found = upload_tensor(s, t, init && !skip ? &set : NULL, init, prefix, !init || partial, seed);
+        if (found < 0) rc = 1;
+        else if (found) used++;
+        else if (init) missing[nmissing++] = t->name, used += skip; /* a skipped head is no stray tensor */
     }
+    if (!rc && nmissing) {
+        char msg[1024];
+        rt_weights_missing_text(init, missing, nmissing, total, partial, msg, sizeof msg);
+        if (partial) fprintf(stderr, "%s: note: %s\n", prog, msg);
+        else rc = error("%s", msg);
+    }
+    free(missing);
     if (!rc && init && used < set.count) {
         const char *first = "?";
         for (int i = 0; i < set.count; i++)
-            if (!find_tensor(p, RT_ROLE_WEIGHT, set.tensors[i].name)) {
+            if (!find_tensor(p, RT_ROLE_WEIGHT, set.tensors[i].name + strlen(prefix))) {
                 first = set.tensors[i].name;
                 break;
             }
@@ -665,7 +682,7 @@ static int load_checkpoint(session *s, const exe_args *a, long total, long *step
     for (int i = 0; i < p->num_tensors && !rc; i++) {
         const rt_plan_tensor *t = &p->tensors[i];
         if (t->role != RT_ROLE_WEIGHT && t->role != RT_ROLE_STATE) continue;
-        int found = upload_tensor(s, t, &set, path, 0, 0);
+        int found = upload_tensor(s, t, &set, path, "", 0, 0);
         if (found < 0) rc = 1;
         else if (!found)
             rc = error("%s: has no tensor '%s' (%s of this model): not a checkpoint of it", path, t->name,
@@ -717,7 +734,7 @@ static int cmd_train(const exe_args *a, const rt_plan *p) {
     }
     long total = a->has_steps ? a->steps : (long)(a->has_epochs ? a->epochs : 1) * (long)per_epoch;
     long first = 1; /* the first step to run: after the checkpoint's with --resume */
-    if (session_open(&s, p, 1) || load_weights(&s, a->init, a->seed)) goto done;
+    if (session_open(&s, p, 1) || load_weights(&s, a->init, a->partial_init, a->seed)) goto done;
     if (a->resume) {
         long at = 0;
         if (load_checkpoint(&s, a, total, &at)) goto done;
@@ -817,7 +834,7 @@ static int cmd_eval(const exe_args *a, const rt_plan *p) {
         error("%s: the dataset has no images", a->data);
         goto done;
     }
-    if (session_open(&s, p, 1) || load_weights(&s, a->init, a->seed)) goto done;
+    if (session_open(&s, p, 1) || load_weights(&s, a->init, a->partial_init, a->seed)) goto done;
     if (!s.logits && ds.n < p->batch) {
         error("%s: the dataset has %lld images, fewer than the batch size %lld (and the plan has no logits output to "
               "evaluate a partial batch with)",
@@ -971,7 +988,7 @@ static int cmd_bench(const exe_args *a, const rt_plan *p) {
         return error("bench times at most 1000000 steps after at most 1000000 warm-up steps (--steps %ld, --warmup %ld)",
                      steps, warm);
     if (rt_dataset_synthetic(p, p->batch, a->seed, &ds, err, sizeof err)) return error("%s", err);
-    if (session_open(&s, p, 1) || load_weights(&s, a->init, a->seed)) goto done;
+    if (session_open(&s, p, 1) || load_weights(&s, a->init, a->partial_init, a->seed)) goto done;
     int64_t *idx = malloc(sizeof(int64_t) * (size_t)p->batch);
     if (!idx) abort();
     for (int64_t i = 0; i < p->batch; i++) idx[i] = i;

@@ -128,7 +128,8 @@ int rt_file_read(const char *path, unsigned char **buf, size_t *size, char *err,
 /* ---- safetensors.c ---------------------------------------------------------------------- */
 
 /* ORDER: same numbering as ir_dtype (IR_F32 ...), so the compiler can pass dtypes through. */
-typedef enum { RT_F32, RT_F16, RT_BF16, RT_I32, RT_I64, RT_DTYPE_COUNT } rt_dtype;
+/* RT_F64 (last, no IR twin) exists only in files: weights in it are converted to float32 as read. */
+typedef enum { RT_F32, RT_F16, RT_BF16, RT_I32, RT_I64, RT_F64, RT_DTYPE_COUNT } rt_dtype;
 
 #define RT_MAX_DIMS 8
 
@@ -174,6 +175,20 @@ const rt_tensor *rt_tensor_set_find(const rt_tensor_set *s, const char *name);
  * dtype is wrong or it holds a NaN or infinity. What `deitc run` and the executables share. */
 int rt_weight_read(const rt_tensor_set *file, const char *path, const char *name, int ndim,
                    const int64_t *shape, float *out, char *err, size_t errsize);
+/* The wrapper prefix every tensor of a weights file is named under, "module." (PyTorch's
+ * DistributedDataParallel) or "model." (a wrapped model's state_dict), repeatedly
+ * ("module.model."), with a note in msg naming it; "" (and msg untouched) when there is none.
+ * Readers then look weight W up as prefix + W. The result points into static storage. */
+const char *rt_weights_prefix(const rt_tensor_set *s, const char *path, char *msg, size_t size);
+/* A classifier head's weight (head.*, head_dist.*): the one part a fine-tuning weights file is
+ * expected to lack, or to hold at another number of classes. */
+int rt_weight_is_head(const char *name);
+/* The message for a weights file that gives only part of a model's weights: missing[0..n) of
+ * its `total` weights (names) are not in `path`. Without `partial` (--partial-init) it is the
+ * error, naming what is missing (and --partial-init, saying when only the head is); with it,
+ * the note that those keep the model's own values. */
+void rt_weights_missing_text(const char *path, const char *const *missing, int n, int total, int partial,
+                             char *buf, size_t size);
 
 /* 0 when every element of a float tensor is finite (integer tensors always are); else -1 with
  * err naming `path`, the tensor and the first NaN or infinity, as rt_weight_read says it. */

@@ -16,8 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *const dtype_names[RT_DTYPE_COUNT] = {"F32", "F16", "BF16", "I32", "I64"};
-static const size_t dtype_sizes[RT_DTYPE_COUNT] = {4, 2, 2, 4, 8};
+static const char *const dtype_names[RT_DTYPE_COUNT] = {"F32", "F16", "BF16", "I32", "I64", "F64"};
+static const size_t dtype_sizes[RT_DTYPE_COUNT] = {4, 2, 2, 4, 8, 8};
 
 const char *rt_dtype_name(rt_dtype t) { return (unsigned)t < RT_DTYPE_COUNT ? dtype_names[t] : "?"; }
 size_t rt_dtype_size(rt_dtype t) { return dtype_sizes[t]; }
@@ -517,6 +517,12 @@ int rt_tensor_to_f32(const rt_tensor *t, float *out) {
             memcpy(&h, p + 2 * i, 2);
             out[i] = rt_bf16_to_float(h);
             break;
+        case RT_F64: { /* some tools write weights in float64: rounded to nearest float */
+            double d;
+            memcpy(&d, p + 8 * i, 8);
+            out[i] = (float)d;
+            break;
+        }
         default:
             return -1;
         }
@@ -588,4 +594,54 @@ int rt_tensor_to_i64(const rt_tensor *t, int64_t *out) {
             return -1;
     }
     return 0;
+}
+
+int rt_weight_is_head(const char *name) {
+    return strncmp(name, "head.", 5) == 0 || strncmp(name, "head_dist.", 10) == 0;
+}
+
+void rt_weights_missing_text(const char *path, const char *const *missing, int n, int total, int partial,
+                             char *buf, size_t size) {
+    int heads = 0;
+    for (int k = 0; k < n; k++) heads += rt_weight_is_head(missing[k]);
+    char list[600];
+    size_t len = 0;
+    list[0] = 0;
+    for (int k = 0; k < n && k < 6 && len < sizeof list - 1; k++)
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s'%s'", k ? ", " : "", missing[k]);
+    if (n > 6 && len < sizeof list - 1) snprintf(list + len, sizeof list - len, ", ...");
+    const char *head = heads == n ? " (a new classifier head, for fine-tuning)" : "";
+    if (partial)
+        snprintf(buf, size, "%s: --partial-init: %d of the model's %d weights are not in the file and keep the "
+                 "model's own values%s: %s", path, n, total, head, list);
+    else if (heads == n)
+        snprintf(buf, size, "%s: the classifier head is not in the file or has another number of classes (%s); "
+                 "to fine-tune a new head from these weights, pass --partial-init", path, list);
+    else
+        snprintf(buf, size, "%s: gives only part of the model's weights: %d of %d are missing (%s); pass "
+                 "--partial-init if the rest is meant to keep the model's own values", path, n, total, list);
+}
+
+const char *rt_weights_prefix(const rt_tensor_set *s, const char *path, char *msg, size_t size) {
+    static const char *const prefixes[] = {"module.", "model."};
+    static _Thread_local char found[64];
+    size_t len = 0;
+    found[0] = 0;
+    for (int again = 1; again && s->count > 0;) {
+        again = 0;
+        for (size_t k = 0; k < sizeof prefixes / sizeof *prefixes && !again; k++) {
+            size_t n = strlen(prefixes[k]);
+            int all = len + n < sizeof found;
+            for (int i = 0; i < s->count && all; i++)
+                all = strncmp(s->tensors[i].name + len, prefixes[k], n) == 0 && s->tensors[i].name[len + n];
+            if (!all) continue;
+            memcpy(found + len, prefixes[k], n + 1);
+            len += n;
+            again = 1;
+        }
+    }
+    if (len)
+        snprintf(msg, size, "%s: every tensor is named under '%s' (a DistributedDataParallel or wrapped model's "
+                 "state_dict): read as named without it", path, found);
+    return found;
 }

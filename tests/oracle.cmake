@@ -1,9 +1,10 @@
 # oracle: the reference interpreter (`deitc run`) against PyTorch float64 oracle cases
 # (tests/data/<case>/, made by ../shared/tools/deit_ref.py): logits within 1e-4; after 3 AdamW
 # steps, every gradient of step 1 and the losses within 1e-4, the weights within 5e-3, and the
-# weights' changes (small next to the weights) within 5e-3 (measured worst 1.3e-3), qkv biases aside: the key
-# third of a qkv bias has an exactly zero gradient (softmax ignores a shift shared by all keys),
-# so Adam moves it by +-lr times the sign of rounding noise (the absolute check covers it).
+# weights' changes (small next to the weights) within 5e-3 (measured worst 1.3e-3), by tensor
+# class: a qkv bias's query and value thirds like the rest, its key third on its own terms: its
+# gradient is exactly zero (softmax ignores a shift shared by all keys), so Adam moves it by up to
+# lr a step in the sign of rounding noise, in PyTorch's float32 too: |change| <= 3 steps * lr.
 add_executable(st_compare ${CMAKE_CURRENT_SOURCE_DIR}/tools/st_compare.c)
 target_link_libraries(st_compare PRIVATE deitc_rt m)
 
@@ -18,7 +19,7 @@ function(deitc_oracle_case name)
     -P ${CMAKE_CURRENT_SOURCE_DIR}/tools/run_and_compare.cmake)
   add_test(NAME oracle_${name}_train COMMAND ${CMAKE_COMMAND} ${common}
     "-DRUN=run;${model};${defs};--weights;${dir}/init.safetensors;--input;${dir}/batch.safetensors;--steps;3;--lr;1e-3;--weight-decay;0.05;--grads"
-    "-DCHECKS=${dir}/expected.safetensors|1e-4|losses,grad.*;${dir}/after_steps.safetensors|5e-3|*;${dir}/after_steps.safetensors|5e-3|!*qkv.bias|${dir}/init.safetensors"
+    "-DCHECKS=${dir}/expected.safetensors|1e-4|losses;${dir}/expected.safetensors|1e-4|grad.*;${dir}/after_steps.safetensors|5e-3|*;${dir}/after_steps.safetensors|5e-3|*|${dir}/init.safetensors|3e-3"
     -P ${CMAKE_CURRENT_SOURCE_DIR}/tools/run_and_compare.cmake)
   set_tests_properties(oracle_${name}_logits oracle_${name}_train PROPERTIES LABELS oracle)
 endfunction()

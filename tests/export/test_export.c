@@ -87,14 +87,21 @@ static void test_init(void) {
         double got = nth_loss(name, 0), want = expected("loss", 0);
         CHECK_MSG(close_to(got, want), "opset %s eval: loss %.7f, oracle %.7f", opset, got, want);
     }
-    /* --init with one tensor: that one from the file, the others from the model */
+    /* --init with one tensor: an error naming what is missing; with --partial-init that one from
+     * the file, the others from the model */
     char path[600], err[512];
     float bias[10];
     for (int i = 0; i < 10; i++) bias[i] = 0.1f * (float)i;
     rt_tensor t = {"head.bias", RT_F32, 1, {10}, sizeof bias, bias};
     snprintf(path, sizeof path, "%s/one.safetensors", dir);
     CHECK(rt_safetensors_write(path, &t, 1, NULL, err, sizeof err) == 0);
-    CHECK(test_sh("cd '%s' && ./x17 eval --init one.safetensors --data '%s/deit_micro/batch.safetensors' > eval1.txt 2>&1",
+    CHECK(test_sh("cd '%s' && ./x17 eval --init one.safetensors --data '%s/deit_micro/batch.safetensors' > eval0.txt 2>&1",
+             dir, data) != 0);
+    char *msg = slurp("eval0.txt", NULL);
+    CHECK_MSG(msg && strstr(msg, "gives only part of the model's weights") && strstr(msg, "'patch_embed.proj.weight'") &&
+              strstr(msg, "--partial-init"), "eval --init one tensor said: %s", msg ? msg : "");
+    free(msg);
+    CHECK(test_sh("cd '%s' && ./x17 eval --init one.safetensors --partial-init --data '%s/deit_micro/batch.safetensors' > eval1.txt 2>&1",
              dir, data) == 0);
     double l = nth_loss("eval1.txt", 0);
     CHECK_MSG(isfinite(l) && l > 2.0 && l < 2.6 && !close_to(l, expected("loss", 0)), "eval with head.bias = 0.1 i: %g", l);
@@ -254,7 +261,17 @@ static void test_dedup(void) {
     free(msg);
     float a[N], b[N], c[N];
     CHECK(logits_of("one.onnx", NULL, batch, "oa.safetensors", a, N) == 0);
-    CHECK(logits_of(model, "one.safetensors", batch, "ob.safetensors", b, N) == 0);
+    /* a file of one weight is a partial file: an error naming what is missing, unless --partial-init */
+    CHECK(test_sh("cd '%s' && '%s' run '%s' --weights one.safetensors --input '%s' -o op.safetensors > op.txt 2>&1", dir,
+                  bin, model, batch) != 0);
+    msg = slurp("op.txt", NULL);
+    CHECK_MSG(msg && strstr(msg, "gives only part of the model's weights: 31 of 32 are missing (") &&
+                  strstr(msg, "pass --partial-init"), "partial file: %s", msg ? msg : "");
+    free(msg);
+    CHECK(logits_of(model, "one.safetensors --partial-init", batch, "ob.safetensors", b, N) == 0);
+    msg = slurp("ob.safetensors.txt", NULL);
+    CHECK_MSG(msg && strstr(msg, "--partial-init: 31 of the model's 32 weights are not in the file"), "note: %s", msg ? msg : "");
+    free(msg);
     CHECK(logits_of(model, NULL, batch, "oc.safetensors", c, N) == 0);
     CHECK_MSG(test_rel_l2(a, b, N) < 1e-6 && test_rel_l2(c, b, N) > 1e-4, "one tensor: rel L2 %.2e, moved %.2e",
               test_rel_l2(a, b, N), test_rel_l2(c, b, N));

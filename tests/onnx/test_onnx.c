@@ -446,15 +446,16 @@ static float *read_output(const char *path, const char *name, int64_t *n) {
 
 static void test_cli(int train) {
     make_tmpdir();
-    char p[1024], b[1024], e[1024], out[512], cmd[4096];
+    char p[1024], b[1024], e[1024], out[512], lpath[600], cmd[4096];
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         const test_case *tc = &cases[k];
         for (int m = 0; m < 8 && tc->models[m]; m++) {
             if (k == 1 && m > 0 && !train) continue; /* the loader test covers the variants */
             snprintf(out, sizeof out, "%s/out.safetensors", tmpdir);
-            snprintf(cmd, sizeof cmd, "'%s' run '%s' --input '%s' -o '%s'%s", test_env("DEITC_BIN"),
+            snprintf(lpath, sizeof lpath, "%s/losses.safetensors", tmpdir);
+            snprintf(cmd, sizeof cmd, "'%s' run '%s' --input '%s' -o '%s'%s%s", test_env("DEITC_BIN"),
                      data_path(p, sizeof p, tc->dir, tc->models[m]), data_path(b, sizeof b, tc->dir, "batch.safetensors"),
-                     out, train ? " --steps 3 --lr 1e-3 --weight-decay 0.05" : "");
+                     out, train ? " --steps 3 --lr 1e-3 --weight-decay 0.05 --losses " : "", train ? lpath : "");
             printf("$ %s\n", cmd);
             fflush(stdout);
             unlink(out);
@@ -462,7 +463,7 @@ static void test_cli(int train) {
             CHECK_MSG(rc == 0, "deitc run failed (%d)", rc);
             if (rc) continue;
             int64_t n = 0;
-            float *y = read_output(out, train ? "losses" : "logits", &n);
+            float *y = read_output(train ? lpath : out, train ? "losses" : "logits", &n);
             CHECK(y != NULL);
             if (y) check_against(data_path(e, sizeof e, tc->dir, "expected.safetensors"), train ? "losses" : "logits", y, n, 1e-4);
             free(y);

@@ -117,8 +117,8 @@ int main(void) {
     expect_error("unknown --output", args, "nothing");
 
     /* --freeze: frozen weights come back unchanged, the others move; losses has K entries */
-    snprintf(args, sizeof args, "run '%s' %s --weights '%s/init.safetensors' --input '%s/good.safetensors' --steps 2 --freeze 'blocks.*' --freeze 'pos_embed' -o '%s/o.safetensors'",
-             model, sizes, micro, tmp, tmp);
+    snprintf(args, sizeof args, "run '%s' %s --weights '%s/init.safetensors' --input '%s/good.safetensors' --steps 2 --freeze 'blocks.*' --freeze 'pos_embed' -o '%s/o.safetensors' --losses '%s/l.safetensors'",
+             model, sizes, micro, tmp, tmp, tmp);
     rc = run(args, &out);
     CHECK_MSG(rc == 0, "freeze run exit %d: %.500s", rc, out);
     free(out);
@@ -138,8 +138,14 @@ int main(void) {
             CHECK_MSG(eq == frozen, "%s %s", a->name, frozen ? "changed though frozen" : "did not move");
             same += eq, moved += !eq;
         }
-        const rt_tensor *l = rt_tensor_set_find(&res, "losses");
-        CHECK(l && rt_tensor_numel(l) == 2);
+        /* the weights file holds the weights alone; the losses are in --losses */
+        CHECK(res.count == init.count && !rt_tensor_set_find(&res, "losses"));
+        rt_tensor_set ls = {0};
+        snprintf(path, sizeof path, "%s/l.safetensors", tmp);
+        CHECK(rt_safetensors_read(path, &ls, err, sizeof err) == 0);
+        const rt_tensor *l = rt_tensor_set_find(&ls, "losses");
+        CHECK(l && rt_tensor_numel(l) == 2 && ls.count == 1);
+        rt_tensor_set_free(&ls);
         printf("freeze blocks.* pos_embed: %d weights unchanged, %d updated\n", same, moved);
     } else {
         CHECK_MSG(0, "cannot read %s", path);

@@ -1,12 +1,17 @@
 /* st_compare.c: compares tensors of two safetensors files by relative L2 error.
  *
- *   st_compare [--delta BASE] GOT EXPECTED TOL [NAME|PREFIX*]...
+ *   st_compare [--delta BASE [--qkv-key BOUND]] GOT EXPECTED TOL [NAME|PREFIX*]...
  *
  * With --delta, compares the changes (GOT - BASE) and (EXPECTED - BASE) instead: after a few
  * optimizer steps the weights barely move, so this is what shows the update itself is right.
  * Each NAME must exist in both files (PREFIX* matches every tensor of EXPECTED whose name starts
  * with PREFIX, and at least one must); with no names, every tensor of EXPECTED is compared;
  * !PATTERN leaves out the tensors it matches.
+ * With --qkv-key (weights' changes after a few AdamW steps), a *qkv.bias is checked by thirds:
+ * its query and value thirds by relative L2 like any tensor, and its key third on its own terms:
+ * the key bias's gradient is exactly zero (softmax ignores a shift shared by all keys), so Adam
+ * turns rounding noise into steps of up to lr each, in PyTorch's float32 as in ours: every change
+ * there, in GOT and in EXPECTED, must be at most BOUND (steps * lr) in magnitude.
  * EXPECTED's tensor may be named differently in GOT with GOTNAME=EXPNAME. Prints one line per
  * tensor with its error and the worst; exits 1 if any error exceeds TOL or anything is missing. */
 #include <fnmatch.h>
@@ -16,6 +21,30 @@
 #include "tests/harness.h"
 
 static const rt_tensor_set *delta_base; /* --delta: compare changes from this set */
+static double qkv_key_bound;             /* --qkv-key: bound on the key bias third's changes */
+
+static int is_qkv_bias(const char *name) {
+    size_t n = strlen(name);
+    return n >= 8 && strcmp(name + n - 8, "qkv.bias") == 0;
+}
+
+/* A qkv bias's changes x (got), y (expected), n = 3 * third: the query and value thirds by
+ * relative L2, the key third against the bound (INFINITY when past it). */
+static double compare_qkv_bias(const float *x, const float *y, int64_t n, const char *name) {
+    int64_t t = n / 3;
+    float *a = malloc(sizeof(float) * (size_t)(2 * t + 1)), *b = malloc(sizeof(float) * (size_t)(2 * t + 1));
+    memcpy(a, x, sizeof(float) * (size_t)t), memcpy(a + t, x + 2 * t, sizeof(float) * (size_t)t);
+    memcpy(b, y, sizeof(float) * (size_t)t), memcpy(b + t, y + 2 * t, sizeof(float) * (size_t)t);
+    double e = test_rel_l2(a, b, 2 * t), worst = 0;
+    for (int64_t k = t; k < 2 * t; k++) {
+        worst = fabs(x[k]) > worst ? fabs(x[k]) : worst;
+        worst = fabs(y[k]) > worst ? fabs(y[k]) : worst;
+    }
+    printf("  %-40s key third: largest change %.3e (bound %.1e); query and value thirds:\n", name, worst, qkv_key_bound);
+    free(a);
+    free(b);
+    return worst <= qkv_key_bound * (1 + 1e-6) ? e : INFINITY;
+}
 
 /* subtracts base's tensor `name` (when --delta is on) from x */
 static int subtract_base(float *x, const char *name, int64_t n) {
@@ -46,6 +75,8 @@ static double compare(const rt_tensor *a, const rt_tensor *b, const char *name) 
     } else if (subtract_base(x, name, n) || subtract_base(y, name, n)) {
         printf("  %-40s not in the --delta base\n", name);
         e = INFINITY;
+    } else if (qkv_key_bound > 0 && is_qkv_bias(name) && n % 3 == 0) {
+        e = compare_qkv_bias(x, y, n, name);
     } else {
         e = test_rel_l2(x, y, n);
     }
@@ -65,9 +96,14 @@ int main(int argc, char **argv) {
         delta_base = &base;
         argv += 2;
         argc -= 2;
+        if (argc > 2 && strcmp(argv[1], "--qkv-key") == 0) {
+            qkv_key_bound = atof(argv[2]);
+            argv += 2;
+            argc -= 2;
+        }
     }
     if (argc < 4) {
-        fprintf(stderr, "usage: st_compare [--delta BASE] GOT EXPECTED TOL [NAME|PREFIX*|GOTNAME=EXPNAME]...\n");
+        fprintf(stderr, "usage: st_compare [--delta BASE [--qkv-key BOUND]] GOT EXPECTED TOL [NAME|PREFIX*|GOTNAME=EXPNAME]...\n");
         return 2;
     }
     char err[512];

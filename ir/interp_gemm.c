@@ -1,0 +1,209 @@
+/* interp_gemm.c: the reference interpreter's matrix product (MATMUL, so attention's q k^T and
+ * a v too), in double: cache-blocked and spread over a few host threads.
+ *
+ * The semantics are the plain triple loop's: each C element is alpha * (sum over k = 0, 1, ...
+ * K-1 of a[i,k] * b[k,j]), the sum started at +0 and taken in ascending k with one rounding
+ * per multiply and per add (no fused multiply-add: this file is built with -ffp-contract=off
+ * and the vector kernel uses separate multiply and add). Blocking only changes where partial
+ * sums wait between K slices (in C itself), never their order, so the result is bit-identical
+ * to the unblocked loop and independent of the thread count.
+ *
+ * Work units are (batch matrix, MB rows, NB columns) tiles of C taken from an atomic counter;
+ * a unit walks K in KC slices, packs its A slice into MR-row strips and its B slice into
+ * NR-column strips (zero-padded at the edges), and runs an MR x NR register kernel (AVX2 when
+ * the CPU has it and DEITC_GEMM_NO_AVX2 is not set, else portable C). Threads: DEITC_GEMM_THREADS, else the online CPUs (at most
+ * 16), as the emu target's GEMM (runtime/gemm_cpu.c) counts them.
+ */
+#include "ir/ir.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define IG_X86 1
+#include <immintrin.h>
+#endif
+
+enum { MR = 4, NR = 8, KC = 192, MB = 48, NB = 192 };
+
+typedef struct {
+    const ir_gemm_f64 *p;
+    int64_t units_m, units_n, units;
+    atomic_llong next;
+    int avx2;
+} ig_job;
+
+static int threads; /* 0: not decided yet */
+
+void ir_gemm_f64_set_threads(int n) { threads = n < 1 ? 1 : n > 16 ? 16 : n; }
+
+static int ig_threads(void) {
+    if (threads > 0) return threads;
+    const char *env = getenv("DEITC_GEMM_THREADS");
+    long n = env && *env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1) n = 1;
+    if (n > 16) n = 16;
+    threads = (int)n;
+    return threads;
+}
+
+/* A[i0.., p0..] (mb x kc) into MR-row strips: strip s, column k, row r at (s*kc + k)*MR + r */
+static void pack_a(const ir_gemm_f64 *p, const double *a, int64_t i0, int64_t mb, int64_t p0, int64_t kc,
+                   double *dst) {
+    for (int64_t s = 0; s < mb; s += MR, dst += MR * kc) {
+        int64_t rows = mb - s < MR ? mb - s : MR;
+        if (rows < MR) memset(dst, 0, sizeof(double) * (size_t)(MR * kc));
+        if (p->trans_a) {
+            for (int64_t k = 0; k < kc; k++) memcpy(dst + k * MR, a + (p0 + k) * p->m + i0 + s, sizeof(double) * (size_t)rows);
+        } else {
+            const double *src[MR];
+            for (int64_t r = 0; r < rows; r++) src[r] = a + (i0 + s + r) * p->k + p0;
+            for (int64_t k = 0; k < kc; k++)
+                for (int64_t r = 0; r < rows; r++) dst[k * MR + r] = src[r][k];
+        }
+    }
+}
+
+/* B[p0.., j0..] (kc x nb) into NR-column strips: strip s, row k, column c at (s*kc + k)*NR + c */
+static void pack_b(const ir_gemm_f64 *p, const double *b, int64_t p0, int64_t kc, int64_t j0, int64_t nb,
+                   double *dst) {
+    for (int64_t s = 0; s < nb; s += NR, dst += NR * kc) {
+        int64_t cols = nb - s < NR ? nb - s : NR;
+        if (cols < NR) memset(dst, 0, sizeof(double) * (size_t)(NR * kc));
+        if (p->trans_b) {
+            const double *src[NR];
+            for (int64_t c = 0; c < cols; c++) src[c] = b + (j0 + s + c) * p->k + p0;
+            for (int64_t k = 0; k < kc; k++)
+                for (int64_t c = 0; c < cols; c++) dst[k * NR + c] = src[c][k];
+        } else {
+            for (int64_t k = 0; k < kc; k++) memcpy(dst + k * NR, b + (p0 + k) * p->n + j0 + s, sizeof(double) * (size_t)cols);
+        }
+    }
+}
+
+/* C[MR][NR] (row stride ldc) += strip a (kc x MR) times strip b (kc x NR), k ascending */
+static void kernel_generic(int64_t kc, const double *ap, const double *bp, double *acc, int64_t ldc) {
+    double t[MR][NR];
+    for (int r = 0; r < MR; r++) memcpy(t[r], acc + r * ldc, sizeof t[r]);
+    for (int64_t k = 0; k < kc; k++, ap += MR, bp += NR)
+        for (int r = 0; r < MR; r++)
+            for (int c = 0; c < NR; c++) t[r][c] += ap[r] * bp[c];
+    for (int r = 0; r < MR; r++) memcpy(acc + r * ldc, t[r], sizeof t[r]);
+}
+
+#ifdef IG_X86
+__attribute__((target("avx2"))) static void kernel_avx2(int64_t kc, const double *ap, const double *bp,
+                                                        double *acc, int64_t ldc) {
+    double *r0 = acc, *r1 = acc + ldc, *r2 = acc + 2 * ldc, *r3 = acc + 3 * ldc;
+    __m256d c00 = _mm256_loadu_pd(r0), c01 = _mm256_loadu_pd(r0 + 4);
+    __m256d c10 = _mm256_loadu_pd(r1), c11 = _mm256_loadu_pd(r1 + 4);
+    __m256d c20 = _mm256_loadu_pd(r2), c21 = _mm256_loadu_pd(r2 + 4);
+    __m256d c30 = _mm256_loadu_pd(r3), c31 = _mm256_loadu_pd(r3 + 4);
+    for (int64_t k = 0; k < kc; k++, ap += MR, bp += NR) {
+        __m256d b0 = _mm256_loadu_pd(bp), b1 = _mm256_loadu_pd(bp + 4);
+        __m256d a = _mm256_broadcast_sd(ap + 0);
+        c00 = _mm256_add_pd(c00, _mm256_mul_pd(a, b0)), c01 = _mm256_add_pd(c01, _mm256_mul_pd(a, b1));
+        a = _mm256_broadcast_sd(ap + 1);
+        c10 = _mm256_add_pd(c10, _mm256_mul_pd(a, b0)), c11 = _mm256_add_pd(c11, _mm256_mul_pd(a, b1));
+        a = _mm256_broadcast_sd(ap + 2);
+        c20 = _mm256_add_pd(c20, _mm256_mul_pd(a, b0)), c21 = _mm256_add_pd(c21, _mm256_mul_pd(a, b1));
+        a = _mm256_broadcast_sd(ap + 3);
+        c30 = _mm256_add_pd(c30, _mm256_mul_pd(a, b0)), c31 = _mm256_add_pd(c31, _mm256_mul_pd(a, b1));
+    }
+    _mm256_storeu_pd(r0, c00), _mm256_storeu_pd(r0 + 4, c01);
+    _mm256_storeu_pd(r1, c10), _mm256_storeu_pd(r1 + 4, c11);
+    _mm256_storeu_pd(r2, c20), _mm256_storeu_pd(r2 + 4, c21);
+    _mm256_storeu_pd(r3, c30), _mm256_storeu_pd(r3 + 4, c31);
+}
+
+static int cpu_has_avx2(void) {
+    const char *off = getenv("DEITC_GEMM_NO_AVX2"); /* tests run the portable kernel too */
+    if (off && *off && strcmp(off, "0") != 0) return 0;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+}
+#else
+static int cpu_has_avx2(void) { return 0; }
+#endif
+
+/* One tile of C: rows [i0, i0+mb), columns [j0, j0+nb) of batch matrix t. */
+static void run_unit(ig_job *job, int64_t u, double *ap, double *bp) {
+    const ir_gemm_f64 *p = job->p;
+    int64_t t = u / (job->units_m * job->units_n), r = u % (job->units_m * job->units_n);
+    int64_t i0 = r / job->units_n * MB, j0 = r % job->units_n * NB;
+    int64_t mb = p->m - i0 < MB ? p->m - i0 : MB, nb = p->n - j0 < NB ? p->n - j0 : NB;
+    const double *a = p->a + p->a_off[t], *b = p->b + p->b_off[t];
+    double *c = p->c + t * p->m * p->n;
+    for (int64_t i = 0; i < mb; i++) memset(c + (i0 + i) * p->n + j0, 0, sizeof(double) * (size_t)nb);
+    for (int64_t p0 = 0; p0 < p->k; p0 += KC) {
+        int64_t kc = p->k - p0 < KC ? p->k - p0 : KC;
+        pack_a(p, a, i0, mb, p0, kc, ap);
+        pack_b(p, b, p0, kc, j0, nb, bp);
+        for (int64_t s = 0; s < mb; s += MR)
+            for (int64_t q = 0; q < nb; q += NR) {
+                int64_t rows = mb - s < MR ? mb - s : MR, cols = nb - q < NR ? nb - q : NR;
+                double *ct = c + (i0 + s) * p->n + j0 + q, edge[MR * NR];
+                int full = rows == MR && cols == NR;
+                if (!full) { /* an edge tile works on a copy, zero-padded */
+                    memset(edge, 0, sizeof edge);
+                    for (int64_t y = 0; y < rows; y++) memcpy(edge + y * NR, ct + y * p->n, sizeof(double) * (size_t)cols);
+                }
+                double *dst = full ? ct : edge;
+                int64_t ld = full ? p->n : NR;
+                const double *as = ap + s * kc, *bs = bp + q * kc;
+#ifdef IG_X86
+                if (job->avx2) kernel_avx2(kc, as, bs, dst, ld);
+                else
+#endif
+                    kernel_generic(kc, as, bs, dst, ld);
+                if (!full)
+                    for (int64_t y = 0; y < rows; y++) memcpy(ct + y * p->n, edge + y * NR, sizeof(double) * (size_t)cols);
+            }
+    }
+    if (p->alpha != 1.0)
+        for (int64_t i = 0; i < mb; i++)
+            for (int64_t j = 0; j < nb; j++) c[(i0 + i) * p->n + j0 + j] *= p->alpha;
+}
+
+static void *worker(void *arg) {
+    ig_job *job = arg;
+    double *ap = malloc(sizeof(double) * (size_t)(MB * KC)), *bp = malloc(sizeof(double) * (size_t)(NB * KC));
+    if (!ap || !bp) abort();
+    for (;;) {
+        int64_t u = atomic_fetch_add(&job->next, 1);
+        if (u >= job->units) break;
+        run_unit(job, u, ap, bp);
+    }
+    free(ap);
+    free(bp);
+    return NULL;
+}
+
+void ir_gemm_f64_run(const ir_gemm_f64 *p) {
+    ig_job job;
+    job.p = p;
+    job.units_m = (p->m + MB - 1) / MB;
+    job.units_n = (p->n + NB - 1) / NB;
+    job.units = p->batch * job.units_m * job.units_n;
+    atomic_init(&job.next, 0);
+    job.avx2 = cpu_has_avx2();
+    if (job.units == 0) return;
+    if (p->k == 0) { /* an empty sum: +0 everywhere (alpha * 0) */
+        for (int64_t x = 0; x < p->batch * p->m * p->n; x++) p->c[x] = p->alpha * 0.0;
+        return;
+    }
+    /* about 2 MFLOP a thread at least, so small products stay on the calling thread */
+    int64_t flops = 2 * p->batch * p->m * p->n * p->k;
+    int nt = ig_threads();
+    if (nt > job.units) nt = (int)job.units;
+    if (nt > 1 && flops / nt < (1 << 21)) nt = (int)(flops >> 21) > 1 ? (int)(flops >> 21) : 1;
+    pthread_t th[16];
+    int started = 0;
+    for (int t = 1; t < nt; t++)
+        if (pthread_create(&th[started], NULL, worker, &job) == 0) started++;
+    worker(&job);
+    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+}
