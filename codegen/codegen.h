@@ -153,11 +153,26 @@ typedef struct {
     int cached;            /* 1: came from the on-disk cache */
 } cg_nvrtc_result;
 
-/* Compiles kernels.cu (prelude passed as an in-memory header) for arch "sm_XX", using the
- * on-disk cache ($XDG_CACHE_HOME/deitc, else ~/.cache/deitc; DEITC_CACHE_DIR overrides,
- * DEITC_NO_CACHE=1 disables). On failure: -1 with err holding NVRTC's log, each error line
- * annotated with the kernel it falls in. Fills registers/spill_bytes of p's kernels. */
-int cg_nvrtc_compile(cg_program *p, const char *source, const char *prelude, const char *arch,
+/* The device library kernels.cu includes (runtime/kernel_prelude.cuh and the headers it
+ * includes), as NVRTC gets them: in-memory headers by name. */
+#define CG_MAX_HEADERS 8
+typedef struct {
+    int n;
+    const char *names[CG_MAX_HEADERS]; /* "kernel_prelude.cuh", "dc_base.cuh", ... (static) */
+    char *texts[CG_MAX_HEADERS];       /* heap */
+} cg_headers;
+
+/* Reads every header of the device library from rt_dir (the runtime/ folder). -1 with err
+ * naming the file it cannot read. */
+int cg_headers_read(cg_headers *h, const char *rt_dir, char *err, size_t errsize);
+void cg_headers_free(cg_headers *h);
+
+/* Compiles kernels.cu (the headers passed in memory) for arch "sm_XX", using the on-disk cache
+ * ($XDG_CACHE_HOME/deitc, else ~/.cache/deitc; DEITC_CACHE_DIR overrides, DEITC_NO_CACHE=1
+ * disables), keyed on the source, every header's name and text, the options and NVRTC's
+ * version. On failure: -1 with err holding NVRTC's log, each error line annotated with the
+ * kernel it falls in. Fills registers/spill_bytes of p's kernels. */
+int cg_nvrtc_compile(cg_program *p, const char *source, const cg_headers *headers, const char *arch,
                      cg_nvrtc_result *out, char *err, size_t errsize);
 void cg_nvrtc_result_free(cg_nvrtc_result *r);
 /* Parses "ptxas info : Used N registers" / "N bytes spill stores" lines into p's kernels. */

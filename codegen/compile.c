@@ -236,7 +236,8 @@ int cg_compile(const pass_result *r, const cg_options *o, char *err, size_t errs
     int rc = -1;
     workdir w = {{0}, 0};
     cg_program *p = NULL;
-    char *src = NULL, *prelude = NULL;
+    char *src = NULL;
+    cg_headers headers = {0};
     cg_nvrtc_result nv = {0};
     job jobs[3];
     memset(jobs, 0, sizeof jobs);
@@ -260,14 +261,9 @@ int cg_compile(const pass_result *r, const cg_options *o, char *err, size_t errs
     if (write_file(path, src, strlen(src), err, errsize)) goto done;
     double t_nvrtc = 0;
     if (!emu) {
-        snprintf(path, sizeof path, "%s/kernel_prelude.cuh", rt_dir);
-        prelude = read_text(path);
-        if (!prelude) {
-            snprintf(err, errsize, "cannot read %s: %s", path, strerror(errno));
-            goto done;
-        }
+        if (cg_headers_read(&headers, rt_dir, err, errsize)) goto done;
         double t1 = now_s();
-        if (cg_nvrtc_compile(p, src, prelude, arch, &nv, err, errsize)) goto done;
+        if (cg_nvrtc_compile(p, src, &headers, arch, &nv, err, errsize)) goto done;
         t_nvrtc = now_s() - t1;
         snprintf(cubin_path, sizeof cubin_path, "%s/kernels.cubin", w.dir);
         snprintf(ptx_path, sizeof ptx_path, "%s/kernels.ptx", w.dir);
@@ -367,7 +363,7 @@ done:
     rt_tmp_untrack(tracked_exe);
     cg_nvrtc_result_free(&nv);
     free(src);
-    free(prelude);
+    cg_headers_free(&headers);
     cg_program_free(p);
     if (w.temporary) remove_dir(w.dir);
     rt_tmp_untrack(tracked_dir);

@@ -47,9 +47,9 @@ static uint64_t fnv1a(const char *s) {
 
 char *cg_node_label(const ir_graph *g, int i) {
     const ir_node *n = &g->nodes[i];
-    char buf[512];
-    snprintf(buf, sizeof buf, "%%%d%s%s", i, n->name ? " " : "", n->name ? n->name : "");
-    return xstrdup(buf);
+    sb b = {0};
+    cg_sb_printf(&b, "%%%d%s%s", i, n->name ? " " : "", n->name ? n->name : "");
+    return b.s;
 }
 
 static void shape_desc(sb *b, const ir_node *n) {
@@ -80,9 +80,9 @@ void cg_finish(emitter *e, launch *l, int64_t grid, int block) {
         }
         cg_kernel *kn = &p->kernels[p->nkernels++];
         memset(kn, 0, sizeof *kn);
-        char name[96];
-        snprintf(name, sizeof name, "k%03d_%s", k, l->tag);
-        kn->name = xstrdup(name);
+        sb name = {0};
+        cg_sb_printf(&name, "k%03d_%s", k, l->tag);
+        kn->name = name.s;
         kn->body = body.s;
         kn->hash = h;
         kn->needs_fibers = l->fibers;

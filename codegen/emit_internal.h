@@ -155,6 +155,13 @@ typedef struct {
 /* Opens / closes (and finishes) the grid-stride loop over `total` elements (variable i). */
 void cg_loop_open(launch *l, int64_t total);
 void cg_loop_close(emitter *e, launch *l, int64_t total);
+/* The float expression of elementwise node n (an IR_OPF_ELEMENTWISE op, EXPAND or CONST)
+ * applied to its operands' float expressions (operands[0], [1]; parenthesized where needed):
+ * add over "a", "b" is "a + b"; scale over "x + y" is "(x + y) * 0.5f". Heap string. */
+char *cg_expr_op(const ir_node *n, const char *const *operands);
+/* The same, as the value n stores: rounded to n's dtype (f16: dc_h2f(dc_f2h(...)), ...), what an
+ * intermediate of a fused chain must be to compute the same bits as the unfused nodes. */
+char *cg_expr_value(const ir_node *n, const char *const *operands);
 int cg_emit_elementwise(emitter *e);
 int cg_emit_gather(emitter *e);
 

@@ -118,13 +118,14 @@ void cg_emit_adamw_multi(emitter *e, const int *nodes, int count) {
     /* name the whole run in the step and the kernel's header: "%A first .. %B last (N adamw)" */
     rt_plan_step *st = &e->p->steps[e->p->nsteps - 1];
     cg_kernel *kn = &e->p->kernels[st->kernel];
-    char *last = cg_node_label(g, nodes[count - 1]), buf[1200];
-    snprintf(buf, sizeof buf, "%s .. %s (%d adamw nodes)", st->what, last, count);
+    char *last = cg_node_label(g, nodes[count - 1]);
+    sb what = {0};
+    cg_sb_printf(&what, "%s .. %s (%d adamw nodes)", st->what, last, count);
     free(last);
     free((void *)st->what);
-    st->what = xstrdup(buf);
+    st->what = what.s;
     if (kn->nuses == 1) {
         free(kn->nodes);
-        kn->nodes = xstrdup(buf);
+        kn->nodes = xstrdup(what.s);
     }
 }

@@ -1,9 +1,13 @@
 /* emit_pointwise.c: the pointwise family: elementwise ops (arithmetic, GELU, erf, cast, expand,
  * const: y[i] = expr of the inputs read with broadcasting) and gathers (permute, slice, pad,
- * concat, patchify, unpatchify). One thread per output element, or per 4 (float4 through
- * dc_load4/dc_store4) where every input allows it; grid-stride loop, 256 threads, at most 8192
- * blocks. */
+ * concat, patchify, unpatchify). One thread per output element, or per 16 bytes of output (4
+ * f32 through dc_load4/dc_store4, 8 f16/bf16 through dc_load8/dc_store8) where every input
+ * allows it; grid-stride loop, 256 threads, at most 8192 blocks. Elementwise expressions come
+ * from one builder (cg_expr_op): an op and its operands' expressions make the op's expression,
+ * so a chain of elementwise nodes composes into one expression (one kernel). */
 #include "codegen/emit_internal.h"
+
+#include <ctype.h>
 
 /* Opens the grid-stride loop over the node's elements (variable i). */
 void cg_loop_open(launch *l, int64_t total) {
@@ -17,32 +21,126 @@ void cg_loop_close(emitter *e, launch *l, int64_t total) {
     cg_finish(e, l, stride_grid(total), 256);
 }
 
-/* How an elementwise input is read when four consecutive outputs go together (float4). */
-typedef enum { VEC_NO, VEC_LOAD4, VEC_SPLAT } vec_kind;
+/* ---- the expression builder ------------------------------------------------------------ */
 
-/* VEC_LOAD4: outputs 4j..4j+3 read 4 consecutive, 16-byte aligned input elements (same shape,
- * or a broadcast whose innermost run, like a bias over the last dim, is a multiple of 4);
- * VEC_SPLAT: they all read one element (a scalar, or broadcast along a last dim of 4k). */
-static vec_kind vec_kind_of(const term *t, int nt) {
+/* Whether s can stand as an operand without parentheses: a name, a number or a member access
+ * ("a", "1.5f", "a4.x"), optionally followed by one bracketed call or index that ends it
+ * ("dc_erf(a)", "x0[i]"). */
+static int is_atom(const char *s) {
+    const char *p = s;
+    while (*p && (isalnum((unsigned char)*p) || *p == '_' || *p == '.')) p++;
+    if (p == s) return 0;
+    if (!*p) return 1;
+    if (*p != '(' && *p != '[') return 0;
+    int depth = 0;
+    for (; *p; p++) {
+        if (*p == '(' || *p == '[') depth++;
+        else if ((*p == ')' || *p == ']') && --depth == 0) return p[1] == 0;
+    }
+    return 0;
+}
+
+/* the op's float expression as a template: $a, $b an operand as is (a call's argument), @a, @b
+ * an operand in an operator's place (parenthesized unless an atom); NULL: not elementwise */
+static const char *expr_template(const ir_node *n) {
+    switch (n->op) {
+    case IR_OP_ADD: return "@a + @b";
+    case IR_OP_SUB: return "@a - @b";
+    case IR_OP_MUL: return "@a * @b";
+    case IR_OP_DIV: return "@a / @b";
+    case IR_OP_SCALE: return "@a * %s";
+    case IR_OP_SQRT: return "dc_sqrt($a)";
+    case IR_OP_ERF: return "dc_erf($a)";
+    case IR_OP_GELU: return n->attrs.gelu_tanh ? "dc_gelu_tanh($a)" : "dc_gelu_erf($a)";
+    case IR_OP_GELU_GRAD: return n->attrs.gelu_tanh ? "@a * dc_gelu_tanh_grad($b)" : "@a * dc_gelu_erf_grad($b)";
+    case IR_OP_ERF_GRAD: return "@a * 1.12837917f * dc_exp(-@b * @b)";
+    case IR_OP_CAST: case IR_OP_EXPAND: return "$a";
+    case IR_OP_CONST: return "%s";
+    default: return NULL;
+    }
+}
+
+char *cg_expr_op(const ir_node *n, const char *const *operands) {
+    const char *tpl = expr_template(n);
+    assert(tpl);
+    char lit[64];
+    cg_flit(lit, sizeof lit, n->attrs.alpha); /* SCALE's factor, CONST's value */
+    sb b = {0};
+    cg_sb_printf(&b, "%s", "");
+    for (const char *p = tpl; *p; p++) {
+        if ((*p == '$' || *p == '@') && (p[1] == 'a' || p[1] == 'b')) {
+            const char *x = operands[p[1] - 'a'];
+            if (*p == '@' && !is_atom(x)) cg_sb_printf(&b, "(%s)", x);
+            else cg_sb_printf(&b, "%s", x);
+            p++;
+        } else if (*p == '%' && p[1] == 's') {
+            cg_sb_printf(&b, "%s", lit);
+            p++;
+        } else {
+            cg_sb_printf(&b, "%c", *p);
+        }
+    }
+    return b.s;
+}
+
+char *cg_expr_value(const ir_node *n, const char *const *operands) {
+    char *e = cg_expr_op(n, operands);
+    sb b = {0};
+    switch (n->dtype) { /* the value as stored: rounded to the node's dtype */
+    case IR_F16: cg_sb_printf(&b, "dc_h2f(dc_f2h(%s))", e); break;
+    case IR_BF16: cg_sb_printf(&b, "dc_b2f(dc_f2b(%s))", e); break;
+    case IR_I32: cg_sb_printf(&b, "(float)(int)(%s)", e); break;
+    case IR_I64: cg_sb_printf(&b, "(float)(long long)(%s)", e); break;
+    default: cg_sb_printf(&b, "%s", e); break;
+    }
+    free(e);
+    return b.s;
+}
+
+/* ---- elementwise kernels ------------------------------------------------------------------ */
+
+/* How an elementwise input is read when W consecutive outputs go together (16 bytes of output:
+ * W = 4 f32, 8 f16/bf16). VEC_LOAD: outputs Wj..Wj+W-1 read W consecutive, aligned input
+ * elements (same shape, or a broadcast whose innermost run, like a bias over the last dim, is a
+ * multiple of W); VEC_SPLAT: they all read one element (a scalar, or broadcast along a last dim
+ * of W k). */
+typedef enum { VEC_NO, VEC_LOAD, VEC_SPLAT } vec_kind;
+
+static vec_kind vec_kind_of(const term *t, int nt, int W) {
     if (nt == 0) return VEC_SPLAT;
-    if (t[0].div == 1 && t[0].mul == 1 && t[0].mod % 4 == 0) return VEC_LOAD4;
+    if (t[0].div == 1 && t[0].mul == 1 && t[0].mod % W == 0) return VEC_LOAD;
     for (int k = 0; k < nt; k++)
-        if (t[k].div % 4) return VEC_NO;
+        if (t[k].div % W) return VEC_NO;
     return VEC_SPLAT;
 }
 
-/* y[i] = expr, with expr over a, b: the node's inputs loaded with broadcasting. All-f32 nodes
- * whose inputs allow it go four elements at a time (dc_load4/dc_store4). */
+static int is16(ir_dtype t) { return t == IR_F16 || t == IR_BF16; }
+
+/* the 16-byte vector width in elements of a dtype (0: no vector access) */
+static int vec_width(ir_dtype t) { return t == IR_F32 ? 4 : is16(t) ? 8 : 0; }
+
+/* W outputs at a time: i counts vectors ("i4", "i8"), i = W * iW the first element */
+static void vec_loop_open(sb *b, int W, int64_t total) {
+    const char *it = idx_type(total);
+    cg_sb_printf(b, "    for (%s i%d = (%s)blockIdx.x * blockDim.x + threadIdx.x; i%d < %lld; i%d += (%s)gridDim.x * blockDim.x) {\n",
+                 it, W, it, W, (long long)total / W, W, it);
+    cg_sb_printf(b, "        const %s i = %d * i%d;\n", it, W, W);
+}
+
+/* y[i] = expr, with expr over a, b: the node's inputs loaded with broadcasting (cg_expr_op).
+ * Where the inputs allow it, 16 bytes of output at a time: 4 f32 (dc_load4/dc_store4), 8 f16
+ * or bf16 (dc_load8/dc_store8; f32 inputs as two float4). */
 int cg_emit_elementwise(emitter *e) {
     const ir_node *n = &e->g->nodes[e->node];
     launch l = {0};
     l.tag = ir_op_name(n->op);
-    char c1[64], c2[320], ref[512], lb[600];
+    char c2[320], ref[512], lb[600];
     int64_t total = ir_numel(n);
     term t[2][IR_MAX_DIMS];
     int nt[2];
     vec_kind vk[2];
-    int vec = n->dtype == IR_F32 && total % 4 == 0 && n->ninputs <= 2;
+    const int W = vec_width(n->dtype);
+    int vec = W && total % W == 0 && n->ninputs <= 2;
     param(&l, out_type(n->dtype), "y", off_of(e, e->node));
     for (int k = 0; k < n->ninputs; k++) {
         const ir_node *in = &e->g->nodes[n->inputs[k]];
@@ -50,29 +148,13 @@ int cg_emit_elementwise(emitter *e) {
         snprintf(nm, sizeof nm, "x%d", k);
         param(&l, in_type(in->dtype), nm, off_of(e, n->inputs[k]));
         nt[k] = cg_bcast_terms(in, n->ndim, n->shape, t[k]);
-        vk[k] = vec_kind_of(t[k], nt[k]);
-        if (in->dtype != IR_F32 || vk[k] == VEC_NO) vec = 0;
+        vk[k] = W ? vec_kind_of(t[k], nt[k], W) : VEC_NO;
+        /* a vector read: f32 (W / 4 float4s) or 16-bit inputs of 8; integers element by element */
+        int readable = vk[k] == VEC_SPLAT ? 1 : in->dtype == IR_F32 || (is16(in->dtype) && W == 8);
+        if (vk[k] == VEC_NO || !readable || (W == 4 && in->dtype != IR_F32)) vec = 0;
     }
-    const char *expr;
-    char ex[256];
-    switch (n->op) {
-    case IR_OP_ADD: expr = "a + b"; break;
-    case IR_OP_SUB: expr = "a - b"; break;
-    case IR_OP_MUL: expr = "a * b"; break;
-    case IR_OP_DIV: expr = "a / b"; break;
-    case IR_OP_SCALE:
-        snprintf(ex, sizeof ex, "a * %s", cg_flit(c1, sizeof c1, n->attrs.alpha));
-        expr = ex;
-        break;
-    case IR_OP_SQRT: expr = "dc_sqrt(a)"; break;
-    case IR_OP_ERF: expr = "dc_erf(a)"; break;
-    case IR_OP_GELU: expr = n->attrs.gelu_tanh ? "dc_gelu_tanh(a)" : "dc_gelu_erf(a)"; break;
-    case IR_OP_GELU_GRAD: expr = n->attrs.gelu_tanh ? "a * dc_gelu_tanh_grad(b)" : "a * dc_gelu_erf_grad(b)"; break;
-    case IR_OP_ERF_GRAD: expr = "a * 1.12837917f * dc_exp(-b * b)"; break;
-    case IR_OP_CAST: case IR_OP_EXPAND: expr = "a"; break;
-    case IR_OP_CONST: expr = cg_flit(ex, sizeof ex, n->attrs.alpha); break;
-    default: assert(0); expr = "0";
-    }
+    static const char *const names[2] = {"a", "b"};
+    char *expr = cg_expr_op(n, names);
     if (!vec) {
         cg_loop_open(&l, total);
         for (int k = 0; k < n->ninputs; k++) {
@@ -84,38 +166,56 @@ int cg_emit_elementwise(emitter *e) {
             cg_sb_printf(&l.body, "        const float %c = %s;\n", 'a' + k, cg_ld(lb, sizeof lb, in->dtype, ref));
         }
         cg_sb_printf(&l.body, "        y[i] = %s;\n", cg_st(c2, sizeof c2, n->dtype, expr));
+        free(expr);
         cg_loop_close(e, &l, total);
         return 0;
     }
-    /* four at a time: i4 counts float4s, i = 4 * i4 the first element */
     sb *b = &l.body;
-    const char *it = idx_type(total);
-    cg_sb_printf(b, "    for (%s i4 = (%s)blockIdx.x * blockDim.x + threadIdx.x; i4 < %lld; i4 += (%s)gridDim.x * blockDim.x) {\n",
-              it, it, (long long)total / 4, it);
-    cg_sb_printf(b, "        const %s i = 4 * i4;\n", it);
+    vec_loop_open(b, W, total);
     for (int k = 0; k < n->ninputs; k++) {
+        const ir_node *in = &e->g->nodes[n->inputs[k]];
         sb idx = {0};
         cg_emit_terms(&idx, "i", t[k], nt[k]);
-        if (vk[k] == VEC_LOAD4) cg_sb_printf(b, "        const float4 %c4 = dc_load4(x%d + %s);\n", 'a' + k, k, idx.s);
-        else cg_sb_printf(b, "        const float %c = x%d[%s];\n", 'a' + k, k, idx.s);
+        if (vk[k] == VEC_LOAD && in->dtype == IR_F32 && W == 4)
+            cg_sb_printf(b, "        const float4 %c4 = dc_load4(x%d + %s);\n", 'a' + k, k, idx.s);
+        else if (vk[k] == VEC_LOAD && in->dtype == IR_F32)
+            cg_sb_printf(b, "        const float4 %c4 = dc_load4(x%d + %s), %c4hi = dc_load4(x%d + %s + 4);\n", 'a' + k, k,
+                         idx.s, 'a' + k, k, idx.s);
+        else if (vk[k] == VEC_LOAD)
+            cg_sb_printf(b, "        const %s %c8 = dc_load8(x%d + %s);\n", in->dtype == IR_F16 ? "dc_half8" : "dc_bf16x8",
+                         'a' + k, k, idx.s);
+        else if (in->dtype == IR_F32)
+            cg_sb_printf(b, "        const float %c = x%d[%s];\n", 'a' + k, k, idx.s);
+        else {
+            snprintf(ref, sizeof ref, "x%d[%s]", k, idx.s);
+            cg_sb_printf(b, "        const float %c = %s;\n", 'a' + k, cg_ld(lb, sizeof lb, in->dtype, ref));
+        }
         free(idx.s);
     }
     /* the expression as a lambda of the scalar inputs, applied to each component */
     cg_sb_printf(b, "        const auto f = [](%s%s%s) { return %s; };\n", n->ninputs > 0 ? "float a" : "",
               n->ninputs > 1 ? ", " : "", n->ninputs > 1 ? "float b" : "", expr);
-    cg_sb_printf(b, "        dc_store4(y + i, make_float4(");
+    free(expr);
     const char comp[4] = {'x', 'y', 'z', 'w'};
-    for (int c = 0; c < 4; c++) {
-        cg_sb_printf(b, "%sf(", c ? ", " : "");
+    if (W == 4)
+        cg_sb_printf(b, "        dc_store4(y + i, make_float4(");
+    else
+        cg_sb_printf(b, "        %s r;\n", n->dtype == IR_F16 ? "dc_half8" : "dc_bf16x8");
+    for (int c = 0; c < W; c++) {
+        if (W == 4) cg_sb_printf(b, "%sf(", c ? ", " : "");
+        else cg_sb_printf(b, "        r.v[%d] = %s(f(", c, n->dtype == IR_F16 ? "dc_f2h" : "dc_f2b");
         for (int k = 0; k < n->ninputs; k++) {
+            const ir_node *in = &e->g->nodes[n->inputs[k]];
             cg_sb_printf(b, "%s", k ? ", " : "");
-            if (vk[k] == VEC_LOAD4) cg_sb_printf(b, "%c4.%c", 'a' + k, comp[c]);
-            else cg_sb_printf(b, "%c", 'a' + k);
+            if (vk[k] != VEC_LOAD) cg_sb_printf(b, "%c", 'a' + k);
+            else if (in->dtype == IR_F32) cg_sb_printf(b, "%c4%s.%c", 'a' + k, c >= 4 ? "hi" : "", comp[c % 4]);
+            else cg_sb_printf(b, "%s(%c8.v[%d])", in->dtype == IR_F16 ? "dc_h2f" : "dc_b2f", 'a' + k, c);
         }
-        cg_sb_printf(b, ")");
+        cg_sb_printf(b, W == 4 ? ")" : "));\n");
     }
-    cg_sb_printf(b, "));\n    }\n");
-    cg_finish(e, &l, stride_grid(total / 4), 256);
+    if (W == 4) cg_sb_printf(b, "));\n    }\n");
+    else cg_sb_printf(b, "        dc_store8(y + i, r);\n    }\n");
+    cg_finish(e, &l, stride_grid(total / W), 256);
     return 0;
 }
 
@@ -139,32 +239,30 @@ int cg_emit_gather(emitter *e) {
         snprintf(nm, sizeof nm, "x%d", k);
         param(&l, in_type(e->g->nodes[n->inputs[k]].dtype), nm, off_of(e, n->inputs[k]));
     }
-    /* four at a time where every output run of 4 comes from 4 aligned consecutive inputs */
-    int vec = total % 4 == 0 && n->dtype == IR_F32;
-    for (int k = 0; k < n->ninputs; k++) vec &= e->g->nodes[n->inputs[k]].dtype == IR_F32;
+    /* 16 bytes at a time (W = 4 f32, 8 f16/bf16) where every output run of W comes from W
+     * aligned consecutive inputs (all of the node's dtype, as a gather's shape rule says) */
+    const int W = vec_width(n->dtype);
+    int vec = W && total % W == 0;
+    for (int k = 0; k < n->ninputs; k++) vec &= e->g->nodes[n->inputs[k]].dtype == n->dtype;
     if (n->op == IR_OP_PERMUTE) {
         int d = n->ndim - 1;
         int64_t run = n->shape[d];
         while (d > 0 && n->attrs.perm[d - 1] == n->attrs.perm[d] - 1) run *= n->shape[--d];
-        vec &= n->attrs.perm[n->ndim - 1] == n->ndim - 1 && run % 4 == 0;
+        vec &= n->attrs.perm[n->ndim - 1] == n->ndim - 1 && W && run % W == 0;
     } else if (n->op == IR_OP_PATCHIFY || n->op == IR_OP_UNPATCHIFY) {
-        vec &= n->attrs.patch % 4 == 0;
+        vec &= W && n->attrs.patch % W == 0;
     } else {
         int64_t outer, inner;
         axis_view(n, n->attrs.axis, &outer, &inner);
-        vec &= inner % 4 == 0;
+        vec &= W && inner % W == 0;
     }
     const char *it = idx_type(total);
     sb *b = &l.body;
-    if (vec) {
-        cg_sb_printf(b, "    for (%s i4 = (%s)blockIdx.x * blockDim.x + threadIdx.x; i4 < %lld; i4 += (%s)gridDim.x * blockDim.x) {\n",
-                  it, it, (long long)total / 4, it);
-        cg_sb_printf(b, "        const %s i = 4 * i4;\n", it);
-    } else {
-        cg_loop_open(&l, total);
-    }
+    if (vec) vec_loop_open(b, W, total);
+    else cg_loop_open(&l, total);
     /* a copy is `<open>x0[...]<close>;` */
-    const char *open = vec ? "dc_store4(y + i, dc_load4(&" : "y[i] = ", *close = vec ? "))" : "";
+    const char *open = !vec ? "y[i] = " : W == 4 ? "dc_store4(y + i, dc_load4(&" : "dc_store8(y + i, dc_load8(&";
+    const char *close = vec ? "))" : "";
     switch (n->op) {
     case IR_OP_PERMUTE: {
         int64_t istride[IR_MAX_DIMS], ostride[IR_MAX_DIMS];
@@ -215,7 +313,8 @@ int cg_emit_gather(emitter *e) {
                   (long long)inner);
         cg_sb_printf(b, "        if (k >= 0 && k < %lld) %sx0[(o * %lld + k) * %lld + r]%s;\n", (long long)len, open,
                   (long long)len, (long long)inner, close);
-        if (vec) cg_sb_printf(b, "        else dc_store4(y + i, make_float4(0.0f, 0.0f, 0.0f, 0.0f));\n");
+        if (vec && W == 4) cg_sb_printf(b, "        else dc_store4(y + i, make_float4(0.0f, 0.0f, 0.0f, 0.0f));\n");
+        else if (vec) cg_sb_printf(b, "        else dc_store8(y + i, %s{});\n", n->dtype == IR_F16 ? "dc_half8" : "dc_bf16x8");
         else cg_sb_printf(b, "        else y[i] = %s;\n", zero);
         break;
     }
@@ -264,7 +363,7 @@ int cg_emit_gather(emitter *e) {
     (void)lb;
     if (vec) {
         cg_sb_printf(b, "    }\n");
-        cg_finish(e, &l, stride_grid(total / 4), 256);
+        cg_finish(e, &l, stride_grid(total / W), 256);
     } else {
         cg_loop_close(e, &l, total);
     }

@@ -1,6 +1,7 @@
-/* emit_text.c: the CUDA-text helpers every kernel family uses: a growing string,
- * float loads/stores through a dtype's conversion, float literals that
- * read back exactly, and index arithmetic (offset terms, broadcasting). */
+/* emit_text.c: the CUDA-text helpers every kernel family uses: a growing string, float
+ * loads/stores through a dtype's conversion and float literals that read back exactly (into
+ * caller buffers, never truncated: a result that does not fit aborts as an internal error), and
+ * index arithmetic (offset terms, broadcasting). */
 #include "codegen/emit_internal.h"
 
 #include <math.h>
@@ -30,37 +31,50 @@ void cg_sb_printf(sb *b, const char *fmt, ...) {
 
 /* ---- small helpers --------------------------------------------------------------------------- */
 
-const char *cg_ld(char *buf, size_t size, ir_dtype t, const char *ref) {
-    switch (t) {
-    case IR_F32: snprintf(buf, size, "%s", ref); break;
-    case IR_F16: snprintf(buf, size, "dc_h2f(%s)", ref); break;
-    case IR_BF16: snprintf(buf, size, "dc_b2f(%s)", ref); break;
-    default: snprintf(buf, size, "(float)%s", ref); break;
+/* The fixed-buffer helpers below never truncate silently: a result that does not fit is an
+ * internal error (every caller sizes its buffer for the expressions it builds). */
+static const char *fits(const char *buf, int k, size_t size, const char *what) {
+    if (k < 0 || (size_t)k >= size) {
+        fprintf(stderr, "codegen: internal error: %s of %d bytes does not fit its %zu-byte buffer\n", what, k, size);
+        abort();
     }
     return buf;
 }
 
-const char *cg_st(char *buf, size_t size, ir_dtype t, const char *v) {
+const char *cg_ld(char *buf, size_t size, ir_dtype t, const char *ref) {
+    int k;
     switch (t) {
-    case IR_F32: snprintf(buf, size, "%s", v); break;
-    case IR_F16: snprintf(buf, size, "dc_f2h(%s)", v); break;
-    case IR_BF16: snprintf(buf, size, "dc_f2b(%s)", v); break;
-    case IR_I32: snprintf(buf, size, "(int)(%s)", v); break;
-    default: snprintf(buf, size, "(long long)(%s)", v); break;
+    case IR_F32: k = snprintf(buf, size, "%s", ref); break;
+    case IR_F16: k = snprintf(buf, size, "dc_h2f(%s)", ref); break;
+    case IR_BF16: k = snprintf(buf, size, "dc_b2f(%s)", ref); break;
+    default: k = snprintf(buf, size, "(float)%s", ref); break;
     }
-    return buf;
+    return fits(buf, k, size, "a load expression");
+}
+
+const char *cg_st(char *buf, size_t size, ir_dtype t, const char *v) {
+    int k;
+    switch (t) {
+    case IR_F32: k = snprintf(buf, size, "%s", v); break;
+    case IR_F16: k = snprintf(buf, size, "dc_f2h(%s)", v); break;
+    case IR_BF16: k = snprintf(buf, size, "dc_f2b(%s)", v); break;
+    case IR_I32: k = snprintf(buf, size, "(int)(%s)", v); break;
+    default: k = snprintf(buf, size, "(long long)(%s)", v); break;
+    }
+    return fits(buf, k, size, "a store expression");
 }
 
 const char *cg_flit(char *buf, size_t size, double x) {
     float f = (float)x;
-    if (isnan(f)) snprintf(buf, size, "__int_as_float(0x7fc00000)");
-    else if (isinf(f)) snprintf(buf, size, f > 0 ? "DC_INF" : "(-DC_INF)");
+    char s[64];
+    if (isnan(f)) snprintf(s, sizeof s, "__int_as_float(0x7fc00000)");
+    else if (isinf(f)) snprintf(s, sizeof s, f > 0 ? "DC_INF" : "(-DC_INF)");
     else {
-        snprintf(buf, size, "%.9g", (double)f);
-        if (!strpbrk(buf, ".en")) strncat(buf, ".0", size - strlen(buf) - 1);
-        strncat(buf, "f", size - strlen(buf) - 1);
+        snprintf(s, sizeof s, "%.9g", (double)f);
+        if (!strpbrk(s, ".en")) strcat(s, ".0");
+        strcat(s, "f");
     }
-    return buf;
+    return fits(buf, snprintf(buf, size, "%s", s), size, "a float literal");
 }
 
 /* ---- index terms (emit_internal.h) ---------------------------------------------------------- */

@@ -3,9 +3,10 @@
  * NVRTC is loaded with dlopen (DEITC_NVRTC_LIB, the toolkit found at build time, then the
  * loader's path), so deitc builds and runs without CUDA; only the cuda target needs it.
  * Options: --gpu-architecture=sm_XX --std=c++17 --ptxas-options=-v (registers and spills
- * land in the log) --split-compile=2 (both cores). The prelude is handed to NVRTC as an
- * in-memory header, so the cache key (a 128-bit hash of source, prelude, options and NVRTC's
- * version) covers everything the output depends on. A cache entry is one file, written to a
+ * land in the log) --split-compile=2 (both cores). The device library (kernel_prelude.cuh
+ * and the dc_*.cuh headers it includes, cg_headers_read) is handed to NVRTC as in-memory
+ * headers, so the cache key (a 128-bit hash of source, every header's name and text, options
+ * and NVRTC's version) covers everything the output depends on. A cache entry is one file, written to a
  * temporary name and renamed, so concurrent compiles never see half an entry.
  */
 #include "codegen/codegen.h"
@@ -259,7 +260,41 @@ static int valid_arch(const char *a) {
     return *c == 0 && c - a <= 8;
 }
 
-int cg_nvrtc_compile(cg_program *p, const char *source, const char *prelude, const char *arch,
+/* ORDER: the entry header first; the others as it includes them */
+static const char *const device_headers[] = {"kernel_prelude.cuh", "dc_base.cuh", "dc_convert.cuh",
+                                             "dc_memory.cuh", "dc_reduce.cuh", "dc_mma.cuh"};
+
+int cg_headers_read(cg_headers *h, const char *rt_dir, char *err, size_t errsize) {
+    memset(h, 0, sizeof *h);
+    _Static_assert(sizeof device_headers / sizeof device_headers[0] <= CG_MAX_HEADERS, "CG_MAX_HEADERS");
+    for (size_t i = 0; i < sizeof device_headers / sizeof device_headers[0]; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", rt_dir, device_headers[i]);
+        FILE *f = fopen(path, "rb");
+        long n = -1;
+        if (f && fseek(f, 0, SEEK_END) == 0) n = ftell(f);
+        char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+        if (!f || !s || fseek(f, 0, SEEK_SET) != 0 || fread(s, 1, (size_t)n, f) != (size_t)n) {
+            snprintf(err, errsize, "cannot read the device library header %s: %s", path, strerror(errno));
+            if (f) fclose(f);
+            free(s);
+            cg_headers_free(h);
+            return -1;
+        }
+        fclose(f);
+        s[n] = 0;
+        h->names[h->n] = device_headers[i];
+        h->texts[h->n++] = s;
+    }
+    return 0;
+}
+
+void cg_headers_free(cg_headers *h) {
+    for (int i = 0; i < h->n; i++) free(h->texts[i]);
+    h->n = 0;
+}
+
+int cg_nvrtc_compile(cg_program *p, const char *source, const cg_headers *headers, const char *arch,
                      cg_nvrtc_result *out, char *err, size_t errsize) {
     memset(out, 0, sizeof *out);
     if (!valid_arch(arch)) {
@@ -278,7 +313,10 @@ int cg_nvrtc_compile(cg_program *p, const char *source, const char *prelude, con
 
     key128 key = {{1469598103934665603ull, 0x6a09e667f3bcc908ull}};
     hash_bytes(&key, source, strlen(source));
-    hash_bytes(&key, prelude, strlen(prelude));
+    for (int i = 0; i < headers->n; i++) { /* names too: a header renamed is another program */
+        hash_bytes(&key, headers->names[i], strlen(headers->names[i]) + 1);
+        hash_bytes(&key, headers->texts[i], strlen(headers->texts[i]) + 1);
+    }
     for (int i = 0; i < nopts; i++) hash_bytes(&key, opts[i], strlen(opts[i]));
     hash_bytes(&key, version, strlen(version));
     char dir[4096], path[4200];
@@ -291,8 +329,7 @@ int cg_nvrtc_compile(cg_program *p, const char *source, const char *prelude, con
     }
 
     nvrtc_program prog = NULL;
-    const char *hdr_names[] = {"kernel_prelude.cuh"};
-    int rc = api.create(&prog, source, "kernels.cu", 1, &prelude, hdr_names);
+    int rc = api.create(&prog, source, "kernels.cu", headers->n, (const char *const *)headers->texts, headers->names);
     if (rc) {
         snprintf(err, errsize, "nvrtcCreateProgram failed: %s", api.error_string(rc));
         return -1;

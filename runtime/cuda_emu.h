@@ -11,7 +11,8 @@
  * real semantics over the 32 lanes; atomics (atomicAdd on float/double/int/unsigned/ull,
  * atomicMax/Min/Exch/CAS); the CUDA math names (expf, __expf, erff, tanhf, rsqrtf, ...);
  * bit casts (__float_as_int ...); __half/__nv_bfloat16 storage types with bit-exact
- * round-to-nearest-even conversions (subnormals, inf, nan -> canonical 0x7fff).
+ * round-to-nearest-even conversions (subnormals, inf, nan -> canonical 0x7fff); the
+ * tensor-core warp operations of the prelude's dc_mma.cuh (cuda_emu_mma.h).
  * Never write `extern __shared__`: use the prelude's DC_DYNAMIC_SHARED(T, name).
  *
  * How to launch (from C++ host code in the same translation unit as the kernels):
@@ -781,5 +782,7 @@ static inline void launch_kernel(const char *name, dim3 grid, dim3 block, size_t
 #define emu_launch(name, kernel, ...) emu::launch_kernel<kernel>(name, __VA_ARGS__)
 #define EMU_LAUNCH(kernel, grid, block, dyn_shared_bytes, needs_fibers, ...) \
     emu::launch_kernel<kernel>(#kernel, grid, block, dyn_shared_bytes, needs_fibers, __VA_ARGS__)
+
+#include "cuda_emu_mma.h" /* the tensor-core twins: mma.sync m16n8k16, ldmatrix */
 
 #endif /* DEITC_CUDA_EMU_H */

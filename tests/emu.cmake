@@ -1,6 +1,7 @@
 # emu: the CUDA-emulation header (runtime/cuda_emu.h) and the kernel prelude
 # (runtime/kernel_prelude.cuh), tested on hand-written kernels (tests/emu/test_kernels.cu):
-# on the emu against plain C, under AddressSanitizer, and compiled by NVRTC for sm_80/sm_90.
+# on the emu against plain C, under AddressSanitizer, and compiled by NVRTC for sm_80/sm_90;
+# the same for the tensor-core helpers (tests/emu/test_mma.cu, mma_test.cc).
 find_package(Threads REQUIRED)
 set(EMU_TEST_DIR ${CMAKE_CURRENT_SOURCE_DIR}/emu)
 
@@ -17,6 +18,16 @@ emu_test_exe(emu_test_ucontext EMU_USE_UCONTEXT)
 emu_test_exe(emu_test_asan)
 target_compile_options(emu_test_asan PRIVATE -fsanitize=address -fno-omit-frame-pointer)
 target_link_options(emu_test_asan PRIVATE -fsanitize=address)
+
+# the device library's tensor-core tiles, cp.async and 8-element vectors (tests/emu/test_mma.cu)
+add_executable(emu_mma_test ${EMU_TEST_DIR}/mma_test.cc)
+target_include_directories(emu_mma_test PRIVATE ${CMAKE_SOURCE_DIR}/runtime ${EMU_TEST_DIR})
+target_compile_definitions(emu_mma_test PRIVATE DEITC_EMU)
+target_compile_options(emu_mma_test PRIVATE -O2)
+target_link_libraries(emu_mma_test PRIVATE Threads::Threads m)
+add_test(NAME emu_mma COMMAND emu_mma_test)
+add_test(NAME emu_mma_misaligned COMMAND emu_mma_test misaligned)
+set_tests_properties(emu_mma_misaligned PROPERTIES PASS_REGULAR_EXPRESSION "dc_cp_async16 \\(global\\): address .* is not 16-byte aligned")
 
 add_test(NAME emu_kernels COMMAND emu_test)
 add_test(NAME emu_kernels_2threads COMMAND emu_test)

@@ -15,7 +15,8 @@ target_compile_definitions(op_kernel_test PRIVATE
 add_dependencies(op_kernel_test op_kernel_check_main deitc_exe deitc_rt)
 
 add_test(NAME ops_coverage COMMAND op_kernel_test --coverage)
+add_test(NAME ops_expr COMMAND op_kernel_test --expr)
 add_test(NAME ops_kernels_emu COMMAND op_kernel_test --emu)
 add_test(NAME ops_cuda_package COMMAND op_kernel_test --cuda-package)
-set_tests_properties(ops_coverage ops_kernels_emu ops_cuda_package PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS ops)
+set_tests_properties(ops_coverage ops_expr ops_kernels_emu ops_cuda_package PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS ops)
 set_tests_properties(ops_cuda_package PROPERTIES SKIP_RETURN_CODE 77)

@@ -198,24 +198,29 @@ static void check_cache_and_errors(void) {
     const char *src = test_env("DEITC_SOURCE_DIR");
     char model[1024], path[1100], err[8192], cache[600];
     snprintf(model, sizeof model, "%s/models/deit_tiny.yaml", src);
-    snprintf(path, sizeof path, "%s/runtime/kernel_prelude.cuh", src);
+    snprintf(path, sizeof path, "%s/runtime", src);
     snprintf(cache, sizeof cache, "%s/cache", tmp);
     setenv("DEITC_CACHE_DIR", cache, 1);
     unsetenv("DEITC_NO_CACHE");
     fe_define micro[] = {{"img_size", "32"}, {"patch_size", "8"}, {"num_classes", "10"},
                          {"embed_dim", "64"}, {"depth", "2"}, {"num_heads", "2"}};
     pass_result *res = training_step(model, micro, 6, 4, NULL);
-    char *prelude = slurp(path);
-    CHECK(res && prelude);
-    if (!res || !prelude) return;
+    cg_headers headers;
+    int have_headers = cg_headers_read(&headers, path, err, sizeof err) == 0;
+    CHECK_MSG(res && have_headers, "%s", err);
+    if (!res || !have_headers) {
+        if (have_headers) cg_headers_free(&headers);
+        pass_result_free(res);
+        return;
+    }
     cg_options o;
     cg_options_default(&o);
     cg_program *p = cg_program_new(res, &o, err, sizeof err);
     char *text = cg_kernels_source(p);
     cg_nvrtc_result r1, r2;
-    CHECK_MSG(cg_nvrtc_compile(p, text, prelude, "sm_90", &r1, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(cg_nvrtc_compile(p, text, &headers, "sm_90", &r1, err, sizeof err) == 0, "%s", err);
     CHECK(r1.cached == 0 && r1.cubin_size > 0 && r1.ptx_size > 0);
-    CHECK_MSG(cg_nvrtc_compile(p, text, prelude, "sm_90", &r2, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(cg_nvrtc_compile(p, text, &headers, "sm_90", &r2, err, sizeof err) == 0, "%s", err);
     CHECK(r2.cached == 1 && r2.cubin_size == r1.cubin_size && memcmp(r1.cubin, r2.cubin, r1.cubin_size) == 0);
     CHECK(p->kernels[3].registers > 0 && p->kernels[3].spill_bytes == 0);
     cg_nvrtc_result_free(&r2);
@@ -226,13 +231,24 @@ static void check_cache_and_errors(void) {
                       "flip) printf '\\377' | dd of=\"$f\" bs=1 seek=$((n / 2)) conv=notrunc status=none ;; "
                       "truncate) truncate -s $((n - 7)) \"$f\" ;; append) printf x >> \"$f\" ;; esac",
                       cache, damage[d]) == 0);
-        CHECK_MSG(cg_nvrtc_compile(p, text, prelude, "sm_90", &r2, err, sizeof err) == 0, "%s", err);
+        CHECK_MSG(cg_nvrtc_compile(p, text, &headers, "sm_90", &r2, err, sizeof err) == 0, "%s", err);
         CHECK_MSG(r2.cached == 0, "a cache entry damaged by '%s' was used", damage[d]);
         CHECK(r2.cubin_size == r1.cubin_size && memcmp(r1.cubin, r2.cubin, r1.cubin_size) == 0);
         cg_nvrtc_result_free(&r2);
-        CHECK(cg_nvrtc_compile(p, text, prelude, "sm_90", &r2, err, sizeof err) == 0 && r2.cached == 1);
+        CHECK(cg_nvrtc_compile(p, text, &headers, "sm_90", &r2, err, sizeof err) == 0 && r2.cached == 1);
         cg_nvrtc_result_free(&r2);
     }
+    /* the key covers every header of the device library, not only the prelude: a comment added
+     * to the last one makes a new entry */
+    CHECK(headers.n > 1);
+    char *last = headers.texts[headers.n - 1], *changed = malloc(strlen(last) + 32);
+    sprintf(changed, "%s/* changed */\n", last);
+    headers.texts[headers.n - 1] = changed;
+    CHECK_MSG(cg_nvrtc_compile(p, text, &headers, "sm_90", &r2, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(r2.cached == 0, "a changed %s hit the cache entry of the unchanged one", headers.names[headers.n - 1]);
+    cg_nvrtc_result_free(&r2);
+    headers.texts[headers.n - 1] = last;
+    free(changed);
     cg_nvrtc_result_free(&r1);
     free(text);
     /* break kernel 3: the error must say so */
@@ -247,7 +263,7 @@ static void check_cache_and_errors(void) {
     free(p->kernels[3].text);
     p->kernels[3].text = bad;
     text = cg_kernels_source(p);
-    int rc = cg_nvrtc_compile(p, text, prelude, "sm_90", &r1, err, sizeof err);
+    int rc = cg_nvrtc_compile(p, text, &headers, "sm_90", &r1, err, sizeof err);
     CHECK(rc != 0);
     char want[128];
     snprintf(want, sizeof want, "[in kernel %s]", p->kernels[3].name);
@@ -255,7 +271,7 @@ static void check_cache_and_errors(void) {
     CHECK_MSG(rc && strstr(err, want) && strstr(err, "undeclared_x"), "error lacks '%s': %s", want, err);
     cg_nvrtc_result_free(&r1);
     free(text);
-    free(prelude);
+    cg_headers_free(&headers);
     cg_program_free(p);
     pass_result_free(res);
 }

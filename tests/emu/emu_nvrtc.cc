@@ -1,6 +1,7 @@
-/* emu_nvrtc.cc: compiles tests/emu/test_kernels.cu (with runtime/kernel_prelude.cuh, and no
- * CUDA include directory: the prelude needs no header) with NVRTC for sm_80 and sm_90, reads
- * registers and spill bytes from ptxas's verbose log, and fails on an error or any spill. */
+/* emu_nvrtc.cc: compiles tests/emu/test_kernels.cu and test_mma.cu (with the device library
+ * from runtime/, and no CUDA include directory: the library needs no header) with NVRTC for
+ * sm_80 and sm_90, reads registers and spill bytes from ptxas's verbose log, and fails on an
+ * error or any spill. */
 #include <nvrtc.h>
 
 #include <fstream>
@@ -11,16 +12,16 @@
 
 #include "tests/harness.h"
 
-int main(void) {
-    std::string src_dir = test_env("DEITC_SOURCE_DIR");
-    std::ifstream f(src_dir + "/tests/emu/test_kernels.cu");
+/* Compiles tests/emu/FILE for sm_80 and sm_90: no error, no spill, `kernels` entry functions. */
+static void compile_file(const std::string &src_dir, const char *file, int want_kernels) {
+    std::ifstream f(src_dir + "/tests/emu/" + file);
     std::stringstream ss;
     ss << f.rdbuf();
     std::string src = ss.str(), inc = "-I" + src_dir + "/runtime";
-    CHECK_MSG(!src.empty(), "cannot read %s/tests/emu/test_kernels.cu", src_dir.c_str());
+    CHECK_MSG(!src.empty(), "cannot read %s/tests/emu/%s", src_dir.c_str(), file);
     for (const char *arch : {"sm_80", "sm_90"}) {
         nvrtcProgram prog;
-        CHECK(nvrtcCreateProgram(&prog, src.c_str(), "test_kernels.cu", 0, nullptr, nullptr) == NVRTC_SUCCESS);
+        CHECK(nvrtcCreateProgram(&prog, src.c_str(), file, 0, nullptr, nullptr) == NVRTC_SUCCESS);
         std::string arch_opt = std::string("--gpu-architecture=") + arch;
         const char *opts[] = {arch_opt.c_str(), inc.c_str(), "--std=c++17", "-Xptxas=-v"};
         nvrtcResult r = nvrtcCompileProgram(prog, 4, opts);
@@ -29,7 +30,7 @@ int main(void) {
         std::string log(n, '\0');
         nvrtcGetProgramLog(prog, &log[0]);
         if (r == NVRTC_SUCCESS) nvrtcGetCUBINSize(prog, &cubin);
-        CHECK_MSG(r == NVRTC_SUCCESS && cubin > 0, "%s: %s\n%s", arch, nvrtcGetErrorString(r), log.c_str());
+        CHECK_MSG(r == NVRTC_SUCCESS && cubin > 0, "%s %s: %s\n%s", file, arch, nvrtcGetErrorString(r), log.c_str());
         nvrtcDestroyProgram(&prog);
         /* ptxas -v: "Compiling entry function 'k'", then "N bytes spill stores, M bytes spill
          * loads" and "Used R registers" */
@@ -45,8 +46,14 @@ int main(void) {
                 CHECK_MSG(m[1] == "0" && m[2] == "0", "%s %s spills: %s", arch, kernel.c_str(), line.c_str());
             if (std::regex_search(line, m, regs)) printf("%s %-16s %3s registers\n", arch, kernel.c_str(), m[1].str().c_str());
         }
-        CHECK_MSG(kernels == 12, "%s: %d kernels compiled, expected 12", arch, kernels);
-        printf("%s: cubin %zu bytes\n", arch, cubin);
+        CHECK_MSG(kernels == want_kernels, "%s %s: %d kernels compiled, expected %d", file, arch, kernels, want_kernels);
+        printf("%s %s: cubin %zu bytes\n", file, arch, cubin);
     }
+}
+
+int main(void) {
+    std::string src_dir = test_env("DEITC_SOURCE_DIR");
+    compile_file(src_dir, "test_kernels.cu", 12);
+    compile_file(src_dir, "test_mma.cu", 5); /* every dc_mma.cuh / dc_memory.cuh helper */
     return test_result();
 }

@@ -146,18 +146,21 @@ static void elementwise_cases(op_suite *s) {
         double lo = op == IR_OP_DIV ? 0.5 : -2;
         for (int d = 0; d < 3; d++) {
             ir_dtype t = FLOATS[d];
-            const char *vexp = t == IR_F32 ? "dc_store4" : NULL;
-            begin(s, op, t == IR_F32 ? "same_shape_vec4" : "same_shape", t, vexp);
+            const char *vexp = t == IR_F32 ? "dc_store4" : "dc_store8";
+            begin(s, op, t == IR_F32 ? "same_shape_vec4" : "same_shape_vec8", t, vexp);
             result(s, binary(s, op, in(s, t, SH(8, 48), -2, 2), in(s, t, SH(8, 48), lo, 2)));
             begin(s, op, "bias_lastdim", t, vexp);
+            result(s, binary(s, op, in(s, t, SH(5, 3, 16), -2, 2), in(s, t, SH(16), lo, 2)));
+            begin(s, op, "bias_lastdim12", t, t == IR_F32 ? "dc_store4" : NULL); /* 8 does not divide 12 */
+            if (t != IR_F32) reject(s, "dc_store");
             result(s, binary(s, op, in(s, t, SH(5, 7, 12), -2, 2), in(s, t, SH(12), lo, 2)));
             begin(s, op, "odd_scalar", t, NULL);
-            reject(s, "dc_store4");
+            reject(s, "dc_store");
             result(s, binary(s, op, in(s, t, SH(7, 13), -2, 2), in(s, t, SH(7, 13), lo, 2)));
         }
         /* broadcasts that stay scalar: a column, both sides, a rank difference */
         begin(s, op, "bcast_col_scalar", IR_F32, NULL);
-        reject(s, "dc_store4");
+        reject(s, "dc_store");
         result(s, binary(s, op, in(s, IR_F32, SH(6, 5), -2, 2), in(s, IR_F32, SH(6, 1), lo, 2)));
         begin(s, op, "bcast_both", IR_F32, NULL);
         result(s, binary(s, op, in(s, IR_F32, SH(3, 1, 8), -2, 2), in(s, IR_F32, SH(1, 4, 1), lo, 2)));
@@ -169,12 +172,13 @@ static void elementwise_cases(op_suite *s) {
     /* unary ops */
     for (int d = 0; d < 3; d++) {
         ir_dtype t = FLOATS[d];
-        const char *vexp = t == IR_F32 ? "dc_store4" : NULL;
+        const char *vexp = t == IR_F32 ? "dc_store4" : "dc_store8";
         ir_attrs a = {0};
         a.alpha = -0.37;
         begin(s, IR_OP_SCALE, "vec4", t, vexp);
         result(s, unary(s, IR_OP_SCALE, in(s, t, SH(4, 32), -3, 3), &a));
         begin(s, IR_OP_SCALE, "odd", t, NULL);
+        reject(s, "dc_store");
         result(s, unary(s, IR_OP_SCALE, in(s, t, SH(3, 7), -3, 3), &a));
         begin(s, IR_OP_SQRT, "vec4", t, vexp);
         result(s, unary(s, IR_OP_SQRT, in(s, t, SH(64), 0, 9), NULL));
@@ -219,6 +223,14 @@ static void elementwise_cases(op_suite *s) {
             result(s, node(s, IR_OP_CAST, &x, 1, NULL, FLOATS[b], 0, NULL));
             cur(s)->tol = 0; /* both round to nearest even: the same bits */
         }
+    /* narrowing casts 8 at a time: f32 read as two float4s */
+    for (int b = 1; b < 3; b++) {
+        begin(s, IR_OP_CAST, "from_f32_vec8", FLOATS[b], "a4hi");
+        int x = in(s, IR_F32, SH(8, 16), -1, 1);
+        spread(s, x, IR_F32);
+        result(s, node(s, IR_OP_CAST, &x, 1, NULL, FLOATS[b], 0, NULL));
+        cur(s)->tol = 0;
+    }
     begin(s, IR_OP_CAST, "from_i64", IR_F32, "(float)");
     result(s, node(s, IR_OP_CAST, (int[]){in(s, IR_I64, SH(9), -1000, 1000)}, 1, NULL, IR_F32, 0, NULL));
     begin(s, IR_OP_CAST, "from_i32", IR_F16, "(float)");
@@ -236,7 +248,7 @@ static void elementwise_cases(op_suite *s) {
 static void gather_cases(op_suite *s) {
     for (int d = 0; d < 3; d++) {
         ir_dtype t = FLOATS[d];
-        const char *vexp = t == IR_F32 ? "dc_store4" : NULL;
+        const char *vexp = t == IR_F32 ? "dc_store4" : "dc_store8";
         ir_attrs a = {0};
         /* permute: attention's head split keeps the last dim (vector), a transpose does not */
         int64_t p1[] = {0, 2, 1, 3};
@@ -247,7 +259,7 @@ static void gather_cases(op_suite *s) {
         memset(a.perm, 0, sizeof a.perm);
         memcpy(a.perm, p2, sizeof p2);
         begin(s, IR_OP_PERMUTE, "transpose", t, NULL);
-        reject(s, "dc_store4");
+        reject(s, "dc_store");
         result(s, unary(s, IR_OP_PERMUTE, in(s, t, SH(12, 7), -2, 2), &a));
         int64_t p3[] = {2, 0, 3, 1};
         memset(a.perm, 0, sizeof a.perm);
@@ -263,13 +275,13 @@ static void gather_cases(op_suite *s) {
         result(s, node(s, IR_OP_PAD, (int[]){in(s, t, SH(3, 3, 8), -2, 2)}, 1, &a, t, SH(3, 5, 8)));
         a.axis = 1, a.start = 0, a.end = 1; /* select_token */
         begin(s, IR_OP_SLICE, "token0", t, vexp);
-        result(s, unary(s, IR_OP_SLICE, in(s, t, SH(2, 9, 12), -2, 2), &a));
+        result(s, unary(s, IR_OP_SLICE, in(s, t, SH(2, 9, 16), -2, 2), &a));
         a.axis = 2, a.start = 2, a.end = 5;
         begin(s, IR_OP_SLICE, "last_axis_odd", t, NULL);
-        reject(s, "dc_store4");
+        reject(s, "dc_store");
         result(s, unary(s, IR_OP_SLICE, in(s, t, SH(2, 3, 7), -2, 2), &a));
         begin(s, IR_OP_PAD, "last_axis_odd", t, NULL);
-        reject(s, "dc_store4");
+        reject(s, "dc_store");
         result(s, node(s, IR_OP_PAD, (int[]){in(s, t, SH(2, 3, 3), -2, 2)}, 1, &a, t, SH(2, 3, 7)));
         /* concat: cls token + patches (2 inputs), three inputs on the last axis */
         memset(&a, 0, sizeof a);
@@ -284,17 +296,23 @@ static void gather_cases(op_suite *s) {
                        0, NULL));
         /* patchify / unpatchify: patch 4 (vector rows), patch 3 (scalar) */
         memset(&a, 0, sizeof a);
-        a.patch = 4;
-        begin(s, IR_OP_PATCHIFY, "patch4_vec4", t, vexp);
+        a.patch = 8;
+        begin(s, IR_OP_PATCHIFY, "patch8_vec", t, vexp);
+        result(s, unary(s, IR_OP_PATCHIFY, in(s, t, SH(2, 3, 16, 24), -2, 2), &a));
+        begin(s, IR_OP_UNPATCHIFY, "patch8_vec", t, vexp);
+        result(s, node(s, IR_OP_UNPATCHIFY, (int[]){in(s, t, SH(2, 6, 192), -2, 2)}, 1, &a, t, SH(2, 3, 16, 24)));
+        a.patch = 4; /* vector for f32 only */
+        begin(s, IR_OP_PATCHIFY, "patch4", t, t == IR_F32 ? "dc_store4" : NULL);
+        if (t != IR_F32) reject(s, "dc_store");
         result(s, unary(s, IR_OP_PATCHIFY, in(s, t, SH(2, 3, 8, 12), -2, 2), &a));
-        begin(s, IR_OP_UNPATCHIFY, "patch4_vec4", t, vexp);
+        begin(s, IR_OP_UNPATCHIFY, "patch4", t, t == IR_F32 ? "dc_store4" : NULL);
         result(s, node(s, IR_OP_UNPATCHIFY, (int[]){in(s, t, SH(2, 6, 48), -2, 2)}, 1, &a, t, SH(2, 3, 8, 12)));
         a.patch = 3;
         begin(s, IR_OP_PATCHIFY, "patch3", t, NULL);
-        reject(s, "dc_store4");
+        reject(s, "dc_store");
         result(s, unary(s, IR_OP_PATCHIFY, in(s, t, SH(1, 2, 6, 9), -2, 2), &a));
         begin(s, IR_OP_UNPATCHIFY, "patch3", t, NULL);
-        reject(s, "dc_store4");
+        reject(s, "dc_store");
         result(s, node(s, IR_OP_UNPATCHIFY, (int[]){in(s, t, SH(1, 6, 18), -2, 2)}, 1, &a, t, SH(1, 2, 6, 9)));
     }
 }
