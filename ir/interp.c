@@ -253,8 +253,23 @@ static void run_patchify(const ir_node *img, int64_t p, double *image, double *p
                 }
 }
 
-static void run_matmul(const ir_graph *g, const ir_node *n, double **v, double *out) {
+/* TF32 (compute=tf32): an f32 operand rounded to 10 mantissa bits, nearest even, f32's range */
+static double round_tf32(double x) { return round_to_format(x, 10, -126, 0x1.ffcp127); }
+
+/* round_tf32 of every element of node k's value: a new array */
+static double *tf32_copy(const ir_graph *g, int k, double **v) {
+    int64_t cnt = ir_numel(&g->nodes[k]);
+    double *c = malloc(sizeof(double) * (size_t)(cnt ? cnt : 1));
+    if (!c) abort();
+    for (int64_t i = 0; i < cnt; i++) c[i] = round_tf32(v[k][i]);
+    return c;
+}
+
+/* `tf32`: the operands as tensor cores take them under compute=tf32 (not in the f64 mode) */
+static void run_matmul(const ir_graph *g, const ir_node *n, double **v, double *out, int tf32) {
     const ir_node *a = &g->nodes[n->inputs[0]], *b = &g->nodes[n->inputs[1]];
+    double *ta32 = tf32 ? tf32_copy(g, n->inputs[0], v) : NULL, *tb32 = tf32 ? tf32_copy(g, n->inputs[1], v) : NULL;
+    const double *va = tf32 ? ta32 : v[n->inputs[0]], *vb = tf32 ? tb32 : v[n->inputs[1]];
     int ta = n->attrs.trans_a, tb = n->attrs.trans_b;
     int64_t M = n->shape[n->ndim - 2], N = n->shape[n->ndim - 1];
     int64_t K = a->shape[a->ndim - (ta ? 2 : 1)];
@@ -269,8 +284,8 @@ static void run_matmul(const ir_graph *g, const ir_node *n, double **v, double *
     if (!row) abort();
     for (int64_t t = 0; t < batch; t++) {
         unravel(t, nb, n->shape, idx);
-        const double *A = v[n->inputs[0]] + bcast_offset(&ab, nb, idx) * M * K;
-        const double *Bm = v[n->inputs[1]] + bcast_offset(&bb, nb, idx) * K * N;
+        const double *A = va + bcast_offset(&ab, nb, idx) * M * K;
+        const double *Bm = vb + bcast_offset(&bb, nb, idx) * K * N;
         double *C = out + t * M * N;
         for (int64_t i = 0; i < M; i++) {
             memset(row, 0, sizeof(double) * (size_t)N);
@@ -286,6 +301,8 @@ static void run_matmul(const ir_graph *g, const ir_node *n, double **v, double *
         }
     }
     free(row);
+    free(ta32);
+    free(tb32);
 }
 
 /* per-row mean and 1/sqrt(var + eps) of an [rows, C] view */
@@ -492,7 +509,7 @@ static int run_node(ir_interp *it, int i) {
         run_patchify(n, n->attrs.patch, out, v[n->inputs[0]], 0);
         break;
     case IR_OP_MATMUL:
-        run_matmul(g, n, v, out);
+        run_matmul(g, n, v, out, n->attrs.compute == IR_COMPUTE_TF32 && !it->use_f64);
         break;
     case IR_OP_REDUCE_MEAN: {
         int64_t outer = 1, inner = 1, dim = x->shape[n->attrs.axis];

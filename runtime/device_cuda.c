@@ -415,8 +415,16 @@ static int prepare_gemm(rt_device *d, int s, cublasLtMatmulPreference_t pref_bas
     cuda_gemm *cg = &c->gemms[s];
     if (g->m == 0 || g->n == 0) return 0;
     c->step = s;
-    int tf32 = getenv("DEITC_TF32") && g->a_type == RT_F32 && g->b_type == RT_F32;
-    cublasComputeType_t compute = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    /* the plan's compute type (--precision tf32); DEITC_TF32 is no longer read */
+    if (g->compute != RT_COMPUTE_32F && (g->compute != RT_COMPUTE_32F_FAST_TF32 || g->a_type != RT_F32 ||
+                                         g->b_type != RT_F32)) {
+        snprintf(d->err, sizeof d->err, "step %d (%s): GEMM compute type %d with %s x %s operands is not supported",
+                 s, d->plan->steps[s].what ? d->plan->steps[s].what : "?", (int)g->compute, rt_dtype_name(g->a_type),
+                 rt_dtype_name(g->b_type));
+        return -1;
+    }
+    cublasComputeType_t compute =
+        g->compute == RT_COMPUTE_32F_FAST_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     if (LT(d, cublasLtMatmulDescCreate, &cg->desc, compute, CUDA_R_32F)) return -1;
     int32_t op_first = g->trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, op_second = g->trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     if (LT(d, cublasLtMatmulDescSetAttribute, cg->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first) ||

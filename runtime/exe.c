@@ -74,7 +74,8 @@ static void usage(FILE *f) {
             "   labels i64 [N]) or a CIFAR-10 .bin.\n"
             "--checkpoint writes the weights, the AdamW state and the step (every N steps and at the end); --resume\n"
             "continues such a run from its step: give it the same --steps/--epochs, schedule and --seed.\n"
-            "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH, DEITC_TF32, DEITC_DEVICE, DEITC_CUDA_SYNC (cuda).\n",
+            "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH, DEITC_DEVICE, DEITC_CUDA_SYNC (cuda).\n"
+            "TF32 products are a compile option (deitc compile --precision tf32), not an environment variable.\n",
             prog, prog, prog, prog);
 }
 
@@ -302,6 +303,9 @@ static int session_open(session *s, const rt_plan *p, int need_device) {
     s->stage = malloc(sizeof(float) * (size_t)(p->batch * s->image_numel));
     s->label_stage = malloc(sizeof(int64_t) * (size_t)p->batch);
     if (!s->batch_f32 || !s->stage || !s->label_stage) return error("out of memory for the host batch");
+    if (need_device && getenv("DEITC_TF32"))
+        fprintf(stderr, "note: DEITC_TF32 is ignored: this executable was compiled with --precision %s "
+                        "(TF32 products: deitc compile --precision tf32)\n", p->precision ? p->precision : "fp32");
     if (need_device && rt_device_new(p, &s->dev, err, sizeof err)) return error("%s", err);
     return 0;
 }

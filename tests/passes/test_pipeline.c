@@ -8,6 +8,10 @@
  *              a multi-output node directly, a bad PROJECT, and marking it an output
  *   memplan    PROJECT's buffer is its output's place in the node's buffer, the node lives to
  *              the last reader of any output, and the plan's checker finds a planted overlap
+ *   tf32       --precision tf32 gives every matmul of the training step (forward and backward)
+ *              compute=tf32 and none under fp32; the printer shows it; the interpreter rounds
+ *              a tf32 matmul's operands to 10 mantissa bits (nearest, ties to even) in the f32
+ *              mode and not in the f64 one; the verifier refuses compute=tf32 on f16 operands
  *   fusions    layer-norm-stats keeps the training step's answer (f64 interpreter: loss and
  *              every gradient to 1e-12); adamw-group: one group of every ADAMW under all, none
  *              under none; the verifier refuses bad groups and the schedule check a split one
@@ -313,8 +317,71 @@ static void test_fusions(void) {
     pass_result_free(none);
 }
 
+/* ---- tf32 ---------------------------------------------------------------------------------- */
+
+static void test_tf32(void) {
+    char err[1024];
+    for (int t = 0; t < 2; t++) {
+        pass_result *r = run(micro_forward(2), NULL, t ? "tf32" : "fp32", "precision", err, sizeof err);
+        CHECK_MSG(r != NULL, "%s", err);
+        if (!r) continue;
+        CHECK(strcmp(r->precision, t ? "tf32" : "fp32") == 0);
+        int matmuls = 0, marked = 0;
+        for (int i = 0; i < r->g->n; i++) {
+            matmuls += r->g->nodes[i].op == IR_OP_MATMUL;
+            marked += r->g->nodes[i].op == IR_OP_MATMUL && r->g->nodes[i].attrs.compute == IR_COMPUTE_TF32;
+        }
+        /* 2 blocks x (qkv, scores, context, proj, fc1, fc2) + head forward, 2-3 each backward */
+        CHECK_MSG(matmuls > 30 && marked == (t ? matmuls : 0), "%s: %d of %d matmuls tf32", r->precision, marked,
+                  matmuls);
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        pass_result_print(r, f);
+        fclose(f);
+        CHECK((strstr(text, " compute=tf32") != NULL) == t && strstr(text, t ? "precision tf32" : "precision fp32"));
+        free(text);
+        pass_result_free(r);
+    }
+    /* x[1,2] @ w[2,1] with x = (1 + 3*2^-12, 1 + 2^-11), w = (1, 1): TF32 keeps 10 mantissa
+     * bits, so x0 rounds up to 1 + 2^-10 and x1 (a tie) to even, 1: 2 + 2^-10; fp32: 2 + 5*2^-12 */
+    for (int mode = 0; mode < 3; mode++) { /* fp32, tf32, tf32 in the f64 interpreter */
+        ir_graph *g = ir_graph_new();
+        int64_t xs[2] = {1, 2}, ws[2] = {2, 1};
+        int x = weight(g, "x", 2, xs), w = weight(g, "w", 2, ws);
+        ir_attrs a = {0};
+        a.alpha = 1;
+        a.compute = mode ? IR_COMPUTE_TF32 : IR_COMPUTE_32F;
+        int y = ir_binary(g, IR_OP_MATMUL, x, w, &a, "y", NOLOC);
+        CHECK_MSG(y >= 0 && ir_verify(g) == 0, "%s", g->error);
+        ir_interp *it = ir_interp_new(g, mode == 2);
+        const float xv[2] = {1 + 3 * 0x1p-12f, 1 + 0x1p-11f}, wv[2] = {1, 1};
+        ir_interp_set_f32(it, x, xv);
+        ir_interp_set_f32(it, w, wv);
+        CHECK_MSG(ir_interp_run(it) == 0, "%s", ir_interp_error(it));
+        double got;
+        ir_interp_get_f64(it, y, &got);
+        double want = mode == 1 ? 2 + 0x1p-10 : 2 + 5 * 0x1p-12;
+        CHECK_MSG(got == want, "mode %d: %.17g, want %.17g", mode, got, want);
+        ir_interp_free(it);
+        ir_graph_free(g);
+    }
+    /* compute=tf32 needs f32 operands */
+    ir_graph *g = ir_graph_new();
+    int64_t s2[2] = {2, 2};
+    int x = ir_leaf(g, IR_OP_WEIGHT, IR_F16, 2, s2, "x", NOLOC);
+    ir_attrs a = {0};
+    a.alpha = 1;
+    a.compute = IR_COMPUTE_TF32;
+    int y = ir_binary(g, IR_OP_MATMUL, x, x, &a, "y", NOLOC);
+    CHECK(y < 0 || ir_verify(g) != 0);
+    CHECK_MSG(strstr(g->error, "needs f32 operands (tf32)"), "%s", g->error);
+    ir_graph_free(g);
+}
+
 int main(void) {
     test_stages();
+    test_tf32();
     test_multi();
     test_memplan();
     test_fusions();

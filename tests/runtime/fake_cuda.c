@@ -31,6 +31,7 @@ typedef struct {
 
 typedef struct {
     int32_t ta, tb;
+    int tf32; /* CUBLAS_COMPUTE_32F_FAST_TF32: operands rounded to TF32 (nearest even) */
 } fake_desc;
 typedef struct {
     int64_t rows, cols, ld, stride;
@@ -55,7 +56,18 @@ typedef struct {
 static int capturing;
 static op *recorded;
 static int nrecorded, caprecorded;
-static int launches, matmuls, replays;
+static int launches, matmuls, tf32_matmuls, replays;
+
+/* x rounded to TF32 as the emu models it (runtime's rt_round_tf32, written out again here so
+ * that this stand-in shares no code with what it checks) */
+static double tf32(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7f800000) == 0x7f800000) return x;
+    u = (u + 0xfffu + ((u >> 13) & 1u)) & ~0x1fffu;
+    memcpy(&x, &u, 4);
+    return x;
+}
 
 static void record(const op *o) {
     if (nrecorded == caprecorded) {
@@ -104,12 +116,14 @@ static int run_matmul(const op *o) {
                 for (int64_t p = 0; p < k; p++) {
                     double x = o->desc->ta ? a[p + i * la->ld] : a[i + p * la->ld];
                     double y = o->desc->tb ? b[j + p * lb->ld] : b[p + j * lb->ld];
+                    if (o->desc->tf32) x = tf32((float)x), y = tf32((float)y);
                     s += x * y;
                 }
                 d[i + j * lc->ld] = (float)(o->alpha * s + (o->beta != 0 ? o->beta * c[i + j * lc->ld] : 0));
             }
     }
     matmuls++;
+    tf32_matmuls += o->desc->tf32;
     return 0;
 }
 
@@ -249,7 +263,8 @@ EXPORT CUresult cuGraphLaunch(CUgraphExec e, CUstream s) {
 EXPORT CUresult cuGraphDestroy(CUgraph g) { (void)g; return CUDA_SUCCESS; }
 EXPORT CUresult cuGraphExecDestroy(CUgraphExec e) {
     (void)e;
-    fprintf(stderr, "fake cuda: %d kernel launches, %d matmuls, %d graph replays\n", launches, matmuls, replays);
+    fprintf(stderr, "fake cuda: %d kernel launches, %d matmuls (%d tf32), %d graph replays\n", launches, matmuls,
+            tf32_matmuls, replays);
     free(recorded);
     recorded = NULL;
     nrecorded = caprecorded = 0;
@@ -266,7 +281,9 @@ EXPORT const char *cublasLtGetStatusString(cublasStatus_t s) { return s ? "fake 
 EXPORT cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t c, cudaDataType_t s) {
     if (c != CUBLAS_COMPUTE_32F && c != CUBLAS_COMPUTE_32F_FAST_TF32) return CUBLAS_STATUS_NOT_SUPPORTED;
     if (s != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
-    *d = (cublasLtMatmulDesc_t)calloc(1, sizeof(fake_desc));
+    fake_desc *fd = calloc(1, sizeof *fd);
+    fd->tf32 = c == CUBLAS_COMPUTE_32F_FAST_TF32;
+    *d = (cublasLtMatmulDesc_t)fd;
     return CUBLAS_STATUS_SUCCESS;
 }
 EXPORT cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) { free(d); return CUBLAS_STATUS_SUCCESS; }

@@ -2,7 +2,10 @@
  * column-major cuBLASLt products) for every transpose / batch / broadcast / alpha-beta
  * combination, on fake_cuda.c (RT_FAKE_LIB: a host cuBLASLt that implements cuBLAS's
  * column-major definition and rejects inconsistent layouts), against the emu's CPU GEMM.
- * Also: graph capture and replay give the same bits as eager runs. Skips without RT_FAKE_LIB. */
+ * Every third step asks for TF32 products (RT_COMPUTE_32F_FAST_TF32): the fake rounds the
+ * operands as the emu does, so both agree, and differ from fp32 products (the compute type
+ * reached cuBLASLt). Also: graph capture and replay give the same bits as eager runs. Skips
+ * without RT_FAKE_LIB. */
 #include "runtime/rt.h"
 #include "tests/harness.h"
 
@@ -37,6 +40,7 @@ int main(void) {
                     g->m = shapes[s][0], g->n = shapes[s][1], g->k = shapes[s][2];
                     g->trans_a = ta, g->trans_b = tb, g->batch = mode ? 3 : 1;
                     g->alpha = ab[v % 4][0], g->beta = ab[v % 4][1];
+                    g->compute = v % 3 == 1 ? RT_COMPUTE_32F_FAST_TF32 : RT_COMPUTE_32F;
                     int64_t ar = ta ? g->k : g->m, ac = ta ? g->m : g->k, br = tb ? g->n : g->k, bc = tb ? g->k : g->n;
                     g->lda = ac + 1, g->ldb = bc + 2, g->ldc = g->n + 3;
                     g->stride_a = mode == 2 && (v & 1) ? 0 : ar * g->lda + 2;
@@ -55,10 +59,30 @@ int main(void) {
     float *init = malloc(off), *want = malloc(off), *got = malloc(off), *got2 = malloc(off);
     for (uint64_t i = 0; i < off / 4; i++) init[i] = frand();
     memcpy(want, init, off);
+    float *want32 = malloc(off);
+    memcpy(want32, init, off);
     for (int i = 0; i < ns; i++) {
         const rt_gemm *g = &steps[i].gemm;
         rt_gemm_cpu(g, (char *)want + g->a, (char *)want + g->b, (char *)want + g->c);
+        rt_gemm g32 = *g;
+        g32.compute = RT_COMPUTE_32F;
+        rt_gemm_cpu(&g32, (char *)want32 + g->a, (char *)want32 + g->b, (char *)want32 + g->c);
     }
+    /* TF32's 10-bit operands move the products by about 1e-3 relative: the steps differ */
+    int tf32_steps = 0, tf32_moved = 0;
+    for (int i = 0; i < ns; i++) {
+        const rt_gemm *g = &steps[i].gemm;
+        if (g->compute != RT_COMPUTE_32F_FAST_TF32) continue;
+        tf32_steps++;
+        int moved = 0;
+        for (int64_t e = 0; e < g->m * g->ldc; e++) {
+            float x = want[g->c / 4 + e], y = want32[g->c / 4 + e];
+            moved |= fabsf(x - y) > 1e-5f * (1 + fabsf(y));
+        }
+        tf32_moved += moved;
+    }
+    CHECK_MSG(tf32_steps == 16 && tf32_moved >= 12, "%d TF32 steps, %d differ from fp32", tf32_steps, tf32_moved);
+    free(want32);
     char err[1200];
     rt_device *d = NULL;
     int ok = rt_device_new(&p, &d, err, sizeof err) == 0;
