@@ -23,7 +23,8 @@ set_tests_properties(rt_exe PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}")
 add_executable(test_rt_micro ${CMAKE_CURRENT_SOURCE_DIR}/runtime/test_micro.c)
 target_link_libraries(test_rt_micro PRIVATE deitc_rt m)
 add_test(NAME rt_micro_oracle COMMAND test_rt_micro)
-set_tests_properties(rt_micro_oracle PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}")
+add_test(NAME rt_micro_tf32 COMMAND test_rt_micro tf32)
+set_tests_properties(rt_micro_oracle rt_micro_tf32 PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}")
 
 # the cuda device layer on the host: the tiny plan built for cuda, run against fake_cuda.c
 # (a stand-in libcuda + cuBLASLt) where the CUDA headers exist
@@ -52,7 +53,7 @@ if(RT_FAKE_CUDA_INCLUDE)
 else()
   set_tests_properties(rt_cuda_gemm_fake PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}")
 endif()
-set_tests_properties(rt_gemm rt_gemm_generic rt_exe rt_micro_oracle rt_cuda_gemm_fake PROPERTIES LABELS runtime)
+set_tests_properties(rt_gemm rt_gemm_generic rt_exe rt_micro_oracle rt_micro_tf32 rt_cuda_gemm_fake PROPERTIES LABELS runtime)
 
 # --help after a command (deitc compile --help, EXE train --help) prints the usage on stdout and
 # exits 0; the usage names the command asked about
