@@ -12,6 +12,10 @@
  *              compute=tf32 and none under fp32; the printer shows it; the interpreter rounds
  *              a tf32 matmul's operands to 10 mantissa bits (nearest, ties to even) in the f32
  *              mode and not in the f64 one; the verifier refuses compute=tf32 on f16 operands
+ *   cast       the interpreter's f32 -> f16 / bf16 casts on edge values against hand-worked
+ *              results: ties to even (normal and subnormal), the largest finite values and the
+ *              first that overflow, underflow to zero, infinities, NaN, signed zero (tests/ops
+ *              runs the same values through the emitted cast kernels, bit for bit)
  *   fusions    layer-norm-stats keeps the training step's answer (f64 interpreter: loss and
  *              every gradient to 1e-12); adamw-group: one group of every ADAMW under all, none
  *              under none; the verifier refuses bad groups and the schedule check a split one
@@ -379,8 +383,46 @@ static void test_tf32(void) {
     ir_graph_free(g);
 }
 
+/* ---- casts --------------------------------------------------------------------------------- */
+
+static void test_cast_rounding(void) {
+    static const float x[] = {1 + 0x1p-11f, 1 + 3 * 0x1p-11f, 1 + 0x1p-8f, 1 + 3 * 0x1p-8f, 65504, 65519.996f, 65520,
+                              -65520, 0x1p-24f, 0x1p-25f, 3 * 0x1p-25f, 0x1p-14f, 0x1.ff8p-15f, 0x1p-133f, 0x1p-134f,
+                              0x1.8p-133f, 0x1p-149f, 0x1.fffffep127f, 0x1.fep127f, 0x1.ffp127f, -0x1.ffp127f, INFINITY,
+                              -INFINITY, NAN, -0.0f, 3.1415927f};
+    static const double f16[] = {1, 1 + 0x1p-9, 1 + 0x1p-8, 1 + 3 * 0x1p-8, 65504, 65504, INFINITY, -INFINITY,
+                                 0x1p-24, 0, 0x1p-23, 0x1p-14, 1023 * 0x1p-24, 0, 0, 0, 0, INFINITY, INFINITY, INFINITY,
+                                 -INFINITY, INFINITY, -INFINITY, NAN, -0.0, 3.140625};
+    static const double bf16[] = {1, 1, 1, 1 + 0x1p-6, 65536, 65536, 65536, -65536, 0x1p-24, 0x1p-25, 3 * 0x1p-25,
+                                  0x1p-14, 0x1p-14, 0x1p-133, 0, 0x1p-132, 0, INFINITY, 0x1.fep127, INFINITY, -INFINITY,
+                                  INFINITY, -INFINITY, NAN, -0.0, 3.140625};
+    enum { N = sizeof x / sizeof x[0] };
+    _Static_assert(sizeof f16 / sizeof f16[0] == N && sizeof bf16 / sizeof bf16[0] == N, "a result per value");
+    ir_graph *g = ir_graph_new();
+    int64_t sh[1] = {N};
+    int in = weight(g, "x", 1, sh);
+    int y16 = ir_add(g, IR_OP_CAST, &in, 1, NULL, IR_F16, 1, sh, "y16", NOLOC);
+    int yb = ir_add(g, IR_OP_CAST, &in, 1, NULL, IR_BF16, 1, sh, "ybf16", NOLOC);
+    CHECK_MSG(y16 >= 0 && yb >= 0 && ir_verify(g) == 0, "%s", g->error);
+    ir_interp *it = ir_interp_new(g, 0);
+    ir_interp_set_f32(it, in, x);
+    CHECK_MSG(ir_interp_run(it) == 0, "%s", ir_interp_error(it));
+    double got16[N], gotb[N];
+    ir_interp_get_f64(it, y16, got16);
+    ir_interp_get_f64(it, yb, gotb);
+    for (int k = 0; k < N; k++) {
+        int ok16 = isnan(f16[k]) ? isnan(got16[k]) : got16[k] == f16[k] && !signbit(got16[k]) == !signbit(f16[k]);
+        int okb = isnan(bf16[k]) ? isnan(gotb[k]) : gotb[k] == bf16[k] && !signbit(gotb[k]) == !signbit(bf16[k]);
+        CHECK_MSG(ok16, "cast(%a) to f16: %a, want %a", x[k], got16[k], f16[k]);
+        CHECK_MSG(okb, "cast(%a) to bf16: %a, want %a", x[k], gotb[k], bf16[k]);
+    }
+    ir_interp_free(it);
+    ir_graph_free(g);
+}
+
 int main(void) {
     test_stages();
+    test_cast_rounding();
     test_tf32();
     test_multi();
     test_memplan();
