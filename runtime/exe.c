@@ -29,6 +29,7 @@ typedef struct {
     int has_steps, has_epochs, has_lr, shuffle, synthetic, use_graph, verbose, cosine, profile;
     double lr, weight_decay;
     uint64_t seed;
+    rt_dtype save_dtype; /* --save-dtype: what --save writes f32 weights as (RT_F32, RT_F16, RT_BF16) */
 } exe_args;
 
 typedef struct {
@@ -62,7 +63,8 @@ static double now_s(void) {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: %s train [--init W.safetensors] --data D [--steps K | --epochs E] [--lr LR]\n"
-            "                [--weight-decay WD] [--no-shuffle] [--save OUT.safetensors] [--metrics FILE.jsonl]\n"
+            "                [--weight-decay WD] [--no-shuffle] [--save OUT.safetensors [--save-dtype fp32|fp16|bf16]]\n"
+            "                [--metrics FILE.jsonl]\n"
             "                [--seed S] [--synthetic] [--warmup-steps W] [--schedule cosine|constant]\n"
             "                [--log-every N] [--no-graph] [--checkpoint C.safetensors [--checkpoint-every N]]\n"
             "                [--resume C.safetensors]\n"
@@ -111,7 +113,7 @@ static int option_allowed(const char *cmd, const char *opt) {
         const char *cmd, *opts;
     } table[] = {
         {"train", " --init --data --save --metrics --steps --epochs --lr --weight-decay --seed --warmup-steps"
-                  " --schedule --log-every --no-shuffle --synthetic --no-graph -v --verbose --profile"
+                  " --save-dtype --schedule --log-every --no-shuffle --synthetic --no-graph -v --verbose --profile"
                   " --checkpoint --checkpoint-every --resume "},
         {"eval", " --init --data --synthetic --seed --no-graph -v --verbose "},
         {"bench", " --init --steps --warmup --seed --no-graph -v --verbose --profile "},
@@ -171,6 +173,13 @@ static int parse_args(int argc, char **argv, exe_args *a) {
             if (parse_long(s, next, 0, &a->bench_warmup)) return 2;
         } else if (!strcmp(s, "--log-every")) {
             if (parse_long(s, next, 1, &a->log_every)) return 2;
+        } else if (!strcmp(s, "--save-dtype")) {
+            if (!next || (strcmp(next, "fp32") && strcmp(next, "fp16") && strcmp(next, "bf16"))) {
+                fprintf(stderr, "%s: error: --save-dtype expects fp32, fp16 or bf16, got '%s'\n", prog,
+                        next ? next : "");
+                return 2;
+            }
+            a->save_dtype = !strcmp(next, "fp16") ? RT_F16 : !strcmp(next, "bf16") ? RT_BF16 : RT_F32;
         } else if (!strcmp(s, "--schedule")) {
             if (!next || (strcmp(next, "cosine") && strcmp(next, "constant"))) {
                 fprintf(stderr, "%s: error: --schedule expects cosine or constant, got '%s'\n", prog,
@@ -205,6 +214,10 @@ static int parse_args(int argc, char **argv, exe_args *a) {
     }
     if (a->resume && a->init) {
         fprintf(stderr, "%s: error: give --init or --resume, not both (a checkpoint holds the weights)\n", prog);
+        return 2;
+    }
+    if (a->save_dtype != RT_F32 && !a->save) {
+        fprintf(stderr, "%s: error: --save-dtype needs --save FILE\n", prog);
         return 2;
     }
     if (a->checkpoint_every && !a->checkpoint) {
@@ -477,8 +490,10 @@ static int check_writable(const char *path) {
 
 /* The trained weights (--save: timm's names, loadable by timm), or with with_state a checkpoint
  * (--checkpoint): the weights, the optimizer state (adam_m.*, adam_v.*) and the step reached,
- * as the I64 tensor "checkpoint.step", which --resume continues from. */
-static int save_weights(session *s, const char *path, long steps, int with_state) {
+ * as the I64 tensor "checkpoint.step", which --resume continues from. dtype (--save-dtype):
+ * f32 weights written as F16 or BF16 (round to nearest even; half the bytes, timm loads both);
+ * checkpoints always keep what the plan holds, so that a resumed run is exact. */
+static int save_weights(session *s, const char *path, long steps, int with_state, rt_dtype dtype) {
     const rt_plan *p = s->p;
     rt_tensor *ts = calloc((size_t)p->num_tensors + 2, sizeof *ts);
     if (!ts) abort();
@@ -496,6 +511,13 @@ static int save_weights(session *s, const char *path, long steps, int with_state
         o->data = malloc(o->nbytes ? o->nbytes : 1);
         if (!o->data) abort();
         if (s->dev->download(s->dev, o->data, t->offset, o->nbytes)) rc = error("%s", s->dev->err);
+        if (!rc && !with_state && t->dtype == RT_F32 && dtype != RT_F32) { /* narrowed in place */
+            const float *f = o->data;
+            uint16_t *h = o->data;
+            for (int64_t k = 0; k < numel(t); k++) h[k] = dtype == RT_F16 ? rt_float_to_half(f[k]) : rt_float_to_bf16(f[k]);
+            o->dtype = dtype;
+            o->nbytes /= 2;
+        }
     }
     if (!rc) {
         char meta[512], err[1200];
@@ -642,13 +664,13 @@ static int cmd_train(const exe_args *a, const rt_plan *p) {
             fflush(stdout);
         }
         if (a->checkpoint_every && step % a->checkpoint_every == 0 && step < total &&
-            save_weights(&s, a->checkpoint, step, 1))
+            save_weights(&s, a->checkpoint, step, 1, RT_F32))
             goto done;
     }
     double elapsed = now_s() - t_start;
     printf("trained %ld steps in %.2f s (%.1f images/s)\n", total - first + 1, elapsed, images / (elapsed > 0 ? elapsed : 1e-9));
-    if (a->checkpoint && save_weights(&s, a->checkpoint, total, 1)) goto done;
-    if (a->save && save_weights(&s, a->save, total, 0)) goto done;
+    if (a->checkpoint && save_weights(&s, a->checkpoint, total, 1, RT_F32)) goto done;
+    if (a->save && save_weights(&s, a->save, total, 0, a->save_dtype)) goto done;
     rc = 0;
 done:
     if (metrics && fclose(metrics) && !rc) rc = error("%s: write failed", a->metrics);
