@@ -105,6 +105,22 @@ int main(void) {
         CHECK(memcmp(got, got2, off) == 0);
         rt_device_free(d);
     }
+    /* TF32 products of f16 operands: refused at start-up, naming the step */
+    {
+        rt_plan_step bad;
+        memset(&bad, 0, sizeof bad);
+        bad.kind = RT_STEP_GEMM, bad.what = "f16 gemm";
+        bad.gemm.m = bad.gemm.n = bad.gemm.k = 8, bad.gemm.batch = 1, bad.gemm.lda = bad.gemm.ldb = bad.gemm.ldc = 8;
+        bad.gemm.alpha = 1, bad.gemm.a_type = bad.gemm.b_type = RT_F16, bad.gemm.c_type = RT_F32;
+        bad.gemm.b = 256, bad.gemm.c = 512, bad.gemm.compute = RT_COMPUTE_32F_FAST_TF32;
+        rt_plan pb = p;
+        pb.num_steps = 1, pb.steps = &bad, pb.arena_bytes = 1024;
+        rt_device *db = NULL;
+        CHECK(rt_device_new(&pb, &db, err, sizeof err) != 0);
+        CHECK_MSG(strstr(err, "step 0 (f16 gemm): GEMM compute type 1 with F16 x F16 operands is not supported"), "%s",
+                  err);
+        rt_device_free(db);
+    }
     fprintf(stderr, "%d GEMM steps through the cuda device layer\n", ns);
     free(init), free(want), free(got), free(got2);
     return test_result();
