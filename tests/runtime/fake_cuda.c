@@ -49,8 +49,8 @@ typedef struct {
     const fake_desc *desc;
     const fake_layout *la, *lb, *lc;
     float alpha, beta;
-    const float *a, *b, *c;
-    float *d;
+    const void *a, *b, *c;
+    void *d;
 } op;
 
 static int capturing;
@@ -93,13 +93,52 @@ static void run_kernel(const op *o) {
     if (fault && atoi(fault) == launches) faulted = 1;
 }
 
+/* element i of a matrix of type t (32F, 16F, 16BF): the compiler's _Float16 does the f16
+ * conversions, so this shares no code with the runtime's */
+static int fake_type_ok(cudaDataType t) { return t == CUDA_R_32F || t == CUDA_R_16F || t == CUDA_R_16BF; }
+static size_t fake_type_size(cudaDataType t) { return t == CUDA_R_32F ? 4 : 2; }
+static double fake_load(const void *p, cudaDataType t, int64_t i) {
+    if (t == CUDA_R_16F) {
+        _Float16 h;
+        memcpy(&h, (const char *)p + 2 * i, 2);
+        return (double)h;
+    }
+    if (t == CUDA_R_16BF) {
+        uint16_t h;
+        memcpy(&h, (const char *)p + 2 * i, 2);
+        uint32_t u = (uint32_t)h << 16;
+        float f;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+    float f;
+    memcpy(&f, (const char *)p + 4 * i, 4);
+    return f;
+}
+static void fake_store(void *p, cudaDataType t, int64_t i, double v) {
+    float f = (float)v;
+    if (t == CUDA_R_16F) {
+        _Float16 h = (_Float16)f;
+        memcpy((char *)p + 2 * i, &h, 2);
+    } else if (t == CUDA_R_16BF) {
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        uint16_t h = (u & 0x7fffffff) > 0x7f800000 ? (uint16_t)((u >> 16) | 0x40)
+                                                   : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+        memcpy((char *)p + 2 * i, &h, 2);
+    } else {
+        memcpy((char *)p + 4 * i, &f, 4);
+    }
+}
+
 static int run_matmul(const op *o) {
     const fake_layout *la = o->la, *lb = o->lb, *lc = o->lc;
     int64_t m = lc->rows, n = lc->cols, k = o->desc->ta ? la->rows : la->cols;
     /* op(A) is m x k, op(B) is k x n */
     if ((o->desc->ta ? la->cols : la->rows) != m || (o->desc->tb ? lb->cols : lb->rows) != k ||
         (o->desc->tb ? lb->rows : lb->cols) != n || la->ld < la->rows || lb->ld < lb->rows || lc->ld < lc->rows ||
-        la->batch != lc->batch || lb->batch != lc->batch || la->type != CUDA_R_32F) {
+        la->batch != lc->batch || lb->batch != lc->batch || !fake_type_ok(la->type) || !fake_type_ok(lb->type) ||
+        !fake_type_ok(lc->type) || (o->desc->tf32 && (la->type != CUDA_R_32F || lb->type != CUDA_R_32F))) {
         fprintf(stderr, "fake cublasLtMatmul: inconsistent layouts: A %lldx%lld ld %lld op %d, B %lldx%lld ld %lld op %d, "
                         "C %lldx%lld ld %lld\n",
                 (long long)la->rows, (long long)la->cols, (long long)la->ld, o->desc->ta, (long long)lb->rows,
@@ -108,18 +147,21 @@ static int run_matmul(const op *o) {
         return -1;
     }
     for (int32_t bi = 0; bi < lc->batch; bi++) {
-        const float *a = o->a + bi * la->stride, *b = o->b + bi * lb->stride, *c = o->c + bi * lc->stride;
-        float *d = o->d + bi * lc->stride;
+        const char *a = (const char *)o->a + bi * la->stride * (int64_t)fake_type_size(la->type),
+                   *b = (const char *)o->b + bi * lb->stride * (int64_t)fake_type_size(lb->type),
+                   *c = (const char *)o->c + bi * lc->stride * (int64_t)fake_type_size(lc->type);
+        char *d = (char *)o->d + bi * lc->stride * (int64_t)fake_type_size(lc->type);
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < n; j++) {
                 double s = 0;
                 for (int64_t p = 0; p < k; p++) {
-                    double x = o->desc->ta ? a[p + i * la->ld] : a[i + p * la->ld];
-                    double y = o->desc->tb ? b[j + p * lb->ld] : b[p + j * lb->ld];
+                    double x = fake_load(a, la->type, o->desc->ta ? p + i * la->ld : i + p * la->ld);
+                    double y = fake_load(b, lb->type, o->desc->tb ? j + p * lb->ld : p + j * lb->ld);
                     if (o->desc->tf32) x = tf32((float)x), y = tf32((float)y);
                     s += x * y;
                 }
-                d[i + j * lc->ld] = (float)(o->alpha * s + (o->beta != 0 ? o->beta * c[i + j * lc->ld] : 0));
+                double old = o->beta != 0 ? o->beta * fake_load(c, lc->type, i + j * lc->ld) : 0;
+                fake_store(d, lc->type, i + j * lc->ld, o->alpha * s + old);
             }
     }
     matmuls++;

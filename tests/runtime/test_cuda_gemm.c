@@ -4,7 +4,8 @@
  * column-major definition and rejects inconsistent layouts), against the emu's CPU GEMM.
  * Every third step asks for TF32 products (RT_COMPUTE_32F_FAST_TF32): the fake rounds the
  * operands as the emu does, so both agree, and differ from fp32 products (the compute type
- * reached cuBLASLt). Also: graph capture and replay give the same bits as eager runs. Skips
+ * reached cuBLASLt). Four more take f16 / bf16 operands with fp32 accumulation and an f32
+ * result (what mixed precision's matrix products are): the same within 1e-5. Also: graph capture and replay give the same bits as eager runs. Skips
  * without RT_FAKE_LIB. */
 #include "runtime/rt.h"
 #include "tests/harness.h"
@@ -51,6 +52,26 @@ int main(void) {
                     g->c = off, off += 256 * ((4 * (uint64_t)(2 * g->m * g->ldc + 2 * g->stride_c + 8) + 255) / 256);
                     ns++;
                 }
+    /* 16-bit operands, f32 results: (m, n, k, ta, tb, batch, type) */
+    static const int typed[4][7] = {{9, 17, 33, 0, 1, 1, RT_F16}, {16, 8, 40, 1, 0, 3, RT_F16},
+                                    {7, 24, 16, 0, 0, 2, RT_BF16}, {12, 5, 64, 1, 1, 1, RT_BF16}};
+    int first_typed = ns;
+    for (int t = 0; t < 4 && ns < MAXSTEPS; t++) {
+        rt_gemm *g = &steps[ns].gemm;
+        steps[ns].kind = RT_STEP_GEMM;
+        steps[ns].what = "test gemm 16-bit";
+        g->m = typed[t][0], g->n = typed[t][1], g->k = typed[t][2], g->trans_a = typed[t][3], g->trans_b = typed[t][4];
+        g->batch = typed[t][5], g->alpha = 1, g->beta = t == 1 ? 1 : 0;
+        g->a_type = g->b_type = (rt_dtype)typed[t][6], g->c_type = RT_F32;
+        int64_t ar = g->trans_a ? g->k : g->m, br = g->trans_b ? g->n : g->k;
+        g->lda = (g->trans_a ? g->m : g->k) + 8, g->ldb = (g->trans_b ? g->k : g->n) + 8, g->ldc = g->n;
+        g->stride_a = g->batch > 1 ? ar * g->lda : 0, g->stride_b = g->batch > 1 ? br * g->ldb : 0;
+        g->stride_c = g->batch > 1 ? g->m * g->ldc : 0;
+        g->a = off, off += 256 * ((2 * (uint64_t)(g->batch * ar * g->lda) + 255) / 256);
+        g->b = off, off += 256 * ((2 * (uint64_t)(g->batch * br * g->ldb) + 255) / 256);
+        g->c = off, off += 256 * ((4 * (uint64_t)(g->batch * g->m * g->ldc) + 255) / 256);
+        ns++;
+    }
     rt_plan p;
     memset(&p, 0, sizeof p);
     p.model_name = "gemm_test", p.batch = 1, p.precision = "fp32", p.arena_bytes = off;
@@ -58,6 +79,12 @@ int main(void) {
     p.beta1 = 0.9, p.beta2 = 0.999;
     float *init = malloc(off), *want = malloc(off), *got = malloc(off), *got2 = malloc(off);
     for (uint64_t i = 0; i < off / 4; i++) init[i] = frand();
+    for (int i = first_typed; i < ns; i++) { /* the 16-bit operands: valid f16 / bf16 values */
+        const rt_gemm *g = &steps[i].gemm;
+        uint16_t *h = (uint16_t *)((char *)init + g->a);
+        for (uint64_t e = 0; e < (g->c - g->a) / 2; e++)
+            h[e] = g->a_type == RT_F16 ? rt_float_to_half(frand()) : rt_float_to_bf16(frand());
+    }
     memcpy(want, init, off);
     float *want32 = malloc(off);
     memcpy(want32, init, off);
