@@ -20,7 +20,7 @@
 #include "passes/passes.h"
 #include "runtime/plan.h"
 
-/* The IR and the runtime mirror three enums, and codegen (and deitc run) pass their values
+/* The IR and the runtime mirror four enums, and codegen (and deitc run) pass their values
  * across as numbers: keep them in step. */
 _Static_assert(IR_F32 == (int)RT_F32 && IR_F16 == (int)RT_F16 && IR_BF16 == (int)RT_BF16 &&
                    IR_I32 == (int)RT_I32 && IR_I64 == (int)RT_I64 && IR_DTYPE_COUNT == (int)RT_F64 /* files only, after the twins */,
@@ -32,6 +32,8 @@ _Static_assert(IR_OPT_LR == (int)RT_OPT_LR && IR_OPT_WEIGHT_DECAY == (int)RT_OPT
 _Static_assert(IR_INIT_ZEROS == (int)RT_INIT_ZEROS && IR_INIT_ONES == (int)RT_INIT_ONES &&
                    IR_INIT_TRUNC_NORMAL == (int)RT_INIT_TRUNC_NORMAL,
                "ir_init and rt_init differ");
+_Static_assert(IR_COMPUTE_32F == (int)RT_COMPUTE_32F && IR_COMPUTE_TF32 == (int)RT_COMPUTE_32F_FAST_TF32,
+               "ir_compute and rt_compute differ");
 
 typedef struct {
     const char *target;    /* "cuda" (default) or "emu" */

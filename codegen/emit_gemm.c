@@ -31,6 +31,7 @@ int cg_emit_matmul(emitter *e) {
     gm.a_type = rtd(a->dtype);
     gm.b_type = rtd(b->dtype);
     gm.c_type = rtd(n->dtype);
+    gm.compute = (rt_compute)n->attrs.compute;
     gm.a = (uint64_t)off_of(e, n->inputs[0]);
     gm.b = (uint64_t)off_of(e, n->inputs[1]);
     gm.c = (uint64_t)off_of(e, e->node);

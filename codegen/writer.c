@@ -179,11 +179,12 @@ int cg_write_plan(const cg_program *p, const cg_plan_target *t, FILE *f) {
             fprintf(f, ", .kind = RT_STEP_GEMM, .gemm = {.trans_a = %d, .trans_b = %d, .m = %lld, .n = %lld, "
                        ".k = %lld, .batch = %lld, .lda = %lld, .ldb = %lld, .ldc = %lld, .stride_a = %lld, "
                        ".stride_b = %lld, .stride_c = %lld, .alpha = %s, .beta = %s, .a_type = %s, "
-                       ".b_type = %s, .c_type = %s, .a = %llu, .b = %llu, .c = %llu}},\n",
+                       ".b_type = %s, .c_type = %s, .compute = %s, .a = %llu, .b = %llu, .c = %llu}},\n",
                     gm->trans_a, gm->trans_b, (long long)gm->m, (long long)gm->n, (long long)gm->k,
                     (long long)gm->batch, (long long)gm->lda, (long long)gm->ldb, (long long)gm->ldc,
                     (long long)gm->stride_a, (long long)gm->stride_b, (long long)gm->stride_c, flt(fa, sizeof fa, gm->alpha),
                     flt(fbeta, sizeof fbeta, gm->beta), dtype_enum(gm->a_type), dtype_enum(gm->b_type), dtype_enum(gm->c_type),
+                    gm->compute == RT_COMPUTE_32F_FAST_TF32 ? "RT_COMPUTE_32F_FAST_TF32" : "RT_COMPUTE_32F",
                     (unsigned long long)gm->a, (unsigned long long)gm->b, (unsigned long long)gm->c);
         } else {
             fprintf(f, ", .kind = RT_STEP_ZERO, .offset = %llu, .bytes = %llu},\n", (unsigned long long)st->offset,
@@ -258,10 +259,14 @@ void cg_write_report(const cg_program *p, FILE *f) {
     fprintf(f, "memory: arena %lld bytes (%.1f MiB), persistent %lld, peak live %lld (%.1f MiB)\n",
             (long long)m->arena_bytes, (double)m->arena_bytes / 1048576.0, (long long)m->persistent_bytes,
             (long long)m->peak_bytes, (double)m->peak_bytes / 1048576.0);
-    int gemms = 0;
-    for (int s = 0; s < p->nsteps; s++) gemms += p->steps[s].kind == RT_STEP_GEMM;
+    int gemms = 0, tf32 = 0;
+    for (int s = 0; s < p->nsteps; s++) {
+        gemms += p->steps[s].kind == RT_STEP_GEMM;
+        tf32 += p->steps[s].kind == RT_STEP_GEMM && p->steps[s].gemm.compute == RT_COMPUTE_32F_FAST_TF32;
+    }
     fprintf(f, "steps: %d (%d kernel launches, %d GEMMs); kernels: %d\n", p->nsteps, p->nsteps - gemms, gemms,
             p->nkernels);
+    fprintf(f, "gemm compute: %d fp32, %d tf32\n", gemms - tf32, tf32);
     fprintf(f, "%-40s %6s %6s %5s %6s\n", "kernel", "uses", "fibers", "regs", "spill");
     for (int k = 0; k < p->nkernels; k++) {
         const cg_kernel *kn = &p->kernels[k];

@@ -266,8 +266,22 @@ static void run_patchify(const ir_node *img, int64_t p, double *image, double *p
                 }
 }
 
-static void run_matmul(const ir_graph *g, const ir_node *n, double **v, double *out) {
+/* TF32 (compute=tf32): an f32 operand rounded to 10 mantissa bits, nearest even, f32's range */
+static double round_tf32(double x) { return round_to_format(x, 10, -126, 0x1.ffcp127); }
+
+/* round_tf32 of every element of node k's value: a new array */
+static double *tf32_copy(const ir_graph *g, int k, double **v) {
+    int64_t cnt = ir_numel(&g->nodes[k]);
+    double *c = malloc(sizeof(double) * (size_t)(cnt ? cnt : 1));
+    if (!c) abort();
+    for (int64_t i = 0; i < cnt; i++) c[i] = round_tf32(v[k][i]);
+    return c;
+}
+
+/* `tf32`: the operands as tensor cores take them under compute=tf32 (not in the f64 mode) */
+static void run_matmul(const ir_graph *g, const ir_node *n, double **v, double *out, int tf32) {
     const ir_node *a = &g->nodes[n->inputs[0]], *b = &g->nodes[n->inputs[1]];
+    double *ta32 = tf32 ? tf32_copy(g, n->inputs[0], v) : NULL, *tb32 = tf32 ? tf32_copy(g, n->inputs[1], v) : NULL;
     ir_gemm_f64 p = {0};
     p.trans_a = n->attrs.trans_a, p.trans_b = n->attrs.trans_b;
     p.m = n->shape[n->ndim - 2], p.n = n->shape[n->ndim - 1];
@@ -288,10 +302,12 @@ static void run_matmul(const ir_graph *g, const ir_node *n, double **v, double *
         off[t] = bcast_offset(&ab, nb, idx) * p.m * p.k;
         off[p.batch + t] = bcast_offset(&bb, nb, idx) * p.k * p.n;
     }
-    p.a = v[n->inputs[0]], p.b = v[n->inputs[1]], p.c = out;
+    p.a = tf32 ? ta32 : v[n->inputs[0]], p.b = tf32 ? tb32 : v[n->inputs[1]], p.c = out;
     p.a_off = off, p.b_off = off + p.batch;
     ir_gemm_f64_run(&p);
     free(off);
+    free(ta32);
+    free(tb32);
 }
 
 /* per-row mean and 1/sqrt(var + eps) of an [rows, C] view */
@@ -498,7 +514,7 @@ static int run_node(ir_interp *it, int i) {
         run_patchify(n, n->attrs.patch, out, v[n->inputs[0]], 0);
         break;
     case IR_OP_MATMUL:
-        run_matmul(g, n, v, out);
+        run_matmul(g, n, v, out, n->attrs.compute == IR_COMPUTE_TF32 && !it->use_f64);
         break;
     case IR_OP_REDUCE_MEAN: {
         int64_t outer = 1, inner = 1, dim = x->shape[n->attrs.axis];

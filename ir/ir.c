@@ -392,6 +392,9 @@ static int infer_shape(ir_graph *g, ir_node *n) {
         n->shape[n->ndim++] = m;
         n->shape[n->ndim++] = nn;
         if (n->ndim > IR_MAX_DIMS) return node_error(g, n, "too many dims");
+        if (n->attrs.compute != IR_COMPUTE_32F &&
+            (n->attrs.compute != IR_COMPUTE_TF32 || a->dtype != IR_F32 || b->dtype != IR_F32))
+            return node_error(g, n, "compute type %d needs f32 operands (tf32)", (int)n->attrs.compute);
         n->dtype = a->dtype;
         break;
     }

@@ -75,6 +75,13 @@ enum {
 /* How a WEIGHT is initialized when no weights file gives it (timm's DeiT init). */
 typedef enum { IR_INIT_ZEROS, IR_INIT_ONES, IR_INIT_TRUNC_NORMAL } ir_init;
 
+/* How a MATMUL's products are computed (set by the precision pass). ORDER: RT_COMPUTE_* in
+ * runtime/plan.h (codegen.h asserts it). */
+typedef enum {
+    IR_COMPUTE_32F = 0, /* products and accumulation in fp32 (its operands' precision) */
+    IR_COMPUTE_TF32,    /* f32 operands rounded to TF32 (10 mantissa bits), fp32 accumulation */
+} ir_compute;
+
 /* Typed attributes; each op reads only the fields its row in ops.def names. */
 typedef struct {
     int64_t axis;              /* CONCAT, SLICE, PAD, REDUCE_MEAN */
@@ -82,6 +89,7 @@ typedef struct {
     int64_t perm[IR_MAX_DIMS]; /* PERMUTE */
     int64_t patch;             /* PATCHIFY, UNPATCHIFY: patch side in pixels */
     int trans_a, trans_b;      /* MATMUL */
+    ir_compute compute;        /* MATMUL */
     int gelu_tanh;             /* GELU, GELU_GRAD: 1 = tanh approximation, 0 = exact erf */
     int decay;                 /* ADAMW: 1 = apply weight decay to this parameter */
     int output;                /* PROJECT: which output of its input (0-based) */

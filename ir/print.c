@@ -22,6 +22,7 @@ static void print_attrs(const ir_node *n, FILE *out) {
         if (a->trans_a) fprintf(out, " trans_a");
         if (a->trans_b) fprintf(out, " trans_b");
         if (a->alpha != 1.0) fprintf(out, " alpha=%g", a->alpha);
+        if (a->compute == IR_COMPUTE_TF32) fprintf(out, " compute=tf32");
         break;
     case IR_OP_PERMUTE:
         fprintf(out, " perm=(");

@@ -6,7 +6,7 @@
  *   check           the frontend's graph satisfies every shape rule
  *   forward-fusion  fusions with their own derivative rule (fusion.c: layer-norm-stats)
  *   training        loss + autodiff + AdamW: one graph for the whole step (training.c)
- *   precision       fp32 as built; tf32/fp16/bf16 refused until implemented (precision.c)
+ *   precision       fp32 as built; tf32 marks the matmuls; fp16/bf16 refused until built (precision.c)
  *   fusion          fusions of the finished step (fusion.c: adamw-group)
  *   schedule        the order the step's nodes run in (schedule.c)
  *   memplan         every value's place in one device arena (memplan.c)
@@ -53,7 +53,7 @@ static int stage_training(pass_result *r, const pass_options *o, char *err, size
 }
 
 static int stage_precision(pass_result *r, const pass_options *o, char *err, size_t errsize) {
-    r->precision = "fp32";
+    r->precision = o->precision && strcmp(o->precision, "tf32") == 0 ? "tf32" : "fp32"; /* static strings */
     return pass_precision(r->g, o->precision, err, errsize);
 }
 

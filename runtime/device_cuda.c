@@ -92,7 +92,6 @@ typedef struct {
     int capturing;         /* between cuStreamBeginCapture and cuStreamEndCapture */
     int sync_each;         /* DEITC_CUDA_SYNC: synchronize after every eager step */
     int driver_version;    /* cuDriverGetVersion: 13000 is CUDA 13.0 */
-    int tf32;              /* DEITC_TF32=1|true: f32 GEMMs compute in TF32 (CUBLAS_COMPUTE_32F_FAST_TF32) */
 } cuda_impl;
 
 static cuda_impl *impl(rt_device *d) { return d->impl; }
@@ -452,8 +451,16 @@ static int prepare_gemm(rt_device *d, int s, cublasLtMatmulPreference_t pref_bas
     cuda_gemm *cg = &c->gemms[s];
     if (g->m == 0 || g->n == 0) return 0;
     c->step = s;
-    int tf32 = c->tf32 && g->a_type == RT_F32 && g->b_type == RT_F32;
-    cublasComputeType_t compute = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    /* the plan's compute type (--precision tf32); DEITC_TF32 is no longer read */
+    if (g->compute != RT_COMPUTE_32F && (g->compute != RT_COMPUTE_32F_FAST_TF32 || g->a_type != RT_F32 ||
+                                         g->b_type != RT_F32)) {
+        snprintf(d->err, sizeof d->err, "step %d (%s): GEMM compute type %d with %s x %s operands is not supported",
+                 s, d->plan->steps[s].what ? d->plan->steps[s].what : "?", (int)g->compute, rt_dtype_name(g->a_type),
+                 rt_dtype_name(g->b_type));
+        return -1;
+    }
+    cublasComputeType_t compute =
+        g->compute == RT_COMPUTE_32F_FAST_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     if (LT(d, cublasLtMatmulDescCreate, &cg->desc, compute, CUDA_R_32F)) return -1;
     int32_t op_first = g->trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, op_second = g->trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     if (LT(d, cublasLtMatmulDescSetAttribute, cg->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first) ||
@@ -489,7 +496,7 @@ static int prepare_gemm(rt_device *d, int s, cublasLtMatmulPreference_t pref_bas
         char shape[320];
         gemm_shape(g, shape, sizeof shape);
         snprintf(d->err, sizeof d->err, "cuBLASLt has no algorithm for plan step %d (%s): %s, compute %s", s,
-                 d->plan->steps[s].what ? d->plan->steps[s].what : "?", shape, tf32 ? "32F_FAST_TF32" : "32F");
+                 d->plan->steps[s].what ? d->plan->steps[s].what : "?", shape, g->compute == RT_COMPUTE_32F_FAST_TF32 ? "32F_FAST_TF32" : "32F");
         return -1;
     }
     cg->algo = result.algo;
@@ -613,11 +620,6 @@ int rt_device_cuda_new(const rt_plan *p, rt_device **out, char *err, size_t errs
     c->step = -1;
     const char *sync = getenv("DEITC_CUDA_SYNC");
     c->sync_each = sync && *sync && strcmp(sync, "0") != 0;
-    if (rt_env_flag("DEITC_TF32", &c->tf32, err, errsize)) {
-        free(c);
-        free(d);
-        return -1;
-    }
     d->target = "cuda";
     d->plan = p;
     d->impl = c;

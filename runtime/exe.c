@@ -29,6 +29,7 @@ typedef struct {
     int has_steps, has_epochs, has_lr, shuffle, synthetic, use_graph, verbose, cosine, profile, resume_override, partial_init;
     double lr, weight_decay;
     uint64_t seed;
+    rt_dtype save_dtype; /* --save-dtype: what --save writes f32 weights as (RT_F32, RT_F16, RT_BF16) */
 } exe_args;
 
 typedef struct {
@@ -80,7 +81,8 @@ static double now_s(void) {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: %s train [--init W.safetensors [--partial-init]] --data D [--steps K | --epochs E] [--lr LR]\n"
-            "                [--weight-decay WD] [--no-shuffle] [--save OUT.safetensors] [--metrics FILE.jsonl]\n"
+            "                [--weight-decay WD] [--no-shuffle] [--save OUT.safetensors [--save-dtype fp32|fp16|bf16]]\n"
+            "                [--metrics FILE.jsonl]\n"
             "                [--seed S] [--synthetic] [--warmup-steps W] [--schedule cosine|constant]\n"
             "                [--log-every N] [--no-graph] [--checkpoint C.safetensors [--checkpoint-every N]]\n"
             "                [--resume C.safetensors [--resume-override]]\n"
@@ -97,7 +99,8 @@ static void usage(FILE *f) {
             "--steps/--epochs, --lr, --weight-decay, schedule, warm-up, shuffling or --seed is refused unless\n"
             "--resume-override. Training stops (exit 1) at a loss that is not finite; no file is ever written\n"
             "with a NaN or infinity. Each option may be given once; numbers are decimal.\n"
-            "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH, DEITC_TF32=0|1, DEITC_DEVICE, DEITC_CUDA_SYNC (cuda).\n",
+            "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH, DEITC_DEVICE, DEITC_CUDA_SYNC (cuda).\n"
+            "TF32 products are a compile option (deitc compile --precision tf32), not an environment variable.\n",
             prog, prog, prog, prog);
 }
 
@@ -156,7 +159,7 @@ static int option_allowed(const char *cmd, const char *opt) {
         const char *cmd, *opts;
     } table[] = {
         {"train", " --init --partial-init --data --save --metrics --steps --epochs --lr --weight-decay --seed --warmup-steps"
-                  " --schedule --log-every --no-shuffle --synthetic --no-graph -v --verbose --profile"
+                  " --save-dtype --schedule --log-every --no-shuffle --synthetic --no-graph -v --verbose --profile"
                   " --checkpoint --checkpoint-every --resume --resume-override "},
         {"eval", " --init --partial-init --data --synthetic --seed --no-graph -v --verbose "},
         {"bench", " --init --partial-init --steps --warmup --seed --no-graph -v --verbose --profile "},
@@ -225,6 +228,13 @@ static int parse_args(int argc, char **argv, exe_args *a) {
             if (parse_long(s, next, 0, MAX_COUNT, &a->bench_warmup)) return 2;
         } else if (!strcmp(s, "--log-every")) {
             if (parse_long(s, next, 1, LONG_MAX, &a->log_every)) return 2;
+        } else if (!strcmp(s, "--save-dtype")) {
+            if (!next || (strcmp(next, "fp32") && strcmp(next, "fp16") && strcmp(next, "bf16"))) {
+                fprintf(stderr, "%s: error: --save-dtype expects fp32, fp16 or bf16, got '%s'\n", prog,
+                        next ? next : "");
+                return 2;
+            }
+            a->save_dtype = !strcmp(next, "fp16") ? RT_F16 : !strcmp(next, "bf16") ? RT_BF16 : RT_F32;
         } else if (!strcmp(s, "--schedule")) {
             if (!next || (strcmp(next, "cosine") && strcmp(next, "constant"))) {
                 fprintf(stderr, "%s: error: --schedule expects cosine or constant, got '%s'\n", prog,
@@ -265,6 +275,10 @@ static int parse_args(int argc, char **argv, exe_args *a) {
     }
     if (a->resume_override && !a->resume) {
         fprintf(stderr, "%s: error: --resume-override needs --resume C\n", prog);
+        return 2;
+    }
+    if (a->save_dtype != RT_F32 && !a->save) {
+        fprintf(stderr, "%s: error: --save-dtype needs --save FILE\n", prog);
         return 2;
     }
     if (a->checkpoint_every && !a->checkpoint) {
@@ -363,6 +377,9 @@ static int session_open(session *s, const rt_plan *p, int need_device) {
     s->stage = malloc(sizeof(float) * (size_t)(p->batch * s->image_numel));
     s->label_stage = malloc(sizeof(int64_t) * (size_t)p->batch);
     if (!s->batch_f32 || !s->stage || !s->label_stage) return error("out of memory for the host batch");
+    if (need_device && getenv("DEITC_TF32"))
+        fprintf(stderr, "note: DEITC_TF32 is ignored: this executable was compiled with --precision %s "
+                        "(TF32 products: deitc compile --precision tf32)\n", p->precision ? p->precision : "fp32");
     if (need_device && rt_device_new(p, &s->dev, err, sizeof err)) return error("%s", err);
     return 0;
 }
@@ -577,8 +594,11 @@ static void run_options(const exe_args *a, long total, run_option o[RUN_OPTIONS]
 
 /* The trained weights (--save: timm's names, loadable by timm), or with with_state a checkpoint
  * (--checkpoint): the weights, the optimizer state (adam_m.*, adam_v.*) and the step reached,
- * as the I64 tensor "checkpoint.step", which --resume continues from. */
-static int save_weights(session *s, const char *path, long steps, int with_state, const exe_args *a, long total) {
+ * as the I64 tensor "checkpoint.step", which --resume continues from. dtype (--save-dtype):
+ * f32 weights written as F16 or BF16 (round to nearest even; half the bytes, timm loads both);
+ * checkpoints always keep what the plan holds, so that a resumed run is exact. */
+static int save_weights(session *s, const char *path, long steps, int with_state, const exe_args *a, long total,
+                        rt_dtype dtype) {
     const rt_plan *p = s->p;
     rt_tensor *ts = calloc((size_t)p->num_tensors + 2, sizeof *ts);
     if (!ts) abort();
@@ -601,6 +621,13 @@ static int save_weights(session *s, const char *path, long steps, int with_state
             rc = error("not writing %s: %s '%s' holds a NaN or infinity at element %lld after step %ld (training "
                        "diverged: try a smaller --lr); the file is left as it was",
                        path, t->role == RT_ROLE_STATE ? "optimizer state" : "weight", t->name, (long long)bad, steps);
+        if (!rc && !with_state && t->dtype == RT_F32 && dtype != RT_F32) { /* narrowed in place */
+            const float *f = o->data;
+            uint16_t *h = o->data;
+            for (int64_t k = 0; k < numel(t); k++) h[k] = dtype == RT_F16 ? rt_float_to_half(f[k]) : rt_float_to_bf16(f[k]);
+            o->dtype = dtype;
+            o->nbytes /= 2;
+        }
     }
     rt_strbuf meta = {0};
     if (!rc) {
@@ -752,7 +779,7 @@ static int cmd_train(const exe_args *a, const rt_plan *p) {
     if (first == total + 1 && a->save) { /* a finished run's checkpoint: its weights are the result */
         printf("%s: the checkpoint is at the run's last step (%ld): nothing left to train; writing its weights\n",
                shown(a->resume), total);
-        if (save_weights(&s, a->save, total, 0, a, total)) goto done;
+        if (save_weights(&s, a->save, total, 0, a, total, a->save_dtype)) goto done;
         rc = 0;
         goto done;
     }
@@ -800,13 +827,13 @@ static int cmd_train(const exe_args *a, const rt_plan *p) {
             fflush(stdout);
         }
         if (a->checkpoint_every && step % a->checkpoint_every == 0 && step < total &&
-            save_weights(&s, a->checkpoint, step, 1, a, total))
+            save_weights(&s, a->checkpoint, step, 1, a, total, RT_F32))
             goto done;
     }
     double elapsed = now_s() - t_start;
     printf("trained %ld steps in %.2f s (%.1f images/s)\n", total - first + 1, elapsed, images / (elapsed > 0 ? elapsed : 1e-9));
-    if (a->checkpoint && save_weights(&s, a->checkpoint, total, 1, a, total)) goto done;
-    if (a->save && save_weights(&s, a->save, total, 0, a, total)) goto done;
+    if (a->checkpoint && save_weights(&s, a->checkpoint, total, 1, a, total, RT_F32)) goto done;
+    if (a->save && save_weights(&s, a->save, total, 0, a, total, a->save_dtype)) goto done;
     rc = 0;
 done:
     if (metrics && fclose(metrics) && !rc) rc = error("%s: write failed", a->metrics);

@@ -4,7 +4,7 @@
  *
  * BLIS-like blocking: work units are (batch, MC rows, NC columns) tiles of C; a unit walks K in
  * KC slices, packs its A slice into MR-row strips and its B slice into NR-column strips (in
- * float, converting f16/bf16 operands), and runs an MR x NR micro-kernel (AVX2+FMA when the
+ * float, converting f16/bf16 operands, rounding to TF32 under RT_COMPUTE_32F_FAST_TF32), and runs an MR x NR micro-kernel (AVX2+FMA when the
  * CPU has it, else portable C). Units are spread over a few pthreads; each C element is
  * computed by one thread in a fixed order, so results do not depend on the thread count.
  */
@@ -215,6 +215,11 @@ static void gemm_unit(gemm_job *job, int64_t u, float *ap, float *bp) {
         float beta = p0 == 0 ? g->beta : 1.0f;
         pack_a(g, a, i0, mc, p0, kc, ap);
         pack_b(g, b, p0, kc, j0, nc, bp);
+        if (g->compute == RT_COMPUTE_32F_FAST_TF32) { /* the tensor cores' TF32 operands */
+            int64_t na = ((mc + MR - 1) / MR) * MR * kc, nb = ((nc + NR - 1) / NR) * NR * kc;
+            for (int64_t i = 0; i < na; i++) ap[i] = rt_round_tf32(ap[i]);
+            for (int64_t i = 0; i < nb; i++) bp[i] = rt_round_tf32(bp[i]);
+        }
         for (int64_t js = 0; js < nc; js += NR) {
             int64_t nr = nc - js < NR ? nc - js : NR;
             for (int64_t is = 0; is < mc; is += MR) {

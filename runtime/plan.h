@@ -72,6 +72,13 @@ typedef struct {
  *   for each batch b: C_b[M,N] = alpha * opA(A_b)[M,K] @ opB(B_b)[K,N] + beta * C_b
  *   A_b = A + b*stride_a elements (row-major [M,K], or [K,M] if trans_a), lda its row pitch;
  *   likewise B with ldb, C with ldc. stride 0 broadcasts an operand over the batch. */
+/* How a GEMM's products are computed (cuBLASLt's compute type; the plan decides, per GEMM):
+ *   RT_COMPUTE_32F            fp32 products and accumulation (f32 operands: true fp32)
+ *   RT_COMPUTE_32F_FAST_TF32  f32 operands rounded to TF32 (10 mantissa bits) for tensor cores,
+ *                             fp32 accumulation (--precision tf32). The emu models the rounding
+ *                             as round-to-nearest-even (rt_round_tf32). ORDER: IR_COMPUTE_*. */
+typedef enum { RT_COMPUTE_32F = 0, RT_COMPUTE_32F_FAST_TF32 = 1 } rt_compute;
+
 typedef struct {
     int trans_a, trans_b;
     int64_t m, n, k, batch;
@@ -79,6 +86,7 @@ typedef struct {
     int64_t stride_a, stride_b, stride_c;   /* elements */
     float alpha, beta;
     rt_dtype a_type, b_type, c_type;        /* RT_F32 now; RT_F16/RT_BF16 with mixed precision */
+    rt_compute compute;                     /* RT_COMPUTE_32F_FAST_TF32 needs f32 operands */
     uint64_t a, b, c;                       /* arena offsets in bytes */
 } rt_gemm;
 

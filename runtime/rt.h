@@ -201,6 +201,10 @@ float rt_half_to_float(uint16_t h);
 uint16_t rt_float_to_half(float f); /* round to nearest even */
 float rt_bf16_to_float(uint16_t h);
 uint16_t rt_float_to_bf16(float f); /* round to nearest even */
+/* f rounded to TF32 (8 exponent, 10 mantissa bits; kept in a float): nearest even, subnormals
+ * on the same grid, overflow to inf, NaN stays NaN. What the emu (and the interpreter) take a
+ * TF32 tensor-core operand to be. */
+float rt_round_tf32(float f);
 
 /* ---- checksum.c ------------------------------------------------------------------------- */
 

@@ -500,6 +500,15 @@ uint16_t rt_float_to_bf16(float f) {
     return (uint16_t)(x >> 16);
 }
 
+float rt_round_tf32(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffff) > 0x7f800000) x |= 0x400000; /* NaN: quiet, payload kept */
+    else x = (x + 0xfff + ((x >> 13) & 1)) & ~0x1fffu; /* may carry into the exponent: correct */
+    memcpy(&f, &x, 4);
+    return f;
+}
+
 int rt_tensor_to_f32(const rt_tensor *t, float *out) {
     int64_t n = rt_tensor_numel(t);
     const unsigned char *p = t->data;

@@ -29,3 +29,24 @@ deitc_oracle_case(deit_micro -D img_size=32 -D patch_size=8 -D num_classes=10 -D
 deitc_oracle_case(deit_img48_h3_d3 -D img_size=48 -D patch_size=16 -D num_classes=7 -D embed_dim=48 -D depth=3 -D num_heads=3)
 # head dim 8, 1 block, 3 classes, image 24, patch 6
 deitc_oracle_case(deit_img24_h5_d1 -D img_size=24 -D patch_size=6 -D num_classes=3 -D embed_dim=40 -D depth=1 -D num_heads=5)
+
+# --precision tf32 in the interpreter (operands of every matmul rounded to TF32, nearest even):
+# logits within 3e-3 (measured 7.7e-4) and the 3 steps' losses within 1e-3 (measured 9.4e-5) of
+# the float64 oracle; `deitc dump --after precision` marks every matmul compute=tf32 and none
+# stays without (the grep -v count of matmul lines without it is 0)
+set(micro_dir ${DEITC_TESTDATA}/deit_micro)
+set(micro_defs -D img_size=32 -D patch_size=8 -D num_classes=10 -D embed_dim=64 -D depth=2 -D num_heads=2)
+string(REPLACE ";" " " micro_defs_sh "${micro_defs}")
+add_test(NAME oracle_deit_micro_tf32_logits COMMAND ${CMAKE_COMMAND} -DDEITC=$<TARGET_FILE:deitc> -DCOMPARE=$<TARGET_FILE:st_compare>
+  "-DRUN=run;${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml;${micro_defs};--precision;tf32;--weights;${micro_dir}/init.safetensors;--input;${micro_dir}/batch.safetensors"
+  "-DCHECKS=${micro_dir}/expected.safetensors|3e-3|logits"
+  -P ${CMAKE_CURRENT_SOURCE_DIR}/tools/run_and_compare.cmake)
+add_test(NAME oracle_deit_micro_tf32_train COMMAND ${CMAKE_COMMAND} -DDEITC=$<TARGET_FILE:deitc> -DCOMPARE=$<TARGET_FILE:st_compare>
+  "-DRUN=run;${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml;${micro_defs};--precision;tf32;--weights;${micro_dir}/init.safetensors;--input;${micro_dir}/batch.safetensors;--steps;3;--lr;1e-3;--weight-decay;0.05"
+  "-DCHECKS=${micro_dir}/expected.safetensors|1e-3|losses"
+  -P ${CMAKE_CURRENT_SOURCE_DIR}/tools/run_and_compare.cmake)
+add_test(NAME cli_dump_tf32
+  COMMAND sh -c "o=$(\"$0\" dump \"$1\" ${micro_defs_sh} --precision tf32 --after precision) && echo \"$o\" | grep -q '# after precision: precision tf32' && n=$(echo \"$o\" | grep -c ' = matmul(.* compute=tf32') && [ $n -gt 30 ] && [ $(echo \"$o\" | grep ' = matmul(' | grep -vc 'compute=tf32') -eq 0 ] && o=$(\"$0\" dump \"$1\" ${micro_defs_sh} --after precision) && ! echo \"$o\" | grep -q compute=tf32 && echo \"tf32 matmuls: $n\""
+  $<TARGET_FILE:deitc> ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml)
+set_tests_properties(oracle_deit_micro_tf32_logits oracle_deit_micro_tf32_train cli_dump_tf32 PROPERTIES LABELS oracle)
+set_tests_properties(cli_dump_tf32 PROPERTIES PASS_REGULAR_EXPRESSION "tf32 matmuls: [0-9]+")

@@ -23,7 +23,8 @@ set_tests_properties(rt_exe PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}")
 add_executable(test_rt_micro ${CMAKE_CURRENT_SOURCE_DIR}/runtime/test_micro.c)
 target_link_libraries(test_rt_micro PRIVATE deitc_rt m)
 add_test(NAME rt_micro_oracle COMMAND test_rt_micro)
-set_tests_properties(rt_micro_oracle PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}")
+add_test(NAME rt_micro_tf32 COMMAND test_rt_micro tf32)
+set_tests_properties(rt_micro_oracle rt_micro_tf32 PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}")
 
 # the cuda device layer on the host: the tiny plan built for cuda, run against fake_cuda.c
 # (a stand-in libcuda + cuBLASLt) where the CUDA headers exist
@@ -52,7 +53,7 @@ if(RT_FAKE_CUDA_INCLUDE)
 else()
   set_tests_properties(rt_cuda_gemm_fake PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}")
 endif()
-set_tests_properties(rt_gemm rt_gemm_generic rt_exe rt_micro_oracle rt_cuda_gemm_fake PROPERTIES LABELS runtime)
+set_tests_properties(rt_gemm rt_gemm_generic rt_exe rt_micro_oracle rt_micro_tf32 rt_cuda_gemm_fake PROPERTIES LABELS runtime)
 
 # --help after a command (deitc compile --help, EXE train --help) prints the usage on stdout and
 # exits 0; the usage names the command asked about
@@ -88,3 +89,12 @@ add_test(NAME exe_eval_forward_only
   COMMAND sh -c "set -e; d=$(mktemp -d); trap 'rm -rf \"$d\"' EXIT; \"$0\" compile \"$1\" --target emu -D img_size=32 -D patch_size=8 -D embed_dim=64 -D depth=2 -D num_heads=2 -D num_classes=10 --batch 4 -o \"$d/exe\" >/dev/null; \"$d/exe\" info > \"$d/info.txt\"; n=$(sed -n 's/^steps: \\([0-9]*\\) .*/\\1/p' \"$d/info.txt\"); m=$(sed -n 's/^eval runs steps 1-\\([0-9]*\\) .*/\\1/p' \"$d/info.txt\"); echo \"steps $n, eval $m\"; [ \"$m\" -gt 0 ] && [ \"$m\" -lt \"$n\" ] && echo eval-prefix ok"
   $<TARGET_FILE:deitc> ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml)
 set_tests_properties(exe_eval_forward_only PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" PASS_REGULAR_EXPRESSION "eval-prefix ok")
+
+# --save-dtype fp16|bf16: the trained f32 weights written as F16 / BF16 (no F32 tensor left, under
+# 60% of the f32 file's bytes), within their rounding of the f32 save (rel L2 1e-3: f16 keeps
+# 2^-11; 5e-3: bf16 keeps 2^-8); --init reads both back (eval's loss within 1% of the f32
+# weights'); a bad value and --save-dtype without --save are refused
+add_test(NAME exe_save_dtype
+  COMMAND sh -c "set -e; d=$(mktemp -d); trap 'rm -rf \"$d\"' EXIT; \"$0\" compile \"$1\" --target emu -D img_size=32 -D patch_size=8 -D embed_dim=32 -D depth=1 -D num_heads=2 -D num_classes=3 --batch 4 -o \"$d/exe\" >/dev/null; cd \"$d\"; ./exe train --data \"$2\" --steps 2 --save f.st >/dev/null; ./exe train --data \"$2\" --steps 2 --save h.st --save-dtype fp16 >/dev/null; ./exe train --data \"$2\" --steps 2 --save b.st --save-dtype bf16 >/dev/null; for x in h b; do head -c 8192 $x.st | grep -q '\"F32\"' && exit 1; done; head -c 8192 h.st | grep -q '\"F16\"'; head -c 8192 b.st | grep -q '\"BF16\"'; [ $(($(stat -c %s h.st) * 10)) -lt $(($(stat -c %s f.st) * 6)) ]; \"$3\" h.st f.st 1e-3 >/dev/null; \"$3\" b.st f.st 5e-3 >/dev/null; ! \"$3\" b.st f.st 1e-6 >/dev/null; lf=$(./exe eval --data \"$2\" --init f.st | sed -n 's/.*\"loss\":\\([0-9.e+-]*\\).*/\\1/p'); for x in h b; do l=$(./exe eval --data \"$2\" --init $x.st | sed -n 's/.*\"loss\":\\([0-9.e+-]*\\).*/\\1/p'); awk -v a=$l -v b=$lf 'BEGIN{d=a-b; if(d<0)d=-d; exit !(b>0 && d<0.01*b)}'; done; ! ./exe train --data \"$2\" --steps 1 --save x.st --save-dtype fp8 2>err.txt; grep -q 'expects fp32, fp16 or bf16' err.txt; ! ./exe train --data \"$2\" --steps 1 --save-dtype fp16 2>err.txt; grep -q 'needs --save' err.txt; echo save-dtype ok"
+  $<TARGET_FILE:deitc> ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml ${CMAKE_SOURCE_DIR}/tests/data/image_folder/train $<TARGET_FILE:st_compare>)
+set_tests_properties(exe_save_dtype PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" PASS_REGULAR_EXPRESSION "save-dtype ok" LABELS runtime)

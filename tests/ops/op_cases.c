@@ -223,6 +223,20 @@ static void elementwise_cases(op_suite *s) {
             result(s, node(s, IR_OP_CAST, &x, 1, NULL, FLOATS[b], 0, NULL));
             cur(s)->tol = 0; /* both round to nearest even: the same bits */
         }
+    /* narrowing casts of the edge values: ties to even (normal and subnormal), the largest
+     * finite values and the first that round to inf, f32 subnormals, infinities, NaN */
+    static const float edges[] = {1 + 0x1p-11f, 1 + 3 * 0x1p-11f, 1 + 0x1p-8f, 1 + 3 * 0x1p-8f, 65504, 65519.996f,
+                                  65520, -65520, 0x1p-24f, 0x1p-25f, 3 * 0x1p-25f, 0x1.8p-24f, 0x1p-14f, 0x1.ff8p-15f,
+                                  0x1p-133f, 0x1p-134f, 0x1.8p-133f, 0x1p-149f, 0x1.fffffep127f, 0x1.fe0000p127f,
+                                  0x1.ff0000p127f, -0x1.ff0000p127f, INFINITY, -INFINITY, NAN, -0.0f, 0, 3.1415927f};
+    enum { NEDGES = sizeof edges / sizeof edges[0] };
+    for (int b = 1; b < 3; b++) {
+        begin(s, IR_OP_CAST, "from_f32_edges", FLOATS[b], NULL);
+        int x = in(s, IR_F32, SH(NEDGES), -1, 1);
+        for (int k = 0; k < NEDGES; k++) s->leaf[x][k] = edges[k];
+        result(s, node(s, IR_OP_CAST, &x, 1, NULL, FLOATS[b], 0, NULL));
+        cur(s)->tol = 0; /* the same bits; NaN where both are NaN */
+    }
     /* narrowing casts 8 at a time: f32 read as two float4s */
     for (int b = 1; b < 3; b++) {
         begin(s, IR_OP_CAST, "from_f32_vec8", FLOATS[b], "a4hi");

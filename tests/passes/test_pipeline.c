@@ -8,6 +8,14 @@
  *              a multi-output node directly, a bad PROJECT, and marking it an output
  *   memplan    PROJECT's buffer is its output's place in the node's buffer, the node lives to
  *              the last reader of any output, and the plan's checker finds a planted overlap
+ *   tf32       --precision tf32 gives every matmul of the training step (forward and backward)
+ *              compute=tf32 and none under fp32; the printer shows it; the interpreter rounds
+ *              a tf32 matmul's operands to 10 mantissa bits (nearest, ties to even) in the f32
+ *              mode and not in the f64 one; the verifier refuses compute=tf32 on f16 operands
+ *   cast       the interpreter's f32 -> f16 / bf16 casts on edge values against hand-worked
+ *              results: ties to even (normal and subnormal), the largest finite values and the
+ *              first that overflow, underflow to zero, infinities, NaN, signed zero (tests/ops
+ *              runs the same values through the emitted cast kernels, bit for bit)
  *   fusions    layer-norm-stats keeps the training step's answer (f64 interpreter: loss and
  *              every gradient to 1e-12); adamw-group: one group of every ADAMW under all, none
  *              under none; the verifier refuses bad groups and the schedule check a split one
@@ -312,8 +320,109 @@ static void test_fusions(void) {
     pass_result_free(none);
 }
 
+/* ---- tf32 ---------------------------------------------------------------------------------- */
+
+static void test_tf32(void) {
+    char err[1024];
+    for (int t = 0; t < 2; t++) {
+        pass_result *r = run(micro_forward(2), NULL, t ? "tf32" : "fp32", "precision", err, sizeof err);
+        CHECK_MSG(r != NULL, "%s", err);
+        if (!r) continue;
+        CHECK(strcmp(r->precision, t ? "tf32" : "fp32") == 0);
+        int matmuls = 0, marked = 0;
+        for (int i = 0; i < r->g->n; i++) {
+            matmuls += r->g->nodes[i].op == IR_OP_MATMUL;
+            marked += r->g->nodes[i].op == IR_OP_MATMUL && r->g->nodes[i].attrs.compute == IR_COMPUTE_TF32;
+        }
+        /* 2 blocks x (qkv, scores, context, proj, fc1, fc2) + head forward, 2-3 each backward */
+        CHECK_MSG(matmuls > 30 && marked == (t ? matmuls : 0), "%s: %d of %d matmuls tf32", r->precision, marked,
+                  matmuls);
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        pass_result_print(r, f);
+        fclose(f);
+        CHECK((strstr(text, " compute=tf32") != NULL) == t && strstr(text, t ? "precision tf32" : "precision fp32"));
+        free(text);
+        pass_result_free(r);
+    }
+    /* x[1,2] @ w[2,1] with x = (1 + 3*2^-12, 1 + 2^-11), w = (1, 1): TF32 keeps 10 mantissa
+     * bits, so x0 rounds up to 1 + 2^-10 and x1 (a tie) to even, 1: 2 + 2^-10; fp32: 2 + 5*2^-12 */
+    for (int mode = 0; mode < 3; mode++) { /* fp32, tf32, tf32 in the f64 interpreter */
+        ir_graph *g = ir_graph_new();
+        int64_t xs[2] = {1, 2}, ws[2] = {2, 1};
+        int x = weight(g, "x", 2, xs), w = weight(g, "w", 2, ws);
+        ir_attrs a = {0};
+        a.alpha = 1;
+        a.compute = mode ? IR_COMPUTE_TF32 : IR_COMPUTE_32F;
+        int y = ir_binary(g, IR_OP_MATMUL, x, w, &a, "y", NOLOC);
+        CHECK_MSG(y >= 0 && ir_verify(g) == 0, "%s", g->error);
+        ir_interp *it = ir_interp_new(g, mode == 2);
+        const float xv[2] = {1 + 3 * 0x1p-12f, 1 + 0x1p-11f}, wv[2] = {1, 1};
+        ir_interp_set_f32(it, x, xv);
+        ir_interp_set_f32(it, w, wv);
+        CHECK_MSG(ir_interp_run(it) == 0, "%s", ir_interp_error(it));
+        double got;
+        ir_interp_get_f64(it, y, &got);
+        double want = mode == 1 ? 2 + 0x1p-10 : 2 + 5 * 0x1p-12;
+        CHECK_MSG(got == want, "mode %d: %.17g, want %.17g", mode, got, want);
+        ir_interp_free(it);
+        ir_graph_free(g);
+    }
+    /* compute=tf32 needs f32 operands */
+    ir_graph *g = ir_graph_new();
+    int64_t s2[2] = {2, 2};
+    int x = ir_leaf(g, IR_OP_WEIGHT, IR_F16, 2, s2, "x", NOLOC);
+    ir_attrs a = {0};
+    a.alpha = 1;
+    a.compute = IR_COMPUTE_TF32;
+    int y = ir_binary(g, IR_OP_MATMUL, x, x, &a, "y", NOLOC);
+    CHECK(y < 0 || ir_verify(g) != 0);
+    CHECK_MSG(strstr(g->error, "needs f32 operands (tf32)"), "%s", g->error);
+    ir_graph_free(g);
+}
+
+/* ---- casts --------------------------------------------------------------------------------- */
+
+static void test_cast_rounding(void) {
+    static const float x[] = {1 + 0x1p-11f, 1 + 3 * 0x1p-11f, 1 + 0x1p-8f, 1 + 3 * 0x1p-8f, 65504, 65519.996f, 65520,
+                              -65520, 0x1p-24f, 0x1p-25f, 3 * 0x1p-25f, 0x1p-14f, 0x1.ff8p-15f, 0x1p-133f, 0x1p-134f,
+                              0x1.8p-133f, 0x1p-149f, 0x1.fffffep127f, 0x1.fep127f, 0x1.ffp127f, -0x1.ffp127f, INFINITY,
+                              -INFINITY, NAN, -0.0f, 3.1415927f};
+    static const double f16[] = {1, 1 + 0x1p-9, 1 + 0x1p-8, 1 + 3 * 0x1p-8, 65504, 65504, INFINITY, -INFINITY,
+                                 0x1p-24, 0, 0x1p-23, 0x1p-14, 1023 * 0x1p-24, 0, 0, 0, 0, INFINITY, INFINITY, INFINITY,
+                                 -INFINITY, INFINITY, -INFINITY, NAN, -0.0, 3.140625};
+    static const double bf16[] = {1, 1, 1, 1 + 0x1p-6, 65536, 65536, 65536, -65536, 0x1p-24, 0x1p-25, 3 * 0x1p-25,
+                                  0x1p-14, 0x1p-14, 0x1p-133, 0, 0x1p-132, 0, INFINITY, 0x1.fep127, INFINITY, -INFINITY,
+                                  INFINITY, -INFINITY, NAN, -0.0, 3.140625};
+    enum { N = sizeof x / sizeof x[0] };
+    _Static_assert(sizeof f16 / sizeof f16[0] == N && sizeof bf16 / sizeof bf16[0] == N, "a result per value");
+    ir_graph *g = ir_graph_new();
+    int64_t sh[1] = {N};
+    int in = weight(g, "x", 1, sh);
+    int y16 = ir_add(g, IR_OP_CAST, &in, 1, NULL, IR_F16, 1, sh, "y16", NOLOC);
+    int yb = ir_add(g, IR_OP_CAST, &in, 1, NULL, IR_BF16, 1, sh, "ybf16", NOLOC);
+    CHECK_MSG(y16 >= 0 && yb >= 0 && ir_verify(g) == 0, "%s", g->error);
+    ir_interp *it = ir_interp_new(g, 0);
+    ir_interp_set_f32(it, in, x);
+    CHECK_MSG(ir_interp_run(it) == 0, "%s", ir_interp_error(it));
+    double got16[N], gotb[N];
+    ir_interp_get_f64(it, y16, got16);
+    ir_interp_get_f64(it, yb, gotb);
+    for (int k = 0; k < N; k++) {
+        int ok16 = isnan(f16[k]) ? isnan(got16[k]) : got16[k] == f16[k] && !signbit(got16[k]) == !signbit(f16[k]);
+        int okb = isnan(bf16[k]) ? isnan(gotb[k]) : gotb[k] == bf16[k] && !signbit(gotb[k]) == !signbit(bf16[k]);
+        CHECK_MSG(ok16, "cast(%a) to f16: %a, want %a", x[k], got16[k], f16[k]);
+        CHECK_MSG(okb, "cast(%a) to bf16: %a, want %a", x[k], gotb[k], bf16[k]);
+    }
+    ir_interp_free(it);
+    ir_graph_free(g);
+}
+
 int main(void) {
     test_stages();
+    test_cast_rounding();
+    test_tf32();
     test_multi();
     test_memplan();
     test_fusions();

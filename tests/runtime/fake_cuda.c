@@ -40,6 +40,7 @@ typedef struct {
 
 typedef struct {
     int32_t ta, tb;
+    int tf32; /* CUBLAS_COMPUTE_32F_FAST_TF32: operands rounded to TF32 (nearest even) */
 } fake_desc;
 typedef struct {
     int64_t rows, cols, ld, stride;
@@ -57,8 +58,8 @@ typedef struct {
     const fake_desc *desc;
     const fake_layout *la, *lb, *lc;
     float alpha, beta;
-    const float *a, *b, *c;
-    float *d;
+    const void *a, *b, *c;
+    void *d;
 } op;
 
 static int capturing, capture_broken;
@@ -75,7 +76,18 @@ static long env_long(const char *name) {
 }
 static op *recorded;
 static int nrecorded, caprecorded;
-static int launches, matmuls, replays;
+static int launches, matmuls, tf32_matmuls, replays;
+
+/* x rounded to TF32 as the emu models it (runtime's rt_round_tf32, written out again here so
+ * that this stand-in shares no code with what it checks) */
+static double tf32(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7f800000) == 0x7f800000) return x;
+    u = (u + 0xfffu + ((u >> 13) & 1u)) & ~0x1fffu;
+    memcpy(&x, &u, 4);
+    return x;
+}
 
 static void record(const op *o) {
     if (nrecorded == caprecorded) {
@@ -101,13 +113,52 @@ static void run_kernel(const op *o) {
     if (fault && atoi(fault) == launches) faulted = 1;
 }
 
+/* element i of a matrix of type t (32F, 16F, 16BF): the compiler's _Float16 does the f16
+ * conversions, so this shares no code with the runtime's */
+static int fake_type_ok(cudaDataType t) { return t == CUDA_R_32F || t == CUDA_R_16F || t == CUDA_R_16BF; }
+static size_t fake_type_size(cudaDataType t) { return t == CUDA_R_32F ? 4 : 2; }
+static double fake_load(const void *p, cudaDataType t, int64_t i) {
+    if (t == CUDA_R_16F) {
+        _Float16 h;
+        memcpy(&h, (const char *)p + 2 * i, 2);
+        return (double)h;
+    }
+    if (t == CUDA_R_16BF) {
+        uint16_t h;
+        memcpy(&h, (const char *)p + 2 * i, 2);
+        uint32_t u = (uint32_t)h << 16;
+        float f;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+    float f;
+    memcpy(&f, (const char *)p + 4 * i, 4);
+    return f;
+}
+static void fake_store(void *p, cudaDataType t, int64_t i, double v) {
+    float f = (float)v;
+    if (t == CUDA_R_16F) {
+        _Float16 h = (_Float16)f;
+        memcpy((char *)p + 2 * i, &h, 2);
+    } else if (t == CUDA_R_16BF) {
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        uint16_t h = (u & 0x7fffffff) > 0x7f800000 ? (uint16_t)((u >> 16) | 0x40)
+                                                   : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+        memcpy((char *)p + 2 * i, &h, 2);
+    } else {
+        memcpy((char *)p + 4 * i, &f, 4);
+    }
+}
+
 static int run_matmul(const op *o) {
     const fake_layout *la = o->la, *lb = o->lb, *lc = o->lc;
     int64_t m = lc->rows, n = lc->cols, k = o->desc->ta ? la->rows : la->cols;
     /* op(A) is m x k, op(B) is k x n */
     if ((o->desc->ta ? la->cols : la->rows) != m || (o->desc->tb ? lb->cols : lb->rows) != k ||
         (o->desc->tb ? lb->rows : lb->cols) != n || la->ld < la->rows || lb->ld < lb->rows || lc->ld < lc->rows ||
-        la->batch != lc->batch || lb->batch != lc->batch || la->type != CUDA_R_32F) {
+        la->batch != lc->batch || lb->batch != lc->batch || !fake_type_ok(la->type) || !fake_type_ok(lb->type) ||
+        !fake_type_ok(lc->type) || (o->desc->tf32 && (la->type != CUDA_R_32F || lb->type != CUDA_R_32F))) {
         fprintf(stderr, "fake cublasLtMatmul: inconsistent layouts: A %lldx%lld ld %lld op %d, B %lldx%lld ld %lld op %d, "
                         "C %lldx%lld ld %lld\n",
                 (long long)la->rows, (long long)la->cols, (long long)la->ld, o->desc->ta, (long long)lb->rows,
@@ -116,20 +167,25 @@ static int run_matmul(const op *o) {
         return -1;
     }
     for (int32_t bi = 0; bi < lc->batch; bi++) {
-        const float *a = o->a + bi * la->stride, *b = o->b + bi * lb->stride, *c = o->c + bi * lc->stride;
-        float *d = o->d + bi * lc->stride;
+        const char *a = (const char *)o->a + bi * la->stride * (int64_t)fake_type_size(la->type),
+                   *b = (const char *)o->b + bi * lb->stride * (int64_t)fake_type_size(lb->type),
+                   *c = (const char *)o->c + bi * lc->stride * (int64_t)fake_type_size(lc->type);
+        char *d = (char *)o->d + bi * lc->stride * (int64_t)fake_type_size(lc->type);
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < n; j++) {
                 double s = 0;
                 for (int64_t p = 0; p < k; p++) {
-                    double x = o->desc->ta ? a[p + i * la->ld] : a[i + p * la->ld];
-                    double y = o->desc->tb ? b[j + p * lb->ld] : b[p + j * lb->ld];
+                    double x = fake_load(a, la->type, o->desc->ta ? p + i * la->ld : i + p * la->ld);
+                    double y = fake_load(b, lb->type, o->desc->tb ? j + p * lb->ld : p + j * lb->ld);
+                    if (o->desc->tf32) x = tf32((float)x), y = tf32((float)y);
                     s += x * y;
                 }
-                d[i + j * lc->ld] = (float)(o->alpha * s + (o->beta != 0 ? o->beta * c[i + j * lc->ld] : 0));
+                double old = o->beta != 0 ? o->beta * fake_load(c, lc->type, i + j * lc->ld) : 0;
+                fake_store(d, lc->type, i + j * lc->ld, o->alpha * s + old);
             }
     }
     matmuls++;
+    tf32_matmuls += o->desc->tf32;
     return 0;
 }
 
@@ -280,7 +336,8 @@ EXPORT CUresult cuGraphLaunch(CUgraphExec e, CUstream s) {
 EXPORT CUresult cuGraphDestroy(CUgraph g) { (void)g; return CUDA_SUCCESS; }
 EXPORT CUresult cuGraphExecDestroy(CUgraphExec e) {
     (void)e;
-    fprintf(stderr, "fake cuda: %d kernel launches, %d matmuls, %d graph replays\n", launches, matmuls, replays);
+    fprintf(stderr, "fake cuda: %d kernel launches, %d matmuls (%d tf32), %d graph replays\n", launches, matmuls,
+            tf32_matmuls, replays);
     free(recorded);
     recorded = NULL;
     nrecorded = caprecorded = 0;
@@ -303,7 +360,9 @@ EXPORT cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasCo
     if (s != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
     if (c == CUBLAS_COMPUTE_32F_FAST_TF32) descs_tf32++;
     else descs_32f++;
-    *d = (cublasLtMatmulDesc_t)calloc(1, sizeof(fake_desc));
+    fake_desc *fd = calloc(1, sizeof *fd);
+    fd->tf32 = c == CUBLAS_COMPUTE_32F_FAST_TF32;
+    *d = (cublasLtMatmulDesc_t)fd;
     return CUBLAS_STATUS_SUCCESS;
 }
 EXPORT cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) { free(d); return CUBLAS_STATUS_SUCCESS; }

@@ -1,10 +1,13 @@
 /* test_gemm.c: the emu target's CPU GEMM (runtime/gemm_cpu.c) against a naive double loop
  * over every combination of transposes, batch broadcast (stride 0), padded leading dimensions,
  * alpha/beta (beta 0 must ignore NaN in C), K = 0, block edges (sizes around MR/NR/KC/MC/NC),
- * f16/bf16 operands; and the same bits whatever the thread count. */
+ * f16/bf16 operands, TF32 products (RT_COMPUTE_32F_FAST_TF32: the operands rounded as
+ * rt_round_tf32, whose edge values are checked against a reference written with frexp); and the
+ * same bits whatever the thread count. */
 #include "runtime/rt.h"
 #include "tests/harness.h"
 
+#include <float.h>
 #include <string.h>
 
 static uint64_t rng = 12345;
@@ -43,13 +46,50 @@ static int64_t extent(int64_t rows, int64_t ld, int64_t batch, int64_t stride) {
 }
 
 static int cases, compared;
+static rt_compute case_compute; /* the compute type of run_case's GEMMs */
+
+/* the nearest value with 10 mantissa bits (ties to even), f32's exponent range: a reference for
+ * rt_round_tf32 that shares no code with it */
+static double ref_tf32(double x) {
+    if (x == 0 || !isfinite(x)) return x;
+    int e;
+    frexp(x, &e);
+    if (e - 1 < -126) e = -125;
+    double q = ldexp(1.0, e - 1 - 10), r = nearbyint(x / q) * q;
+    return fabs(r) > 0x1.ffcp127 ? copysign(INFINITY, x) : r;
+}
+
+static void test_tf32_rounding(void) {
+    static const float edges[] = {1 + 0x1p-11f,      1 + 3 * 0x1p-11f, 1 + 0x1p-11f + 0x1p-23f, -(1 + 0x1p-11f),
+                                  0x1.ffep127f,      0x1.ffcp127f,      FLT_MAX,                  -FLT_MAX,
+                                  0x1p-126f,         0x1p-140f,         0x1.0018p-140f,           0x1p-149f,
+                                  0x1.8p-137f,       65504.5f,          0,                        -0.0f,
+                                  INFINITY,          -INFINITY,         3.14159265f,              1e-30f};
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+        float got = rt_round_tf32(edges[i]);
+        double want = ref_tf32(edges[i]);
+        CHECK_MSG(got == want && !signbit(got) == !signbit(want), "rt_round_tf32(%a) = %a, want %a", edges[i], got, want);
+    }
+    CHECK(isnan(rt_round_tf32(NAN)));
+    for (int i = 0; i < 100000; i++) { /* random bit patterns, every exponent */
+        uint32_t u = (uint32_t)rt_splitmix64(&rng);
+        float f;
+        memcpy(&f, &u, 4);
+        if (isnan(f)) continue;
+        float got = rt_round_tf32(f);
+        if (!(got == ref_tf32(f))) {
+            CHECK_MSG(0, "rt_round_tf32(%a) = %a, want %a", f, got, ref_tf32(f));
+            break;
+        }
+    }
+}
 
 static void run_case(int64_t m, int64_t n, int64_t k, int ta, int tb, int64_t batch, int bca, int bcb, float alpha,
                      float beta, rt_dtype at, rt_dtype bt, rt_dtype ct) {
     rt_gemm g;
     memset(&g, 0, sizeof g);
     g.m = m, g.n = n, g.k = k, g.batch = batch, g.trans_a = ta, g.trans_b = tb, g.alpha = alpha, g.beta = beta;
-    g.a_type = at, g.b_type = bt, g.c_type = ct;
+    g.a_type = at, g.b_type = bt, g.c_type = ct, g.compute = case_compute;
     int64_t arows = ta ? k : m, acols = ta ? m : k, brows = tb ? n : k, bcols = tb ? k : n;
     g.lda = acols + 3, g.ldb = bcols + 1, g.ldc = n + 2;
     g.stride_a = bca ? 0 : arows * g.lda + 5;
@@ -78,6 +118,7 @@ static void run_case(int64_t m, int64_t n, int64_t k, int ta, int tb, int64_t ba
                 for (int64_t p = 0; p < k; p++) {
                     double x = get(a, at, bi * g.stride_a + (ta ? p * g.lda + i : i * g.lda + p));
                     double y = get(b, bt, bi * g.stride_b + (tb ? j * g.ldb + p : p * g.ldb + j));
+                    if (case_compute == RT_COMPUTE_32F_FAST_TF32) x = ref_tf32(x), y = ref_tf32(y);
                     s += x * y;
                     mag += fabs(x * y);
                 }
@@ -125,6 +166,14 @@ int main(void) {
     run_case(13, 37, 300, 0, 1, 3, 0, 1, 1, 0, RT_F16, RT_F16, RT_F32);
     run_case(13, 37, 300, 1, 0, 2, 1, 0, 0.5f, 1, RT_BF16, RT_F16, RT_F16);
     run_case(70, 20, 40, 0, 0, 1, 0, 0, 1, 0.5f, RT_F32, RT_BF16, RT_BF16);
+    /* TF32 products: within 1e-5 of the rounded operands' exact products (fp32 products of the
+     * unrounded operands are about 1e-3 off, so this fails if the rounding is skipped) */
+    test_tf32_rounding();
+    case_compute = RT_COMPUTE_32F_FAST_TF32;
+    run_case(13, 37, 300, 0, 1, 3, 0, 1, 1, 0, RT_F32, RT_F32, RT_F32);
+    run_case(70, 21, 600, 1, 0, 2, 1, 0, 0.5f, 1, RT_F32, RT_F32, RT_F32);
+    run_case(5, 200, 9, 1, 1, 1, 0, 0, -1.5f, 0.25f, RT_F32, RT_F32, RT_F32);
+    case_compute = RT_COMPUTE_32F;
     fprintf(stderr, "%d GEMM cases, %d elements compared\n", cases, compared);
     return test_result();
 }

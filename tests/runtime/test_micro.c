@@ -2,13 +2,24 @@
  * of the deit_micro oracle model, then `EXE train` (3 AdamW steps from the oracle's initial
  * weights, --save) and `EXE eval`, compared with PyTorch's numbers in DEITC_TESTDATA/deit_micro
  * (float64 there, float32 here: Adam's sign-like first steps amplify rounding for weights with
- * near-zero gradients, hence the loose tolerance on weights). */
+ * near-zero gradients, hence the loose tolerance on weights).
+ *
+ * `test_rt_micro tf32` builds with --precision tf32 instead: every GEMM of the plan then has
+ * TF32 products (the report says so), the losses are within 1e-3 of the oracle (TF32 operands
+ * carry 2^-11 relative rounding) and the saved weights within 3e-3 of `deitc run --precision
+ * tf32` (measured worst 8.1e-4, blocks.0.attn.qkv.weight: the interpreter rounds the same
+ * operands the same way, but fp32 vs double accumulation moves an operand across a TF32
+ * rounding boundary now and then, and Adam's sign-like first steps amplify that), qkv biases
+ * aside (their key third has an exactly zero gradient, so Adam moves it by +-lr times the sign
+ * of rounding noise, as the oracle tests say). */
 #include "runtime/rt.h"
 #include "tests/harness.h"
 
 #include <string.h>
 
-int main(void) {
+int main(int argc, char **argv) {
+    int tf32 = argc > 1 && strcmp(argv[1], "tf32") == 0;
+    double loss_tol = tf32 ? 1e-3 : 1e-4;
     const char *data = test_env("DEITC_TESTDATA"), *src = test_env("DEITC_SOURCE_DIR"), *bin = test_env("DEITC_BIN");
     const char *tmp = getenv("TMPDIR");
     char dir[256], cmd[8192], path[600];
@@ -16,8 +27,9 @@ int main(void) {
     if (!mkdtemp(dir)) return 1;
     snprintf(cmd, sizeof cmd,
              "'%s' compile '%s/models/deit_tiny.yaml' -D img_size=32 -D patch_size=8 -D depth=2 -D num_classes=10 "
-             "-D embed_dim=64 -D num_heads=2 --batch 4 --target emu -o '%s/micro' > '%s/compile.txt' 2>&1",
-             bin, src, dir, dir);
+             "-D embed_dim=64 -D num_heads=2 --batch 4 --target emu --precision %s --emit-dir '%s/src' -o '%s/micro' "
+             "> '%s/compile.txt' 2>&1",
+             bin, src, tf32 ? "tf32" : "fp32", dir, dir, dir);
     int rc = test_sh("%s", cmd);
     CHECK_MSG(rc == 0, "deitc compile failed (%d); see %s/compile.txt", rc, dir);
     if (rc) return test_result();
@@ -28,13 +40,27 @@ int main(void) {
              "--data '%s/deit_micro/batch.safetensors' > eval.txt 2>&1",
              dir, data, data, data, data);
     CHECK(test_sh("%s", cmd) == 0);
+    /* the plan's GEMMs: all TF32 under tf32, none under fp32 */
+    CHECK(test_sh("grep -q '^gemm compute: %s$' '%s/src/report.txt'", tf32 ? "0 fp32, [1-9][0-9]* tf32" : "[1-9][0-9]* fp32, 0 tf32",
+                  dir) == 0);
+    CHECK(test_sh("grep -c RT_COMPUTE_32F_FAST_TF32 '%s/src/plan.c' | grep -q '^%s$'", dir, tf32 ? "[1-9][0-9]*" : "0") == 0);
+    if (tf32) {
+        snprintf(cmd, sizeof cmd,
+                 "'%s' run '%s/models/deit_tiny.yaml' -D img_size=32 -D patch_size=8 -D depth=2 -D num_classes=10 "
+                 "-D embed_dim=64 -D num_heads=2 --precision tf32 --weights '%s/deit_micro/init.safetensors' "
+                 "--input '%s/deit_micro/batch.safetensors' --steps 3 --lr 0.001 --weight-decay 0.05 "
+                 "-o '%s/interp.safetensors' > '%s/run.txt' 2>&1",
+                 bin, src, data, data, dir, dir);
+        CHECK(test_sh("%s", cmd) == 0);
+    }
 
     char err[512];
     rt_tensor_set got, want, expected;
     snprintf(path, sizeof path, "%s/after.safetensors", dir);
     int ok = rt_safetensors_read(path, &got, err, sizeof err) == 0;
     CHECK_MSG(ok, "%s", err);
-    snprintf(path, sizeof path, "%s/deit_micro/after_steps.safetensors", data);
+    if (tf32) snprintf(path, sizeof path, "%s/interp.safetensors", dir);
+    else snprintf(path, sizeof path, "%s/deit_micro/after_steps.safetensors", data);
     CHECK(rt_safetensors_read(path, &want, err, sizeof err) == 0);
     snprintf(path, sizeof path, "%s/deit_micro/expected.safetensors", data);
     CHECK(rt_safetensors_read(path, &expected, err, sizeof err) == 0);
@@ -44,15 +70,19 @@ int main(void) {
         const char *worst_name = "";
         for (int i = 0; i < want.count; i++) {
             const rt_tensor *w = &want.tensors[i], *g = rt_tensor_set_find(&got, w->name);
-            if (w->dtype != RT_F32) continue;
+            if (w->dtype != RT_F32 || strncmp(w->name, "grad.", 5) == 0 || strcmp(w->name, "losses") == 0 ||
+                strcmp(w->name, "logits") == 0)
+                continue; /* deitc run's output carries these beside the weights */
+            if (tf32 && strstr(w->name, "qkv.bias")) continue;
             CHECK_MSG(g && rt_tensor_numel(g) == rt_tensor_numel(w), "saved weights lack '%s'", w->name);
             if (!g || rt_tensor_numel(g) != rt_tensor_numel(w)) continue;
             double e = test_rel_l2(g->data, w->data, (long)rt_tensor_numel(w));
             if (e > worst) worst = e, worst_name = w->name;
             matched++;
         }
-        fprintf(stderr, "%d weights after 3 steps: worst relative L2 error %.2e (%s)\n", matched, worst, worst_name);
-        CHECK(matched >= 30 && worst < 5e-3);
+        fprintf(stderr, "%d weights after 3 steps: worst relative L2 error %.2e (%s) against %s\n", matched, worst,
+                worst_name, tf32 ? "deitc run --precision tf32" : "the oracle");
+        CHECK(matched >= (tf32 ? 28 : 30) && worst < (tf32 ? 3e-3 : 5e-3));
         rt_tensor_set_free(&got);
     }
     /* first step's loss (metrics) and eval's loss = the oracle's forward loss */
@@ -69,7 +99,7 @@ int main(void) {
             fclose(f);
         }
         const char *p = strstr(buf, "\"loss\":");
-        CHECK(p && sscanf(p, "\"loss\":%lf", &l1) == 1 && fabs(l1 - want_loss) < 1e-4 * fabs(want_loss));
+        CHECK(p && sscanf(p, "\"loss\":%lf", &l1) == 1 && fabs(l1 - want_loss) < loss_tol * fabs(want_loss));
         snprintf(path, sizeof path, "%s/eval.txt", dir);
         f = fopen(path, "r");
         buf[0] = 0;
@@ -79,7 +109,7 @@ int main(void) {
             fclose(f);
         }
         p = strstr(buf, "\"loss\":");
-        CHECK_MSG(p && sscanf(p, "\"loss\":%lf", &le) == 1 && fabs(le - want_loss) < 1e-4 * fabs(want_loss),
+        CHECK_MSG(p && sscanf(p, "\"loss\":%lf", &le) == 1 && fabs(le - want_loss) < loss_tol * fabs(want_loss),
                   "eval loss %g, oracle %g", le, want_loss);
     }
     rt_tensor_set_free(&want);
