@@ -53,7 +53,7 @@ static void usage_to(FILE *f) {
             "                [--emit-dir DIR] [PASS OPTIONS] [STATS OPTIONS]\n"
             "  deitc export  MODEL.onnx --weights TRAINED.safetensors -o OUT.onnx\n"
             "Pass options (inspect, dump, run, compile):\n"
-            "  --precision fp32  --fuse all|none|NAME,... (all: adamw-group; opt-in: layer-norm-stats)\n"
+            "  --precision fp32  --fuse all|none|NAME,... (all: adamw-group, bias-gelu; opt-in: layer-norm-stats)\n"
             "Stats options (inspect, compile): --stats | --stats-json  [--model-gpu h100|h200|a100]\n"
             "  the step's launches, GEMM calls, FLOPs, bytes and a modeled time on that GPU (default h100)\n"
             "STAGE: check forward-fusion training precision fusion schedule memplan\n"

@@ -283,7 +283,16 @@ cg_program *cg_program_new(const pass_result *r, const cg_options *o, char *err,
             s = s2 - 1;
             continue;
         }
-        if (emit_node(&e)) goto fail;
+        int chain = g->nodes[e.node].chain;
+        if (chain) { /* an elementwise chain (bias-gelu): consecutive members, one kernel */
+            int s2 = s;
+            while (s2 < p->norder && g->nodes[p->order[s2]].chain == chain) s2++;
+            cg_emit_chain(&e, &p->order[s], s2 - s);
+            e.node = p->order[s2 - 1];
+            s = s2 - 1;
+        } else if (emit_node(&e)) {
+            goto fail;
+        }
         if (e.node == loss || e.node == logits) p->neval_steps = p->nsteps; /* the later of the two */
     }
     /* the kernels' full text: header comment + definition */

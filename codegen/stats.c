@@ -10,6 +10,8 @@
  *   kernel   every distinct input's value, every output written (ADAMW: the parameter and
  *            both moments in place), and a two-pass reduction's partial sums written and read
  *            back; FLOPs a per-element count of the op's arithmetic (flops_per_element)
+ *   chain    an elementwise chain (bias-gelu): every member's value written, the inputs from
+ *            outside the chain read once
  *   zero     a memset: the bytes written
  * The parts: GEMMs (the linear layers: one operand shared over the batch, or batch 1),
  * attention (batched GEMMs whose both operands are batched, softmax and its gradient),
@@ -99,6 +101,27 @@ static void kernel_node_cost(const cg_program *p, int i, int launches, int64_t *
     *bytes = b;
 }
 
+/* An elementwise chain from its first member `first`: every member's value written, each
+ * distinct input from outside the chain read once (what the chain kernel does). */
+static void chain_cost(const cg_program *p, int first, int64_t *bytes, int64_t *flops) {
+    const ir_graph *g = p->g;
+    int chain = g->nodes[first].chain;
+    *bytes = *flops = 0;
+    for (int m = first; m < g->n && g->nodes[m].chain == chain; m++) {
+        const ir_node *n = &g->nodes[m];
+        int per_input;
+        *bytes += value_bytes(n);
+        *flops += flops_per_element(n->op, &per_input) * ir_numel(n);
+        for (int k = 0; k < n->ninputs; k++) {
+            int in = n->inputs[k], seen = g->nodes[in].chain == chain;
+            for (int q = first; q < m && !seen; q++)
+                for (int j = 0; j < g->nodes[q].ninputs; j++) seen |= g->nodes[q].inputs[j] == in;
+            for (int j = 0; j < k; j++) seen |= n->inputs[j] == in;
+            if (!seen) *bytes += value_bytes(&g->nodes[in]);
+        }
+    }
+}
+
 static void gemm_cost(const rt_gemm *gm, int64_t *bytes, int64_t *flops) {
     int64_t na = gm->stride_a ? gm->batch : 1, nb = gm->stride_b ? gm->batch : 1;
     int64_t c = gm->batch * gm->m * gm->n * (int64_t)rt_dtype_size(gm->c_type);
@@ -149,6 +172,11 @@ void cg_stats_of(const cg_program *p, cg_stats *s) {
             w->launches = end - st;
             int group = g->nodes[node].group;
             w->part = part_of_op(g->nodes[node].op);
+            if (g->nodes[node].chain) {
+                chain_cost(p, node, &w->bytes, &w->flops);
+                st = end;
+                goto counted;
+            }
             for (int k = 0; k < g->n; k++) { /* a fusion group: every member's work */
                 if (k != node && (!group || g->nodes[k].group != group)) continue;
                 int64_t b, f;
@@ -158,6 +186,7 @@ void cg_stats_of(const cg_program *p, cg_stats *s) {
             }
             st = end;
         }
+    counted:
         s->launches += w->launches;
         s->gemm_calls += w->gemms;
         s->bytes += w->bytes;

@@ -8,6 +8,8 @@
  *
  *   layer-norm-stats  forward-fusion, opt-in   LAYER_NORM keeps its rows' mean and rstd
  *   adamw-group       fusion, in "all"         f32 ADAMW updates in one launch
+ *   bias-gelu         fusion, in "all"         a linear layer's bias add and the GELU after it:
+ *                                              one elementwise kernel (a chain) fed by the GEMM
  */
 #include "passes/passes.h"
 
@@ -22,6 +24,7 @@ static const struct {
 } fusions[] = {
     {"adamw-group", PASS_FUSE_ADAMW_GROUP, 1},
     {"layer-norm-stats", PASS_FUSE_LAYER_NORM_STATS, 0},
+    {"bias-gelu", PASS_FUSE_BIAS_GELU, 1},
 };
 enum { NFUSIONS = sizeof fusions / sizeof fusions[0] };
 
@@ -141,4 +144,25 @@ int pass_fuse_adamw_group(ir_graph *g) {
         i = j;
     }
     return groups;
+}
+
+/* ---- bias-gelu ---------------------------------------------------------------------------- */
+
+/* h = ADD(MATMUL, bias [C]) with y = GELU(h) right after it: a chain of the two (the kernel
+ * stores h, which GELU_GRAD reads in the backward pass, and y). */
+int pass_fuse_bias_gelu(ir_graph *g) {
+    int chains = 0;
+    for (int i = 0; i < g->n; i++) /* a pass that runs again numbers after what is there */
+        if (g->nodes[i].chain > chains) chains = g->nodes[i].chain;
+    int count = 0;
+    for (int i = 1; i < g->n; i++) {
+        ir_node *y = &g->nodes[i], *h = &g->nodes[i - 1];
+        if (y->op != IR_OP_GELU || y->inputs[0] != i - 1 || h->op != IR_OP_ADD || h->chain || h->group)
+            continue;
+        const ir_node *mm = &g->nodes[h->inputs[0]], *bias = &g->nodes[h->inputs[1]];
+        if (mm->op != IR_OP_MATMUL || bias->ndim != 1 || !ir_same_shape(h, mm) || !ir_same_shape(y, h)) continue;
+        h->chain = y->chain = ++chains;
+        count++;
+    }
+    return count;
 }

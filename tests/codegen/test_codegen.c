@@ -352,8 +352,8 @@ static int test_errors(void) {
         {"--arch compute_90x", "--arch 'compute_90x': expected sm_XX", 1},
         {"--target fpga", "unknown --target 'fpga'", 0},
         {"--precision fp16", "--precision fp16: not supported yet", 0},
-        {"--fuse bias-gelu", "--fuse bias-gelu: unknown fusion", 0},
-        {"--fuse adamw-group,bias-gelu", "unknown fusion 'bias-gelu' (known: adamw-group, layer-norm-stats", 0},
+        {"--fuse gelu-bias", "--fuse gelu-bias: unknown fusion", 0},
+        {"--fuse adamw-group,gelu-bias", "unknown fusion 'gelu-bias' (known: adamw-group, layer-norm-stats, bias-gelu", 0},
         {"--precision int8", "--precision int8: unknown", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
