@@ -221,6 +221,15 @@ int cg_emit_elementwise(emitter *e) {
 
 /* ---- elementwise chains ------------------------------------------------------------------- */
 
+int cg_chain_stores(const ir_graph *g, int i) {
+    const ir_node *n = &g->nodes[i];
+    if (!n->chain || n->flags & IR_NODE_OUTPUT) return 1;
+    for (int j = i + 1; j < g->n; j++)
+        for (int k = 0; k < g->nodes[j].ninputs; k++)
+            if (g->nodes[j].inputs[k] == i && g->nodes[j].chain != n->chain) return 1;
+    return 0;
+}
+
 void cg_emit_chain(emitter *e, const int *nodes, int count) {
     const ir_graph *g = e->g;
     const ir_node *root = &g->nodes[nodes[count - 1]];
@@ -231,6 +240,7 @@ void cg_emit_chain(emitter *e, const int *nodes, int count) {
     char ref[512], lb[600], st[900], name[16];
     int ext[CG_MAX_PARAMS], next = 0; /* the distinct inputs from outside the chain */
     for (int m = 0; m < count; m++) {
+        if (!cg_chain_stores(g, nodes[m])) continue;
         snprintf(name, sizeof name, "y%d", m);
         param(&l, out_type(g->nodes[nodes[m]].dtype), name, off_of(e, nodes[m]));
     }
@@ -271,6 +281,7 @@ void cg_emit_chain(emitter *e, const int *nodes, int count) {
         char *v = cg_expr_value(n, operands);
         cg_sb_printf(&l.body, "        const float v%d = %s;\n", m, v);
         free(v);
+        if (!cg_chain_stores(g, nodes[m])) continue;
         snprintf(ref, sizeof ref, "v%d", m);
         cg_sb_printf(&l.body, "        y%d[i] = %s;\n", m, cg_st(st, sizeof st, n->dtype, ref));
     }

@@ -10,8 +10,8 @@
  *   kernel   every distinct input's value, every output written (ADAMW: the parameter and
  *            both moments in place), and a two-pass reduction's partial sums written and read
  *            back; FLOPs a per-element count of the op's arithmetic (flops_per_element)
- *   chain    an elementwise chain (bias-gelu): every member's value written, the inputs from
- *            outside the chain read once
+ *   chain    an elementwise chain (bias-gelu, elementwise-chain): the members' values that
+ *            are read outside it written, the inputs from outside the chain read once
  *   zero     a memset: the bytes written
  * The parts: GEMMs (the linear layers: one operand shared over the batch, or batch 1),
  * attention (batched GEMMs whose both operands are batched, softmax and its gradient),
@@ -101,7 +101,7 @@ static void kernel_node_cost(const cg_program *p, int i, int launches, int64_t *
     *bytes = b;
 }
 
-/* An elementwise chain from its first member `first`: every member's value written, each
+/* An elementwise chain from its first member `first`: the values it stores written, each
  * distinct input from outside the chain read once (what the chain kernel does). */
 static void chain_cost(const cg_program *p, int first, int64_t *bytes, int64_t *flops) {
     const ir_graph *g = p->g;
@@ -110,7 +110,7 @@ static void chain_cost(const cg_program *p, int first, int64_t *bytes, int64_t *
     for (int m = first; m < g->n && g->nodes[m].chain == chain; m++) {
         const ir_node *n = &g->nodes[m];
         int per_input;
-        *bytes += value_bytes(n);
+        if (cg_chain_stores(g, m)) *bytes += value_bytes(n);
         *flops += flops_per_element(n->op, &per_input) * ir_numel(n);
         for (int k = 0; k < n->ninputs; k++) {
             int in = n->inputs[k], seen = g->nodes[in].chain == chain;

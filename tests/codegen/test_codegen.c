@@ -353,7 +353,8 @@ static int test_errors(void) {
         {"--target fpga", "unknown --target 'fpga'", 0},
         {"--precision fp16", "--precision fp16: not supported yet", 0},
         {"--fuse gelu-bias", "--fuse gelu-bias: unknown fusion", 0},
-        {"--fuse adamw-group,gelu-bias", "unknown fusion 'gelu-bias' (known: adamw-group, layer-norm-stats, bias-gelu", 0},
+        {"--fuse adamw-group,gelu-bias",
+         "unknown fusion 'gelu-bias' (known: adamw-group, layer-norm-stats, bias-gelu, elementwise-chain", 0},
         {"--precision int8", "--precision int8: unknown", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -676,23 +677,27 @@ static int train_random(const char *defs, int S, const char *fuse, const char *k
     return 0;
 }
 
-/* bias-gelu on a size of its own (3 heads of 16, depth 3, mlp_ratio 2, 7 classes): fused and
- * unfused EXEs agree on losses and weights after 3 steps (relative L2 1e-5; the same float
+/* bias-gelu and elementwise-chain on a size of their own (3 heads of 16, depth 3, mlp_ratio 2,
+ * 7 classes): fused and unfused EXEs agree on losses and weights after 3 steps (relative L2 1e-5; the same float
  * expressions, so in fact to the bit) */
 static void fuse_bias_gelu_own_size(void) {
     const char *defs = "-D img_size=24 -D patch_size=8 -D num_classes=7 -D embed_dim=48 -D depth=3 -D num_heads=3 "
                        "-D mlp_ratio=2";
-    rt_tensor_set out[2] = {{0}};
-    float losses[2][3] = {{0}};
-    const char *modes[2] = {"none", "bias-gelu"};
-    for (int m = 0; m < 2; m++)
-        if (train_random(defs, 24, modes[m], "_bias_gelu(", m, &out[m], losses[m])) return;
-    double e = test_rel_l2(losses[1], losses[0], 3);
-    CHECK_MSG(e <= 1e-5, "losses, bias-gelu vs none: relative L2 %.3g", e);
-    compare_sets(&out[1], &out[0], 1e-5, "weights after 3 steps, --fuse bias-gelu vs none (own size)");
-    CHECK(out[0].count == out[1].count && out[0].count > 40);
-    rt_tensor_set_free(&out[0]);
-    rt_tensor_set_free(&out[1]);
+    rt_tensor_set out[3] = {{0}};
+    float losses[3][3] = {{0}};
+    const char *modes[3] = {"none", "bias-gelu", "elementwise-chain"};
+    const char *kernel[3] = {"_chain(", "_bias_gelu(", "_chain("};
+    for (int m = 0; m < 3; m++)
+        if (train_random(defs, 24, modes[m], kernel[m], m > 0, &out[m], losses[m])) return;
+    for (int m = 1; m < 3; m++) {
+        char what[128];
+        snprintf(what, sizeof what, "weights after 3 steps, --fuse %s vs none (own size)", modes[m]);
+        double e = test_rel_l2(losses[m], losses[0], 3);
+        CHECK_MSG(e <= 1e-5, "losses, %s vs none: relative L2 %.3g", modes[m], e);
+        compare_sets(&out[m], &out[0], 1e-5, what);
+        CHECK(out[0].count == out[m].count && out[0].count > 40);
+    }
+    for (int m = 0; m < 3; m++) rt_tensor_set_free(&out[m]);
 }
 
 static int count_chains(const pass_result *r, int *bias_gelu_launches) {
@@ -724,17 +729,20 @@ static int test_fuse(void) {
         int nadamw = 0, launches = adamw_launches(r, &nadamw);
         fprintf(stderr, "--fuse %s: %d adamw nodes, %d adamw launches\n", modes[m], nadamw, launches);
         CHECK(nadamw > 30 && launches == (m == 0 ? nadamw : 1));
-        int bg = 0, chains = count_chains(r, &bg); /* bias-gelu: one chain and launch per block's MLP */
-        CHECK_MSG(chains == (m == 0 ? 0 : 2) && bg == chains, "--fuse %s: %d chains, %d bias_gelu launches", modes[m],
-                  chains, bg);
+        /* bias-gelu: one chain and launch per block's MLP; elementwise-chain: the bias adds of
+         * attn.proj and fc2 with the residual adds after them (2 a block) */
+        int bg = 0, chains = count_chains(r, &bg);
+        CHECK_MSG(chains == (m == 0 ? 0 : 6) && bg == (m == 0 ? 0 : 2), "--fuse %s: %d chains, %d bias_gelu launches",
+                  modes[m], chains, bg);
         pass_result_free(r);
     }
     snprintf(data, sizeof data, "%s/deit_micro", test_env("DEITC_TESTDATA"));
     /* deit_micro: none, all, and each fusion of the fusion stage on its own */
-    const char *runs[3] = {"none", "all", "bias-gelu"};
-    rt_tensor_set out[3] = {{0}};
-    float losses[3][3] = {{0}};
-    for (int m = 0; m < 3; m++) {
+    enum { RUNS = 4 };
+    const char *runs[RUNS] = {"none", "all", "bias-gelu", "elementwise-chain"};
+    rt_tensor_set out[RUNS] = {{0}};
+    float losses[RUNS][3] = {{0}};
+    for (int m = 0; m < RUNS; m++) {
         char extra[64];
         snprintf(extra, sizeof extra, "--fuse %s", runs[m]);
         if (train_emu(MICRO, data, extra)) return test_result();
@@ -746,7 +754,7 @@ static int test_fuse(void) {
         CHECK_MSG(cu && (strstr(cu, "_bias_gelu(") != NULL) == (m > 0), "--fuse %s: bias_gelu kernel", runs[m]);
         free(cu);
     }
-    for (int m = 1; m < 3; m++) {
+    for (int m = 1; m < RUNS; m++) {
         char what[128];
         snprintf(what, sizeof what, "weights after 3 steps, --fuse %s vs none", runs[m]);
         compare_sets(&out[m], &out[0], 1e-6, what);
@@ -754,7 +762,7 @@ static int test_fuse(void) {
         CHECK_MSG(e <= 1e-5, "losses, --fuse %s vs none: relative L2 %.3g", runs[m], e);
         CHECK(out[0].count == out[m].count && out[0].count > 30);
     }
-    for (int m = 0; m < 3; m++) rt_tensor_set_free(&out[m]);
+    for (int m = 0; m < RUNS; m++) rt_tensor_set_free(&out[m]);
     fuse_bias_gelu_own_size();
     return test_result();
 }

@@ -549,6 +549,12 @@ static void gemm_cases(op_suite *s) {
         int y = unary(s, IR_OP_GELU, h, &ga);
         result(s, h);
         result(s, y);
+        /* elementwise-chain: a bias add and the residual add after it; the sum in between is
+         * read only inside the chain, so it stays in a register (no store of it) */
+        begin(s, IR_OP_ADD, "chain_bias_residual", t, "_chain(");
+        int res = in(s, t, SH(3, 7, 12), -1, 1); /* before the sum: the chain's nodes are consecutive */
+        int sum = binary(s, IR_OP_ADD, in(s, t, SH(3, 7, 12), -1, 1), in(s, t, SH(12), -1, 1));
+        result(s, binary(s, IR_OP_ADD, res, sum));
     }
 }
 
