@@ -289,6 +289,22 @@ void cg_emit_chain(emitter *e, const int *nodes, int count) {
     e->node = nodes[0];
     cg_loop_close(e, &l, total);
     e->node = saved;
+    /* the step (and a kernel's first use) names every member: "%35 a, %36 b" */
+    rt_plan_step *step = &e->p->steps[e->p->nsteps - 1];
+    cg_kernel *kn = &e->p->kernels[step->kernel];
+    sb what = {0};
+    cg_sb_printf(&what, "%s", step->what);
+    for (int m = 1; m < count; m++) {
+        char *label = cg_node_label(g, nodes[m]);
+        cg_sb_printf(&what, ", %s", label);
+        free(label);
+    }
+    free((void *)step->what);
+    step->what = what.s;
+    if (kn->nuses == 1) {
+        free(kn->nodes);
+        kn->nodes = xstrdup(what.s);
+    }
 }
 
 /* outer/len/inner view of a node around axis: i = (o * len + k) * inner + r */
