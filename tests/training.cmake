@@ -33,3 +33,12 @@ add_executable(test_pipeline ${CMAKE_CURRENT_SOURCE_DIR}/passes/test_pipeline.c)
 target_link_libraries(test_pipeline PRIVATE deitc_passes deitc_frontend deitc_ir deitc_rt m)
 add_test(NAME test_pipeline COMMAND test_pipeline)
 set_tests_properties(test_pipeline PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS training)
+
+# the pass options on the command line: dump after the schedule unfused, inspect with both
+add_test(NAME cli_dump_schedule COMMAND deitc dump ${CMAKE_SOURCE_DIR}/models/deit_small.yaml --after schedule --fuse none)
+set_tests_properties(cli_dump_schedule PROPERTIES LABELS training
+  PASS_REGULAR_EXPRESSION "# after schedule: precision fp32, fusions none\n# schedule: [0-9]+ steps")
+add_test(NAME cli_inspect_pass_options COMMAND deitc inspect ${CMAKE_SOURCE_DIR}/models/deit_small.yaml
+  --precision fp32 --fuse all --batch 2)
+set_tests_properties(cli_inspect_pass_options PROPERTIES LABELS training
+  PASS_REGULAR_EXPRESSION "training step: batch 2, precision fp32, fusions adamw-group, [0-9]+ nodes\nplan per step: [0-9]+ steps")
