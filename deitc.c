@@ -46,6 +46,8 @@ typedef struct {
     long steps, batch;
     double lr, weight_decay, label_smoothing, clip_grad_norm;
     int grads, f64, partial_init;
+    int stats, stats_json;      /* --stats, --stats-json */
+    const char *model_gpu;      /* --model-gpu (NULL: h100) */
 } cli_args;
 
 static void usage_to(FILE *f) {
@@ -57,11 +59,14 @@ static void usage_to(FILE *f) {
             "                -o OUT.safetensors [--steps K --lr LR --weight-decay WD [--losses L.safetensors]]\n"
             "                [--grads] [--f64] [PASS OPTIONS]\n"
             "  deitc compile MODEL [-D ...] -o EXE [--target cuda|emu] [--arch sm_XX] [--batch N]\n"
-            "                [--emit-dir DIR] [PASS OPTIONS]\n"
+            "                [--emit-dir DIR] [PASS OPTIONS] [STATS OPTIONS]\n"
             "  deitc export  MODEL.onnx --weights TRAINED.safetensors -o OUT.onnx\n"
             "  deitc help | --version\n"
             "Pass options (inspect, dump, run, compile):\n"
-            "  --precision fp32  --fuse all|none|NAME,... (all: adamw-group; opt-in: layer-norm-stats)\n"
+            "  --precision fp32  --fuse all|none|NAME,... (all: adamw-group, bias-gelu, elementwise-chain;\n"
+            "  opt-in: layer-norm-stats)\n"
+            "Stats options (inspect, compile): --stats | --stats-json  [--model-gpu h100|h200|a100]\n"
+            "  the step's launches, GEMM calls, FLOPs, bytes and a modeled time on that GPU (default h100)\n"
             "STAGE: check forward-fusion training precision fusion schedule memplan\n"
             "Training options (dump --after training, run --steps, compile):\n"
             "  --label-smoothing S  --clip-grad MAX_NORM  --freeze PATTERN (fnmatch, repeatable)\n"
@@ -194,10 +199,10 @@ static int option_allowed(const char *cmd, const char *opt) {
     static const struct {
         const char *cmd, *opts;
     } table[] = {
-        {"inspect", " -D --batch --precision --fuse"},
+        {"inspect", " -D --batch --precision --fuse --stats --stats-json --model-gpu"},
         {"dump", " -D --after --batch --precision --fuse"},
         {"run", " -D --weights --partial-init --input -o --steps --lr --weight-decay --losses --grads --f64 --precision --fuse"},
-        {"compile", " -D -o --target --arch --precision --fuse --emit-dir --batch"},
+        {"compile", " -D -o --target --arch --precision --fuse --emit-dir --batch --stats --stats-json --model-gpu"},
         {"export", " --weights -o"},
     };
     char key[64];
@@ -289,6 +294,14 @@ static int parse_args(int argc, char **argv, cli_args *a) {
             NEED_VALUE();
             if (parse_number(s, next, &a->clip_grad_norm)) return 2;
             if (a->clip_grad_norm <= 0) return bad_usage("--clip-grad must be positive, got %s", next);
+        } else if (strcmp(s, "--model-gpu") == 0) {
+            NEED_VALUE();
+            if (!cg_gpu_find(next)) return bad_usage("--model-gpu %s: unknown GPU (known: %s)", next, cg_gpu_names());
+            a->model_gpu = next;
+        } else if (strcmp(s, "--stats") == 0) {
+            a->stats = 1;
+        } else if (strcmp(s, "--stats-json") == 0) {
+            a->stats_json = 1;
         } else if (strcmp(s, "--grads") == 0) {
             a->grads = 1;
         } else if (strcmp(s, "--f64") == 0) {
@@ -303,6 +316,7 @@ static int parse_args(int argc, char **argv, cli_args *a) {
 #undef NEED_VALUE
     }
     if (!a->model) return bad_usage("no MODEL given");
+    if (a->model_gpu && !a->stats && !a->stats_json) return bad_usage("--model-gpu needs --stats or --stats-json");
     return 0;
 }
 
@@ -338,22 +352,43 @@ static pass_options make_pass_options(const cli_args *a, int training) {
     return o;
 }
 
+/* ---- stats (inspect, compile) ------------------------------------------------------------ */
+
+/* --stats / --stats-json of program p on stdout (nothing without either). */
+static void print_stats(const cli_args *a, const cg_program *p) {
+    if (!a->stats && !a->stats_json) return;
+    const cg_gpu *gpu = cg_gpu_find(a->model_gpu ? a->model_gpu : "h100");
+    cg_stats st;
+    cg_stats_of(p, &st);
+    if (a->stats) cg_stats_print(&st, gpu, stdout);
+    if (a->stats_json) cg_stats_print_json(&st, gpu, stdout);
+    cg_stats_free(&st);
+}
+
 /* ---- inspect ------------------------------------------------------------------------------ */
 
 /* The training step the pipeline makes of g (taken over) with a's pass options, as codegen
  * would emit it: nodes, plan steps, launches, kernels, arena. A model that cannot be trained
  * (an ONNX graph without logits) says why instead. */
-static void inspect_step(ir_graph *g, const pass_options *po) {
+static int inspect_step(ir_graph *g, const pass_options *po, const cli_args *a) {
     char err[1024], names[128];
     int64_t batch = g->info.batch > 0 ? g->info.batch : 1;
     pass_result *r = pass_pipeline_run(g, po, NULL, err, sizeof err);
     if (!r) {
+        if (a->stats_json) return die("training step: not built (%s)", err);
         printf("training step: not built (%s)\n", err);
-        return;
+        return a->stats ? 1 : 0;
     }
     cg_options co;
     cg_options_default(&co);
     cg_program *p = cg_program_new(r, &co, err, sizeof err);
+    if (a->stats_json) { /* the JSON object alone, for scripts */
+        int rc = p ? 0 : die("plan: not built (%s)", err);
+        if (p) print_stats(a, p);
+        cg_program_free(p);
+        pass_result_free(r);
+        return rc;
+    }
     printf("training step: batch %lld, precision %s, fusions %s, %d nodes\n", (long long)batch, r->precision,
            pass_fuse_names(r->fusions, names, sizeof names), r->g->n);
     if (p) {
@@ -364,11 +399,14 @@ static void inspect_step(ir_graph *g, const pass_options *po) {
         }
         printf("plan per step: %d steps (%d kernel launches, %d GEMMs), %d kernels, arena %.2f MiB\n", p->nsteps,
                launches, gemms, p->nkernels, (double)r->mem->arena_bytes / (1 << 20));
+        print_stats(a, p);
     } else {
         printf("plan per step: not built (%s)\n", err);
     }
+    int rc = !p && a->stats;
     cg_program_free(p);
     pass_result_free(r);
+    return rc;
 }
 
 static int cmd_inspect(const cli_args *a) {
@@ -378,6 +416,7 @@ static int cmd_inspect(const cli_args *a) {
     /* batch 0: the model's own (1, or an ONNX export's fixed batch); figures are per image */
     ir_graph *g = load(a, a->batch ? a->batch : 0);
     if (!g) return 1;
+    if (a->stats_json) return inspect_step(g, &po, a);
     int64_t macs = 0, act_bytes = 0, hist[IR_OP_COUNT] = {0};
     for (int i = 0; i < g->n; i++) {
         const ir_node *n = &g->nodes[i];
@@ -399,8 +438,7 @@ static int cmd_inspect(const cli_args *a) {
     printf("nodes: %d\nop histogram:\n", g->n);
     for (int op = 0; op < IR_OP_COUNT; op++)
         if (hist[op]) printf("  %-20s %lld\n", ir_op_name(op), (long long)hist[op]);
-    inspect_step(g, &po);
-    return 0;
+    return inspect_step(g, &po, a);
 }
 
 /* ---- dump --------------------------------------------------------------------------------- */
@@ -742,6 +780,12 @@ static int cmd_compile(const cli_args *a) {
     pass_result *r = pass_pipeline_run(g, &po, NULL, err, sizeof err);
     if (!r) return die("%s", err);
     int rc = cg_compile(r, &co, err, sizeof err);
+    if (!rc && (a->stats || a->stats_json)) { /* the program cg_compile emitted, once more */
+        cg_program *p = cg_program_new(r, &co, err, sizeof err);
+        rc = p ? 0 : -1;
+        if (p) print_stats(a, p);
+        cg_program_free(p);
+    }
     pass_result_free(r);
     if (rc) return die("%s", err);
     return 0;

@@ -9,6 +9,8 @@
  *              emit_optim.c, emit_gemm.c
  *   writer.c   the program's files: kernels.cu, plan.c (the rt_plan, runtime/plan.h), the emu
  *              glue (emu_glue.cc) and the per-kernel resource report
+ *   stats.c    one step's work counted from a program: launches, GEMM calls, FLOPs, modeled bytes
+ *   cost_model.c  a named GPU's peaks -> modeled step time, images/s, MFU by part (--stats)
  *   nvrtc.c    NVRTC (dlopen'd): kernels.cu -> cubin + PTX, registers/spills, on-disk cache
  *   compile.c  cg_compile: the whole chain, host compiler and link with the runtime into EXE
  *   locate.c   where the runtime and the models are (installed prefix, build tree, environment)
@@ -79,6 +81,8 @@ typedef struct {
     int nkernels, kcap;
     rt_plan_step *steps;   /* args and what are heap copies owned by the program */
     int nsteps, scap;
+    int *step_node;        /* [nsteps] the node each step computes (a fusion group: its first) */
+    int emitting;          /* the node being emitted (what cg_add_step records) */
     int neval_steps;       /* steps[0..neval_steps) compute logits and loss: what EXE eval runs */
     double beta1, beta2, adam_eps;
 } cg_program;
@@ -138,6 +142,90 @@ int cg_write_plan(const cg_program *p, const cg_plan_target *t, FILE *f);
 int cg_write_emu_glue(const cg_program *p, FILE *f);
 /* A table of kernels: name, uses, params, fibers, registers, spills; and the memory plan. */
 void cg_write_report(const cg_program *p, FILE *f);
+
+/* ---- stats.c: one step's work (modeled, from the plan; nothing measured) ------------------ */
+
+typedef enum { /* the parts of the breakdown. ORDER: stats.c's part_names */
+    CG_PART_GEMM,        /* the linear layers' products (forward and backward) */
+    CG_PART_ATTENTION,   /* batched products of two batched operands, softmax, its gradient */
+    CG_PART_LAYER_NORM,
+    CG_PART_ELEMENTWISE, /* pointwise ops, gathers, reductions, constants, memsets */
+    CG_PART_LOSS,        /* cross-entropy and its gradient */
+    CG_PART_OPTIMIZER,   /* AdamW, gradient clipping */
+    CG_PART_COUNT
+} cg_part;
+
+typedef enum { /* which peak rate a piece of work runs at. ORDER: cg_gpu.peak */
+    CG_PEAK_F32,         /* CUDA cores, fp32 (every kernel, fp32 GEMMs) */
+    CG_PEAK_TF32,        /* tensor cores, TF32 inputs */
+    CG_PEAK_F16,         /* tensor cores, fp16 / bf16 inputs (dense) */
+    CG_PEAK_COUNT
+} cg_peak;
+
+typedef struct {
+    cg_part part;
+    cg_peak peak;
+    int node;            /* the IR node (a fusion group's first) */
+    int launches;        /* plan steps: kernel launches, or 1 GEMM call */
+    int gemms;           /* 1: a GEMM step */
+    int64_t flops;       /* modeled float operations */
+    int64_t bytes;       /* modeled device-memory reads + writes */
+} cg_work;
+
+typedef struct {
+    cg_work *items;      /* one GEMM step, or one kernel node (group) with all its launches */
+    int nitems, cap;
+    int distinct_kernels;
+    int64_t launches;    /* every plan step: kernel launches + GEMM calls (+ memsets) */
+    int64_t gemm_calls;
+    int64_t gemm_flops, other_flops, bytes;
+    int64_t gemm_flops_at[CG_PEAK_COUNT]; /* GEMM FLOPs by the peak they run at */
+    int64_t arena_bytes, peak_bytes;      /* the memory plan's */
+    int64_t batch;
+    const char *precision;
+} cg_stats;
+
+/* The peak a GEMM runs at, from its operand types (f16/bf16: tensor cores) and the program's
+ * precision (tf32: TF32 tensor cores; fp32: CUDA cores). */
+cg_peak cg_gemm_peak(const rt_gemm *gm, const char *precision);
+const char *cg_part_name(cg_part p);
+/* Counts program p's step (p must outlive nothing: s owns its items). */
+void cg_stats_of(const cg_program *p, cg_stats *s);
+void cg_stats_free(cg_stats *s);
+
+/* ---- cost_model.c: modeled time on a named GPU ------------------------------------------- */
+
+typedef struct {
+    const char *name;     /* "h100" (what --model-gpu takes) */
+    const char *full;     /* "H100 SXM5" */
+    double peak[CG_PEAK_COUNT]; /* FLOP/s */
+    double bandwidth;     /* HBM bytes/s */
+    double launch_s;      /* seconds per kernel node inside a CUDA Graph replay */
+} cg_gpu;
+
+/* "h100", "h200", "a100"; NULL for any other name. */
+const cg_gpu *cg_gpu_find(const char *name);
+/* "h100, h200, a100" */
+const char *cg_gpu_names(void);
+
+typedef struct {
+    double time_s;                      /* modeled step time */
+    double images_per_s;                /* batch / time_s */
+    double mfu;                         /* GEMM FLOPs at their peaks' time / step time */
+    double part_time[CG_PART_COUNT];
+    int64_t part_launches[CG_PART_COUNT], part_gemms[CG_PART_COUNT];
+    int64_t part_flops[CG_PART_COUNT], part_bytes[CG_PART_COUNT];
+} cg_cost;
+
+/* Each work item's time is max(flops / peak, bytes / bandwidth) + launches * launch_s; the
+ * step's is their sum (kernels of a CUDA Graph run one after another). */
+void cg_cost_of(const cg_stats *s, const cg_gpu *gpu, cg_cost *c);
+/* The table (--stats): every figure labelled modeled; the script-readable lines
+ * "launches per step: N", "GEMM calls per step: N", "bytes per step: N", "FLOPs per step: N",
+ * "modeled images/s (h100): N". */
+void cg_stats_print(const cg_stats *s, const cg_gpu *gpu, FILE *f);
+/* The same as one JSON object (--stats-json). */
+void cg_stats_print_json(const cg_stats *s, const cg_gpu *gpu, FILE *f);
 
 /* ---- nvrtc.c ------------------------------------------------------------------------------ */
 

@@ -34,8 +34,10 @@ void cg_add_step(cg_program *p, const rt_plan_step *s) {
     if (p->nsteps == p->scap) {
         p->scap = p->scap ? p->scap * 2 : 256;
         p->steps = realloc(p->steps, sizeof *p->steps * (size_t)p->scap);
-        if (!p->steps) abort();
+        p->step_node = realloc(p->step_node, sizeof *p->step_node * (size_t)p->scap);
+        if (!p->steps || !p->step_node) abort();
     }
+    p->step_node[p->nsteps] = p->emitting;
     p->steps[p->nsteps++] = *s;
 }
 
@@ -260,12 +262,12 @@ cg_program *cg_program_new(const pass_result *r, const cg_options *o, char *err,
     /* CONST leaves are persistent; fill them first each step */
     for (int i = 0; i < g->n; i++) {
         if (g->nodes[i].op != IR_OP_CONST) continue;
-        e.node = i;
+        e.node = p->emitting = i;
         if (cg_emit_elementwise(&e)) goto fail;
     }
     int loss = ir_find(g, "loss"), logits = ir_find(g, "logits");
     for (int s = 0; s < p->norder; s++) {
-        e.node = p->order[s];
+        e.node = p->emitting = p->order[s];
         int group = g->nodes[e.node].group;
         if (group) { /* a fusion group (adamw-group): its members are consecutive, one launch */
             int s2 = s;
@@ -281,7 +283,16 @@ cg_program *cg_program_new(const pass_result *r, const cg_options *o, char *err,
             s = s2 - 1;
             continue;
         }
-        if (emit_node(&e)) goto fail;
+        int chain = g->nodes[e.node].chain;
+        if (chain) { /* an elementwise chain (bias-gelu): consecutive members, one kernel */
+            int s2 = s;
+            while (s2 < p->norder && g->nodes[p->order[s2]].chain == chain) s2++;
+            cg_emit_chain(&e, &p->order[s], s2 - s);
+            e.node = p->order[s2 - 1];
+            s = s2 - 1;
+        } else if (emit_node(&e)) {
+            goto fail;
+        }
         if (e.node == loss || e.node == logits) p->neval_steps = p->nsteps; /* the later of the two */
     }
     /* the kernels' full text: header comment + definition */
@@ -314,5 +325,6 @@ void cg_program_free(cg_program *p) {
     }
     free(p->kernels);
     free(p->steps);
+    free(p->step_node);
     free(p);
 }

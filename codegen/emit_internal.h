@@ -163,6 +163,13 @@ char *cg_expr_op(const ir_node *n, const char *const *operands);
  * intermediate of a fused chain must be to compute the same bits as the unfused nodes. */
 char *cg_expr_value(const ir_node *n, const char *const *operands);
 int cg_emit_elementwise(emitter *e);
+/* An elementwise chain (bias-gelu: ir_node.chain) of `count` scheduled nodes, one kernel:
+ * each member's value from its inputs (the chain's earlier members as registers, rounded to
+ * their dtype as cg_expr_value says: the unfused nodes' bits), every member's value stored. */
+void cg_emit_chain(emitter *e, const int *nodes, int count);
+/* Whether chain member i's value is stored: unless it is no output and every reader of it is
+ * in its chain (then it lives only in a register of the chain's kernel). */
+int cg_chain_stores(const ir_graph *g, int i);
 int cg_emit_gather(emitter *e);
 
 /* ---- emit_reduce.c ------------------------------------------------------------------------ */

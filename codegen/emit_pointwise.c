@@ -219,6 +219,94 @@ int cg_emit_elementwise(emitter *e) {
     return 0;
 }
 
+/* ---- elementwise chains ------------------------------------------------------------------- */
+
+int cg_chain_stores(const ir_graph *g, int i) {
+    const ir_node *n = &g->nodes[i];
+    if (!n->chain || n->flags & IR_NODE_OUTPUT) return 1;
+    for (int j = i + 1; j < g->n; j++)
+        for (int k = 0; k < g->nodes[j].ninputs; k++)
+            if (g->nodes[j].inputs[k] == i && g->nodes[j].chain != n->chain) return 1;
+    return 0;
+}
+
+void cg_emit_chain(emitter *e, const int *nodes, int count) {
+    const ir_graph *g = e->g;
+    const ir_node *root = &g->nodes[nodes[count - 1]];
+    launch l = {0};
+    int bias_gelu = count == 2 && g->nodes[nodes[0]].op == IR_OP_ADD && root->op == IR_OP_GELU;
+    l.tag = bias_gelu ? "bias_gelu" : "chain";
+    int64_t total = ir_numel(root);
+    char ref[512], lb[600], st[900], name[16];
+    int ext[CG_MAX_PARAMS], next = 0; /* the distinct inputs from outside the chain */
+    for (int m = 0; m < count; m++) {
+        if (!cg_chain_stores(g, nodes[m])) continue;
+        snprintf(name, sizeof name, "y%d", m);
+        param(&l, out_type(g->nodes[nodes[m]].dtype), name, off_of(e, nodes[m]));
+    }
+    for (int m = 0; m < count; m++) {
+        const ir_node *n = &g->nodes[nodes[m]];
+        for (int k = 0; k < n->ninputs; k++) {
+            int in = n->inputs[k], inside = 0, seen = 0;
+            for (int q = 0; q < m; q++) inside |= nodes[q] == in;
+            for (int q = 0; q < next; q++) seen |= ext[q] == in;
+            if (inside || seen) continue;
+            ext[next] = in;
+            snprintf(name, sizeof name, "x%d", next++);
+            param(&l, in_type(g->nodes[in].dtype), name, off_of(e, in));
+        }
+    }
+    cg_loop_open(&l, total);
+    for (int q = 0; q < next; q++) {
+        const ir_node *in = &g->nodes[ext[q]];
+        term t[IR_MAX_DIMS];
+        int nt = cg_bcast_terms(in, root->ndim, root->shape, t);
+        sb idx = {0};
+        cg_emit_terms(&idx, "i", t, nt);
+        snprintf(ref, sizeof ref, "x%d[%s]", q, idx.s);
+        free(idx.s);
+        cg_sb_printf(&l.body, "        const float a%d = %s;\n", q, cg_ld(lb, sizeof lb, in->dtype, ref));
+    }
+    for (int m = 0; m < count; m++) {
+        const ir_node *n = &g->nodes[nodes[m]];
+        char ops[2][16];
+        const char *operands[2] = {ops[0], ops[1]};
+        for (int k = 0; k < n->ninputs && k < 2; k++) {
+            int in = n->inputs[k];
+            for (int q = 0; q < m; q++)
+                if (nodes[q] == in) snprintf(ops[k], sizeof ops[k], "v%d", q);
+            for (int q = 0; q < next; q++)
+                if (ext[q] == in) snprintf(ops[k], sizeof ops[k], "a%d", q);
+        }
+        char *v = cg_expr_value(n, operands);
+        cg_sb_printf(&l.body, "        const float v%d = %s;\n", m, v);
+        free(v);
+        if (!cg_chain_stores(g, nodes[m])) continue;
+        snprintf(ref, sizeof ref, "v%d", m);
+        cg_sb_printf(&l.body, "        y%d[i] = %s;\n", m, cg_st(st, sizeof st, n->dtype, ref));
+    }
+    int saved = e->node;
+    e->node = nodes[0];
+    cg_loop_close(e, &l, total);
+    e->node = saved;
+    /* the step (and a kernel's first use) names every member: "%35 a, %36 b" */
+    rt_plan_step *step = &e->p->steps[e->p->nsteps - 1];
+    cg_kernel *kn = &e->p->kernels[step->kernel];
+    sb what = {0};
+    cg_sb_printf(&what, "%s", step->what);
+    for (int m = 1; m < count; m++) {
+        char *label = cg_node_label(g, nodes[m]);
+        cg_sb_printf(&what, ", %s", label);
+        free(label);
+    }
+    free((void *)step->what);
+    step->what = what.s;
+    if (kn->nuses == 1) {
+        free(kn->nodes);
+        kn->nodes = xstrdup(what.s);
+    }
+}
+
 /* outer/len/inner view of a node around axis: i = (o * len + k) * inner + r */
 static void axis_view(const ir_node *n, int64_t axis, int64_t *outer, int64_t *inner) {
     *outer = *inner = 1;

@@ -556,6 +556,7 @@ int ir_copy_node(ir_graph *g, const ir_graph *from, int src, const int *map) {
         g->nodes[id].group = s->group;
         g->nodes[id].src_layout = s->src_layout;
         if (s->src_name) g->nodes[id].src_name = ir_arena_strdup(&g->arena, s->src_name);
+        g->nodes[id].chain = s->chain;
         if (s->data) { /* a model's weights: large, sized by the input, so never an abort */
             size_t bytes = sizeof(float) * (size_t)ir_numel(s);
             float *copy = ir_arena_try_alloc(&g->arena, bytes);
@@ -604,6 +605,26 @@ static int by_name(const void *a, const void *b) {
     return strcmp(sort_graph->nodes[*(const int *)a].name, sort_graph->nodes[*(const int *)b].name);
 }
 
+/* Node i's elementwise chain: an elementwise op that either starts the chain (no earlier node
+ * is in it) or follows the chain's previous member, node i-1, reads it and has its shape. */
+static int verify_chain(ir_graph *g, int i) {
+    const ir_node *n = &g->nodes[i];
+    if (n->chain < 0 || !(ir_op_flags(n->op) & IR_OPF_ELEMENTWISE))
+        return node_error(g, n, "elementwise chain %d on an op that is not elementwise", n->chain);
+    if (i > 0 && g->nodes[i - 1].chain == n->chain) {
+        int reads = 0;
+        for (int k = 0; k < n->ninputs; k++) reads |= n->inputs[k] == i - 1;
+        if (!reads || !ir_same_shape(n, &g->nodes[i - 1]))
+            return node_error(g, n, "elementwise chain %d: it does not read the chain's previous member "
+                              "%%%d, or has another shape", n->chain, i - 1);
+        return 0;
+    }
+    for (int j = 0; j < i; j++)
+        if (g->nodes[j].chain == n->chain)
+            return node_error(g, n, "elementwise chain %d is split (%%%d and %%%d)", n->chain, j, i);
+    return 0;
+}
+
 /* Node i's fusion group: a groupable op, and every earlier member has the same op, opt input
  * (the last) and hyperparameters, so that one launch can run them all. */
 static int verify_group(ir_graph *g, int i) {
@@ -647,6 +668,9 @@ int ir_verify(ir_graph *g) {
             bad = node_error(g, &copy, "a node with %d outputs is not an output itself: mark a "
                              "project of it", ir_op_outputs(copy.op));
         if (!bad && copy.group) bad = verify_group(g, i);
+        if (!bad && copy.chain) bad = verify_chain(g, i);
+        if (!bad && copy.group && copy.chain)
+            bad = node_error(g, &copy, "in both a fusion group and an elementwise chain");
         if (bad) {
             free(named);
             return -1;

@@ -125,6 +125,10 @@ typedef struct {
     unsigned flags;            /* IR_NODE_* */
     int group;                 /* fusion group (set by the fusion pass; 0: none): nodes of a
                                   IR_OPF_GROUPABLE op sharing a group run as one launch */
+    int chain;                 /* elementwise chain (set by the fusion pass; 0: none): consecutive
+                                  elementwise nodes of one chain, each after the first reading the
+                                  one before (same shape), run as one kernel that stores every
+                                  member's value */
     const char *name;          /* arena string, unique among leaves and outputs; may be NULL */
     ir_loc loc;
     const float *data;         /* WEIGHT (or CONST tensor) value from the model file, numel f32,

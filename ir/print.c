@@ -6,7 +6,8 @@
  * outputs prints each one's type, and a projection which one it takes:
  *   %20 = layer_norm_stats(%17, %18, %19) (f32[4,17,192], f32[4,17,1], f32[4,17,1]) eps=1e-06
  *   %21 = project(%20) f32[4,17,192] output=0
- * A node in a fusion group (the fusion pass) ends with "group=N".
+ * A node in a fusion group (the fusion pass) ends with "group=N", one in an elementwise chain
+ * with "chain=N".
  */
 #include "ir/ir.h"
 
@@ -87,6 +88,7 @@ void ir_print(const ir_graph *g, FILE *out) {
         }
         print_attrs(n, out);
         if (n->group) fprintf(out, " group=%d", n->group);
+        if (n->chain) fprintf(out, " chain=%d", n->chain);
         if (n->op == IR_OP_WEIGHT && n->flags & IR_NODE_TRAINABLE) fprintf(out, " trainable");
         if (n->name) fprintf(out, "%s%s", n->flags & IR_NODE_OUTPUT ? "  -> " : "  ", n->name);
         if (n->loc.file) fprintf(out, "  @%s:%d:%d", n->loc.file, n->loc.line, n->loc.col);

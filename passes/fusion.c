@@ -8,6 +8,12 @@
  *
  *   layer-norm-stats  forward-fusion, opt-in   LAYER_NORM keeps its rows' mean and rstd
  *   adamw-group       fusion, in "all"         f32 ADAMW updates in one launch
+ *   bias-gelu         fusion, in "all"         a linear layer's bias add and the GELU after it:
+ *                                              one elementwise kernel (a chain) fed by the GEMM
+ *   elementwise-chain fusion, in "all"         runs of elementwise nodes, each reading the one
+ *                                              before: one kernel (a bias add and the residual
+ *                                              add after it; values read only inside it stay
+ *                                              in registers)
  */
 #include "passes/passes.h"
 
@@ -22,6 +28,8 @@ static const struct {
 } fusions[] = {
     {"adamw-group", PASS_FUSE_ADAMW_GROUP, 1},
     {"layer-norm-stats", PASS_FUSE_LAYER_NORM_STATS, 0},
+    {"bias-gelu", PASS_FUSE_BIAS_GELU, 1},
+    {"elementwise-chain", PASS_FUSE_ELEMENTWISE_CHAIN, 1},
 };
 enum { NFUSIONS = sizeof fusions / sizeof fusions[0] };
 
@@ -141,4 +149,59 @@ int pass_fuse_adamw_group(ir_graph *g) {
         i = j;
     }
     return groups;
+}
+
+/* ---- bias-gelu ---------------------------------------------------------------------------- */
+
+/* h = ADD(MATMUL, bias [C]) with y = GELU(h) right after it: a chain of the two (the kernel
+ * stores h, which GELU_GRAD reads in the backward pass, and y). */
+static int last_chain(const ir_graph *g) { /* chains are numbered after what is there */
+    int chains = 0;
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].chain > chains) chains = g->nodes[i].chain;
+    return chains;
+}
+
+int pass_fuse_bias_gelu(ir_graph *g) {
+    int chains = last_chain(g);
+    int count = 0;
+    for (int i = 1; i < g->n; i++) {
+        ir_node *y = &g->nodes[i], *h = &g->nodes[i - 1];
+        if (y->op != IR_OP_GELU || y->inputs[0] != i - 1 || h->op != IR_OP_ADD || h->chain || h->group)
+            continue;
+        const ir_node *mm = &g->nodes[h->inputs[0]], *bias = &g->nodes[h->inputs[1]];
+        if (mm->op != IR_OP_MATMUL || bias->ndim != 1 || !ir_same_shape(h, mm) || !ir_same_shape(y, h)) continue;
+        h->chain = y->chain = ++chains;
+        count++;
+    }
+    return count;
+}
+
+/* ---- elementwise-chain -------------------------------------------------------------------- */
+
+enum { CHAIN_MAX = 4 }; /* members of a chain: keeps the kernel's parameters within bounds */
+
+static int chainable(const ir_node *n) {
+    return (ir_op_flags(n->op) & IR_OPF_ELEMENTWISE) && !n->group && n->ninputs <= 2;
+}
+
+int pass_fuse_elementwise_chain(ir_graph *g) {
+    int chains = last_chain(g), count = 0, len = 0;
+    for (int i = 1; i < g->n; i++) {
+        ir_node *n = &g->nodes[i], *prev = &g->nodes[i - 1];
+        int reads = 0;
+        for (int k = 0; k < n->ninputs; k++) reads |= n->inputs[k] == i - 1;
+        if (n->chain || !chainable(n) || !chainable(prev) || !reads || !ir_same_shape(n, prev)) continue;
+        if (!prev->chain) {
+            prev->chain = ++chains;
+            count++;
+            len = 1;
+        } else {
+            len = 0; /* extending a chain made before: count its members */
+            for (int j = i - 1; j >= 0 && g->nodes[j].chain == prev->chain; j--) len++;
+        }
+        if (len >= CHAIN_MAX) continue;
+        n->chain = prev->chain;
+    }
+    return count;
 }

@@ -53,6 +53,10 @@ enum {
     PASS_FUSE_ADAMW_GROUP = 2,      /* "adamw-group" (fusion, default): the f32 ADAMW updates
                                        with one opt input and hyperparameters run as one launch
                                        (ir_node.group) */
+    PASS_FUSE_BIAS_GELU = 4,        /* "bias-gelu" (fusion, default): a linear layer's bias add and
+                                       the GELU after it in one elementwise kernel (ir_node.chain) */
+    PASS_FUSE_ELEMENTWISE_CHAIN = 8, /* "elementwise-chain" (fusion, default): runs of elementwise
+                                       nodes, each reading the one before, in one kernel */
 };
 
 /* Parses --fuse: "all", "none", or a comma list of fusion names (and "all"). 0 with *bits set,
@@ -68,6 +72,13 @@ ir_graph *pass_fuse_layer_norm_stats(const ir_graph *g, char *err, size_t errsiz
  * order, f32 parameter, gradient and state, the same opt input, betas and eps; runs of two or
  * more). Returns the number of groups. */
 int pass_fuse_adamw_group(ir_graph *g);
+/* bias-gelu: numbers the chains ADD(MATMUL, bias) -> GELU (consecutive in node order, same
+ * shape). Returns how many it made. */
+int pass_fuse_bias_gelu(ir_graph *g);
+/* elementwise-chain: numbers the chains of elementwise nodes consecutive in node order, each
+ * reading the one before with its shape (at most 4 members; extends chains already made).
+ * Returns how many new chains it made. */
+int pass_fuse_elementwise_chain(ir_graph *g);
 
 /* ---- precision.c -------------------------------------------------------------------------- */
 

@@ -7,7 +7,7 @@
  *   forward-fusion  fusions with their own derivative rule (fusion.c: layer-norm-stats)
  *   training        loss + autodiff + AdamW: one graph for the whole step (training.c)
  *   precision       fp32 as built; tf32 marks the matmuls; fp16/bf16 refused until built (precision.c)
- *   fusion          fusions of the finished step (fusion.c: adamw-group)
+ *   fusion          fusions of the finished step (fusion.c: adamw-group, bias-gelu, elementwise-chain)
  *   schedule        the order the step's nodes run in (schedule.c)
  *   memplan         every value's place in one device arena (memplan.c)
  *
@@ -62,6 +62,14 @@ static int stage_fusion(pass_result *r, const pass_options *o, char *err, size_t
     if (fuse_bits(o) & PASS_FUSE_ADAMW_GROUP) {
         r->fusions |= PASS_FUSE_ADAMW_GROUP;
         pass_fuse_adamw_group(r->g);
+    }
+    if (fuse_bits(o) & PASS_FUSE_BIAS_GELU) {
+        r->fusions |= PASS_FUSE_BIAS_GELU;
+        pass_fuse_bias_gelu(r->g);
+    }
+    if (fuse_bits(o) & PASS_FUSE_ELEMENTWISE_CHAIN) {
+        r->fusions |= PASS_FUSE_ELEMENTWISE_CHAIN;
+        pass_fuse_elementwise_chain(r->g);
     }
     return 0;
 }

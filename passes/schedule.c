@@ -65,6 +65,13 @@ int pass_schedule_check(const ir_graph *g, const int *order, int n, char *err, s
                     snprintf(err, errsize, "schedule: fusion group %d is split (steps %d and %d)", nd->group, t, s);
                     rc = -1;
                 }
+        /* likewise a chain member */
+        if (!rc && nd->chain && !(s > 0 && g->nodes[order[s - 1]].chain == nd->chain))
+            for (int t = 0; t < s && !rc; t++)
+                if (g->nodes[order[t]].chain == nd->chain) {
+                    snprintf(err, errsize, "schedule: elementwise chain %d is split (steps %d and %d)", nd->chain, t, s);
+                    rc = -1;
+                }
         pos[i] = s;
     }
     free(pos);

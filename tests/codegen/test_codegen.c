@@ -352,8 +352,9 @@ static int test_errors(void) {
         {"--arch compute_90x", "--arch 'compute_90x': expected sm_XX", 1},
         {"--target fpga", "unknown --target 'fpga'", 0},
         {"--precision fp16", "--precision fp16: not supported yet", 0},
-        {"--fuse bias-gelu", "--fuse bias-gelu: unknown fusion", 0},
-        {"--fuse adamw-group,bias-gelu", "unknown fusion 'bias-gelu' (known: adamw-group, layer-norm-stats", 0},
+        {"--fuse gelu-bias", "--fuse gelu-bias: unknown fusion", 0},
+        {"--fuse adamw-group,gelu-bias",
+         "unknown fusion 'gelu-bias' (known: adamw-group, layer-norm-stats, bias-gelu, elementwise-chain", 0},
         {"--precision int8", "--precision int8: unknown", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -644,6 +645,79 @@ static int adamw_launches(const pass_result *r, int *nadamw) {
     return launches;
 }
 
+/* The EXE (emu) of `defs` built with `fuse` and trained 3 steps on random images of side S
+ * (batch 4) from its own initial weights: weights into *out, losses into losses[3]; its
+ * kernels.cu must (want 1) or must not (want 0) hold `kernel`. */
+static int train_random(const char *defs, int S, const char *fuse, const char *kernel, int want, rt_tensor_set *out,
+                        float *losses) {
+    const char *bin = test_env("DEITC_BIN"), *src = test_env("DEITC_SOURCE_DIR");
+    enum { N = 4 };
+    char path[1100], err[1024];
+    float *img = malloc(sizeof(float) * N * 3 * (size_t)(S * S));
+    int64_t labels[N] = {2, 0, 1, 2};
+    uint64_t seed = 777;
+    for (int i = 0; i < N * 3 * S * S; i++) img[i] = (float)(rt_uniform01(&seed) * 2 - 1);
+    rt_tensor t[2] = {{"images", RT_F32, 4, {N, 3, S, S}, sizeof(float) * N * 3 * (size_t)(S * S), img},
+                      {"labels", RT_I64, 1, {N}, sizeof labels, labels}};
+    snprintf(path, sizeof path, "%s/rand.safetensors", tmp);
+    CHECK(rt_safetensors_write(path, t, 2, NULL, err, sizeof err) == 0);
+    free(img);
+    int rc = test_sh("'%s' compile '%s/models/deit_tiny.yaml' %s --fuse %s --batch %d --target emu -o '%s/exe' "
+                     "--emit-dir '%s/emit'", bin, src, defs, fuse, N, tmp, tmp);
+    CHECK_MSG(rc == 0, "compile failed");
+    rc = rc ? rc : test_sh("'%s/exe' train --data '%s/rand.safetensors' --steps 3 --no-shuffle --lr 1e-3 "
+                           "--weight-decay 0.05 --save '%s/out.safetensors' --metrics '%s/m.jsonl'", tmp, tmp, tmp, tmp);
+    CHECK_MSG(rc == 0, "training failed");
+    if (rc) return -1;
+    char *cu = slurp((snprintf(path, sizeof path, "%s/emit/kernels.cu", tmp), path));
+    CHECK_MSG(cu && (strstr(cu, kernel) != NULL) == want, "--fuse %s: kernels.cu %s %s", fuse, want ? "lacks" : "has",
+              kernel);
+    free(cu);
+    snprintf(path, sizeof path, "%s/m.jsonl", tmp);
+    CHECK(read_losses(path, losses, 3) == 3);
+    snprintf(path, sizeof path, "%s/out.safetensors", tmp);
+    CHECK_MSG(rt_safetensors_read(path, out, err, sizeof err) == 0, "%s", err);
+    return 0;
+}
+
+/* bias-gelu and elementwise-chain on a size of their own (3 heads of 16, depth 3, mlp_ratio 2,
+ * 7 classes): fused and unfused EXEs agree on losses and weights after 3 steps (relative L2 1e-5; the same float
+ * expressions, so in fact to the bit) */
+static void fuse_bias_gelu_own_size(void) {
+    const char *defs = "-D img_size=24 -D patch_size=8 -D num_classes=7 -D embed_dim=48 -D depth=3 -D num_heads=3 "
+                       "-D mlp_ratio=2";
+    rt_tensor_set out[3] = {{0}};
+    float losses[3][3] = {{0}};
+    const char *modes[3] = {"none", "bias-gelu", "elementwise-chain"};
+    const char *kernel[3] = {"_chain(", "_bias_gelu(", "_chain("};
+    for (int m = 0; m < 3; m++)
+        if (train_random(defs, 24, modes[m], kernel[m], m > 0, &out[m], losses[m])) return;
+    for (int m = 1; m < 3; m++) {
+        char what[128];
+        snprintf(what, sizeof what, "weights after 3 steps, --fuse %s vs none (own size)", modes[m]);
+        double e = test_rel_l2(losses[m], losses[0], 3);
+        CHECK_MSG(e <= 1e-5, "losses, %s vs none: relative L2 %.3g", modes[m], e);
+        compare_sets(&out[m], &out[0], 1e-5, what);
+        CHECK(out[0].count == out[m].count && out[0].count > 40);
+    }
+    for (int m = 0; m < 3; m++) rt_tensor_set_free(&out[m]);
+}
+
+static int count_chains(const pass_result *r, int *bias_gelu_launches) {
+    char err[1024];
+    int chains = 0;
+    for (int i = 0; i < r->g->n; i++) chains = r->g->nodes[i].chain > chains ? r->g->nodes[i].chain : chains;
+    cg_options o;
+    cg_options_default(&o);
+    cg_program *p = cg_program_new(r, &o, err, sizeof err);
+    *bias_gelu_launches = 0;
+    for (int s = 0; p && s < p->nsteps; s++)
+        *bias_gelu_launches +=
+            p->steps[s].kind == RT_STEP_KERNEL && strstr(p->kernels[p->steps[s].kernel].name, "_bias_gelu") != NULL;
+    cg_program_free(p);
+    return chains;
+}
+
 static int test_fuse(void) {
     const char *src = test_env("DEITC_SOURCE_DIR");
     char model[1024], data[1024], path[1100], err[1024];
@@ -658,21 +732,41 @@ static int test_fuse(void) {
         int nadamw = 0, launches = adamw_launches(r, &nadamw);
         fprintf(stderr, "--fuse %s: %d adamw nodes, %d adamw launches\n", modes[m], nadamw, launches);
         CHECK(nadamw > 30 && launches == (m == 0 ? nadamw : 1));
+        /* bias-gelu: one chain and launch per block's MLP; elementwise-chain: the bias adds of
+         * attn.proj and fc2 with the residual adds after them (2 a block) */
+        int bg = 0, chains = count_chains(r, &bg);
+        CHECK_MSG(chains == (m == 0 ? 0 : 6) && bg == (m == 0 ? 0 : 2), "--fuse %s: %d chains, %d bias_gelu launches",
+                  modes[m], chains, bg);
         pass_result_free(r);
     }
     snprintf(data, sizeof data, "%s/deit_micro", test_env("DEITC_TESTDATA"));
-    rt_tensor_set out[2] = {{0}};
-    for (int m = 0; m < 2; m++) {
+    /* deit_micro: none, all, and each fusion of the fusion stage on its own */
+    enum { RUNS = 4 };
+    const char *runs[RUNS] = {"none", "all", "bias-gelu", "elementwise-chain"};
+    rt_tensor_set out[RUNS] = {{0}};
+    float losses[RUNS][3] = {{0}};
+    for (int m = 0; m < RUNS; m++) {
         char extra[64];
-        snprintf(extra, sizeof extra, "--fuse %s", modes[m]);
+        snprintf(extra, sizeof extra, "--fuse %s", runs[m]);
         if (train_emu(MICRO, data, extra)) return test_result();
         snprintf(path, sizeof path, "%s/out.safetensors", tmp);
         CHECK_MSG(rt_safetensors_read(path, &out[m], err, sizeof err) == 0, "%s", err);
+        snprintf(path, sizeof path, "%s/m.jsonl", tmp);
+        CHECK(read_losses(path, losses[m], 3) == 3);
+        char *cu = slurp((snprintf(path, sizeof path, "%s/emit/kernels.cu", tmp), path));
+        CHECK_MSG(cu && (strstr(cu, "_bias_gelu(") != NULL) == (m > 0), "--fuse %s: bias_gelu kernel", runs[m]);
+        free(cu);
     }
-    compare_sets(&out[1], &out[0], 1e-6, "weights after 3 steps, --fuse all vs none");
-    CHECK(out[0].count == out[1].count && out[0].count > 30);
-    rt_tensor_set_free(&out[0]);
-    rt_tensor_set_free(&out[1]);
+    for (int m = 1; m < RUNS; m++) {
+        char what[128];
+        snprintf(what, sizeof what, "weights after 3 steps, --fuse %s vs none", runs[m]);
+        compare_sets(&out[m], &out[0], 1e-6, what);
+        double e = test_rel_l2(losses[m], losses[0], 3);
+        CHECK_MSG(e <= 1e-5, "losses, --fuse %s vs none: relative L2 %.3g", runs[m], e);
+        CHECK(out[0].count == out[m].count && out[0].count > 30);
+    }
+    for (int m = 0; m < RUNS; m++) rt_tensor_set_free(&out[m]);
+    fuse_bias_gelu_own_size();
     return test_result();
 }
 

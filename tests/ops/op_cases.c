@@ -554,6 +554,21 @@ static void gemm_cases(op_suite *s) {
         begin(s, IR_OP_MATMUL, "partial_bcast", t, "gemm_steps=6"); /* one GEMM per output matrix */
         result(s, node(s, IR_OP_MATMUL, (int[]){in(s, t, SH(2, 1, 4, 5), -1, 1), in(s, t, SH(1, 3, 5, 6), -1, 1)}, 2, &a, t,
                        0, NULL));
+        /* bias-gelu: the GEMM feeds one chain kernel of the bias add and GELU, which stores both
+         * h (what GELU_GRAD reads) and y */
+        begin(s, IR_OP_GELU, "bias_gelu_chain", t, "_bias_gelu(");
+        int mm = node(s, IR_OP_MATMUL, (int[]){in(s, t, SH(3, 7, 8), -1, 1), in(s, t, SH(8, 12), -1, 1)}, 2, &a, t, 0, NULL);
+        int h = binary(s, IR_OP_ADD, mm, in(s, t, SH(12), -1, 1));
+        ir_attrs ga = {0};
+        int y = unary(s, IR_OP_GELU, h, &ga);
+        result(s, h);
+        result(s, y);
+        /* elementwise-chain: a bias add and the residual add after it; the sum in between is
+         * read only inside the chain, so it stays in a register (no store of it) */
+        begin(s, IR_OP_ADD, "chain_bias_residual", t, "_chain(");
+        int res = in(s, t, SH(3, 7, 12), -1, 1); /* before the sum: the chain's nodes are consecutive */
+        int sum = binary(s, IR_OP_ADD, in(s, t, SH(3, 7, 12), -1, 1), in(s, t, SH(12), -1, 1));
+        result(s, binary(s, IR_OP_ADD, res, sum));
     }
 }
 

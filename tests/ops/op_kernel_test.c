@@ -268,8 +268,9 @@ static int build_package(const op_suite *s, const char *dir, int emu, const char
     o.target = emu ? "emu" : "cuda";
     o.arch = arch;
     /* the suite's graph (a copy: the pipeline takes over what it is given) through the stages
-     * a compile runs: no training step; of the fusions only adamw-group (the multi-tensor
-     * AdamW case is its group), which regroups without rebuilding, so node ids stay */
+     * a compile runs: no training step; of the fusions adamw-group (the multi-tensor AdamW case
+     * is its group), bias-gelu and elementwise-chain (the chain cases), which mark nodes without
+     * rebuilding, so node ids stay */
     ir_graph *copy = ir_graph_new();
     copy->info = s->g->info;
     for (int i = 0; i < s->g->n; i++)
@@ -281,7 +282,7 @@ static int build_package(const op_suite *s, const char *dir, int emu, const char
     pass_options po;
     pass_options_default(&po);
     po.training = 0;
-    po.fuse = "adamw-group";
+    po.fuse = "adamw-group,bias-gelu,elementwise-chain";
     po.scratch_bytes = cg_scratch_bytes;
     pass_result *r = pass_pipeline_run(copy, &po, NULL, err, sizeof err);
     cg_program *p = r ? cg_program_new(r, &o, err, sizeof err) : NULL;
