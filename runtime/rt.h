@@ -15,7 +15,8 @@
  *                  device_cuda.c), plan checks, running one step (CUDA Graph replay)
  *   data.c         tensor datasets (safetensors, CIFAR-10 .bin), synthetic data, shuffling
  *   image_folder.c ImageFolder directories (JPEG, PNG) for data.c
- *   exe.c          the commands: train, eval, bench, info (rt_main)
+ *   exe.c          the commands: train, eval, bench, info (rt_main); the rest of them in
+ *                  exe_session.c, exe_train.c and exe_eval_bench.c (private: exe_internal.h)
  */
 #ifndef DEITC_RT_H
 #define DEITC_RT_H

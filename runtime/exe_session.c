@@ -1,0 +1,412 @@
+/* exe_session.c: what every command of the executable stands on (exe.c has the overview): the
+ * session (the plan tensors the runtime fills and reads, the device, the host batch staging),
+ * weights (--init, the model's own values or the plan's initializers), the data (--data,
+ * --synthetic), the per-step uploads (batch, optimizer slots) and downloads, and checkpoints:
+ * --save and --checkpoint files (never with a NaN or infinity) and --resume (checksums verified,
+ * the run's options compared).
+ */
+#include "runtime/exe_internal.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the session: plan tensors, device, host staging ----------------------------------------- */
+
+static const rt_plan_tensor *find_tensor(const rt_plan *p, rt_role role, const char *name) {
+    for (int i = 0; i < p->num_tensors; i++)
+        if (p->tensors[i].role == role && strcmp(p->tensors[i].name, name) == 0) return &p->tensors[i];
+    return NULL;
+}
+
+int64_t rt_exe_numel(const rt_plan_tensor *t) {
+    int64_t n = 1;
+    for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
+    return n;
+}
+
+/* float -> the tensor's dtype (f32, f16, bf16) */
+static void from_f32(const float *src, int64_t n, rt_dtype t, void *dst) {
+    if (t == RT_F32) {
+        memcpy(dst, src, sizeof(float) * (size_t)n);
+    } else {
+        uint16_t *h = dst;
+        for (int64_t i = 0; i < n; i++) h[i] = t == RT_F16 ? rt_float_to_half(src[i]) : rt_float_to_bf16(src[i]);
+    }
+}
+
+static void to_f32(const void *src, int64_t n, rt_dtype t, float *dst) {
+    rt_tensor tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.dtype = t;
+    tmp.ndim = 1;
+    tmp.shape[0] = n;
+    tmp.nbytes = (size_t)n * rt_dtype_size(t);
+    tmp.data = (void *)src;
+    if (rt_tensor_to_f32(&tmp, dst)) memset(dst, 0, sizeof(float) * (size_t)n);
+}
+
+static int is_float(rt_dtype t) { return t == RT_F32 || t == RT_F16 || t == RT_BF16; }
+
+void rt_exe_session_free(session *s) {
+    rt_device_free(s->dev);
+    free(s->batch_f32);
+    free(s->stage);
+    free(s->label_stage);
+    memset(s, 0, sizeof *s);
+}
+
+/* Finds the tensors the runtime fills and reads, checks them, opens the device. */
+int rt_exe_session_open(session *s, const rt_plan *p, int need_device) {
+    memset(s, 0, sizeof *s);
+    s->p = p;
+    char err[1200];
+    if (rt_plan_check(p, err, sizeof err)) return rt_exe_error("%s", err);
+    for (int i = 0; i < p->num_tensors; i++) {
+        const rt_plan_tensor *t = &p->tensors[i];
+        if (t->role == RT_ROLE_INPUT && strcmp(t->name, "images") && strcmp(t->name, "labels") &&
+            strcmp(t->name, "opt"))
+            return rt_exe_error("plan: input '%s' is not one the runtime fills (images, labels, opt)", t->name);
+    }
+    s->images = find_tensor(p, RT_ROLE_INPUT, "images");
+    s->labels = find_tensor(p, RT_ROLE_INPUT, "labels");
+    s->opt = find_tensor(p, RT_ROLE_INPUT, "opt");
+    s->loss = find_tensor(p, RT_ROLE_OUTPUT, "loss");
+    s->logits = find_tensor(p, RT_ROLE_OUTPUT, "logits");
+    if (!s->images || s->images->ndim != 4 || s->images->shape[0] != p->batch || !is_float(s->images->dtype))
+        return rt_exe_error("plan: needs a float input 'images' of shape [batch=%lld,C,H,W]", (long long)p->batch);
+    if (!s->labels || rt_exe_numel(s->labels) != p->batch || (s->labels->dtype != RT_I64 && s->labels->dtype != RT_I32))
+        return rt_exe_error("plan: needs an integer input 'labels' of shape [%lld]", (long long)p->batch);
+    if (!s->opt || s->opt->dtype != RT_F32 || rt_exe_numel(s->opt) < RT_OPT_SLOTS)
+        return rt_exe_error("plan: needs an f32 input 'opt' with %d slots", RT_OPT_SLOTS);
+    if (!s->loss || !is_float(s->loss->dtype) || rt_exe_numel(s->loss) < 1)
+        return rt_exe_error("plan: needs a float output 'loss'");
+    if (s->logits && (!is_float(s->logits->dtype) || rt_exe_numel(s->logits) != p->batch * p->num_classes))
+        s->logits = NULL; /* not the [batch, classes] logits eval can use */
+    s->image_numel = s->images->shape[1] * s->images->shape[2] * s->images->shape[3];
+    s->batch_f32 = malloc(sizeof(float) * (size_t)(p->batch * s->image_numel));
+    s->stage = malloc(sizeof(float) * (size_t)(p->batch * s->image_numel));
+    s->label_stage = malloc(sizeof(int64_t) * (size_t)p->batch);
+    if (!s->batch_f32 || !s->stage || !s->label_stage) return rt_exe_error("out of memory for the host batch");
+    if (need_device && getenv("DEITC_TF32"))
+        fprintf(stderr, "note: DEITC_TF32 is ignored: this executable was compiled with --precision %s "
+                        "(TF32 products: deitc compile --precision tf32)\n", p->precision ? p->precision : "fp32");
+    if (need_device && rt_device_new(p, &s->dev, err, sizeof err)) return rt_exe_error("%s", err);
+    return 0;
+}
+
+/* Uploads plan tensor t (converted to its dtype) from file (`path` in messages), else, when the
+ * file lacks it, from fallback: the model's own values (init_data), else its initializer.
+ * Returns 1 when the file had it, 0 when the fallback was used (none given: nothing uploaded),
+ * -1 on error (reported). */
+static int upload_tensor(session *s, const rt_plan_tensor *t, const rt_tensor_set *file, const char *path,
+                         const char *prefix, int fallback, uint64_t seed) {
+    char err[1200];
+    int64_t n = rt_exe_numel(t);
+    float *buf = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    void *conv = malloc((size_t)(n ? n : 1) * rt_dtype_size(t->dtype) + 4);
+    if (!buf || !conv) abort();
+    char full[600];
+    snprintf(full, sizeof full, "%s%s", prefix, t->name);
+    int found = file ? rt_weight_read(file, path, full, t->ndim, t->shape, buf, err, sizeof err) : 0;
+    if (found < 0) rt_exe_error("%s", err);
+    else if (!found && fallback && t->init_data) memcpy(buf, t->init_data, sizeof(float) * (size_t)n);
+    else if (!found && fallback) rt_init_fill(t->init, t->init_std, seed, t->name, buf, n);
+    if (found > 0 || (found == 0 && fallback)) {
+        from_f32(buf, n, t->dtype, conv);
+        if (s->dev->upload(s->dev, t->offset, conv, (uint64_t)n * rt_dtype_size(t->dtype))) {
+            rt_exe_error("%s", s->dev->err);
+            found = -1;
+        }
+    }
+    free(buf);
+    free(conv);
+    return found;
+}
+
+/* Weights from --init (checked tensor by tensor), else the model file's values embedded in
+ * the plan, else the plan's initializers; state zeroed. --init must give every weight unless
+ * `partial` (--partial-init), with which a classifier head of another shape is left out too. */
+int rt_exe_load_weights(session *s, const char *init, int partial, uint64_t seed) {
+    const rt_plan *p = s->p;
+    rt_tensor_set set;
+    memset(&set, 0, sizeof set);
+    char err[1200];
+    if (partial && !init) return rt_exe_error("--partial-init needs --init");
+    if (init && rt_safetensors_read_checked(init, 0, &set, err, sizeof err) < 0) return rt_exe_error("%s", err);
+    char note[600], full[600];
+    const char *prefix = init ? rt_weights_prefix(&set, init, note, sizeof note) : "";
+    if (*prefix) fprintf(stderr, "%s: note: %s\n", rt_exe_prog, note);
+    const char **missing = calloc((size_t)p->num_tensors + 1, sizeof *missing);
+    if (!missing) abort();
+    int rc = 0, used = 0, nmissing = 0, total = 0;
+    for (int i = 0; i < p->num_tensors && !rc; i++) {
+        const rt_plan_tensor *t = &p->tensors[i];
+        if (t->role == RT_ROLE_STATE) {
+            if (s->dev->zero(s->dev, t->offset, t->bytes)) rc = rt_exe_error("%s", s->dev->err);
+            continue;
+        }
+        if (t->role != RT_ROLE_WEIGHT) continue;
+        total++;
+        snprintf(full, sizeof full, "%s%s", prefix, t->name);
+        const rt_tensor *ft = init ? rt_tensor_set_find(&set, full) : NULL;
+        int same = ft && ft->ndim == t->ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = ft->shape[d] == t->shape[d];
+        int skip = ft && !same && partial && rt_weight_is_head(t->name); /* a new head */
+        int found = upload_tensor(s, t, init && !skip ? &set : NULL, init, prefix, !init || partial, seed);
+        if (found < 0) rc = 1;
+        else if (found) used++;
+        else if (init) missing[nmissing++] = t->name, used += skip; /* a skipped head is no stray tensor */
+    }
+    if (!rc && nmissing) {
+        char msg[1024];
+        rt_weights_missing_text(init, missing, nmissing, total, partial, msg, sizeof msg);
+        if (partial) fprintf(stderr, "%s: note: %s\n", rt_exe_prog, msg);
+        else rc = rt_exe_error("%s", msg);
+    }
+    free(missing);
+    if (!rc && init && used < set.count) {
+        const char *first = "?";
+        for (int i = 0; i < set.count; i++)
+            if (!find_tensor(p, RT_ROLE_WEIGHT, set.tensors[i].name + strlen(prefix))) {
+                first = set.tensors[i].name;
+                break;
+            }
+        fprintf(stderr, "%s: note: %d tensor(s) in %s are not weights of this model (e.g. '%s'); ignored\n",
+                rt_exe_prog, set.count - used, init, first);
+    }
+    rt_tensor_set_free(&set);
+    return rc;
+}
+
+/* Gathers images/labels idx[0..batch) of ds and uploads them. */
+int rt_exe_fill_batch(session *s, const rt_dataset *ds, const int64_t *idx) {
+    const rt_plan *p = s->p;
+    for (int64_t i = 0; i < p->batch; i++) rt_dataset_image(ds, idx[i], s->batch_f32 + i * s->image_numel);
+    int64_t n = p->batch * s->image_numel;
+    const void *img = s->batch_f32;
+    if (s->images->dtype != RT_F32) {
+        from_f32(s->batch_f32, n, s->images->dtype, s->stage);
+        img = s->stage;
+    }
+    for (int64_t i = 0; i < p->batch; i++) {
+        if (s->labels->dtype == RT_I64) ((int64_t *)s->label_stage)[i] = ds->labels[idx[i]];
+        else ((int32_t *)s->label_stage)[i] = (int32_t)ds->labels[idx[i]];
+    }
+    if (s->dev->upload(s->dev, s->images->offset, img, (uint64_t)n * rt_dtype_size(s->images->dtype)) ||
+        s->dev->upload(s->dev, s->labels->offset, s->label_stage, (uint64_t)p->batch * rt_dtype_size(s->labels->dtype)))
+        return rt_exe_error("%s", s->dev->err);
+    return 0;
+}
+
+int rt_exe_set_opt(session *s, double lr, double wd, long t) {
+    double exact[RT_OPT_SLOTS];
+    float slots[RT_OPT_SLOTS];
+    rt_opt_fill(exact, lr, wd, s->p->beta1, s->p->beta2, t);
+    for (int k = 0; k < RT_OPT_SLOTS; k++) slots[k] = (float)exact[k];
+    if (s->dev->upload(s->dev, s->opt->offset, slots, sizeof slots)) return rt_exe_error("%s", s->dev->err);
+    return 0;
+}
+
+int rt_exe_read_f32(session *s, const rt_plan_tensor *t, int64_t n, float *out) {
+    size_t bytes = (size_t)n * rt_dtype_size(t->dtype);
+    void *raw = malloc(bytes ? bytes : 1);
+    if (!raw) abort();
+    int rc = s->dev->download(s->dev, raw, t->offset, bytes);
+    if (!rc) to_f32(raw, n, t->dtype, out);
+    free(raw);
+    return rc ? rt_exe_error("%s", s->dev->err) : 0;
+}
+
+int rt_exe_load_data(const exe_args *a, const rt_plan *p, rt_dataset *ds) {
+    char err[1200];
+    if (a->synthetic) {
+        if (rt_dataset_synthetic(p, p->batch, a->seed, ds, err, sizeof err)) return rt_exe_error("%s", err);
+        return 0;
+    }
+    if (!a->data)
+        return rt_exe_error("%s needs --data D (an ImageFolder directory, a .safetensors tensor dataset or CIFAR-10 "
+                            ".bin)%s", a->cmd, strcmp(a->cmd, "train") ? "" : ", or --synthetic");
+    if (rt_dataset_load(a->data, p, ds, err, sizeof err)) return rt_exe_error("%s", err);
+    if (ds->images_u8)
+        printf("data: %s: %lld images, %lld classes, decoded in %.2f s\n", rt_exe_shown(a->data), (long long)ds->n,
+               (long long)ds->classes, ds->load_s);
+    return 0;
+}
+
+/* ---- checkpoints -------------------------------------------------------------------------- */
+
+/* The index of the first element of a float tensor that is not finite, or -1. */
+static int64_t first_nonfinite(const void *data, int64_t n, rt_dtype t) {
+    if (!is_float(t)) return -1;
+    float chunk[1024];
+    for (int64_t i = 0; i < n; i += 1024) {
+        int64_t k = n - i < 1024 ? n - i : 1024;
+        to_f32((const char *)data + (size_t)i * rt_dtype_size(t), k, t, chunk);
+        for (int64_t j = 0; j < k; j++)
+            if (!isfinite(chunk[j])) return i + j;
+    }
+    return -1;
+}
+
+/* The run's options a checkpoint keeps, as metadata keys and values: what --resume compares. */
+typedef struct {
+    const char *key;
+    char value[64];
+} run_option;
+enum { RUN_OPTIONS = 7 };
+
+/* v in the fewest digits that read back as v (0.1, not 0.10000000000000001) */
+static void shortest(double v, char *buf, size_t size) {
+    for (int digits = 6; digits <= 17; digits++) {
+        snprintf(buf, size, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+}
+
+static void run_options(const exe_args *a, long total, run_option o[RUN_OPTIONS]) {
+    static const char *keys[RUN_OPTIONS] = {"steps", "lr", "weight_decay", "schedule", "warmup_steps", "seed",
+                                            "shuffle"};
+    for (int i = 0; i < RUN_OPTIONS; i++) o[i].key = keys[i];
+    snprintf(o[0].value, sizeof o[0].value, "%ld", total);
+    shortest(a->lr, o[1].value, sizeof o[1].value);
+    shortest(a->weight_decay, o[2].value, sizeof o[2].value);
+    snprintf(o[3].value, sizeof o[3].value, "%s", a->cosine ? "cosine" : "constant");
+    snprintf(o[4].value, sizeof o[4].value, "%ld", a->warmup_steps);
+    snprintf(o[5].value, sizeof o[5].value, "%llu", (unsigned long long)a->seed);
+    snprintf(o[6].value, sizeof o[6].value, "%s", a->shuffle ? "yes" : "no");
+}
+
+/* The trained weights (--save: timm's names, loadable by timm), or with with_state a checkpoint
+ * (--checkpoint): the weights, the optimizer state (adam_m.*, adam_v.*) and the step reached,
+ * as the I64 tensor "checkpoint.step", which --resume continues from. dtype (--save-dtype):
+ * f32 weights written as F16 or BF16 (round to nearest even; half the bytes, timm loads both);
+ * checkpoints always keep what the plan holds, so that a resumed run is exact. */
+int rt_exe_save_weights(session *s, const char *path, long steps, int with_state, const exe_args *a, long total,
+                        rt_dtype dtype) {
+    const rt_plan *p = s->p;
+    rt_tensor *ts = calloc((size_t)p->num_tensors + 2, sizeof *ts);
+    if (!ts) abort();
+    int n = 0, rc = 0;
+    int64_t step64 = steps;
+    for (int i = 0; i < p->num_tensors && !rc; i++) {
+        const rt_plan_tensor *t = &p->tensors[i];
+        if (t->role != RT_ROLE_WEIGHT && !(with_state && t->role == RT_ROLE_STATE)) continue;
+        rt_tensor *o = &ts[n++];
+        o->name = (char *)t->name;
+        o->dtype = t->dtype;
+        o->ndim = t->ndim;
+        memcpy(o->shape, t->shape, sizeof o->shape);
+        o->nbytes = (size_t)rt_exe_numel(t) * rt_dtype_size(t->dtype);
+        o->data = malloc(o->nbytes ? o->nbytes : 1);
+        if (!o->data) abort();
+        if (s->dev->download(s->dev, o->data, t->offset, o->nbytes)) rc = rt_exe_error("%s", s->dev->err);
+        int64_t bad = rc ? -1 : first_nonfinite(o->data, rt_exe_numel(t), t->dtype);
+        if (bad >= 0)
+            rc = rt_exe_error("not writing %s: %s '%s' holds a NaN or infinity at element %lld after step %ld "
+                              "(training diverged: try a smaller --lr); the file is left as it was",
+                              path, t->role == RT_ROLE_STATE ? "optimizer state" : "weight", t->name, (long long)bad,
+                              steps);
+        if (!rc && !with_state && t->dtype == RT_F32 && dtype != RT_F32) { /* narrowed in place */
+            const float *f = o->data;
+            uint16_t *h = o->data;
+            for (int64_t k = 0; k < rt_exe_numel(t); k++)
+                h[k] = dtype == RT_F16 ? rt_float_to_half(f[k]) : rt_float_to_bf16(f[k]);
+            o->dtype = dtype;
+            o->nbytes /= 2;
+        }
+    }
+    rt_strbuf meta = {0};
+    if (!rc) {
+        char err[1200];
+        rt_sb_puts(&meta, "{\"format\":\"pt\",\"model\":");
+        rt_sb_json_string(&meta, p->model_name ? p->model_name : "?");
+        rt_sb_printf(&meta, ",\"steps\":\"%ld\",\"producer\":\"deitc\"", steps);
+        if (with_state) {
+            run_option ro[RUN_OPTIONS];
+            run_options(a, total, ro);
+            for (int i = 0; i < RUN_OPTIONS; i++) {
+                rt_sb_printf(&meta, ",\"deitc.run.%s\":", ro[i].key);
+                rt_sb_json_string(&meta, ro[i].value);
+            }
+        }
+        rt_sb_puts(&meta, "}");
+        if (with_state) {
+            rt_tensor *o = &ts[n++];
+            o->name = "checkpoint.step";
+            o->dtype = RT_I64;
+            o->ndim = 1;
+            o->shape[0] = 1;
+            o->nbytes = sizeof step64;
+            o->data = malloc(sizeof step64);
+            if (!o->data) abort();
+            memcpy(o->data, &step64, sizeof step64);
+        }
+        if (rt_safetensors_write(path, ts, n, meta.s, err, sizeof err)) rc = rt_exe_error("%s", err);
+        else if (with_state) printf("checkpoint at step %ld: %s\n", steps, rt_exe_shown(path));
+        else printf("saved %d weight tensors to %s\n", n, rt_exe_shown(path));
+    }
+    rt_sb_free(&meta);
+    for (int i = 0; i < n; i++) free(ts[i].data);
+    free(ts);
+    return rc;
+}
+
+/* --resume: a checkpoint (its checksums verified) of a run with these options (unless
+ * --resume-override): its weights and optimizer state (every one of this model's, with its
+ * shape) and the step it reached, into *step. */
+int rt_exe_load_checkpoint(session *s, const exe_args *a, long total, long *step) {
+    const rt_plan *p = s->p;
+    const char *path = a->resume;
+    rt_tensor_set set;
+    memset(&set, 0, sizeof set);
+    char err[1200];
+    if (rt_safetensors_read_checked(path, 1, &set, err, sizeof err)) return rt_exe_error("%s", err);
+    int rc = 0;
+    const rt_tensor *st = rt_tensor_set_find(&set, "checkpoint.step");
+    int64_t at = 0;
+    if (!st || st->dtype != RT_I64 || st->nbytes != sizeof at)
+        rc = rt_exe_error("%s: not a checkpoint: it has no I64 tensor 'checkpoint.step' (write one with train "
+                          "--checkpoint)", path);
+    else {
+        memcpy(&at, st->data, sizeof at);
+        if (at < 1 || at > LONG_MAX) rc = rt_exe_error("%s: checkpoint.step = %lld is not a step", path, (long long)at);
+    }
+    if (!rc) {
+        run_option ro[RUN_OPTIONS];
+        run_options(a, total, ro);
+        rt_strbuf diff = {0}, v = {0};
+        for (int i = 0; i < RUN_OPTIONS; i++) {
+            char key[64];
+            snprintf(key, sizeof key, "deitc.run.%s", ro[i].key);
+            int found = rt_json_get_string(set.metadata, key, &v);
+            if (found != 1 || strcmp(v.s, ro[i].value))
+                rt_sb_printf(&diff, "%s%s %s (the checkpoint's run: %s)", diff.len ? ", " : "", ro[i].key, ro[i].value,
+                             found == 1 ? v.s : "not recorded");
+        }
+        if (diff.len && !a->resume_override)
+            rc = rt_exe_error("%s: this run differs from the checkpoint's: %s; give the same options to continue that "
+                              "run, or --resume-override to continue with these",
+                              path, diff.s);
+        else if (diff.len)
+            fprintf(stderr, "%s: note: --resume-override: continuing %s with other options: %s\n", rt_exe_prog, path,
+                    diff.s);
+        rt_sb_free(&diff);
+        rt_sb_free(&v);
+    }
+    for (int i = 0; i < p->num_tensors && !rc; i++) {
+        const rt_plan_tensor *t = &p->tensors[i];
+        if (t->role != RT_ROLE_WEIGHT && t->role != RT_ROLE_STATE) continue;
+        int found = upload_tensor(s, t, &set, path, "", 0, 0);
+        if (found < 0) rc = 1;
+        else if (!found)
+            rc = rt_exe_error("%s: has no tensor '%s' (%s of this model): not a checkpoint of it", path, t->name,
+                              t->role == RT_ROLE_STATE ? "optimizer state" : "a weight");
+    }
+    rt_tensor_set_free(&set);
+    if (!rc) *step = (long)at;
+    return rc;
+}
+
