@@ -9,7 +9,12 @@
  *   yaml_depth.c  the nesting pre-scan that keeps deep YAML away from libyaml
  *   layers.c  builders that compose IR for the DeiT layers, shared by YAML and ONNX so that
  *             both give identical graphs
- *   onnx.c    the ONNX reader (built only with DEITC_HAVE_ONNX)
+ *   onnx.c    the ONNX reader (built only with DEITC_HAVE_ONNX, like all onnx*.c): entry
+ *             points, the value table, the walk over the graph; its private header
+ *             onnx_internal.h lists what its parts share:
+ *     onnx_tensor.c    initializer/tensor decoding, external data, finiteness, folding
+ *     onnx_ops.c       the per-op importers
+ *     onnx_patterns.c  IR builders: LayerNorm/GELU recovery, transposes folded into MATMUL
  *   onnx_scan.c  the wire-format pass before unpacking: nesting and memory limits
  *   onnx_names.c   timm's weight names and [out,in] layout for an imported ViT/DeiT
  *   onnx_export.c  the way back: the original ONNX model with trained weights

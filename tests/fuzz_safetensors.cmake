@@ -9,7 +9,8 @@ set_tests_properties(safetensors_fuzz_replay PROPERTIES LABELS fuzz)
 if(DEITC_FUZZ AND CMAKE_C_COMPILER_ID MATCHES "Clang")
   add_executable(fuzz_safetensors ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_safetensors.c
                  ${CMAKE_SOURCE_DIR}/runtime/safetensors.c ${CMAKE_SOURCE_DIR}/runtime/common.c
-                 ${CMAKE_SOURCE_DIR}/runtime/input.c)
+                 ${CMAKE_SOURCE_DIR}/runtime/input.c ${CMAKE_SOURCE_DIR}/runtime/json.c
+                 ${CMAKE_SOURCE_DIR}/runtime/checksum.c ${CMAKE_SOURCE_DIR}/runtime/output.c)
   target_compile_options(fuzz_safetensors PRIVATE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all)
   target_link_options(fuzz_safetensors PRIVATE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all)
   add_test(NAME safetensors_fuzz

@@ -1,4 +1,4 @@
-# onnx.cmake: tests of the ONNX frontend (frontend/onnx.c): loading every committed case
+# onnx.cmake: tests of the ONNX frontend (frontend/onnx*.c): loading every committed case
 # (tests/data/onnx incl. the do_constant_folding=False / static batch / tanh GELU exports of
 # onnx/export, deit_micro) against PyTorch's logits, bad inputs, the deitc command on .onnx
 # models (run, training steps, inspect histograms vs YAML, the ONNX exports of the other

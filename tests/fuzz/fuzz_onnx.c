@@ -1,4 +1,4 @@
-/* fuzz_onnx.c: libFuzzer target for the ONNX reader (frontend/onnx.c): protobuf parsing,
+/* fuzz_onnx.c: libFuzzer target for the ONNX reader (frontend/onnx*.c): protobuf parsing,
  * tensor decoding, constant folding, lowering and pattern recovery.
  * Input: the bytes of a .onnx file. Properties checked beyond "no crash, no leak": a failed
  * load leaves no graph and a message that starts with the model's name; a successful one gives
