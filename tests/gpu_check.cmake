@@ -39,10 +39,15 @@ if(GPU_CHECK_PYTHON)
            COMMAND sh -c "exec \"$0\" \"$1\" dry-run --deitc \"$2\" --torch small --require-torch 2 --python \"\${DEITC_TORCH_PYTHON:-$3}\""
                    ${GPU_CHECK_PYTHON} ${GPU_CHECK} $<TARGET_FILE:deitc> ${DEITC_TORCH_PYTHON})
   set_tests_properties(gpu_check_selftest PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS gpu_check TIMEOUT 300)
-  set_tests_properties(gpu_check_dry_run gpu_check_dry_run_timeout gpu_check_dry_run_raise
-                       PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS gpu_check TIMEOUT 600)
+  # label nosan: scripts/test.sh --sanitize leaves these out. They test gpu_check's own Python
+  # (a mode that times out, a step that raises, a failing per-op report, a real PyTorch's modes)
+  # around the same deitc executables gpu_check_dry_run already runs under the sanitizers, and
+  # under ASan each one rebuilds them for minutes on 2 cores.
+  set_tests_properties(gpu_check_dry_run PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS gpu_check TIMEOUT 600)
+  set_tests_properties(gpu_check_dry_run_timeout gpu_check_dry_run_raise
+                       PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS "gpu_check;nosan" TIMEOUT 600)
   set_tests_properties(gpu_check_dry_run_op_kernel_fail PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV};FAKE_OP_KERNEL_FAIL=1"
-                       LABELS gpu_check TIMEOUT 600)
-  set_tests_properties(gpu_check_dry_run_torch2 PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS "gpu_check;torch2"
+                       LABELS "gpu_check;nosan" TIMEOUT 600)
+  set_tests_properties(gpu_check_dry_run_torch2 PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS "gpu_check;torch2;nosan"
                        TIMEOUT 900 SKIP_RETURN_CODE 77)
 endif()
