@@ -166,28 +166,9 @@ static int bad_usage(const char *fmt, ...) {
     return rc;
 }
 
-/* Decimal numbers only: digits, an optional fraction and exponent (no hex, inf, nan, blanks). */
-static int is_decimal(const char *s) {
-    const char *p = s;
-    if (*p == '+' || *p == '-') p++;
-    size_t a = strspn(p, "0123456789");
-    p += a;
-    size_t b = 0;
-    if (*p == '.') b = strspn(++p, "0123456789"), p += b;
-    if (!a && !b) return 0;
-    if (*p == 'e' || *p == 'E') {
-        p++;
-        if (*p == '+' || *p == '-') p++;
-        size_t e = strspn(p, "0123456789");
-        if (!e) return 0;
-        p += e;
-    }
-    return *p == 0;
-}
-
 static int parse_number(const char *flag, const char *s, double *out) {
     errno = 0;
-    double v = is_decimal(s) ? strtod(s, NULL) : NAN;
+    double v = rt_is_decimal(s) ? strtod(s, NULL) : NAN;
     if (errno || !isfinite(v)) return bad_usage("%s expects a decimal number, got '%s'", flag, s);
     *out = v;
     return 0;

@@ -41,6 +41,24 @@ int rt_env_flag(const char *name, int *on, char *err, size_t errsize) {
     return rt_errorf(err, errsize, "%s=%s: expected 0, 1, true or false", name, v);
 }
 
+int rt_is_decimal(const char *s) {
+    const char *p = s;
+    if (*p == '+' || *p == '-') p++;
+    size_t a = strspn(p, "0123456789");
+    p += a;
+    size_t b = 0;
+    if (*p == '.') b = strspn(++p, "0123456789"), p += b;
+    if (!a && !b) return 0;
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-') p++;
+        size_t e = strspn(p, "0123456789");
+        if (!e) return 0;
+        p += e;
+    }
+    return *p == 0;
+}
+
 uint64_t rt_splitmix64(uint64_t *state) {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;

@@ -33,6 +33,9 @@ uint64_t rt_splitmix64(uint64_t *state); /* next value of the stream; advances *
 double rt_uniform01(uint64_t *state);    /* uniform in (0, 1) */
 /* An on/off environment variable: unset or empty is 0; "0"/"false" 0 and "1"/"true" 1 (any
  * case); anything else is an error naming the variable and its value (-1). */
+/* 1 when s is a decimal number: digits, an optional fraction and exponent, nothing else (no hex,
+ * inf, nan or blanks): what command-line numbers must be. */
+int rt_is_decimal(const char *s);
 int rt_env_flag(const char *name, int *on, char *err, size_t errsize);
 
 /* Temporary files and folders (an output being written before its rename, a compile's work

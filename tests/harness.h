@@ -65,6 +65,34 @@ static inline int test_sh(const char *fmt, ...) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
+/* Reads up to size-1 bytes of the file at path into buf, NUL-terminated ("" when it cannot). */
+static inline void test_slurp(const char *path, char *buf, size_t size) {
+    buf[0] = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return;
+    size_t n = fread(buf, 1, size - 1, f);
+    buf[n] = 0;
+    fclose(f);
+}
+
+/* Runs the shell command cmd in folder dir with its stdout and stderr in dir/out.txt and
+ * dir/err.txt (unless cmd redirects them itself), read back into out and err. Returns the
+ * exit status, or 128 + the signal that ended it; above `quiet_upto` the command and both
+ * outputs are printed to stderr. */
+static inline int test_sh_capture(const char *dir, const char *cmd, char *out, size_t out_size, char *err,
+                                  size_t err_size, int quiet_upto) {
+    char line[12288], path[1024];
+    snprintf(line, sizeof line, "cd '%s' && { %s ; } > out.txt 2> err.txt", dir, cmd);
+    int st = system(line);
+    snprintf(path, sizeof path, "%s/out.txt", dir);
+    test_slurp(path, out, out_size);
+    snprintf(path, sizeof path, "%s/err.txt", dir);
+    test_slurp(path, err, err_size);
+    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    if (rc > quiet_upto) fprintf(stderr, "'%s' exited %d\nstdout: %s\nstderr: %s\n", cmd, rc, out, err);
+    return rc;
+}
+
 static inline int test_result(void) {
     if (test_failures) fprintf(stderr, "%d check(s) failed\n", test_failures);
     return test_failures ? 1 : 0;

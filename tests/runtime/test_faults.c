@@ -33,31 +33,14 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void slurp(const char *name, char *buf, size_t size) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    buf[0] = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return;
-    size_t n = fread(buf, 1, size - 1, f);
-    buf[n] = 0;
-    fclose(f);
-}
-
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int sh(const char *fmt, ...) {
-    char args[4096], cmd[8192];
+    char args[4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd '%s' && { %s ; } > out.txt 2> err.txt", dir, args);
-    int st = system(cmd);
-    slurp("out.txt", out_text, sizeof out_text);
-    slurp("err.txt", err_text, sizeof err_text);
-    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-    if (rc > 1) fprintf(stderr, "'%s' exited %d\nstdout: %s\nstderr: %s\n", args, rc, out_text, err_text);
-    return rc;
+    return test_sh_capture(dir, args, out_text, sizeof out_text, err_text, sizeof err_text, 1);
 }
 
 static char *path_in(const char *name) {

@@ -30,33 +30,16 @@ static const char *exe, *exe_odd, *deitc, *src_dir;
 static char dir[256];
 static char out_text[65536], err_text[65536];
 
-static void slurp(const char *name, char *buf, size_t size) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    buf[0] = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return;
-    size_t n = fread(buf, 1, size - 1, f);
-    buf[n] = 0;
-    fclose(f);
-}
-
 /* Runs the shell command (in the temp dir, stdout/stderr to out.txt/err.txt unless the
  * command redirects them itself); returns its exit status. */
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int sh(const char *fmt, ...) {
-    char args[4096], cmd[8192];
+    char args[4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd '%s' && { %s ; } > out.txt 2> err.txt", dir, args);
-    int st = system(cmd);
-    slurp("out.txt", out_text, sizeof out_text);
-    slurp("err.txt", err_text, sizeof err_text);
-    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-    if (rc > 2) fprintf(stderr, "'%s' exited %d\nstdout: %s\nstderr: %s\n", args, rc, out_text, err_text);
-    return rc;
+    return test_sh_capture(dir, args, out_text, sizeof out_text, err_text, sizeof err_text, 2);
 }
 
 static char *path_in(const char *name) {
