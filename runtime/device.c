@@ -161,7 +161,7 @@ int rt_device_run_forward(rt_device *d) {
 }
 
 int rt_device_run(rt_device *d, int use_graph) {
-    if (!use_graph || !d->capture_begin || d->profile_ms || getenv("DEITC_NO_GRAPH")) return run_steps(d, d->plan->num_steps);
+    if (!use_graph || !d->capture_begin || d->profile_ms) return run_steps(d, d->plan->num_steps);
     if (!d->captured) {
         if (d->capture_begin(d)) return -1;
         if (run_steps(d, d->plan->num_steps)) {

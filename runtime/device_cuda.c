@@ -618,8 +618,11 @@ int rt_device_cuda_new(const rt_plan *p, rt_device **out, char *err, size_t errs
     cuda_impl *c = calloc(1, sizeof *c);
     if (!d || !c) abort();
     c->step = -1;
-    const char *sync = getenv("DEITC_CUDA_SYNC");
-    c->sync_each = sync && *sync && strcmp(sync, "0") != 0;
+    if (rt_env_flag("DEITC_CUDA_SYNC", &c->sync_each, err, errsize)) { /* 0 and false are off */
+        free(c);
+        free(d);
+        return -1;
+    }
     d->target = "cuda";
     d->plan = p;
     d->impl = c;

@@ -85,7 +85,7 @@ static void usage(FILE *f) {
             "--steps/--epochs, --lr, --weight-decay, schedule, warm-up, shuffling or --seed is refused unless\n"
             "--resume-override. Training stops (exit 1) at a loss that is not finite; no file is ever written\n"
             "with a NaN or infinity. Each option may be given once; numbers are decimal.\n"
-            "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH, DEITC_DEVICE, DEITC_CUDA_SYNC (cuda).\n"
+            "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH=0|1, DEITC_DEVICE, DEITC_CUDA_SYNC=0|1 (cuda).\n"
             "TF32 products are a compile option (deitc compile --precision tf32), not an environment variable.\n",
             rt_exe_prog, rt_exe_prog, rt_exe_prog, rt_exe_prog);
 }
@@ -106,28 +106,9 @@ static int parse_long(const char *opt, const char *s, long min, long max, long *
     return 0;
 }
 
-/* Decimal numbers: digits, an optional fraction and exponent (no hex, inf or nan). */
-static int is_decimal(const char *s) {
-    const char *p = s;
-    if (*p == '+' || *p == '-') p++;
-    size_t a = strspn(p, "0123456789");
-    p += a;
-    size_t b = 0;
-    if (*p == '.') b = strspn(++p, "0123456789"), p += b;
-    if (!a && !b) return 0;
-    if (*p == 'e' || *p == 'E') {
-        p++;
-        if (*p == '+' || *p == '-') p++;
-        size_t e = strspn(p, "0123456789");
-        if (!e) return 0;
-        p += e;
-    }
-    return *p == 0;
-}
-
 static int parse_double(const char *opt, const char *s, double min, double *out) {
     errno = 0;
-    double v = s && is_decimal(s) ? strtod(s, NULL) : NAN;
+    double v = s && rt_is_decimal(s) ? strtod(s, NULL) : NAN;
     if (errno || !(v >= min) || !isfinite(v)) {
         rt_exe_error("%s expects a decimal number >= %g, got '%s'", opt, min, s ? s : "");
         return -1;
@@ -162,8 +143,15 @@ static int parse_args(int argc, char **argv, exe_args *a) {
     a->lr = 1e-3;
     a->weight_decay = 0.05;
     a->shuffle = 1;
-    a->use_graph = 1;
     a->bench_warmup = 3;
+    /* DEITC_NO_GRAPH=1|true is --no-graph; 0, false or unset keep the graph; anything else is an error */
+    int no_graph = 0;
+    char env_err[256];
+    if (rt_env_flag("DEITC_NO_GRAPH", &no_graph, env_err, sizeof env_err)) {
+        rt_exe_error("%s", env_err);
+        return 2;
+    }
+    a->use_graph = !no_graph;
     const char *seen[64];
     int nseen = 0;
     for (int i = 2; i < argc; i++) {

@@ -12,8 +12,8 @@
 
 /* ---- eval ---------------------------------------------------------------------------------- */
 
-/* Runs the training step with lr = 0 and weight decay 0 (the plan has no forward-only path):
- * weights stay as loaded; the optimizer state changes, but is never saved by eval. */
+/* Runs the plan's forward steps only (through logits and loss: rt_device_run_forward) over the
+ * data set: the weights and the optimizer state stay as loaded. */
 int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p) {
     rt_dataset ds;
     memset(&ds, 0, sizeof ds);
@@ -210,7 +210,7 @@ int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p) {
     qsort(ms, (size_t)steps, sizeof *ms, cmp_double);
     double med = steps % 2 ? ms[steps / 2] : 0.5 * (ms[steps / 2 - 1] + ms[steps / 2]);
     double ips = (double)p->batch * 1e3 / med, tflops = gemm_flops(p) / (med * 1e-3) / 1e12;
-    int graph = a->use_graph && s.dev->capture_begin && !getenv("DEITC_NO_GRAPH");
+    int graph = a->use_graph && s.dev->capture_begin;
     printf("bench: %s on %s (%s), batch %lld, %ld steps after %ld warm-up%s\n",
            p->model_name ? p->model_name : "model", s.dev->name, s.dev->target, (long long)p->batch, steps, warm,
            graph ? ", CUDA Graph replay" : "");

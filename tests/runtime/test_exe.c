@@ -22,12 +22,7 @@ static char out_text[65536], err_text[65536];
 static void slurp(const char *name, char *buf, size_t size) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    buf[0] = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return;
-    size_t n = fread(buf, 1, size - 1, f);
-    buf[n] = 0;
-    fclose(f);
+    test_slurp(path, buf, size);
 }
 
 /* Runs `bin ARGS` in the temp dir; returns its exit status, stdout/stderr in out_text/err_text. */
@@ -37,13 +32,8 @@ static int run(const char *bin, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s' %s > out.txt 2> err.txt", dir, env_prefix, bin, args);
-    int st = system(cmd);
-    slurp("out.txt", out_text, sizeof out_text);
-    slurp("err.txt", err_text, sizeof err_text);
-    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-    if (rc > 2) fprintf(stderr, "'%s %s' exited %d\nstdout: %s\nstderr: %s\n", bin, args, rc, out_text, err_text);
-    return rc;
+    snprintf(cmd, sizeof cmd, "%s '%s' %s", env_prefix, bin, args);
+    return test_sh_capture(dir, cmd, out_text, sizeof out_text, err_text, sizeof err_text, 2);
 }
 
 static char *path_in(const char *name) {
@@ -408,6 +398,22 @@ int main(int argc, char **argv) {
         CHECK_MSG(strstr(out_text, "\"startup_wall_ms\":") && strstr(out_text, "\"timed_wall_ms\":") &&
                       strstr(out_text, "wall clock: start-up"),
                   "stdout: %s", out_text);
+        /* DEITC_NO_GRAPH and DEITC_CUDA_SYNC parse their values: 0 keeps the graph (it used to turn
+         * it off, as any value did), 1 is --no-graph, anything else is an error naming the variable */
+        size_t gl = strlen(env_prefix);
+        snprintf(env_prefix + gl, sizeof env_prefix - gl, " DEITC_NO_GRAPH=0");
+        CHECK(run(fake_exe, "bench --steps 2 --warmup 1") == 0 && strstr(out_text, "\"graph\":true"));
+        snprintf(env_prefix + gl, sizeof env_prefix - gl, " DEITC_NO_GRAPH=true");
+        CHECK(run(fake_exe, "bench --steps 2 --warmup 1") == 0 && strstr(out_text, "\"graph\":false"));
+        snprintf(env_prefix + gl, sizeof env_prefix - gl, " DEITC_NO_GRAPH=maybe");
+        CHECK_MSG(run(fake_exe, "bench --steps 2 --warmup 1") == 2 &&
+                      strstr(err_text, "DEITC_NO_GRAPH=maybe: expected 0, 1, true or false"),
+                  "stderr: %s", err_text);
+        snprintf(env_prefix + gl, sizeof env_prefix - gl, " DEITC_CUDA_SYNC=on");
+        CHECK_MSG(run(fake_exe, "bench --steps 2 --warmup 1") == 1 &&
+                      strstr(err_text, "DEITC_CUDA_SYNC=on: expected 0, 1, true or false"),
+                  "stderr: %s", err_text);
+        env_prefix[gl] = 0;
         /* cuBLASLt failing inside graph capture: the message names the step, the GEMM's shape and
          * --no-graph, which then runs (what gpu_check falls back to) */
         size_t el = strlen(env_prefix);
