@@ -4,7 +4,7 @@
  * computes in double and, unless the interpreter was made with use_f64, rounds its result to
  * the node's dtype (f32, f16, bf16: round to nearest even), so the f32 interpreter is a float32
  * program whose every op is correctly rounded. Integer values (labels) are exact in double.
- * ADAMW nodes update their WEIGHT and STATE inputs in place. A node with several outputs
+ * ADAMW nodes update their WEIGHT and STATE inputs in place (LOSS_SCALE_UPDATE its scaler STATE). A node with several outputs
  * holds them one after another in its value; PROJECT copies one out.
  */
 #include "ir/ir.h"
@@ -429,6 +429,10 @@ static void run_adamw(ir_interp *it, const ir_node *n, double *out) {
     double bc1 = opt[IR_OPT_BIAS_CORR1], bc2 = opt[IR_OPT_BIAS_CORR2], gs = opt[IR_OPT_GRAD_SCALE];
     ir_dtype pt = it->g->nodes[n->inputs[0]].dtype;
     int64_t k = ir_numel(n);
+    if (opt[IR_OPT_SKIP] != 0) { /* a skipped step (loss scaling): weight and moments as they are */
+        memcpy(out, p, sizeof(double) * (size_t)k);
+        return;
+    }
     for (int64_t i = 0; i < k; i++) {
         double g = gr[i] * gs;
         m[i] = a->beta1 * m[i] + (1 - a->beta1) * g;
@@ -442,6 +446,55 @@ static void run_adamw(ir_interp *it, const ir_node *n, double *out) {
         }
         p[i] = out[i] = np;
     }
+}
+
+/* Loss scaling (LOSS_SCALE_OPT, LOSS_SCALE_UPDATE): float arithmetic throughout, the scaler
+ * being an f32 state, as the kernels compute it. The step's gradients count as finite when their
+ * sum of squares is, before and after unscaling: (float)ss and (float)ss * inv * inv (inv =
+ * (float)(1 / (double)scale)) both at most FLT_MAX (NaN is not). With a scale of at least 1 that
+ * is exactly "every gradient finite" whenever the sum of squares itself stays in range. */
+static float scaler_inv(const double *sc) { return (float)(1.0 / (double)(float)sc[IR_SCALER_SCALE]); }
+
+static int scaler_finite(const double *sc, double ss) {
+    float inv = scaler_inv(sc), s = (float)ss, u = s * inv;
+    u *= inv;
+    return fabsf(s) <= 0x1.fffffep127f && fabsf(u) <= 0x1.fffffep127f;
+}
+
+static void run_loss_scale_opt(ir_interp *it, const ir_node *n, double *out) {
+    const double *ss = it->val[n->inputs[0]], *opt = it->val[n->inputs[1]], *sc = it->val[n->inputs[2]];
+    int skip = (int)sc[IR_SCALER_MODE] != IR_LOSS_SCALE_NONE && !scaler_finite(sc, ss[0]);
+    double t = (double)(float)sc[IR_SCALER_STEP] + 1.0;
+    memcpy(out, opt, sizeof(double) * IR_OPT_SLOTS);
+    out[IR_OPT_GRAD_SCALE] = (float)opt[IR_OPT_GRAD_SCALE] * scaler_inv(sc);
+    out[IR_OPT_BIAS_CORR1] = 1 - pow(n->attrs.beta1, t);
+    out[IR_OPT_BIAS_CORR2] = 1 - pow(n->attrs.beta2, t);
+    out[IR_OPT_SKIP] = skip || opt[IR_OPT_SKIP] != 0 ? 1 : 0;
+}
+
+/* GradScaler.update, and the optimizer's step count, in place on the scaler */
+static void run_loss_scale_update(ir_interp *it, const ir_node *n, double *out) {
+    double *sc = it->val[n->inputs[0]];
+    int finite = scaler_finite(sc, it->val[n->inputs[1]][0]), mode = (int)sc[IR_SCALER_MODE];
+    float scale = (float)sc[IR_SCALER_SCALE], growth = (float)sc[IR_SCALER_GROWTH];
+    sc[IR_SCALER_OVERFLOW] = finite ? 0 : 1;
+    if (finite || mode == IR_LOSS_SCALE_NONE) sc[IR_SCALER_STEP] = (float)sc[IR_SCALER_STEP] + 1.0f;
+    else sc[IR_SCALER_SKIPPED] = (float)sc[IR_SCALER_SKIPPED] + 1.0f;
+    if (mode == IR_LOSS_SCALE_DYNAMIC) {
+        if (!finite) {
+            scale *= 0.5f;
+            growth = 0;
+        } else if (growth + 1.0f >= (float)sc[IR_SCALER_INTERVAL]) {
+            float grown = scale * 2.0f;
+            if (fabsf(grown) <= 0x1.fffffep127f) scale = grown;
+            growth = 0;
+        } else {
+            growth += 1.0f;
+        }
+        sc[IR_SCALER_SCALE] = scale;
+        sc[IR_SCALER_GROWTH] = growth;
+    }
+    memcpy(out, sc, sizeof(double) * IR_SCALER_SLOTS);
 }
 
 static int run_node(ir_interp *it, int i) {
@@ -557,6 +610,12 @@ static int run_node(ir_interp *it, int i) {
     }
     case IR_OP_ADAMW:
         run_adamw(it, n, out);
+        return 0;
+    case IR_OP_LOSS_SCALE_OPT:
+        run_loss_scale_opt(it, n, out);
+        break;
+    case IR_OP_LOSS_SCALE_UPDATE:
+        run_loss_scale_update(it, n, out);
         return 0;
     default: /* the elementwise ops */
         assert(ir_op_flags(n->op) & IR_OPF_ELEMENTWISE);

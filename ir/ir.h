@@ -69,8 +69,31 @@ enum {
     IR_OPT_BIAS_CORR1,     /* 1 - beta1^t */
     IR_OPT_BIAS_CORR2,     /* 1 - beta2^t */
     IR_OPT_GRAD_SCALE,     /* gradients are multiplied by this (clipping, loss-scale undo) */
+    IR_OPT_SKIP,           /* nonzero: ADAMW leaves weight and moments as they are (a step whose
+                              gradients were not finite under loss scaling); the host fills 0 */
     IR_OPT_SLOTS
 };
+
+/* Slots of the dynamic loss scaler's STATE "loss_scaler" (f32 [IR_SCALER_SLOTS]; training.c
+ * builds it with --loss-scale, LOSS_SCALE_OPT reads it, LOSS_SCALE_UPDATE updates it in place at
+ * the end of each step: GradScaler's state, on the device). Counters are exact up to 2^24.
+ * ORDER: RT_SCALER_* in runtime/plan.h. */
+enum {
+    IR_SCALER_SCALE = 0,   /* the loss is multiplied by this (the backward's seed) */
+    IR_SCALER_GROWTH,      /* clean steps since the scale last changed (GradScaler's growth tracker) */
+    IR_SCALER_SKIPPED,     /* steps skipped so far (gradients not finite) */
+    IR_SCALER_OVERFLOW,    /* 1: the last step's gradients were not finite; 0: they were */
+    IR_SCALER_STEP,        /* AdamW updates taken: the bias corrections' t */
+    IR_SCALER_INTERVAL,    /* clean steps after which a dynamic scale doubles */
+    IR_SCALER_MODE,        /* IR_LOSS_SCALE_* */
+    IR_SCALER_SLOTS
+};
+/* ORDER: RT_LOSS_SCALE_* */
+typedef enum {
+    IR_LOSS_SCALE_NONE = 0,    /* scale 1, nothing skipped (the step count still on the device) */
+    IR_LOSS_SCALE_STATIC,      /* a fixed scale; steps with non-finite gradients skipped */
+    IR_LOSS_SCALE_DYNAMIC,     /* GradScaler: halve on overflow, double after INTERVAL clean steps */
+} ir_loss_scale_mode;
 
 /* How a WEIGHT is initialized when no weights file gives it (timm's DeiT init). */
 typedef enum { IR_INIT_ZEROS, IR_INIT_ONES, IR_INIT_TRUNC_NORMAL } ir_init;

@@ -283,6 +283,8 @@ static const fd_case cases[] = {
     {IR_OP_SUM_SQUARES, "an input twice", b_sum_squares},
     {IR_OP_CLIP_COEF, "optimizer (gradient clipping)", NULL},
     {IR_OP_ADAMW, "optimizer update", NULL},
+    {IR_OP_LOSS_SCALE_OPT, "optimizer (loss scaling)", NULL},
+    {IR_OP_LOSS_SCALE_UPDATE, "optimizer (loss scaler update)", NULL},
 };
 
 /* ---- the harness ------------------------------------------------------------------------- */
