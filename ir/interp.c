@@ -4,8 +4,9 @@
  * computes in double and, unless the interpreter was made with use_f64, rounds its result to
  * the node's dtype (f32, f16, bf16: round to nearest even), so the f32 interpreter is a float32
  * program whose every op is correctly rounded. Integer values (labels) are exact in double.
- * ADAMW nodes update their WEIGHT and STATE inputs in place (LOSS_SCALE_UPDATE its scaler STATE). A node with several outputs
- * holds them one after another in its value; PROJECT copies one out.
+ * ADAMW nodes update their WEIGHT and STATE inputs in place, LOSS_SCALE_UPDATE its scaler
+ * STATE. A node with several outputs holds them one after another in its value; PROJECT
+ * copies one out.
  */
 #include "ir/ir.h"
 
