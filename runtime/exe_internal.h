@@ -90,6 +90,8 @@ int rt_exe_scaler_read(session *s, float st[RT_SCALER_SLOTS]);
 /* The metrics fields (",\"loss_scale\":...") and the log's words ("  scale S  skipped N") */
 void rt_exe_scaler_json(FILE *f, const float st[RT_SCALER_SLOTS]);
 void rt_exe_scaler_log(FILE *f, const float st[RT_SCALER_SLOTS]);
+/* info's line on the plan's loss scaling (its default, or none) */
+void rt_exe_scaler_info(const rt_plan *p);
 
 /* ---- the commands (exe_train.c, exe_eval_bench.c): each returns the exit status --------- */
 

@@ -105,3 +105,20 @@ void rt_exe_scaler_log(FILE *f, const float st[RT_SCALER_SLOTS]) {
     fprintf(f, "  scale %g  skipped %.0f%s", (double)st[RT_SCALER_SCALE], (double)st[RT_SCALER_SKIPPED],
             st[RT_SCALER_OVERFLOW] == 0 ? "" : none ? "  (gradients not finite)" : "  (gradients not finite: step skipped)");
 }
+
+void rt_exe_scaler_info(const rt_plan *p) {
+    const float *v = NULL;
+    for (int i = 0; i < p->num_tensors; i++)
+        if (p->tensors[i].role == RT_ROLE_STATE && !strcmp(p->tensors[i].name, "loss_scaler")) v = p->tensors[i].init_data;
+    if (!v) {
+        printf("loss scaling: none (compiled without a loss scaler)\n");
+        return;
+    }
+    int mode = (int)v[RT_SCALER_MODE];
+    if (mode == RT_LOSS_SCALE_DYNAMIC)
+        printf("loss scaling: dynamic from %g, growth interval %.0f (the default; train --loss-scale changes it)\n",
+               (double)v[RT_SCALER_SCALE], (double)v[RT_SCALER_INTERVAL]);
+    else
+        printf("loss scaling: %s%.9g (the default; train --loss-scale changes it)\n", mode == RT_LOSS_SCALE_STATIC ? "static " : "none, scale ",
+               (double)v[RT_SCALER_SCALE]);
+}

@@ -11,7 +11,8 @@
  *     - powers of two scale exactly: K steps with S skipped give the bytes of K - S unscaled
  *       steps (--loss-scale none), which shows that neither the moments nor the bias
  *       corrections' step count moved on a skipped step;
- *     - resuming from the checkpoint after the skipped step gives the straight run's bytes;
+ *     - resuming from the checkpoint after the skipped step gives the straight run's bytes, and
+ *       a resume with another growth interval is refused (a run option);
  *     - `deitc run --steps` (the interpreter) takes the same decisions (scaler state per step
  *       equal) and has the same exactness; emu and interpreter weights within 5e-3;
  *     - misuse is refused with a message (--loss-scale-init with a static scale).
@@ -144,6 +145,12 @@ static int run_emu(const char *exe) {
              "--save r.safetensors > r.txt 2>&1", dir, exe, data, STEPS, INTERVAL);
     CHECK(test_sh("%s", cmd) == 0);
     CHECK(same_tensors("s.safetensors", "r.safetensors", NULL));
+    /* the scaler's options are the checkpoint's run options: another interval is refused */
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' train --no-shuffle --data '%s/deit_micro/batch.safetensors' --steps 1 "
+             "--loss-scale-init " HUGE_SCALE " --loss-scale-interval 3 --resume c1.safetensors 2> bad.txt; test $? -eq 1 && "
+             "grep -q 'loss_scale_interval 3 (the checkpoint.s run: 2)' bad.txt && '%s' info | grep -q "
+             "'^loss scaling: dynamic from 65536, growth interval 2000'", dir, exe, data, exe);
+    CHECK(test_sh("%s", cmd) == 0);
     /* K steps with S skipped = K - S unscaled steps, byte for byte */
     snprintf(cmd, sizeof cmd, "cd '%s' && '%s' train %s --steps %d --loss-scale none --save n.safetensors > n.txt", dir,
              exe, common, STEPS - skipped);
@@ -215,7 +222,8 @@ static int run_plain(const char *exe) {
              "--loss-scale none --save n.safetensors > n.txt", dir, common, exe, common);
     CHECK(test_sh("%s", cmd) == 0);
     CHECK(same_tensors("p.safetensors", "n.safetensors", NULL));
-    snprintf(cmd, sizeof cmd, "cd '%s' && ! grep -q loss_scale p.jsonl && ./plain train %s --loss-scale dynamic 2> bad.txt; "
+    snprintf(cmd, sizeof cmd, "cd '%s' && ! grep -q loss_scale p.jsonl && ./plain info | grep -q '^loss scaling: none' && "
+             "./plain train %s --loss-scale dynamic 2> bad.txt; "
              "test $? -eq 1 && grep -q 'compiled without loss scaling' bad.txt", dir, common);
     CHECK(test_sh("%s", cmd) == 0);
     return 0;
