@@ -186,7 +186,8 @@ static int option_allowed(const char *cmd, const char *opt) {
     static const struct {
         const char *cmd, *opts;
     } table[] = {
-        {"inspect", " -D --batch --precision --fuse --stats --stats-json --model-gpu"},
+        {"inspect", " -D --batch --precision --fuse --stats --stats-json --model-gpu --loss-scale --loss-scale-init"
+                    " --loss-scale-interval"},
         {"dump", " -D --after --batch --precision --fuse"},
         {"run", " -D --weights --partial-init --input -o --steps --lr --weight-decay --losses --grads --f64 --precision --fuse"},
         {"compile", " -D -o --target --arch --precision --fuse --emit-dir --batch --stats --stats-json --model-gpu"},
