@@ -13,12 +13,12 @@ int cg_opt_may_skip(const ir_graph *g, int opt) {
     return g->nodes[opt].op == IR_OP_LOSS_SCALE_OPT;
 }
 
-/* The kernels' shared lines: inv = (float)(1 / (double)scale), and `finite`: the sum of
- * squares of the gradients is finite before and after unscaling (NaN compares false). */
+/* The kernels' shared lines: inv = (float)(1 / (double)scale), and `finite`: every gradient was
+ * (their SUM_SQUARES is not NaN) and, for a scale below 1, unscaling does not overflow. */
 static void finite_lines(sb *b) {
     cg_sb_printf(b, "    const float scale = sc[%d], inv = (float)(1.0 / (double)scale), q = ss[0];\n", IR_SCALER_SCALE);
     cg_sb_printf(b, "    float u = q * inv;\n    u = u * inv;\n");
-    cg_sb_printf(b, "    const bool finite = fabsf(q) <= DC_FLT_MAX && fabsf(u) <= DC_FLT_MAX;\n");
+    cg_sb_printf(b, "    const bool finite = q == q && (inv <= 1.0f || fabsf(u) <= DC_FLT_MAX);\n");
 }
 
 /* (ss [1], opt [IR_OPT_SLOTS], scaler [IR_SCALER_SLOTS]) -> opt */

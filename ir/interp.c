@@ -451,15 +451,16 @@ static void run_adamw(ir_interp *it, const ir_node *n, double *out) {
 
 /* Loss scaling (LOSS_SCALE_OPT, LOSS_SCALE_UPDATE): float arithmetic throughout, the scaler
  * being an f32 state, as the kernels compute it. The step's gradients count as finite when their
- * sum of squares is, before and after unscaling: (float)ss and (float)ss * inv * inv (inv =
- * (float)(1 / (double)scale)) both at most FLT_MAX (NaN is not). With a scale of at least 1 that
- * is exactly "every gradient finite" whenever the sum of squares itself stays in range. */
+ * SUM_SQUARES is not NaN (NaN: some gradient was inf or NaN; +inf from finite values is a sum
+ * that overflowed) and, for a scale below 1 (inv = (float)(1 / (double)scale) > 1), also
+ * (float)ss * inv * inv is finite: unscaling must not overflow. With a scale of at least 1 that
+ * is exactly GradScaler's "every unscaled gradient finite". */
 static float scaler_inv(const double *sc) { return (float)(1.0 / (double)(float)sc[IR_SCALER_SCALE]); }
 
 static int scaler_finite(const double *sc, double ss) {
     float inv = scaler_inv(sc), s = (float)ss, u = s * inv;
     u *= inv;
-    return fabsf(s) <= 0x1.fffffep127f && fabsf(u) <= 0x1.fffffep127f;
+    return s == s && (inv <= 1.0f || fabsf(u) <= 0x1.fffffep127f);
 }
 
 static void run_loss_scale_opt(ir_interp *it, const ir_node *n, double *out) {
@@ -596,7 +597,8 @@ static int run_node(ir_interp *it, int i) {
         double s = 0;
         for (int k = 0; k < n->ninputs; k++) {
             int64_t m = ir_numel(&g->nodes[n->inputs[k]]);
-            for (int64_t j = 0; j < m; j++) s += v[n->inputs[k]][j] * v[n->inputs[k]][j];
+            for (int64_t j = 0; j < m; j++) /* a value not finite: NaN (+inf: the sum overflowed) */
+                s += isfinite(v[n->inputs[k]][j]) ? v[n->inputs[k]][j] * v[n->inputs[k]][j] : NAN;
         }
         out[0] = s;
         break;

@@ -3,9 +3,10 @@
  *
  *   STATE loss_scaler f32[IR_SCALER_SLOTS] (initial value: the options; see ir.h's slots)
  *     -> SLICE [0,1) = the scale: the backward's seed (d(loss * scale) / d loss)
- *   SUM_SQUARES of every (scaled) gradient -> ss (shared with gradient clipping)
+ *   SUM_SQUARES of every (scaled) gradient -> ss (shared with gradient clipping): NaN when one
+ *     of them is inf or NaN (+inf only for a sum that overflows): the device-side overflow flag
  *   LOSS_SCALE_OPT(ss, opt, scaler) -> opt: GRAD_SCALE *= 1/scale (fp64, used as fp32), the bias
- *     corrections from the device's step count, SKIP when the gradients are not finite
+ *     corrections from the device's step count, SKIP when a gradient was not finite
  *   (CLIP_COEF on that opt: the norm of the unscaled gradients) -> every ADAMW
  *   LOSS_SCALE_UPDATE(scaler, ss), last: skip count, halve / grow the scale, step count.
  *

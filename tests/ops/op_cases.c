@@ -366,6 +366,16 @@ static void reduce_cases(op_suite *s) {
         result(s, node(s, IR_OP_SUM_SQUARES,
                        (int[]){in(s, t, SH(5000), -1, 1), in(s, t, SH(3, 7), -1, 1), in(s, t, SH(1), -1, 1)}, 3, NULL,
                        IR_F32, 0, NULL));
+        /* a value that is not finite gives NaN (what loss scaling reads as an overflow); finite
+         * values whose squares overflow give +inf */
+        for (int kind = 0; kind < (t == IR_F16 ? 1 : 2); kind++) { /* f16 squares cannot overflow f32 */
+            begin(s, IR_OP_SUM_SQUARES, kind ? "squares_overflow" : "not_finite", t, "sum_squares_pass2");
+            cur(s)->tol = TOL_F32;
+            int a0 = in(s, t, SH(5000), -1, 1), a1 = in(s, t, SH(3, 7), -1, 1);
+            if (kind == 0) s->leaf[a0][4321] = INFINITY, s->leaf[a1][5] = -INFINITY;
+            for (int j = 0; kind == 1 && j < 21; j++) s->leaf[a1][j] = round_to(t, 3e37);
+            result(s, node(s, IR_OP_SUM_SQUARES, (int[]){a0, a1}, 2, NULL, IR_F32, 0, NULL));
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 /* test_loss_scale.c: dynamic loss scaling (GradScaler's semantics, on the device) end to end on
- * the deit_micro oracle model, fp32, with a huge initial scale that overflows the gradients:
+ * the deit_micro oracle model, fp32, with a huge initial scale (2^127) that overflows gradients
+ * (its last LayerNorm's gamma times 16, so that some reach about 12):
  *
  *   test_loss_scale emu EXE    EXE: `deitc compile --target emu --loss-scale dynamic` of the
  *                              model (the loss_scale_build fixture). Checks:
@@ -26,7 +27,7 @@
 #include <string.h>
 
 #define MICRO "-D img_size=32 -D patch_size=8 -D depth=2 -D num_classes=10 -D embed_dim=64 -D num_heads=2"
-#define HUGE_SCALE "73786976294838206464" /* 2^66: the scaled gradients' sum of squares overflows */
+#define HUGE_SCALE "170141183460469231731687303715884105728" /* 2^127: the largest power of two a float holds */
 enum { STEPS = 10, INTERVAL = 2 };
 
 static char dir[256];
@@ -79,11 +80,28 @@ static int read_metrics(const char *name, metric *m, int max) {
     return n;
 }
 
+/* dir/init16.safetensors: the oracle's initial weights with norm.weight (the last LayerNorm's
+ * gamma) times 16, exactly: head.weight's gradient then reaches about 12, which 2^127 overflows
+ * (the oracle's own weights have every gradient below 1: no float scale overflows them) */
+static int write_init16(void) {
+    char err[600], path[600];
+    rt_tensor_set set;
+    snprintf(path, sizeof path, "%s/deit_micro/init.safetensors", data);
+    if (rt_safetensors_read(path, &set, err, sizeof err)) return fprintf(stderr, "%s\n", err), -1;
+    rt_tensor *t = (rt_tensor *)rt_tensor_set_find(&set, "norm.weight");
+    for (size_t k = 0; t && t->dtype == RT_F32 && k < t->nbytes / sizeof(float); k++) ((float *)t->data)[k] *= 16;
+    snprintf(path, sizeof path, "%s/init16.safetensors", dir);
+    int rc = t ? rt_safetensors_write(path, set.tensors, set.count, NULL, err, sizeof err) : -1;
+    if (rc) fprintf(stderr, "init16: %s\n", t ? err : "no norm.weight");
+    rt_tensor_set_free(&set);
+    return rc;
+}
+
 static int run_emu(const char *exe) {
     char cmd[4096];
-    const char *init = "--no-shuffle --init '%s/deit_micro/init.safetensors' --data '%s/deit_micro/batch.safetensors'";
     char common[1024];
-    snprintf(common, sizeof common, init, data, data);
+    CHECK(write_init16() == 0);
+    snprintf(common, sizeof common, "--no-shuffle --init init16.safetensors --data '%s/deit_micro/batch.safetensors'", data);
     /* the straight run: skips, then growth */
     snprintf(cmd, sizeof cmd, "cd '%s' && '%s' train %s --steps %d --loss-scale-init " HUGE_SCALE
              " --loss-scale-interval %d --metrics m.jsonl --save s.safetensors > s.txt", dir, exe, common, STEPS, INTERVAL);
@@ -91,7 +109,7 @@ static int run_emu(const char *exe) {
     metric m[STEPS];
     int n = read_metrics("m.jsonl", m, STEPS);
     CHECK_MSG(n == STEPS, "%d metrics lines with the scaler's fields", n);
-    double scale = 73786976294838206464.0;
+    double scale = 0x1p127;
     int growth = 0, skipped = 0, grew_after_skip = 0, first_clean = -1;
     for (int i = 0; i < n; i++) { /* GradScaler.update, step by step */
         if (m[i].overflow) {
@@ -106,16 +124,14 @@ static int run_emu(const char *exe) {
                   m[i].skipped, m[i].optsteps, scale, growth, skipped, i + 1 - skipped);
         if (i > 0 && m[i - 1].overflow) CHECK(m[i].loss == m[i - 1].loss); /* nothing moved */
     }
-    CHECK(n > 0 && m[0].overflow == 1 && (float)m[0].scale == 0x1p65f); /* halved */
+    CHECK(n > 0 && m[0].overflow == 1 && (float)m[0].scale == 0x1p126f); /* halved */
     CHECK_MSG(skipped >= 2 && first_clean > 0 && grew_after_skip, "skipped %d, first clean step %d, grew %d", skipped,
               first_clean + 1, grew_after_skip);
     /* the skipped step 1: weights as --init gave them, moments zero, byte for byte */
     snprintf(cmd, sizeof cmd, "cd '%s' && '%s' train %s --steps 1 --loss-scale-init " HUGE_SCALE
              " --loss-scale-interval %d --checkpoint c1.safetensors > c1.txt", dir, exe, common, INTERVAL);
     CHECK(test_sh("%s", cmd) == 0);
-    char initp[600];
-    snprintf(initp, sizeof initp, "%s/deit_micro/init.safetensors", data);
-    CHECK(same_tensors(initp, "c1.safetensors", NULL));
+    CHECK(same_tensors("init16.safetensors", "c1.safetensors", NULL));
     rt_tensor_set c;
     char err[600], path[600];
     snprintf(path, sizeof path, "%s/c1.safetensors", dir);
@@ -132,7 +148,7 @@ static int run_emu(const char *exe) {
         CHECK(sc && sc->dtype == RT_F32 && sc->nbytes == sizeof(float) * RT_SCALER_SLOTS);
         if (sc) {
             const float *v = sc->data;
-            CHECK(v[RT_SCALER_SCALE] == 0x1p65f && v[RT_SCALER_SKIPPED] == 1 && v[RT_SCALER_OVERFLOW] == 1 &&
+            CHECK(v[RT_SCALER_SCALE] == 0x1p126f && v[RT_SCALER_SKIPPED] == 1 && v[RT_SCALER_OVERFLOW] == 1 &&
                   v[RT_SCALER_STEP] == 0 && v[RT_SCALER_INTERVAL] == INTERVAL && v[RT_SCALER_MODE] == RT_LOSS_SCALE_DYNAMIC);
         }
         rt_tensor_set_free(&c);
@@ -158,11 +174,11 @@ static int run_emu(const char *exe) {
     CHECK(same_tensors("s.safetensors", "n.safetensors", NULL));
     /* the interpreter: the same decisions, the same exactness */
     snprintf(cmd, sizeof cmd, "cd '%s' && '%s' run '%s/models/deit_tiny.yaml' " MICRO " --weights "
-             "'%s/deit_micro/init.safetensors' --input '%s/deit_micro/batch.safetensors' --steps %d --loss-scale dynamic "
+             "init16.safetensors --input '%s/deit_micro/batch.safetensors' --steps %d --loss-scale dynamic "
              "--loss-scale-init " HUGE_SCALE " --loss-scale-interval %d -o i.safetensors --losses il.safetensors && "
-             "'%s' run '%s/models/deit_tiny.yaml' " MICRO " --weights '%s/deit_micro/init.safetensors' --input "
+             "'%s' run '%s/models/deit_tiny.yaml' " MICRO " --weights init16.safetensors --input "
              "'%s/deit_micro/batch.safetensors' --steps %d -o in.safetensors > in.txt",
-             dir, bin, src, data, data, STEPS, INTERVAL, bin, src, data, data, STEPS - skipped);
+             dir, bin, src, data, STEPS, INTERVAL, bin, src, data, STEPS - skipped);
     CHECK(test_sh("%s", cmd) == 0);
     CHECK(same_tensors("i.safetensors", "in.safetensors", NULL));
     snprintf(path, sizeof path, "%s/il.safetensors", dir);
@@ -177,7 +193,8 @@ static int run_emu(const char *exe) {
                       "step %d: the interpreter's scaler (scale %g, overflow %g) differs from the emu's", i + 1,
                       (double)v[RT_SCALER_SCALE], (double)v[RT_SCALER_OVERFLOW]);
             double l = ((const float *)ls->data)[i];
-            CHECK_MSG(fabs(l - m[i].loss) <= 1e-4 * fabs(l), "step %d: loss %g (interpreter) vs %g (emu)", i + 1, l,
+            /* after AdamW steps (the 5e-3 bar of weights): measured worst 1.4e-3, at step 8 */
+            CHECK_MSG(fabs(l - m[i].loss) <= 5e-3 * fabs(l), "step %d: loss %g (interpreter) vs %g (emu)", i + 1, l,
                       m[i].loss);
         }
         rt_tensor_set_free(&c);
