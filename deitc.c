@@ -8,6 +8,9 @@
  *   deitc compile MODEL [-D ...] -o EXE [--target cuda|emu] [--arch sm_XX] [--batch N] ...
  * --precision and --fuse are options of the passes (passes/pipeline.c), checked before any
  * work; codegen compiles what the pipeline produced.
+ * The training options (dump, run --steps, compile; inspect's step too) include --loss-scale
+ * none|dynamic|S [--loss-scale-init S] [--loss-scale-interval N] (default by --precision:
+ * dynamic for fp16, else none; passes/loss_scale.c); compile bakes it in as the executable's.
  *   deitc export  MODEL.onnx --weights TRAINED.safetensors -o OUT.onnx
  *   deitc help | --help | --version
  *
