@@ -610,10 +610,11 @@ static int cmd_run(const cli_args *a) {
     }
     it = ir_interp_new(g, a->f64);
     if (!it) {
-        die("%s: out of memory: the interpreter holds every value of the graph as doubles",
+        die("%s: out of memory: the interpreter holds every weight of the graph as doubles",
             a->model);
         goto done;
     }
+    ir_interp_release_dead(it); /* only outputs, weights and states are read back */
     if (bind_weights(g, it, a->weights ? &w : NULL, a->weights, a->partial_init)) goto done;
     /* runtime inputs */
     int opt = -1;

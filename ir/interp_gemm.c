@@ -11,16 +11,15 @@
  * Work units are (batch matrix, MB rows, NB columns) tiles of C taken from an atomic counter;
  * a unit walks K in KC slices, packs its A slice into MR-row strips and its B slice into
  * NR-column strips (zero-padded at the edges), and runs an MR x NR register kernel (AVX2 when
- * the CPU has it and DEITC_GEMM_NO_AVX2 is not set, else portable C). Threads: DEITC_GEMM_THREADS, else the online CPUs (at most
- * 16), as the emu target's GEMM (runtime/gemm_cpu.c) counts them.
+ * the CPU has it and DEITC_GEMM_NO_AVX2 is not set, else portable C). Threads: the interpreter's
+ * host threads (ir/interp_par.c).
  */
+#include "ir/interp_par.h"
 #include "ir/ir.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define IG_X86 1
@@ -36,19 +35,7 @@ typedef struct {
     int avx2;
 } ig_job;
 
-static int threads; /* 0: not decided yet */
-
-void ir_gemm_f64_set_threads(int n) { threads = n < 1 ? 1 : n > 16 ? 16 : n; }
-
-static int ig_threads(void) {
-    if (threads > 0) return threads;
-    const char *env = getenv("DEITC_GEMM_THREADS");
-    long n = env && *env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
-    if (n < 1) n = 1;
-    if (n > 16) n = 16;
-    threads = (int)n;
-    return threads;
-}
+void ir_gemm_f64_set_threads(int n) { ir_host_threads_set(n); }
 
 /* A[i0.., p0..] (mb x kc) into MR-row strips: strip s, column k, row r at (s*kc + k)*MR + r */
 static void pack_a(const ir_gemm_f64 *p, const double *a, int64_t i0, int64_t mb, int64_t p0, int64_t kc,
@@ -197,13 +184,8 @@ void ir_gemm_f64_run(const ir_gemm_f64 *p) {
     }
     /* about 2 MFLOP a thread at least, so small products stay on the calling thread */
     int64_t flops = 2 * p->batch * p->m * p->n * p->k;
-    int nt = ig_threads();
+    int nt = ir_host_threads();
     if (nt > job.units) nt = (int)job.units;
     if (nt > 1 && flops / nt < (1 << 21)) nt = (int)(flops >> 21) > 1 ? (int)(flops >> 21) : 1;
-    pthread_t th[16];
-    int started = 0;
-    for (int t = 1; t < nt; t++)
-        if (pthread_create(&th[started], NULL, worker, &job) == 0) started++;
-    worker(&job);
-    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+    ir_par_run(nt, worker, &job);
 }

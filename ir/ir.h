@@ -230,9 +230,13 @@ void ir_print(const ir_graph *g, FILE *out);
  * STATE inputs in place, so running the graph K times takes K optimizer steps. */
 typedef struct ir_interp ir_interp;
 
-/* NULL when the values of g do not fit in memory (one double per element). */
+/* NULL when the leaves of g do not fit in memory (one double per element). */
 ir_interp *ir_interp_new(const ir_graph *g, int use_f64);
 void ir_interp_free(ir_interp *it);
+/* From now on each run frees every value but the leaves' and the IR_NODE_OUTPUT nodes' after
+ * its last reader (reusing the memory for later values); only those stay readable. Without
+ * it, every value stays readable after a run. */
+void ir_interp_release_dead(ir_interp *it);
 /* Binds a leaf from float (f32) or int64 (integer dtypes) host data of the node's numel. */
 void ir_interp_set_f32(ir_interp *it, int node, const float *data);
 void ir_interp_set_f64(ir_interp *it, int node, const double *data);
