@@ -8,9 +8,11 @@
  * sums wait between K slices (in C itself), never their order, so the result is bit-identical
  * to the unblocked loop and independent of the thread count.
  *
- * Work units are (batch matrix, MB rows, NB columns) tiles of C taken from an atomic counter;
- * a unit walks K in KC slices, packs its A slice into MR-row strips and its B slice into
- * NR-column strips (zero-padded at the edges), and runs an MR x NR register kernel (AVX2 when
+ * A batch whose b is shared and whose a and c follow one another is one tall product. B is
+ * packed first, once, into NR-column strips per (NB columns, KC slice) panel (zero-padded at the
+ * edges), the panels spread over the threads; then work units, (batch matrix, MB rows, NB
+ * columns) tiles of C taken from an atomic counter, walk K in KC slices, pack their A slice into
+ * MR-row strips and run an MR x NR register kernel (AVX2 when
  * the CPU has it and DEITC_GEMM_NO_AVX2 is not set, else portable C). Threads: the interpreter's
  * host threads (ir/interp_par.c).
  */
@@ -30,6 +32,8 @@ enum { MR = 4, NR = 8, KC = 192, MB = 48, NB = 192 };
 
 typedef struct {
     const ir_gemm_f64 *p;
+    double *bpack;       /* every batch matrix's B, packed: npad * k doubles each */
+    int64_t npad;        /* n rounded up to NR */
     int64_t units_m, units_n, units;
     atomic_llong next;
     int avx2;
@@ -48,8 +52,12 @@ static void pack_a(const ir_gemm_f64 *p, const double *a, int64_t i0, int64_t mb
         } else {
             const double *src[MR];
             for (int64_t r = 0; r < rows; r++) src[r] = a + (i0 + s + r) * p->k + p0;
-            for (int64_t k = 0; k < kc; k++)
-                for (int64_t r = 0; r < rows; r++) dst[k * MR + r] = src[r][k];
+            if (rows == MR) /* a fixed count: the compiler unrolls it */
+                for (int64_t k = 0; k < kc; k++)
+                    for (int r = 0; r < MR; r++) dst[k * MR + r] = src[r][k];
+            else
+                for (int64_t k = 0; k < kc; k++)
+                    for (int64_t r = 0; r < rows; r++) dst[k * MR + r] = src[r][k];
         }
     }
 }
@@ -63,8 +71,12 @@ static void pack_b(const ir_gemm_f64 *p, const double *b, int64_t p0, int64_t kc
         if (p->trans_b) {
             const double *src[NR];
             for (int64_t c = 0; c < cols; c++) src[c] = b + (j0 + s + c) * p->k + p0;
-            for (int64_t k = 0; k < kc; k++)
-                for (int64_t c = 0; c < cols; c++) dst[k * NR + c] = src[c][k];
+            if (cols == NR)
+                for (int64_t k = 0; k < kc; k++)
+                    for (int c = 0; c < NR; c++) dst[k * NR + c] = src[c][k];
+            else
+                for (int64_t k = 0; k < kc; k++)
+                    for (int64_t c = 0; c < cols; c++) dst[k * NR + c] = src[c][k];
         } else {
             for (int64_t k = 0; k < kc; k++) memcpy(dst + k * NR, b + (p0 + k) * p->n + j0 + s, sizeof(double) * (size_t)cols);
         }
@@ -116,19 +128,38 @@ static int cpu_has_avx2(void) {
 static int cpu_has_avx2(void) { return 0; }
 #endif
 
+/* Where B's panel (columns j0.., slice p0..) of batch matrix t lies in job->bpack: batch
+ * matrices one after another, in each its NB-column tiles (nbp columns wide, a multiple of NR),
+ * in each tile its KC slices, each (kc x nbp) in NR-column strips. */
+static double *b_panel(const ig_job *job, int64_t t, int64_t j0, int64_t p0) {
+    int64_t nbp = job->npad - j0 < NB ? job->npad - j0 : NB;
+    return job->bpack + t * job->npad * job->p->k + j0 * job->p->k + p0 * nbp;
+}
+
+/* Packs every KC slice of B's tile t / job->units_n, columns (t % units_n) * NB.. */
+static void pack_b_tiles(void *ctx, int64_t lo, int64_t hi) {
+    const ig_job *job = ctx;
+    const ir_gemm_f64 *p = job->p;
+    for (int64_t x = lo; x < hi; x++) {
+        int64_t t = x / job->units_n, j0 = x % job->units_n * NB, nb = p->n - j0 < NB ? p->n - j0 : NB;
+        for (int64_t p0 = 0; p0 < p->k; p0 += KC)
+            pack_b(p, p->b + p->b_off[t], p0, p->k - p0 < KC ? p->k - p0 : KC, j0, nb, b_panel(job, t, j0, p0));
+    }
+}
+
 /* One tile of C: rows [i0, i0+mb), columns [j0, j0+nb) of batch matrix t. */
-static void run_unit(ig_job *job, int64_t u, double *ap, double *bp) {
+static void run_unit(ig_job *job, int64_t u, double *ap) {
     const ir_gemm_f64 *p = job->p;
     int64_t t = u / (job->units_m * job->units_n), r = u % (job->units_m * job->units_n);
     int64_t i0 = r / job->units_n * MB, j0 = r % job->units_n * NB;
     int64_t mb = p->m - i0 < MB ? p->m - i0 : MB, nb = p->n - j0 < NB ? p->n - j0 : NB;
-    const double *a = p->a + p->a_off[t], *b = p->b + p->b_off[t];
+    const double *a = p->a + p->a_off[t];
     double *c = p->c + t * p->m * p->n;
     for (int64_t i = 0; i < mb; i++) memset(c + (i0 + i) * p->n + j0, 0, sizeof(double) * (size_t)nb);
     for (int64_t p0 = 0; p0 < p->k; p0 += KC) {
         int64_t kc = p->k - p0 < KC ? p->k - p0 : KC;
+        const double *bp = b_panel(job, t, j0, p0);
         pack_a(p, a, i0, mb, p0, kc, ap);
-        pack_b(p, b, p0, kc, j0, nb, bp);
         for (int64_t s = 0; s < mb; s += MR)
             for (int64_t q = 0; q < nb; q += NR) {
                 int64_t rows = mb - s < MR ? mb - s : MR, cols = nb - q < NR ? nb - q : NR;
@@ -157,19 +188,34 @@ static void run_unit(ig_job *job, int64_t u, double *ap, double *bp) {
 
 static void *worker(void *arg) {
     ig_job *job = arg;
-    double *ap = malloc(sizeof(double) * (size_t)(MB * KC)), *bp = malloc(sizeof(double) * (size_t)(NB * KC));
-    if (!ap || !bp) abort();
+    double *ap = malloc(sizeof(double) * (size_t)(MB * KC));
+    if (!ap) abort();
     for (;;) {
         int64_t u = atomic_fetch_add(&job->next, 1);
         if (u >= job->units) break;
-        run_unit(job, u, ap, bp);
+        run_unit(job, u, ap);
     }
     free(ap);
-    free(bp);
     return NULL;
 }
 
-void ir_gemm_f64_run(const ir_gemm_f64 *p) {
+/* A batch sharing b, with a and c matrices back to back (x @ w^T over [B, N, C] tokens), is one
+ * product of batch * m rows: the same sums, longer strips, B packed once. */
+static int one_tall_product(const ir_gemm_f64 *p) {
+    if (p->batch < 2 || p->trans_a) return 0;
+    for (int64_t t = 1; t < p->batch; t++)
+        if (p->b_off[t] != p->b_off[0] || p->a_off[t] != p->a_off[0] + t * p->m * p->k) return 0;
+    return 1;
+}
+
+void ir_gemm_f64_run(const ir_gemm_f64 *p_in) {
+    ir_gemm_f64 tall = *p_in;
+    const ir_gemm_f64 *p = p_in;
+    if (one_tall_product(p_in)) {
+        tall.m *= tall.batch;
+        tall.batch = 1;
+        p = &tall;
+    }
     ig_job job;
     job.p = p;
     job.units_m = (p->m + MB - 1) / MB;
@@ -187,5 +233,11 @@ void ir_gemm_f64_run(const ir_gemm_f64 *p) {
     int nt = ir_host_threads();
     if (nt > job.units) nt = (int)job.units;
     if (nt > 1 && flops / nt < (1 << 21)) nt = (int)(flops >> 21) > 1 ? (int)(flops >> 21) : 1;
+    job.npad = (p->n + NR - 1) / NR * NR;
+    job.bpack = malloc(sizeof(double) * (size_t)(p->batch * job.npad * p->k));
+    if (!job.bpack) abort();
+    /* B's panels over the threads (one range when the product stays on this thread) */
+    ir_par_for(p->batch * job.units_n, nt > 1 ? 1 : p->batch * job.units_n, pack_b_tiles, &job);
     ir_par_run(nt, worker, &job);
+    free(job.bpack);
 }
