@@ -27,6 +27,7 @@
 
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
+#include "ir/interp_par.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
 #include "runtime/rt.h"
@@ -439,6 +440,27 @@ static int cmd_dump(const cli_args *a) {
 
 /* ---- run: the reference interpreter ------------------------------------------------------- */
 
+/* timm's initializer for the weights no file gives, filled on the interpreter's host threads
+ * (each tensor's values depend on its name only) and bound after */
+typedef struct {
+    const ir_node *n;
+    int id;
+    float *buf;
+} init_job;
+
+static void init_jobs_fill(void *ctx, int64_t lo, int64_t hi) {
+    init_job *jobs = ctx;
+    for (int64_t k = lo; k < hi; k++) {
+        const ir_node *n = jobs[k].n;
+        rt_init_fill((rt_init)n->attrs.init, n->attrs.init_std, 0, n->name, jobs[k].buf, ir_numel(n));
+    }
+}
+
+static void init_jobs_free(init_job *jobs, int njobs) {
+    for (int k = 0; k < njobs; k++) free(jobs[k].buf);
+    free(jobs);
+}
+
 /* Binds every WEIGHT leaf of g: from the weights file when given (name, shape must match),
  * else from the model file's own data, else timm's initializer. A file that gives only some of
  * the weights is an error unless `partial` (--partial-init), with which a classifier head of
@@ -446,8 +468,9 @@ static int cmd_dump(const cli_args *a) {
 static int bind_weights(const ir_graph *g, ir_interp *it, const rt_tensor_set *w, const char *wpath, int partial) {
     char shape[96];
     const char **missing = calloc((size_t)g->n + 1, sizeof *missing);
-    if (!missing) abort();
-    int nmissing = 0, total = 0;
+    init_job *jobs = calloc((size_t)g->n + 1, sizeof *jobs);
+    if (!missing || !jobs) abort();
+    int nmissing = 0, total = 0, njobs = 0;
     char note[600], full[600];
     const char *prefix = w ? rt_weights_prefix(w, wpath, note, sizeof note) : "";
     if (*prefix) fprintf(stderr, "deitc: note: %s\n", note);
@@ -459,6 +482,7 @@ static int bind_weights(const ir_graph *g, ir_interp *it, const rt_tensor_set *w
         float *buf = malloc(sizeof(float) * (size_t)numel);
         if (!buf) {
             free(missing);
+            init_jobs_free(jobs, njobs);
             return die("%s: out of memory for %s", n->name, ir_shape_str(n, shape, sizeof shape));
         }
         char err[1024];
@@ -471,16 +495,22 @@ static int bind_weights(const ir_graph *g, ir_interp *it, const rt_tensor_set *w
         if (found < 0) {
             free(buf);
             free(missing);
+            init_jobs_free(jobs, njobs);
             return die("%s", err);
         }
         if (w && !found) missing[nmissing++] = n->name;
         if (!found && n->data)
             memcpy(buf, n->data, sizeof(float) * (size_t)numel);
-        else if (!found)
-            rt_init_fill((rt_init)n->attrs.init, n->attrs.init_std, 0, n->name, buf, numel);
+        else if (!found) {
+            jobs[njobs++] = (init_job){n, i, buf};
+            continue;
+        }
         ir_interp_set_f32(it, i, buf);
         free(buf);
     }
+    ir_par_for(njobs, 1, init_jobs_fill, jobs);
+    for (int k = 0; k < njobs; k++) ir_interp_set_f32(it, jobs[k].id, jobs[k].buf);
+    init_jobs_free(jobs, njobs);
     if (nmissing) {
         char msg[1024];
         rt_weights_missing_text(wpath, missing, nmissing, total, partial, msg, sizeof msg);

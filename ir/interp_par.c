@@ -56,13 +56,14 @@ static void *par_worker(void *arg) {
 void ir_par_for(int64_t n, int64_t grain, void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx) {
     if (n <= 0) return;
     if (grain < 1) grain = 1;
-    int64_t nt = ir_host_threads();
-    if (nt > n / grain) nt = n / grain;
+    int64_t nt = ir_host_threads(), ranges = n / grain;
+    if (nt > ranges) nt = ranges;
     if (nt <= 1) {
         fn(ctx, 0, n);
         return;
     }
-    par_job job = {fn, ctx, n, (n + nt - 1) / nt, 0, 0, PTHREAD_MUTEX_INITIALIZER};
+    if (ranges > 4 * nt) ranges = 4 * nt; /* a few each: a thread the machine holds back delays less */
+    par_job job = {fn, ctx, n, (n + ranges - 1) / ranges, 0, 0, PTHREAD_MUTEX_INITIALIZER};
     job.ranges = (int)((n + job.chunk - 1) / job.chunk);
     ir_par_run((int)nt, par_worker, &job);
     pthread_mutex_destroy(&job.lock);

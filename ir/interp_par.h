@@ -1,5 +1,6 @@
 /* interp_par.h: the host threads of the reference interpreter (ir/interp_par.c), shared by its
- * matrix product (interp_gemm.c) and its row-wise ops (interp.c). Private to ir/. */
+ * matrix product (interp_gemm.c) and its row-wise ops (interp.c). Private to ir/ (and deitc run's
+ * weight initialization). */
 #ifndef DEITC_IR_INTERP_PAR_H
 #define DEITC_IR_INTERP_PAR_H
 
@@ -13,8 +14,9 @@ void ir_host_threads_set(int n);
 /* Runs fn(arg) on nt threads at once (the caller being one of them) and waits for all. */
 void ir_par_run(int nt, void *(*fn)(void *), void *arg);
 
-/* fn(ctx, lo, hi) over [0, n) cut into at most ir_host_threads() contiguous ranges of at least
- * `grain` items (one range, on the calling thread, when n < 2 * grain). The ranges only decide
+/* fn(ctx, lo, hi) over [0, n) cut into contiguous ranges of at least `grain` items (a few per
+ * thread), taken in turn by ir_host_threads() threads (one range, on the calling thread, when
+ * n < 2 * grain). The ranges only decide
  * which thread computes which items: fn must compute each item the same way wherever it lies,
  * so the result never depends on the thread count. */
 void ir_par_for(int64_t n, int64_t grain, void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx);
