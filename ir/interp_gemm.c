@@ -232,7 +232,7 @@ void ir_gemm_f64_run(const ir_gemm_f64 *p_in) {
     int64_t flops = 2 * p->batch * p->m * p->n * p->k;
     int nt = ir_host_threads();
     if (nt > job.units) nt = (int)job.units;
-    if (nt > 1 && flops / nt < (1 << 21)) nt = (int)(flops >> 21) > 1 ? (int)(flops >> 21) : 1;
+    if (nt > 1 && flops / nt < (1 << 21) && !ir_par_forced_grain()) nt = (int)(flops >> 21) > 1 ? (int)(flops >> 21) : 1;
     job.npad = (p->n + NR - 1) / NR * NR;
     job.bpack = malloc(sizeof(double) * (size_t)(p->batch * job.npad * p->k));
     if (!job.bpack) abort();

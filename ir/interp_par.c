@@ -53,8 +53,15 @@ static void *par_worker(void *arg) {
     }
 }
 
+static int64_t forced_grain;
+
+void ir_par_force_grain(int64_t grain) { forced_grain = grain > 0 ? grain : 0; }
+
+int64_t ir_par_forced_grain(void) { return forced_grain; }
+
 void ir_par_for(int64_t n, int64_t grain, void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx) {
     if (n <= 0) return;
+    if (forced_grain) grain = forced_grain;
     if (grain < 1) grain = 1;
     int64_t nt = ir_host_threads(), ranges = n / grain;
     if (nt > ranges) nt = ranges;

@@ -21,4 +21,9 @@ void ir_par_run(int nt, void *(*fn)(void *), void *arg);
  * so the result never depends on the thread count. */
 void ir_par_for(int64_t n, int64_t grain, void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx);
 
+/* Tests: every parallel for in ranges of `grain` items, whatever it asks for, and every matrix
+ * product on all the threads however small (0: back to normal). */
+void ir_par_force_grain(int64_t grain);
+int64_t ir_par_forced_grain(void);
+
 #endif
