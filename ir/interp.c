@@ -208,10 +208,11 @@ static void run_elementwise(const ir_graph *g, const ir_node *n, double **v, dou
     const double *va = v[n->inputs[0]], *vb = b ? v[n->inputs[1]] : NULL;
     int ka = bcast_kind(a, n), kb = b ? bcast_kind(b, n) : 0;
     int64_t na = ir_numel(a), nb = b ? ir_numel(b) : 1;
-    for (int64_t i = lo; i < hi; i++) {
+    int64_t ia = na ? lo % na : 0, ib = nb ? lo % nb : 0; /* i % na and i % nb as i counts up */
+    for (int64_t i = lo; i < hi; i++, ia = ia + 1 == na ? 0 : ia + 1, ib = ib + 1 == nb ? 0 : ib + 1) {
         if (ka == 2 || kb == 2) unravel(i, n->ndim, n->shape, idx);
-        double x = va[ka == 0 ? i : ka == 1 ? i % na : bcast_offset(a, n->ndim, idx)];
-        double y = b ? vb[kb == 0 ? i : kb == 1 ? i % nb : bcast_offset(b, n->ndim, idx)] : 0;
+        double x = va[ka == 0 ? i : ka == 1 ? ia : bcast_offset(a, n->ndim, idx)];
+        double y = b ? vb[kb == 0 ? i : kb == 1 ? ib : bcast_offset(b, n->ndim, idx)] : 0;
         double r;
         switch (n->op) {
         case IR_OP_ADD: r = x + y; break;
