@@ -494,8 +494,19 @@ typedef struct {
     ir_dtype dtype;
 } range_job;
 
+/* rows [lo, hi) of a row-wise op, in pieces of about CACHE_PIECE elements, each rounded while
+ * it is in cache */
+enum { CACHE_PIECE = 1 << 12 };
+
+static void rows_piece(const range_job *r, int64_t lo, int64_t hi);
+
 static void rows_range(void *ctx, int64_t lo, int64_t hi) {
     const range_job *r = ctx;
+    int64_t piece = CACHE_PIECE / r->width + 1;
+    for (int64_t at = lo; at < hi; at += piece) rows_piece(r, at, hi - at < piece ? hi : at + piece);
+}
+
+static void rows_piece(const range_job *r, int64_t lo, int64_t hi) {
     const ir_graph *g = r->it->g;
     const ir_node *n = &g->nodes[r->node];
     double **v = r->it->val, *out = v[r->node];
