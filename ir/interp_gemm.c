@@ -41,46 +41,41 @@ typedef struct {
 
 void ir_gemm_f64_set_threads(int n) { ir_host_threads_set(n); }
 
+/* Packs a kc x width block whose element (k, x) is base[k * ks + x * xs] into W-wide strips,
+ * zero-padded: strip s (x from s to s+W), row k, column x - s at s * kc + k * W + x - s. Rows
+ * of the block are copied whole when x runs along memory (xs 1), else gathered. */
+static inline void pack_strips(const double *base, int64_t ks, int64_t xs, int64_t width, int64_t kc, int W,
+                               double *dst) {
+    for (int64_t s = 0; s < width; s += W, dst += W * kc) {
+        int64_t cnt = width - s < W ? width - s : W;
+        if (cnt < W) memset(dst, 0, sizeof(double) * (size_t)(W * kc));
+        if (xs == 1) {
+            for (int64_t k = 0; k < kc; k++) memcpy(dst + k * W, base + k * ks + s, sizeof(double) * (size_t)cnt);
+            continue;
+        }
+        const double *src[NR > MR ? NR : MR];
+        for (int64_t x = 0; x < cnt; x++) src[x] = base + (s + x) * xs;
+        if (cnt == W) /* a fixed count (W is a constant where this is inlined): unrolled */
+            for (int64_t k = 0; k < kc; k++)
+                for (int x = 0; x < W; x++) dst[k * W + x] = src[x][k * ks];
+        else
+            for (int64_t k = 0; k < kc; k++)
+                for (int64_t x = 0; x < cnt; x++) dst[k * W + x] = src[x][k * ks];
+    }
+}
+
 /* A[i0.., p0..] (mb x kc) into MR-row strips: strip s, column k, row r at (s*kc + k)*MR + r */
 static void pack_a(const ir_gemm_f64 *p, const double *a, int64_t i0, int64_t mb, int64_t p0, int64_t kc,
                    double *dst) {
-    for (int64_t s = 0; s < mb; s += MR, dst += MR * kc) {
-        int64_t rows = mb - s < MR ? mb - s : MR;
-        if (rows < MR) memset(dst, 0, sizeof(double) * (size_t)(MR * kc));
-        if (p->trans_a) {
-            for (int64_t k = 0; k < kc; k++) memcpy(dst + k * MR, a + (p0 + k) * p->m + i0 + s, sizeof(double) * (size_t)rows);
-        } else {
-            const double *src[MR];
-            for (int64_t r = 0; r < rows; r++) src[r] = a + (i0 + s + r) * p->k + p0;
-            if (rows == MR) /* a fixed count: the compiler unrolls it */
-                for (int64_t k = 0; k < kc; k++)
-                    for (int r = 0; r < MR; r++) dst[k * MR + r] = src[r][k];
-            else
-                for (int64_t k = 0; k < kc; k++)
-                    for (int64_t r = 0; r < rows; r++) dst[k * MR + r] = src[r][k];
-        }
-    }
+    if (p->trans_a) pack_strips(a + p0 * p->m + i0, p->m, 1, mb, kc, MR, dst);
+    else pack_strips(a + i0 * p->k + p0, 1, p->k, mb, kc, MR, dst);
 }
 
 /* B[p0.., j0..] (kc x nb) into NR-column strips: strip s, row k, column c at (s*kc + k)*NR + c */
 static void pack_b(const ir_gemm_f64 *p, const double *b, int64_t p0, int64_t kc, int64_t j0, int64_t nb,
                    double *dst) {
-    for (int64_t s = 0; s < nb; s += NR, dst += NR * kc) {
-        int64_t cols = nb - s < NR ? nb - s : NR;
-        if (cols < NR) memset(dst, 0, sizeof(double) * (size_t)(NR * kc));
-        if (p->trans_b) {
-            const double *src[NR];
-            for (int64_t c = 0; c < cols; c++) src[c] = b + (j0 + s + c) * p->k + p0;
-            if (cols == NR)
-                for (int64_t k = 0; k < kc; k++)
-                    for (int c = 0; c < NR; c++) dst[k * NR + c] = src[c][k];
-            else
-                for (int64_t k = 0; k < kc; k++)
-                    for (int64_t c = 0; c < cols; c++) dst[k * NR + c] = src[c][k];
-        } else {
-            for (int64_t k = 0; k < kc; k++) memcpy(dst + k * NR, b + (p0 + k) * p->n + j0 + s, sizeof(double) * (size_t)cols);
-        }
-    }
+    if (p->trans_b) pack_strips(b + j0 * p->k + p0, 1, p->k, nb, kc, NR, dst);
+    else pack_strips(b + p0 * p->n + j0, p->n, 1, nb, kc, NR, dst);
 }
 
 /* C[MR][NR] (row stride ldc) += strip a (kc x MR) times strip b (kc x NR), k ascending */
