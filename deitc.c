@@ -440,19 +440,27 @@ static int cmd_dump(const cli_args *a) {
 
 /* ---- run: the reference interpreter ------------------------------------------------------- */
 
-/* timm's initializer for the weights no file gives, filled on the interpreter's host threads
- * (each tensor's values depend on its name only) and bound after */
+/* timm's initializer for the weights no file gives, filled and bound on the interpreter's host
+ * threads (each tensor's values depend on its name only; distinct leaves bind independently) */
 typedef struct {
     const ir_node *n;
     int id;
     float *buf;
 } init_job;
 
+typedef struct {
+    init_job *jobs;
+    ir_interp *it;
+} init_jobs;
+
 static void init_jobs_fill(void *ctx, int64_t lo, int64_t hi) {
-    init_job *jobs = ctx;
+    init_jobs *all = ctx;
     for (int64_t k = lo; k < hi; k++) {
-        const ir_node *n = jobs[k].n;
-        rt_init_fill((rt_init)n->attrs.init, n->attrs.init_std, 0, n->name, jobs[k].buf, ir_numel(n));
+        init_job *j = &all->jobs[k];
+        rt_init_fill((rt_init)j->n->attrs.init, j->n->attrs.init_std, 0, j->n->name, j->buf, ir_numel(j->n));
+        ir_interp_set_f32(all->it, j->id, j->buf);
+        free(j->buf);
+        j->buf = NULL;
     }
 }
 
@@ -508,8 +516,8 @@ static int bind_weights(const ir_graph *g, ir_interp *it, const rt_tensor_set *w
         ir_interp_set_f32(it, i, buf);
         free(buf);
     }
-    ir_par_for(njobs, 1, init_jobs_fill, jobs);
-    for (int k = 0; k < njobs; k++) ir_interp_set_f32(it, jobs[k].id, jobs[k].buf);
+    init_jobs all = {jobs, it};
+    ir_par_for(njobs, 1, init_jobs_fill, &all);
     init_jobs_free(jobs, njobs);
     if (nmissing) {
         char msg[1024];

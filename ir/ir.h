@@ -237,7 +237,8 @@ void ir_interp_free(ir_interp *it);
  * its last reader (reusing the memory for later values); only those stay readable. Without
  * it, every value stays readable after a run. */
 void ir_interp_release_dead(ir_interp *it);
-/* Binds a leaf from float (f32) or int64 (integer dtypes) host data of the node's numel. */
+/* Binds a leaf from float (f32) or int64 (integer dtypes) host data of the node's numel.
+ * Distinct leaves may be bound from several threads at once. */
 void ir_interp_set_f32(ir_interp *it, int node, const float *data);
 void ir_interp_set_f64(ir_interp *it, int node, const double *data);
 void ir_interp_set_i64(ir_interp *it, int node, const int64_t *data);
