@@ -10,6 +10,7 @@
  *   print.c   the text form (`deitc dump`)
  *   interp.c  the CPU reference interpreter: the semantics of every op
  *   interp_gemm.c  its matrix product, cache-blocked and threaded (bit-identical to the loop)
+ *   (private to ir/: interp_values.c, the interpreter's pooled values; interp_par.c, its threads)
  */
 #ifndef DEITC_IR_H
 #define DEITC_IR_H
