@@ -58,6 +58,7 @@ ir_interp *ir_interp_new(const ir_graph *g, int use_f64) {
 void ir_interp_free(ir_interp *it) {
     if (!it) return;
     ir_values_free(&it->values);
+    ir_gemm_f64_release();
     free(it);
 }
 

@@ -199,6 +199,12 @@ static void *worker(void *arg) {
 static _Thread_local double *bpack_cache;
 static _Thread_local int64_t bpack_cap;
 
+void ir_gemm_f64_release(void) {
+    free(bpack_cache);
+    bpack_cache = NULL;
+    bpack_cap = 0;
+}
+
 static double *bpack_take(int64_t n) {
     if (n > bpack_cap) {
         free(bpack_cache);

@@ -268,5 +268,8 @@ typedef struct {
 void ir_gemm_f64_run(const ir_gemm_f64 *p);
 /* Threads for ir_gemm_f64_run (tests); default DEITC_GEMM_THREADS, else the online CPUs. */
 void ir_gemm_f64_set_threads(int n);
+/* Frees the calling thread's packing buffer, which ir_gemm_f64_run keeps from one product to the
+ * next (ir_interp_free calls it; a later product makes a new one). */
+void ir_gemm_f64_release(void);
 
 #endif
