@@ -30,6 +30,7 @@
 
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
+#include "ir/interp_par.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
 #include "runtime/rt.h"
@@ -479,6 +480,35 @@ static int cmd_dump(const cli_args *a) {
 
 /* ---- run: the reference interpreter ------------------------------------------------------- */
 
+/* timm's initializer for the weights no file gives, filled and bound on the interpreter's host
+ * threads (each tensor's values depend on its name only; distinct leaves bind independently) */
+typedef struct {
+    const ir_node *n;
+    int id;
+    float *buf;
+} init_job;
+
+typedef struct {
+    init_job *jobs;
+    ir_interp *it;
+} init_jobs;
+
+static void init_jobs_fill(void *ctx, int64_t lo, int64_t hi) {
+    init_jobs *all = ctx;
+    for (int64_t k = lo; k < hi; k++) {
+        init_job *j = &all->jobs[k];
+        rt_init_fill((rt_init)j->n->attrs.init, j->n->attrs.init_std, 0, j->n->name, j->buf, ir_numel(j->n));
+        ir_interp_set_f32(all->it, j->id, j->buf);
+        free(j->buf);
+        j->buf = NULL;
+    }
+}
+
+static void init_jobs_free(init_job *jobs, int njobs) {
+    for (int k = 0; k < njobs; k++) free(jobs[k].buf);
+    free(jobs);
+}
+
 /* Binds every WEIGHT leaf of g: from the weights file when given (name, shape must match),
  * else from the model file's own data, else timm's initializer. A file that gives only some of
  * the weights is an error unless `partial` (--partial-init), with which a classifier head of
@@ -486,8 +516,9 @@ static int cmd_dump(const cli_args *a) {
 static int bind_weights(const ir_graph *g, ir_interp *it, const rt_tensor_set *w, const char *wpath, int partial) {
     char shape[96];
     const char **missing = calloc((size_t)g->n + 1, sizeof *missing);
-    if (!missing) abort();
-    int nmissing = 0, total = 0;
+    init_job *jobs = calloc((size_t)g->n + 1, sizeof *jobs);
+    if (!missing || !jobs) abort();
+    int nmissing = 0, total = 0, njobs = 0;
     char note[600], full[600];
     const char *prefix = w ? rt_weights_prefix(w, wpath, note, sizeof note) : "";
     if (*prefix) fprintf(stderr, "deitc: note: %s\n", note);
@@ -499,6 +530,7 @@ static int bind_weights(const ir_graph *g, ir_interp *it, const rt_tensor_set *w
         float *buf = malloc(sizeof(float) * (size_t)numel);
         if (!buf) {
             free(missing);
+            init_jobs_free(jobs, njobs);
             return die("%s: out of memory for %s", n->name, ir_shape_str(n, shape, sizeof shape));
         }
         char err[1024];
@@ -511,16 +543,22 @@ static int bind_weights(const ir_graph *g, ir_interp *it, const rt_tensor_set *w
         if (found < 0) {
             free(buf);
             free(missing);
+            init_jobs_free(jobs, njobs);
             return die("%s", err);
         }
         if (w && !found) missing[nmissing++] = n->name;
         if (!found && n->data)
             memcpy(buf, n->data, sizeof(float) * (size_t)numel);
-        else if (!found)
-            rt_init_fill((rt_init)n->attrs.init, n->attrs.init_std, 0, n->name, buf, numel);
+        else if (!found) {
+            jobs[njobs++] = (init_job){n, i, buf};
+            continue;
+        }
         ir_interp_set_f32(it, i, buf);
         free(buf);
     }
+    init_jobs all = {jobs, it};
+    ir_par_for(njobs, 1, init_jobs_fill, &all);
+    init_jobs_free(jobs, njobs);
     if (nmissing) {
         char msg[1024];
         rt_weights_missing_text(wpath, missing, nmissing, total, partial, msg, sizeof msg);
@@ -650,10 +688,11 @@ static int cmd_run(const cli_args *a) {
     }
     it = ir_interp_new(g, a->f64);
     if (!it) {
-        die("%s: out of memory: the interpreter holds every value of the graph as doubles",
+        die("%s: out of memory: the interpreter holds every weight of the graph as doubles",
             a->model);
         goto done;
     }
+    ir_interp_release_dead(it); /* only outputs, weights and states are read back */
     if (bind_weights(g, it, a->weights ? &w : NULL, a->weights, a->partial_init)) goto done;
     int scaler = training ? ir_find(g, "loss_scaler") : -1; /* --loss-scale: its start, from the options */
     if (scaler >= 0) ir_interp_set_f32(it, scaler, g->nodes[scaler].data);

@@ -10,6 +10,7 @@
  *   print.c   the text form (`deitc dump`)
  *   interp.c  the CPU reference interpreter: the semantics of every op
  *   interp_gemm.c  its matrix product, cache-blocked and threaded (bit-identical to the loop)
+ *   (private to ir/: interp_values.c, the interpreter's pooled values; interp_par.c, its threads)
  */
 #ifndef DEITC_IR_H
 #define DEITC_IR_H
@@ -253,10 +254,15 @@ void ir_print(const ir_graph *g, FILE *out);
  * STATE inputs in place, so running the graph K times takes K optimizer steps. */
 typedef struct ir_interp ir_interp;
 
-/* NULL when the values of g do not fit in memory (one double per element). */
+/* NULL when the leaves of g do not fit in memory (one double per element). */
 ir_interp *ir_interp_new(const ir_graph *g, int use_f64);
 void ir_interp_free(ir_interp *it);
-/* Binds a leaf from float (f32) or int64 (integer dtypes) host data of the node's numel. */
+/* From now on each run frees every value but the leaves' and the IR_NODE_OUTPUT nodes' after
+ * its last reader (reusing the memory for later values); only those stay readable. Without
+ * it, every value stays readable after a run. */
+void ir_interp_release_dead(ir_interp *it);
+/* Binds a leaf from float (f32) or int64 (integer dtypes) host data of the node's numel.
+ * Distinct leaves may be bound from several threads at once. */
 void ir_interp_set_f32(ir_interp *it, int node, const float *data);
 void ir_interp_set_f64(ir_interp *it, int node, const double *data);
 void ir_interp_set_i64(ir_interp *it, int node, const int64_t *data);
@@ -285,5 +291,8 @@ typedef struct {
 void ir_gemm_f64_run(const ir_gemm_f64 *p);
 /* Threads for ir_gemm_f64_run (tests); default DEITC_GEMM_THREADS, else the online CPUs. */
 void ir_gemm_f64_set_threads(int n);
+/* Frees the calling thread's packing buffer, which ir_gemm_f64_run keeps from one product to the
+ * next (ir_interp_free calls it; a later product makes a new one). */
+void ir_gemm_f64_release(void);
 
 #endif
