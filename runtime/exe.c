@@ -85,6 +85,9 @@ static void usage(FILE *f) {
             "--steps/--epochs, --lr, --weight-decay, schedule, warm-up, shuffling or --seed is refused unless\n"
             "--resume-override. Training stops (exit 1) at a loss that is not finite; no file is ever written\n"
             "with a NaN or infinity. Each option may be given once; numbers are decimal.\n"
+            "Data parallel: one process per GPU (mpirun, srun, torchrun --no-python, or RANK/WORLD_SIZE/LOCAL_RANK\n"
+            "with MASTER_ADDR/MASTER_PORT); the plan's batch is per rank; gradients are averaged in buckets of\n"
+            "--bucket-mb MiB (25); rank 0 writes --save, --checkpoint and --metrics. DEITC_DIST_TIMEOUT (300 s).\n"
             "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH=0|1, DEITC_DEVICE, DEITC_CUDA_SYNC=0|1 (cuda).\n"
             "TF32 products are a compile option (deitc compile --precision tf32), not an environment variable.\n",
             rt_exe_prog, rt_exe_prog, rt_exe_prog, rt_exe_prog);
@@ -124,7 +127,7 @@ static int option_allowed(const char *cmd, const char *opt) {
     } table[] = {
         {"train", " --init --partial-init --data --save --metrics --steps --epochs --lr --weight-decay --seed --warmup-steps"
                   " --save-dtype --schedule --log-every --no-shuffle --synthetic --no-graph -v --verbose --profile"
-                  " --checkpoint --checkpoint-every --resume --resume-override "},
+                  " --checkpoint --checkpoint-every --resume --resume-override --bucket-mb "},
         {"eval", " --init --partial-init --data --synthetic --seed --no-graph -v --verbose "},
         {"bench", " --init --partial-init --steps --warmup --seed --no-graph -v --verbose --profile "},
         {"info", " -v --verbose "},
@@ -142,6 +145,7 @@ static int parse_args(int argc, char **argv, exe_args *a) {
     a->cmd = argv[1];
     a->lr = 1e-3;
     a->weight_decay = 0.05;
+    a->bucket_mb = 25;
     a->shuffle = 1;
     a->bench_warmup = 3;
     /* DEITC_NO_GRAPH=1|true is --no-graph; 0, false or unset keep the graph; anything else is an error */
@@ -188,6 +192,9 @@ static int parse_args(int argc, char **argv, exe_args *a) {
         } else if (!strcmp(s, "--lr")) {
             if (parse_double(s, next, 0, &a->lr)) return 2;
             a->has_lr = 1;
+        } else if (!strcmp(s, "--bucket-mb")) {
+            if (parse_double(s, next, 0, &a->bucket_mb)) return 2;
+            if (!(a->bucket_mb > 0) || a->bucket_mb > 1e6) return rt_exe_error("--bucket-mb expects MiB, a number > 0"), 2;
         } else if (!strcmp(s, "--weight-decay")) {
             if (parse_double(s, next, 0, &a->weight_decay)) return 2;
         } else if (!strcmp(s, "--seed")) {

@@ -20,6 +20,7 @@ typedef struct {
     long steps, epochs, warmup_steps, bench_warmup, log_every, checkpoint_every;
     int has_steps, has_epochs, has_lr, shuffle, synthetic, use_graph, verbose, cosine, profile, resume_override, partial_init;
     double lr, weight_decay;
+    double bucket_mb;    /* --bucket-mb: data-parallel gradient bucket size, MiB (25) */
     uint64_t seed;
     rt_dtype save_dtype; /* --save-dtype: what --save writes f32 weights as (RT_F32, RT_F16, RT_BF16) */
 } exe_args;
