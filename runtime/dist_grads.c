@@ -135,7 +135,7 @@ static int step_hook(rt_device *dev, int step, int after) {
 static int make_buckets(grads_state *g, double bucket_mb) {
     const rt_plan *p = g->p;
     uint64_t cap = (uint64_t)(bucket_mb * 1048576.0);
-    g->b = calloc((size_t)p->num_grads, sizeof *g->b);
+    g->b = calloc((size_t)p->num_grads + 1, sizeof *g->b);
     if (!g->b) abort();
     for (int i = 0; i < p->num_grads; i++) {
         const rt_plan_grad *gr = &p->grads[i];
@@ -158,24 +158,24 @@ static int make_buckets(grads_state *g, double bucket_mb) {
 
 int rt_dist_attach(rt_dist *d, rt_device *dev, double bucket_mb, char *err, size_t errsize) {
     const rt_plan *p = dev->plan;
-    if (p->num_grads < 1 || !p->grads)
-        return rt_errorf(err, errsize, "this executable's plan lists no gradients to all-reduce (compiled by an older "
-                                       "deitc?): it cannot train on %d ranks", rt_dist_world(d));
     grads_state *g = calloc(1, sizeof *g);
     if (!g) abort();
     g->d = d;
     g->dev = dev;
     g->p = p;
     make_buckets(g, bucket_mb);
-    g->regions = malloc(sizeof *g->regions * (size_t)p->num_grads);
+    g->regions = malloc(sizeof *g->regions * (size_t)(p->num_grads + 1));
     if (!g->regions) abort();
     for (int i = 0; i < p->num_grads; i++) g->regions[i] = &p->grads[i];
     pthread_mutex_init(&g->mu, NULL);
     pthread_cond_init(&g->cv, NULL);
     *rt_dist_grads_slot(d) = g;
-    if (!strcmp(dev->target, "cuda")) {
-        if (rt_nccl_open(d, dev, g->nb, &g->nccl, err, errsize)) return -1;
-    } else {
+    /* NCCL first: a machine without it hears so whatever the plan */
+    if (!strcmp(dev->target, "cuda") && rt_nccl_open(d, dev, g->nb, &g->nccl, err, errsize)) return -1;
+    if (p->num_grads < 1 || !p->grads)
+        return rt_errorf(err, errsize, "this executable's plan lists no gradients to all-reduce (compiled by an older "
+                                       "deitc?): it cannot train on %d ranks", rt_dist_world(d));
+    if (!g->nccl) {
         if (g->pack_bytes && !(g->pack = malloc((size_t)g->pack_bytes))) abort();
         if (pthread_create(&g->thread, NULL, comm_thread, g))
             return rt_errorf(err, errsize, "cannot start the communication thread");

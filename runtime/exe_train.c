@@ -80,7 +80,14 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     if (save && check_writable(save)) goto done;
     if (checkpoint && check_writable(checkpoint)) goto done;
     if (a->metrics && !rank && check_writable(a->metrics)) goto done;
-    if (rt_exe_load_data(a, p, &ds)) goto done;
+    if (a->synthetic && world > 1) { /* a batch for every rank */
+        if (rt_dataset_synthetic(p, p->batch * world, a->seed, &ds, err, sizeof err)) {
+            rt_exe_error("%s", err);
+            goto done;
+        }
+    } else if (rt_exe_load_data(a, p, &ds)) {
+        goto done;
+    }
     int64_t shard_n = rt_dist_shard_size(ds.n, world); /* the images one rank sees an epoch */
     if (world > 1 && shard_n < p->batch) {
         rt_exe_error("%s: %lld images on %d ranks are %lld a rank, fewer than the per-rank batch %lld",

@@ -157,6 +157,17 @@ env_errors) # the launcher's environment checked; a single process needs none of
   RANK=0 WORLD_SIZE=1 "$x" train --data "$data" --steps 2 --save b.st > /dev/null
   cmp a.st b.st
   echo "dist env errors ok" ;;
+cuda_no_nccl) # a cuda executable (the hand-written tiny plan on fake_cuda.c's stand-in driver) on a
+  # machine without libnccl: one process trains; two ranks are told NCCL is missing, and how to fix it
+  export DEITC_LIBCUDA="$RT_FAKE_LIB" DEITC_CUBLASLT="$RT_FAKE_LIB" DEITC_NCCL_LIBRARY=/nonexistent/libnccl.so.2
+  "$RT_FAKE_EXE" train --synthetic --steps 2 > out.txt
+  grep -q 'trained 2 steps' out.txt
+  rc=0
+  DEITC_DEVICE=0 "$launch" 2 "$RT_FAKE_EXE" train --synthetic --steps 2 > /dev/null 2> e.txt || rc=$?
+  cat e.txt
+  [ $rc -eq 1 ]
+  [ "$(grep -c 'gradient all-reduce needs NCCL: cannot load /nonexistent/libnccl.so.2.*DEITC_NCCL_LIBRARY' e.txt)" -eq 2 ]
+  echo "dist cuda no nccl ok" ;;
 *)
   echo "unknown mode $mode" >&2
   exit 2 ;;

@@ -1,4 +1,4 @@
-# dist: data-parallel training on the emu target, on the CPU (runtime/dist*.c; tests/dist/
+# runtime_dist (after runtime.cmake, whose fake-cuda targets it uses): data-parallel training on the emu target, on the CPU (runtime/dist*.c; tests/dist/
 # dist_emu.sh says what each mode checks). dist_build compiles the executables once (a fixture);
 # the others share them. launch.sh is the torchrun-style launcher (RANK, WORLD_SIZE, LOCAL_RANK,
 # MASTER_ADDR, MASTER_PORT); the mpirun case skips (77) where Open MPI is not installed.
@@ -15,3 +15,8 @@ foreach(mode env mpirun ti resume kill env_errors)
 endforeach()
 set_tests_properties(dist_build dist_emu_env dist_emu_mpirun dist_emu_ti dist_emu_resume dist_emu_kill
   dist_emu_env_errors PROPERTIES LABELS dist)
+if(TARGET rt_tiny_fake)
+  add_test(NAME dist_cuda_no_nccl COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/dist/dist_emu.sh cuda_no_nccl ${DIST_ARGS})
+  set_tests_properties(dist_cuda_no_nccl PROPERTIES LABELS dist PASS_REGULAR_EXPRESSION "dist cuda no nccl ok"
+    ENVIRONMENT "${DEITC_TEST_ENV};RT_FAKE_EXE=$<TARGET_FILE:rt_tiny_fake>;RT_FAKE_LIB=$<TARGET_FILE:rt_fake_cuda>")
+endif()
