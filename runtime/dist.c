@@ -580,3 +580,24 @@ void rt_dist_shard(const int64_t *perm, int64_t n, int rank, int world, int64_t 
     int64_t m = rt_dist_shard_size(n, world);
     for (int64_t j = 0; j < m; j++) shard[j] = perm[(j * world + rank) % n]; /* padded by wrapping around */
 }
+
+int rt_dist_check_same(rt_dist *d, const char *what, uint64_t value) {
+    uint64_t root = value;
+    if (rt_dist_bcast(d, &root, sizeof root)) return -1;
+    int64_t differs[2] = {root != value, root != value ? d->env.rank : 0}; /* how many; the sum of their ranks */
+    int32_t first = root != value ? d->env.rank : INT32_MAX;
+    if (rt_dist_sum_i64(d, differs, 2)) return -1;
+    first = -first;
+    if (rt_dist_max_i32(d, &first, 1)) return -1; /* the lowest differing rank */
+    if (!differs[0]) return 0;
+    snprintf(d->err, sizeof d->err, "%lld of %d ranks (rank %d first) disagree with rank 0 on %s: every rank must "
+             "run the same executable with the same options and data", (long long)differs[0], d->env.world, -first, what);
+    return -1;
+}
+
+uint64_t rt_dist_fingerprint(const void *data, size_t n, uint64_t h) {
+    const unsigned char *p = data;
+    if (!h) h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}

@@ -50,6 +50,11 @@ int rt_dist_max_i32(rt_dist *d, int32_t *v, int n);   /* the fp16 overflow flag:
 int rt_dist_bcast(rt_dist *d, void *buf, size_t bytes); /* rank 0's bytes to every rank */
 int rt_dist_barrier(rt_dist *d);
 
+/* 0 when every rank passes the same value (a fingerprint of what must agree: the plan, the
+ * data, the options); else -1 on every rank, the message naming `what` and the first rank off. */
+int rt_dist_check_same(rt_dist *d, const char *what, uint64_t value);
+uint64_t rt_dist_fingerprint(const void *data, size_t n, uint64_t h); /* FNV-1a over data, from h (0: the basis) */
+
 /* The element-wise mean over ranks of `bytes` of dtype (f32, f16, bf16) at buf, in place:
  * summed in float in rank order, divided by the world size, rounded once. What the gradient
  * buckets use; any thread, but one call at a time. */

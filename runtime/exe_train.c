@@ -123,6 +123,17 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         if (rt_exe_load_checkpoint(&s, a, total, &at)) goto done;
         first = at + 1;
     }
+    if (dist) { /* the ranks agree on what each step is, or none starts */
+        const char *name = p->model_name ? p->model_name : "";
+        uint64_t fp = rt_dist_fingerprint(name, strlen(name), 0);
+        uint64_t v[] = {(uint64_t)p->batch, (uint64_t)p->arena_bytes, (uint64_t)p->num_steps, (uint64_t)ds.n,
+                        (uint64_t)total, (uint64_t)first, a->seed, (uint64_t)a->shuffle};
+        fp = rt_dist_fingerprint(v, sizeof v, fp);
+        if (rt_dist_check_same(dist, "the model, batch, dataset size, steps, resume step, seed or shuffling", fp)) {
+            rt_exe_error("data parallel (rank %d of %d): %s", rank, world, rt_dist_error(dist));
+            goto done;
+        }
+    }
     long log_every = a->log_every ? a->log_every : (total <= 50 ? 1 : total / 25);
     perm = malloc(sizeof(int64_t) * (size_t)ds.n);
     if (world > 1) idx = malloc(sizeof(int64_t) * (size_t)shard_n); /* this rank's shard of perm */

@@ -150,6 +150,19 @@ env_errors) # the launcher's environment checked; a single process needs none of
   # mpirun-style variables without MASTER_*, and no libmpi to be found: says what to do
   ! OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=0 DEITC_MPI_LIBRARY=/nonexistent/libmpi.so "$x" train --data "$data" --steps 1 2> e.txt > /dev/null
   grep -q 'cannot load libmpi.*set MASTER_ADDR and MASTER_PORT' e.txt
+  # ranks that disagree (here on --seed) stop before the first step, all of them, saying so
+  port=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % 40000))
+  x2="$exes/micro_b2"
+  MASTER_ADDR=127.0.0.1 MASTER_PORT=$port WORLD_SIZE=2 RANK=0 "$x2" train --data "$data" --steps 2 --seed 1 > /dev/null 2> e0.txt &
+  p0=$!
+  rc1=0
+  MASTER_ADDR=127.0.0.1 MASTER_PORT=$port WORLD_SIZE=2 RANK=1 "$x2" train --data "$data" --steps 2 --seed 2 > /dev/null 2> e1.txt || rc1=$?
+  rc0=0
+  wait $p0 || rc0=$?
+  cat e0.txt e1.txt
+  [ $rc0 -eq 1 ] && [ $rc1 -eq 1 ]
+  grep -q '1 of 2 ranks (rank 1 first) disagree with rank 0 on the model, batch, dataset size, steps, resume step, seed' e0.txt
+  grep -q 'disagree with rank 0' e1.txt
   ! "$x" train --data "$data" --steps 1 --bucket-mb 0 2> e.txt > /dev/null
   grep -q 'bucket-mb' e.txt
   # a world of 1 from the launcher is a single process: the same bits as no launcher at all
