@@ -483,6 +483,10 @@ int rt_dist_open(const rt_dist_env *e, rt_dist **out, char *err, size_t errsize)
         if (!d->peers) abort();
         for (int r = 0; r < e->world; r++) d->peers[r].fd = -1;
     }
+    if (e->world == 1) { /* DEITC_DIST=1 alone: nobody to meet */
+        *out = d;
+        return 0;
+    }
     /* where rank 0 listens: MASTER_*, else a free port it announces over MPI */
     char addr[320];
     int port = e->master_port, lfd = -1;

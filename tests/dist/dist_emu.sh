@@ -180,6 +180,15 @@ cuda_no_nccl) # a cuda executable (the hand-written tiny plan on fake_cuda.c's s
   cat e.txt
   [ $rc -eq 1 ]
   [ "$(grep -c 'gradient all-reduce needs NCCL: cannot load /nonexistent/libnccl.so.2.*DEITC_NCCL_LIBRARY' e.txt)" -eq 2 ]
+  # the NCCL path itself, with a world of one (DEITC_DIST=1) on fake_cuda.c's one-rank libnccl:
+  # both gradients of the tiny plan all-reduced each step, eagerly (step 1), captured in the
+  # CUDA Graph (step 2) and replayed (steps 2, 3), and the same weights as without it
+  "$RT_FAKE_EXE" train --synthetic --steps 3 --save a.st > /dev/null 2>&1
+  DEITC_DIST=1 DEITC_NCCL_LIBRARY="$RT_FAKE_LIB" "$RT_FAKE_EXE" train --synthetic --steps 3 --save b.st > /dev/null 2> e.txt
+  cat e.txt
+  grep -q 'fake nccl: 6 all-reduces (2 captured), 180 bytes' e.txt
+  grep -q '2 graph replays' e.txt
+  cmp a.st b.st
   echo "dist cuda no nccl ok" ;;
 *)
   echo "unknown mode $mode" >&2
