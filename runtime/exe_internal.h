@@ -71,6 +71,11 @@ int rt_exe_load_checkpoint(session *s, const exe_args *a, long total, long *step
 
 /* ---- the commands (exe_train.c, exe_eval_bench.c): each returns the exit status --------- */
 
+/* Data parallel (runtime/dist.h; exe_train.c): the launcher's ranks meet, LOCAL_RANK picks the
+ * GPU unless DEITC_DEVICE does; *dist stays NULL for a single process (or world 1 without
+ * DEITC_DIST=1). Returns 1 after printing the error. */
+struct rt_dist;
+int rt_exe_dist_start(struct rt_dist **dist, int *rank, int *world);
 int rt_exe_cmd_train(const exe_args *a, const rt_plan *p);
 int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p);
 int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p);

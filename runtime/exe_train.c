@@ -19,9 +19,7 @@ static int run_step(session *s, int use_graph, rt_dist *dist) {
     return 0;
 }
 
-/* Data parallel (dist.h): the launcher's ranks meet; LOCAL_RANK picks the GPU unless DEITC_DEVICE
- * does. *dist stays NULL for a single process. */
-static int dist_start(rt_dist **dist, int *rank, int *world) {
+int rt_exe_dist_start(rt_dist **dist, int *rank, int *world) {
     char err[1200];
     rt_dist_env e;
     *dist = NULL;
@@ -77,7 +75,7 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         rt_exe_error("%s", err);
         goto done;
     }
-    if (dist_start(&dist, &rank, &world)) goto done;
+    if (rt_exe_dist_start(&dist, &rank, &world)) goto done;
     const char *save = rank ? NULL : a->save, *checkpoint = rank ? NULL : a->checkpoint; /* rank 0 writes */
     if (save && check_writable(save)) goto done;
     if (checkpoint && check_writable(checkpoint)) goto done;
