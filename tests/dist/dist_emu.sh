@@ -55,9 +55,9 @@ env) # torchrun-style environment (launch.sh): 1 vs 2 vs 4 ranks, deit_micro's s
   cmp w2.st w2s.st
   # eval sharded (rank r takes images r, r + W, ...: 12 images on 5 ranks are 3, 3, 2, 2, 2):
   # images and accuracy are exact counts summed over the ranks, the loss a sum in rank order
-  "$exes/micro_b4" eval --init "$init" --data "$data" | tail -1 > e1.json
+  "$exes/micro_b4" eval --init "$init" --data "$data" | grep "^{" > e1.json
   for n in 2 5; do
-    "$launch" $n "$exes/micro_b4" eval --init "$init" --data "$data" | tail -1 > e$n.json
+    "$launch" $n "$exes/micro_b4" eval --init "$init" --data "$data" | grep "^{" > e$n.json
     cat e$n.json
     cmp e1.json e$n.json
   done
