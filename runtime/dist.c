@@ -322,6 +322,7 @@ static void add_mean(void *acc, const void *x, size_t bytes, void *ctx) {
 static void finish_mean(void *acc, size_t bytes, void *ctx) {
     mean_ctx *m = ctx;
     size_t n = bytes / rt_dtype_size(m->t);
+    if (!m->started) return; /* one rank: its values are the mean */
     float w = (float)m->world;
     for (size_t i = 0; i < n; i++) {
         float v = m->sum[i] / w;
@@ -336,6 +337,7 @@ int rt_dist_mean(rt_dist *d, void *buf, uint64_t bytes, rt_dtype t) {
         snprintf(d->err, sizeof d->err, "all-reduce: gradients of dtype %d cannot be averaged", (int)t);
         return -1;
     }
+    if (d->env.world == 1) return 0;
     size_t es = rt_dtype_size(t), chunk = ((size_t)1 << 24) * es; /* 16 Mi elements a round */
     float *sum = d->env.rank == 0 ? malloc(sizeof(float) * (bytes / es < (1u << 24) ? bytes / es + 1 : 1u << 24)) : NULL;
     if (d->env.rank == 0 && !sum) abort();

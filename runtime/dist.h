@@ -91,6 +91,10 @@ int rt_dist_attach(rt_dist *d, rt_device *dev, double bucket_mb, char *err, size
  * timeout); 0 on emu, where the hooks already waited. */
 int rt_dist_step_wait(rt_dist *d);
 int rt_dist_bucket_count(const rt_dist *d);
+uint64_t rt_dist_grad_bytes(const rt_dist *d); /* the bytes all-reduced a step */
+/* Every bucket all-reduced once, back to back, outside any step (EXE allreduce: timing). The
+ * hooks' error is in dev->err; NCCL's sync error in rt_dist_error. */
+int rt_dist_allreduce_all(rt_dist *d);
 
 /* ---- dist_nccl.c -------------------------------------------------------------------------- */
 

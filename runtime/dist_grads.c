@@ -186,6 +186,28 @@ int rt_dist_attach(rt_dist *d, rt_device *dev, double bucket_mb, char *err, size
     return 0;
 }
 
+int rt_dist_allreduce_all(rt_dist *d) {
+    grads_state *g = d ? *rt_dist_grads_slot(d) : NULL;
+    if (!g) return 0;
+    if (!g->nccl) {
+        pthread_mutex_lock(&g->mu);
+        g->posted = g->done = 0;
+        pthread_mutex_unlock(&g->mu);
+    }
+    for (int b = 0; b < g->nb; b++)
+        if (post(g, b)) return -1;
+    for (int b = 0; b < g->nb; b++)
+        if (wait_for(g, b)) return -1;
+    return rt_dist_step_wait(d);
+}
+
+uint64_t rt_dist_grad_bytes(const rt_dist *d) {
+    grads_state *g = d ? *rt_dist_grads_slot((rt_dist *)d) : NULL;
+    uint64_t n = 0;
+    for (int b = 0; g && b < g->nb; b++) n += g->b[b].bytes;
+    return n;
+}
+
 int rt_dist_step_wait(rt_dist *d) {
     grads_state *g = d ? *rt_dist_grads_slot(d) : NULL;
     if (!g || !g->nccl) return 0;

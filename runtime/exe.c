@@ -77,6 +77,7 @@ static void usage(FILE *f) {
             "--init must give every weight of the model; with --partial-init the ones it lacks (a new classifier\n"
             "   head, for fine-tuning: also one of another number of classes) keep the model's own values.\n"
             "       %s info [-v]\n"
+            "       %s allreduce [--steps K] [--bucket-mb MB]   (the gradient all-reduce alone, timed)\n"
             "D: an ImageFolder directory (a subfolder of .jpg/.jpeg/.png images per class; resized and center-\n"
             "   cropped as timm evaluates, ImageNet mean/std), a .safetensors tensor dataset (images f32 [N,C,H,W],\n"
             "   labels i64 [N]) or a CIFAR-10 .bin.\n"
@@ -90,7 +91,7 @@ static void usage(FILE *f) {
             "--bucket-mb MiB (25); rank 0 writes --save, --checkpoint and --metrics. DEITC_DIST_TIMEOUT (300 s).\n"
             "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH=0|1, DEITC_DEVICE, DEITC_CUDA_SYNC=0|1 (cuda).\n"
             "TF32 products are a compile option (deitc compile --precision tf32), not an environment variable.\n",
-            rt_exe_prog, rt_exe_prog, rt_exe_prog, rt_exe_prog);
+            rt_exe_prog, rt_exe_prog, rt_exe_prog, rt_exe_prog, rt_exe_prog);
 }
 
 /* ---- arguments ----------------------------------------------------------------------------- */
@@ -131,6 +132,7 @@ static int option_allowed(const char *cmd, const char *opt) {
         {"eval", " --init --partial-init --data --synthetic --seed --no-graph -v --verbose "},
         {"bench", " --init --partial-init --steps --warmup --seed --no-graph -v --verbose --profile "},
         {"info", " -v --verbose "},
+        {"allreduce", " --steps --bucket-mb --init --partial-init --seed -v --verbose "},
     };
     char key[64];
     snprintf(key, sizeof key, " %s ", opt);
@@ -305,8 +307,9 @@ int rt_main(const rt_plan *p, int argc, char **argv) {
     else if (!strcmp(a.cmd, "eval")) rc = rt_exe_cmd_eval(&a, p);
     else if (!strcmp(a.cmd, "bench")) rc = rt_exe_cmd_bench(&a, p);
     else if (!strcmp(a.cmd, "info")) rc = rt_exe_cmd_info(&a, p);
+    else if (!strcmp(a.cmd, "allreduce")) rc = rt_exe_cmd_allreduce(&a, p);
     else {
-        fprintf(stderr, "%s: error: unknown command '%s' (train, eval, bench, info)\n", rt_exe_prog, a.cmd);
+        fprintf(stderr, "%s: error: unknown command '%s' (train, eval, bench, info, allreduce)\n", rt_exe_prog, a.cmd);
         usage(stderr);
         return 2;
     }

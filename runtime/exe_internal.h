@@ -5,6 +5,7 @@
  *   exe_session.c    the session, weights, data, per-step uploads and downloads, checkpoints
  *   exe_train.c      train
  *   exe_eval_bench.c eval, bench, info
+ *   exe_dist.c       allreduce (the data-parallel gradient all-reduce, timed)
  */
 #ifndef DEITC_EXE_INTERNAL_H
 #define DEITC_EXE_INTERNAL_H
@@ -80,5 +81,6 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p);
 int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p);
 int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p);
 int rt_exe_cmd_info(const exe_args *a, const rt_plan *p);
+int rt_exe_cmd_allreduce(const exe_args *a, const rt_plan *p); /* exe_dist.c */
 
 #endif

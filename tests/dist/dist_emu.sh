@@ -177,6 +177,12 @@ env_errors) # the launcher's environment checked; a single process needs none of
   "$x" train --data "$data" --steps 2 --save a.st > /dev/null
   RANK=0 WORLD_SIZE=1 "$x" train --data "$data" --steps 2 --save b.st > /dev/null
   cmp a.st b.st
+  # and through the data-parallel path (DEITC_DIST=1: hooks, buckets, the comm thread) alone
+  DEITC_DIST=1 "$x" train --data "$data" --steps 2 --save c.st --bucket-mb 0.01 > /dev/null
+  cmp a.st c.st
+  # the all-reduce alone, timed: one rank, and two
+  "$x" allreduce --steps 3 | grep -q '^{"ranks":1,"buckets":1,"bytes":457000,'
+  "$launch" 2 "$x" allreduce --steps 3 --bucket-mb 0.1 | grep -q '^{"ranks":2,"buckets":4,"bytes":457000,
   echo "dist env errors ok" ;;
 cuda_no_nccl) # a cuda executable (the hand-written tiny plan on fake_cuda.c's stand-in driver) on a
   # machine without libnccl: one process trains; two ranks are told NCCL is missing, and how to fix it
