@@ -182,7 +182,7 @@ env_errors) # the launcher's environment checked; a single process needs none of
   cmp a.st c.st
   # the all-reduce alone, timed: one rank, and two
   "$x" allreduce --steps 3 | grep -q '^{"ranks":1,"buckets":1,"bytes":457000,'
-  "$launch" 2 "$x" allreduce --steps 3 --bucket-mb 0.1 | grep -q '^{"ranks":2,"buckets":4,"bytes":457000,
+  "$launch" 2 "$x" allreduce --steps 3 --bucket-mb 0.1 | grep -q '^{"ranks":2,"buckets":4,"bytes":457000,'
   echo "dist env errors ok" ;;
 cuda_no_nccl) # a cuda executable (the hand-written tiny plan on fake_cuda.c's stand-in driver) on a
   # machine without libnccl: one process trains; two ranks are told NCCL is missing, and how to fix it
