@@ -146,6 +146,16 @@ typedef struct {
 int64_t cg_write_init_data(const cg_program *p, FILE *f);
 
 int cg_write_plan(const cg_program *p, const cg_plan_target *t, FILE *f);
+
+/* ---- grads.c: the plan's gradient table (rt_plan_grad), for data-parallel all-reduce ------- */
+typedef struct {
+    int node, pos;              /* the IR node; its schedule position */
+    int64_t offset, bytes;      /* its arena buffer */
+    ir_dtype dtype;
+    int ready_step, use_step;   /* last step writing it (-1: none); first step reading it */
+} cg_grad;
+/* The gradients in backward production order, into *out (free it); -1 with err on a plan bug. */
+int cg_plan_grads(const cg_program *p, cg_grad **out, int *count, char *err, size_t errsize);
 /* emu_glue.cc: #includes kernels.cu and defines `deitc_emu_kernels`, one emu launcher each. */
 int cg_write_emu_glue(const cg_program *p, FILE *f);
 /* A table of kernels: name, uses, params, fibers, registers, spills; and the memory plan. */

@@ -204,6 +204,24 @@ int cg_write_plan(const cg_program *p, const cg_plan_target *t, FILE *f) {
     } else {
         fprintf(f, "extern const rt_emu_kernel_fn deitc_emu_kernels[];\n");
     }
+    /* the gradients data-parallel training all-reduces (grads.c), in backward production order */
+    cg_grad *grads = NULL;
+    int ngrads = 0;
+    char gerr[256];
+    if (cg_plan_grads(p, &grads, &ngrads, gerr, sizeof gerr)) {
+        fprintf(stderr, "deitc: %s\n", gerr);
+        return -1;
+    }
+    fprintf(f, "static const rt_plan_grad grads[] = {\n");
+    for (int i = 0; i < ngrads; i++) {
+        fprintf(f, "    {");
+        put_str(f, g->nodes[grads[i].node].name ? g->nodes[grads[i].node].name : "grad");
+        fprintf(f, ", %s, %lld, %lld, %d, %d},\n", dtype_enum(grads[i].dtype), (long long)grads[i].offset,
+                (long long)grads[i].bytes, grads[i].ready_step, grads[i].use_step);
+    }
+    if (ngrads == 0) fprintf(f, "    {0},\n");
+    fprintf(f, "};\n\n");
+    free(grads);
     const ir_model_info *inf = &g->info;
     fprintf(f, "\nconst rt_plan deitc_plan = {\n    .model_name = ");
     put_str(f, inf->model_name ? inf->model_name : "model");
@@ -223,6 +241,7 @@ int cg_write_plan(const cg_program *p, const cg_plan_target *t, FILE *f) {
     fprintf(f, "    .num_tensors = %d, .tensors = tensors,\n", nt);
     fprintf(f, "    .num_steps = %d, .steps = steps, .num_eval_steps = %d,\n", p->nsteps, p->neval_steps);
     fprintf(f, "    .num_kernels = %d, .kernel_names = kernel_names,\n", p->nkernels);
+    fprintf(f, "    .num_grads = %d, .grads = grads,\n", ngrads);
     if (cuda) {
         fprintf(f, "    .cubin = deitc_cubin, .cubin_size = %zu, .ptx = (const char *)deitc_ptx,\n", t->cubin_size);
         fprintf(f, "    .arch = ");

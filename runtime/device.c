@@ -118,6 +118,14 @@ int rt_plan_check(const rt_plan *p, char *err, size_t errsize) {
             return rt_errorf(err, errsize, "plan: step %d (%s): unknown step kind %d", i, what, (int)s->kind);
         }
     }
+    for (int i = 0; i < p->num_grads; i++) {
+        const rt_plan_grad *g = &p->grads[i];
+        if (!p->grads || g->dtype < 0 || g->dtype >= RT_DTYPE_COUNT || !in_arena(p, g->offset, g->bytes) ||
+            g->ready_step < -1 || g->ready_step >= p->num_steps || g->use_step <= g->ready_step ||
+            g->use_step > p->num_steps)
+            return rt_errorf(err, errsize, "plan: gradient %d (%s) has a bad region or step range", i,
+                             p->grads && g->name ? g->name : "?");
+    }
     if (p->num_kernels > 0 && !p->kernel_names)
         return rt_errorf(err, errsize, "plan: kernels without names");
     return 0;
@@ -138,20 +146,25 @@ void rt_device_free(rt_device *d) {
 
 static int run_steps(rt_device *d, int nsteps) {
     const rt_plan *p = d->plan;
+    int hooks = d->step_hook && nsteps == p->num_steps; /* the whole step: its gradients are all-reduced */
+    if (hooks && d->step_hook(d, -1, 1)) return -1;
     for (int i = 0; i < nsteps; i++) {
         const rt_plan_step *s = &p->steps[i];
         int rc = 0;
         double ms = 0;
+        if (hooks && d->step_hook(d, i, 0)) return -1;
         if (d->profile_ms && d->timer_start(d)) return -1;
         if (s->kind == RT_STEP_KERNEL) rc = d->launch(d, i);
         else if (s->kind == RT_STEP_GEMM) rc = d->gemm(d, i);
         else rc = d->zero(d, s->offset, s->bytes);
         if (rc) return -1;
+        if (hooks && d->step_hook(d, i, 1)) return -1;
         if (d->profile_ms) {
             if (d->timer_stop(d, &ms)) return -1;
             d->profile_ms[i] += ms;
         }
     }
+    if (hooks && d->step_hook(d, nsteps, 0)) return -1;
     return 0;
 }
 

@@ -557,6 +557,8 @@ static int start(rt_device *d) {
         if (CU(d, cuMemsetD8Async, c->arena, 0, (size_t)p->arena_bytes, c->stream)) return -1;
     }
     d->mem_bytes = p->arena_bytes;
+    d->native_stream = c->stream;
+    d->arena_address = (uint64_t)c->arena;
     if (load_module(d)) return -1;
     c->funcs = calloc((size_t)p->num_kernels + 1, sizeof *c->funcs);
     if (!c->funcs) abort();

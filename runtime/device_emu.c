@@ -111,6 +111,7 @@ int rt_device_emu_new(const rt_plan *p, rt_device **out, char *err, size_t errsi
     d->plan = p;
     d->impl = e;
     d->mem_bytes = p->arena_bytes;
+    d->arena_address = (uint64_t)(uintptr_t)e->arena;
     d->upload = emu_upload;
     d->download = emu_download;
     d->zero = emu_zero;

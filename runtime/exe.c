@@ -78,6 +78,7 @@ static void usage(FILE *f) {
             "--init must give every weight of the model; with --partial-init the ones it lacks (a new classifier\n"
             "   head, for fine-tuning: also one of another number of classes) keep the model's own values.\n"
             "       %s info [-v]\n"
+            "       %s allreduce [--steps K] [--bucket-mb MB]   (the gradient all-reduce alone, timed)\n"
             "D: an ImageFolder directory (a subfolder of .jpg/.jpeg/.png images per class; resized and center-\n"
             "   cropped as timm evaluates, ImageNet mean/std), a .safetensors tensor dataset (images f32 [N,C,H,W],\n"
             "   labels i64 [N]) or a CIFAR-10 .bin.\n"
@@ -90,9 +91,12 @@ static void usage(FILE *f) {
             "   dynamic is GradScaler's (first scale --loss-scale-init, 65536; halved when a step's gradients are not\n"
             "   finite, which skips that step; doubled after --loss-scale-interval clean steps, 2000), S a static scale,\n"
             "   none no scaling. The scale, skipped steps and overflow flag are in the metrics and checkpoints.\n"
+            "Data parallel: one process per GPU (mpirun, srun, torchrun --no-python, or RANK/WORLD_SIZE/LOCAL_RANK\n"
+            "with MASTER_ADDR/MASTER_PORT); the plan's batch is per rank; gradients are averaged in buckets of\n"
+            "--bucket-mb MiB (25); rank 0 writes --save, --checkpoint and --metrics. DEITC_DIST_TIMEOUT (300 s).\n"
             "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH=0|1, DEITC_DEVICE, DEITC_CUDA_SYNC=0|1 (cuda).\n"
             "TF32 products are a compile option (deitc compile --precision tf32), not an environment variable.\n",
-            rt_exe_prog, rt_exe_prog, rt_exe_prog, rt_exe_prog);
+            rt_exe_prog, rt_exe_prog, rt_exe_prog, rt_exe_prog, rt_exe_prog);
 }
 
 /* ---- arguments ----------------------------------------------------------------------------- */
@@ -130,10 +134,11 @@ static int option_allowed(const char *cmd, const char *opt) {
         {"train", " --init --partial-init --data --save --metrics --steps --epochs --lr --weight-decay --seed --warmup-steps"
                   " --save-dtype --schedule --log-every --no-shuffle --synthetic --no-graph -v --verbose --profile"
                   " --checkpoint --checkpoint-every --resume --resume-override --loss-scale --loss-scale-init"
-                  " --loss-scale-interval "},
+                  " --loss-scale-interval --bucket-mb "},
         {"eval", " --init --partial-init --data --synthetic --seed --no-graph -v --verbose "},
         {"bench", " --init --partial-init --steps --warmup --seed --no-graph -v --verbose --profile "},
         {"info", " -v --verbose "},
+        {"allreduce", " --steps --bucket-mb --init --partial-init --seed -v --verbose "},
     };
     char key[64];
     snprintf(key, sizeof key, " %s ", opt);
@@ -148,6 +153,7 @@ static int parse_args(int argc, char **argv, exe_args *a) {
     a->cmd = argv[1];
     a->lr = 1e-3;
     a->weight_decay = 0.05;
+    a->bucket_mb = 25;
     a->shuffle = 1;
     a->bench_warmup = 3;
     /* DEITC_NO_GRAPH=1|true is --no-graph; 0, false or unset keep the graph; anything else is an error */
@@ -194,6 +200,9 @@ static int parse_args(int argc, char **argv, exe_args *a) {
         } else if (!strcmp(s, "--lr")) {
             if (parse_double(s, next, 0, &a->lr)) return 2;
             a->has_lr = 1;
+        } else if (!strcmp(s, "--bucket-mb")) {
+            if (parse_double(s, next, 0, &a->bucket_mb)) return 2;
+            if (!(a->bucket_mb > 0) || a->bucket_mb > 1e6) return rt_exe_error("--bucket-mb expects MiB, a number > 0"), 2;
         } else if (!strcmp(s, "--weight-decay")) {
             if (parse_double(s, next, 0, &a->weight_decay)) return 2;
         } else if (!strcmp(s, "--seed")) {
@@ -320,8 +329,9 @@ int rt_main(const rt_plan *p, int argc, char **argv) {
     else if (!strcmp(a.cmd, "eval")) rc = rt_exe_cmd_eval(&a, p);
     else if (!strcmp(a.cmd, "bench")) rc = rt_exe_cmd_bench(&a, p);
     else if (!strcmp(a.cmd, "info")) rc = rt_exe_cmd_info(&a, p);
+    else if (!strcmp(a.cmd, "allreduce")) rc = rt_exe_cmd_allreduce(&a, p);
     else {
-        fprintf(stderr, "%s: error: unknown command '%s' (train, eval, bench, info)\n", rt_exe_prog, a.cmd);
+        fprintf(stderr, "%s: error: unknown command '%s' (train, eval, bench, info, allreduce)\n", rt_exe_prog, a.cmd);
         usage(stderr);
         return 2;
     }

@@ -3,6 +3,7 @@
  * cuda, wall clock on emu; --profile times each plan step alone) and `EXE info` (what the plan
  * holds).
  */
+#include "runtime/dist.h"
 #include "runtime/exe_internal.h"
 
 #include <math.h>
@@ -19,28 +20,35 @@ int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p) {
     memset(&ds, 0, sizeof ds);
     session s;
     memset(&s, 0, sizeof s);
-    int64_t *idx = NULL;
+    int64_t *idx = NULL, *order = NULL;
     float *logits = NULL;
     int rc = 1;
+    rt_dist *dist = NULL; /* data parallel: rank r evaluates images r, r + world, ...; counts summed */
+    int rank = 0, world = 1;
+    if (rt_exe_dist_start(&dist, &rank, &world)) goto done;
     if (rt_exe_load_data(a, p, &ds)) goto done;
     if (ds.n == 0) {
         rt_exe_error("%s: the dataset has no images", a->data);
         goto done;
     }
     if (rt_exe_session_open(&s, p, 1) || rt_exe_load_weights(&s, a->init, a->partial_init, a->seed)) goto done;
-    if (!s.logits && ds.n < p->batch) {
+    int64_t n = world > 1 ? (ds.n - rank + world - 1) / world : ds.n; /* this rank's images: order[0..n) */
+    order = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    if (!order) abort();
+    for (int64_t i = 0; i < n; i++) order[i] = rank + i * world;
+    if (!s.logits && n < p->batch && world == 1) {
         rt_exe_error("%s: the dataset has %lld images, fewer than the batch size %lld (and the plan has no logits "
                      "output to evaluate a partial batch with)",
                      a->data, (long long)ds.n, (long long)p->batch);
         goto done;
     }
-    int64_t batches = s.logits ? (ds.n + p->batch - 1) / p->batch : ds.n / p->batch, counted = 0, correct = 0;
+    int64_t batches = s.logits ? (n + p->batch - 1) / p->batch : n / p->batch, counted = 0, correct = 0;
     idx = malloc(sizeof(int64_t) * (size_t)p->batch);
     logits = malloc(sizeof(float) * (size_t)(p->batch * (p->num_classes > 0 ? p->num_classes : 1)));
     if (!idx || !logits) abort();
     double loss_sum = 0;
     for (int64_t b = 0; b < batches; b++) {
-        for (int64_t i = 0; i < p->batch; i++) idx[i] = (b * p->batch + i) % ds.n;
+        for (int64_t i = 0; i < p->batch; i++) idx[i] = order[(b * p->batch + i) % n];
         float loss;
         /* the forward steps only; lr 0 keeps the weights even in a plan whose eval prefix reaches
          * an update (or that has none: hand-written plans run every step) */
@@ -53,7 +61,7 @@ int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p) {
             continue;
         }
         if (rt_exe_read_f32(&s, s.logits, p->batch * p->num_classes, logits)) goto done;
-        for (int64_t i = 0; i < p->batch && b * p->batch + i < ds.n; i++) {
+        for (int64_t i = 0; i < p->batch && b * p->batch + i < n; i++) {
             const float *z = logits + i * p->num_classes;
             int64_t best = 0;
             double mx = z[0], sum = 0;
@@ -64,6 +72,19 @@ int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p) {
             loss_sum += log(sum) + mx - z[ds.labels[idx[i]]];
             correct += best == ds.labels[idx[i]];
             counted++;
+        }
+    }
+    if (dist) { /* exact: counts summed, not averages of averages; the loss sums in rank order */
+        int64_t counts[2] = {counted, correct};
+        if (rt_dist_sum_i64(dist, counts, 2) || rt_dist_sum_f64(dist, &loss_sum, 1)) {
+            rt_exe_error("data parallel (rank %d of %d): %s", rank, world, rt_dist_error(dist));
+            goto done;
+        }
+        counted = counts[0];
+        correct = counts[1];
+        if (rank) { /* rank 0 reports */
+            rc = 0;
+            goto done;
         }
     }
     double loss = counted ? loss_sum / (double)counted : NAN;
@@ -84,7 +105,9 @@ int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p) {
     }
     rc = 0;
 done:
+    rt_dist_close(dist);
     free(idx);
+    free(order);
     free(logits);
     rt_exe_session_free(&s);
     rt_dataset_free(&ds);

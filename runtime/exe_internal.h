@@ -6,6 +6,7 @@
  *   exe_train.c      train
  *   exe_eval_bench.c eval, bench, info
  *   exe_loss_scale.c the loss scaler: options onto its device state, resume checks, metrics
+ *   exe_dist.c       allreduce (the data-parallel gradient all-reduce, timed)
  */
 #ifndef DEITC_EXE_INTERNAL_H
 #define DEITC_EXE_INTERNAL_H
@@ -21,6 +22,7 @@ typedef struct {
     long steps, epochs, warmup_steps, bench_warmup, log_every, checkpoint_every;
     int has_steps, has_epochs, has_lr, shuffle, synthetic, use_graph, verbose, cosine, profile, resume_override, partial_init;
     double lr, weight_decay;
+    double bucket_mb;    /* --bucket-mb: data-parallel gradient bucket size, MiB (25) */
     uint64_t seed;
     rt_dtype save_dtype; /* --save-dtype: what --save writes f32 weights as (RT_F32, RT_F16, RT_BF16) */
     const char *loss_scale;     /* --loss-scale none|dynamic|S as given; NULL: the plan's default */
@@ -95,9 +97,15 @@ void rt_exe_scaler_info(const rt_plan *p);
 
 /* ---- the commands (exe_train.c, exe_eval_bench.c): each returns the exit status --------- */
 
+/* Data parallel (runtime/dist.h; exe_train.c): the launcher's ranks meet, LOCAL_RANK picks the
+ * GPU unless DEITC_DEVICE does; *dist stays NULL for a single process (or world 1 without
+ * DEITC_DIST=1). Returns 1 after printing the error. */
+struct rt_dist;
+int rt_exe_dist_start(struct rt_dist **dist, int *rank, int *world);
 int rt_exe_cmd_train(const exe_args *a, const rt_plan *p);
 int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p);
 int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p);
 int rt_exe_cmd_info(const exe_args *a, const rt_plan *p);
+int rt_exe_cmd_allreduce(const exe_args *a, const rt_plan *p); /* exe_dist.c */
 
 #endif

@@ -5,6 +5,7 @@
  * options and its state in every metrics line. A loss that is not finite stops the run (exit 1) before any
  * file is written with it.
  */
+#include "runtime/dist.h"
 #include "runtime/exe_internal.h"
 
 #include <errno.h>
@@ -13,8 +14,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int run_step(session *s, int use_graph) {
+static int run_step(session *s, int use_graph, rt_dist *dist) {
     if (rt_device_run(s->dev, use_graph)) return rt_exe_error("%s", s->dev->err);
+    if (rt_dist_step_wait(dist)) return rt_exe_error("data parallel: %s", rt_dist_error(dist));
+    return 0;
+}
+
+int rt_exe_dist_start(rt_dist **dist, int *rank, int *world) {
+    char err[1200];
+    rt_dist_env e;
+    *dist = NULL;
+    if (rt_dist_env_read(&e, err, sizeof err)) return rt_exe_error("%s", err);
+    *rank = e.rank;
+    *world = e.world;
+    int force = 0; /* DEITC_DIST=1: the data-parallel path for a world of one (gpu_check, tests) */
+    if (rt_env_flag("DEITC_DIST", &force, err, sizeof err)) return rt_exe_error("%s", err);
+    if (e.world == 1 && !force) return 0;
+    if (e.local_rank >= 0 && !getenv("DEITC_DEVICE")) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", e.local_rank);
+        setenv("DEITC_DEVICE", v, 1);
+    }
+    if (rt_dist_open(&e, dist, err, sizeof err)) return rt_exe_error("data parallel (rank %d of %d, from %s): %s", e.rank, e.world, e.source, err);
     return 0;
 }
 
@@ -42,6 +63,8 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     FILE *metrics = NULL;
     int64_t *perm = NULL, *idx = NULL;
     int rc = 1;
+    rt_dist *dist = NULL;
+    int rank = 0, world = 1;
     /* no output may be one of the inputs (--resume C --checkpoint C continues C: that is the point) */
     char err[1200];
     int resume_is_checkpoint = a->resume && a->checkpoint && rt_same_file(a->resume, a->checkpoint);
@@ -53,21 +76,37 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         rt_exe_error("%s", err);
         goto done;
     }
-    if (a->save && check_writable(a->save)) goto done;
-    if (a->checkpoint && check_writable(a->checkpoint)) goto done;
-    if (a->metrics && check_writable(a->metrics)) goto done;
-    if (rt_exe_load_data(a, p, &ds)) goto done;
+    if (rt_exe_dist_start(&dist, &rank, &world)) goto done;
+    const char *save = rank ? NULL : a->save, *checkpoint = rank ? NULL : a->checkpoint; /* rank 0 writes */
+    if (save && check_writable(save)) goto done;
+    if (checkpoint && check_writable(checkpoint)) goto done;
+    if (a->metrics && !rank && check_writable(a->metrics)) goto done;
+    if (a->synthetic && world > 1) { /* a batch for every rank */
+        if (rt_dataset_synthetic(p, p->batch * world, a->seed, &ds, err, sizeof err)) {
+            rt_exe_error("%s", err);
+            goto done;
+        }
+    } else if (rt_exe_load_data(a, p, &ds)) {
+        goto done;
+    }
+    int64_t shard_n = rt_dist_shard_size(ds.n, world); /* the images one rank sees an epoch */
+    if (world > 1 && shard_n < p->batch) {
+        rt_exe_error("%s: %lld images on %d ranks are %lld a rank, fewer than the per-rank batch %lld",
+                     a->data ? a->data : "synthetic data", (long long)ds.n, world, (long long)shard_n,
+                     (long long)p->batch);
+        goto done;
+    }
     if (ds.n < p->batch) {
         rt_exe_error("%s: the dataset has %lld images, fewer than the batch size %lld this executable was compiled for "
                      "(deitc compile --batch N)",
                      a->data ? a->data : "synthetic data", (long long)ds.n, (long long)p->batch);
         goto done;
     }
-    if (a->metrics && !(metrics = fopen(a->metrics, a->resume ? "a" : "w"))) { /* a resumed run appends */
+    if (a->metrics && !rank && !(metrics = fopen(a->metrics, a->resume ? "a" : "w"))) { /* a resumed run appends */
         rt_exe_error("%s: cannot open for writing: %s", a->metrics, strerror(errno));
         goto done;
     }
-    int64_t per_epoch = ds.n / p->batch;
+    int64_t per_epoch = shard_n / p->batch;
     if (a->has_epochs && a->epochs > MAX_COUNT / per_epoch) {
         rt_exe_error("--epochs %ld: %ld epochs of %lld steps is more steps than can be counted", a->epochs, a->epochs,
                      (long long)per_epoch);
@@ -76,6 +115,10 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     long total = a->has_steps ? a->steps : (long)(a->has_epochs ? a->epochs : 1) * (long)per_epoch;
     long first = 1; /* the first step to run: after the checkpoint's with --resume */
     if (rt_exe_session_open(&s, p, 1) || rt_exe_load_weights(&s, a->init, a->partial_init, a->seed)) goto done;
+    if (dist && rt_dist_attach(dist, s.dev, a->bucket_mb, err, sizeof err)) {
+        rt_exe_error("data parallel (rank %d of %d): %s", rank, world, err);
+        goto done;
+    }
     if (a->resume) {
         long at = 0;
         if (rt_exe_load_checkpoint(&s, a, total, &at)) goto done;
@@ -87,20 +130,40 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         goto done;
     }
     float scaler[RT_SCALER_SLOTS] = {0};
+    if (dist) { /* the ranks agree on what each step is, or none starts */
+        const char *name = p->model_name ? p->model_name : "";
+        uint64_t fp = rt_dist_fingerprint(name, strlen(name), 0);
+        uint64_t v[] = {(uint64_t)p->batch, (uint64_t)p->arena_bytes, (uint64_t)p->num_steps, (uint64_t)ds.n,
+                        (uint64_t)total, (uint64_t)first, a->seed, (uint64_t)a->shuffle};
+        fp = rt_dist_fingerprint(v, sizeof v, fp);
+        if (rt_dist_check_same(dist, "the model, batch, dataset size, steps, resume step, seed or shuffling", fp)) {
+            rt_exe_error("data parallel (rank %d of %d): %s", rank, world, rt_dist_error(dist));
+            goto done;
+        }
+    }
     long log_every = a->log_every ? a->log_every : (total <= 50 ? 1 : total / 25);
     perm = malloc(sizeof(int64_t) * (size_t)ds.n);
-    if (!perm) abort();
-    printf("train: %s on %s, batch %lld, %lld images (%lld steps an epoch), %ld steps, lr %g%s, weight decay %g\n",
-           p->model_name ? p->model_name : "model", s.dev->name, (long long)p->batch, (long long)ds.n,
-           (long long)per_epoch, total, a->lr, a->cosine ? " cosine" : "", a->weight_decay);
+    if (world > 1) idx = malloc(sizeof(int64_t) * (size_t)shard_n); /* this rank's shard of perm */
+    if (!perm || (world > 1 && !idx)) abort();
+    if (rank == 0 && world == 1)
+        printf("train: %s on %s, batch %lld, %lld images (%lld steps an epoch), %ld steps, lr %g%s, weight decay %g\n",
+               p->model_name ? p->model_name : "model", s.dev->name, (long long)p->batch, (long long)ds.n,
+               (long long)per_epoch, total, a->lr, a->cosine ? " cosine" : "", a->weight_decay);
+    else if (rank == 0)
+        printf("train: %s on %d ranks (%s), global batch %lld (%d x %lld), %lld images (%lld steps an epoch), %ld "
+               "steps, lr %g%s, weight decay %g, %d gradient buckets\n",
+               p->model_name ? p->model_name : "model", world, s.dev->name, (long long)p->batch * world, world,
+               (long long)p->batch, (long long)ds.n, (long long)per_epoch, total, a->lr, a->cosine ? " cosine" : "",
+               a->weight_decay, rt_dist_bucket_count(dist));
     fflush(stdout);
     int64_t epoch = -1;
     double t_start = rt_exe_now_s(), images = 0;
     if (first == total + 1 && a->save) { /* a finished run's checkpoint: its weights are the result */
+        rc = 0;
+        if (rank) goto done;
         printf("%s: the checkpoint is at the run's last step (%ld): nothing left to train; writing its weights\n",
                rt_exe_shown(a->resume), total);
-        if (rt_exe_save_weights(&s, a->save, total, 0, a, total, a->save_dtype)) goto done;
-        rc = 0;
+        if (rt_exe_save_weights(&s, a->save, total, 0, a, total, a->save_dtype)) rc = 1;
         goto done;
     }
     if (first > total) {
@@ -108,7 +171,7 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
                      "--steps or --epochs, or --save W to write its weights)", a->resume, first - 1, total);
         goto done;
     }
-    if (a->resume) printf("resuming from %s at step %ld\n", rt_exe_shown(a->resume), first - 1);
+    if (a->resume && !rank) printf("resuming from %s at step %ld\n", rt_exe_shown(a->resume), first - 1);
     for (long step = first; step <= total; step++) {
         int64_t e = (step - 1) / per_epoch, pos = ((step - 1) % per_epoch) * p->batch;
         if (e != epoch) {
@@ -116,19 +179,28 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
             if (a->shuffle) rt_shuffle(perm, ds.n, a->seed, e);
             else
                 for (int64_t i = 0; i < ds.n; i++) perm[i] = i;
+            if (world > 1) rt_dist_shard(perm, ds.n, rank, world, idx);
         }
         double t0 = rt_exe_now_s(), lr = lr_at(a, step, total);
         float loss;
-        if (rt_exe_fill_batch(&s, &ds, perm + pos) || rt_exe_set_opt(&s, lr, a->weight_decay, step) ||
-            run_step(&s, a->use_graph && step > first) || rt_exe_read_f32(&s, s.loss, 1, &loss) ||
+        if (rt_exe_fill_batch(&s, &ds, (world > 1 ? idx : perm) + pos) || rt_exe_set_opt(&s, lr, a->weight_decay, step) ||
+            run_step(&s, a->use_graph && step > first, dist) || rt_exe_read_f32(&s, s.loss, 1, &loss) ||
             (s.scaler && rt_exe_scaler_read(&s, scaler)))
             goto done;
-        double dt = rt_exe_now_s() - t0, ips = (double)p->batch / (dt > 0 ? dt : 1e-9);
-        images += (double)p->batch;
+        if (dist) { /* the global batch's loss: the mean of the ranks' */
+            double sum = loss;
+            if (rt_dist_sum_f64(dist, &sum, 1)) {
+                rt_exe_error("data parallel (rank %d of %d): %s", rank, world, rt_dist_error(dist));
+                goto done;
+            }
+            loss = (float)(sum / world);
+        }
+        double dt = rt_exe_now_s() - t0, ips = (double)p->batch * world / (dt > 0 ? dt : 1e-9);
+        images += (double)p->batch * world;
         if (!isfinite(loss)) { /* the weights that gave it are lost causes: keep what was written */
             rt_exe_error("the loss is %g at step %ld: training diverged (try a smaller --lr); stopped without writing "
-                         "%s%s", loss, step, a->checkpoint ? "over the last checkpoint " : "any weights",
-                         a->checkpoint ? a->checkpoint : "");
+                         "%s%s", loss, step, checkpoint ? "over the last checkpoint " : "any weights",
+                         checkpoint ? checkpoint : "");
             goto done;
         }
         if (metrics) {
@@ -145,22 +217,29 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
                 goto done;
             }
         }
-        if (step == first || step == total || step % log_every == 0) {
+        if (!rank && (step == first || step == total || step % log_every == 0)) {
             printf("step %ld/%ld  loss %.6f  lr %.3g  %.1f images/s", step, total, loss, lr, ips);
             if (s.scaler) rt_exe_scaler_log(stdout, scaler);
             printf("\n");
             fflush(stdout);
         }
-        if (a->checkpoint_every && step % a->checkpoint_every == 0 && step < total &&
-            rt_exe_save_weights(&s, a->checkpoint, step, 1, a, total, RT_F32))
+        if (checkpoint && a->checkpoint_every && step % a->checkpoint_every == 0 && step < total &&
+            rt_exe_save_weights(&s, checkpoint, step, 1, a, total, RT_F32))
             goto done;
     }
     double elapsed = rt_exe_now_s() - t_start;
-    printf("trained %ld steps in %.2f s (%.1f images/s)\n", total - first + 1, elapsed, images / (elapsed > 0 ? elapsed : 1e-9));
-    if (a->checkpoint && rt_exe_save_weights(&s, a->checkpoint, total, 1, a, total, RT_F32)) goto done;
-    if (a->save && rt_exe_save_weights(&s, a->save, total, 0, a, total, a->save_dtype)) goto done;
+    if (!rank)
+        printf("trained %ld steps in %.2f s (%.1f images/s)\n", total - first + 1, elapsed, images / (elapsed > 0 ? elapsed : 1e-9));
+    if (checkpoint && rt_exe_save_weights(&s, checkpoint, total, 1, a, total, RT_F32)) goto done;
+    if (save && rt_exe_save_weights(&s, save, total, 0, a, total, a->save_dtype)) goto done;
+    /* every rank ends with rank 0's files written (or hears that rank 0 failed) */
+    if (dist && rt_dist_barrier(dist)) {
+        rt_exe_error("data parallel (rank %d of %d): %s", rank, world, rt_dist_error(dist));
+        goto done;
+    }
     rc = 0;
 done:
+    rt_dist_close(dist); /* before the device: its hooks and thread use it */
     if (metrics && fclose(metrics) && !rc) rc = rt_exe_error("%s: write failed", a->metrics);
     free(perm);
     free(idx);

@@ -129,6 +129,17 @@ typedef struct {
 typedef void (*rt_emu_kernel_fn)(const unsigned grid[3], const unsigned block[3],
                                  unsigned shared_bytes, void **args);
 
+/* One gradient the data-parallel runtime all-reduces (runtime/dist.c): the grad input of an
+ * ADAMW node or of the clip norm. After steps[ready_step] (-1: before the first step) nothing
+ * writes it again; steps[use_step] is the first to read it (num_steps: none does). The table is
+ * in backward production order: the order buckets fill in. */
+typedef struct {
+    const char *name;         /* the gradient's node name ("grad.blocks.0.attn.qkv.weight") */
+    rt_dtype dtype;
+    uint64_t offset, bytes;   /* arena region */
+    int ready_step, use_step;
+} rt_plan_grad;
+
 typedef struct {
     const char *model_name;
     int64_t batch, img_size, in_chans, num_classes;
@@ -153,6 +164,9 @@ typedef struct {
     /* cuda target: cuBLASLt's workspace, a region of the arena (bytes 0: the runtime allocates
      * its own, as hand-written plans in tests do) */
     uint64_t gemm_workspace_offset, gemm_workspace_bytes;
+    /* data-parallel training: the gradients (0: a plan without them cannot train on several ranks) */
+    int num_grads;
+    const rt_plan_grad *grads;
 } rt_plan;
 
 extern const rt_plan deitc_plan;

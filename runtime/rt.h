@@ -290,6 +290,14 @@ struct rt_device {
     int (*timer_start)(rt_device *d);
     int (*timer_stop)(rt_device *d, double *ms);
     void (*destroy)(rt_device *d);
+    /* data-parallel training (dist.c): rt_device_run calls step_hook(d, i, 0) before step i
+     * (wait for the gradient buckets step i reads; i == num_steps: all the rest) and
+     * step_hook(d, i, 1) after it (start the buckets it completes; i == -1: before the first).
+     * Under CUDA Graph capture what it enqueues is captured too. NULL with one rank. */
+    int (*step_hook)(rt_device *d, int step, int after);
+    void *hook_ctx;
+    void *native_stream;      /* cuda: the CUstream the steps run on (NULL on emu) */
+    uint64_t arena_address;   /* the arena's base: a CUdeviceptr on cuda, a host pointer on emu */
 };
 
 /* A kernel step's arguments as cuLaunchKernel takes them: args[i] points at the i-th value

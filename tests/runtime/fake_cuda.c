@@ -49,7 +49,7 @@ typedef struct {
 } fake_layout;
 
 typedef struct {
-    int kind; /* 0 kernel, 1 memset, 2 matmul */
+    int kind; /* 0 kernel, 1 memset, 2 matmul, 3 NCCL all-reduce (fake_nccl below) */
     fake_func *f;
     unsigned grid[3], block[3], shared;
     uint64_t argv[32];
@@ -63,6 +63,13 @@ typedef struct {
 } op;
 
 static int capturing, capture_broken;
+/* fake_nccl: one rank (the mean over one rank is the rank's own value): calls and bytes counted */
+static int nccl_calls, nccl_captured;
+static long long nccl_bytes;
+static void nccl_run(const op *o) {
+    nccl_calls++;
+    nccl_bytes += (long long)o->bytes;
+}
 static int descs_32f, descs_tf32, heuristics;
 
 EXPORT void fake_cuda_counts(int *f32, int *tf32) {
@@ -328,6 +335,7 @@ EXPORT CUresult cuGraphLaunch(CUgraphExec e, CUstream s) {
         const op *o = &recorded[i];
         if (o->kind == 0) run_kernel(o);
         else if (o->kind == 1) memset((void *)(uintptr_t)o->dst, 0, o->bytes);
+        else if (o->kind == 3) nccl_run(o);
         else if (run_matmul(o)) return CUDA_ERROR_INVALID_VALUE;
     }
     replays++;
@@ -338,6 +346,7 @@ EXPORT CUresult cuGraphExecDestroy(CUgraphExec e) {
     (void)e;
     fprintf(stderr, "fake cuda: %d kernel launches, %d matmuls (%d tf32), %d graph replays\n", launches, matmuls,
             tf32_matmuls, replays);
+    if (nccl_calls) fprintf(stderr, "fake nccl: %d all-reduces (%d captured), %lld bytes\n", nccl_calls, nccl_captured, nccl_bytes);
     free(recorded);
     recorded = NULL;
     nrecorded = caprecorded = 0;
@@ -438,3 +447,41 @@ EXPORT cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t de
     }
     return run_matmul(&o) ? CUBLAS_STATUS_INVALID_VALUE : CUBLAS_STATUS_SUCCESS;
 }
+
+/* ---- fake_nccl: libnccl for one rank (DEITC_NCCL_LIBRARY=this library) ---------------------
+ * Enough of NCCL's API for the runtime's dist_nccl.c with a world of one: the communicator,
+ * group calls, all-reduce (recorded like a launch while capturing, so a graph replay repeats
+ * it), async errors (never). Stream/event calls the comm stream needs are above, as no-ops:
+ * everything here runs in call order on the host. */
+typedef struct { char internal[128]; } fake_nccl_id;
+static int nccl_comm_token, nccl_group;
+EXPORT int ncclGetVersion(int *v) { *v = 22800; return 0; }
+EXPORT int ncclGetUniqueId(fake_nccl_id *id) { memset(id, 7, sizeof *id); return 0; }
+EXPORT int ncclCommInitRank(void **comm, int nranks, fake_nccl_id id, int rank) {
+    (void)id;
+    if (nranks != 1 || rank != 0) return 4; /* ncclInvalidArgument: the fake has one rank */
+    *comm = &nccl_comm_token;
+    return 0;
+}
+EXPORT int ncclCommDestroy(void *comm) { return comm == &nccl_comm_token ? 0 : 4; }
+EXPORT int ncclCommAbort(void *comm) { return comm == &nccl_comm_token ? 0 : 4; }
+EXPORT int ncclCommGetAsyncError(void *comm, int *r) { *r = 0; return comm == &nccl_comm_token ? 0 : 4; }
+EXPORT int ncclGroupStart(void) { nccl_group++; return 0; }
+EXPORT int ncclGroupEnd(void) { return nccl_group-- > 0 ? 0 : 5; }
+EXPORT const char *ncclGetErrorString(int r) { return r ? "fake nccl error" : "no error"; }
+EXPORT int ncclAllReduce(const void *send, void *recv, size_t count, int type, int redop, void *comm, void *stream) {
+    (void)stream;
+    if (comm != &nccl_comm_token || redop != 4 /* ncclAvg */ || (type != 7 && type != 6 && type != 9)) return 4;
+    size_t bytes = count * (type == 7 ? 4 : 2);
+    if (send != recv) memcpy(recv, send, bytes);
+    op o = {.kind = 3, .bytes = bytes};
+    if (capturing) {
+        record(&o);
+        nccl_captured++;
+    } else {
+        nccl_run(&o);
+    }
+    return 0;
+}
+EXPORT CUresult cuStreamWaitEvent(CUstream s, CUevent e, unsigned f) { (void)s, (void)e, (void)f; return CUDA_SUCCESS; }
+EXPORT CUresult cuStreamQuery(CUstream s) { (void)s; return faulted ? CUDA_ERROR_ILLEGAL_ADDRESS : CUDA_SUCCESS; }

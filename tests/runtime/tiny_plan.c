@@ -72,6 +72,12 @@ static const rt_plan_step steps[] = {
      .nargs = 8, .args = adamw_b_args},
 };
 
+/* what data-parallel training averages: dbias (final after step 1), dW (after step 3); AdamW reads them */
+static const rt_plan_grad grads[] = {
+    {"grad.head.bias", RT_F32, OFF_DB, 12, 1, 5},
+    {"grad.head.weight", RT_F32, OFF_DW, 48, 3, 4},
+};
+
 static const char *const kernel_names[] = {"softmax_cross_entropy", "adamw"};
 
 #if !defined(TINY_CUDA) || defined(TINY_FAKE)
@@ -155,6 +161,7 @@ const rt_plan deitc_plan = {
     .num_tensors = sizeof tensors / sizeof tensors[0], .tensors = tensors,
     .num_steps = sizeof steps / sizeof steps[0], .steps = steps,
     .num_kernels = 2, .kernel_names = kernel_names,
+    .num_grads = 2, .grads = grads,
 #ifdef TINY_CUDA
     .ptx = "// dummy PTX: the test machine has no GPU\n", .arch = "sm_90",
 #endif
