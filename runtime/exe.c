@@ -71,7 +71,7 @@ static void usage(FILE *f) {
             "                [--metrics FILE.jsonl]\n"
             "                [--seed S] [--synthetic] [--warmup-steps W] [--schedule cosine|constant]\n"
             "                [--log-every N] [--no-graph] [--checkpoint C.safetensors [--checkpoint-every N]]\n"
-            "                [--resume C.safetensors [--resume-override]]\n"
+            "                [--resume C.safetensors [--resume-override]] [--aug none|light] [--workers N] [--stream]\n"
             "       %s eval --data D [--init W.safetensors [--partial-init]] [--seed S]\n"
             "       %s bench [--steps K] [--warmup W] [--init W.safetensors [--partial-init]] [--no-graph] [--profile]\n"
             "--init must give every weight of the model; with --partial-init the ones it lacks (a new classifier\n"
@@ -80,6 +80,9 @@ static void usage(FILE *f) {
             "D: an ImageFolder directory (a subfolder of .jpg/.jpeg/.png images per class; resized and center-\n"
             "   cropped as timm evaluates, ImageNet mean/std), a .safetensors tensor dataset (images f32 [N,C,H,W],\n"
             "   labels i64 [N]) or a CIFAR-10 .bin.\n"
+            "--aug light: RandomResizedCrop (scale 0.08-1, ratio 3/4-4/3, bicubic) + flip, per (seed, epoch, image).\n"
+            "   An ImageFolder is streamed by --workers threads (default: one a core) with --aug light, --stream, or\n"
+            "   when its pixels exceed DEITC_DATA_CACHE_MB (1024); else decoded once. Same batches either way.\n"
             "--checkpoint writes the weights, the AdamW state and the step (every N steps and at the end); --resume\n"
             "continues such a run from its step (or, at its last step, writes its --save file); a run with other\n"
             "--steps/--epochs, --lr, --weight-decay, schedule, warm-up, shuffling or --seed is refused unless\n"
@@ -124,7 +127,7 @@ static int option_allowed(const char *cmd, const char *opt) {
     } table[] = {
         {"train", " --init --partial-init --data --save --metrics --steps --epochs --lr --weight-decay --seed --warmup-steps"
                   " --save-dtype --schedule --log-every --no-shuffle --synthetic --no-graph -v --verbose --profile"
-                  " --checkpoint --checkpoint-every --resume --resume-override "},
+                  " --checkpoint --checkpoint-every --resume --resume-override --aug --workers --stream "},
         {"eval", " --init --partial-init --data --synthetic --seed --no-graph -v --verbose "},
         {"bench", " --init --partial-init --steps --warmup --seed --no-graph -v --verbose --profile "},
         {"info", " -v --verbose "},
@@ -206,6 +209,14 @@ static int parse_args(int argc, char **argv, exe_args *a) {
                 return 2;
             }
             a->save_dtype = !strcmp(next, "fp16") ? RT_F16 : !strcmp(next, "bf16") ? RT_BF16 : RT_F32;
+        } else if (!strcmp(s, "--workers")) {
+            if (parse_long(s, next, 1, 256, &a->workers)) return 2;
+        } else if (!strcmp(s, "--aug")) {
+            if (!next || (strcmp(next, "none") && strcmp(next, "light"))) {
+                fprintf(stderr, "%s: error: --aug expects none or light, got '%s'\n", rt_exe_prog, next ? next : "");
+                return 2;
+            }
+            a->aug = next;
         } else if (!strcmp(s, "--schedule")) {
             if (!next || (strcmp(next, "cosine") && strcmp(next, "constant"))) {
                 fprintf(stderr, "%s: error: --schedule expects cosine or constant, got '%s'\n", rt_exe_prog,
@@ -222,6 +233,7 @@ static int parse_args(int argc, char **argv, exe_args *a) {
             else if (!strcmp(s, "-v") || !strcmp(s, "--verbose")) a->verbose = 1;
             else if (!strcmp(s, "--profile")) a->profile = 1;
             else if (!strcmp(s, "--resume-override")) a->resume_override = 1;
+            else if (!strcmp(s, "--stream")) a->stream = 1;
             else {
                 fprintf(stderr, "%s: error: unknown option '%s' for '%s'\n", rt_exe_prog, s, a->cmd);
                 usage(stderr);

@@ -22,6 +22,9 @@ typedef struct {
     double lr, weight_decay;
     uint64_t seed;
     rt_dtype save_dtype; /* --save-dtype: what --save writes f32 weights as (RT_F32, RT_F16, RT_BF16) */
+    const char *aug;     /* --aug none|light (NULL: none) */
+    long workers;        /* --workers: the loader's threads (0: one a core) */
+    int stream;          /* --stream: stream an ImageFolder even when it would fit the cache */
 } exe_args;
 
 typedef struct {
@@ -67,6 +70,23 @@ int rt_exe_save_weights(session *s, const char *path, long steps, int with_state
                         rt_dtype dtype);
 /* --resume: the checkpoint's weights and optimizer state, and the step it reached into *step. */
 int rt_exe_load_checkpoint(session *s, const exe_args *a, long total, long *step);
+
+/* ---- exe_data.c ---------------------------------------------------------------------------- */
+
+/* train's streamed ImageFolder (on = 0: the data is loaded whole by rt_exe_load_data) */
+typedef struct {
+    int on;
+    rt_image_list list;
+    rt_sample_source src;
+    rt_transform tf;
+    rt_loader *loader;
+    int64_t *iota; /* 0..batch-1 */
+} exe_stream;
+int rt_exe_default_workers(void);
+int rt_exe_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st); /* decides on */
+int rt_exe_stream_start(exe_stream *st, const exe_args *a, const rt_plan *p, long first_step);
+int rt_exe_stream_batch(session *s, exe_stream *st); /* the next batch, uploaded */
+void rt_exe_stream_free(exe_stream *st);
 
 /* ---- the commands (exe_train.c, exe_eval_bench.c): each returns the exit status --------- */
 

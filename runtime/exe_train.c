@@ -36,6 +36,8 @@ static int check_writable(const char *path) {
 int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     rt_dataset ds;
     memset(&ds, 0, sizeof ds);
+    exe_stream stream;
+    memset(&stream, 0, sizeof stream);
     session s;
     memset(&s, 0, sizeof s);
     FILE *metrics = NULL;
@@ -55,7 +57,9 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     if (a->save && check_writable(a->save)) goto done;
     if (a->checkpoint && check_writable(a->checkpoint)) goto done;
     if (a->metrics && check_writable(a->metrics)) goto done;
-    if (rt_exe_load_data(a, p, &ds)) goto done;
+    if (rt_exe_stream_open(a, p, &stream)) goto done;
+    if (stream.on) ds.n = stream.list.n; /* streamed: nothing held */
+    else if (rt_exe_load_data(a, p, &ds)) goto done;
     if (ds.n < p->batch) {
         rt_exe_error("%s: the dataset has %lld images, fewer than the batch size %lld this executable was compiled for "
                      "(deitc compile --batch N)",
@@ -102,9 +106,10 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         goto done;
     }
     if (a->resume) printf("resuming from %s at step %ld\n", rt_exe_shown(a->resume), first - 1);
+    if (stream.on && rt_exe_stream_start(&stream, a, p, first)) goto done;
     for (long step = first; step <= total; step++) {
         int64_t e = (step - 1) / per_epoch, pos = ((step - 1) % per_epoch) * p->batch;
-        if (e != epoch) {
+        if (e != epoch && !stream.on) {
             epoch = e;
             if (a->shuffle) rt_shuffle(perm, ds.n, a->seed, e);
             else
@@ -112,7 +117,7 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         }
         double t0 = rt_exe_now_s(), lr = lr_at(a, step, total);
         float loss;
-        if (rt_exe_fill_batch(&s, &ds, perm + pos) || rt_exe_set_opt(&s, lr, a->weight_decay, step) ||
+        if ((stream.on ? rt_exe_stream_batch(&s, &stream) : rt_exe_fill_batch(&s, &ds, perm + pos)) || rt_exe_set_opt(&s, lr, a->weight_decay, step) ||
             run_step(&s, a->use_graph && step > first) || rt_exe_read_f32(&s, s.loss, 1, &loss))
             goto done;
         double dt = rt_exe_now_s() - t0, ips = (double)p->batch / (dt > 0 ? dt : 1e-9);
@@ -146,6 +151,7 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     }
     double elapsed = rt_exe_now_s() - t_start;
     printf("trained %ld steps in %.2f s (%.1f images/s)\n", total - first + 1, elapsed, images / (elapsed > 0 ? elapsed : 1e-9));
+    if (stream.on) printf("data: the steps waited %.2f s in all for the loader's workers\n", rt_loader_wait_s(stream.loader));
     if (a->checkpoint && rt_exe_save_weights(&s, a->checkpoint, total, 1, a, total, RT_F32)) goto done;
     if (a->save && rt_exe_save_weights(&s, a->save, total, 0, a, total, a->save_dtype)) goto done;
     rc = 0;
@@ -153,6 +159,7 @@ done:
     if (metrics && fclose(metrics) && !rc) rc = rt_exe_error("%s: write failed", a->metrics);
     free(perm);
     free(idx);
+    rt_exe_stream_free(&stream);
     rt_exe_session_free(&s);
     rt_dataset_free(&ds);
     return rc;

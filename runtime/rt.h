@@ -342,6 +342,35 @@ int rt_dataset_load(const char *path, const rt_plan *p, rt_dataset *ds, char *er
 /* image_folder.c: an ImageFolder directory (class subfolders of .jpg/.jpeg/.png files),
  * decoded in parallel and transformed as timm's eval transform does (resize, center crop). */
 int rt_image_folder_load(const char *dir, const rt_plan *p, rt_dataset *ds, char *err, size_t errsize);
+/* A decoded image: 8-bit RGB, rows of 3*w bytes; full_w x full_h is the image's own size (w x h
+ * is smaller when the JPEG was decoded at 1/2, 1/4 or 1/8 in the DCT domain). */
+typedef struct {
+    unsigned char *rgb;
+    int w, h, full_w, full_h;
+} rt_rgb_image;
+/* How far a JPEG may be shrunk while decoding: pick(ctx, full_w, full_h) returns 1, 2, 4 or 8. */
+typedef struct {
+    int (*pick)(void *ctx, int full_w, int full_h);
+    void *ctx;
+} rt_decode_shrink;
+/* An ImageFolder's listing, nothing decoded: paths[i] has label labels[i]. */
+typedef struct {
+    char **paths;
+    int64_t *labels, n;
+    char **class_names;  /* (classes) sorted folder names */
+    int64_t classes;
+    int crop;            /* the model's image side */
+    float mean[3], std[3]; /* the normalization of its uint8 pixels (ImageNet's) */
+} rt_image_list;
+/* Lists dir and checks it against the plan (3 channels, square, classes <= num_classes). */
+int rt_image_folder_list(const char *dir, const rt_plan *p, rt_image_list *l, char *err, size_t errsize);
+void rt_image_list_free(rt_image_list *l);
+/* Decodes one file (by content; thread-safe; the decoders share one memory budget) into *img
+ * (img->rgb malloc'ed: free it). shrink may be NULL (full size). */
+int rt_image_decode(const char *path, const rt_decode_shrink *shrink, rt_rgb_image *img, char *err, size_t errsize);
+/* timm's eval transform (resize to crop/0.875, center crop) of a full-size image into
+ * out (3, crop, crop) uint8, bit-exact with PIL. -1 only when out of memory. */
+int rt_image_eval_crop(const rt_rgb_image *img, int crop, unsigned char *out);
 /* The model's image shape (C, H, W): its `images` input, else the plan's header fields. */
 void rt_plan_image_shape(const rt_plan *p, int64_t chw[3]);
 /* Image i as c*h*w normalized floats into out. */
@@ -351,6 +380,67 @@ int rt_dataset_synthetic(const rt_plan *p, int64_t n, uint64_t seed, rt_dataset 
 void rt_dataset_free(rt_dataset *ds);
 /* perm[0..n) = a permutation of 0..n-1 determined by (seed, epoch). */
 void rt_shuffle(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch);
+
+/* ---- transform.c: what the loader's workers do to each sample --------------------------- */
+
+/* A transform: rng (the sample's state, rt_sample_rng) + a decoded image -> out (3, size,
+ * size) uint8 CHW. New transforms (RandAugment, ...) add a name to rt_transform_init. */
+typedef struct rt_transform rt_transform;
+struct rt_transform {
+    const char *name; /* "none" (timm's eval resize + center crop), "light" (random resized crop + flip) */
+    int size;         /* the output side */
+    /* 0 ok, -1 out of memory */
+    int (*apply)(const rt_transform *t, uint64_t rng, const rt_rgb_image *img, uint8_t *out);
+    /* optional (NULL: 1): how far a full_w x full_h JPEG may be DCT-shrunk for apply (1, 2, 4, 8) */
+    int (*shrink)(const rt_transform *t, uint64_t rng, int full_w, int full_h);
+    double scale[2], ratio[2]; /* RandomResizedCrop's area fraction and aspect ratio ranges */
+    float flip_p;              /* horizontal flip probability */
+};
+int rt_transform_init(rt_transform *t, const char *name, int size, char *err, size_t errsize);
+/* The RNG state of sample `index` in `epoch` of a run seeded `seed`. */
+uint64_t rt_sample_rng(uint64_t seed, int64_t epoch, int64_t index);
+/* RandomResizedCrop's box (full-image pixels) and flip, as torchvision's get_params samples them. */
+typedef struct {
+    int x, y, w, h, flip;
+} rt_crop_params;
+void rt_rrc_params(const rt_transform *t, uint64_t rng, int full_w, int full_h, rt_crop_params *out);
+/* The box c of img resized to size x size (PIL BICUBIC), flipped if c->flip, into out CHW. */
+int rt_rrc_apply_box(const rt_rgb_image *img, const rt_crop_params *c, int size, uint8_t *out);
+
+/* ---- loader.c: batches decoded and transformed by worker threads ahead of the step ------- */
+
+/* Where samples come from: n of them, labels[i], and decode(i) -> a full (or DCT-shrunk) image. */
+typedef struct {
+    int64_t n;
+    const int64_t *labels;
+    void *ctx;
+    int (*decode)(void *ctx, int64_t i, const rt_decode_shrink *shrink, rt_rgb_image *img, char *err, size_t errsize);
+} rt_sample_source;
+/* The source over an ImageFolder listing (l must outlive the source's use). */
+rt_sample_source rt_image_list_source(const rt_image_list *l);
+
+typedef struct {
+    const rt_sample_source *src;
+    const rt_transform *tf;
+    int64_t batch;    /* images a batch (this rank's) */
+    int workers;      /* decoding threads (>= 1) */
+    int depth;        /* batches in flight (>= 2): the queue's memory is depth * batch images */
+    uint64_t seed;
+    int shuffle;      /* 0: the epoch's order is 0, 1, ..., n-1 */
+    int rank, world;  /* this rank's share of each epoch: perm[rank], perm[rank + world], ... */
+    long first_step;  /* 1-based: the first batch delivered is this step's */
+} rt_loader_config;
+typedef struct rt_loader rt_loader;
+/* Batches per epoch: (n / world) / batch (the tail of the permutation is dropped). */
+int64_t rt_loader_steps_per_epoch(const rt_loader_config *c);
+/* Starts the workers. The epoch order is rt_shuffle(seed, epoch), the same as in-memory data. */
+int rt_loader_open(rt_loader **out, const rt_loader_config *c, char *err, size_t errsize);
+/* The next step's batch: images (batch, 3, size, size) uint8 and labels (batch), valid until
+ * the next call. A sample that failed to decode is an error naming it. */
+int rt_loader_next(rt_loader *L, const uint8_t **images, const int64_t **labels, char *err, size_t errsize);
+/* Seconds rt_loader_next waited for workers, in all. */
+double rt_loader_wait_s(const rt_loader *L);
+void rt_loader_free(rt_loader *L);
 
 /* ---- exe.c -------------------------------------------------------------------------------- */
 

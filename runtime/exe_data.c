@@ -1,0 +1,86 @@
+/* exe_data.c: train's streamed data: an ImageFolder is streamed (loader.c: --workers threads
+ * decode and transform batches ahead of the step) when it is trained with an augmentation
+ * (--aug light), when --stream asks for it, or when its decoded pixels would exceed
+ * DEITC_DATA_CACHE_MB (default 1024 MiB); otherwise it is decoded once at start-up, as
+ * before (exe_session.c), and both give the very same batches for --aug none.
+ * Streaming reports a file that cannot be decoded when the step that needs it comes.
+ */
+#include "runtime/exe_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static long cache_mib(void) {
+    const char *v = getenv("DEITC_DATA_CACHE_MB");
+    char *end;
+    long n = v && *v ? strtol(v, &end, 10) : -1;
+    return v && *v && !*end && n >= 0 ? n : 1024;
+}
+
+int rt_exe_default_workers(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 256 ? 256 : (int)n;
+}
+
+int rt_exe_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st) {
+    memset(st, 0, sizeof *st);
+    struct stat sb;
+    if (a->synthetic || !a->data || stat(a->data, &sb) != 0 || !S_ISDIR(sb.st_mode)) return 0;
+    const char *aug = a->aug ? a->aug : "none";
+    char err[1200];
+    if (strcmp(aug, "none") == 0 && !a->stream) { /* small enough to decode once? */
+        if (rt_image_folder_list(a->data, p, &st->list, err, sizeof err)) return rt_exe_error("%s", err);
+        long long bytes = (long long)st->list.n * 3 * st->list.crop * st->list.crop;
+        rt_image_list_free(&st->list);
+        if (bytes <= (long long)cache_mib() << 20) return 0;
+    }
+    if (rt_image_folder_list(a->data, p, &st->list, err, sizeof err)) return rt_exe_error("%s", err);
+    if (rt_transform_init(&st->tf, aug, st->list.crop, err, sizeof err)) {
+        rt_exe_stream_free(st);
+        return rt_exe_error("%s", err);
+    }
+    st->src = rt_image_list_source(&st->list);
+    st->on = 1;
+    st->iota = malloc(sizeof(int64_t) * (size_t)(p->batch > 0 ? p->batch : 1));
+    if (!st->iota) abort();
+    for (int64_t i = 0; i < p->batch; i++) st->iota[i] = i;
+    return 0;
+}
+
+int rt_exe_stream_start(exe_stream *st, const exe_args *a, const rt_plan *p, long first_step) {
+    rt_loader_config c = {.src = &st->src, .tf = &st->tf, .batch = p->batch,
+                          .workers = a->workers > 0 ? (int)a->workers : rt_exe_default_workers(), .depth = 4,
+                          .seed = a->seed, .shuffle = a->shuffle, .rank = 0, .world = 1, .first_step = first_step};
+    char err[1200];
+    if (rt_loader_open(&st->loader, &c, err, sizeof err)) return rt_exe_error("%s: %s", a->data, err);
+    printf("data: %s: %lld images, %lld classes, streamed by %d workers (--aug %s)\n", rt_exe_shown(a->data),
+           (long long)st->list.n, (long long)st->list.classes, c.workers, st->tf.name);
+    return 0;
+}
+
+int rt_exe_stream_batch(session *s, exe_stream *st) {
+    const uint8_t *images;
+    const int64_t *labels;
+    char err[1200];
+    if (rt_loader_next(st->loader, &images, &labels, err, sizeof err)) return rt_exe_error("%s", err);
+    rt_dataset view; /* the batch as a dataset of `batch` images: the in-memory path's gather */
+    memset(&view, 0, sizeof view);
+    view.n = s->p->batch;
+    view.c = 3;
+    view.h = view.w = st->tf.size;
+    view.images_u8 = (uint8_t *)images; /* read only */
+    view.labels = (int64_t *)labels;
+    memcpy(view.mean, st->list.mean, sizeof view.mean);
+    memcpy(view.std, st->list.std, sizeof view.std);
+    return rt_exe_fill_batch(s, &view, st->iota);
+}
+
+void rt_exe_stream_free(exe_stream *st) {
+    rt_loader_free(st->loader);
+    rt_image_list_free(&st->list);
+    free(st->iota);
+    memset(st, 0, sizeof *st);
+}
