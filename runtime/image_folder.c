@@ -774,6 +774,49 @@ int rt_image_decode(const char *path, const rt_decode_shrink *shrink, rt_rgb_ima
     return rc ? -1 : 0;
 }
 
+int rt_image_decode_mem(const char *name, const unsigned char *buf, size_t size, const rt_decode_shrink *shrink,
+                        rt_rgb_image *img, char *err, size_t errsize) {
+    pthread_once(&stream_budget_once, stream_budget_init);
+    memset(img, 0, sizeof *img);
+    decode_mem mem = {&stream_budget, 0, 0, 0, 0};
+    static const unsigned char png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    int rc;
+    (void)shrink;
+    for (int attempt = 0;; attempt++) {
+        if (!mem.held) {
+            budget_acquire(&stream_budget, (int64_t)size);
+            mem.held = mem.file = (int64_t)size;
+        }
+        if (size >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff) {
+#ifdef DEITC_HAVE_JPEG
+            rc = decode_jpeg(name, buf, size, &mem, shrink, img, err, errsize);
+#else
+            rc = rt_errorf(err, errsize, "%s: this executable was built without JPEG support", name);
+#endif
+        } else if (size >= 8 && memcmp(buf, png_magic, 8) == 0) {
+#ifdef DEITC_HAVE_PNG
+            rc = decode_png(name, buf, size, &mem, img, err, errsize);
+#else
+            rc = rt_errorf(err, errsize, "%s: this executable was built without PNG support", name);
+#endif
+        } else {
+            rc = rt_errorf(err, errsize, "%s: not a JPEG or PNG image (unrecognized first bytes)", name);
+        }
+        if (rc != DECODE_RETRY || attempt) break;
+        int64_t whole = mem.file + mem.need;
+        budget_release(&stream_budget, mem.held);
+        budget_acquire(&stream_budget, whole);
+        mem.held = whole;
+    }
+    budget_release(&stream_budget, mem.held);
+    if (rc) {
+        free(img->rgb);
+        img->rgb = NULL;
+        if (rc == DECODE_RETRY) rt_errorf(err, errsize, "%s: decoded to another size the second time", name);
+    }
+    return rc ? -1 : 0;
+}
+
 int rt_image_eval_crop(const rt_rgb_image *img, int crop, unsigned char *out) {
     return resize_crop(img, (int)floor((double)crop / 0.875), crop, out);
 }

@@ -368,9 +368,15 @@ void rt_image_list_free(rt_image_list *l);
 /* Decodes one file (by content; thread-safe; the decoders share one memory budget) into *img
  * (img->rgb malloc'ed: free it). shrink may be NULL (full size). */
 int rt_image_decode(const char *path, const rt_decode_shrink *shrink, rt_rgb_image *img, char *err, size_t errsize);
+/* The same for an image held in memory (name: for messages). */
+int rt_image_decode_mem(const char *name, const unsigned char *buf, size_t size, const rt_decode_shrink *shrink,
+                        rt_rgb_image *img, char *err, size_t errsize);
 /* timm's eval transform (resize to crop/0.875, center crop) of a full-size image into
  * out (3, crop, crop) uint8, bit-exact with PIL. -1 only when out of memory. */
 int rt_image_eval_crop(const rt_rgb_image *img, int crop, unsigned char *out);
+/* image_encode.c: rgb (h rows of 3*w bytes) as a JPEG of the quality (1-100) into *out (malloc'ed). */
+int rt_jpeg_encode(const uint8_t *rgb, int w, int h, int quality, uint8_t **out, size_t *size, char *err,
+                   size_t errsize);
 /* The model's image shape (C, H, W): its `images` input, else the plan's header fields. */
 void rt_plan_image_shape(const rt_plan *p, int64_t chw[3]);
 /* Image i as c*h*w normalized floats into out. */
@@ -406,6 +412,9 @@ typedef struct {
 void rt_rrc_params(const rt_transform *t, uint64_t rng, int full_w, int full_h, rt_crop_params *out);
 /* The box c of img resized to size x size (PIL BICUBIC), flipped if c->flip, into out CHW. */
 int rt_rrc_apply_box(const rt_rgb_image *img, const rt_crop_params *c, int size, uint8_t *out);
+
+/* img resized to ow x oh (PIL BILINEAR, antialiased) into out, HWC (rows of 3 * ow bytes). */
+int rt_image_resize_bilinear(const rt_rgb_image *img, int ow, int oh, uint8_t *out);
 
 /* ---- loader.c: batches decoded and transformed by worker threads ahead of the step ------- */
 

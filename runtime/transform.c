@@ -73,6 +73,11 @@ void rt_rrc_params(const rt_transform *t, uint64_t rng, int full_w, int full_h, 
 
 #define COEF_FRAC_BITS (32 - 8 - 2)
 
+static double bilinear(double x) { /* support 1 */
+    if (x < 0) x = -x;
+    return x < 1 ? 1 - x : 0;
+}
+
 static double bicubic(double x) { /* a = -0.5, support 2 */
     const double a = -0.5;
     if (x < 0) x = -x;
@@ -83,9 +88,9 @@ static double bicubic(double x) { /* a = -0.5, support 2 */
 
 /* Pillow's precompute_coeffs + normalize_coeffs_8bpc: out_size outputs from the box [b0, b1)
  * of an input of in_size samples (box relative to the input's origin). */
-static int coeffs(int in_size, double b0, double b1, int out_size, int **bounds_out, int32_t **kk_out) {
+static int coeffs(int in_size, double b0, double b1, int out_size, int cubic, int **bounds_out, int32_t **kk_out) {
     double scale = (b1 - b0) / out_size, filterscale = scale < 1.0 ? 1.0 : scale;
-    double support = 2.0 * filterscale;
+    double support = (cubic ? 2.0 : 1.0) * filterscale;
     int ksize = (int)ceil(support) * 2 + 1;
     int *bounds = malloc(sizeof(int) * 2 * (size_t)out_size);
     int32_t *kk = malloc(sizeof(int32_t) * (size_t)ksize * (size_t)out_size);
@@ -104,7 +109,8 @@ static int coeffs(int in_size, double b0, double b1, int out_size, int **bounds_
         xmax -= xmin;
         if (xmax > ksize) xmax = ksize;
         for (int x = 0; x < xmax; x++) {
-            w[x] = bicubic((x + xmin - center + 0.5) * ss);
+            double t = (x + xmin - center + 0.5) * ss;
+            w[x] = cubic ? bicubic(t) : bilinear(t);
             ww += w[x];
         }
         int32_t *k = kk + (size_t)xx * ksize;
@@ -128,16 +134,18 @@ static inline unsigned char clip8(int32_t v) {
 }
 
 /* The rectangle [rx, rx+rw) x [ry, ry+rh) of img, seen as an image of its own, its box
- * [bx0, bx1) x [by0, by1) (relative to the rectangle) resized to size x size with BICUBIC:
- * horizontal pass (rounded to uint8) then vertical, written CHW to out, mirrored if flip. */
+ * [bx0, bx1) x [by0, by1) (relative to the rectangle) resized to ow x oh with BICUBIC (cubic)
+ * or BILINEAR: horizontal pass (rounded to uint8) then vertical, written to out as CHW (chw)
+ * or HWC, mirrored if flip. */
 static int resample_rect(const rt_rgb_image *img, int rx, int ry, int rw, int rh, double bx0, double by0, double bx1,
-                         double by1, int size, int flip, uint8_t *out) {
+                         double by1, int ow, int oh, int cubic, int flip, int chw, uint8_t *out) {
     int *bh = NULL, *bv = NULL, ksh, ksv, rc = -1;
     int32_t *kh = NULL, *kv = NULL;
     unsigned char *tmp = NULL;
-    if ((ksh = coeffs(rw, bx0, bx1, size, &bh, &kh)) < 0 || (ksv = coeffs(rh, by0, by1, size, &bv, &kv)) < 0)
+    int size = ow; /* the horizontal pass's row length */
+    if ((ksh = coeffs(rw, bx0, bx1, ow, cubic, &bh, &kh)) < 0 || (ksv = coeffs(rh, by0, by1, oh, cubic, &bv, &kv)) < 0)
         goto done;
-    int row0 = bv[0], nrows = bv[2 * (size - 1)] + bv[2 * (size - 1) + 1] - row0;
+    int row0 = bv[0], nrows = bv[2 * (oh - 1)] + bv[2 * (oh - 1) + 1] - row0;
     if (nrows < 1) nrows = 1;
     tmp = malloc((size_t)nrows * size * 3);
     if (!tmp) goto done;
@@ -161,8 +169,8 @@ static int resample_rect(const rt_rgb_image *img, int rx, int ry, int rw, int rh
             dst[3 * x + 2] = clip8(s2);
         }
     }
-    size_t plane = (size_t)size * size;
-    for (int y = 0; y < size; y++) {
+    size_t plane = (size_t)ow * oh;
+    for (int y = 0; y < oh; y++) {
         int ymin = bv[2 * y] - row0, yn = bv[2 * y + 1];
         const int32_t *k = kv + (size_t)y * ksv;
         for (int x = 0; x < size; x++) {
@@ -173,10 +181,16 @@ static int resample_rect(const rt_rgb_image *img, int rx, int ry, int rw, int rh
                 s1 += p[1] * k[j];
                 s2 += p[2] * k[j];
             }
-            size_t o = (size_t)y * size + (size_t)(flip ? size - 1 - x : x);
-            out[o] = clip8(s0);
-            out[plane + o] = clip8(s1);
-            out[2 * plane + o] = clip8(s2);
+            size_t o = (size_t)y * ow + (size_t)(flip ? ow - 1 - x : x);
+            if (chw) {
+                out[o] = clip8(s0);
+                out[plane + o] = clip8(s1);
+                out[2 * plane + o] = clip8(s2);
+            } else {
+                out[3 * o] = clip8(s0);
+                out[3 * o + 1] = clip8(s1);
+                out[3 * o + 2] = clip8(s2);
+            }
         }
     }
     rc = 0;
@@ -191,7 +205,7 @@ done:
 
 int rt_rrc_apply_box(const rt_rgb_image *img, const rt_crop_params *c, int size, uint8_t *out) {
     if (img->w == img->full_w && img->h == img->full_h) /* PIL: crop(box).resize(size, BICUBIC) */
-        return resample_rect(img, c->x, c->y, c->w, c->h, 0, 0, c->w, c->h, size, c->flip, out);
+        return resample_rect(img, c->x, c->y, c->w, c->h, 0, 0, c->w, c->h, size, size, 1, c->flip, 1, out);
     /* decoded smaller: the box in the small image's pixels, the rectangle its covering pixels */
     double sx = (double)img->w / img->full_w, sy = (double)img->h / img->full_h;
     double x0 = c->x * sx, y0 = c->y * sy, x1 = (c->x + c->w) * sx, y1 = (c->y + c->h) * sy;
@@ -200,7 +214,12 @@ int rt_rrc_apply_box(const rt_rgb_image *img, const rt_crop_params *c, int size,
     if (ry1 > img->h) ry1 = img->h;
     if (rx1 <= rx) rx1 = rx + 1;
     if (ry1 <= ry) ry1 = ry + 1;
-    return resample_rect(img, rx, ry, rx1 - rx, ry1 - ry, x0 - rx, y0 - ry, x1 - rx, y1 - ry, size, c->flip, out);
+    return resample_rect(img, rx, ry, rx1 - rx, ry1 - ry, x0 - rx, y0 - ry, x1 - rx, y1 - ry, size, size, 1, c->flip, 1,
+                         out);
+}
+
+int rt_image_resize_bilinear(const rt_rgb_image *img, int ow, int oh, uint8_t *out) {
+    return resample_rect(img, 0, 0, img->w, img->h, 0, 0, img->w, img->h, ow, oh, 0, 0, 0, out);
 }
 
 static int light_apply(const rt_transform *t, uint64_t rng, const rt_rgb_image *img, uint8_t *out) {
