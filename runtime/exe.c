@@ -77,6 +77,7 @@ static void usage(FILE *f) {
             "--init must give every weight of the model; with --partial-init the ones it lacks (a new classifier\n"
             "   head, for fine-tuning: also one of another number of classes) keep the model's own values.\n"
             "       %s info [-v]\n"
+            "       %s pack DIR -o OUT.dpk [--max-side S] [--jpeg-quality Q | --raw] [--workers N]\n"
             "D: an ImageFolder directory (a subfolder of .jpg/.jpeg/.png images per class; resized and center-\n"
             "   cropped as timm evaluates, ImageNet mean/std), a .safetensors tensor dataset (images f32 [N,C,H,W],\n"
             "   labels i64 [N]) or a CIFAR-10 .bin.\n"
@@ -90,7 +91,7 @@ static void usage(FILE *f) {
             "with a NaN or infinity. Each option may be given once; numbers are decimal.\n"
             "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH=0|1, DEITC_DEVICE, DEITC_CUDA_SYNC=0|1 (cuda).\n"
             "TF32 products are a compile option (deitc compile --precision tf32), not an environment variable.\n",
-            rt_exe_prog, rt_exe_prog, rt_exe_prog, rt_exe_prog);
+            rt_exe_prog, rt_exe_prog, rt_exe_prog, rt_exe_prog, rt_exe_prog);
 }
 
 /* ---- arguments ----------------------------------------------------------------------------- */
@@ -303,6 +304,7 @@ int rt_main(const rt_plan *p, int argc, char **argv) {
             usage(stdout); /* EXE --help, EXE train --help */
             return stdout_checked(0);
         }
+    if (!strcmp(argv[1], "pack")) return rt_exe_cmd_pack(argc, argv); /* exe_data.c: its own options */
     exe_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc;

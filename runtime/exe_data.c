@@ -4,6 +4,8 @@
  * DEITC_DATA_CACHE_MB (default 1024 MiB); otherwise it is decoded once at start-up, as
  * before (exe_session.c), and both give the very same batches for --aug none.
  * Streaming reports a file that cannot be decoded when the step that needs it comes.
+ * A packed .dpk (pack.c) is always streamed, in a quasi-random order (windows of the file).
+ * Also `EXE pack` (rt_exe_cmd_pack).
  */
 #include "runtime/exe_internal.h"
 
@@ -25,9 +27,43 @@ int rt_exe_default_workers(void) {
     return n < 1 ? 1 : n > 256 ? 256 : (int)n;
 }
 
+/* A .dpk is always streamed, in windows of this many samples (quasi-random order). */
+#define DPK_WINDOW 1024
+
+static int open_dpk(const exe_args *a, const rt_plan *p, exe_stream *st) {
+    char err[1200];
+    int size;
+    if (rt_plan_rgb_side(a->data, p, &size, err, sizeof err) || rt_dpk_open(a->data, &st->dpk, err, sizeof err))
+        return rt_exe_error("%s", err);
+    st->is_dpk = 1;
+    if ((int64_t)st->dpk.classes > p->num_classes) {
+        rt_exe_error("%s: %llu classes but the model has %lld classes (num_classes)", a->data,
+                     (unsigned long long)st->dpk.classes, (long long)p->num_classes);
+        rt_exe_stream_free(st);
+        return 1;
+    }
+    if (rt_transform_init(&st->tf, a->aug ? a->aug : "none", size, err, sizeof err)) {
+        rt_exe_stream_free(st);
+        return rt_exe_error("%s", err);
+    }
+    static const float mean[3] = {0.485f, 0.456f, 0.406f}, stdv[3] = {0.229f, 0.224f, 0.225f};
+    memcpy(st->list.mean, mean, sizeof mean);
+    memcpy(st->list.std, stdv, sizeof stdv);
+    st->list.n = (int64_t)st->dpk.n;
+    st->list.classes = (int64_t)st->dpk.classes;
+    st->src = rt_dpk_source(&st->dpk);
+    st->on = 1;
+    st->iota = malloc(sizeof(int64_t) * (size_t)(p->batch > 0 ? p->batch : 1));
+    if (!st->iota) abort();
+    for (int64_t i = 0; i < p->batch; i++) st->iota[i] = i;
+    return 0;
+}
+
 int rt_exe_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st) {
     memset(st, 0, sizeof *st);
     struct stat sb;
+    size_t len = a->data ? strlen(a->data) : 0;
+    if (!a->synthetic && len >= 4 && !strcmp(a->data + len - 4, ".dpk")) return open_dpk(a, p, st);
     if (a->synthetic || !a->data || stat(a->data, &sb) != 0 || !S_ISDIR(sb.st_mode)) return 0;
     const char *aug = a->aug ? a->aug : "none";
     char err[1200];
@@ -53,7 +89,8 @@ int rt_exe_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st) {
 int rt_exe_stream_start(exe_stream *st, const exe_args *a, const rt_plan *p, long first_step) {
     rt_loader_config c = {.src = &st->src, .tf = &st->tf, .batch = p->batch,
                           .workers = a->workers > 0 ? (int)a->workers : rt_exe_default_workers(), .depth = 4,
-                          .seed = a->seed, .shuffle = a->shuffle, .rank = 0, .world = 1, .first_step = first_step};
+                          .seed = a->seed, .shuffle = a->shuffle, .window = st->is_dpk ? DPK_WINDOW : 0,
+                          .rank = 0, .world = 1, .first_step = first_step};
     char err[1200];
     if (rt_loader_open(&st->loader, &c, err, sizeof err)) return rt_exe_error("%s: %s", a->data, err);
     printf("data: %s: %lld images, %lld classes, streamed by %d workers (--aug %s)\n", rt_exe_shown(a->data),
@@ -80,7 +117,52 @@ int rt_exe_stream_batch(session *s, exe_stream *st) {
 
 void rt_exe_stream_free(exe_stream *st) {
     rt_loader_free(st->loader);
+    if (st->is_dpk) {
+        rt_dpk_close(&st->dpk);
+        memset(&st->list, 0, sizeof st->list); /* only counts were set */
+    }
     rt_image_list_free(&st->list);
     free(st->iota);
     memset(st, 0, sizeof *st);
+}
+
+/* EXE pack DIR -o OUT.dpk [--max-side S] [--jpeg-quality Q | --raw] [--workers N] */
+int rt_exe_cmd_pack(int argc, char **argv) {
+    const char *dir = NULL, *out = NULL;
+    long max_side = 256, quality = 90, workers = rt_exe_default_workers();
+    int raw = 0, has_quality = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *s = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
+        long *num = !strcmp(s, "--max-side") ? &max_side : !strcmp(s, "--jpeg-quality") ? &quality
+                  : !strcmp(s, "--workers") ? &workers : NULL;
+        if (!strcmp(s, "-o")) {
+            if (!next) return rt_exe_error("-o needs a file name"), 2;
+            out = next;
+            i++;
+        } else if (num) {
+            long lo = 1, hi = num == &quality ? 100 : num == &workers ? 256 : 16384;
+            char *end;
+            long v = next && *next ? strtol(next, &end, 10) : 0;
+            if (!next || !*next || *end || v < lo || v > hi)
+                return rt_exe_error("%s expects a decimal integer from %ld to %ld, got '%s'", s, lo, hi,
+                                    next ? next : ""), 2;
+            *num = v;
+            if (num == &quality) has_quality = 1;
+            i++;
+        } else if (!strcmp(s, "--raw")) {
+            raw = 1;
+        } else if (s[0] != '-' && !dir) {
+            dir = s;
+        } else {
+            return rt_exe_error("pack: unexpected argument '%s' (usage: pack DIR -o OUT.dpk [--max-side S] "
+                                "[--jpeg-quality Q | --raw] [--workers N])", s), 2;
+        }
+    }
+    if (!dir || !out) return rt_exe_error("usage: pack DIR -o OUT.dpk [--max-side S] [--jpeg-quality Q | --raw] "
+                                          "[--workers N]"), 2;
+    if (raw && has_quality) return rt_exe_error("pack: --raw and --jpeg-quality exclude each other"), 2;
+    char err[1200];
+    if (rt_dpk_pack(dir, out, (int)max_side, (int)quality, raw, (int)workers, err, sizeof err))
+        return rt_exe_error("%s", err);
+    return 0;
 }

@@ -75,8 +75,9 @@ int rt_exe_load_checkpoint(session *s, const exe_args *a, long total, long *step
 
 /* train's streamed ImageFolder (on = 0: the data is loaded whole by rt_exe_load_data) */
 typedef struct {
-    int on;
-    rt_image_list list;
+    int on, is_dpk;
+    rt_image_list list; /* the folder's (for a .dpk: only n, classes, mean and std) */
+    rt_dpk dpk;
     rt_sample_source src;
     rt_transform tf;
     rt_loader *loader;
@@ -87,6 +88,7 @@ int rt_exe_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st); /* 
 int rt_exe_stream_start(exe_stream *st, const exe_args *a, const rt_plan *p, long first_step);
 int rt_exe_stream_batch(session *s, exe_stream *st); /* the next batch, uploaded */
 void rt_exe_stream_free(exe_stream *st);
+int rt_exe_cmd_pack(int argc, char **argv); /* EXE pack DIR -o OUT.dpk ...: the exit status */
 
 /* ---- the commands (exe_train.c, exe_eval_bench.c): each returns the exit status --------- */
 

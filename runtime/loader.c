@@ -92,7 +92,7 @@ static void *worker(void *arg) {
         int64_t step = (int64_t)(c->first_step - 1) + b, epoch = step / L->per_epoch;
         int64_t pos = (step % L->per_epoch) * c->batch + j;
         if (epoch != L->perm_epoch) { /* claims are in order: no claim still needs the old one */
-            if (c->shuffle) rt_shuffle(L->perm, c->src->n, c->seed, epoch);
+            if (c->shuffle) rt_shuffle_windowed(L->perm, c->src->n, c->window, c->seed, epoch);
             else
                 for (int64_t i = 0; i < c->src->n; i++) L->perm[i] = i;
             L->perm_epoch = epoch;

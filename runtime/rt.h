@@ -436,6 +436,7 @@ typedef struct {
     int depth;        /* batches in flight (>= 2): the queue's memory is depth * batch images */
     uint64_t seed;
     int shuffle;      /* 0: the epoch's order is 0, 1, ..., n-1 */
+    int64_t window;   /* > 0: rt_shuffle_windowed's quasi-random order (a .dpk); 0: rt_shuffle */
     int rank, world;  /* this rank's share of each epoch: perm[rank], perm[rank + world], ... */
     long first_step;  /* 1-based: the first batch delivered is this step's */
 } rt_loader_config;
@@ -450,6 +451,45 @@ int rt_loader_next(rt_loader *L, const uint8_t **images, const int64_t **labels,
 /* Seconds rt_loader_next waited for workers, in all. */
 double rt_loader_wait_s(const rt_loader *L);
 void rt_loader_free(rt_loader *L);
+
+/* ---- pack.c: the packed dataset (.dpk), written once, mmap'ed by the executables --------- */
+
+enum { RT_DPK_JPEG = 1, RT_DPK_RAW = 2 };
+typedef struct {
+    const char *path;
+    const unsigned char *map; /* the whole file */
+    uint64_t size, n, classes, samples_end;
+    const unsigned char *index; /* n entries */
+    int kind, max_side;
+    int64_t *labels;     /* (n) */
+    char **class_names;  /* (classes) */
+} rt_dpk;
+typedef struct {
+    uint64_t offset, size;
+    int w, h;
+    int64_t source; /* its place in the packed folder's sorted listing */
+    uint32_t crc;
+    const unsigned char *bytes;
+} rt_dpk_sample;
+/* Maps and checks a .dpk: header, version, trailer, index checksum, every entry's bounds. */
+int rt_dpk_open(const char *path, rt_dpk *d, char *err, size_t errsize);
+void rt_dpk_close(rt_dpk *d);
+void rt_dpk_entry(const rt_dpk *d, int64_t i, rt_dpk_sample *s);
+/* Sample i (its checksum checked) decoded: raw copied, JPEG decoded (shrink as allowed). */
+int rt_dpk_decode(const rt_dpk *d, int64_t i, const rt_decode_shrink *shrink, rt_rgb_image *img, char *err,
+                  size_t errsize);
+rt_sample_source rt_dpk_source(const rt_dpk *d);
+/* Packs the ImageFolder dir into out (atomically): shorter sides capped at max_side, raw or
+ * JPEG of the quality, by `workers` threads. */
+int rt_dpk_pack(const char *dir, const char *out, int max_side, int quality, int raw, int workers, char *err,
+                size_t errsize);
+/* rt_shuffle for a packed file: the windows of `window` consecutive samples in a random order,
+ * the samples of each window shuffled (reads stay within a window at a time). */
+void rt_shuffle_windowed(int64_t *perm, int64_t n, int64_t window, uint64_t seed, int64_t epoch);
+/* A .dpk as an in-memory dataset (eval): every sample through the eval transform. */
+int rt_dpk_load(const char *path, const rt_plan *p, rt_dataset *ds, char *err, size_t errsize);
+/* The plan's checks for streamed images: 3 channels, square; *size its side. */
+int rt_plan_rgb_side(const char *what, const rt_plan *p, int *size, char *err, size_t errsize);
 
 /* ---- exe.c -------------------------------------------------------------------------------- */
 
