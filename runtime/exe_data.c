@@ -86,23 +86,41 @@ int rt_exe_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st) {
     return 0;
 }
 
-int rt_exe_stream_start(exe_stream *st, const exe_args *a, const rt_plan *p, long first_step) {
+/* The workers also normalize (float slots) when the model takes f32 images and 4 such batches
+ * fit in this much memory; else they hand over uint8 and the step's thread normalizes. */
+#define FLOAT_SLOTS_MAX (512ll << 20)
+
+int rt_exe_stream_start(exe_stream *st, const session *s, const exe_args *a, const rt_plan *p, long first_step) {
+    st->f32 = s->images->dtype == RT_F32 && 4 * p->batch * s->image_numel * (long long)sizeof(float) <= FLOAT_SLOTS_MAX;
     rt_loader_config c = {.src = &st->src, .tf = &st->tf, .batch = p->batch,
                           .workers = a->workers > 0 ? (int)a->workers : rt_exe_default_workers(), .depth = 4,
                           .seed = a->seed, .shuffle = a->shuffle, .window = st->is_dpk ? DPK_WINDOW : 0,
-                          .rank = 0, .world = 1, .first_step = first_step};
+                          .rank = 0, .world = 1, .first_step = first_step,
+                          .mean = st->f32 ? st->list.mean : NULL, .std = st->f32 ? st->list.std : NULL};
     char err[1200];
     if (rt_loader_open(&st->loader, &c, err, sizeof err)) return rt_exe_error("%s: %s", a->data, err);
-    printf("data: %s: %lld images, %lld classes, streamed by %d workers (--aug %s)\n", rt_exe_shown(a->data),
-           (long long)st->list.n, (long long)st->list.classes, c.workers, st->tf.name);
+    printf("data: %s: %lld images, %lld classes, streamed by %d workers (--aug %s%s)\n", rt_exe_shown(a->data),
+           (long long)st->list.n, (long long)st->list.classes, c.workers, st->tf.name,
+           st->f32 ? ", normalized by the workers" : "");
     return 0;
 }
 
 int rt_exe_stream_batch(session *s, exe_stream *st) {
-    const uint8_t *images;
+    const void *images;
     const int64_t *labels;
     char err[1200];
     if (rt_loader_next(st->loader, &images, &labels, err, sizeof err)) return rt_exe_error("%s", err);
+    const rt_plan *p = s->p;
+    if (st->f32) { /* already the images tensor's bytes: only the labels are converted */
+        for (int64_t i = 0; i < p->batch; i++) {
+            if (s->labels->dtype == RT_I64) ((int64_t *)s->label_stage)[i] = labels[i];
+            else ((int32_t *)s->label_stage)[i] = (int32_t)labels[i];
+        }
+        if (s->dev->upload(s->dev, s->images->offset, images, (uint64_t)(p->batch * s->image_numel) * sizeof(float)) ||
+            s->dev->upload(s->dev, s->labels->offset, s->label_stage, (uint64_t)p->batch * rt_dtype_size(s->labels->dtype)))
+            return rt_exe_error("%s", s->dev->err);
+        return 0;
+    }
     rt_dataset view; /* the batch as a dataset of `batch` images: the in-memory path's gather */
     memset(&view, 0, sizeof view);
     view.n = s->p->batch;
@@ -164,5 +182,11 @@ int rt_exe_cmd_pack(int argc, char **argv) {
     char err[1200];
     if (rt_dpk_pack(dir, out, (int)max_side, (int)quality, raw, (int)workers, err, sizeof err))
         return rt_exe_error("%s", err);
+    rt_dpk d; /* what was written, read back as train will */
+    if (rt_dpk_open(out, &d, err, sizeof err)) return rt_exe_error("%s", err);
+    printf("packed %llu images of %llu classes from %s into %s (%s, shorter side at most %ld): %.1f MB\n",
+           (unsigned long long)d.n, (unsigned long long)d.classes, rt_exe_shown(dir), out, raw ? "raw RGB" : "JPEG",
+           max_side, (double)d.size / 1e6);
+    rt_dpk_close(&d);
     return 0;
 }

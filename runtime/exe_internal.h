@@ -75,7 +75,7 @@ int rt_exe_load_checkpoint(session *s, const exe_args *a, long total, long *step
 
 /* train's streamed ImageFolder (on = 0: the data is loaded whole by rt_exe_load_data) */
 typedef struct {
-    int on, is_dpk;
+    int on, is_dpk, f32; /* f32: the workers normalize into the f32 images tensor's layout */
     rt_image_list list; /* the folder's (for a .dpk: only n, classes, mean and std) */
     rt_dpk dpk;
     rt_sample_source src;
@@ -85,7 +85,7 @@ typedef struct {
 } exe_stream;
 int rt_exe_default_workers(void);
 int rt_exe_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st); /* decides on */
-int rt_exe_stream_start(exe_stream *st, const exe_args *a, const rt_plan *p, long first_step);
+int rt_exe_stream_start(exe_stream *st, const session *s, const exe_args *a, const rt_plan *p, long first_step);
 int rt_exe_stream_batch(session *s, exe_stream *st); /* the next batch, uploaded */
 void rt_exe_stream_free(exe_stream *st);
 int rt_exe_cmd_pack(int argc, char **argv); /* EXE pack DIR -o OUT.dpk ...: the exit status */

@@ -106,7 +106,7 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         goto done;
     }
     if (a->resume) printf("resuming from %s at step %ld\n", rt_exe_shown(a->resume), first - 1);
-    if (stream.on && rt_exe_stream_start(&stream, a, p, first)) goto done;
+    if (stream.on && rt_exe_stream_start(&stream, &s, a, p, first)) goto done;
     for (long step = first; step <= total; step++) {
         int64_t e = (step - 1) / per_epoch, pos = ((step - 1) % per_epoch) * p->batch;
         if (e != epoch && !stream.on) {

@@ -24,8 +24,9 @@
 
 struct rt_loader {
     rt_loader_config c;
-    int64_t per_epoch, sample_bytes; /* batches an epoch; 3 * size * size */
-    uint8_t *slots;                  /* (depth, batch, 3, size, size) */
+    int64_t per_epoch, sample_bytes; /* batches an epoch; 3 * size * size (x 4 as float) */
+    uint8_t *slots;                  /* (depth, batch, 3, size, size) uint8 or float */
+    float table[3][256];             /* with mean/std: each byte's normalized value per channel */
     int64_t *labels;                 /* (depth, batch) */
     int64_t *done;                   /* (depth) items finished in each slot */
     int64_t *perm, perm_epoch;       /* the permutation of perm_epoch (-1: none yet) */
@@ -80,6 +81,18 @@ static void *worker(void *arg) {
     rt_loader *L = arg;
     const rt_loader_config *c = &L->c;
     char err[1200];
+    int64_t plane = (int64_t)c->tf->size * c->tf->size;
+    uint8_t *u8 = c->mean ? malloc((size_t)(3 * plane)) : NULL; /* the transform's output, to normalize */
+    if (c->mean && !u8) {
+        pthread_mutex_lock(&L->lock);
+        if (L->failed_item < 0) { /* stands for the next item: nothing is claimed after it */
+            L->failed_item = L->next_item;
+            snprintf(L->failed_msg, sizeof L->failed_msg, "data loader: out of memory");
+        }
+        pthread_cond_broadcast(&L->ready);
+        pthread_mutex_unlock(&L->lock);
+        return NULL;
+    }
     for (;;) {
         pthread_mutex_lock(&L->lock);
         while (!L->stop && L->failed_item < 0 && L->next_item / c->batch >= L->released + c->depth)
@@ -106,9 +119,14 @@ static void *worker(void *arg) {
         rt_decode_shrink shrink = {pick_shrink, &sc};
         rt_rgb_image img;
         int rc = c->src->decode(c->src->ctx, sample, &shrink, &img, err, sizeof err);
-        if (!rc && c->tf->apply(c->tf, sc.rng, &img, out)) rc = rt_errorf(err, sizeof err, "out of memory while "
-                                                                          "transforming sample %lld", (long long)sample);
+        if (!rc && c->tf->apply(c->tf, sc.rng, &img, u8 ? u8 : out))
+            rc = rt_errorf(err, sizeof err, "out of memory while transforming sample %lld", (long long)sample);
         if (!rc) free(img.rgb);
+        if (!rc && u8) {
+            float *f = (float *)out;
+            for (int ch = 0; ch < 3; ch++)
+                for (int64_t q = 0; q < plane; q++) f[ch * plane + q] = L->table[ch][u8[ch * plane + q]];
+        }
         L->labels[slot * c->batch + j] = c->src->labels[sample];
 
         pthread_mutex_lock(&L->lock);
@@ -121,6 +139,7 @@ static void *worker(void *arg) {
         pthread_cond_broadcast(&L->space); /* a failure wakes the waiting workers: they stop */
         pthread_mutex_unlock(&L->lock);
     }
+    free(u8);
     return NULL;
 }
 
@@ -146,7 +165,10 @@ int rt_loader_open(rt_loader **out, const rt_loader_config *cfg, char *err, size
         return rt_errorf(err, errsize, "data loader: %lld samples make no batch of %lld%s", (long long)n,
                          (long long)cfg->batch, cfg->world > 1 ? " on every rank" : "");
     }
-    L->sample_bytes = 3 * (int64_t)c->tf->size * c->tf->size;
+    L->sample_bytes = 3 * (int64_t)c->tf->size * c->tf->size * (c->mean ? (int64_t)sizeof(float) : 1);
+    if (c->mean)
+        for (int ch = 0; ch < 3; ch++) /* rt_dataset_image's arithmetic, so the bytes are the same */
+            for (int v = 0; v < 256; v++) L->table[ch][v] = ((float)v / 255.0f - c->mean[ch]) / c->std[ch];
     L->slots = malloc((size_t)(c->depth * c->batch * L->sample_bytes));
     L->labels = calloc((size_t)(c->depth * c->batch), sizeof(int64_t));
     L->done = calloc((size_t)c->depth, sizeof(int64_t));
@@ -174,7 +196,7 @@ int rt_loader_open(rt_loader **out, const rt_loader_config *cfg, char *err, size
     return 0;
 }
 
-int rt_loader_next(rt_loader *L, const uint8_t **images, const int64_t **labels, char *err, size_t errsize) {
+int rt_loader_next(rt_loader *L, const void **images, const int64_t **labels, char *err, size_t errsize) {
     const rt_loader_config *c = &L->c;
     double t0 = now_s();
     pthread_mutex_lock(&L->lock);

@@ -400,9 +400,6 @@ int rt_dpk_pack(const char *dir, const char *out, int max_side, int quality, int
     fwrite(tail, 1, sizeof tail, o.f);
     opened = 0;
     if (rt_output_commit(&o, err, errsize)) goto done;
-    printf("packed %lld images of %lld classes from %s into %s (%s, shorter side at most %d): %.1f MB\n",
-           (long long)list.n, (long long)list.classes, dir, out, raw ? "raw RGB" : "JPEG", max_side,
-           (double)(off + index.len + DPK_TRAILER) / 1e6);
     rc = 0;
 done:
     if (opened) rt_output_abort(&o);
@@ -459,7 +456,7 @@ int rt_dpk_load(const char *path, const rt_plan *p, rt_dataset *ds, char *err, s
     }
     if (rt_loader_open(&L, &c, err, errsize)) goto done;
     for (uint64_t i = 0; i < d.n; i++) {
-        const uint8_t *img;
+        const void *img;
         const int64_t *label;
         if (rt_loader_next(L, &img, &label, err, errsize)) goto done;
         memcpy(ds->images_u8 + i * per, img, per);

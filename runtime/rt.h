@@ -439,15 +439,17 @@ typedef struct {
     int64_t window;   /* > 0: rt_shuffle_windowed's quasi-random order (a .dpk); 0: rt_shuffle */
     int rank, world;  /* this rank's share of each epoch: perm[rank], perm[rank + world], ... */
     long first_step;  /* 1-based: the first batch delivered is this step's */
+    const float *mean, *std; /* (3) given: the workers also normalize, batches are float
+                              * ((x / 255 - mean) / std, rt_dataset_image's values); NULL: uint8 */
 } rt_loader_config;
 typedef struct rt_loader rt_loader;
 /* Batches per epoch: (n / world) / batch (the tail of the permutation is dropped). */
 int64_t rt_loader_steps_per_epoch(const rt_loader_config *c);
 /* Starts the workers. The epoch order is rt_shuffle(seed, epoch), the same as in-memory data. */
 int rt_loader_open(rt_loader **out, const rt_loader_config *c, char *err, size_t errsize);
-/* The next step's batch: images (batch, 3, size, size) uint8 and labels (batch), valid until
- * the next call. A sample that failed to decode is an error naming it. */
-int rt_loader_next(rt_loader *L, const uint8_t **images, const int64_t **labels, char *err, size_t errsize);
+/* The next step's batch: images (batch, 3, size, size) uint8 (float with mean/std) and labels
+ * (batch), valid until the next call. A sample that failed to decode is an error naming it. */
+int rt_loader_next(rt_loader *L, const void **images, const int64_t **labels, char *err, size_t errsize);
 /* Seconds rt_loader_next waited for workers, in all. */
 double rt_loader_wait_s(const rt_loader *L);
 void rt_loader_free(rt_loader *L);

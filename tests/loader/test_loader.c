@@ -51,7 +51,7 @@ static uint8_t *run_loader(const rt_sample_source *src, const rt_transform *tf, 
     uint8_t *all = malloc(per * 4 * (size_t)steps);
     int64_t *labels = malloc(sizeof(int64_t) * 4 * (size_t)steps);
     for (int s = 0; s < steps; s++) {
-        const uint8_t *img;
+        const void *img;
         const int64_t *lb;
         if (rt_loader_next(L, &img, &lb, err, sizeof err)) {
             CHECK_MSG(0, "%s", err);
@@ -143,7 +143,7 @@ static void test_stream_error(const char *dir) {
         rt_loader_config c = {.src = &s, .tf = &none, .batch = 4, .workers = workers, .depth = 2, .seed = 0,
                               .shuffle = 0, .world = 1, .first_step = 1};
         rt_loader *L;
-        const uint8_t *img;
+        const void *img;
         const int64_t *lb;
         if (rt_loader_open(&L, &c, err, sizeof err)) {
             CHECK_MSG(0, "%s", err);
