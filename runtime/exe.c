@@ -74,6 +74,7 @@ static void usage(FILE *f) {
             "                [--resume C.safetensors [--resume-override]] [--aug none|light] [--workers N] [--stream]\n"
             "       %s eval --data D [--init W.safetensors [--partial-init]] [--seed S]\n"
             "       %s bench [--steps K] [--warmup W] [--init W.safetensors [--partial-init]] [--no-graph] [--profile]\n"
+            "                [--data DIR|X.dpk [--aug none|light] [--workers N]]  (--data: the data path timed too)\n"
             "--init must give every weight of the model; with --partial-init the ones it lacks (a new classifier\n"
             "   head, for fine-tuning: also one of another number of classes) keep the model's own values.\n"
             "       %s info [-v]\n"
@@ -130,7 +131,7 @@ static int option_allowed(const char *cmd, const char *opt) {
                   " --save-dtype --schedule --log-every --no-shuffle --synthetic --no-graph -v --verbose --profile"
                   " --checkpoint --checkpoint-every --resume --resume-override --aug --workers --stream "},
         {"eval", " --init --partial-init --data --synthetic --seed --no-graph -v --verbose "},
-        {"bench", " --init --partial-init --steps --warmup --seed --no-graph -v --verbose --profile "},
+        {"bench", " --init --partial-init --steps --warmup --seed --no-graph -v --verbose --profile --data --aug --workers "},
         {"info", " -v --verbose "},
     };
     char key[64];

@@ -190,3 +190,14 @@ int rt_exe_cmd_pack(int argc, char **argv) {
     rt_dpk_close(&d);
     return 0;
 }
+
+int rt_exe_bench_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st) {
+    memset(st, 0, sizeof *st);
+    if (!a->data) return 0;
+    exe_args streamed = *a;
+    streamed.stream = 1; /* bench measures the streaming path, never a cache */
+    if (rt_exe_stream_open(&streamed, p, st)) return 1;
+    if (!st->on) return rt_exe_error("bench --data %s: bench measures streamed data: an ImageFolder directory or a "
+                                     ".dpk file", a->data);
+    return 0;
+}

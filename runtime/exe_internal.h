@@ -87,6 +87,7 @@ int rt_exe_default_workers(void);
 int rt_exe_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st); /* decides on */
 int rt_exe_stream_start(exe_stream *st, const session *s, const exe_args *a, const rt_plan *p, long first_step);
 int rt_exe_stream_batch(session *s, exe_stream *st); /* the next batch, uploaded */
+int rt_exe_bench_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st); /* bench --data */
 void rt_exe_stream_free(exe_stream *st);
 int rt_exe_cmd_pack(int argc, char **argv); /* EXE pack DIR -o OUT.dpk ...: the exit status */
 

@@ -56,4 +56,10 @@ if ./exe pack bad -o bad.dpk > /dev/null 2> packbad.txt; then fail "packed a cor
 grep -q "bad/a/8.jpg" packbad.txt || fail "pack: the corrupt image is not named"
 ls | grep -q "bad.dpk" && fail "a failed pack left a file"
 echo "pack, train/eval on .dpk, bad .dpk refused"
+# bench --data: the data path in the timed steps; other data refused
+./exe bench --steps 3 --warmup 1 --data jpg.dpk --aug light --workers 2 > bench.txt || fail "bench --data"
+grep -q "with the data path" bench.txt || fail "bench --data did not time the data path (bench.txt)"
+if ./exe bench --steps 1 --data once.st 2> benchbad.txt; then fail "bench --data took a weights file"; fi
+grep -q "bench measures streamed data" benchbad.txt || fail "bench --data message"
+echo "bench --data"
 echo "loader_exe ok"
