@@ -9,6 +9,7 @@
  *            fallback for a 400x10 image; an identity box gives the image back, flipped
  *            mirrors it; a JPEG decoded at 1/4 in the DCT domain gives a crop close to the full
  *            decode's
+ *   windowed rt_shuffle_windowed (a .dpk's order) is a permutation made of whole windows
  * (.dpk files: test_pack.c; benchmarks/dataload: bench_dataload.c)
  */
 #include <math.h>
@@ -156,6 +157,29 @@ static void test_stream_error(const char *dir) {
     rt_image_list_free(&list);
 }
 
+/* rt_shuffle_windowed: a permutation whose runs of `window` positions each hold one window */
+static void test_windowed(void) {
+    enum { N = 1000, W = 64 };
+    int64_t perm[N], other[N];
+    rt_shuffle_windowed(perm, N, W, 3, 0);
+    rt_shuffle_windowed(other, N, W, 3, 1);
+    int seen[N] = {0}, windows_ok = 1;
+    for (int i = 0; i < N; i++) seen[perm[i]]++;
+    for (int i = 0; i < N; i++) CHECK(seen[i] == 1);
+    /* every position range [k*W, (k+1)*W) but the last window's holds samples of one window; the
+     * last (short) one may come anywhere, so check the windows by their first sample */
+    for (int at = 0; at < N;) {
+        int64_t w = perm[at] / W, len = w == N / W ? N % W : W;
+        for (int64_t j = 0; j < len; j++) windows_ok &= perm[at + j] / W == w;
+        at += (int)len;
+    }
+    CHECK(windows_ok);
+    CHECK(memcmp(perm, other, sizeof perm) != 0);
+    rt_shuffle_windowed(other, N, 0, 3, 0); /* window 0: rt_shuffle itself */
+    rt_shuffle(perm, N, 3, 0);
+    CHECK(memcmp(perm, other, sizeof perm) == 0);
+}
+
 static void test_transform(void) {
     rt_transform t;
     rt_transform_init(&t, "light", 16, err, sizeof err);
@@ -248,6 +272,7 @@ int main(void) {
     if (!mkdtemp(tmp)) return 2;
     char dir[600];
     snprintf(dir, sizeof dir, "%s/image_folder/train", test_env("DEITC_TESTDATA"));
+    test_windowed();
     test_transform();
     test_shrink();
     test_stream(dir);
