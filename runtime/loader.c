@@ -118,10 +118,10 @@ static void *worker(void *arg) {
         shrink_ctx sc = {c->tf, rt_sample_rng(c->seed, epoch, sample)};
         rt_decode_shrink shrink = {pick_shrink, &sc};
         rt_rgb_image img;
-        int rc = c->src->decode(c->src->ctx, sample, &shrink, &img, err, sizeof err);
-        if (!rc && c->tf->apply(c->tf, sc.rng, &img, u8 ? u8 : out))
+        int rc = c->src->decode(c->src->ctx, sample, &shrink, &img, err, sizeof err), decoded = rc == 0;
+        if (decoded && c->tf->apply(c->tf, sc.rng, &img, u8 ? u8 : out))
             rc = rt_errorf(err, sizeof err, "out of memory while transforming sample %lld", (long long)sample);
-        if (!rc) free(img.rgb);
+        if (decoded) free(img.rgb);
         if (!rc && u8) {
             float *f = (float *)out;
             for (int ch = 0; ch < 3; ch++)

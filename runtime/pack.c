@@ -176,11 +176,11 @@ int rt_dpk_decode(const rt_dpk *d, int64_t i, const rt_decode_shrink *shrink, rt
                   size_t errsize) {
     rt_dpk_sample s;
     rt_dpk_entry(d, i, &s);
+    memset(img, 0, sizeof *img);
     if (rt_crc32(0, s.bytes, s.size) != s.crc)
         return rt_errorf(err, errsize, "%s: sample %lld (offset %llu, %llu bytes) fails its checksum: the file is "
                          "damaged", d->path, (long long)i, (unsigned long long)s.offset, (unsigned long long)s.size);
     if (d->kind == RT_DPK_RAW) {
-        memset(img, 0, sizeof *img);
         if (!(img->rgb = malloc(s.size))) return rt_errorf(err, errsize, "%s: out of memory", d->path);
         memcpy(img->rgb, s.bytes, s.size);
         img->w = img->full_w = s.w;
