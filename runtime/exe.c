@@ -87,7 +87,7 @@ static void usage(FILE *f) {
             "   when its pixels exceed DEITC_DATA_CACHE_MB (1024); else decoded once. Same batches either way.\n"
             "--checkpoint writes the weights, the AdamW state and the step (every N steps and at the end); --resume\n"
             "continues such a run from its step (or, at its last step, writes its --save file); a run with other\n"
-            "--steps/--epochs, --lr, --weight-decay, schedule, warm-up, shuffling or --seed is refused unless\n"
+            "--steps/--epochs, --lr, --weight-decay, schedule, warm-up, shuffling, --aug or --seed is refused unless\n"
             "--resume-override. Training stops (exit 1) at a loss that is not finite; no file is ever written\n"
             "with a NaN or infinity. Each option may be given once; numbers are decimal.\n"
             "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH=0|1, DEITC_DEVICE, DEITC_CUDA_SYNC=0|1 (cuda).\n"

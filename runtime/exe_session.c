@@ -256,7 +256,7 @@ typedef struct {
     const char *key;
     char value[64];
 } run_option;
-enum { RUN_OPTIONS = 7 };
+enum { RUN_OPTIONS = 8 };
 
 /* v in the fewest digits that read back as v (0.1, not 0.10000000000000001) */
 static void shortest(double v, char *buf, size_t size) {
@@ -268,7 +268,7 @@ static void shortest(double v, char *buf, size_t size) {
 
 static void run_options(const exe_args *a, long total, run_option o[RUN_OPTIONS]) {
     static const char *keys[RUN_OPTIONS] = {"steps", "lr", "weight_decay", "schedule", "warmup_steps", "seed",
-                                            "shuffle"};
+                                            "shuffle", "aug"};
     for (int i = 0; i < RUN_OPTIONS; i++) o[i].key = keys[i];
     snprintf(o[0].value, sizeof o[0].value, "%ld", total);
     shortest(a->lr, o[1].value, sizeof o[1].value);
@@ -277,6 +277,7 @@ static void run_options(const exe_args *a, long total, run_option o[RUN_OPTIONS]
     snprintf(o[4].value, sizeof o[4].value, "%ld", a->warmup_steps);
     snprintf(o[5].value, sizeof o[5].value, "%llu", (unsigned long long)a->seed);
     snprintf(o[6].value, sizeof o[6].value, "%s", a->shuffle ? "yes" : "no");
+    snprintf(o[7].value, sizeof o[7].value, "%s", a->aug ? a->aug : "none");
 }
 
 /* The trained weights (--save: timm's names, loadable by timm), or with with_state a checkpoint

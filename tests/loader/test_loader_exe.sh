@@ -30,6 +30,8 @@ cmp -s l1.st once.st && fail "--aug light trained exactly as --aug none"
 ./exe train --data "$data" --steps 8 --aug light --workers 3 --resume c.st --resume-override --save r.st > r.txt 2>&1
 grep -q "resuming from c.st at step 3" r.txt || fail "no resume"
 cmp l1.st r.st || fail "--aug light: the resumed run's weights differ"
+if ./exe train --data "$data" --steps 3 --resume c.st --save x.st 2> aug.txt; then fail "resumed with another --aug"; fi
+grep -q "aug none (the checkpoint's run: light)" aug.txt || fail "--aug is not one of the checkpoint's run options (aug.txt)"
 echo "aug light: workers 1 == 4, resumed == straight"
 # a corrupt image in a streamed folder: exit 1 naming it
 mkdir -p bad/a
