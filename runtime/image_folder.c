@@ -255,14 +255,14 @@ static int decode_jpeg(const char *path, const unsigned char *buf, size_t size, 
     }
     int64_t jw = cinfo.image_width, jh = cinfo.image_height; /* coefficients: 2 bytes a sample */
     cinfo.out_color_space = JCS_RGB; /* grayscale is replicated, YCbCr converted */
-    if (shrink && shrink->pick) { /* DCT-domain scaling: decode at 1/d of the size (d in 1, 2, 4, 8) */
-        int d = shrink->pick(shrink->ctx, (int)jw, (int)jh);
-        cinfo.scale_num = 1;
-        cinfo.scale_denom = (unsigned)(d == 2 || d == 4 || d == 8 ? d : 1);
+    int eighths = shrink && shrink->pick ? shrink->pick(shrink->ctx, (int)jw, (int)jh) : 8;
+    if (eighths >= 1 && eighths < 8) { /* DCT-domain scaling: decode at eighths/8 of the size */
+        cinfo.scale_num = (unsigned)eighths;
+        cinfo.scale_denom = 8;
         jpeg_calc_output_dimensions(&cinfo);
     }
-    if (decode_reserve(mem, cinfo.scale_denom > 1 ? (int64_t)cinfo.output_width : jw,
-                       cinfo.scale_denom > 1 ? (int64_t)cinfo.output_height : jh,
+    if (decode_reserve(mem, eighths >= 1 && eighths < 8 ? (int64_t)cinfo.output_width : jw,
+                       eighths >= 1 && eighths < 8 ? (int64_t)cinfo.output_height : jh,
                        cinfo.progressive_mode ? 2 * jw * jh * cinfo.num_components : 0)) {
         jpeg_destroy_decompress(&cinfo);
         return DECODE_RETRY;

@@ -74,7 +74,7 @@ typedef struct {
 
 static int pick_shrink(void *ctx, int full_w, int full_h) {
     shrink_ctx *s = ctx;
-    return s->tf->shrink ? s->tf->shrink(s->tf, s->rng, full_w, full_h) : 1;
+    return s->tf->shrink ? s->tf->shrink(s->tf, s->rng, full_w, full_h) : 8;
 }
 
 static void *worker(void *arg) {

@@ -343,12 +343,13 @@ int rt_dataset_load(const char *path, const rt_plan *p, rt_dataset *ds, char *er
  * decoded in parallel and transformed as timm's eval transform does (resize, center crop). */
 int rt_image_folder_load(const char *dir, const rt_plan *p, rt_dataset *ds, char *err, size_t errsize);
 /* A decoded image: 8-bit RGB, rows of 3*w bytes; full_w x full_h is the image's own size (w x h
- * is smaller when the JPEG was decoded at 1/2, 1/4 or 1/8 in the DCT domain). */
+ * is smaller when the JPEG was decoded at M/8 of its size, M < 8, in the DCT domain). */
 typedef struct {
     unsigned char *rgb;
     int w, h, full_w, full_h;
 } rt_rgb_image;
-/* How far a JPEG may be shrunk while decoding: pick(ctx, full_w, full_h) returns 1, 2, 4 or 8. */
+/* How far a JPEG may be shrunk while decoding: pick(ctx, full_w, full_h) returns M in 1..8, the
+ * JPEG then decoded at M/8 of its size (libjpeg-turbo's scale_num/scale_denom; 8: full size). */
 typedef struct {
     int (*pick)(void *ctx, int full_w, int full_h);
     void *ctx;
@@ -397,7 +398,8 @@ struct rt_transform {
     int size;         /* the output side */
     /* 0 ok, -1 out of memory */
     int (*apply)(const rt_transform *t, uint64_t rng, const rt_rgb_image *img, uint8_t *out);
-    /* optional (NULL: 1): how far a full_w x full_h JPEG may be DCT-shrunk for apply (1, 2, 4, 8) */
+    /* optional (NULL: 8): the smallest M in 1..8 such that apply is happy with a full_w x full_h
+     * JPEG decoded at M/8 of its size in the DCT domain */
     int (*shrink)(const rt_transform *t, uint64_t rng, int full_w, int full_h);
     double scale[2], ratio[2]; /* RandomResizedCrop's area fraction and aspect ratio ranges */
     float flip_p;              /* horizontal flip probability */

@@ -6,10 +6,10 @@
  *   light  torchvision/timm RandomResizedCrop (scale 0.08-1, ratio 3/4-4/3, 10 tries then a
  *          center crop of the clamped ratio) with PIL's BICUBIC, then a horizontal flip with
  *          probability 0.5. Given the sampled box, the pixels are PIL's crop(box).resize(size,
- *          BICUBIC) bit for bit when the image was decoded at full size; a JPEG whose box is at
- *          least 2x the output side is decoded smaller in the DCT domain (libjpeg scale_denom
- *          2/4/8, never below the output side), the box then mapped onto the smaller image:
- *          close to but not bit-exact with PIL (nothing promises exactness here).
+ *          BICUBIC) bit for bit when the image was decoded at full size; a JPEG whose box is
+ *          larger than the output side is decoded smaller in the DCT domain (libjpeg-turbo's
+ *          M/8 scaling, the box never below the output side), the box then mapped onto the
+ *          smaller image: close to but not bit-exact with PIL (nothing promises exactness here).
  * The RNG state is rt_sample_rng(seed, epoch, index): the same sample in the same epoch gets
  * the same crop whatever the number of workers or the order they run in.
  */
@@ -231,9 +231,9 @@ static int light_apply(const rt_transform *t, uint64_t rng, const rt_rgb_image *
 static int light_shrink(const rt_transform *t, uint64_t rng, int full_w, int full_h) {
     rt_crop_params c;
     rt_rrc_params(t, rng, full_w, full_h, &c);
-    int d = 8;
-    while (d > 1 && (c.w < d * t->size || c.h < d * t->size)) d /= 2;
-    return d;
+    /* the box keeps at least the output side: w * M / 8 >= size and h * M / 8 >= size */
+    int mw = (8 * t->size + c.w - 1) / c.w, mh = (8 * t->size + c.h - 1) / c.h, m = mw > mh ? mw : mh;
+    return m < 1 ? 1 : m > 8 ? 8 : m;
 }
 
 static int eval_apply(const rt_transform *t, uint64_t rng, const rt_rgb_image *img, uint8_t *out) {

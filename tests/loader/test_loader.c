@@ -7,8 +7,8 @@
  *            split each epoch's permutation; a corrupt file stops at its batch, naming it
  *   transform RandomResizedCrop's boxes lie in the image with ratio and area in range, the
  *            fallback for a 400x10 image; an identity box gives the image back, flipped
- *            mirrors it; a JPEG decoded at 1/4 in the DCT domain gives a crop close to the full
- *            decode's
+ *            mirrors it; a JPEG decoded at 2/8 and 6/8 in the DCT domain gives a crop close to
+ *            the full decode's
  *   windowed rt_shuffle_windowed (a .dpk's order) is a permutation made of whole windows
  * (.dpk files: test_pack.c; benchmarks/dataload: bench_dataload.c)
  */
@@ -234,9 +234,9 @@ static void write_jpeg(const char *path, int w, int h, int seed, int quality) {
     free(jpg);
 }
 
-static int pick4(void *ctx, int w, int h) {
-    (void)ctx, (void)w, (void)h;
-    return 4;
+static int pick_eighths(void *ctx, int w, int h) { /* *ctx / 8 */
+    (void)w, (void)h;
+    return *(int *)ctx;
 }
 
 static void test_shrink(void) {
@@ -244,27 +244,32 @@ static void test_shrink(void) {
     snprintf(path, sizeof path, "%s/big.jpg", tmp);
     write_jpeg(path, 640, 480, 3, 90);
     rt_rgb_image full, small;
-    rt_decode_shrink by4 = {pick4, NULL};
     CHECK(rt_image_decode(path, NULL, &full, err, sizeof err) == 0 && full.w == 640 && full.h == 480);
-    CHECK(rt_image_decode(path, &by4, &small, err, sizeof err) == 0 && small.w == 160 && small.h == 120 &&
-          small.full_w == 640 && small.full_h == 480);
-    rt_crop_params c = {100, 60, 400, 300, 1};
-    uint8_t a[3 * 64 * 64], b[3 * 64 * 64];
-    CHECK(rt_rrc_apply_box(&full, &c, 64, a) == 0 && rt_rrc_apply_box(&small, &c, 64, b) == 0);
-    double sum = 0;
-    for (int i = 0; i < 3 * 64 * 64; i++) sum += abs((int)a[i] - (int)b[i]);
-    CHECK_MSG(sum / (3 * 64 * 64) < 3.0, "DCT-shrunk crop differs by %.2f on average", sum / (3 * 64 * 64));
-    /* light's own choice: a box 2x the output side or more is shrunk, never below the side */
+    static const int eighths[2] = {2, 6}, want_w[2] = {160, 480}, want_h[2] = {120, 360};
+    for (int k = 0; k < 2; k++) {
+        rt_decode_shrink by = {pick_eighths, (void *)&eighths[k]};
+        CHECK(rt_image_decode(path, &by, &small, err, sizeof err) == 0 && small.w == want_w[k] &&
+              small.h == want_h[k] && small.full_w == 640 && small.full_h == 480);
+        rt_crop_params c = {100, 60, 400, 300, 1};
+        uint8_t a[3 * 64 * 64], b[3 * 64 * 64];
+        CHECK(rt_rrc_apply_box(&full, &c, 64, a) == 0 && rt_rrc_apply_box(&small, &c, 64, b) == 0);
+        double sum = 0;
+        for (int i = 0; i < 3 * 64 * 64; i++) sum += abs((int)a[i] - (int)b[i]);
+        CHECK_MSG(sum / (3 * 64 * 64) < 3.0, "DCT-shrunk (%d/8) crop differs by %.2f on average", eighths[k],
+                  sum / (3 * 64 * 64));
+        free(small.rgb);
+    }
+    /* light's own choice: the smallest M/8 that keeps the box at the output side or more */
     rt_transform t;
     rt_transform_init(&t, "light", 64, err, sizeof err);
     for (int64_t i = 0; i < 200; i++) {
         rt_crop_params q;
         rt_rrc_params(&t, rt_sample_rng(5, 1, i), 640, 480, &q);
-        int d = t.shrink(&t, rt_sample_rng(5, 1, i), 640, 480);
-        CHECK((d == 1 || q.w >= d * 64) && (d == 1 || q.h >= d * 64) && (d == 8 || q.w < 2 * d * 64 || q.h < 2 * d * 64));
+        int m = t.shrink(&t, rt_sample_rng(5, 1, i), 640, 480);
+        CHECK(m >= 1 && m <= 8 && (m == 8 || (q.w * m >= 8 * 64 && q.h * m >= 8 * 64)) &&
+              (m == 1 || q.w * (m - 1) < 8 * 64 || q.h * (m - 1) < 8 * 64));
     }
     free(full.rgb);
-    free(small.rgb);
 }
 
 int main(void) {
