@@ -67,13 +67,12 @@ int rt_exe_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st) {
     if (a->synthetic || !a->data || stat(a->data, &sb) != 0 || !S_ISDIR(sb.st_mode)) return 0;
     const char *aug = a->aug ? a->aug : "none";
     char err[1200];
-    if (strcmp(aug, "none") == 0 && !a->stream) { /* small enough to decode once? */
-        if (rt_image_folder_list(a->data, p, &st->list, err, sizeof err)) return rt_exe_error("%s", err);
-        long long bytes = (long long)st->list.n * 3 * st->list.crop * st->list.crop;
-        rt_image_list_free(&st->list);
-        if (bytes <= (long long)cache_mib() << 20) return 0;
-    }
     if (rt_image_folder_list(a->data, p, &st->list, err, sizeof err)) return rt_exe_error("%s", err);
+    long long bytes = (long long)st->list.n * 3 * st->list.crop * st->list.crop;
+    if (strcmp(aug, "none") == 0 && !a->stream && bytes <= (long long)cache_mib() << 20) {
+        rt_image_list_free(&st->list); /* small enough to decode once (rt_exe_load_data) */
+        return 0;
+    }
     if (rt_transform_init(&st->tf, aug, st->list.crop, err, sizeof err)) {
         rt_exe_stream_free(st);
         return rt_exe_error("%s", err);
