@@ -190,10 +190,11 @@ int rt_dataset_load(const char *path, const rt_plan *p, rt_dataset *ds, char *er
     if (S_ISDIR(st.st_mode)) return rt_image_folder_load(path, p, ds, err, errsize);
     size_t n = strlen(path);
     if (n >= 4 && strcmp(path + n - 4, ".bin") == 0) return load_cifar(path, p, ds, err, errsize);
+    if (n >= 4 && strcmp(path + n - 4, ".dpk") == 0) return rt_dpk_load(path, p, ds, err, errsize);
     if (n < 12 || strcmp(path + n - 12, ".safetensors") != 0)
         return rt_errorf(err, errsize,
-                         "%s: unknown dataset type: --data takes an ImageFolder directory, a CIFAR-10 .bin or a "
-                         ".safetensors tensor dataset",
+                         "%s: unknown dataset type: --data takes an ImageFolder directory, a CIFAR-10 .bin, a "
+                         ".safetensors tensor dataset or a packed .dpk",
                          path);
     return load_safetensors(path, p, ds, err, errsize);
 }
@@ -223,4 +224,29 @@ int rt_dataset_synthetic(const rt_plan *p, int64_t n, uint64_t seed, rt_dataset 
     for (int64_t i = 0; i < n; i++)
         ds->labels[i] = p->num_classes > 0 ? (int64_t)(rt_splitmix64(&state) % (uint64_t)p->num_classes) : 0;
     return 0;
+}
+
+void rt_shuffle_windowed(int64_t *perm, int64_t n, int64_t window, uint64_t seed, int64_t epoch) {
+    if (window <= 0 || window >= n) {
+        rt_shuffle(perm, n, seed, epoch);
+        return;
+    }
+    int64_t nw = (n + window - 1) / window;
+    int64_t *order = malloc(sizeof(int64_t) * (size_t)nw);
+    if (!order) abort();
+    rt_shuffle(order, nw, seed, epoch); /* which window comes when */
+    uint64_t state = seed * 0x94d049bb133111ebull ^ (uint64_t)epoch * 0xbf58476d1ce4e5b9ull ^ 0x3d1ull;
+    int64_t at = 0;
+    for (int64_t k = 0; k < nw; k++) {
+        int64_t lo = order[k] * window, len = n - lo < window ? n - lo : window;
+        for (int64_t i = 0; i < len; i++) perm[at + i] = lo + i;
+        for (int64_t i = len - 1; i > 0; i--) {
+            int64_t j = (int64_t)(rt_splitmix64(&state) % (uint64_t)(i + 1));
+            int64_t t = perm[at + i];
+            perm[at + i] = perm[at + j];
+            perm[at + j] = t;
+        }
+        at += len;
+    }
+    free(order);
 }

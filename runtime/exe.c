@@ -71,20 +71,25 @@ static void usage(FILE *f) {
             "                [--metrics FILE.jsonl]\n"
             "                [--seed S] [--synthetic] [--warmup-steps W] [--schedule cosine|constant]\n"
             "                [--log-every N] [--no-graph] [--checkpoint C.safetensors [--checkpoint-every N]]\n"
-            "                [--resume C.safetensors [--resume-override]]\n"
+            "                [--resume C.safetensors [--resume-override]] [--aug none|light] [--workers N] [--stream]\n"
             "                [--loss-scale none|dynamic|S [--loss-scale-init S] [--loss-scale-interval N]]\n"
             "       %s eval --data D [--init W.safetensors [--partial-init]] [--seed S]\n"
             "       %s bench [--steps K] [--warmup W] [--init W.safetensors [--partial-init]] [--no-graph] [--profile]\n"
+            "                [--data DIR|X.dpk [--aug none|light] [--workers N]]  (--data: the data path timed too)\n"
             "--init must give every weight of the model; with --partial-init the ones it lacks (a new classifier\n"
             "   head, for fine-tuning: also one of another number of classes) keep the model's own values.\n"
             "       %s info [-v]\n"
             "       %s allreduce [--steps K] [--bucket-mb MB]   (the gradient all-reduce alone, timed)\n"
+            "       %s pack DIR -o OUT.dpk [--max-side S] [--jpeg-quality Q | --raw] [--workers N]\n"
             "D: an ImageFolder directory (a subfolder of .jpg/.jpeg/.png images per class; resized and center-\n"
             "   cropped as timm evaluates, ImageNet mean/std), a .safetensors tensor dataset (images f32 [N,C,H,W],\n"
             "   labels i64 [N]) or a CIFAR-10 .bin.\n"
+            "--aug light: RandomResizedCrop (scale 0.08-1, ratio 3/4-4/3, bicubic) + flip, per (seed, epoch, image).\n"
+            "   An ImageFolder is streamed by --workers threads (default: one a core) with --aug light, --stream, or\n"
+            "   when its pixels exceed DEITC_DATA_CACHE_MB (1024); else decoded once. Same batches either way.\n"
             "--checkpoint writes the weights, the AdamW state and the step (every N steps and at the end); --resume\n"
             "continues such a run from its step (or, at its last step, writes its --save file); a run with other\n"
-            "--steps/--epochs, --lr, --weight-decay, schedule, warm-up, shuffling or --seed is refused unless\n"
+            "--steps/--epochs, --lr, --weight-decay, schedule, warm-up, shuffling, --aug or --seed is refused unless\n"
             "--resume-override. Training stops (exit 1) at a loss that is not finite; no file is ever written\n"
             "with a NaN or infinity. Each option may be given once; numbers are decimal.\n"
             "--loss-scale (an executable compiled with loss scaling: deitc compile --loss-scale, the fp16 default):\n"
@@ -96,7 +101,7 @@ static void usage(FILE *f) {
             "--bucket-mb MiB (25); rank 0 writes --save, --checkpoint and --metrics. DEITC_DIST_TIMEOUT (300 s).\n"
             "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH=0|1, DEITC_DEVICE, DEITC_CUDA_SYNC=0|1 (cuda).\n"
             "TF32 products are a compile option (deitc compile --precision tf32), not an environment variable.\n",
-            rt_exe_prog, rt_exe_prog, rt_exe_prog, rt_exe_prog, rt_exe_prog);
+            rt_exe_prog, rt_exe_prog, rt_exe_prog, rt_exe_prog, rt_exe_prog, rt_exe_prog);
 }
 
 /* ---- arguments ----------------------------------------------------------------------------- */
@@ -134,9 +139,9 @@ static int option_allowed(const char *cmd, const char *opt) {
         {"train", " --init --partial-init --data --save --metrics --steps --epochs --lr --weight-decay --seed --warmup-steps"
                   " --save-dtype --schedule --log-every --no-shuffle --synthetic --no-graph -v --verbose --profile"
                   " --checkpoint --checkpoint-every --resume --resume-override --loss-scale --loss-scale-init"
-                  " --loss-scale-interval --bucket-mb "},
+                  " --loss-scale-interval --bucket-mb --aug --workers --stream "},
         {"eval", " --init --partial-init --data --synthetic --seed --no-graph -v --verbose "},
-        {"bench", " --init --partial-init --steps --warmup --seed --no-graph -v --verbose --profile "},
+        {"bench", " --init --partial-init --steps --warmup --seed --no-graph -v --verbose --profile --data --aug --workers "},
         {"info", " -v --verbose "},
         {"allreduce", " --steps --bucket-mb --init --partial-init --seed -v --verbose "},
     };
@@ -237,6 +242,14 @@ static int parse_args(int argc, char **argv, exe_args *a) {
                 return 2;
             }
             a->save_dtype = !strcmp(next, "fp16") ? RT_F16 : !strcmp(next, "bf16") ? RT_BF16 : RT_F32;
+        } else if (!strcmp(s, "--workers")) {
+            if (parse_long(s, next, 1, 256, &a->workers)) return 2;
+        } else if (!strcmp(s, "--aug")) {
+            if (!next || (strcmp(next, "none") && strcmp(next, "light"))) {
+                fprintf(stderr, "%s: error: --aug expects none or light, got '%s'\n", rt_exe_prog, next ? next : "");
+                return 2;
+            }
+            a->aug = next;
         } else if (!strcmp(s, "--schedule")) {
             if (!next || (strcmp(next, "cosine") && strcmp(next, "constant"))) {
                 fprintf(stderr, "%s: error: --schedule expects cosine or constant, got '%s'\n", rt_exe_prog,
@@ -253,6 +266,7 @@ static int parse_args(int argc, char **argv, exe_args *a) {
             else if (!strcmp(s, "-v") || !strcmp(s, "--verbose")) a->verbose = 1;
             else if (!strcmp(s, "--profile")) a->profile = 1;
             else if (!strcmp(s, "--resume-override")) a->resume_override = 1;
+            else if (!strcmp(s, "--stream")) a->stream = 1;
             else {
                 fprintf(stderr, "%s: error: unknown option '%s' for '%s'\n", rt_exe_prog, s, a->cmd);
                 usage(stderr);
@@ -322,6 +336,7 @@ int rt_main(const rt_plan *p, int argc, char **argv) {
             usage(stdout); /* EXE --help, EXE train --help */
             return stdout_checked(0);
         }
+    if (!strcmp(argv[1], "pack")) return rt_exe_cmd_pack(argc, argv); /* exe_data.c: its own options */
     exe_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc;

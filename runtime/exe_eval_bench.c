@@ -204,8 +204,14 @@ int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p) {
     if (steps > 1000000 || warm > 1000000) /* the timings are kept; runs of this length measure nothing more */
         return rt_exe_error("bench times at most 1000000 steps after at most 1000000 warm-up steps (--steps %ld, "
                             "--warmup %ld)", steps, warm);
-    if (rt_dataset_synthetic(p, p->batch, a->seed, &ds, err, sizeof err)) return rt_exe_error("%s", err);
+    exe_stream st; /* bench --data: each step takes its batch from the streaming loader (exe_data.c) */
+    if (rt_exe_bench_stream_open(a, p, &st)) return 1;
+    if (rt_dataset_synthetic(p, p->batch, a->seed, &ds, err, sizeof err)) {
+        rt_exe_stream_free(&st);
+        return rt_exe_error("%s", err);
+    }
     if (rt_exe_session_open(&s, p, 1) || rt_exe_load_weights(&s, a->init, a->partial_init, a->seed)) goto done;
+    if (st.on && rt_exe_stream_start(&st, &s, a, p, 1)) goto done;
     int64_t *idx = malloc(sizeof(int64_t) * (size_t)p->batch);
     if (!idx) abort();
     for (int64_t i = 0; i < p->batch; i++) idx[i] = i;
@@ -220,11 +226,13 @@ int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p) {
     for (long i = 0; i < warm + steps; i++) {
         double t;
         if (i == warm) t_warm = rt_exe_now_s();
-        if (rt_exe_set_opt(&s, a->lr, a->weight_decay, i + 1)) goto done;
+        double t0 = rt_exe_now_s();
+        if ((st.on && rt_exe_stream_batch(&s, &st)) || rt_exe_set_opt(&s, a->lr, a->weight_decay, i + 1)) goto done;
         if (s.dev->timer_start(s.dev) || rt_device_run(s.dev, a->use_graph && i > 0) || s.dev->timer_stop(s.dev, &t)) {
             rt_exe_error("%s", s.dev->err);
             goto done;
         }
+        if (st.on) t = (rt_exe_now_s() - t0) * 1e3; /* the wall clock: the data path's time included */
         if (i >= warm) ms[i - warm] = t;
     }
     float loss;
@@ -237,7 +245,9 @@ int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p) {
     printf("bench: %s on %s (%s), batch %lld, %ld steps after %ld warm-up%s\n",
            p->model_name ? p->model_name : "model", s.dev->name, s.dev->target, (long long)p->batch, steps, warm,
            graph ? ", CUDA Graph replay" : "");
-    printf("  step time: median %.3f ms, min %.3f ms, max %.3f ms\n", med, ms[0], ms[steps - 1]);
+    printf("  step time%s: median %.3f ms, min %.3f ms, max %.3f ms\n",
+           st.on ? " (with the data path: batch, upload, step; wall clock)" : "", med, ms[0], ms[steps - 1]);
+    if (st.on) printf("  data: the steps waited %.3f s in all for the loader's workers\n", rt_loader_wait_s(st.loader));
     printf("  %.1f images/s, GEMMs %.2f TFLOP/s, device memory %.1f MiB, last loss %.4f\n", ips, tflops,
            (double)s.dev->mem_bytes / (1 << 20), loss);
     printf("  wall clock: start-up %.3f s, warm-up %.3f s, timed steps %.3f s\n", t_ready - rt_exe_t_main,
@@ -273,6 +283,7 @@ int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p) {
     rc = 0;
 done:
     free(ms);
+    rt_exe_stream_free(&st);
     rt_exe_session_free(&s);
     rt_dataset_free(&ds);
     return rc;

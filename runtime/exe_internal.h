@@ -28,6 +28,9 @@ typedef struct {
     const char *loss_scale;     /* --loss-scale none|dynamic|S as given; NULL: the plan's default */
     double loss_scale_init;     /* --loss-scale-init S; 0: not given */
     long loss_scale_interval;   /* --loss-scale-interval N; 0: not given */
+    const char *aug;     /* --aug none|light (NULL: none) */
+    long workers;        /* --workers: the loader's threads (0: one a core) */
+    int stream;          /* --stream: stream an ImageFolder even when it would fit the cache */
 } exe_args;
 
 typedef struct {
@@ -94,6 +97,26 @@ void rt_exe_scaler_json(FILE *f, const float st[RT_SCALER_SLOTS]);
 void rt_exe_scaler_log(FILE *f, const float st[RT_SCALER_SLOTS]);
 /* info's line on the plan's loss scaling (its default, or none) */
 void rt_exe_scaler_info(const rt_plan *p);
+/* ---- exe_data.c ---------------------------------------------------------------------------- */
+
+/* train's streamed ImageFolder (on = 0: the data is loaded whole by rt_exe_load_data) */
+typedef struct {
+    int on, is_dpk, f32; /* f32: the workers normalize into the f32 images tensor's layout */
+    rt_image_list list; /* the folder's (for a .dpk: only n, classes, mean and std) */
+    rt_dpk dpk;
+    rt_sample_source src;
+    rt_transform tf;
+    rt_loader *loader;
+    int64_t *iota; /* 0..batch-1 */
+    int rank, world; /* data parallel: this rank's share of each epoch (0, 0: the whole) */
+} exe_stream;
+int rt_exe_default_workers(void);
+int rt_exe_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st); /* decides on */
+int rt_exe_stream_start(exe_stream *st, const session *s, const exe_args *a, const rt_plan *p, long first_step);
+int rt_exe_stream_batch(session *s, exe_stream *st); /* the next batch, uploaded */
+int rt_exe_bench_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st); /* bench --data */
+void rt_exe_stream_free(exe_stream *st);
+int rt_exe_cmd_pack(int argc, char **argv); /* EXE pack DIR -o OUT.dpk ...: the exit status */
 
 /* ---- the commands (exe_train.c, exe_eval_bench.c): each returns the exit status --------- */
 

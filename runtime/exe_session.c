@@ -260,7 +260,7 @@ typedef struct {
     const char *key;
     char value[64];
 } run_option;
-enum { RUN_OPTIONS = 9 }; /* at most: 7, and the loss scaler's 2 */
+enum { RUN_OPTIONS = 10 }; /* at most: 8, and the loss scaler's 2 */
 
 /* v in the fewest digits that read back as v (0.1, not 0.10000000000000001) */
 static void shortest(double v, char *buf, size_t size) {
@@ -270,10 +270,11 @@ static void shortest(double v, char *buf, size_t size) {
     }
 }
 
-/* how many: 7, and 2 more for a plan with a loss scaler */
+/* how many: 8, and 2 more for a plan with a loss scaler */
 static int run_options(const session *s, const exe_args *a, long total, run_option o[RUN_OPTIONS]) {
-    static const char *keys[7] = {"steps", "lr", "weight_decay", "schedule", "warmup_steps", "seed", "shuffle"};
-    for (int i = 0; i < 7; i++) o[i].key = keys[i];
+    static const char *keys[8] = {"steps", "lr", "weight_decay", "schedule", "warmup_steps", "seed", "shuffle",
+                                  "aug"};
+    for (int i = 0; i < 8; i++) o[i].key = keys[i];
     snprintf(o[0].value, sizeof o[0].value, "%ld", total);
     shortest(a->lr, o[1].value, sizeof o[1].value);
     shortest(a->weight_decay, o[2].value, sizeof o[2].value);
@@ -281,14 +282,15 @@ static int run_options(const session *s, const exe_args *a, long total, run_opti
     snprintf(o[4].value, sizeof o[4].value, "%ld", a->warmup_steps);
     snprintf(o[5].value, sizeof o[5].value, "%llu", (unsigned long long)a->seed);
     snprintf(o[6].value, sizeof o[6].value, "%s", a->shuffle ? "yes" : "no");
+    snprintf(o[7].value, sizeof o[7].value, "%s", a->aug ? a->aug : "none");
     const char *sk[2];
     char sv[2][64];
     int k = rt_exe_scaler_run_options(s, a, sk, sv);
     for (int i = 0; i < k; i++) {
-        o[7 + i].key = sk[i];
-        memcpy(o[7 + i].value, sv[i], sizeof sv[i]);
+        o[8 + i].key = sk[i];
+        memcpy(o[8 + i].value, sv[i], sizeof sv[i]);
     }
-    return 7 + k;
+    return 8 + k;
 }
 
 /* The trained weights (--save: timm's names, loadable by timm), or with with_state a checkpoint

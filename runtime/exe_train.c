@@ -58,6 +58,8 @@ static int check_writable(const char *path) {
 int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     rt_dataset ds;
     memset(&ds, 0, sizeof ds);
+    exe_stream stream;
+    memset(&stream, 0, sizeof stream);
     session s;
     memset(&s, 0, sizeof s);
     FILE *metrics = NULL;
@@ -81,7 +83,12 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     if (save && check_writable(save)) goto done;
     if (checkpoint && check_writable(checkpoint)) goto done;
     if (a->metrics && !rank && check_writable(a->metrics)) goto done;
-    if (a->synthetic && world > 1) { /* a batch for every rank */
+    if (rt_exe_stream_open(a, p, &stream)) goto done;
+    if (stream.on) { /* streamed: nothing held; the loader reads this rank's share of each epoch */
+        ds.n = stream.list.n;
+        stream.rank = rank;
+        stream.world = world;
+    } else if (a->synthetic && world > 1) { /* a batch for every rank */
         if (rt_dataset_synthetic(p, p->batch * world, a->seed, &ds, err, sizeof err)) {
             rt_exe_error("%s", err);
             goto done;
@@ -89,7 +96,7 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     } else if (rt_exe_load_data(a, p, &ds)) {
         goto done;
     }
-    int64_t shard_n = rt_dist_shard_size(ds.n, world); /* the images one rank sees an epoch */
+    int64_t shard_n = stream.on ? ds.n / world : rt_dist_shard_size(ds.n, world); /* the images one rank sees an epoch */
     if (world > 1 && shard_n < p->batch) {
         rt_exe_error("%s: %lld images on %d ranks are %lld a rank, fewer than the per-rank batch %lld",
                      a->data ? a->data : "synthetic data", (long long)ds.n, world, (long long)shard_n,
@@ -172,9 +179,10 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         goto done;
     }
     if (a->resume && !rank) printf("resuming from %s at step %ld\n", rt_exe_shown(a->resume), first - 1);
+    if (stream.on && rt_exe_stream_start(&stream, &s, a, p, first)) goto done;
     for (long step = first; step <= total; step++) {
         int64_t e = (step - 1) / per_epoch, pos = ((step - 1) % per_epoch) * p->batch;
-        if (e != epoch) {
+        if (e != epoch && !stream.on) {
             epoch = e;
             if (a->shuffle) rt_shuffle(perm, ds.n, a->seed, e);
             else
@@ -183,7 +191,8 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         }
         double t0 = rt_exe_now_s(), lr = lr_at(a, step, total);
         float loss;
-        if (rt_exe_fill_batch(&s, &ds, (world > 1 ? idx : perm) + pos) || rt_exe_set_opt(&s, lr, a->weight_decay, step) ||
+        if ((stream.on ? rt_exe_stream_batch(&s, &stream) : rt_exe_fill_batch(&s, &ds, (world > 1 ? idx : perm) + pos)) ||
+            rt_exe_set_opt(&s, lr, a->weight_decay, step) ||
             run_step(&s, a->use_graph && step > first, dist) || rt_exe_read_f32(&s, s.loss, 1, &loss) ||
             (s.scaler && rt_exe_scaler_read(&s, scaler)))
             goto done;
@@ -230,6 +239,8 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     double elapsed = rt_exe_now_s() - t_start;
     if (!rank)
         printf("trained %ld steps in %.2f s (%.1f images/s)\n", total - first + 1, elapsed, images / (elapsed > 0 ? elapsed : 1e-9));
+    if (stream.on && !rank)
+        printf("data: the steps waited %.2f s in all for the loader's workers\n", rt_loader_wait_s(stream.loader));
     if (checkpoint && rt_exe_save_weights(&s, checkpoint, total, 1, a, total, RT_F32)) goto done;
     if (save && rt_exe_save_weights(&s, save, total, 0, a, total, a->save_dtype)) goto done;
     /* every rank ends with rank 0's files written (or hears that rank 0 failed) */
@@ -243,6 +254,7 @@ done:
     if (metrics && fclose(metrics) && !rc) rc = rt_exe_error("%s: write failed", a->metrics);
     free(perm);
     free(idx);
+    rt_exe_stream_free(&stream);
     rt_exe_session_free(&s);
     rt_dataset_free(&ds);
     return rc;

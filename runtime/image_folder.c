@@ -132,11 +132,7 @@ static int list_dir(const char *dir, int want_dirs, name_list *out, char *err, s
 
 /* ---- decoding ----------------------------------------------------------------------------- */
 
-/* A decoded image: 8-bit RGB, rows of 3*w bytes. */
-typedef struct {
-    unsigned char *rgb;
-    int w, h;
-} rgb_image;
+typedef rt_rgb_image rgb_image; /* 8-bit RGB, rows of 3*w bytes (rt.h) */
 
 /* The memory the decoder threads share (a 205 KB PNG of 16384x4096 decodes to 192 MB, and
  * there is a thread per core). An image reserves its file's bytes before reading it and, once
@@ -231,8 +227,8 @@ static void jpeg_message(j_common_ptr cinfo, int level) {
     if (level < 0) jpeg_fail(cinfo);
 }
 
-static int decode_jpeg(const char *path, const unsigned char *buf, size_t size, decode_mem *mem, rgb_image *img,
-                       char *err, size_t errsize) {
+static int decode_jpeg(const char *path, const unsigned char *buf, size_t size, decode_mem *mem,
+                       const rt_decode_shrink *shrink, rgb_image *img, char *err, size_t errsize) {
     struct jpeg_decompress_struct cinfo;
     jpeg_err jerr;
     unsigned char *volatile pix = NULL;
@@ -258,11 +254,19 @@ static int decode_jpeg(const char *path, const unsigned char *buf, size_t size, 
         return -1;
     }
     int64_t jw = cinfo.image_width, jh = cinfo.image_height; /* coefficients: 2 bytes a sample */
-    if (decode_reserve(mem, jw, jh, cinfo.progressive_mode ? 2 * jw * jh * cinfo.num_components : 0)) {
+    cinfo.out_color_space = JCS_RGB; /* grayscale is replicated, YCbCr converted */
+    int eighths = shrink && shrink->pick ? shrink->pick(shrink->ctx, (int)jw, (int)jh) : 8;
+    if (eighths >= 1 && eighths < 8) { /* DCT-domain scaling: decode at eighths/8 of the size */
+        cinfo.scale_num = (unsigned)eighths;
+        cinfo.scale_denom = 8;
+        jpeg_calc_output_dimensions(&cinfo);
+    }
+    if (decode_reserve(mem, eighths >= 1 && eighths < 8 ? (int64_t)cinfo.output_width : jw,
+                       eighths >= 1 && eighths < 8 ? (int64_t)cinfo.output_height : jh,
+                       cinfo.progressive_mode ? 2 * jw * jh * cinfo.num_components : 0)) {
         jpeg_destroy_decompress(&cinfo);
         return DECODE_RETRY;
     }
-    cinfo.out_color_space = JCS_RGB; /* grayscale is replicated, YCbCr converted */
     jpeg_start_decompress(&cinfo);
     if (cinfo.output_components != 3) {
         jpeg_destroy_decompress(&cinfo);
@@ -281,6 +285,8 @@ static int decode_jpeg(const char *path, const unsigned char *buf, size_t size, 
     jpeg_finish_decompress(&cinfo);
     img->w = (int)cinfo.output_width;
     img->h = (int)cinfo.output_height;
+    img->full_w = (int)jw;
+    img->full_h = (int)jh;
     img->rgb = pix;
     jpeg_destroy_decompress(&cinfo);
     return 0;
@@ -363,8 +369,8 @@ static int decode_png(const char *path, const unsigned char *buf, size_t size, d
     free(rows);
     png_destroy_read_struct(&png, &info, NULL);
     img->rgb = pix;
-    img->w = (int)w;
-    img->h = (int)h;
+    img->w = img->full_w = (int)w;
+    img->h = img->full_h = (int)h;
     return 0;
 }
 #endif
@@ -401,7 +407,9 @@ static int read_file(const char *path, decode_mem *mem, unsigned char **buf, siz
 
 /* Decodes by content (the magic bytes), whatever the extension says, within the budget: the
  * caller releases mem->held when done with img. */
-static int decode_file(const char *path, decode_mem *mem, rgb_image *img, char *err, size_t errsize) {
+static int decode_file(const char *path, decode_mem *mem, const rt_decode_shrink *shrink, rgb_image *img, char *err,
+                       size_t errsize) {
+    (void)shrink; /* JPEG only */
 #if !defined(DEITC_HAVE_JPEG) && !defined(DEITC_HAVE_PNG)
     (void)img;
     (void)check_dims;
@@ -415,7 +423,7 @@ static int decode_file(const char *path, decode_mem *mem, rgb_image *img, char *
         static const unsigned char png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
         if (size >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff) {
 #ifdef DEITC_HAVE_JPEG
-            rc = decode_jpeg(path, buf, size, mem, img, err, errsize);
+            rc = decode_jpeg(path, buf, size, mem, shrink, img, err, errsize);
 #else
             rc = rt_errorf(err, errsize, "%s: this executable was built without JPEG support", path);
 #endif
@@ -602,7 +610,7 @@ static void *load_worker(void *arg) {
         if (i < 0) break;
         rgb_image img = {0};
         decode_mem mem = {&j->mem, 0, 0, 0, j->crop};
-        int rc = decode_file(j->paths[i], &mem, &img, err, sizeof err);
+        int rc = decode_file(j->paths[i], &mem, NULL, &img, err, sizeof err);
         if (!rc && resize_crop(&img, j->scale_size, j->crop, j->out + (size_t)i * 3 * j->crop * j->crop)) {
             rc = -1;
             snprintf(err, sizeof err, "%s: out of memory while resizing", j->paths[i]);
@@ -658,8 +666,17 @@ static double now_s(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-int rt_image_folder_load(const char *dir, const rt_plan *p, rt_dataset *ds, char *err, size_t errsize) {
-    memset(ds, 0, sizeof *ds);
+void rt_image_list_free(rt_image_list *l) {
+    for (int64_t i = 0; i < l->n; i++) free(l->paths[i]);
+    free(l->paths);
+    free(l->labels);
+    for (int64_t k = 0; k < l->classes; k++) free(l->class_names[k]);
+    free(l->class_names);
+    memset(l, 0, sizeof *l);
+}
+
+int rt_image_folder_list(const char *dir, const rt_plan *p, rt_image_list *l, char *err, size_t errsize) {
+    memset(l, 0, sizeof *l);
 #if !defined(DEITC_HAVE_JPEG) && !defined(DEITC_HAVE_PNG)
     return rt_errorf(err, errsize, "%s: ImageFolder directory: this executable was built without JPEG/PNG support",
                      dir);
@@ -675,13 +692,12 @@ int rt_image_folder_load(const char *dir, const rt_plan *p, rt_dataset *ds, char
     if (h != w || h < 1 || h > 4096)
         return rt_errorf(err, errsize, "%s: ImageFolder datasets need a square image size, not %lldx%lld", dir,
                          (long long)h, (long long)w);
-    int crop = (int)h, scale_size = (int)floor((double)crop / 0.875);
+    l->crop = (int)h;
+    memcpy(l->mean, imagenet_mean, sizeof l->mean);
+    memcpy(l->std, imagenet_std, sizeof l->std);
     name_list classes = {0}, files = {0};
-    load_job job;
-    memset(&job, 0, sizeof job);
     int64_t cap = 0;
     int rc = -1;
-    double t0 = now_s();
     if (list_dir(dir, 1, &classes, err, errsize)) goto done;
     if (classes.count == 0) {
         rt_errorf(err, errsize, "%s: no class subfolders (an ImageFolder directory holds one folder of images a class)",
@@ -705,26 +721,117 @@ int rt_image_folder_load(const char *dir, const rt_plan *p, rt_dataset *ds, char
             lrc = rt_errorf(err, errsize, "%s: class '%s' has no images (.jpg, .jpeg or .png files)", cdir,
                             classes.names[k]);
         for (size_t i = 0; !lrc && i < files.count; i++) {
-            if (job.n == cap) {
+            if (l->n == cap) {
                 cap = cap ? 2 * cap : 64;
-                char **np = realloc(job.paths, sizeof(char *) * (size_t)cap);
-                int64_t *nl = realloc(ds->labels, sizeof(int64_t) * (size_t)cap);
-                if (np) job.paths = np;
-                if (nl) ds->labels = nl;
+                char **np = realloc(l->paths, sizeof(char *) * (size_t)cap);
+                int64_t *nl = realloc(l->labels, sizeof(int64_t) * (size_t)cap);
+                if (np) l->paths = np;
+                if (nl) l->labels = nl;
                 if (!np || !nl) {
                     lrc = rt_errorf(err, errsize, "%s: out of memory", dir);
                     break;
                 }
             }
-            if (!(job.paths[job.n] = join(cdir, files.names[i]))) {
+            if (!(l->paths[l->n] = join(cdir, files.names[i]))) {
                 lrc = rt_errorf(err, errsize, "%s: out of memory", dir);
                 break;
             }
-            ds->labels[job.n++] = (int64_t)k;
+            l->labels[l->n++] = (int64_t)k;
         }
         free(cdir);
         if (lrc) goto done;
     }
+    l->class_names = classes.names; /* taken over */
+    l->classes = (int64_t)classes.count;
+    classes.names = NULL;
+    classes.count = 0;
+    rc = 0;
+done:
+    names_free(&classes);
+    names_free(&files);
+    if (rc) rt_image_list_free(l);
+    return rc;
+}
+
+/* The streaming loader's decoders share one budget, as the start-up load's do. */
+static mem_budget stream_budget = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0};
+static pthread_once_t stream_budget_once = PTHREAD_ONCE_INIT;
+
+static void stream_budget_init(void) {
+    stream_budget.budget = decode_budget(available_memory());
+}
+
+int rt_image_decode(const char *path, const rt_decode_shrink *shrink, rt_rgb_image *img, char *err, size_t errsize) {
+    pthread_once(&stream_budget_once, stream_budget_init);
+    memset(img, 0, sizeof *img);
+    decode_mem mem = {&stream_budget, 0, 0, 0, 0};
+    int rc = decode_file(path, &mem, shrink, img, err, errsize);
+    if (mem.held) budget_release(&stream_budget, mem.held);
+    if (rc) {
+        free(img->rgb);
+        img->rgb = NULL;
+    }
+    return rc ? -1 : 0;
+}
+
+int rt_image_decode_mem(const char *name, const unsigned char *buf, size_t size, const rt_decode_shrink *shrink,
+                        rt_rgb_image *img, char *err, size_t errsize) {
+    pthread_once(&stream_budget_once, stream_budget_init);
+    memset(img, 0, sizeof *img);
+    decode_mem mem = {&stream_budget, 0, 0, 0, 0};
+    static const unsigned char png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    int rc;
+    (void)shrink;
+    for (int attempt = 0;; attempt++) {
+        if (!mem.held) {
+            budget_acquire(&stream_budget, (int64_t)size);
+            mem.held = mem.file = (int64_t)size;
+        }
+        if (size >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff) {
+#ifdef DEITC_HAVE_JPEG
+            rc = decode_jpeg(name, buf, size, &mem, shrink, img, err, errsize);
+#else
+            rc = rt_errorf(err, errsize, "%s: this executable was built without JPEG support", name);
+#endif
+        } else if (size >= 8 && memcmp(buf, png_magic, 8) == 0) {
+#ifdef DEITC_HAVE_PNG
+            rc = decode_png(name, buf, size, &mem, img, err, errsize);
+#else
+            rc = rt_errorf(err, errsize, "%s: this executable was built without PNG support", name);
+#endif
+        } else {
+            rc = rt_errorf(err, errsize, "%s: not a JPEG or PNG image (unrecognized first bytes)", name);
+        }
+        if (rc != DECODE_RETRY || attempt) break;
+        int64_t whole = mem.file + mem.need;
+        budget_release(&stream_budget, mem.held);
+        budget_acquire(&stream_budget, whole);
+        mem.held = whole;
+    }
+    budget_release(&stream_budget, mem.held);
+    if (rc) {
+        free(img->rgb);
+        img->rgb = NULL;
+        if (rc == DECODE_RETRY) rt_errorf(err, errsize, "%s: decoded to another size the second time", name);
+    }
+    return rc ? -1 : 0;
+}
+
+int rt_image_eval_crop(const rt_rgb_image *img, int crop, unsigned char *out) {
+    return resize_crop(img, (int)floor((double)crop / 0.875), crop, out);
+}
+
+int rt_image_folder_load(const char *dir, const rt_plan *p, rt_dataset *ds, char *err, size_t errsize) {
+    memset(ds, 0, sizeof *ds);
+    rt_image_list list;
+    double t0 = now_s();
+    if (rt_image_folder_list(dir, p, &list, err, errsize)) return -1;
+    int crop = list.crop, scale_size = (int)floor((double)crop / 0.875);
+    load_job job;
+    memset(&job, 0, sizeof job);
+    job.paths = list.paths;
+    job.n = list.n;
+    int rc = -1;
     long long bytes = (long long)job.n * 3 * crop * crop, avail = available_memory();
     if (bytes > RT_IMG_MEM_CAP || bytes > avail) {
         rt_errorf(err, errsize,
@@ -775,15 +882,14 @@ int rt_image_folder_load(const char *dir, const rt_plan *p, rt_dataset *ds, char
     job.out = NULL;
     memcpy(ds->mean, imagenet_mean, sizeof ds->mean);
     memcpy(ds->std, imagenet_std, sizeof ds->std);
-    ds->classes = (int64_t)classes.count;
+    ds->classes = list.classes;
+    ds->labels = list.labels;
+    list.labels = NULL;
     ds->load_s = now_s() - t0;
     rc = 0;
 done:
-    for (int64_t i = 0; i < job.n; i++) free(job.paths[i]);
-    free(job.paths);
     free(job.out);
-    names_free(&classes);
-    names_free(&files);
+    rt_image_list_free(&list);
     if (rc) rt_dataset_free(ds);
     return rc;
 }

@@ -356,6 +356,42 @@ int rt_dataset_load(const char *path, const rt_plan *p, rt_dataset *ds, char *er
 /* image_folder.c: an ImageFolder directory (class subfolders of .jpg/.jpeg/.png files),
  * decoded in parallel and transformed as timm's eval transform does (resize, center crop). */
 int rt_image_folder_load(const char *dir, const rt_plan *p, rt_dataset *ds, char *err, size_t errsize);
+/* A decoded image: 8-bit RGB, rows of 3*w bytes; full_w x full_h is the image's own size (w x h
+ * is smaller when the JPEG was decoded at M/8 of its size, M < 8, in the DCT domain). */
+typedef struct {
+    unsigned char *rgb;
+    int w, h, full_w, full_h;
+} rt_rgb_image;
+/* How far a JPEG may be shrunk while decoding: pick(ctx, full_w, full_h) returns M in 1..8, the
+ * JPEG then decoded at M/8 of its size (libjpeg-turbo's scale_num/scale_denom; 8: full size). */
+typedef struct {
+    int (*pick)(void *ctx, int full_w, int full_h);
+    void *ctx;
+} rt_decode_shrink;
+/* An ImageFolder's listing, nothing decoded: paths[i] has label labels[i]. */
+typedef struct {
+    char **paths;
+    int64_t *labels, n;
+    char **class_names;  /* (classes) sorted folder names */
+    int64_t classes;
+    int crop;            /* the model's image side */
+    float mean[3], std[3]; /* the normalization of its uint8 pixels (ImageNet's) */
+} rt_image_list;
+/* Lists dir and checks it against the plan (3 channels, square, classes <= num_classes). */
+int rt_image_folder_list(const char *dir, const rt_plan *p, rt_image_list *l, char *err, size_t errsize);
+void rt_image_list_free(rt_image_list *l);
+/* Decodes one file (by content; thread-safe; the decoders share one memory budget) into *img
+ * (img->rgb malloc'ed: free it). shrink may be NULL (full size). */
+int rt_image_decode(const char *path, const rt_decode_shrink *shrink, rt_rgb_image *img, char *err, size_t errsize);
+/* The same for an image held in memory (name: for messages). */
+int rt_image_decode_mem(const char *name, const unsigned char *buf, size_t size, const rt_decode_shrink *shrink,
+                        rt_rgb_image *img, char *err, size_t errsize);
+/* timm's eval transform (resize to crop/0.875, center crop) of a full-size image into
+ * out (3, crop, crop) uint8, bit-exact with PIL. -1 only when out of memory. */
+int rt_image_eval_crop(const rt_rgb_image *img, int crop, unsigned char *out);
+/* image_encode.c: rgb (h rows of 3*w bytes) as a JPEG of the quality (1-100) into *out (malloc'ed). */
+int rt_jpeg_encode(const uint8_t *rgb, int w, int h, int quality, uint8_t **out, size_t *size, char *err,
+                   size_t errsize);
 /* The model's image shape (C, H, W): its `images` input, else the plan's header fields. */
 void rt_plan_image_shape(const rt_plan *p, int64_t chw[3]);
 /* Image i as c*h*w normalized floats into out. */
@@ -365,6 +401,113 @@ int rt_dataset_synthetic(const rt_plan *p, int64_t n, uint64_t seed, rt_dataset 
 void rt_dataset_free(rt_dataset *ds);
 /* perm[0..n) = a permutation of 0..n-1 determined by (seed, epoch). */
 void rt_shuffle(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch);
+
+/* ---- transform.c: what the loader's workers do to each sample --------------------------- */
+
+/* A transform: rng (the sample's state, rt_sample_rng) + a decoded image -> out (3, size,
+ * size) uint8 CHW. New transforms (RandAugment, ...) add a name to rt_transform_init. */
+typedef struct rt_transform rt_transform;
+struct rt_transform {
+    const char *name; /* "none" (timm's eval resize + center crop), "light" (random resized crop + flip) */
+    int size;         /* the output side */
+    /* 0 ok, -1 out of memory */
+    int (*apply)(const rt_transform *t, uint64_t rng, const rt_rgb_image *img, uint8_t *out);
+    /* optional (NULL: 8): the smallest M in 1..8 such that apply is happy with a full_w x full_h
+     * JPEG decoded at M/8 of its size in the DCT domain */
+    int (*shrink)(const rt_transform *t, uint64_t rng, int full_w, int full_h);
+    double scale[2], ratio[2]; /* RandomResizedCrop's area fraction and aspect ratio ranges */
+    float flip_p;              /* horizontal flip probability */
+};
+int rt_transform_init(rt_transform *t, const char *name, int size, char *err, size_t errsize);
+/* The RNG state of sample `index` in `epoch` of a run seeded `seed`. */
+uint64_t rt_sample_rng(uint64_t seed, int64_t epoch, int64_t index);
+/* RandomResizedCrop's box (full-image pixels) and flip, as torchvision's get_params samples them. */
+typedef struct {
+    int x, y, w, h, flip;
+} rt_crop_params;
+void rt_rrc_params(const rt_transform *t, uint64_t rng, int full_w, int full_h, rt_crop_params *out);
+/* The box c of img resized to size x size (PIL BICUBIC), flipped if c->flip, into out CHW. */
+int rt_rrc_apply_box(const rt_rgb_image *img, const rt_crop_params *c, int size, uint8_t *out);
+
+/* img resized to ow x oh (PIL BILINEAR, antialiased) into out, HWC (rows of 3 * ow bytes). */
+int rt_image_resize_bilinear(const rt_rgb_image *img, int ow, int oh, uint8_t *out);
+
+/* ---- loader.c: batches decoded and transformed by worker threads ahead of the step ------- */
+
+/* Where samples come from: n of them, labels[i], and decode(i) -> a full (or DCT-shrunk) image. */
+typedef struct {
+    int64_t n;
+    const int64_t *labels;
+    void *ctx;
+    int (*decode)(void *ctx, int64_t i, const rt_decode_shrink *shrink, rt_rgb_image *img, char *err, size_t errsize);
+} rt_sample_source;
+/* The source over an ImageFolder listing (l must outlive the source's use). */
+rt_sample_source rt_image_list_source(const rt_image_list *l);
+
+typedef struct {
+    const rt_sample_source *src;
+    const rt_transform *tf;
+    int64_t batch;    /* images a batch (this rank's) */
+    int workers;      /* decoding threads (>= 1) */
+    int depth;        /* batches in flight (>= 2): the queue's memory is depth * batch images */
+    uint64_t seed;
+    int shuffle;      /* 0: the epoch's order is 0, 1, ..., n-1 */
+    int64_t window;   /* > 0: rt_shuffle_windowed's quasi-random order (a .dpk); 0: rt_shuffle */
+    int rank, world;  /* this rank's share of each epoch: perm[rank], perm[rank + world], ... */
+    long first_step;  /* 1-based: the first batch delivered is this step's */
+    const float *mean, *std; /* (3) given: the workers also normalize, batches are float
+                              * ((x / 255 - mean) / std, rt_dataset_image's values); NULL: uint8 */
+} rt_loader_config;
+typedef struct rt_loader rt_loader;
+/* Batches per epoch: (n / world) / batch (the tail of the permutation is dropped). */
+int64_t rt_loader_steps_per_epoch(const rt_loader_config *c);
+/* Starts the workers. The epoch order is rt_shuffle(seed, epoch), the same as in-memory data. */
+int rt_loader_open(rt_loader **out, const rt_loader_config *c, char *err, size_t errsize);
+/* The next step's batch: images (batch, 3, size, size) uint8 (float with mean/std) and labels
+ * (batch), valid until the next call. A sample that failed to decode is an error naming it. */
+int rt_loader_next(rt_loader *L, const void **images, const int64_t **labels, char *err, size_t errsize);
+/* Seconds rt_loader_next waited for workers, in all. */
+double rt_loader_wait_s(const rt_loader *L);
+void rt_loader_free(rt_loader *L);
+
+/* ---- pack.c: the packed dataset (.dpk), written once, mmap'ed by the executables --------- */
+
+enum { RT_DPK_JPEG = 1, RT_DPK_RAW = 2 };
+typedef struct {
+    const char *path;
+    const unsigned char *map; /* the whole file */
+    uint64_t size, n, classes, samples_end;
+    const unsigned char *index; /* n entries */
+    int kind, max_side;
+    int64_t *labels;     /* (n) */
+    char **class_names;  /* (classes) */
+} rt_dpk;
+typedef struct {
+    uint64_t offset, size;
+    int w, h;
+    int64_t source; /* its place in the packed folder's sorted listing */
+    uint32_t crc;
+    const unsigned char *bytes;
+} rt_dpk_sample;
+/* Maps and checks a .dpk: header, version, trailer, index checksum, every entry's bounds. */
+int rt_dpk_open(const char *path, rt_dpk *d, char *err, size_t errsize);
+void rt_dpk_close(rt_dpk *d);
+void rt_dpk_entry(const rt_dpk *d, int64_t i, rt_dpk_sample *s);
+/* Sample i (its checksum checked) decoded: raw copied, JPEG decoded (shrink as allowed). */
+int rt_dpk_decode(const rt_dpk *d, int64_t i, const rt_decode_shrink *shrink, rt_rgb_image *img, char *err,
+                  size_t errsize);
+rt_sample_source rt_dpk_source(const rt_dpk *d);
+/* Packs the ImageFolder dir into out (atomically): shorter sides capped at max_side, raw or
+ * JPEG of the quality, by `workers` threads. */
+int rt_dpk_pack(const char *dir, const char *out, int max_side, int quality, int raw, int workers, char *err,
+                size_t errsize);
+/* rt_shuffle for a packed file: the windows of `window` consecutive samples in a random order,
+ * the samples of each window shuffled (reads stay within a window at a time). */
+void rt_shuffle_windowed(int64_t *perm, int64_t n, int64_t window, uint64_t seed, int64_t epoch);
+/* A .dpk as an in-memory dataset (eval): every sample through the eval transform. */
+int rt_dpk_load(const char *path, const rt_plan *p, rt_dataset *ds, char *err, size_t errsize);
+/* The plan's checks for streamed images: 3 channels, square; *size its side. */
+int rt_plan_rgb_side(const char *what, const rt_plan *p, int *size, char *err, size_t errsize);
 
 /* ---- exe.c -------------------------------------------------------------------------------- */
 
