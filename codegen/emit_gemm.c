@@ -69,8 +69,8 @@ int cg_emit_matmul(emitter *e) {
         for (int d = 0; d < bv.ndim; d++) ob = ob * bv.shape[d] + (bv.shape[d] == 1 ? 0 : idx[nb - bv.ndim + d]);
         rt_gemm g1 = gm;
         g1.batch = 1;
-        g1.a += (uint64_t)(oa * M * K) * es;
-        g1.b += (uint64_t)(ob * K * N) * es;
+        g1.a += (uint64_t)(oa * M * K) * ir_dtype_size(a->dtype);
+        g1.b += (uint64_t)(ob * K * N) * ir_dtype_size(b->dtype);
         g1.c += (uint64_t)(t * M * N) * es;
         s.gemm = g1;
         s.what = cg_node_label(e->g, e->node);
