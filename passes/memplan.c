@@ -88,13 +88,25 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
         int r = p->alias_of[i];
         if ((ir_op_flags(nd->op) & IR_OPF_LEAF) || (nd->flags & IR_NODE_OUTPUT)) p->persistent[r] = 1;
     }
+    /* an elementwise chain runs as one kernel: its members' inputs are read, and its members'
+     * values written, from its first step to its last (with mixed dtypes a member's output
+     * may not take the place of another member's input, whose elements are of another size) */
+    int *span0 = xcalloc((size_t)nsteps + 1, sizeof *span0), *span1 = xcalloc((size_t)nsteps + 1, sizeof *span1);
+    for (int s = 0; s < nsteps; s++) {
+        int c = g->nodes[order[s]].chain;
+        span0[s] = s > 0 && c && g->nodes[order[s - 1]].chain == c ? span0[s - 1] : s;
+    }
+    for (int s = nsteps - 1; s >= 0; s--) {
+        int c = g->nodes[order[s]].chain;
+        span1[s] = s + 1 < nsteps && c && g->nodes[order[s + 1]].chain == c ? span1[s + 1] : s;
+    }
     for (int s = 0; s < nsteps; s++) {
         const ir_node *nd = &g->nodes[order[s]];
         int r = p->alias_of[order[s]];
         if (end[r] < s) end[r] = s;
         for (int k = 0; k < nd->ninputs; k++) {
             int ri = p->alias_of[nd->inputs[k]];
-            if (end[ri] < s) end[ri] = s;
+            if (end[ri] < span1[s]) end[ri] = span1[s];
         }
     }
     /* persistent region */
@@ -111,7 +123,7 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
     int nb = 0;
     for (int i = 0; i < n; i++) {
         if (p->alias_of[i] != i || p->persistent[i] || pos[i] < 0) continue;
-        bufs[nb++] = (buf){i, pos[i], end[i], pass_mem_bytes(&g->nodes[i]), -1};
+        bufs[nb++] = (buf){i, span0[pos[i]], end[i], pass_mem_bytes(&g->nodes[i]), -1};
     }
     for (int s = 0; scratch_bytes && s < nsteps; s++) {
         int i = order[s];
@@ -155,6 +167,8 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
     free(conf);
     free(bufs);
     free(delta);
+    free(span0);
+    free(span1);
     p->pos = pos;
     p->last = end;
     return p;
