@@ -26,14 +26,17 @@
  *           and softmax's statistics are fp32 inside their kernels (and LAYER_NORM_STATS keeps
  *           them f32); their normalized outputs are stored H, as the products read them.
  *         - every other activation is stored H (the probabilities, GELU, the gradient stream).
- *         - the residual stream (the sums a LayerNorm reads: pos_embed's add and every
- *           block's residual add) is stored f32. Measured on deit_micro (fp16, `deitc run`,
- *           tests/oracle.cmake): f32 residual: logits rel L2 2.6e-4, 3-step losses 3.6e-5;
- *           16-bit residual (llm.c's choice): 4.1e-4 and 5.6e-5. The modeled arena of DeiT-S at
- *           batch 256 (`deitc inspect models/deit_small.yaml --batch 256`) grows from 55.9% to
- *           57.5% of fp32's with the f32 residual; both fit the 60% budget, so the residual
- *           stays f32 (what autocast does for DeiT, since pos_embed promotes it), the more
- *           accurate for deeper models (each of 2*depth adds rounds the stream otherwise).
+ *         - the residual stream (the sums a LayerNorm normalizes: pos_embed's add and every
+ *           block's residual add) is stored f32; the gradient stream stays H (the products
+ *           read it directly). Measured with `deitc run` on deit_micro against the float64
+ *           oracle (rel L2; logits, then the 3 steps' losses), f32 residual vs H residual
+ *           (llm.c's choice): fp16 7.4e-4, 7.9e-5 vs 1.0e-3, 1.1e-4; bf16 7.4e-3, 1.2e-3 vs
+ *           9.5e-3, 8.9e-4. Modeled arena at batch 256 (`deitc inspect MODEL --batch 256
+ *           --precision fp16`, fp32 in brackets): DeiT-S 10054 MiB, 56.1% (17914) vs 9167 MiB,
+ *           51.2%; DeiT-Ti 5010 vs 4567 (9023); DeiT-B 20689 vs 18916 (36180). Both fit the
+ *           60% budget; the f32 stream is the more accurate (30% on fp16 logits here, and each
+ *           of a deeper model's 2*depth adds would round it otherwise) and is what autocast
+ *           computes for DeiT (pos_embed promotes the stream to f32), so it is the choice.
  *         Where a value a 16-bit input needs is f32 (a reported output, a weight without an
  *         ADAMW, an input that is not all-16-bit), a CAST node is added once for that value;
  *         an INPUT that only 16-bit inputs read (images) becomes H instead (the host converts

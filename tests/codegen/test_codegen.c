@@ -351,7 +351,7 @@ static int test_errors(void) {
         {"--arch sm_12", "unknown arch 'sm_12': NVRTC", 1},
         {"--arch compute_90x", "--arch 'compute_90x': expected sm_XX", 1},
         {"--target fpga", "unknown --target 'fpga'", 0},
-        {"--precision fp16", "--precision fp16: not supported yet", 0},
+        {"--precision FP16", "--precision FP16: unknown (fp32, tf32, fp16, bf16)", 0},
         {"--fuse gelu-bias", "--fuse gelu-bias: unknown fusion", 0},
         {"--fuse adamw-group,gelu-bias",
          "unknown fusion 'gelu-bias' (known: adamw-group, layer-norm-stats, bias-gelu, elementwise-chain", 0},
