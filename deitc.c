@@ -300,8 +300,6 @@ static int parse_args(int argc, char **argv, cli_args *a) {
     }
     if (!a->model) return bad_usage("no MODEL given");
     if (a->model_gpu && !a->stats && !a->stats_json) return bad_usage("--model-gpu needs --stats or --stats-json");
-    if (a->target && strcmp(a->target, "cuda") != 0 && strcmp(a->target, "emu") != 0)
-        return die("unknown --target '%s' (cuda or emu)", a->target);
     return 0;
 }
 
@@ -810,6 +808,8 @@ static int stdout_checked(int rc) {
 }
 
 static int dispatch(const cli_args *a) {
+    if (a->target && strcmp(a->target, "cuda") != 0 && strcmp(a->target, "emu") != 0)
+        return die("unknown --target '%s' (cuda or emu)", a->target);
     if (strcmp(a->command, "inspect") == 0) return cmd_inspect(a);
     if (strcmp(a->command, "dump") == 0) return cmd_dump(a);
     if (strcmp(a->command, "run") == 0) return cmd_run(a);
