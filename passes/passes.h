@@ -127,6 +127,10 @@ typedef struct {
     int64_t peak_bytes;      /* max over steps of the bytes live at once (persistent included) */
     int *pos, *last;         /* [n] schedule position of each node and the last step that reads
                                 its buffer's root (-1: unscheduled) */
+    int64_t *pitch;          /* [n] elements from one row (last dim) of the value to the next: the
+                                last dim, or a 16-bit attention value's rows padded to a multiple
+                                of 8 (memplan.c says which); the kernels and GEMMs that touch a
+                                padded value index its rows by it */
 } pass_mem_plan;
 
 #define PASS_MEM_ALIGN 256
@@ -144,6 +148,8 @@ int pass_mem_plan_check(const ir_graph *g, const pass_mem_plan *p, const int64_t
 /* Bytes of node's value (numel * dtype size, rounded up to PASS_MEM_ALIGN; a multi-output
  * node: all its outputs, each rounded up). */
 int64_t pass_mem_bytes(const ir_node *n);
+/* Bytes of node i's buffer in plan p: pass_mem_bytes, with its rows at p's pitch. */
+int64_t pass_mem_value_bytes(const ir_graph *g, const pass_mem_plan *p, int i);
 /* Where output k of node n starts in its buffer (bytes; 0 for output 0). */
 int64_t pass_mem_output_offset(const ir_node *n, int k);
 
