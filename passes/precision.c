@@ -32,8 +32,9 @@
  *           oracle (rel L2; logits, then the 3 steps' losses), f32 residual vs H residual
  *           (llm.c's choice): fp16 7.4e-4, 7.9e-5 vs 1.0e-3, 1.1e-4; bf16 7.4e-3, 1.2e-3 vs
  *           9.5e-3, 8.9e-4. Modeled arena at batch 256 (`deitc inspect MODEL --batch 256
- *           --precision fp16`, fp32 in brackets): DeiT-S 10054 MiB, 56.1% (17914) vs 9167 MiB,
- *           51.2%; DeiT-Ti 5010 vs 4567 (9023); DeiT-B 20689 vs 18916 (36180). Both fit the
+ *           --precision fp16`, fp32 in brackets; before the attention rows' padding, which
+ *           adds 0.1-0.2%): DeiT-S 10054 MiB, 56.1% (17914) vs 9167 MiB, 51.2%; DeiT-Ti 5010 vs
+ *           4567 (9023); DeiT-B 20689 vs 18916 (36180). Both fit the
  *           60% budget; the f32 stream is the more accurate (30% on fp16 logits here, and each
  *           of a deeper model's 2*depth adds would round it otherwise) and is what autocast
  *           computes for DeiT (pos_embed promotes the stream to f32), so it is the choice.
