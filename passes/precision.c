@@ -112,12 +112,14 @@ static int weight_root(const ir_graph *f, int i) {
 }
 
 /* f's node i (already built) in dtype t in g: itself, the 16-bit copy of a trained weight
- * (with the views re-made on it), or a CAST made once. */
+ * (with the views re-made on it), or a CAST; each made once. */
 static int as_dtype(builder *b, int i, ir_dtype t) {
     const ir_graph *f = b->f;
     ir_graph *g = b->g;
     if (g->nodes[b->map[i]].dtype == t) return b->map[i];
     const ir_node *n = &f->nodes[i];
+    int *memo = t == b->h ? b->cast : b->cast32; /* node i in dtype t, once made */
+    if (memo[i] >= 0) return memo[i];
     int w = t == b->h ? weight_root(f, i) : -1;
     if (w >= 0 && b->updated[w]) {
         if (b->copy[w] < 0) {
@@ -126,17 +128,13 @@ static int as_dtype(builder *b, int i, ir_dtype t) {
                                  ir_arena_printf(&g->arena, "%s.%s", ir_dtype_name(t), wn->name), wn->loc);
             if (b->copy[w] < 0) return -1;
         }
-        if (i == w) return b->copy[w];
+        if (i == w) return memo[i] = b->copy[w];
         int in = as_dtype(b, n->inputs[0], t);
-        return in < 0 ? -1 : ir_add(g, IR_OP_RESHAPE, &in, 1, &n->attrs, t, n->ndim, n->shape, n->name, n->loc);
+        return memo[i] = in < 0 ? -1 : ir_add(g, IR_OP_RESHAPE, &in, 1, &n->attrs, t, n->ndim, n->shape, n->name, n->loc);
     }
-    int *memo = t == b->h ? b->cast : b->cast32;
-    if (memo[i] < 0) {
-        ir_attrs a = {0};
-        const char *nm = n->name ? ir_arena_printf(&g->arena, "%s.%s", n->name, ir_dtype_name(t)) : NULL;
-        memo[i] = ir_add(g, IR_OP_CAST, &b->map[i], 1, &a, t, 0, NULL, nm, n->loc);
-    }
-    return memo[i];
+    ir_attrs a = {0};
+    const char *nm = n->name ? ir_arena_printf(&g->arena, "%s.%s", n->name, ir_dtype_name(t)) : NULL;
+    return memo[i] = ir_add(g, IR_OP_CAST, &b->map[i], 1, &a, t, 0, NULL, nm, n->loc);
 }
 
 static ir_graph *cast_pass(const ir_graph *f, ir_dtype h, char *err, size_t errsize) {
