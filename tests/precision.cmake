@@ -38,7 +38,8 @@ add_executable(test_rt_mixed ${CMAKE_CURRENT_SOURCE_DIR}/runtime/test_mixed.c)
 target_link_libraries(test_rt_mixed PRIVATE deitc_rt m)
 add_test(NAME rt_micro_fp16 COMMAND test_rt_mixed fp16)
 add_test(NAME rt_micro_bf16 COMMAND test_rt_mixed bf16)
-set_tests_properties(rt_micro_fp16 rt_micro_bf16 PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS "runtime;precision")
+add_test(NAME rt_hd64_fp16 COMMAND test_rt_mixed fp16 hd64)
+set_tests_properties(rt_micro_fp16 rt_micro_bf16 rt_hd64_fp16 PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS "runtime;precision")
 
 # `deitc dump --after precision` of DeiT-Ti: no cast is left (every one is a store dtype), every
 # matmul has 16-bit operands, and each of its 51 matrix weights (and cls_token) has a 16-bit copy
