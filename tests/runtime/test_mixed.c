@@ -14,7 +14,8 @@
  * 2^-8 in bf16), and Adam's sign-like first steps amplify that into the weights. Against the
  * oracle: the losses within 2e-2 (fp16) and 5e-2 (bf16), as the issue asks (measured 8e-5 and
  * 1.2e-3 in the interpreter). The plan holds a 16-bit copy of every matrix weight (copy_of),
- * its GEMMs take 16-bit operands only, and a saved run is the f32 masters. */
+ * its GEMMs take 16-bit operands only (the scores' rows padded to 16 bytes), and a saved run is
+ * the f32 masters. */
 #include "runtime/rt.h"
 #include "tests/harness.h"
 
@@ -55,6 +56,9 @@ int main(int argc, char **argv) {
                   copies) == 0);
     CHECK(test_sh("! grep -q '.a_type = RT_F32' '%s/src/plan.c' && grep -q '.a_type = RT_%s' '%s/src/plan.c'", dir,
                   bf16 ? "BF16" : "F16", dir) == 0);
+    /* the attention scores' rows (17 or 10 tokens) padded to 24 or 16 elements (16-byte rows) */
+    CHECK(test_sh("grep 'attn.scores\", .kind = RT_STEP_GEMM' '%s/src/plan.c' | grep -q '.ldc = %d, .stride_a = [0-9]*, "
+                  ".stride_b = [0-9]*, .stride_c = %d,'", dir, hd64 ? 16 : 24, hd64 ? 10 * 16 : 17 * 24) == 0);
     snprintf(cmd, sizeof cmd,
              "cd '%s' && ./micro train --init '%s/%s/init.safetensors' --data '%s/%s/batch.safetensors' "
              "--steps 3 --lr 0.001 --weight-decay 0.05 --no-shuffle --save after.safetensors --metrics m.jsonl "
