@@ -70,7 +70,9 @@ static void usage_to(FILE *f) {
             "  deitc export  MODEL.onnx --weights TRAINED.safetensors -o OUT.onnx\n"
             "  deitc help | --version\n"
             "Pass options (inspect, dump, run, compile):\n"
-            "  --precision fp32  --fuse all|none|NAME,... (all: adamw-group, bias-gelu, elementwise-chain;\n"
+            "  --precision fp32|tf32|fp16|bf16 (default: fp16 for --target cuda, fp32 for emu; the target\n"
+            "  defaults to cuda, for run to emu)  --target cuda|emu\n"
+            "  --fuse all|none|NAME,... (all: adamw-group, bias-gelu, elementwise-chain;\n"
             "  opt-in: layer-norm-stats)\n"
             "Stats options (inspect, compile): --stats | --stats-json  [--model-gpu h100|h200|a100]\n"
             "  the step's launches, GEMM calls, FLOPs, bytes and a modeled time on that GPU (default h100)\n"
@@ -190,10 +192,10 @@ static int option_allowed(const char *cmd, const char *opt) {
     static const struct {
         const char *cmd, *opts;
     } table[] = {
-        {"inspect", " -D --batch --precision --fuse --stats --stats-json --model-gpu --loss-scale --loss-scale-init"
+        {"inspect", " -D --batch --precision --target --fuse --stats --stats-json --model-gpu --loss-scale --loss-scale-init"
                     " --loss-scale-interval"},
-        {"dump", " -D --after --batch --precision --fuse"},
-        {"run", " -D --weights --partial-init --input -o --steps --lr --weight-decay --losses --grads --f64 --precision --fuse"},
+        {"dump", " -D --after --batch --precision --target --fuse"},
+        {"run", " -D --weights --partial-init --input -o --steps --lr --weight-decay --losses --grads --f64 --precision --target --fuse"},
         {"compile", " -D -o --target --arch --precision --fuse --emit-dir --batch --stats --stats-json --model-gpu"},
         {"export", " --weights -o"},
     };
@@ -350,11 +352,19 @@ static ir_graph *load(const cli_args *a, long batch) {
     return g;
 }
 
+/* --precision, else the target's default: fp16 for cuda, fp32 for emu. The target is --target,
+ * else cuda, except for `run` (the CPU reference: emu's arithmetic unless told otherwise). */
+static const char *precision_of(const cli_args *a) {
+    if (a->precision) return a->precision;
+    const char *target = a->target ? a->target : strcmp(a->command, "run") == 0 ? "emu" : "cuda";
+    return strcmp(target, "emu") == 0 ? "fp32" : "fp16";
+}
+
 static pass_options make_pass_options(const cli_args *a, int training) {
     pass_options o;
     pass_options_default(&o);
     o.training = training;
-    o.precision = a->precision;
+    o.precision = precision_of(a);
     o.fuse = a->fuse;
     o.scratch_bytes = cg_scratch_bytes; /* the memory plan reserves what the kernels need */
     o.train.label_smoothing = a->label_smoothing;
@@ -899,6 +909,8 @@ static int stdout_checked(int rc) {
 }
 
 static int dispatch(const cli_args *a) {
+    if (a->target && strcmp(a->target, "cuda") != 0 && strcmp(a->target, "emu") != 0)
+        return die("unknown --target '%s' (cuda or emu)", a->target);
     if (strcmp(a->command, "inspect") == 0) return cmd_inspect(a);
     if (strcmp(a->command, "dump") == 0) return cmd_dump(a);
     if (strcmp(a->command, "run") == 0) return cmd_run(a);

@@ -23,9 +23,13 @@ int cg_emit_matmul(emitter *e) {
     gm.n = N;
     gm.k = K;
     gm.batch = batch;
-    gm.lda = ta ? M : K;
-    gm.ldb = tb ? K : N;
-    gm.ldc = N;
+    /* leading dimensions: the stored rows' pitch (the memory plan pads 16-bit attention rows) */
+    const int64_t *pitch = e->m->pitch;
+    gm.lda = pitch ? pitch[n->inputs[0]] : ta ? M : K;
+    gm.ldb = pitch ? pitch[n->inputs[1]] : tb ? K : N;
+    gm.ldc = pitch ? pitch[e->node] : N;
+    assert(gm.lda >= (ta ? M : K) && gm.ldb >= (tb ? K : N) && gm.ldc >= N);
+    int64_t mat_a = (ta ? K : M) * gm.lda, mat_b = (tb ? N : K) * gm.ldb, mat_c = M * gm.ldc; /* per matrix */
     gm.alpha = (float)n->attrs.alpha;
     gm.beta = 0;
     gm.a_type = rtd(a->dtype);
@@ -40,9 +44,9 @@ int cg_emit_matmul(emitter *e) {
     memset(&s, 0, sizeof s);
     s.kind = RT_STEP_GEMM;
     if (simple) {
-        gm.stride_a = ab == 1 ? 0 : M * K;
-        gm.stride_b = bbt == 1 ? 0 : K * N;
-        gm.stride_c = M * N;
+        gm.stride_a = ab == 1 ? 0 : mat_a;
+        gm.stride_b = bbt == 1 ? 0 : mat_b;
+        gm.stride_c = mat_c;
         if (batch > 1 && bbt == 1 && ab == batch && !ta) { /* [batch*M, K] @ B: one GEMM */
             gm.m = batch * M;
             gm.batch = 1;
@@ -69,9 +73,9 @@ int cg_emit_matmul(emitter *e) {
         for (int d = 0; d < bv.ndim; d++) ob = ob * bv.shape[d] + (bv.shape[d] == 1 ? 0 : idx[nb - bv.ndim + d]);
         rt_gemm g1 = gm;
         g1.batch = 1;
-        g1.a += (uint64_t)(oa * M * K) * es;
-        g1.b += (uint64_t)(ob * K * N) * es;
-        g1.c += (uint64_t)(t * M * N) * es;
+        g1.a += (uint64_t)(oa * mat_a) * ir_dtype_size(a->dtype);
+        g1.b += (uint64_t)(ob * mat_b) * ir_dtype_size(b->dtype);
+        g1.c += (uint64_t)(t * mat_c) * es;
         s.gemm = g1;
         s.what = cg_node_label(e->g, e->node);
         cg_add_step(e->p, &s);

@@ -21,7 +21,7 @@ int cg_emit_clip_coef(emitter *e) {
     return 0;
 }
 
-/* (param, grad, m, v, opt): in place on param, m, v */
+/* (param, grad, m, v, opt[, copy]): in place on param, m, v; the new param rounded into copy */
 int cg_emit_adamw(emitter *e) {
     const ir_node *n = &e->g->nodes[e->node];
     const ir_node *pn = &e->g->nodes[n->inputs[0]], *gn = &e->g->nodes[n->inputs[1]];
@@ -35,6 +35,8 @@ int cg_emit_adamw(emitter *e) {
     param(&l, out_type(mn->dtype), "m", off_of(e, n->inputs[2]));
     param(&l, out_type(vn->dtype), "v", off_of(e, n->inputs[3]));
     param(&l, "const float *", "opt", off_of(e, n->inputs[4]));
+    const ir_node *cn = n->ninputs > 5 ? &e->g->nodes[n->inputs[5]] : NULL; /* 16-bit copy */
+    if (cn) param(&l, out_type(cn->dtype), "copy", off_of(e, n->inputs[5]));
     sb *b = &l.body;
     char f1[64], f2[64], f3[64], f4[64], f5[64], lb[128], sb1[128];
     cg_sb_printf(b, "    const float lr = opt[%d], wd = %s, bc1 = opt[%d], sbc2 = dc_sqrt(opt[%d]), gs = opt[%d];\n",
@@ -52,7 +54,9 @@ int cg_emit_adamw(emitter *e) {
     cg_sb_printf(b, "        const float denom = dc_sqrt(vi) / sbc2 + %s;\n", cg_flit(f5, sizeof f5, at->eps));
     char upd[256], sb2[300];
     snprintf(upd, sizeof upd, "%s * (1.0f - lr * wd) - (lr / bc1) * mi / denom", cg_ld(lb, sizeof lb, pn->dtype, "p[i]"));
-    cg_sb_printf(b, "        p[i] = %s;\n", cg_st(sb2, sizeof sb2, pn->dtype, upd));
+    cg_sb_printf(b, "        const float pi = %s;\n", upd);
+    cg_sb_printf(b, "        p[i] = %s;\n", cg_st(sb2, sizeof sb2, pn->dtype, "pi"));
+    if (cn) cg_sb_printf(b, "        copy[i] = %s;\n", cg_st(sb2, sizeof sb2, cn->dtype, cg_ld(lb, sizeof lb, pn->dtype, "p[i]")));
     cg_loop_close(e, &l, total);
     return 0;
 }
@@ -79,10 +83,15 @@ void cg_emit_adamw_multi(emitter *e, const int *nodes, int count) {
     l.tag = "adamw_multi";
     param(&l, "float *", "arena", 0);
     param(&l, "const float *", "opt", off_of(e, g->nodes[nodes[0]].inputs[4]));
+    ir_dtype ct = IR_F32; /* the 16-bit copies' dtype (mixed precision), if any has one */
+    for (int q = 0; q < count; q++)
+        if (g->nodes[nodes[q]].ninputs > 5) ct = g->nodes[g->nodes[nodes[q]].inputs[5]].dtype;
+    if (ct != IR_F32) param(&l, out_type(ct), "copies", 0);
     sb *b = &l.body;
     char f1[64], f2[64], f3[64], f4[64], f5[64];
-    cg_sb_printf(b, "    /* per tensor: first block, elements, offsets (floats) of param, grad, m, v; decay */\n");
-    cg_sb_printf(b, "    static const long long tab[%d][7] = {\n", count);
+    cg_sb_printf(b, "    /* per tensor: first block, elements, offsets (floats) of param, grad, m, v; decay; offset of\n"
+                    "     * the 16-bit copy (its elements; -1: none) */\n");
+    cg_sb_printf(b, "    static const long long tab[%d][8] = {\n", count);
     int64_t blocks = 0;
     for (int q = 0; q < count; q++) {
         const ir_node *n = &g->nodes[nodes[q]];
@@ -93,7 +102,10 @@ void cg_emit_adamw_multi(emitter *e, const int *nodes, int count) {
             assert(o % (int64_t)sizeof(float) == 0);
             cg_sb_printf(b, ", %lld", (long long)(o / (int64_t)sizeof(float)));
         }
-        cg_sb_printf(b, ", %d}, /* %s */\n", n->attrs.decay ? 1 : 0, g->nodes[n->inputs[0]].name ? g->nodes[n->inputs[0]].name : "");
+        int64_t co = n->ninputs > 5 ? off_of(e, n->inputs[5]) / 2 : -1;
+        assert(n->ninputs <= 5 || g->nodes[n->inputs[5]].dtype == ct);
+        cg_sb_printf(b, ", %d, %lld}, /* %s */\n", n->attrs.decay ? 1 : 0, (long long)co,
+                     g->nodes[n->inputs[0]].name ? g->nodes[n->inputs[0]].name : "");
         blocks += (numel + ADAMW_TILE - 1) / ADAMW_TILE;
     }
     cg_sb_printf(b, "    };\n");
@@ -115,7 +127,12 @@ void cg_emit_adamw_multi(emitter *e, const int *nodes, int count) {
     cg_sb_printf(b, "        const float vi = %s * v[i] + %s * g * g;\n", cg_flit(f3, sizeof f3, at->beta2), cg_flit(f4, sizeof f4, 1 - at->beta2));
     cg_sb_printf(b, "        m[i] = mi;\n        v[i] = vi;\n");
     cg_sb_printf(b, "        const float denom = dc_sqrt(vi) / sbc2 + %s;\n", cg_flit(f5, sizeof f5, at->eps));
-    cg_sb_printf(b, "        p[i] = p[i] * (1.0f - lr * wd) - (lr / bc1) * mi / denom;\n    }\n");
+    cg_sb_printf(b, "        p[i] = p[i] * (1.0f - lr * wd) - (lr / bc1) * mi / denom;\n");
+    if (ct != IR_F32) {
+        char st[128];
+        cg_sb_printf(b, "        if (t[7] >= 0) copies[t[7] + i] = %s;\n", cg_st(st, sizeof st, ct, "p[i]"));
+    }
+    cg_sb_printf(b, "    }\n");
     int saved = e->node;
     e->node = nodes[0];
     cg_finish(e, &l, blocks, 256);

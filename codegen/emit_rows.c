@@ -175,7 +175,10 @@ static void begin_softmax(emitter *e, launch *l, const row_shape *rs) {
         param(l, in_type(e->g->nodes[n->inputs[1]].dtype), "yv", off_of(e, n->inputs[1]));
     }
     emit_row_head(&l->body, rs, it, rows);
-    cg_sb_printf(&l->body, "    const %s row = r * %lld;\n", it, (long long)C);
+    /* rows at the memory plan's pitch (16-bit attention rows padded; the same for every operand) */
+    int64_t P = e->m->pitch ? e->m->pitch[e->node] : C;
+    for (int k = 0; k < n->ninputs && e->m->pitch; k++) assert(e->m->pitch[n->inputs[k]] == P);
+    cg_sb_printf(&l->body, "    const %s row = r * %lld;\n", it, (long long)P);
 }
 
 static int emit_layer_norm_warp(emitter *e) {

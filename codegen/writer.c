@@ -131,6 +131,13 @@ int cg_write_plan(const cg_program *p, const cg_plan_target *t, FILE *f) {
     if (!decay) abort();
     for (int i = 0; i < g->n; i++)
         if (g->nodes[i].op == IR_OP_ADAMW) decay[g->nodes[i].inputs[0]] = (unsigned char)g->nodes[i].attrs.decay;
+    /* the plan tensor index of every node with an entry; a 16-bit weight copy's weight */
+    int *tindex = malloc(sizeof(int) * ((size_t)g->n + 1)), *copy_of = calloc((size_t)g->n + 1, sizeof(int));
+    if (!tindex || !copy_of) abort();
+    for (int i = 0, k = 0; i < g->n; i++) tindex[i] = plan_role(g, m, i) >= 0 ? k++ : -1;
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].op == IR_OP_ADAMW && g->nodes[i].ninputs > 5)
+            copy_of[g->nodes[i].inputs[5]] = 1 + tindex[g->nodes[i].inputs[0]];
     if (t->init_path) put_incbin(f, "deitc_init", t->init_path, 0);
     fprintf(f, "static const rt_plan_tensor tensors[] = {\n");
     int nt = 0;
@@ -152,11 +159,14 @@ int cg_write_plan(const cg_program *p, const cg_plan_target *t, FILE *f) {
             fprintf(f, ", (const float *)(deitc_init + %llu)", (unsigned long long)init_off);
             init_off += (uint64_t)ir_numel(n) * sizeof(float);
         }
+        if (copy_of[i]) fprintf(f, ", .copy_of = %d", copy_of[i]);
         fprintf(f, "},\n");
         nt++;
     }
     fprintf(f, "};\n\n");
     free(decay);
+    free(tindex);
+    free(copy_of);
     for (int s = 0; s < p->nsteps; s++) {
         const rt_plan_step *st = &p->steps[s];
         if (st->kind != RT_STEP_KERNEL) continue;

@@ -4,9 +4,11 @@
  * computes in double and, unless the interpreter was made with use_f64, rounds its result to
  * the node's dtype (f32, f16, bf16: round to nearest even), so the f32 interpreter is a float32
  * program whose every op is correctly rounded. Integer values (labels) are exact in double.
- * ADAMW nodes update their WEIGHT and STATE inputs in place, LOSS_SCALE_UPDATE its scaler
- * STATE. A node with several outputs holds them one after another in its value; PROJECT
- * copies one out.
+ * ADAMW nodes update their WEIGHT and STATE inputs in place (and a 16-bit copy of the weight,
+ * their sixth input, which the first run makes from the bound weight before any node, as the
+ * executables make it where they load weights), LOSS_SCALE_UPDATE its scaler STATE. Bound
+ * float leaves are rounded to their dtype. A node with several outputs holds them one after
+ * another in its value; PROJECT copies one out.
  *
  * Values live in ir/interp_values.c (pooled, and freed after their last reader once
  * ir_interp_release_dead is on); the row-wise ops run over ranges of rows on the host threads
@@ -39,6 +41,7 @@ struct ir_interp {
     int use_f64;
     ir_values values;
     double **val; /* values.val: val[i] holds node i's value, NULL while none is held */
+    int runs;     /* ir_interp_run calls so far */
     char error[512];
 };
 
@@ -106,9 +109,10 @@ static double *bound(ir_interp *it, int node) {
 }
 
 void ir_interp_set_f32(ir_interp *it, int node, const float *data) {
-    int64_t k = ir_numel(&it->g->nodes[node]);
+    const ir_node *n = &it->g->nodes[node];
+    int64_t k = ir_numel(n);
     double *v = bound(it, node);
-    for (int64_t i = 0; i < k; i++) v[i] = data[i];
+    for (int64_t i = 0; i < k; i++) v[i] = it->use_f64 ? data[i] : round_dtype(data[i], n->dtype);
 }
 
 void ir_interp_set_f64(ir_interp *it, int node, const double *data) {
@@ -481,6 +485,18 @@ static void run_adamw(ir_interp *it, const ir_node *n, double *out) {
             np = round_dtype(np, pt);
         }
         p[i] = out[i] = np;
+        if (n->ninputs > 5) it->val[n->inputs[5]][i] = it->use_f64 ? np : round_dtype(np, it->g->nodes[n->inputs[5]].dtype);
+    }
+}
+
+/* Before the first run: every ADAMW's 16-bit copy is its bound weight, rounded. */
+static void make_weight_copies(ir_interp *it) {
+    for (int i = 0; i < it->g->n; i++) {
+        const ir_node *n = &it->g->nodes[i];
+        if (n->op != IR_OP_ADAMW || n->ninputs < 6) continue;
+        const ir_node *c = &it->g->nodes[n->inputs[5]];
+        for (int64_t j = 0; j < ir_numel(c); j++)
+            it->val[n->inputs[5]][j] = it->use_f64 ? it->val[n->inputs[0]][j] : round_dtype(it->val[n->inputs[0]][j], c->dtype);
     }
 }
 
@@ -744,6 +760,7 @@ static int run_node(ir_interp *it, int i) {
 
 int ir_interp_run(ir_interp *it) {
     it->error[0] = 0;
+    if (it->runs++ == 0) make_weight_copies(it);
     for (int i = 0; i < it->g->n; i++) {
         if (!ir_values_take(&it->values, i)) {
             const ir_node *n = &it->g->nodes[i];

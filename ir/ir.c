@@ -225,7 +225,7 @@ static int check_dims(ir_graph *g, ir_node *n) {
 }
 
 /* The shape rule: fills n->shape/ndim/dtype from its inputs (or checks the given shape). */
-static int infer_shape(ir_graph *g, ir_node *n) {
+static int infer_shape_rule(ir_graph *g, ir_node *n) {
     const ir_node *in[IR_MAX_INPUTS] = {0};
     char s0[96], s1[96];
     for (int i = 0; i < n->ninputs; i++) in[i] = &g->nodes[n->inputs[i]];
@@ -392,6 +392,9 @@ static int infer_shape(ir_graph *g, ir_node *n) {
         n->shape[n->ndim++] = m;
         n->shape[n->ndim++] = nn;
         if (n->ndim > IR_MAX_DIMS) return node_error(g, n, "too many dims");
+        if (a->dtype != b->dtype && ir_dtype_is_float(a->dtype))
+            return node_error(g, n, "operands of different dtypes (%s, %s)", ir_dtype_name(a->dtype),
+                              ir_dtype_name(b->dtype));
         if (n->attrs.compute != IR_COMPUTE_32F &&
             (n->attrs.compute != IR_COMPUTE_TF32 || a->dtype != IR_F32 || b->dtype != IR_F32))
             return node_error(g, n, "compute type %d needs f32 operands (tf32)", (int)n->attrs.compute);
@@ -479,10 +482,12 @@ static int infer_shape(ir_graph *g, ir_node *n) {
         n->dtype = in[1]->dtype;
         break;
     case IR_OP_ADAMW:
-        if (x->op != IR_OP_WEIGHT || !ir_same_shape(x, in[1]) || !ir_same_shape(x, in[2]) ||
-            !ir_same_shape(x, in[3]) || in[2]->op != IR_OP_STATE || in[3]->op != IR_OP_STATE ||
-            ir_numel(in[4]) != IR_OPT_SLOTS)
-            return node_error(g, n, "needs (weight, grad, m, v, opt[%d]) of matching shapes",
+        if ((n->ninputs != 5 && n->ninputs != 6) || x->op != IR_OP_WEIGHT || !ir_same_shape(x, in[1]) ||
+            !ir_same_shape(x, in[2]) || !ir_same_shape(x, in[3]) || in[2]->op != IR_OP_STATE ||
+            in[3]->op != IR_OP_STATE || ir_numel(in[4]) != IR_OPT_SLOTS ||
+            (n->ninputs == 6 && (in[5]->op != IR_OP_STATE || !ir_same_shape(x, in[5]) ||
+                                 (in[5]->dtype != IR_F16 && in[5]->dtype != IR_BF16))))
+            return node_error(g, n, "needs (weight, grad, m, v, opt[%d][, f16/bf16 copy]) of matching shapes",
                               IR_OPT_SLOTS);
         n->ndim = x->ndim;
         memcpy(n->shape, x->shape, sizeof n->shape);
@@ -508,6 +513,28 @@ static int infer_shape(ir_graph *g, ir_node *n) {
         return node_error(g, n, "internal: op has no shape rule");
     }
     return check_dims(g, n);
+}
+
+/* Whether a float node of this op may store its value in any float dtype (its store dtype, the
+ * node's own; the kernels compute in fp32 and round on store): every computing op but the
+ * gathers (which copy elements in their input's dtype), the views, the optimizer's and leaves. */
+static int store_dtype_free(ir_op op) {
+    switch (op) {
+    case IR_OP_PERMUTE: case IR_OP_EXPAND: case IR_OP_CONCAT: case IR_OP_SLICE: case IR_OP_PAD:
+    case IR_OP_PATCHIFY: case IR_OP_UNPATCHIFY: case IR_OP_CLIP_COEF:
+        return 0;
+    default:
+        return !(ir_op_flags(op) & (IR_OPF_LEAF | IR_OPF_ALIAS | IR_OPF_EFFECT));
+    }
+}
+
+/* The shape rule, then the store dtype: a float value the rule gives may be stored in the float
+ * dtype the node asks for (mixed precision; output 0 of a multi-output node). */
+static int infer_shape(ir_graph *g, ir_node *n) {
+    ir_dtype asked = n->dtype;
+    if (infer_shape_rule(g, n)) return -1;
+    if (store_dtype_free(n->op) && ir_dtype_is_float(asked) && ir_dtype_is_float(n->dtype)) n->dtype = asked;
+    return 0;
 }
 
 int ir_add(ir_graph *g, ir_op op, const int *inputs, int ninputs, const ir_attrs *attrs,
@@ -650,8 +677,10 @@ static int verify_group(ir_graph *g, int i) {
     for (int j = 0; j < i; j++) {
         const ir_node *m = &g->nodes[j];
         if (m->group != n->group) continue;
-        if (m->op != n->op || m->ninputs != n->ninputs ||
-            m->inputs[m->ninputs - 1] != n->inputs[n->ninputs - 1] ||
+        /* the opt input: ADAMW's fifth (a sixth, its 16-bit copy, may differ), else the last */
+        int mo = m->op == IR_OP_ADAMW ? 4 : m->ninputs - 1, no = n->op == IR_OP_ADAMW ? 4 : n->ninputs - 1;
+        if (m->op != n->op || (m->op != IR_OP_ADAMW && m->ninputs != n->ninputs) ||
+            m->ninputs <= mo || n->ninputs <= no || m->inputs[mo] != n->inputs[no] ||
             m->attrs.beta1 != n->attrs.beta1 || m->attrs.beta2 != n->attrs.beta2 ||
             m->attrs.eps != n->attrs.eps)
             return node_error(g, n, "fusion group %d mixes it with %%%d (%s), which differs in op, "

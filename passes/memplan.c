@@ -29,6 +29,8 @@ static void *xcalloc(size_t n, size_t size) {
 
 static int64_t align_up(int64_t x) { return (x + PASS_MEM_ALIGN - 1) / PASS_MEM_ALIGN * PASS_MEM_ALIGN; }
 
+static int64_t last_of(const ir_node *n) { return n->ndim ? n->shape[n->ndim - 1] : 1; }
+
 int64_t pass_mem_output_offset(const ir_node *n, int k) {
     int64_t at = 0;
     for (int j = 0; j < k; j++) {
@@ -40,6 +42,50 @@ int64_t pass_mem_output_offset(const ir_node *n, int k) {
 }
 
 int64_t pass_mem_bytes(const ir_node *n) { return pass_mem_output_offset(n, ir_op_outputs(n->op)); }
+
+/* Row pitches: a 16-bit value that only matrix products and softmax rows make and read, whose
+ * rows are not a multiple of 8 elements (attention's scores and probabilities, N = 197), is
+ * stored with its rows padded to one (16 bytes), so every GEMM reading or writing it has a
+ * 16-byte-aligned leading dimension and batch stride (tensor-core algorithms). A softmax's
+ * input and output rows share one pitch, so either all of them are padded or none. */
+static int pitch_op(ir_op op) { return op == IR_OP_MATMUL || op == IR_OP_SOFTMAX || op == IR_OP_SOFTMAX_GRAD; }
+
+static void row_pitches(const ir_graph *g, int64_t *pitch) {
+    int n = g->n;
+    unsigned char *pad = xcalloc((size_t)n, 1);
+    for (int i = 0; i < n; i++) {
+        const ir_node *nd = &g->nodes[i];
+        pad[i] = pitch_op(nd->op) && (nd->dtype == IR_F16 || nd->dtype == IR_BF16) && nd->ndim >= 2 &&
+                 last_of(nd) % 8 != 0 && !(nd->flags & IR_NODE_OUTPUT);
+    }
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < g->nodes[i].ninputs; k++)
+            if (!pitch_op(g->nodes[i].op)) pad[g->nodes[i].inputs[k]] = 0;
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int i = 0; i < n; i++) {
+            const ir_node *nd = &g->nodes[i];
+            if (nd->op != IR_OP_SOFTMAX && nd->op != IR_OP_SOFTMAX_GRAD) continue;
+            int all = pad[i];
+            for (int k = 0; k < nd->ninputs; k++) all &= pad[nd->inputs[k]];
+            if (all || !(pad[i] || pad[nd->inputs[0]] || (nd->ninputs > 1 && pad[nd->inputs[1]]))) continue;
+            pad[i] = 0;
+            for (int k = 0; k < nd->ninputs; k++) pad[nd->inputs[k]] = 0;
+            changed = 1;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        const ir_node *nd = &g->nodes[i];
+        pitch[i] = nd->ndim ? (pad[i] ? (last_of(nd) + 7) / 8 * 8 : last_of(nd)) : 1;
+    }
+    free(pad);
+}
+
+int64_t pass_mem_value_bytes(const ir_graph *g, const pass_mem_plan *p, int i) {
+    const ir_node *nd = &g->nodes[i];
+    if (!p->pitch || !nd->ndim || p->pitch[i] == last_of(nd) || ir_numel(nd) == 0) return pass_mem_bytes(nd);
+    return align_up(ir_numel(nd) / last_of(nd) * p->pitch[i] * (int64_t)ir_dtype_size(nd->dtype));
+}
 
 /* The node whose buffer holds node i's value, and where in it (*delta bytes). */
 static int node_root(const ir_graph *g, int i, int64_t *delta) {
@@ -73,6 +119,8 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
     p->alias_of = xcalloc((size_t)n, sizeof *p->alias_of);
     p->scratch_offset = xcalloc((size_t)n, sizeof *p->scratch_offset);
     p->persistent = xcalloc((size_t)n, 1);
+    p->pitch = xcalloc((size_t)n, sizeof *p->pitch);
+    row_pitches(g, p->pitch);
     int *pos = xcalloc((size_t)n, sizeof *pos), *end = xcalloc((size_t)n, sizeof *end);
     int64_t *delta = xcalloc((size_t)n, sizeof *delta);
     for (int i = 0; i < n; i++) {
@@ -88,13 +136,25 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
         int r = p->alias_of[i];
         if ((ir_op_flags(nd->op) & IR_OPF_LEAF) || (nd->flags & IR_NODE_OUTPUT)) p->persistent[r] = 1;
     }
+    /* an elementwise chain runs as one kernel: its members' inputs are read, and its members'
+     * values written, from its first step to its last (with mixed dtypes a member's output
+     * may not take the place of another member's input, whose elements are of another size) */
+    int *span0 = xcalloc((size_t)nsteps + 1, sizeof *span0), *span1 = xcalloc((size_t)nsteps + 1, sizeof *span1);
+    for (int s = 0; s < nsteps; s++) {
+        int c = g->nodes[order[s]].chain;
+        span0[s] = s > 0 && c && g->nodes[order[s - 1]].chain == c ? span0[s - 1] : s;
+    }
+    for (int s = nsteps - 1; s >= 0; s--) {
+        int c = g->nodes[order[s]].chain;
+        span1[s] = s + 1 < nsteps && c && g->nodes[order[s + 1]].chain == c ? span1[s + 1] : s;
+    }
     for (int s = 0; s < nsteps; s++) {
         const ir_node *nd = &g->nodes[order[s]];
         int r = p->alias_of[order[s]];
         if (end[r] < s) end[r] = s;
         for (int k = 0; k < nd->ninputs; k++) {
             int ri = p->alias_of[nd->inputs[k]];
-            if (end[ri] < s) end[ri] = s;
+            if (end[ri] < span1[s]) end[ri] = span1[s];
         }
     }
     /* persistent region */
@@ -103,7 +163,7 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
         if (p->alias_of[i] != i || !p->persistent[i]) continue;
         if (pos[i] < 0 && !(ir_op_flags(g->nodes[i].op) & IR_OPF_LEAF)) continue;
         p->offset[i] = at;
-        at += pass_mem_bytes(&g->nodes[i]);
+        at += pass_mem_value_bytes(g, p, i);
     }
     p->persistent_bytes = at;
     /* transient buffers: scheduled roots that are not persistent, plus scratch */
@@ -111,7 +171,7 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
     int nb = 0;
     for (int i = 0; i < n; i++) {
         if (p->alias_of[i] != i || p->persistent[i] || pos[i] < 0) continue;
-        bufs[nb++] = (buf){i, pos[i], end[i], pass_mem_bytes(&g->nodes[i]), -1};
+        bufs[nb++] = (buf){i, span0[pos[i]], end[i], pass_mem_value_bytes(g, p, i), -1};
     }
     for (int s = 0; scratch_bytes && s < nsteps; s++) {
         int i = order[s];
@@ -155,6 +215,8 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
     free(conf);
     free(bufs);
     free(delta);
+    free(span0);
+    free(span1);
     p->pos = pos;
     p->last = end;
     return p;
@@ -166,6 +228,7 @@ void pass_mem_plan_free(pass_mem_plan *p) {
     free(p->alias_of);
     free(p->scratch_offset);
     free(p->persistent);
+    free(p->pitch);
     free(p->pos);
     free(p->last);
     free(p);
@@ -189,7 +252,7 @@ int pass_mem_plan_check(const ir_graph *g, const pass_mem_plan *p, const int64_t
     int n = g->n, nb = 0, rc = 0;
     placed *b = xcalloc((size_t)(2 * n), sizeof *b);
     for (int i = 0; i < n && !rc; i++) {
-        int64_t delta, bytes = pass_mem_bytes(&g->nodes[i]);
+        int64_t delta, bytes = pass_mem_value_bytes(g, p, i);
         int r = node_root(g, i, &delta);
         if (p->alias_of[i] != r || (p->offset[i] >= 0) != (p->offset[r] >= 0) ||
             (p->offset[i] >= 0 && p->offset[i] != p->offset[r] + delta)) {

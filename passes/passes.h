@@ -103,9 +103,12 @@ int pass_fuse_elementwise_chain(ir_graph *g);
 /* ---- precision.c -------------------------------------------------------------------------- */
 
 /* The precision stage: "fp32" (or NULL) keeps the graph as it is; "tf32" gives every matmul
- * with f32 operands compute=tf32; fp16/bf16 are refused (not implemented yet) and anything
- * else is unknown. g NULL: only checks the name. 0, or -1 with err. */
-int pass_precision(ir_graph *g, const char *precision, char *err, size_t errsize);
+ * with f32 operands compute=tf32 (in place); "fp16" and "bf16" run the casting pass (the file's
+ * header says what it keeps in f32): a new graph. Returns g itself (fp32, tf32), the new graph
+ * (the caller frees g), or NULL with err. */
+ir_graph *pass_precision(ir_graph *g, const char *precision, char *err, size_t errsize);
+/* 0 fp32, 1 tf32, 2 fp16, 3 bf16; -1 with err for anything else (NULL included). */
+int pass_precision_parse(const char *precision, char *err, size_t errsize);
 
 /* ---- autodiff.c ------------------------------------------------------------------------- */
 
@@ -144,6 +147,10 @@ typedef struct {
     int64_t peak_bytes;      /* max over steps of the bytes live at once (persistent included) */
     int *pos, *last;         /* [n] schedule position of each node and the last step that reads
                                 its buffer's root (-1: unscheduled) */
+    int64_t *pitch;          /* [n] elements from one row (last dim) of the value to the next: the
+                                last dim, or a 16-bit attention value's rows padded to a multiple
+                                of 8 (memplan.c says which); the kernels and GEMMs that touch a
+                                padded value index its rows by it */
 } pass_mem_plan;
 
 #define PASS_MEM_ALIGN 256
@@ -161,6 +168,8 @@ int pass_mem_plan_check(const ir_graph *g, const pass_mem_plan *p, const int64_t
 /* Bytes of node's value (numel * dtype size, rounded up to PASS_MEM_ALIGN; a multi-output
  * node: all its outputs, each rounded up). */
 int64_t pass_mem_bytes(const ir_node *n);
+/* Bytes of node i's buffer in plan p: pass_mem_bytes, with its rows at p's pitch. */
+int64_t pass_mem_value_bytes(const ir_graph *g, const pass_mem_plan *p, int i);
 /* Where output k of node n starts in its buffer (bytes; 0 for output 0). */
 int64_t pass_mem_output_offset(const ir_node *n, int k);
 
@@ -169,7 +178,7 @@ int64_t pass_mem_output_offset(const ir_node *n, int k);
 typedef struct {
     int training;               /* build the training step (else: the forward graph only) */
     pass_train_options train;
-    const char *precision;      /* --precision: "fp32" or "tf32" (NULL: fp32) */
+    const char *precision;      /* --precision: "fp32", "tf32", "fp16", "bf16" (NULL: fp32) */
     const char *fuse;           /* --fuse: "all" (NULL: all), "none", or NAME,... */
     /* bytes of scratch node i's kernels need while they run (codegen knows: cg_scratch_bytes);
      * NULL: none. The memory plan reserves them. */
@@ -185,7 +194,7 @@ int pass_options_check(const pass_options *o, char *err, size_t errsize);
 typedef struct {
     ir_graph *g;
     const char *last_stage;   /* the name of the last stage that ran */
-    const char *precision;    /* "fp32" or "tf32" (a static string) */
+    const char *precision;    /* "fp32", "tf32", "fp16" or "bf16" (a static string) */
     unsigned fusions;         /* PASS_FUSE_* bits of the fusions that ran */
     int *order, norder;       /* the schedule; NULL before the schedule stage */
     int64_t *scratch;         /* [g->n] scratch bytes per node; NULL before the memory plan */

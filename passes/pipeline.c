@@ -6,7 +6,7 @@
  *   check           the frontend's graph satisfies every shape rule
  *   forward-fusion  fusions with their own derivative rule (fusion.c: layer-norm-stats)
  *   training        loss + autodiff + AdamW: one graph for the whole step (training.c)
- *   precision       fp32 as built; tf32 marks the matmuls; fp16/bf16 refused until built (precision.c)
+ *   precision       fp32 as built; tf32 marks the matmuls; fp16/bf16: the casting pass (precision.c)
  *   fusion          fusions of the finished step (fusion.c: adamw-group, bias-gelu, elementwise-chain)
  *   schedule        the order the step's nodes run in (schedule.c)
  *   memplan         every value's place in one device arena (memplan.c)
@@ -53,8 +53,10 @@ static int stage_training(pass_result *r, const pass_options *o, char *err, size
 }
 
 static int stage_precision(pass_result *r, const pass_options *o, char *err, size_t errsize) {
-    r->precision = o->precision && strcmp(o->precision, "tf32") == 0 ? "tf32" : "fp32"; /* static strings */
-    return pass_precision(r->g, o->precision, err, errsize);
+    static const char *const names[] = {"fp32", "tf32", "fp16", "bf16"};
+    r->precision = o->precision ? names[pass_precision_parse(o->precision, err, errsize)] : "fp32"; /* checked */
+    ir_graph *g = pass_precision(r->g, o->precision, err, errsize);
+    return g == r->g ? 0 : replace_graph(r, g);
 }
 
 static int stage_fusion(pass_result *r, const pass_options *o, char *err, size_t errsize) {
@@ -120,7 +122,7 @@ void pass_options_default(pass_options *o) {
 int pass_options_check(const pass_options *o, char *err, size_t errsize) {
     unsigned bits;
     if (pass_fuse_parse(o->fuse, &bits, err, errsize)) return -1;
-    return pass_precision(NULL, o->precision, err, errsize);
+    return o->precision && pass_precision_parse(o->precision, err, errsize) < 0 ? -1 : 0;
 }
 
 /* The verifier after stage s: the graph, and the schedule and plan once they exist. */

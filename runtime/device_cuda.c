@@ -444,6 +444,35 @@ static int make_layout(rt_device *d, cublasLtMatrixLayout_t *l, rt_dtype t, int6
     return 0;
 }
 
+/* The start-up check of a GEMM's 16-bit operands: an operand whose leading dimension keeps
+ * 16-byte rows (a multiple of 8 elements: the memory plan pads attention's rows to one) must
+ * start and stride (batch) on 16 bytes too, or the tensor-core algorithms would be chosen for
+ * a layout they cannot take. A leading dimension the model fixes below that (10 classes, say)
+ * is passed to cuBLASLt with its true alignment (slower algorithms, not an error). */
+static int check_16bit_alignment(rt_device *d, int s) {
+    const rt_gemm *g = &d->plan->steps[s].gemm;
+    const struct {
+        const char *name;
+        rt_dtype t;
+        int64_t ld, stride;
+        uint64_t off;
+    } ops[3] = {{"A", g->a_type, g->lda, g->stride_a, g->a},
+                {"B", g->b_type, g->ldb, g->stride_b, g->b},
+                {"C", g->c_type, g->ldc, g->stride_c, g->c}};
+    for (int k = 0; k < 3; k++) {
+        if (ops[k].t != RT_F16 && ops[k].t != RT_BF16) continue;
+        if ((ops[k].ld * 2) % 16 || alignment(ops[k].off, g->batch, ops[k].stride, ops[k].t) >= 16) continue;
+        char shape[400];
+        gemm_shape(g, shape, sizeof shape);
+        snprintf(d->err, sizeof d->err,
+                 "plan step %d (%s): 16-bit GEMM operand %s has 16-byte rows (ld %lld) but starts or strides off 16 "
+                 "bytes (%s); tensor cores need 16-byte-aligned operands: the plan is not one deitc's memory plan makes",
+                 s, d->plan->steps[s].what ? d->plan->steps[s].what : "?", ops[k].name, (long long)ops[k].ld, shape);
+        return -1;
+    }
+    return 0;
+}
+
 /* Descriptors, layouts and algorithm of GEMM step s, made once. */
 static int prepare_gemm(rt_device *d, int s, cublasLtMatmulPreference_t pref_base) {
     cuda_impl *c = impl(d);
@@ -451,6 +480,7 @@ static int prepare_gemm(rt_device *d, int s, cublasLtMatmulPreference_t pref_bas
     cuda_gemm *cg = &c->gemms[s];
     if (g->m == 0 || g->n == 0) return 0;
     c->step = s;
+    if (check_16bit_alignment(d, s)) return -1;
     /* the plan's compute type (--precision tf32); DEITC_TF32 is no longer read */
     if (g->compute != RT_COMPUTE_32F && (g->compute != RT_COMPUTE_32F_FAST_TF32 || g->a_type != RT_F32 ||
                                          g->b_type != RT_F32)) {

@@ -123,6 +123,17 @@ static int upload_tensor(session *s, const rt_plan_tensor *t, const rt_tensor_se
             rt_exe_error("%s", s->dev->err);
             found = -1;
         }
+        /* its 16-bit copies (mixed precision): the master as stored, rounded once */
+        for (int j = 0; j < s->p->num_tensors && found >= 0; j++) {
+            const rt_plan_tensor *c = &s->p->tensors[j];
+            if (c->copy_of - 1 != (int)(t - s->p->tensors)) continue;
+            to_f32(conv, n, t->dtype, buf);
+            from_f32(buf, n, c->dtype, conv);
+            if (s->dev->upload(s->dev, c->offset, conv, (uint64_t)n * rt_dtype_size(c->dtype))) {
+                rt_exe_error("%s", s->dev->err);
+                found = -1;
+            }
+        }
     }
     free(buf);
     free(conv);
@@ -147,9 +158,12 @@ int rt_exe_load_weights(session *s, const char *init, int partial, uint64_t seed
     int rc = 0, used = 0, nmissing = 0, total = 0;
     for (int i = 0; i < p->num_tensors && !rc; i++) {
         const rt_plan_tensor *t = &p->tensors[i];
-        if (t->role == RT_ROLE_STATE) { /* zero, or its embedded start (the loss scaler's) */
-            if (t->init_data ? upload_tensor(s, t, NULL, NULL, "", 1, seed) < 0 : s->dev->zero(s->dev, t->offset, t->bytes))
-                rc = t->init_data ? 1 : rt_exe_error("%s", s->dev->err);
+        if (t->role == RT_ROLE_STATE) { /* zero, its embedded start (the loss scaler's), or a weight's
+                                           16-bit copy, which is made with the weight */
+            int failed = t->copy_of ? 0
+                         : t->init_data ? upload_tensor(s, t, NULL, NULL, "", 1, seed) < 0
+                                        : s->dev->zero(s->dev, t->offset, t->bytes) != 0;
+            if (failed) rc = t->init_data ? 1 : rt_exe_error("%s", s->dev->err);
             continue;
         }
         if (t->role != RT_ROLE_WEIGHT) continue;

@@ -72,6 +72,10 @@ typedef struct {
     int decay;                /* WEIGHT: gets weight decay (informational) */
     const float *init_data;   /* WEIGHT: the model file's values (f32, numel), embedded in the
                                * executable; used when --init lacks the tensor. NULL: use init */
+    int copy_of;              /* STATE: 1 + index in the tensor table of the WEIGHT it holds a
+                               * rounded copy of (--precision fp16/bf16: the 16-bit weights the
+                               * products read, rewritten by AdamW every step; made wherever the
+                               * weight is loaded); 0: none */
 } rt_plan_tensor;
 
 /* One kernel argument: a pointer into the arena, or a scalar. */

@@ -8,6 +8,9 @@ add_dependencies(test_codegen deitc)
 set(CG_MICRO -D img_size=32 -D patch_size=8 -D num_classes=10 -D embed_dim=64 -D depth=2 -D num_heads=2)
 add_test(NAME codegen_plan COMMAND test_codegen plan)
 add_test(NAME codegen_nvrtc COMMAND test_codegen nvrtc deit_tiny deit_small deit_base)
+# the other precisions' kernels (fp32's are tf32's: only the GEMMs' compute type differs)
+add_test(NAME codegen_nvrtc_bf16 COMMAND test_codegen nvrtc --precision bf16 deit_tiny deit_small deit_base)
+add_test(NAME codegen_nvrtc_tf32 COMMAND test_codegen nvrtc --precision tf32 deit_tiny deit_small deit_base)
 add_test(NAME codegen_identical COMMAND test_codegen identical)
 add_test(NAME codegen_errors COMMAND test_codegen errors)
 add_test(NAME codegen_emu_micro COMMAND test_codegen emu deit_micro ${CG_MICRO})
@@ -19,10 +22,11 @@ add_test(NAME codegen_emu_smoothing_clip COMMAND test_codegen emu_vs_run --label
 add_test(NAME codegen_emu_big COMMAND test_codegen emu_big)
 add_test(NAME codegen_emu_ln_stats COMMAND test_codegen ln_stats)
 add_test(NAME codegen_fuse COMMAND test_codegen fuse)
-set(CG_TESTS codegen_emu_ln_stats codegen_fuse codegen_emu_big codegen_plan codegen_nvrtc codegen_identical codegen_errors codegen_emu_micro
+set(CG_TESTS codegen_emu_ln_stats codegen_fuse codegen_emu_big codegen_plan codegen_nvrtc codegen_nvrtc_bf16 codegen_nvrtc_tf32
+  codegen_identical codegen_errors codegen_emu_micro
   codegen_emu_img48 codegen_emu_img24 codegen_emu_smoothing_clip)
 set_tests_properties(${CG_TESTS} PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS codegen)
-set_tests_properties(codegen_nvrtc PROPERTIES SKIP_RETURN_CODE 77)
+set_tests_properties(codegen_nvrtc codegen_nvrtc_bf16 codegen_nvrtc_tf32 PROPERTIES SKIP_RETURN_CODE 77)
 
 # the step statistics and cost model on a hand-counted plan; the --stats lines of inspect
 add_executable(test_stats ${CMAKE_CURRENT_SOURCE_DIR}/codegen/test_stats.c)

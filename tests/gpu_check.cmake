@@ -6,7 +6,9 @@
 #                        has no torch.compile) or, without it, faked PyTorch numbers;
 #   gpu_check_dry_run_{timeout,raise,op_kernel_fail}: a run whose torch.compile mode never ends,
 #                        one whose correctness step raises, one whose per-op kernel test fails:
-#                        each must say FAIL for that reason and keep every other step's results;
+#                        each must say FAIL for that reason and keep every other step's results
+#                        (fp32 executables only: the failure paths do not depend on the precision,
+#                        and gpu_check_dry_run builds and runs the fp16 and bf16 ones);
 #   gpu_check_dry_run_torch2: the dry run with a current PyTorch (torch >= 2 and timm), every mode
 #                        of DeiT-S's stand-in, torch.compile included, on the CPU. It needs a python
 #                        with them (DEITC_TORCH_PYTHON at test time, else the DEITC_TORCH_PYTHON
@@ -27,13 +29,13 @@ if(GPU_CHECK_PYTHON)
            COMMAND ${GPU_CHECK_PYTHON} ${GPU_CHECK} dry-run --deitc $<TARGET_FILE:deitc> --python ${GPU_CHECK_PYTHON}
                    --torch-modes eager-fp32,eager-bf16 --op-kernel-test ${FAKE_OPK})
   add_test(NAME gpu_check_dry_run_timeout
-           COMMAND ${GPU_CHECK_PYTHON} ${GPU_CHECK} dry-run --deitc $<TARGET_FILE:deitc> --fake-torch --torch small
+           COMMAND ${GPU_CHECK_PYTHON} ${GPU_CHECK} dry-run --deitc $<TARGET_FILE:deitc> --fake-torch --torch small --precisions fp32
                    --fake-torch-hang compile-fp32 --torch-limit 5 --expect-fail "compile-fp32: timed out")
   add_test(NAME gpu_check_dry_run_raise
-           COMMAND ${GPU_CHECK_PYTHON} ${GPU_CHECK} dry-run --deitc $<TARGET_FILE:deitc> --fake-torch
+           COMMAND ${GPU_CHECK_PYTHON} ${GPU_CHECK} dry-run --deitc $<TARGET_FILE:deitc> --fake-torch --precisions fp32
                    --raise-in correctness --expect-fail "^step correctness raised RuntimeError")
   add_test(NAME gpu_check_dry_run_op_kernel_fail
-           COMMAND ${GPU_CHECK_PYTHON} ${GPU_CHECK} dry-run --deitc $<TARGET_FILE:deitc> --fake-torch --torch none
+           COMMAND ${GPU_CHECK_PYTHON} ${GPU_CHECK} dry-run --deitc $<TARGET_FILE:deitc> --fake-torch --torch none --precisions fp32
                    --op-kernel-test ${FAKE_OPK} --expect-fail "^per-op kernel test: 1 of 3 cases failed")
   add_test(NAME gpu_check_dry_run_torch2
            COMMAND sh -c "exec \"$0\" \"$1\" dry-run --deitc \"$2\" --torch small --require-torch 2 --python \"\${DEITC_TORCH_PYTHON:-$3}\""

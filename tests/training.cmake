@@ -34,10 +34,11 @@ target_link_libraries(test_pipeline PRIVATE deitc_passes deitc_frontend deitc_ir
 add_test(NAME test_pipeline COMMAND test_pipeline)
 set_tests_properties(test_pipeline PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS training)
 
-# the pass options on the command line: dump after the schedule unfused, inspect with both
+# the pass options on the command line: dump after the schedule unfused (the cuda default, fp16),
+# inspect with both
 add_test(NAME cli_dump_schedule COMMAND deitc dump ${CMAKE_SOURCE_DIR}/models/deit_small.yaml --after schedule --fuse none)
 set_tests_properties(cli_dump_schedule PROPERTIES LABELS training
-  PASS_REGULAR_EXPRESSION "# after schedule: precision fp32, fusions none\n# schedule: [0-9]+ steps")
+  PASS_REGULAR_EXPRESSION "# after schedule: precision fp16, fusions none\n# schedule: [0-9]+ steps")
 add_test(NAME cli_inspect_pass_options COMMAND deitc inspect ${CMAKE_SOURCE_DIR}/models/deit_small.yaml
   --precision fp32 --fuse all --batch 2)
 set_tests_properties(cli_inspect_pass_options PROPERTIES LABELS training

@@ -284,12 +284,15 @@ static int test_nvrtc(int argc, char **argv) {
     check_cache_and_errors();
     const char *bin = test_env("DEITC_BIN"), *src = test_env("DEITC_SOURCE_DIR");
     const char *arches[] = {"sm_80", "sm_90"};
-    for (int a = 2; a < argc; a++)
+    int first = 2;
+    char prec[64] = ""; /* "nvrtc --precision P MODEL...": P's kernels (else the cuda default, fp16) */
+    if (argc > 3 && strcmp(argv[2], "--precision") == 0) snprintf(prec, sizeof prec, "--precision %s", argv[3]), first = 4;
+    for (int a = first; a < argc; a++)
         for (int k = 0; k < 2; k++) {
             char dir[1024], path[1100];
             snprintf(dir, sizeof dir, "%s/%s_%s", tmp, argv[a], arches[k]);
-            int rc = test_sh("DEITC_NO_CACHE=1 '%s' compile '%s/models/%s.yaml' --arch %s -o '%s/exe' --emit-dir '%s'", bin,
-                        src, argv[a], arches[k], dir, dir);
+            int rc = test_sh("DEITC_NO_CACHE=1 '%s' compile '%s/models/%s.yaml' --arch %s %s -o '%s/exe' --emit-dir '%s'",
+                             bin, src, argv[a], arches[k], prec, dir, dir);
             CHECK_MSG(rc == 0, "%s for %s: deitc compile failed", argv[a], arches[k]);
             snprintf(path, sizeof path, "%s/report.txt", dir);
             char *rep = slurp(path);
@@ -305,7 +308,7 @@ static int test_nvrtc(int argc, char **argv) {
                 CHECK_MSG(spill == 0, "%s %s: kernel %s spills %d bytes", argv[a], arches[k], name, spill);
             }
             CHECK_MSG(nk > 10, "%s %s: only %d kernels in the report", argv[a], arches[k], nk);
-            fprintf(stderr, "%s %s: %d kernels, registers and spills checked\n", argv[a], arches[k], nk);
+            fprintf(stderr, "%s %s %s: %d kernels, registers and spills checked\n", argv[a], arches[k], prec, nk);
             free(rep);
         }
     return test_result();
@@ -351,7 +354,7 @@ static int test_errors(void) {
         {"--arch sm_12", "unknown arch 'sm_12': NVRTC", 1},
         {"--arch compute_90x", "--arch 'compute_90x': expected sm_XX", 1},
         {"--target fpga", "unknown --target 'fpga'", 0},
-        {"--precision fp16", "--precision fp16: not supported yet", 0},
+        {"--precision FP16", "--precision FP16: unknown (fp32, tf32, fp16, bf16)", 0},
         {"--fuse gelu-bias", "--fuse gelu-bias: unknown fusion", 0},
         {"--fuse adamw-group,gelu-bias",
          "unknown fusion 'gelu-bias' (known: adamw-group, layer-norm-stats, bias-gelu, elementwise-chain", 0},

@@ -21,7 +21,7 @@
 #include "tests/harness.h"
 
 static rt_plan_tensor images_t = {"images", RT_ROLE_INPUT, RT_F32, 4, {4, 3, 32, 32}, 0, 4 * 3 * 32 * 32 * 4,
-                                  RT_INIT_ZEROS, 0, 0, NULL};
+                                  RT_INIT_ZEROS, 0, 0, NULL, 0};
 
 static rt_plan make_plan(int64_t classes, int64_t chans) {
     rt_plan p;

@@ -480,7 +480,7 @@ static int opt_input(op_suite *s, double grad_scale) {
 /* ADAMW nodes come after every other node (the verifier's rule), so the cases' updates wait
  * here until all their leaves exist */
 typedef struct {
-    int c, p, g, m, v, opt, decay;
+    int c, p, g, m, v, opt, decay, copy; /* copy: a 16-bit STATE (mixed precision), or -1 */
 } pending_adamw;
 static pending_adamw pending[16];
 static int npending;
@@ -493,10 +493,18 @@ static void adamw(op_suite *s, ir_dtype pt, int ndim, const int64_t *sh, int dec
     int m = leaf_op(s, IR_OP_STATE, IR_F32, ndim, sh, -0.1, 0.1);
     int v = leaf_op(s, IR_OP_STATE, IR_F32, ndim, sh, 0, 0.01);
     assert(npending < 16);
-    pending[npending++] = (pending_adamw){s->ncases - 1, p, g, m, v, opt, decay};
+    pending[npending++] = (pending_adamw){s->ncases - 1, p, g, m, v, opt, decay, -1};
     result(s, p);
     result(s, m);
     result(s, v);
+}
+
+/* the same with a 16-bit copy of the weight (dtype ct) that the update rewrites */
+static void adamw_copy(op_suite *s, ir_dtype ct, int ndim, const int64_t *sh, int decay, int opt) {
+    adamw(s, IR_F32, ndim, sh, decay, opt);
+    int c = leaf_op(s, IR_OP_STATE, ct, ndim, sh, -1, 1);
+    pending[npending - 1].copy = c;
+    result(s, c);
 }
 
 static void add_pending_adamw(op_suite *s) {
@@ -505,8 +513,8 @@ static void add_pending_adamw(op_suite *s) {
         ir_attrs a = {0};
         a.beta1 = 0.9, a.beta2 = 0.999, a.eps = 1e-8, a.decay = q->decay;
         const char *name = ir_arena_printf(&s->g->arena, "c%03d.adamw%d", q->c, k);
-        check_node(s, ir_add(s->g, IR_OP_ADAMW, (int[]){q->p, q->g, q->m, q->v, q->opt}, 5, &a,
-                             s->g->nodes[q->p].dtype, 0, NULL, name, (ir_loc){0}));
+        check_node(s, ir_add(s->g, IR_OP_ADAMW, (int[]){q->p, q->g, q->m, q->v, q->opt, q->copy}, q->copy < 0 ? 5 : 6,
+                             &a, s->g->nodes[q->p].dtype, 0, NULL, name, (ir_loc){0}));
     }
     npending = 0;
 }
@@ -620,8 +628,81 @@ static void optimizer_cases(op_suite *s) {
     adamw(s, IR_F32, SH(37), 0, opt);
     adamw(s, IR_F32, SH(64, 32), 1, opt);
     loss_scale_cases(s);
+    /* mixed precision: f32 master, m and v, the new master rounded into a 16-bit copy; alone
+     * and in a run (with a tensor without copy) */
+    for (int d = 1; d < 3; d++) {
+        begin(s, IR_OP_ADAMW, "single_copy", FLOATS[d], "copy[i] = ");
+        reject(s, "adamw_multi");
+        adamw_copy(s, FLOATS[d], SH(7, 9), 1, opt_input(s, 1.0));
+        begin(s, IR_OP_ADAMW, "multi_copy", FLOATS[d], "copies[t[7] + i]");
+        int o2 = opt_input(s, 0.5);
+        adamw_copy(s, FLOATS[d], SH(3000), 1, o2);
+        adamw(s, IR_F32, SH(33), 0, o2);
+        adamw_copy(s, FLOATS[d], SH(16, 8), 1, o2);
+    }
     add_pending_adamw(s);
     add_pending_updates(s);
+}
+
+/* ---- mixed dtypes: what the fp16/bf16 casting pass makes (passes/precision.c) ---------------- */
+
+/* A node storing dtype `out` from inputs of other dtypes: every kernel family loads each input
+ * through its own dtype and computes in fp32. The case's dtype is the 16-bit one involved. */
+static void mixed_cases(op_suite *s) {
+    for (int d = 1; d < 3; d++) {
+        ir_dtype h = FLOATS[d];
+        ir_attrs a = {0};
+        a.eps = 1e-6;
+        /* a bias add stored 16-bit (f32 bias), the residual add stored f32 (16-bit branch) */
+        begin(s, IR_OP_ADD, "mixed_bias_to_h", h, NULL);
+        result(s, node(s, IR_OP_ADD, (int[]){in(s, h, SH(5, 3, 16), -2, 2), in(s, IR_F32, SH(16), -1, 1)}, 2, NULL, h, 0,
+                       NULL));
+        begin(s, IR_OP_ADD, "mixed_residual_to_f32", h, NULL);
+        result(s, node(s, IR_OP_ADD, (int[]){in(s, IR_F32, SH(4, 24), -2, 2), in(s, h, SH(4, 24), -2, 2)}, 2, NULL, IR_F32,
+                       0, NULL));
+        /* the chain of both (a chain's f32 value must not take the place of a 16-bit input
+         * the same kernel still reads: memplan keeps a chain's inputs to its last member;
+         * rt_micro_fp16 is where a plan did that) */
+        begin(s, IR_OP_ADD, "mixed_chain_bias_residual", h, "_chain(");
+        int res = in(s, IR_F32, SH(3, 7, 16), -1, 1);
+        int mm = node(s, IR_OP_MATMUL, (int[]){in(s, h, SH(3, 7, 8), -1, 1), in(s, h, SH(8, 16), -1, 1)}, 2,
+                      &(ir_attrs){.alpha = 1}, h, 0, NULL);
+        int sum = node(s, IR_OP_ADD, (int[]){mm, in(s, IR_F32, SH(16), -1, 1)}, 2, NULL, h, 0, NULL);
+        result(s, node(s, IR_OP_ADD, (int[]){res, sum}, 2, NULL, IR_F32, 0, NULL));
+        /* LayerNorm of the f32 stream stored 16-bit; its dx (16-bit dy, f32 x) and dgamma (f32) */
+        begin(s, IR_OP_LAYER_NORM, "mixed_f32_to_h", h, "dc_warp_sum");
+        result(s, node(s, IR_OP_LAYER_NORM,
+                       (int[]){in(s, IR_F32, SH(7, 40), -3, 3), in(s, IR_F32, SH(40), 0.5, 1.5), in(s, IR_F32, SH(40), -1, 1)},
+                       3, &a, h, 0, NULL));
+        begin(s, IR_OP_LAYER_NORM_DX, "mixed_dy_h_x_f32", h, "dc_warp_sum");
+        result(s, node(s, IR_OP_LAYER_NORM_DX,
+                       (int[]){in(s, h, SH(7, 40), -1, 1), in(s, IR_F32, SH(7, 40), -3, 3), in(s, IR_F32, SH(40), 0.5, 1.5)}, 3,
+                       &a, h, 0, NULL));
+        begin(s, IR_OP_LAYER_NORM_DGAMMA, "mixed_to_f32", h, "dc_warp_sum");
+        result(s, node(s, IR_OP_LAYER_NORM_DGAMMA, (int[]){in(s, h, SH(9, 40), -1, 1), in(s, IR_F32, SH(9, 40), -3, 3)}, 2,
+                       &a, IR_F32, 0, NULL));
+        /* reductions of 16-bit values into f32 (bias gradients), one and two passes */
+        begin(s, IR_OP_SUM_TO, "mixed_rows_to_f32", h, NULL);
+        result(s, node(s, IR_OP_SUM_TO, (int[]){in(s, h, SH(37, 24), -2, 2)}, 1, NULL, IR_F32, SH(24)));
+        begin(s, IR_OP_SUM_TO, "mixed_two_pass_to_f32", h, "sum_to_pass2");
+        result(s, node(s, IR_OP_SUM_TO, (int[]){in(s, h, SH(2, 600, 7), -2, 2)}, 1, NULL, IR_F32, SH(7)));
+        /* the loss gradient of f32 logits stored 16-bit; GELU and softmax of 16-bit into f32 */
+        begin(s, IR_OP_CROSS_ENTROPY_GRAD, "mixed_f32_to_h", h, "dc_block_max");
+        result(s, node(s, IR_OP_CROSS_ENTROPY_GRAD,
+                       (int[]){in(s, IR_F32, SH(1), 0.5, 2), in(s, IR_F32, SH(5, 10), -5, 5), in(s, IR_I64, SH(5), 0, 10)}, 3,
+                       NULL, h, 0, NULL));
+        begin(s, IR_OP_SOFTMAX, "mixed_h_to_f32", h, "dc_warp_max");
+        result(s, node(s, IR_OP_SOFTMAX, (int[]){in(s, h, SH(2, 3, 5, 5), -4, 4)}, 1, NULL, IR_F32, 0, NULL));
+        begin(s, IR_OP_GELU, "mixed_h_to_f32", h, "dc_gelu_erf(");
+        result(s, node(s, IR_OP_GELU, (int[]){in(s, h, SH(3, 64), -4, 4)}, 1, &(ir_attrs){0}, IR_F32, 0, NULL));
+        /* 16-bit operands, f32 product (a weight gradient) */
+        begin(s, IR_OP_MATMUL, "mixed_h_to_f32_tn", h, "gemm_steps=1");
+        result(s, node(s, IR_OP_MATMUL, (int[]){in(s, h, SH(13, 7), -1, 1), in(s, h, SH(13, 5), -1, 1)}, 2,
+                       &(ir_attrs){.alpha = 1, .trans_a = 1}, IR_F32, 0, NULL));
+        begin(s, IR_OP_MATMUL, "mixed_partial_bcast_to_f32", h, "gemm_steps=6");
+        result(s, node(s, IR_OP_MATMUL, (int[]){in(s, h, SH(2, 1, 4, 5), -1, 1), in(s, h, SH(1, 3, 5, 6), -1, 1)}, 2,
+                       &(ir_attrs){.alpha = 1}, IR_F32, 0, NULL));
+    }
 }
 
 /* ---- matrix products ---------------------------------------------------------------------- */
@@ -683,6 +764,7 @@ op_suite *op_suite_new(void) {
     reduce_cases(s);
     row_cases(s);
     gemm_cases(s);
+    mixed_cases(s);
     optimizer_cases(s); /* last: the verifier wants nothing computed after an update */
     if (ir_verify(s->g)) {
         fprintf(stderr, "op_cases: the case graph does not verify: %s\n", s->g->error);

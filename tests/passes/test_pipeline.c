@@ -86,8 +86,7 @@ static void test_stages(void) {
                  "adamw-group,layer-norm-stats") == 0);
     CHECK(strcmp(pass_fuse_names(0, names, sizeof names), "none") == 0);
     /* refused before any stage runs, whatever --after says */
-    CHECK(run(micro_forward(2), NULL, "fp16", "check", err, sizeof err) == NULL &&
-          strstr(err, "--precision fp16: not supported yet"));
+    CHECK(run(micro_forward(2), NULL, "fp8", "check", err, sizeof err) == NULL && strstr(err, "--precision fp8: unknown"));
     CHECK(run(micro_forward(2), NULL, "fp8", NULL, err, sizeof err) == NULL && strstr(err, "--precision fp8: unknown"));
     CHECK(run(micro_forward(2), "nope", NULL, "check", err, sizeof err) == NULL && strstr(err, "--fuse nope"));
 }

@@ -10,7 +10,8 @@
  * the plan's, whatever DEITC_TF32 says (it is no longer read); the paths only a GPU reaches (no
  * algorithm for a 4-byte-aligned strided batch, a failed heuristic query, a cuBLASLt call that
  * breaks graph capture) fail with the plan step and the GEMM's shape named, and the same device
- * still runs the step without a graph. Skips without RT_FAKE_LIB. */
+ * still runs the step without a graph; a 16-bit operand with 16-byte rows but a batch stride off
+ * 16 bytes is refused at start-up. Skips without RT_FAKE_LIB. */
 #include "runtime/rt.h"
 #include "tests/harness.h"
 
@@ -229,6 +230,31 @@ int main(void) {
         CHECK_MSG(strstr(err, "step 0 (f16 gemm): GEMM compute type 1 with F16 x F16 operands is not supported"), "%s",
                   err);
         rt_device_free(db);
+    }
+    /* 16-bit alignment at start-up: a batch stride off 16 bytes with 16-byte rows is refused
+     * (naming the step and operand); the same GEMM with padded strides (what the memory plan
+     * makes of attention's N = 197 rows) and one with rows the model fixes (ld 10) start */
+    for (int v = 0; v < 3; v++) {
+        rt_plan_step st;
+        memset(&st, 0, sizeof st);
+        st.kind = RT_STEP_GEMM, st.what = "f16 batched gemm";
+        rt_gemm *g = &st.gemm;
+        g->m = 5, g->n = 8, g->k = v == 2 ? 10 : 13, g->batch = 2, g->alpha = 1;
+        g->lda = v == 2 ? 10 : 16, g->ldb = 8, g->ldc = 8;
+        g->stride_a = v == 0 ? 5 * 13 : 5 * g->lda, g->stride_b = g->k * 8, g->stride_c = 5 * 8;
+        g->a_type = g->b_type = RT_F16, g->c_type = RT_F32;
+        g->a = 0, g->b = 512, g->c = 1024;
+        rt_plan pa = p;
+        pa.num_steps = 1, pa.steps = &st, pa.arena_bytes = 2048;
+        rt_device *da = NULL;
+        int rc = rt_device_new(&pa, &da, err, sizeof err);
+        if (v == 0)
+            CHECK_MSG(rc != 0 && strstr(err, "plan step 0 (f16 batched gemm): 16-bit GEMM operand A has 16-byte rows (ld 16)") &&
+                          strstr(err, "batch strides 65/"),
+                      "%s", err);
+        else
+            CHECK_MSG(rc == 0, "case %d: %s", v, err);
+        rt_device_free(da);
     }
     fprintf(stderr, "%d GEMM steps through the cuda device layer\n", ns);
     free(init), free(want), free(got), free(got2);

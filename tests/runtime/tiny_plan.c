@@ -27,17 +27,17 @@ enum {
 };
 
 static const rt_plan_tensor tensors[] = {
-    {"head.weight", RT_ROLE_WEIGHT, RT_F32, 2, {3, 4}, OFF_W, 48, RT_INIT_TRUNC_NORMAL, 0.5f, 1, NULL},
-    {"head.bias", RT_ROLE_WEIGHT, RT_F32, 1, {3}, OFF_B, 12, RT_INIT_ZEROS, 0, 0, NULL},
-    {"adam_m.head.weight", RT_ROLE_STATE, RT_F32, 2, {3, 4}, OFF_MW, 48, RT_INIT_ZEROS, 0, 0, NULL},
-    {"adam_v.head.weight", RT_ROLE_STATE, RT_F32, 2, {3, 4}, OFF_VW, 48, RT_INIT_ZEROS, 0, 0, NULL},
-    {"adam_m.head.bias", RT_ROLE_STATE, RT_F32, 1, {3}, OFF_MB, 12, RT_INIT_ZEROS, 0, 0, NULL},
-    {"adam_v.head.bias", RT_ROLE_STATE, RT_F32, 1, {3}, OFF_VB, 12, RT_INIT_ZEROS, 0, 0, NULL},
-    {"images", RT_ROLE_INPUT, RT_F32, 4, {4, 1, 2, 2}, OFF_IMAGES, 64, RT_INIT_ZEROS, 0, 0, NULL},
-    {"labels", RT_ROLE_INPUT, RT_I64, 1, {4}, OFF_LABELS, 32, RT_INIT_ZEROS, 0, 0, NULL},
-    {"opt", RT_ROLE_INPUT, RT_F32, 1, {RT_OPT_SLOTS}, OFF_OPT, 4 * RT_OPT_SLOTS, RT_INIT_ZEROS, 0, 0, NULL},
-    {"logits", RT_ROLE_OUTPUT, RT_F32, 2, {4, 3}, OFF_LOGITS, 48, RT_INIT_ZEROS, 0, 0, NULL},
-    {"loss", RT_ROLE_OUTPUT, RT_F32, 0, {0}, OFF_LOSS, 4, RT_INIT_ZEROS, 0, 0, NULL},
+    {"head.weight", RT_ROLE_WEIGHT, RT_F32, 2, {3, 4}, OFF_W, 48, RT_INIT_TRUNC_NORMAL, 0.5f, 1, NULL, 0},
+    {"head.bias", RT_ROLE_WEIGHT, RT_F32, 1, {3}, OFF_B, 12, RT_INIT_ZEROS, 0, 0, NULL, 0},
+    {"adam_m.head.weight", RT_ROLE_STATE, RT_F32, 2, {3, 4}, OFF_MW, 48, RT_INIT_ZEROS, 0, 0, NULL, 0},
+    {"adam_v.head.weight", RT_ROLE_STATE, RT_F32, 2, {3, 4}, OFF_VW, 48, RT_INIT_ZEROS, 0, 0, NULL, 0},
+    {"adam_m.head.bias", RT_ROLE_STATE, RT_F32, 1, {3}, OFF_MB, 12, RT_INIT_ZEROS, 0, 0, NULL, 0},
+    {"adam_v.head.bias", RT_ROLE_STATE, RT_F32, 1, {3}, OFF_VB, 12, RT_INIT_ZEROS, 0, 0, NULL, 0},
+    {"images", RT_ROLE_INPUT, RT_F32, 4, {4, 1, 2, 2}, OFF_IMAGES, 64, RT_INIT_ZEROS, 0, 0, NULL, 0},
+    {"labels", RT_ROLE_INPUT, RT_I64, 1, {4}, OFF_LABELS, 32, RT_INIT_ZEROS, 0, 0, NULL, 0},
+    {"opt", RT_ROLE_INPUT, RT_F32, 1, {RT_OPT_SLOTS}, OFF_OPT, 4 * RT_OPT_SLOTS, RT_INIT_ZEROS, 0, 0, NULL, 0},
+    {"logits", RT_ROLE_OUTPUT, RT_F32, 2, {4, 3}, OFF_LOGITS, 48, RT_INIT_ZEROS, 0, 0, NULL, 0},
+    {"loss", RT_ROLE_OUTPUT, RT_F32, 0, {0}, OFF_LOSS, 4, RT_INIT_ZEROS, 0, 0, NULL, 0},
 };
 
 static const rt_arg ce_args[] = {
