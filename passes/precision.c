@@ -61,7 +61,7 @@ static const struct {
 /* Ops whose result is f32 whatever reads it: the loss and every reduction. */
 static const ir_op keep32[] = {
     IR_OP_CROSS_ENTROPY, IR_OP_SUM_TO, IR_OP_SUM_SQUARES, IR_OP_REDUCE_MEAN, IR_OP_LAYER_NORM_DGAMMA,
-    IR_OP_CLIP_COEF,
+    IR_OP_CLIP_COEF, IR_OP_LOSS_SCALE_OPT, IR_OP_LOSS_SCALE_UPDATE,
 };
 
 /* Gathers copy elements in their input's dtype: every input in the node's own. */
@@ -153,6 +153,10 @@ static ir_graph *cast_pass(const ir_graph *f, ir_dtype h, char *err, size_t errs
         b.copy[i] = b.cast[i] = b.cast32[i] = -1;
         if (n->op == IR_OP_ADAMW) b.updated[n->inputs[0]] = 1;
         keep[i] = (n->flags & IR_NODE_OUTPUT) || is_keep32(n->op) || n->op == IR_OP_ADAMW;
+        /* a view or gather of optimizer state (the loss scaler's seed slice: 65536 is inf in f16) */
+        if ((is_gather(n->op) || ir_op_flags(n->op) & IR_OPF_ALIAS) && n->ninputs &&
+            f->nodes[n->inputs[0]].op == IR_OP_STATE)
+            keep[i] = 1;
         only16[i] = n->op == IR_OP_INPUT && ir_dtype_is_float(n->dtype);
     }
     /* the residual stream: sums a LayerNorm normalizes */

@@ -3,7 +3,8 @@
 # The interpreter (`deitc run --precision P`, every value rounded to its node's dtype on store)
 # against the PyTorch float64 oracle cases: deit_micro (head dim 32, 17 tokens), img48_h3_d3
 # (head dim 16, 10 tokens), img24_h5_d1 (head dim 8, 17 tokens) and img24_h1_d1 (head dim 64,
-# 10 tokens). fp16: logits within 1e-2, the 3 steps' losses within 2e-2, step 1's gradients
+# 10 tokens). Gradients are compared without loss scaling (--loss-scale none), the losses
+# also under the default (dynamic for fp16). fp16: logits within 1e-2, the 3 steps' losses within 2e-2, step 1's gradients
 # within 1e-2; bf16: 3e-2, 5e-2 and 5e-2. Measured worst over the four cases (logits, losses,
 # grads): fp16 8.7e-4, 1.1e-4, 1.5e-3; bf16 1.15e-2, 2.2e-3, 1.4e-2.
 set(prec_model ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml)
@@ -16,10 +17,17 @@ function(deitc_precision_case name precision tol_logits tol_losses tol_grads)
     "-DCHECKS=${dir}/expected.safetensors|${tol_logits}|logits"
     -P ${CMAKE_CURRENT_SOURCE_DIR}/tools/run_and_compare.cmake)
   add_test(NAME oracle_${name}_${precision}_train COMMAND ${CMAKE_COMMAND} ${common}
-    "-DRUN=run;${prec_model};${defs};--precision;${precision};--weights;${dir}/init.safetensors;--input;${dir}/batch.safetensors;--steps;3;--lr;1e-3;--weight-decay;0.05;--grads"
+    "-DRUN=run;${prec_model};${defs};--precision;${precision};--weights;${dir}/init.safetensors;--input;${dir}/batch.safetensors;--steps;3;--lr;1e-3;--weight-decay;0.05;--grads;--loss-scale;none"
     "-DCHECKS=${dir}/expected.safetensors|${tol_losses}|losses;${dir}/expected.safetensors|${tol_grads}|grad.*"
     -P ${CMAKE_CURRENT_SOURCE_DIR}/tools/run_and_compare.cmake)
-  set_tests_properties(oracle_${name}_${precision}_logits oracle_${name}_${precision}_train PROPERTIES LABELS "oracle;precision")
+  # the same steps under the precision's default loss scaling (dynamic for fp16: --grads would be
+  # the scaled gradients, so the losses alone)
+  add_test(NAME oracle_${name}_${precision}_train_scaled COMMAND ${CMAKE_COMMAND} ${common}
+    "-DRUN=run;${prec_model};${defs};--precision;${precision};--weights;${dir}/init.safetensors;--input;${dir}/batch.safetensors;--steps;3;--lr;1e-3;--weight-decay;0.05"
+    "-DCHECKS=${dir}/expected.safetensors|${tol_losses}|losses"
+    -P ${CMAKE_CURRENT_SOURCE_DIR}/tools/run_and_compare.cmake)
+  set_tests_properties(oracle_${name}_${precision}_logits oracle_${name}_${precision}_train
+    oracle_${name}_${precision}_train_scaled PROPERTIES LABELS "oracle;precision")
 endfunction()
 foreach(p fp16 bf16)
   if(p STREQUAL "fp16")
