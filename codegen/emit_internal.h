@@ -6,6 +6,7 @@
  *   emit_text.c       CUDA-text helpers: growing strings, dtype loads/stores, float literals,
  *                     index arithmetic (offset terms, broadcasting)
  *   emit_pointwise.c  elementwise ops and gathers (permute, slice, pad, concat, patchify)
+ *   emit_chain_reduce.c  an elementwise chain ending in a column sum (a bias gradient)
  *   emit_reduce.c     reductions: sum_to, reduce_mean, sum_squares; shared two-pass helpers
  *   emit_rows.c       row ops: layer_norm (dx, dgamma), softmax (grad), cross_entropy (grad)
  *   emit_optim.c      optimizer: adamw (one tensor, and a run of them in one launch), clip_coef
@@ -171,6 +172,14 @@ void cg_emit_chain(emitter *e, const int *nodes, int count);
  * in its chain (then it lives only in a register of the chain's kernel). */
 int cg_chain_stores(const ir_graph *g, int i);
 int cg_emit_gather(emitter *e);
+
+/* ---- emit_chain_reduce.c ------------------------------------------------------------------ */
+
+/* A chain whose last member is a SUM_TO of the member before it to that member's last dim (a
+ * bias gradient): the elementwise members computed and stored inside the column sum's pass 1,
+ * whose plan, order and pass 2 are the unfused SUM_TO's (the same bits). Called by
+ * cg_emit_chain. */
+void cg_emit_chain_reduce(emitter *e, const int *nodes, int count);
 
 /* ---- emit_reduce.c ------------------------------------------------------------------------ */
 

@@ -11,7 +11,9 @@
  *            both moments in place), and a two-pass reduction's partial sums written and read
  *            back; FLOPs a per-element count of the op's arithmetic (flops_per_element)
  *   chain    an elementwise chain (bias-gelu, elementwise-chain): the members' values that
- *            are read outside it written, the inputs from outside the chain read once
+ *            are read outside it written, the inputs from outside the chain read once; one
+ *            ending in a column sum (bias-gelu-grad, bias-grad) adds the sum's output and,
+ *            in two passes, its partial sums written and read back
  *   zero     a memset: the bytes written
  * The parts: GEMMs (the linear layers: one operand shared over the batch, or batch 1),
  * attention (batched GEMMs whose both operands are batched, softmax and its gradient),
@@ -111,7 +113,12 @@ static void chain_cost(const cg_program *p, int first, int64_t *bytes, int64_t *
         const ir_node *n = &g->nodes[m];
         int per_input;
         if (cg_chain_stores(g, m)) *bytes += value_bytes(n);
-        *flops += flops_per_element(n->op, &per_input) * ir_numel(n);
+        int64_t f = flops_per_element(n->op, &per_input);
+        *flops += f * (per_input ? ir_numel(&g->nodes[n->inputs[0]]) : ir_numel(n));
+        if (n->op == IR_OP_SUM_TO) { /* the column sum that ends it: its partial sums */
+            if (p->mem->scratch_offset[m] >= 0) *bytes += 2 * cg_scratch_bytes(g, m);
+            continue; /* its input is the member before it, a register */
+        }
         for (int k = 0; k < n->ninputs; k++) {
             int in = n->inputs[k], seen = g->nodes[in].chain == chain;
             for (int q = first; q < m && !seen; q++)

@@ -606,14 +606,25 @@ static int by_name(const void *a, const void *b) {
 }
 
 /* Node i's elementwise chain: an elementwise op that either starts the chain (no earlier node
- * is in it) or follows the chain's previous member, node i-1, reads it and has its shape. */
+ * is in it) or follows the chain's previous member, node i-1, reads it and has its shape. A
+ * chain may end in a column sum (SUM_TO of its previous member to that member's last dim: a
+ * bias gradient; bias-gelu-grad and bias-grad in passes/fusion.c). */
+static int chain_column_sum(const ir_graph *g, int i) {
+    const ir_node *n = &g->nodes[i], *x = i > 0 ? &g->nodes[i - 1] : NULL;
+    return n->op == IR_OP_SUM_TO && x && x->chain == n->chain && n->inputs[0] == i - 1 && n->ndim == 1 &&
+           x->ndim >= 2 && n->shape[0] == x->shape[x->ndim - 1] && (ir_op_flags(x->op) & IR_OPF_ELEMENTWISE);
+}
+
 static int verify_chain(ir_graph *g, int i) {
     const ir_node *n = &g->nodes[i];
+    if (n->chain > 0 && chain_column_sum(g, i)) return 0;
     if (n->chain < 0 || !(ir_op_flags(n->op) & IR_OPF_ELEMENTWISE))
         return node_error(g, n, "elementwise chain %d on an op that is not elementwise", n->chain);
     if (i > 0 && g->nodes[i - 1].chain == n->chain) {
         int reads = 0;
         for (int k = 0; k < n->ninputs; k++) reads |= n->inputs[k] == i - 1;
+        if (g->nodes[i - 1].op == IR_OP_SUM_TO)
+            return node_error(g, n, "elementwise chain %d continues after its column sum %%%d", n->chain, i - 1);
         if (!reads || !ir_same_shape(n, &g->nodes[i - 1]))
             return node_error(g, n, "elementwise chain %d: it does not read the chain's previous member "
                               "%%%d, or has another shape", n->chain, i - 1);

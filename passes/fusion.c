@@ -14,6 +14,10 @@
  *                                              before: one kernel (a bias add and the residual
  *                                              add after it; values read only inside it stay
  *                                              in registers)
+ *   bias-gelu-grad    fusion, in "all"         GELU_GRAD and the fc1 bias gradient (its column
+ *                                              sum): one kernel (fusion_grad.c)
+ *   bias-grad         fusion, in "all"         another elementwise node and its column sum (a
+ *                                              bias gradient): one kernel (fusion_grad.c)
  */
 #include "passes/passes.h"
 
@@ -30,6 +34,8 @@ static const struct {
     {"layer-norm-stats", PASS_FUSE_LAYER_NORM_STATS, 0},
     {"bias-gelu", PASS_FUSE_BIAS_GELU, 1},
     {"elementwise-chain", PASS_FUSE_ELEMENTWISE_CHAIN, 1},
+    {"bias-gelu-grad", PASS_FUSE_BIAS_GELU_GRAD, 1},
+    {"bias-grad", PASS_FUSE_BIAS_GRAD, 1},
 };
 enum { NFUSIONS = sizeof fusions / sizeof fusions[0] };
 

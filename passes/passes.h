@@ -57,6 +57,11 @@ enum {
                                        the GELU after it in one elementwise kernel (ir_node.chain) */
     PASS_FUSE_ELEMENTWISE_CHAIN = 8, /* "elementwise-chain" (fusion, default): runs of elementwise
                                        nodes, each reading the one before, in one kernel */
+    PASS_FUSE_BIAS_GELU_GRAD = 16,  /* "bias-gelu-grad" (fusion, default): GELU_GRAD and the fc1
+                                       bias gradient (its column sum) in one kernel (a chain) */
+    PASS_FUSE_BIAS_GRAD = 32,       /* "bias-grad" (fusion, default): another elementwise node and
+                                       the column sum of it (a bias gradient), moved behind it, in
+                                       one kernel (a new graph) */
 };
 
 /* Parses --fuse: "all", "none", or a comma list of fusion names (and "all"). 0 with *bits set,
@@ -79,6 +84,15 @@ int pass_fuse_bias_gelu(ir_graph *g);
  * reading the one before with its shape (at most 4 members; extends chains already made).
  * Returns how many new chains it made. */
 int pass_fuse_elementwise_chain(ir_graph *g);
+
+/* ---- fusion_grad.c ------------------------------------------------------------------------ */
+
+/* bias-gelu-grad: numbers the chains GELU_GRAD -> SUM_TO of it to its last dim (consecutive in
+ * node order). Returns how many it made. */
+int pass_fuse_bias_gelu_grad(ir_graph *g);
+/* bias-grad: a new graph where each SUM_TO of an elementwise node x (not GELU_GRAD) to x's last
+ * dim comes right after x, the two a chain; *count of them. NULL with err on failure. */
+ir_graph *pass_fuse_bias_grad(const ir_graph *g, int *count, char *err, size_t errsize);
 
 /* ---- precision.c -------------------------------------------------------------------------- */
 

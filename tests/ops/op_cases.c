@@ -349,6 +349,30 @@ static void reduce_cases(op_suite *s) {
         result(s, node(s, IR_OP_SUM_TO, (int[]){in(s, t, SH(45), -2, 2)}, 1, NULL, t, SH(1)));
         begin(s, IR_OP_SUM_TO, "wide_outputs", t, NULL); /* more outputs than one column tile */
         result(s, node(s, IR_OP_SUM_TO, (int[]){in(s, t, SH(5, 70), -2, 2)}, 1, NULL, t, SH(1, 70)));
+        /* bias-gelu-grad: dh = GELU_GRAD(dy, h) and its column sum (the fc1 bias gradient) in one
+         * kernel, one pass and two (erf, and tanh); bias-grad: an add and its column sum, one
+         * input broadcast (a bias over the last dim) */
+        ir_attrs ga = {0};
+        begin(s, IR_OP_GELU_GRAD, "bias_gelu_grad_one_pass", t, "_bias_gelu_grad(");
+        int dh = node(s, IR_OP_GELU_GRAD, (int[]){in(s, t, SH(3, 7, 40), -1, 1), in(s, t, SH(3, 7, 40), -3, 3)}, 2, &ga,
+                      t, 0, NULL);
+        int db = node(s, IR_OP_SUM_TO, (int[]){dh}, 1, NULL, t, SH(40));
+        result(s, dh);
+        result(s, db);
+        for (int tanh_gelu = 0; tanh_gelu < 2; tanh_gelu++) {
+            ga.gelu_tanh = tanh_gelu;
+            begin(s, IR_OP_GELU_GRAD, tanh_gelu ? "bias_gelu_grad_two_pass_tanh" : "bias_gelu_grad_two_pass", t,
+                  "bias_gelu_grad_pass1");
+            dh = node(s, IR_OP_GELU_GRAD, (int[]){in(s, t, SH(2, 300, 24), -1, 1), in(s, t, SH(2, 300, 24), -3, 3)}, 2,
+                      &ga, t, 0, NULL);
+            db = node(s, IR_OP_SUM_TO, (int[]){dh}, 1, NULL, t, SH(24));
+            result(s, dh);
+            result(s, db);
+        }
+        begin(s, IR_OP_SUM_TO, "chain_sum_to", t, "_chain_sum_to(");
+        int sum = binary(s, IR_OP_ADD, in(s, t, SH(4, 9, 33), -2, 2), in(s, t, SH(33), -2, 2));
+        result(s, node(s, IR_OP_SUM_TO, (int[]){sum}, 1, NULL, t, SH(33)));
+        result(s, sum);
         ir_attrs a = {0};
         a.axis = 1;
         begin(s, IR_OP_REDUCE_MEAN, "mid_axis", t, NULL);

@@ -269,8 +269,9 @@ static int build_package(const op_suite *s, const char *dir, int emu, const char
     o.arch = arch;
     /* the suite's graph (a copy: the pipeline takes over what it is given) through the stages
      * a compile runs: no training step; of the fusions adamw-group (the multi-tensor AdamW case
-     * is its group), bias-gelu and elementwise-chain (the chain cases), which mark nodes without
-     * rebuilding, so node ids stay */
+     * is its group), bias-gelu, elementwise-chain and bias-gelu-grad (the chain cases), which mark
+     * nodes without rebuilding, and bias-grad, whose new graph moves no node here (each column
+     * sum of an elementwise node already follows it), so node ids stay */
     ir_graph *copy = ir_graph_new();
     copy->info = s->g->info;
     for (int i = 0; i < s->g->n; i++)
@@ -282,9 +283,15 @@ static int build_package(const op_suite *s, const char *dir, int emu, const char
     pass_options po;
     pass_options_default(&po);
     po.training = 0;
-    po.fuse = "adamw-group,bias-gelu,elementwise-chain";
+    po.fuse = "adamw-group,bias-gelu,elementwise-chain,bias-gelu-grad,bias-grad";
     po.scratch_bytes = cg_scratch_bytes;
     pass_result *r = pass_pipeline_run(copy, &po, NULL, err, sizeof err);
+    for (int i = 0; r && i < s->g->n; i++) /* the cases' node ids held */
+        if (r->g->n != s->g->n || r->g->nodes[i].op != s->g->nodes[i].op) {
+            fprintf(stderr, "the fusion stage moved node %%%d of the cases' graph\n", i);
+            pass_result_free(r);
+            return -1;
+        }
     cg_program *p = r ? cg_program_new(r, &o, err, sizeof err) : NULL;
     if (!p) {
         fprintf(stderr, "%s\n", err);
