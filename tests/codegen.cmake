@@ -45,3 +45,13 @@ if(Python3_Interpreter_FOUND)
   set_tests_properties(benchmark_fusion PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS codegen TIMEOUT 60
     PASS_REGULAR_EXPRESSION "deit_tiny +256 fp32 none +878 +221 +[0-9]+ +[0-9]+ +[0-9.]+ +[0-9]+ +[0-9.]+% +1.000 +1.000 +1.000\n.*deit_tiny +256 fp32 bias-gelu +866 +221 .*deit_tiny +256 fp32 elementwise-chain +842 +221 .*deit_tiny +256 fp32 all +691 +221 .* 0.787 .*refused: deit_tiny fp8: --precision fp8: unknown.*measured columns .* need a GPU")
 endif()
+
+# the bias-gradient fusions (bias-gelu-grad, bias-grad): chain and launch counts on a DeiT-micro
+# step; fused and unfused emu EXEs agree after 3 steps on deit_micro and a two-pass size
+add_executable(test_fuse_grad ${CMAKE_CURRENT_SOURCE_DIR}/codegen/test_fuse_grad.c)
+target_link_libraries(test_fuse_grad PRIVATE deitc_codegen deitc_passes deitc_frontend deitc_ir deitc_rt ${CMAKE_DL_LIBS} m)
+add_dependencies(test_fuse_grad deitc)
+add_test(NAME codegen_fuse_grad_count COMMAND test_fuse_grad count)
+add_test(NAME codegen_fuse_grad_micro COMMAND test_fuse_grad emu_micro)
+add_test(NAME codegen_fuse_grad_own COMMAND test_fuse_grad emu_own)
+set_tests_properties(codegen_fuse_grad_count codegen_fuse_grad_micro codegen_fuse_grad_own PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS codegen)
