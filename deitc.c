@@ -352,7 +352,7 @@ static void print_stats(const cli_args *a, const cg_program *p) {
  * would emit it: nodes, plan steps, launches, kernels, arena. A model that cannot be trained
  * (an ONNX graph without logits) says why instead. */
 static int inspect_step(ir_graph *g, const pass_options *po, const cli_args *a) {
-    char err[1024], names[128];
+    char err[1024], names[256];
     int64_t batch = g->info.batch > 0 ? g->info.batch : 1;
     pass_result *r = pass_pipeline_run(g, po, NULL, err, sizeof err);
     if (!r) {

@@ -198,7 +198,7 @@ ir_graph *pass_result_take_graph(pass_result *r) {
 }
 
 void pass_result_print(const pass_result *r, FILE *out) {
-    char names[128];
+    char names[256];
     ir_print(r->g, out);
     fprintf(out, "# after %s: precision %s, fusions %s\n", r->last_stage, r->precision,
             pass_fuse_names(r->fusions, names, sizeof names));
