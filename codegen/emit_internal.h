@@ -228,5 +228,8 @@ void cg_emit_adamw_multi(emitter *e, const int *nodes, int count);
 /* ---- emit_gemm.c -------------------------------------------------------------------------- */
 
 int cg_emit_matmul(emitter *e);
+/* A chain that starts with a MATMUL (gelu-epilogue): one GEMM step whose epilogue computes the
+ * rest (GELU_AUX_BIAS, DGELU_BGRAD; plan.h). 0, or -1 with e->err. */
+int cg_emit_gemm_epilogue(emitter *e, const int *nodes, int count);
 
 #endif

@@ -6,7 +6,8 @@
  * its members together, one launch). Its modeled bytes are what it reads plus what it
  * writes, each distinct tensor once:
  *   GEMM     A and B (an operand with batch stride 0 once, else once per batch), C written
- *            (and read when beta != 0); FLOPs 2*M*N*K per matrix
+ *            (and read when beta != 0), an epilogue's aux matrix and bias vector (gelu-epilogue);
+ *            FLOPs 2*M*N*K per matrix (the epilogue's few per element not counted)
  *   kernel   every distinct input's value, every output written (ADAMW: the parameter and
  *            both moments in place), and a two-pass reduction's partial sums written and read
  *            back; FLOPs a per-element count of the op's arithmetic (flops_per_element)
@@ -134,6 +135,8 @@ static void gemm_cost(const rt_gemm *gm, int64_t *bytes, int64_t *flops) {
     int64_t c = gm->batch * gm->m * gm->n * (int64_t)rt_dtype_size(gm->c_type);
     *bytes = na * gm->m * gm->k * (int64_t)rt_dtype_size(gm->a_type) +
              nb * gm->k * gm->n * (int64_t)rt_dtype_size(gm->b_type) + c * (gm->beta != 0 ? 2 : 1);
+    if (gm->epilogue != RT_EPILOGUE_NONE) /* aux [m, n] written (GELU_AUX_BIAS) or read (DGELU), bias [n] */
+        *bytes += gm->m * gm->n * (int64_t)rt_dtype_size(gm->c_type) + gm->n * (int64_t)rt_dtype_size(gm->c_type);
     *flops = 2 * gm->batch * gm->m * gm->n * gm->k;
 }
 

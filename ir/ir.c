@@ -615,9 +615,29 @@ static int chain_column_sum(const ir_graph *g, int i) {
            x->ndim >= 2 && n->shape[0] == x->shape[x->ndim - 1] && (ir_op_flags(x->op) & IR_OPF_ELEMENTWISE);
 }
 
+/* A chain may also start with a MATMUL whose epilogue computes the rest (gelu-epilogue in
+ * passes/fusion_gemm.c): exactly [MATMUL, ADD, GELU tanh] or [MATMUL, GELU_GRAD tanh, SUM_TO]. */
+static int gemm_epilogue_chain(const ir_graph *g, int i) {
+    const ir_node *n = &g->nodes[i];
+    if (n->op != IR_OP_MATMUL || i + 2 >= g->n) return 0;
+    const ir_node *a = &g->nodes[i + 1], *b = &g->nodes[i + 2];
+    if (a->chain != n->chain || b->chain != n->chain || (i + 3 < g->n && g->nodes[i + 3].chain == n->chain)) return 0;
+    if (a->op == IR_OP_ADD) return b->op == IR_OP_GELU && b->attrs.gelu_tanh;
+    return a->op == IR_OP_GELU_GRAD && a->attrs.gelu_tanh && b->op == IR_OP_SUM_TO;
+}
+
 static int verify_chain(ir_graph *g, int i) {
     const ir_node *n = &g->nodes[i];
     if (n->chain > 0 && chain_column_sum(g, i)) return 0;
+    if (n->chain > 0 && n->op == IR_OP_MATMUL) {
+        if (!gemm_epilogue_chain(g, i))
+            return node_error(g, n, "chain %d: a MATMUL starts only a GEMM epilogue chain (matmul, add, gelu tanh; or "
+                              "matmul, gelu_grad tanh, sum_to)", n->chain);
+        for (int j = 0; j < i; j++)
+            if (g->nodes[j].chain == n->chain)
+                return node_error(g, n, "chain %d: its MATMUL is not its first member (%%%d)", n->chain, j);
+        return 0;
+    }
     if (n->chain < 0 || !(ir_op_flags(n->op) & IR_OPF_ELEMENTWISE))
         return node_error(g, n, "elementwise chain %d on an op that is not elementwise", n->chain);
     if (i > 0 && g->nodes[i - 1].chain == n->chain) {

@@ -18,6 +18,8 @@
  *                                              sum): one kernel (fusion_grad.c)
  *   bias-grad         fusion, in "all"         another elementwise node and its column sum (a
  *                                              bias gradient): one kernel (fusion_grad.c)
+ *   gelu-epilogue     fusion, in "all"         tanh GELU only: bias + GELU, and GELU' + bias
+ *                                              gradient, in GEMM epilogues (fusion_gemm.c)
  */
 #include "passes/passes.h"
 
@@ -36,6 +38,7 @@ static const struct {
     {"elementwise-chain", PASS_FUSE_ELEMENTWISE_CHAIN, 1},
     {"bias-gelu-grad", PASS_FUSE_BIAS_GELU_GRAD, 1},
     {"bias-grad", PASS_FUSE_BIAS_GRAD, 1},
+    {"gelu-epilogue", PASS_FUSE_GELU_EPILOGUE, 1},
 };
 enum { NFUSIONS = sizeof fusions / sizeof fusions[0] };
 
@@ -204,7 +207,9 @@ int pass_fuse_elementwise_chain(ir_graph *g) {
             len = 1;
         } else {
             len = 0; /* extending a chain made before: count its members */
-            for (int j = i - 1; j >= 0 && g->nodes[j].chain == prev->chain; j--) len++;
+            int j;
+            for (j = i - 1; j >= 0 && g->nodes[j].chain == prev->chain; j--) len++;
+            if (!chainable(&g->nodes[j + 1])) continue; /* a GEMM epilogue's chain: complete */
         }
         if (len >= CHAIN_MAX) continue;
         n->chain = prev->chain;

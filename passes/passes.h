@@ -62,6 +62,10 @@ enum {
     PASS_FUSE_BIAS_GRAD = 32,       /* "bias-grad" (fusion, default): another elementwise node and
                                        the column sum of it (a bias gradient), moved behind it, in
                                        one kernel (a new graph) */
+    PASS_FUSE_GELU_EPILOGUE = 64,   /* "gelu-epilogue" (fusion, default): tanh GELU models only:
+                                       the MLP's bias + GELU and its backward's GELU derivative +
+                                       bias gradient in the epilogues of the GEMMs beside them
+                                       (cuBLASLt's GELU_AUX_BIAS and DGELU_BGRAD; a new graph) */
 };
 
 /* Parses --fuse: "all", "none", or a comma list of fusion names (and "all"). 0 with *bits set,
@@ -93,6 +97,13 @@ int pass_fuse_bias_gelu_grad(ir_graph *g);
 /* bias-grad: a new graph where each SUM_TO of an elementwise node x (not GELU_GRAD) to x's last
  * dim comes right after x, the two a chain; *count of them. NULL with err on failure. */
 ir_graph *pass_fuse_bias_grad(const ir_graph *g, int *count, char *err, size_t errsize);
+
+/* ---- fusion_gemm.c ------------------------------------------------------------------------ */
+
+/* gelu-epilogue: a new graph where MATMUL -> ADD(bias) -> GELU tanh and MATMUL -> GELU_GRAD
+ * tanh -> SUM_TO (the bias gradient) are consecutive chains that start with the MATMUL (one
+ * GEMM with an epilogue); *count of them. NULL with err on failure. */
+ir_graph *pass_fuse_gelu_epilogue(const ir_graph *g, int *count, char *err, size_t errsize);
 
 /* ---- precision.c -------------------------------------------------------------------------- */
 

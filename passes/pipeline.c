@@ -7,7 +7,8 @@
  *   forward-fusion  fusions with their own derivative rule (fusion.c: layer-norm-stats)
  *   training        loss + autodiff + AdamW: one graph for the whole step (training.c)
  *   precision       fp32 as built; tf32 marks the matmuls; fp16/bf16 refused until built (precision.c)
- *   fusion          fusions of the finished step (fusion_grad.c: bias-grad, bias-gelu-grad;
+ *   fusion          fusions of the finished step (fusion_gemm.c: gelu-epilogue; fusion_grad.c:
+ *                   bias-grad, bias-gelu-grad;
  *                   fusion.c: adamw-group, bias-gelu, elementwise-chain)
  *   schedule        the order the step's nodes run in (schedule.c)
  *   memplan         every value's place in one device arena (memplan.c)
@@ -59,7 +60,13 @@ static int stage_precision(pass_result *r, const pass_options *o, char *err, siz
 }
 
 static int stage_fusion(pass_result *r, const pass_options *o, char *err, size_t errsize) {
-    if (fuse_bits(o) & PASS_FUSE_BIAS_GRAD) { /* first: it makes a new graph */
+    if (fuse_bits(o) & PASS_FUSE_GELU_EPILOGUE) { /* first: it makes a new graph, and takes the tanh
+                                                    MLPs before bias-gelu and bias-gelu-grad */
+        int count;
+        r->fusions |= PASS_FUSE_GELU_EPILOGUE;
+        if (replace_graph(r, pass_fuse_gelu_epilogue(r->g, &count, err, errsize))) return -1;
+    }
+    if (fuse_bits(o) & PASS_FUSE_BIAS_GRAD) { /* a new graph too */
         int count;
         r->fusions |= PASS_FUSE_BIAS_GRAD;
         if (replace_graph(r, pass_fuse_bias_grad(r->g, &count, err, errsize))) return -1;

@@ -54,4 +54,9 @@ add_dependencies(test_fuse_grad deitc)
 add_test(NAME codegen_fuse_grad_count COMMAND test_fuse_grad count)
 add_test(NAME codegen_fuse_grad_micro COMMAND test_fuse_grad emu_micro)
 add_test(NAME codegen_fuse_grad_own COMMAND test_fuse_grad emu_own)
-set_tests_properties(codegen_fuse_grad_count codegen_fuse_grad_micro codegen_fuse_grad_own PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS codegen)
+# gelu-epilogue: a tanh-GELU model's GEMM epilogues (GELU_AUX_BIAS, DGELU_BGRAD) in the emu and
+# cuda plans, fused = unfused on emu; and the fused emu EXE against the interpreter
+add_test(NAME codegen_fuse_gelu_tanh COMMAND test_fuse_grad tanh)
+add_test(NAME codegen_emu_gelu_tanh COMMAND test_codegen emu_vs_run -D gelu=tanh)
+set_tests_properties(codegen_fuse_grad_count codegen_fuse_grad_micro codegen_fuse_grad_own codegen_fuse_gelu_tanh
+  codegen_emu_gelu_tanh PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS codegen)

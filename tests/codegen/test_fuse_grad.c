@@ -12,6 +12,7 @@
  *                          sums: in fact the same bits)
  *   test_fuse_grad emu_own    the same, none against all, on a size of our own (145 tokens a
  *                          batch of 4: 580 rows, the two-pass column sums)
+ *   test_fuse_grad tanh       gelu-epilogue on a tanh-GELU model (test_tanh says what)
  * Everything is written under a fresh temporary directory, removed at the end. */
 #include <string.h>
 #include <unistd.h>
@@ -121,7 +122,7 @@ static int read_losses(const char *path, float *out, int max) {
 /* every tensor of want in got, within relative L2 tol */
 static void compare_sets(const rt_tensor_set *got, const rt_tensor_set *want, double tol, const char *what) {
     double worst = 0;
-    CHECK_MSG(got->count == want->count && want->count > 30, "%s: %d tensors against %d", what, got->count, want->count);
+    CHECK_MSG(got->count == want->count && want->count > 20, "%s: %d tensors against %d", what, got->count, want->count);
     for (int i = 0; i < want->count; i++) {
         const rt_tensor *w = &want->tensors[i], *g = rt_tensor_set_find(got, w->name);
         CHECK_MSG(g != NULL, "%s: '%s' missing", what, w->name);
@@ -228,9 +229,67 @@ static int test_emu_own(void) {
     return test_result();
 }
 
+/* ---- tanh: gelu-epilogue --------------------------------------------------------------- */
+
+/* how many GEMM steps of `dir`/plan.c have epilogue `name` */
+static int count_in_plan(const char *dir, const char *name) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/plan.c", dir);
+    char *s = slurp(path);
+    int n = 0;
+    for (const char *p = s; p && (p = strstr(p, name)); p += strlen(name)) n++;
+    free(s);
+    return n;
+}
+
+/* A tanh-GELU DeiT-micro (no qkv bias: its key third's exactly zero gradient is sign noise
+ * under Adam, whatever the summation order): --fuse all runs each block's fc1 as one GEMM
+ * with GELU_AUX_BIAS and its backward's fc2 dgrad with DGELU_BGRAD, in the emu's plan and (with
+ * NVRTC) the cuda target's; the emu EXEs with and without agree on losses and weights after 3
+ * steps (1e-5). The EXE against the interpreter: codegen_emu_gelu_tanh (test_codegen). */
+static int test_tanh(void) {
+    const char *defs = "-D img_size=32 -D patch_size=8 -D num_classes=10 -D embed_dim=64 -D depth=2 -D num_heads=2 "
+                       "-D gelu=tanh -D qkv_bias=false";
+    char batch[1100], dir[1100];
+    snprintf(batch, sizeof batch, "%s/rand32.safetensors", tmp);
+    if (random_batch(32, batch)) return test_result();
+    const char *fuse[2] = {"none", "all"};
+    rt_tensor_set out[2] = {{0}};
+    float losses[2][3] = {{0}};
+    int ok = 1;
+    snprintf(dir, sizeof dir, "%s/emit", tmp);
+    for (int m = 0; m < 2 && ok; m++) {
+        /* tanh GELU keeps no bias-gelu or bias-gelu-grad kernel: the epilogues took them */
+        ok = !train(defs, fuse[m], 4, batch, NULL, "_bias_gelu", 0, &out[m], losses[m]);
+        int fwd = count_in_plan(dir, ".epilogue = RT_EPILOGUE_GELU_AUX_BIAS"),
+            bwd = count_in_plan(dir, ".epilogue = RT_EPILOGUE_DGELU_BGRAD");
+        CHECK_MSG(fwd == (m ? 2 : 0) && bwd == (m ? 2 : 0), "--fuse %s: %d GELU_AUX_BIAS and %d DGELU_BGRAD GEMMs",
+                  fuse[m], fwd, bwd);
+    }
+    if (ok) agree(out, losses, 2, fuse, "tanh gelu");
+    for (int m = 0; m < 2; m++) rt_tensor_set_free(&out[m]);
+    /* the cuda target's plan (NVRTC compiles the kernels; without it this part is skipped) */
+    const char *bin = test_env("DEITC_BIN"), *src = test_env("DEITC_SOURCE_DIR");
+    snprintf(dir, sizeof dir, "%s/cuda", tmp);
+    int rc = test_sh("'%s' compile '%s/models/deit_tiny.yaml' %s --batch 4 --target cuda --arch sm_90 -o '%s/exe' "
+                     "--emit-dir '%s' 2> '%s.log'", bin, src, defs, dir, dir, dir);
+    char log[1200];
+    snprintf(log, sizeof log, "%s.log", dir);
+    char *why = slurp(log);
+    if (rc && why && strstr(why, "NVRTC")) {
+        fprintf(stderr, "cuda target: no NVRTC here, its plan not checked (%s)\n", why);
+    } else {
+        CHECK_MSG(rc == 0, "cuda compile failed: %s", why ? why : "");
+        CHECK(count_in_plan(dir, ".epilogue = RT_EPILOGUE_GELU_AUX_BIAS") == 2 &&
+              count_in_plan(dir, ".epilogue = RT_EPILOGUE_DGELU_BGRAD") == 2);
+    }
+    free(why);
+    return test_result();
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: test_fuse_grad count|emu_micro|emu_own\n");
+        fprintf(stderr, "usage: test_fuse_grad count|emu_micro|emu_own|tanh\n");
         return 2;
     }
     const char *t = getenv("TMPDIR");
@@ -243,6 +302,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "count") == 0) rc = test_count();
     else if (strcmp(argv[1], "emu_micro") == 0) rc = test_emu_micro();
     else if (strcmp(argv[1], "emu_own") == 0) rc = test_emu_own();
+    else if (strcmp(argv[1], "tanh") == 0) rc = test_tanh();
     else fprintf(stderr, "unknown mode %s\n", argv[1]);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
