@@ -587,6 +587,22 @@ static void gemm_cases(op_suite *s) {
         int y = unary(s, IR_OP_GELU, h, &ga);
         result(s, h);
         result(s, y);
+        /* gelu-epilogue (tanh GELU): the GEMM's GELU_AUX_BIAS epilogue stores h = mm + bias (aux)
+         * and y = gelu(h); its DGELU_BGRAD epilogue dh = g * gelu'(h) and db = column sums of dh.
+         * The leaves come before the GEMM: the pass then moves nothing (the cases keep their ids) */
+        ga.gelu_tanh = 1;
+        begin(s, IR_OP_MATMUL, "gelu_aux_bias_epilogue", t, "gemm_epilogue=1");
+        int x = in(s, t, SH(3, 7, 8), -1, 1), w = in(s, t, SH(8, 16), -1, 1), bias = in(s, t, SH(16), -1, 1);
+        mm = node(s, IR_OP_MATMUL, (int[]){x, w}, 2, &a, t, 0, NULL);
+        h = binary(s, IR_OP_ADD, mm, bias);
+        result(s, h);
+        result(s, unary(s, IR_OP_GELU, h, &ga));
+        begin(s, IR_OP_MATMUL, "dgelu_bgrad_epilogue", t, "gemm_epilogue=2");
+        int dy = in(s, t, SH(3, 7, 8), -1, 1), w2 = in(s, t, SH(8, 16), -1, 1), hh = in(s, t, SH(3, 7, 16), -3, 3);
+        int gm = node(s, IR_OP_MATMUL, (int[]){dy, w2}, 2, &a, t, 0, NULL);
+        int dh = node(s, IR_OP_GELU_GRAD, (int[]){gm, hh}, 2, &ga, t, 0, NULL);
+        result(s, dh);
+        result(s, node(s, IR_OP_SUM_TO, (int[]){dh}, 1, NULL, t, SH(16)));
         /* elementwise-chain: a bias add and the residual add after it; the sum in between is
          * read only inside the chain, so it stays in a register (no store of it) */
         begin(s, IR_OP_ADD, "chain_bias_residual", t, "_chain(");
