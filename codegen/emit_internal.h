@@ -213,6 +213,23 @@ int cg_emit_layer_norm_dgamma(emitter *e);
 int64_t cg_layer_norm_dgamma_scratch(const ir_graph *g, const ir_node *n);
 int cg_emit_softmax(emitter *e); /* softmax and softmax_grad */
 int cg_emit_cross_entropy(emitter *e); /* cross_entropy and cross_entropy_grad */
+/* The widest row of the one-warp-a-row kernels. */
+int cg_row_warp_max(void);
+/* A warp-row kernel's head (lane, r; warps past the last row leave) for rows of C <= the warp
+ * maximum; its grid and block. */
+void cg_emit_row_head_warp(sb *b, const char *it, int64_t C, int64_t rows, int64_t *grid, int *block);
+/* mean and rstd of the row held in registers xv (padding 0), as layer_norm's warp kernel. */
+void cg_emit_row_stats_reg(sb *b, int64_t C, double eps);
+/* opens the unrolled loop over a lane's columns (c defined); guard: skip padding columns */
+void cg_emit_row_for(sb *b, int64_t C, int guard);
+
+/* ---- emit_chain_rows.c -------------------------------------------------------------------- */
+
+/* A chain whose last member is a LAYER_NORM of the member before it (residual-layer-norm): the
+ * elementwise members computed, stored, and normalized in one warp-row kernel (its arithmetic
+ * the unfused kernels': the same bits); rows wider than a warp's: the chain, then the
+ * LayerNorm, two launches. Called by cg_emit_chain. */
+void cg_emit_chain_layer_norm(emitter *e, const int *nodes, int count);
 int64_t cg_cross_entropy_scratch(const ir_graph *g, const ir_node *n);
 
 /* ---- emit_optim.c ------------------------------------------------------------------------- */

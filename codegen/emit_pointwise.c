@@ -237,6 +237,10 @@ void cg_emit_chain(emitter *e, const int *nodes, int count) {
         cg_emit_chain_reduce(e, nodes, count);
         return;
     }
+    if (root->op == IR_OP_LAYER_NORM) { /* ends in a LayerNorm: emit_chain_rows.c */
+        cg_emit_chain_layer_norm(e, nodes, count);
+        return;
+    }
     launch l = {0};
     int bias_gelu = count == 2 && g->nodes[nodes[0]].op == IR_OP_ADD && root->op == IR_OP_GELU;
     l.tag = bias_gelu ? "bias_gelu" : "chain";

@@ -526,3 +526,19 @@ int64_t cg_layer_norm_dgamma_scratch(const ir_graph *g, const ir_node *n) {
 int64_t cg_cross_entropy_scratch(const ir_graph *g, const ir_node *n) {
     return (int64_t)sizeof(float) * g->nodes[n->inputs[0]].shape[0]; /* the rows' losses */
 }
+
+/* ---- for emit_chain_rows.c: the warp-row pieces, so its kernel computes what these do ------- */
+
+int cg_row_warp_max(void) { return ROW_WARP_MAX; }
+
+void cg_emit_row_head_warp(sb *b, const char *it, int64_t C, int64_t rows, int64_t *grid, int *block) {
+    const row_shape rs = row_shape_of(C, rows);
+    assert(rs.warp);
+    emit_row_head(b, &rs, it, rows);
+    *grid = rs.grid;
+    *block = rs.block;
+}
+
+void cg_emit_row_stats_reg(sb *b, int64_t C, double eps) { emit_row_stats_reg(b, C, eps); }
+
+void cg_emit_row_for(sb *b, int64_t C, int guard) { emit_row_for(b, C, guard); }

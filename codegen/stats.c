@@ -110,8 +110,10 @@ static void chain_cost(const cg_program *p, int first, int64_t *bytes, int64_t *
     const ir_graph *g = p->g;
     int chain = g->nodes[first].chain;
     *bytes = *flops = 0;
-    for (int m = first; m < g->n && g->nodes[m].chain == chain; m++) {
+    for (int m = first; m < g->n; m++) {
         const ir_node *n = &g->nodes[m];
+        if (ir_op_flags(n->op) & IR_OPF_LEAF) continue; /* a LayerNorm's gamma and beta sit before it */
+        if (n->chain != chain) break;
         int per_input;
         if (cg_chain_stores(g, m)) *bytes += value_bytes(n);
         int64_t f = flops_per_element(n->op, &per_input);

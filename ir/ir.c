@@ -626,9 +626,22 @@ static int gemm_epilogue_chain(const ir_graph *g, int i) {
     return a->op == IR_OP_GELU_GRAD && a->attrs.gelu_tanh && b->op == IR_OP_SUM_TO;
 }
 
+/* A chain may end in a LAYER_NORM of its last member, with only leaves between the two
+ * (residual-layer-norm in passes/fusion_rows.c). */
+static int chain_layer_norm(const ir_graph *g, int i) {
+    const ir_node *n = &g->nodes[i];
+    int x = n->inputs[0];
+    if (n->op != IR_OP_LAYER_NORM || g->nodes[x].chain != n->chain || !(ir_op_flags(g->nodes[x].op) & IR_OPF_ELEMENTWISE))
+        return 0;
+    for (int j = x + 1; j < i; j++)
+        if (!(ir_op_flags(g->nodes[j].op) & IR_OPF_LEAF)) return 0;
+    return 1;
+}
+
 static int verify_chain(ir_graph *g, int i) {
     const ir_node *n = &g->nodes[i];
     if (n->chain > 0 && chain_column_sum(g, i)) return 0;
+    if (n->chain > 0 && chain_layer_norm(g, i)) return 0;
     if (n->chain > 0 && n->op == IR_OP_MATMUL) {
         if (!gemm_epilogue_chain(g, i))
             return node_error(g, n, "chain %d: a MATMUL starts only a GEMM epilogue chain (matmul, add, gelu tanh; or "
@@ -643,8 +656,9 @@ static int verify_chain(ir_graph *g, int i) {
     if (i > 0 && g->nodes[i - 1].chain == n->chain) {
         int reads = 0;
         for (int k = 0; k < n->ninputs; k++) reads |= n->inputs[k] == i - 1;
-        if (g->nodes[i - 1].op == IR_OP_SUM_TO)
-            return node_error(g, n, "elementwise chain %d continues after its column sum %%%d", n->chain, i - 1);
+        if (g->nodes[i - 1].op == IR_OP_SUM_TO || g->nodes[i - 1].op == IR_OP_LAYER_NORM)
+            return node_error(g, n, "elementwise chain %d continues after its column sum or LayerNorm %%%d", n->chain,
+                              i - 1);
         if (!reads || !ir_same_shape(n, &g->nodes[i - 1]))
             return node_error(g, n, "elementwise chain %d: it does not read the chain's previous member "
                               "%%%d, or has another shape", n->chain, i - 1);

@@ -20,6 +20,8 @@
  *                                              bias gradient): one kernel (fusion_grad.c)
  *   gelu-epilogue     fusion, in "all"         tanh GELU only: bias + GELU, and GELU' + bias
  *                                              gradient, in GEMM epilogues (fusion_gemm.c)
+ *   residual-layer-norm fusion, in "all"       the residual add's chain and the LayerNorm of
+ *                                              its sum: one kernel, two outputs (fusion_rows.c)
  */
 #include "passes/passes.h"
 
@@ -39,6 +41,7 @@ static const struct {
     {"bias-gelu-grad", PASS_FUSE_BIAS_GELU_GRAD, 1},
     {"bias-grad", PASS_FUSE_BIAS_GRAD, 1},
     {"gelu-epilogue", PASS_FUSE_GELU_EPILOGUE, 1},
+    {"residual-layer-norm", PASS_FUSE_RESIDUAL_LAYER_NORM, 1},
 };
 enum { NFUSIONS = sizeof fusions / sizeof fusions[0] };
 

@@ -66,6 +66,9 @@ enum {
                                        the MLP's bias + GELU and its backward's GELU derivative +
                                        bias gradient in the epilogues of the GEMMs beside them
                                        (cuBLASLt's GELU_AUX_BIAS and DGELU_BGRAD; a new graph) */
+    PASS_FUSE_RESIDUAL_LAYER_NORM = 128, /* "residual-layer-norm" (fusion, default): a LayerNorm
+                                       joins the elementwise chain that makes its input (the
+                                       residual add): one kernel stores the sum and normalizes */
 };
 
 /* Parses --fuse: "all", "none", or a comma list of fusion names (and "all"). 0 with *bits set,
@@ -104,6 +107,13 @@ ir_graph *pass_fuse_bias_grad(const ir_graph *g, int *count, char *err, size_t e
  * tanh -> SUM_TO (the bias gradient) are consecutive chains that start with the MATMUL (one
  * GEMM with an epilogue); *count of them. NULL with err on failure. */
 ir_graph *pass_fuse_gelu_epilogue(const ir_graph *g, int *count, char *err, size_t errsize);
+
+/* ---- fusion_rows.c ------------------------------------------------------------------------ */
+
+/* residual-layer-norm: each LAYER_NORM of an elementwise node x that ends an elementwise chain
+ * (or of x alone), x stored for other readers, only leaves between: the LayerNorm joins the
+ * chain as its last member. Returns how many. */
+int pass_fuse_residual_layer_norm(ir_graph *g);
 
 /* ---- precision.c -------------------------------------------------------------------------- */
 

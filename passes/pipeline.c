@@ -9,7 +9,8 @@
  *   precision       fp32 as built; tf32 marks the matmuls; fp16/bf16 refused until built (precision.c)
  *   fusion          fusions of the finished step (fusion_gemm.c: gelu-epilogue; fusion_grad.c:
  *                   bias-grad, bias-gelu-grad;
- *                   fusion.c: adamw-group, bias-gelu, elementwise-chain)
+ *                   fusion.c: adamw-group, bias-gelu, elementwise-chain; fusion_rows.c:
+ *                   residual-layer-norm)
  *   schedule        the order the step's nodes run in (schedule.c)
  *   memplan         every value's place in one device arena (memplan.c)
  *
@@ -86,6 +87,10 @@ static int stage_fusion(pass_result *r, const pass_options *o, char *err, size_t
     if (fuse_bits(o) & PASS_FUSE_ELEMENTWISE_CHAIN) {
         r->fusions |= PASS_FUSE_ELEMENTWISE_CHAIN;
         pass_fuse_elementwise_chain(r->g);
+    }
+    if (fuse_bits(o) & PASS_FUSE_RESIDUAL_LAYER_NORM) { /* after elementwise-chain: joins its chains */
+        r->fusions |= PASS_FUSE_RESIDUAL_LAYER_NORM;
+        pass_fuse_residual_layer_norm(r->g);
     }
     return 0;
 }

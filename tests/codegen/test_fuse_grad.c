@@ -10,8 +10,9 @@
  *                          bias-grad and all on ../shared/testdata/deit_micro (its weights and
  *                          batch): losses and weights within relative L2 1e-5 (the same float
  *                          sums: in fact the same bits)
- *   test_fuse_grad emu_own    the same, none against all, on a size of our own (145 tokens a
- *                          batch of 4: 580 rows, the two-pass column sums)
+ *   test_fuse_grad emu_own    the same, none against all and residual-layer-norm, on a size of
+ *                          our own (145 tokens a batch of 4: 580 rows, the two-pass column sums;
+ *                          48-wide rows: padded lanes in the LayerNorm's warps)
  *   test_fuse_grad tanh       gelu-epilogue on a tanh-GELU model (test_tanh says what)
  * Everything is written under a fresh temporary directory, removed at the end. */
 #include <string.h>
@@ -38,7 +39,8 @@ static char *slurp(const char *path) {
     return s;
 }
 
-/* ---- count ------------------------------------------------------------------------------- */
+/* ---- count ------------------------------------------------------------------------------- *
+ * (residual-layer-norm's chains and launches: test_codegen fuse) */
 
 typedef struct {
     int gelu_chains, sum_chains; /* chains ending in a column sum of GELU_GRAD / of another op */
@@ -217,15 +219,15 @@ static int test_emu_own(void) {
      * column sums over 580 rows take two passes */
     const char *own = "-D img_size=48 -D patch_size=4 -D num_classes=7 -D embed_dim=48 -D depth=2 -D num_heads=3 "
                       "-D mlp_ratio=2";
-    const char *fuse2[2] = {"none", "all"};
-    rt_tensor_set out2[2] = {{0}};
-    float losses2[2][3] = {{0}};
+    const char *fuse2[3] = {"none", "all", "residual-layer-norm"};
+    const char *kernel2[3] = {"_layer_norm_chain(", "bias_gelu_grad_pass1", "_layer_norm_chain("};
+    rt_tensor_set out2[3] = {{0}};
+    float losses2[3][3] = {{0}};
     snprintf(batch, sizeof batch, "%s/rand48.safetensors", tmp);
     ok = !random_batch(48, batch);
-    for (int m = 0; m < 2 && ok; m++)
-        ok = !train(own, fuse2[m], 4, batch, NULL, m ? "bias_gelu_grad_pass1" : "_chain_sum_to", m, &out2[m], losses2[m]);
-    if (ok) agree(out2, losses2, 2, fuse2, "img48");
-    for (int m = 0; m < 2; m++) rt_tensor_set_free(&out2[m]);
+    for (int m = 0; m < 3 && ok; m++) ok = !train(own, fuse2[m], 4, batch, NULL, kernel2[m], m > 0, &out2[m], losses2[m]);
+    if (ok) agree(out2, losses2, 3, fuse2, "img48");
+    for (int m = 0; m < 3; m++) rt_tensor_set_free(&out2[m]);
     return test_result();
 }
 

@@ -411,6 +411,17 @@ static void row_cases(op_suite *s) {
             int x = in(s, t, SH(R, C), -3, 3);
             result(s, node(s, IR_OP_LAYER_NORM, (int[]){x, in(s, t, SH(C), 0.5, 1.5), in(s, t, SH(C), -1, 1)}, 3, &a,
                            t, 0, NULL));
+            /* residual-layer-norm: a bias add and the residual add (an elementwise chain), the sum
+             * stored and normalized in one kernel (wider than a warp's rows: the chain's kernel,
+             * then the LayerNorm's) */
+            char variant[64];
+            snprintf(variant, sizeof variant, "residual_%s", W[w].name);
+            begin(s, IR_OP_LAYER_NORM, variant, t, C <= 1024 ? "_layer_norm_chain(" : "_chain(");
+            int res = in(s, t, SH(R, C), -2, 2), mmv = in(s, t, SH(R, C), -2, 2), bias = in(s, t, SH(C), -1, 1);
+            int rsum = binary(s, IR_OP_ADD, res, binary(s, IR_OP_ADD, mmv, bias));
+            result(s, rsum);
+            result(s, node(s, IR_OP_LAYER_NORM, (int[]){rsum, in(s, t, SH(C), 0.5, 1.5), in(s, t, SH(C), -1, 1)}, 3, &a,
+                           t, 0, NULL));
             begin(s, IR_OP_LAYER_NORM_DX, W[w].name, t, W[w].expect);
             int dy = in(s, t, SH(R, C), -1, 1);
             result(s, node(s, IR_OP_LAYER_NORM_DX, (int[]){dy, in(s, t, SH(R, C), -3, 3), in(s, t, SH(C), 0.5, 1.5)}, 3,
