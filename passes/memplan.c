@@ -8,6 +8,11 @@
  * best-fit, deterministic). Views (IR_OPF_ALIAS: RESHAPE, PROJECT) share their input's
  * buffer, and effects (ADAMW) their parameter's. A node with several outputs has one buffer
  * holding them all, output k after the aligned outputs before it; PROJECT k points there.
+ *
+ * An elementwise chain (ir_node.chain: consecutive steps, one kernel or one GEMM with an
+ * epilogue) counts as one step for lifetimes: every member's value and scratch is live from
+ * the chain's first step, and every input of a member until its last, since one kernel reads
+ * the inputs of all of them while it writes all their values.
  */
 #include "passes/passes.h"
 
@@ -81,7 +86,17 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
         pos[i] = -1;
         end[i] = -1;
     }
-    for (int s = 0; s < nsteps; s++) pos[order[s]] = s;
+    /* a chain's steps as one: [first[s], last[s]] (a step outside chains: [s, s]) */
+    int *first = xcalloc((size_t)nsteps + 1, sizeof *first), *last = xcalloc((size_t)nsteps + 1, sizeof *last);
+    for (int s = 0; s < nsteps; s++) {
+        int c = g->nodes[order[s]].chain;
+        first[s] = c && s > 0 && g->nodes[order[s - 1]].chain == c ? first[s - 1] : s;
+    }
+    for (int s = nsteps - 1; s >= 0; s--) {
+        int c = g->nodes[order[s]].chain;
+        last[s] = c && s + 1 < nsteps && g->nodes[order[s + 1]].chain == c ? last[s + 1] : s;
+    }
+    for (int s = 0; s < nsteps; s++) pos[order[s]] = first[s];
     /* persistence and lifetimes live on the root of each alias class */
     for (int i = 0; i < n; i++) {
         const ir_node *nd = &g->nodes[i];
@@ -91,10 +106,10 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
     for (int s = 0; s < nsteps; s++) {
         const ir_node *nd = &g->nodes[order[s]];
         int r = p->alias_of[order[s]];
-        if (end[r] < s) end[r] = s;
+        if (end[r] < last[s]) end[r] = last[s];
         for (int k = 0; k < nd->ninputs; k++) {
             int ri = p->alias_of[nd->inputs[k]];
-            if (end[ri] < s) end[ri] = s;
+            if (end[ri] < last[s]) end[ri] = last[s];
         }
     }
     /* persistent region */
@@ -115,7 +130,7 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
     }
     for (int s = 0; scratch_bytes && s < nsteps; s++) {
         int i = order[s];
-        if (scratch_bytes[i] > 0) bufs[nb++] = (buf){n + i, s, s, align_up(scratch_bytes[i]), -1};
+        if (scratch_bytes[i] > 0) bufs[nb++] = (buf){n + i, first[s], last[s], align_up(scratch_bytes[i]), -1};
     }
     qsort(bufs, (size_t)nb, sizeof *bufs, by_size);
     buf **conf = xcalloc((size_t)nb, sizeof *conf);
@@ -152,6 +167,8 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
         if (r != i) p->persistent[i] = p->persistent[r];
     }
     free(live);
+    free(first);
+    free(last);
     free(conf);
     free(bufs);
     free(delta);
