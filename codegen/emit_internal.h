@@ -210,6 +210,10 @@ int64_t cg_sum_squares_scratch(const ir_graph *g, const ir_node *n);
 
 int cg_emit_layer_norm(emitter *e); /* layer_norm(_stats) and layer_norm_dx(_stats) */
 int cg_emit_layer_norm_dgamma(emitter *e);
+/* A chain [LAYER_NORM_DGAMMA, SUM_TO of its dy] (layer-norm-dbeta): dgamma and dbeta summed in
+ * one pass over dy and x, and one pass 2 for both (rows wider than a warp's: the two apart).
+ * Called by cg_emit_chain. */
+void cg_emit_layer_norm_dgamma_dbeta(emitter *e, const int *nodes, int count);
 int64_t cg_layer_norm_dgamma_scratch(const ir_graph *g, const ir_node *n);
 int cg_emit_softmax(emitter *e); /* softmax and softmax_grad */
 int cg_emit_cross_entropy(emitter *e); /* cross_entropy and cross_entropy_grad */

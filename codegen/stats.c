@@ -13,8 +13,8 @@
  *            back; FLOPs a per-element count of the op's arithmetic (flops_per_element)
  *   chain    an elementwise chain (bias-gelu, elementwise-chain): the members' values that
  *            are read outside it written, the inputs from outside the chain read once; one
- *            ending in a column sum (bias-gelu-grad, bias-grad) adds the sum's output and,
- *            in two passes, its partial sums written and read back
+ *            ending in a column sum (bias-gelu-grad, bias-grad, layer-norm-dbeta) adds the
+ *            sum's output, and any member's partial sums written and read back
  *   zero     a memset: the bytes written
  * The parts: GEMMs (the linear layers: one operand shared over the batch, or batch 1),
  * attention (batched GEMMs whose both operands are batched, softmax and its gradient),
@@ -118,10 +118,8 @@ static void chain_cost(const cg_program *p, int first, int64_t *bytes, int64_t *
         if (cg_chain_stores(g, m)) *bytes += value_bytes(n);
         int64_t f = flops_per_element(n->op, &per_input);
         *flops += f * (per_input ? ir_numel(&g->nodes[n->inputs[0]]) : ir_numel(n));
-        if (n->op == IR_OP_SUM_TO) { /* the column sum that ends it: its partial sums */
-            if (p->mem->scratch_offset[m] >= 0) *bytes += 2 * cg_scratch_bytes(g, m);
-            continue; /* its input is the member before it, a register */
-        }
+        if (p->mem->scratch_offset[m] >= 0) *bytes += 2 * cg_scratch_bytes(g, m); /* partial sums */
+        if (n->op == IR_OP_SUM_TO) continue; /* its input: the member before it (or its dy), read already */
         for (int k = 0; k < n->ninputs; k++) {
             int in = n->inputs[k], seen = g->nodes[in].chain == chain;
             for (int q = first; q < m && !seen; q++)

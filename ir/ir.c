@@ -642,6 +642,18 @@ static int verify_chain(ir_graph *g, int i) {
     const ir_node *n = &g->nodes[i];
     if (n->chain > 0 && chain_column_sum(g, i)) return 0;
     if (n->chain > 0 && chain_layer_norm(g, i)) return 0;
+    if (n->chain > 0 && (n->op == IR_OP_LAYER_NORM_DGAMMA || (n->op == IR_OP_SUM_TO && i > 0 &&
+                                                              g->nodes[i - 1].op == IR_OP_LAYER_NORM_DGAMMA))) {
+        /* layer-norm-dbeta: [LAYER_NORM_DGAMMA(dy, x), SUM_TO(dy)], nothing else */
+        int d = n->op == IR_OP_SUM_TO ? i - 1 : i;
+        const ir_node *dg = &g->nodes[d], *db = d + 1 < g->n ? &g->nodes[d + 1] : NULL;
+        int ok = db && db->op == IR_OP_SUM_TO && db->chain == dg->chain && db->inputs[0] == dg->inputs[0] &&
+                 (d == 0 || g->nodes[d - 1].chain != dg->chain) && (d + 2 >= g->n || g->nodes[d + 2].chain != dg->chain);
+        if (!ok)
+            return node_error(g, n, "chain %d: a layer_norm_dgamma chains only with the sum_to of its dy right after it",
+                              n->chain);
+        return 0;
+    }
     if (n->chain > 0 && n->op == IR_OP_MATMUL) {
         if (!gemm_epilogue_chain(g, i))
             return node_error(g, n, "chain %d: a MATMUL starts only a GEMM epilogue chain (matmul, add, gelu tanh; or "

@@ -22,6 +22,8 @@
  *                                              gradient, in GEMM epilogues (fusion_gemm.c)
  *   residual-layer-norm fusion, in "all"       the residual add's chain and the LayerNorm of
  *                                              its sum: one kernel, two outputs (fusion_rows.c)
+ *   layer-norm-dbeta  fusion, in "all"         a LayerNorm's dgamma and dbeta column sums in one
+ *                                              kernel (fusion_rows.c)
  */
 #include "passes/passes.h"
 
@@ -42,6 +44,7 @@ static const struct {
     {"bias-grad", PASS_FUSE_BIAS_GRAD, 1},
     {"gelu-epilogue", PASS_FUSE_GELU_EPILOGUE, 1},
     {"residual-layer-norm", PASS_FUSE_RESIDUAL_LAYER_NORM, 1},
+    {"layer-norm-dbeta", PASS_FUSE_LAYER_NORM_DBETA, 1},
 };
 enum { NFUSIONS = sizeof fusions / sizeof fusions[0] };
 

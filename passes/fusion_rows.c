@@ -7,7 +7,11 @@
  * norm. Runs after elementwise-chain; the interpreter's answer is unchanged.
  *
  * Only leaves (the LayerNorm's gamma and beta) may sit between x and the LayerNorm in node
- * order: they are not scheduled, so the chain stays consecutive in the schedule. */
+ * order: they are not scheduled, so the chain stays consecutive in the schedule.
+ *
+ * layer-norm-dbeta: LAYER_NORM_DGAMMA(dy, x) and the SUM_TO(dy) right after it (the beta
+ * gradient, a column sum of the same dy) as a chain: one kernel sums both over the rows
+ * (codegen/emit_rows.c), one pass 2 for both. */
 #include "passes/passes.h"
 
 #include <stdio.h>
@@ -26,6 +30,20 @@ static int stored_elsewhere(const ir_graph *g, int x, int except) {
         for (int k = 0; k < g->nodes[j].ninputs; k++)
             if (j != except && g->nodes[j].inputs[k] == x) return 1;
     return 0;
+}
+
+int pass_fuse_layer_norm_dbeta(ir_graph *g) {
+    int chains = last_chain(g), count = 0;
+    for (int i = 0; i + 1 < g->n; i++) {
+        ir_node *dg = &g->nodes[i], *db = &g->nodes[i + 1];
+        if (dg->op != IR_OP_LAYER_NORM_DGAMMA || db->op != IR_OP_SUM_TO || db->inputs[0] != dg->inputs[0] ||
+            dg->chain || db->chain || dg->group || db->group || db->ndim != 1 || db->dtype != dg->dtype ||
+            db->shape[0] != dg->shape[dg->ndim - 1])
+            continue;
+        dg->chain = db->chain = ++chains;
+        count++;
+    }
+    return count;
 }
 
 int pass_fuse_residual_layer_norm(ir_graph *g) {

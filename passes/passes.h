@@ -69,6 +69,8 @@ enum {
     PASS_FUSE_RESIDUAL_LAYER_NORM = 128, /* "residual-layer-norm" (fusion, default): a LayerNorm
                                        joins the elementwise chain that makes its input (the
                                        residual add): one kernel stores the sum and normalizes */
+    PASS_FUSE_LAYER_NORM_DBETA = 256, /* "layer-norm-dbeta" (fusion, default): a LayerNorm's beta
+                                       gradient summed in its gamma gradient's kernel */
 };
 
 /* Parses --fuse: "all", "none", or a comma list of fusion names (and "all"). 0 with *bits set,
@@ -114,6 +116,9 @@ ir_graph *pass_fuse_gelu_epilogue(const ir_graph *g, int *count, char *err, size
  * (or of x alone), x stored for other readers, only leaves between: the LayerNorm joins the
  * chain as its last member. Returns how many. */
 int pass_fuse_residual_layer_norm(ir_graph *g);
+/* layer-norm-dbeta: chains LAYER_NORM_DGAMMA(dy, x) with a SUM_TO(dy) to its last dim right
+ * after it. Returns how many. */
+int pass_fuse_layer_norm_dbeta(ir_graph *g);
 
 /* ---- precision.c -------------------------------------------------------------------------- */
 

@@ -10,7 +10,7 @@
  *   fusion          fusions of the finished step (fusion_gemm.c: gelu-epilogue; fusion_grad.c:
  *                   bias-grad, bias-gelu-grad;
  *                   fusion.c: adamw-group, bias-gelu, elementwise-chain; fusion_rows.c:
- *                   residual-layer-norm)
+ *                   residual-layer-norm, layer-norm-dbeta)
  *   schedule        the order the step's nodes run in (schedule.c)
  *   memplan         every value's place in one device arena (memplan.c)
  *
@@ -91,6 +91,10 @@ static int stage_fusion(pass_result *r, const pass_options *o, char *err, size_t
     if (fuse_bits(o) & PASS_FUSE_RESIDUAL_LAYER_NORM) { /* after elementwise-chain: joins its chains */
         r->fusions |= PASS_FUSE_RESIDUAL_LAYER_NORM;
         pass_fuse_residual_layer_norm(r->g);
+    }
+    if (fuse_bits(o) & PASS_FUSE_LAYER_NORM_DBETA) {
+        r->fusions |= PASS_FUSE_LAYER_NORM_DBETA;
+        pass_fuse_layer_norm_dbeta(r->g);
     }
     return 0;
 }

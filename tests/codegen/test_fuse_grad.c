@@ -44,6 +44,7 @@ static char *slurp(const char *path) {
 
 typedef struct {
     int gelu_chains, sum_chains; /* chains ending in a column sum of GELU_GRAD / of another op */
+    int dbeta_chains;            /* layer-norm-dbeta: dgamma + the column sum of its dy */
     int fused_launches;          /* launches of their kernels */
     int launches;                /* of the whole step */
 } chain_counts;
@@ -76,6 +77,11 @@ static int counts_of(const char *fuse, chain_counts *c) {
     for (int i = 1; i < r->g->n; i++) {
         const ir_node *n = &r->g->nodes[i], *x = &r->g->nodes[i - 1];
         if (n->op != IR_OP_SUM_TO || !n->chain) continue;
+        if (x->op == IR_OP_LAYER_NORM_DGAMMA) {
+            CHECK(x->chain == n->chain && n->inputs[0] == x->inputs[0]);
+            c->dbeta_chains++;
+            continue;
+        }
         CHECK_MSG(x->chain == n->chain && n->inputs[0] == i - 1, "--fuse %s: column sum %%%d apart from its chain", fuse, i);
         if (x->op == IR_OP_GELU_GRAD) c->gelu_chains++;
         else c->sum_chains++;
@@ -106,6 +112,7 @@ static int test_count(void) {
     CHECK_MSG(bias.gelu_chains == 0 && bias.sum_chains == 3 && bias.fused_launches == 3,
               "bias-grad: %d gelu chains, %d others, %d launches", bias.gelu_chains, bias.sum_chains, bias.fused_launches);
     CHECK(all.gelu_chains == 2 && all.sum_chains == 3 && all.fused_launches == 5);
+    CHECK(none.dbeta_chains == 0 && gelu.dbeta_chains == 0 && all.dbeta_chains == 5); /* one per LayerNorm */
     /* each fused chain saves its elementwise launch */
     CHECK(gelu.launches == none.launches - 2 && bias.launches == none.launches - 3);
     return test_result();

@@ -465,6 +465,20 @@ static void row_cases(op_suite *s) {
         begin(s, IR_OP_LAYER_NORM_DGAMMA, "block_stats", t, "layer_norm_stats");
         result(s, node(s, IR_OP_LAYER_NORM_DGAMMA, (int[]){in(s, t, SH(5, 1030), -1, 1), in(s, t, SH(5, 1030), -3, 3)}, 2,
                        &a, t, 0, NULL));
+        /* layer-norm-dbeta: dgamma and the column sum of the same dy (dbeta) in one kernel, one
+         * pass and two (one pass 2 for both), and rows past the warp limit (the two apart) */
+        static const struct { int64_t R, T, C; const char *name, *expect; } D[] = {
+            {1, 9, 40, "dbeta_one_pass", "_layer_norm_dgamma_dbeta("},
+            {2, 100, 64, "dbeta_two_pass", "layer_norm_dgamma_dbeta_pass2"},
+            {1, 5, 1030, "dbeta_block", "layer_norm_stats"},
+        };
+        for (int k = 0; k < 3; k++) {
+            begin(s, IR_OP_LAYER_NORM_DGAMMA, D[k].name, t, D[k].expect);
+            int dy = in(s, t, SH(D[k].R, D[k].T, D[k].C), -1, 1);
+            result(s, node(s, IR_OP_LAYER_NORM_DGAMMA, (int[]){dy, in(s, t, SH(D[k].R, D[k].T, D[k].C), -3, 3)}, 2, &a, t, 0,
+                           NULL));
+            result(s, node(s, IR_OP_SUM_TO, (int[]){dy}, 1, NULL, t, SH(D[k].C)));
+        }
         /* cross-entropy: few and many classes, with and without label smoothing; labels i64
          * and i32. The loss is f32 whatever the logits' dtype. */
         static const struct { int64_t B, K; double sm; ir_dtype lt; const char *name; } X[] = {

@@ -287,7 +287,7 @@ static int build_package(const op_suite *s, const char *dir, int emu, const char
     pass_options po;
     pass_options_default(&po);
     po.training = 0;
-    po.fuse = "adamw-group,bias-gelu,elementwise-chain,bias-gelu-grad,bias-grad,gelu-epilogue,residual-layer-norm";
+    po.fuse = "adamw-group,bias-gelu,elementwise-chain,bias-gelu-grad,bias-grad,gelu-epilogue,residual-layer-norm,layer-norm-dbeta";
     po.scratch_bytes = cg_scratch_bytes;
     pass_result *r = pass_pipeline_run(copy, &po, NULL, err, sizeof err);
     for (int i = 0; r && i < s->g->n; i++) /* the cases' node ids held */
