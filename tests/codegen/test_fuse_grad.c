@@ -128,7 +128,10 @@ static int read_losses(const char *path, float *out, int max) {
     return n;
 }
 
-/* every tensor of want in got, within relative L2 tol */
+/* every tensor of want in got, within relative L2 tol. A qkv bias is compared on its query and
+ * value thirds: its key third has an exactly zero gradient (softmax ignores a shift shared by
+ * all keys), so Adam moves it by +-lr times the sign of rounding noise, and a fusion that sums a
+ * gradient in another order (layer-norm-dbeta, gelu-epilogue) changes that noise, nothing else */
 static void compare_sets(const rt_tensor_set *got, const rt_tensor_set *want, double tol, const char *what) {
     double worst = 0;
     CHECK_MSG(got->count == want->count && want->count > 20, "%s: %d tensors against %d", what, got->count, want->count);
@@ -139,6 +142,8 @@ static void compare_sets(const rt_tensor_set *got, const rt_tensor_set *want, do
         int64_t n = rt_tensor_numel(w);
         float *a = malloc(sizeof(float) * (size_t)n), *b = malloc(sizeof(float) * (size_t)n);
         CHECK(rt_tensor_to_f32(g, a) == 0 && rt_tensor_to_f32(w, b) == 0);
+        if (strstr(w->name, "qkv.bias") && n % 3 == 0)
+            for (int64_t k = n / 3; k < 2 * n / 3; k++) a[k] = b[k] = 0; /* the key third */
         double e = test_rel_l2(a, b, n);
         CHECK_MSG(e <= tol, "%s: %s relative L2 %.3g > %.3g", what, w->name, e, tol);
         if (e > worst) worst = e;
