@@ -604,7 +604,7 @@ static int random_vs_run(const char *defs, int S, const char *copts, const char 
 
 static int test_emu_big(void) {
     const char *opts = "--label-smoothing 0.1 --clip-grad 0.5";
-    const char *const kernels[] = {"sum_to_pass2", "layer_norm_dgamma_pass2", "cross_entropy_pass2",
+    const char *const kernels[] = {"sum_to_pass2", "layer_norm_dgamma_dbeta_pass2", "cross_entropy_pass2",
                                    "sum_squares_pass2", NULL};
     return random_vs_run(BIG, 64, opts, opts, kernels);
 }
