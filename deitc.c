@@ -72,7 +72,8 @@ static void usage_to(FILE *f) {
             "Pass options (inspect, dump, run, compile):\n"
             "  --precision fp32|tf32|fp16|bf16 (default: fp16 for --target cuda, fp32 for emu; the target\n"
             "  defaults to cuda, for run to emu)  --target cuda|emu\n"
-            "  --fuse all|none|NAME,... (all: adamw-group, bias-gelu, elementwise-chain;\n"
+            "  --fuse all|none|NAME,... (all: adamw-group, bias-gelu, elementwise-chain,\n"
+            "  bias-gelu-grad, bias-grad, gelu-epilogue, residual-layer-norm, layer-norm-dbeta;\n"
             "  opt-in: layer-norm-stats)\n"
             "Stats options (inspect, compile): --stats | --stats-json  [--model-gpu h100|h200|a100]\n"
             "  the step's launches, GEMM calls, FLOPs, bytes and a modeled time on that GPU (default h100)\n"
@@ -403,7 +404,7 @@ static void print_stats(const cli_args *a, const cg_program *p) {
  * would emit it: nodes, plan steps, launches, kernels, arena. A model that cannot be trained
  * (an ONNX graph without logits) says why instead. */
 static int inspect_step(ir_graph *g, const pass_options *po, const cli_args *a) {
-    char err[1024], names[128];
+    char err[1024], names[256];
     int64_t batch = g->info.batch > 0 ? g->info.batch : 1;
     pass_result *r = pass_pipeline_run(g, po, NULL, err, sizeof err);
     if (!r) {

@@ -290,7 +290,11 @@ cg_program *cg_program_new(const pass_result *r, const cg_options *o, char *err,
         if (chain) { /* an elementwise chain (bias-gelu): consecutive members, one kernel */
             int s2 = s;
             while (s2 < p->norder && g->nodes[p->order[s2]].chain == chain) s2++;
-            cg_emit_chain(&e, &p->order[s], s2 - s);
+            if (g->nodes[e.node].op == IR_OP_MATMUL) { /* gelu-epilogue: one GEMM */
+                if (cg_emit_gemm_epilogue(&e, &p->order[s], s2 - s)) goto fail;
+            } else {
+                cg_emit_chain(&e, &p->order[s], s2 - s);
+            }
             e.node = p->order[s2 - 1];
             s = s2 - 1;
         } else if (emit_node(&e)) {

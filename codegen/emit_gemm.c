@@ -7,7 +7,9 @@
 
 static rt_dtype rtd(ir_dtype t) { return (rt_dtype)t; }
 
-int cg_emit_matmul(emitter *e) {
+/* GEMM steps of MATMUL node e->node; epi (may be NULL) sets an epilogue on a single product and
+ * returns 0, or -1 when the product is not single (then nothing is added) */
+static int emit_gemm(emitter *e, int (*epi)(emitter *e, rt_gemm *gm, void *ctx), void *ctx) {
     const ir_node *n = &e->g->nodes[e->node];
     const ir_node *a = &e->g->nodes[n->inputs[0]], *b = &e->g->nodes[n->inputs[1]];
     int ta = n->attrs.trans_a, tb = n->attrs.trans_b;
@@ -53,12 +55,14 @@ int cg_emit_matmul(emitter *e) {
             gm.stride_a = gm.stride_b = gm.stride_c = 0;
         }
         if (gm.batch == 1) gm.stride_a = gm.stride_b = gm.stride_c = 0;
+        if (epi && (gm.batch != 1 || epi(e, &gm, ctx))) return -1;
         s.gemm = gm;
         s.what = cg_node_label(e->g, e->node);
         cg_add_step(e->p, &s);
         return 0;
     }
     /* partial broadcast over several batch dims: one GEMM per output matrix */
+    if (epi) return -1;
     int nb = n->ndim - 2;
     ir_node av = *a, bv = *b;
     av.ndim -= 2;
@@ -80,5 +84,56 @@ int cg_emit_matmul(emitter *e) {
         s.what = cg_node_label(e->g, e->node);
         cg_add_step(e->p, &s);
     }
+    return 0;
+}
+
+int cg_emit_matmul(emitter *e) { return emit_gemm(e, NULL, NULL); }
+
+/* ---- GEMM epilogues (gelu-epilogue: a chain that starts with the MATMUL) ------------------- */
+
+typedef struct {
+    const int *nodes; /* the chain: MATMUL, then ADD + GELU or GELU_GRAD + SUM_TO */
+} epi_chain;
+
+static int set_epilogue(emitter *e, rt_gemm *gm, void *ctx) {
+    const int *nodes = ((const epi_chain *)ctx)->nodes;
+    const ir_graph *g = e->g;
+    const ir_node *a = &g->nodes[nodes[1]], *b = &g->nodes[nodes[2]];
+    if (a->op == IR_OP_ADD) { /* y = gelu(h), h = mm + bias: y in C, h in aux */
+        gm->epilogue = RT_EPILOGUE_GELU_AUX_BIAS;
+        gm->c = (uint64_t)off_of(e, nodes[2]);
+        gm->bias = (uint64_t)off_of(e, a->inputs[1]);
+        gm->aux = (uint64_t)off_of(e, nodes[1]);
+    } else { /* dh = g * gelu'(h): dh in C, h from aux, db = column sums of dh */
+        gm->epilogue = RT_EPILOGUE_DGELU_BGRAD;
+        gm->c = (uint64_t)off_of(e, nodes[1]);
+        gm->aux = (uint64_t)off_of(e, a->inputs[1]);
+        gm->bias = (uint64_t)off_of(e, nodes[2]);
+    }
+    (void)b;
+    gm->ldaux = gm->n;
+    return gm->ldc == gm->n ? 0 : -1;
+}
+
+int cg_emit_gemm_epilogue(emitter *e, const int *nodes, int count) {
+    epi_chain ctx = {nodes};
+    int saved = e->node;
+    e->node = nodes[0];
+    int rc = count == 3 ? emit_gemm(e, set_epilogue, &ctx) : -1;
+    e->node = saved;
+    if (rc) {
+        snprintf(e->err, e->errsize, "codegen: GEMM epilogue chain at %%%d is not a single product", nodes[0]);
+        return -1;
+    }
+    rt_plan_step *step = &e->p->steps[e->p->nsteps - 1]; /* it names every member */
+    sb what = {0};
+    cg_sb_printf(&what, "%s", step->what);
+    for (int m = 1; m < count; m++) {
+        char *label = cg_node_label(e->g, nodes[m]);
+        cg_sb_printf(&what, ", %s", label);
+        free(label);
+    }
+    free((void *)step->what);
+    step->what = what.s;
     return 0;
 }

@@ -6,6 +6,7 @@
  *   emit_text.c       CUDA-text helpers: growing strings, dtype loads/stores, float literals,
  *                     index arithmetic (offset terms, broadcasting)
  *   emit_pointwise.c  elementwise ops and gathers (permute, slice, pad, concat, patchify)
+ *   emit_chain_reduce.c  an elementwise chain ending in a column sum (a bias gradient)
  *   emit_reduce.c     reductions: sum_to, reduce_mean, sum_squares; shared two-pass helpers
  *   emit_rows.c       row ops: layer_norm (dx, dgamma), softmax (grad), cross_entropy (grad)
  *   emit_optim.c      optimizer: adamw (one tensor, and a run of them in one launch), clip_coef
@@ -172,6 +173,14 @@ void cg_emit_chain(emitter *e, const int *nodes, int count);
 int cg_chain_stores(const ir_graph *g, int i);
 int cg_emit_gather(emitter *e);
 
+/* ---- emit_chain_reduce.c ------------------------------------------------------------------ */
+
+/* A chain whose last member is a SUM_TO of the member before it to that member's last dim (a
+ * bias gradient): the elementwise members computed and stored inside the column sum's pass 1,
+ * whose plan, order and pass 2 are the unfused SUM_TO's (the same bits). Called by
+ * cg_emit_chain. */
+void cg_emit_chain_reduce(emitter *e, const int *nodes, int count);
+
 /* ---- emit_reduce.c ------------------------------------------------------------------------ */
 
 /* Two-pass plan of a reduction of nout outputs over R elements each (see emit_reduce.c). */
@@ -201,9 +210,30 @@ int64_t cg_sum_squares_scratch(const ir_graph *g, const ir_node *n);
 
 int cg_emit_layer_norm(emitter *e); /* layer_norm(_stats) and layer_norm_dx(_stats) */
 int cg_emit_layer_norm_dgamma(emitter *e);
+/* A chain [LAYER_NORM_DGAMMA, SUM_TO of its dy] (layer-norm-dbeta): dgamma and dbeta summed in
+ * one pass over dy and x, and one pass 2 for both (rows wider than a warp's: the two apart).
+ * Called by cg_emit_chain. */
+void cg_emit_layer_norm_dgamma_dbeta(emitter *e, const int *nodes, int count);
 int64_t cg_layer_norm_dgamma_scratch(const ir_graph *g, const ir_node *n);
 int cg_emit_softmax(emitter *e); /* softmax and softmax_grad */
 int cg_emit_cross_entropy(emitter *e); /* cross_entropy and cross_entropy_grad */
+/* The widest row of the one-warp-a-row kernels. */
+int cg_row_warp_max(void);
+/* A warp-row kernel's head (lane, r; warps past the last row leave) for rows of C <= the warp
+ * maximum; its grid and block. */
+void cg_emit_row_head_warp(sb *b, const char *it, int64_t C, int64_t rows, int64_t *grid, int *block);
+/* mean and rstd of the row held in registers xv (padding 0), as layer_norm's warp kernel. */
+void cg_emit_row_stats_reg(sb *b, int64_t C, double eps);
+/* opens the unrolled loop over a lane's columns (c defined); guard: skip padding columns */
+void cg_emit_row_for(sb *b, int64_t C, int guard);
+
+/* ---- emit_chain_rows.c -------------------------------------------------------------------- */
+
+/* A chain whose last member is a LAYER_NORM of the member before it (residual-layer-norm): the
+ * elementwise members computed, stored, and normalized in one warp-row kernel (its arithmetic
+ * the unfused kernels': the same bits); rows wider than a warp's: the chain, then the
+ * LayerNorm, two launches. Called by cg_emit_chain. */
+void cg_emit_chain_layer_norm(emitter *e, const int *nodes, int count);
 int64_t cg_cross_entropy_scratch(const ir_graph *g, const ir_node *n);
 
 /* ---- emit_optim.c ------------------------------------------------------------------------- */
@@ -227,5 +257,8 @@ int cg_opt_may_skip(const ir_graph *g, int opt);
 /* ---- emit_gemm.c -------------------------------------------------------------------------- */
 
 int cg_emit_matmul(emitter *e);
+/* A chain that starts with a MATMUL (gelu-epilogue): one GEMM step whose epilogue computes the
+ * rest (GELU_AUX_BIAS, DGELU_BGRAD; plan.h). 0, or -1 with e->err. */
+int cg_emit_gemm_epilogue(emitter *e, const int *nodes, int count);
 
 #endif

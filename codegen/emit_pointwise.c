@@ -233,6 +233,18 @@ int cg_chain_stores(const ir_graph *g, int i) {
 void cg_emit_chain(emitter *e, const int *nodes, int count) {
     const ir_graph *g = e->g;
     const ir_node *root = &g->nodes[nodes[count - 1]];
+    if (g->nodes[nodes[0]].op == IR_OP_LAYER_NORM_DGAMMA) { /* with dbeta: emit_rows.c */
+        cg_emit_layer_norm_dgamma_dbeta(e, nodes, count);
+        return;
+    }
+    if (root->op == IR_OP_SUM_TO) { /* ends in a column sum: emit_chain_reduce.c */
+        cg_emit_chain_reduce(e, nodes, count);
+        return;
+    }
+    if (root->op == IR_OP_LAYER_NORM) { /* ends in a LayerNorm: emit_chain_rows.c */
+        cg_emit_chain_layer_norm(e, nodes, count);
+        return;
+    }
     launch l = {0};
     int bias_gelu = count == 2 && g->nodes[nodes[0]].op == IR_OP_ADD && root->op == IR_OP_GELU;
     l.tag = bias_gelu ? "bias_gelu" : "chain";

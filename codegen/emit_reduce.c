@@ -236,6 +236,10 @@ int cg_emit_sum_squares(emitter *e) {
 
 
 int64_t cg_reduce_scratch(const ir_graph *g, const ir_node *n) {
+    const ir_node *prev = n > g->nodes ? n - 1 : NULL; /* layer-norm-dbeta: summed as dgamma is */
+    if (n->op == IR_OP_SUM_TO && n->chain && prev && prev->chain == n->chain && prev->op == IR_OP_LAYER_NORM_DGAMMA &&
+        last_dim(&g->nodes[prev->inputs[1]]) <= cg_row_warp_max())
+        return cg_layer_norm_dgamma_scratch(g, prev);
     int64_t nout, R;
     reduce_sizes(g, n, &nout, &R);
     const red_plan rp = cg_red_plan_of(nout, R);

@@ -240,21 +240,27 @@ static int64_t dgamma_chunks(int64_t rows) {
     return (rows + rc - 1) / rc;
 }
 
-static int emit_layer_norm_dgamma_warp(emitter *e) {
+/* dbeta >= 0 (layer-norm-dbeta): that SUM_TO of dy, the beta gradient, is summed beside dgamma
+ * in the same rows and order (its partials in its own scratch), and pass 2 sums both */
+static int emit_layer_norm_dgamma_warp(emitter *e, int dbeta) {
     const ir_node *n = &e->g->nodes[e->node];
     const ir_node *dy = &e->g->nodes[n->inputs[0]], *x = &e->g->nodes[n->inputs[1]];
+    const ir_node *db = dbeta >= 0 ? &e->g->nodes[dbeta] : NULL;
     int64_t C = last_dim(x), rows = ir_numel(x) / C, K = (C + 31) / 32;
     int64_t rc = dgamma_rows(rows), chunks = dgamma_chunks(rows);
     int64_t part = chunks > 1 ? e->m->scratch_offset[e->node] : -1;
-    assert(chunks == 1 || part >= 0);
+    int64_t partb = chunks > 1 && db ? e->m->scratch_offset[dbeta] : -1;
+    assert(chunks == 1 || (part >= 0 && (!db || partb >= 0)));
     const char *it = idx_type(ir_numel(x));
     char a[128], tag[64], sres[128];
     launch l = {0};
-    snprintf(tag, sizeof tag, "layer_norm_dgamma%s", chunks > 1 ? "_pass1" : "");
+    snprintf(tag, sizeof tag, "layer_norm_dgamma%s%s", db ? "_dbeta" : "", chunks > 1 ? "_pass1" : "");
     l.tag = tag;
     l.fibers = 1;
     if (chunks > 1) param(&l, "float *", "part", part);
     else param(&l, out_type(n->dtype), "y", off_of(e, e->node));
+    if (db && chunks > 1) param(&l, "float *", "partb", partb);
+    else if (db) param(&l, out_type(db->dtype), "yb", off_of(e, dbeta));
     param(&l, in_type(dy->dtype), "dy", off_of(e, n->inputs[0]));
     param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[1]));
     sb *b = &l.body;
@@ -263,13 +269,22 @@ static int emit_layer_norm_dgamma_warp(emitter *e) {
               (long long)rc, (long long)rc, (long long)rows, (long long)rc, (long long)rows);
     cg_sb_printf(b, "    float acc[%lld];\n", (long long)K);
     cg_sb_printf(b, "    DC_UNROLL for (int k = 0; k < %lld; k++) acc[k] = 0.0f;\n", (long long)K);
+    if (db) {
+        cg_sb_printf(b, "    float accb[%lld];\n", (long long)K);
+        cg_sb_printf(b, "    DC_UNROLL for (int k = 0; k < %lld; k++) accb[k] = 0.0f;\n", (long long)K);
+    }
     cg_sb_printf(b, "    for (%s r = r0 + w; r < r1; r += %d) { /* the same for the whole warp */\n", it, DGAMMA_WARPS);
     sb row = {0};
     cg_sb_printf(&row, "    const auto *xr = x + r * %lld;\n    const auto *dyr = dy + r * %lld;\n", (long long)C, (long long)C);
     emit_row_load(&row, "xv", "xr", x->dtype, C, "0.0f");
     emit_row_stats_reg(&row, C, n->attrs.eps);
     emit_row_for(&row, C, 1);
-    cg_sb_printf(&row, "        acc[k] += %s * ((xv[k] - mean) * rstd);\n    }\n", cg_ld(a, sizeof a, dy->dtype, "dyr[c]"));
+    if (db) { /* dy once for both sums */
+        cg_sb_printf(&row, "        const float d = %s;\n", cg_ld(a, sizeof a, dy->dtype, "dyr[c]"));
+        cg_sb_printf(&row, "        acc[k] += d * ((xv[k] - mean) * rstd);\n        accb[k] += d;\n    }\n");
+    } else {
+        cg_sb_printf(&row, "        acc[k] += %s * ((xv[k] - mean) * rstd);\n    }\n", cg_ld(a, sizeof a, dy->dtype, "dyr[c]"));
+    }
     for (const char *p = row.s, *q; *p; p = q + 1) { /* indented one level */
         q = strchr(p, '\n');
         cg_sb_printf(b, "    %.*s\n", (int)(q - p), p);
@@ -283,9 +298,64 @@ static int emit_layer_norm_dgamma_warp(emitter *e) {
     cg_sb_printf(b, "        float s = 0.0f;\n        for (int q = 0; q < %d; q++) s += sum[q][c];\n", DGAMMA_WARPS);
     if (chunks > 1) cg_sb_printf(b, "        part[(long long)blockIdx.x * %lld + c] = s;\n    }\n", (long long)C);
     else cg_sb_printf(b, "        y[c] = %s;\n    }\n", cg_st(sres, sizeof sres, n->dtype, "s"));
+    if (db) { /* the same shared sums again, for dbeta */
+        cg_sb_printf(b, "    __syncthreads();\n");
+        cg_sb_printf(b, "    DC_UNROLL for (int k = 0; k < %lld; k++) sum[w][lane + 32 * k] = accb[k];\n", (long long)K);
+        cg_sb_printf(b, "    __syncthreads();\n");
+        cg_sb_printf(b, "    for (int c = threadIdx.x; c < %lld; c += %d) {\n", (long long)C, 32 * DGAMMA_WARPS);
+        cg_sb_printf(b, "        float s = 0.0f;\n        for (int q = 0; q < %d; q++) s += sum[q][c];\n", DGAMMA_WARPS);
+        if (chunks > 1) cg_sb_printf(b, "        partb[(long long)blockIdx.x * %lld + c] = s;\n    }\n", (long long)C);
+        else cg_sb_printf(b, "        yb[c] = %s;\n    }\n", cg_st(sres, sizeof sres, db->dtype, "s"));
+    }
     cg_finish(e, &l, chunks, 32 * DGAMMA_WARPS);
-    if (chunks > 1) cg_emit_partials_sum(e, part, chunks, C, 1);
+    if (chunks > 1 && !db) cg_emit_partials_sum(e, part, chunks, C, 1);
+    if (chunks > 1 && db) { /* pass 2 of both: each output's chunks in order, as cg_emit_partials_sum */
+        launch l2 = {0};
+        l2.tag = "layer_norm_dgamma_dbeta_pass2";
+        param(&l2, out_type(n->dtype), "y", off_of(e, e->node));
+        param(&l2, out_type(db->dtype), "yb", off_of(e, dbeta));
+        param(&l2, "const float *", "part", part);
+        param(&l2, "const float *", "partb", partb);
+        int tx, ty;
+        cg_reduce_shape(C, chunks, &tx, &ty);
+        sb *b2 = &l2.body;
+        char st2[128], fmt[400];
+        cg_sb_printf(b2, "    const int tx = threadIdx.x %% %d, ty = threadIdx.x / %d;\n", tx, tx);
+        cg_sb_printf(b2, "    const int o = (int)blockIdx.x * %d + tx;\n", tx);
+        for (int q = 0; q < 2; q++) {
+            const char *pv = q ? "partb" : "part";
+            cg_sb_printf(b2, "    {\n    float acc = 0.0f;\n");
+            cg_sb_printf(b2, "    if (o < %lld)\n", (long long)C);
+            cg_sb_printf(b2, "        for (int k = ty; k < %lld; k += %d) acc += %s[(long long)k * %lld + o];\n",
+                         (long long)chunks, ty, pv, (long long)C);
+            snprintf(fmt, sizeof fmt, "%s[o] = %s;", q ? "yb" : "y", cg_st(st2, sizeof st2, q ? db->dtype : n->dtype, "%s"));
+            if (ty > 1) { /* cg_reduce_finish declares its shared array: one per scope */
+                cg_reduce_finish(&l2, tx, ty, C, fmt);
+                if (!q) cg_sb_printf(b2, "    __syncthreads();\n");
+            } else {
+                cg_reduce_finish(&l2, tx, ty, C, fmt);
+            }
+            cg_sb_printf(b2, "    }\n");
+        }
+        cg_finish(e, &l2, (C + tx - 1) / tx, tx * ty);
+    }
     return 0;
+}
+
+void cg_emit_layer_norm_dgamma_dbeta(emitter *e, const int *nodes, int count) {
+    assert(count == 2);
+    (void)count;
+    const ir_node *x = &e->g->nodes[e->g->nodes[nodes[0]].inputs[1]];
+    int saved = e->node;
+    e->node = nodes[0];
+    if (last_dim(x) <= ROW_WARP_MAX) {
+        emit_layer_norm_dgamma_warp(e, nodes[1]);
+    } else { /* wider rows: the two as they are */
+        cg_emit_layer_norm_dgamma(e);
+        e->node = nodes[1];
+        cg_emit_reduce(e);
+    }
+    e->node = saved;
 }
 
 static int emit_softmax_warp(emitter *e) {
@@ -369,7 +439,7 @@ int cg_emit_layer_norm(emitter *e) {
 int cg_emit_layer_norm_dgamma(emitter *e) {
     const ir_node *n = &e->g->nodes[e->node];
     const ir_node *dy = &e->g->nodes[n->inputs[0]], *x = &e->g->nodes[n->inputs[1]];
-    if (last_dim(x) <= ROW_WARP_MAX) return emit_layer_norm_dgamma_warp(e);
+    if (last_dim(x) <= ROW_WARP_MAX) return emit_layer_norm_dgamma_warp(e, -1);
     int64_t C = last_dim(x), rows = ir_numel(x) / C, scratch = e->m->scratch_offset[e->node];
     assert(scratch >= 0);
     const char *it = idx_type(ir_numel(x));
@@ -529,3 +599,19 @@ int64_t cg_layer_norm_dgamma_scratch(const ir_graph *g, const ir_node *n) {
 int64_t cg_cross_entropy_scratch(const ir_graph *g, const ir_node *n) {
     return (int64_t)sizeof(float) * g->nodes[n->inputs[0]].shape[0]; /* the rows' losses */
 }
+
+/* ---- for emit_chain_rows.c: the warp-row pieces, so its kernel computes what these do ------- */
+
+int cg_row_warp_max(void) { return ROW_WARP_MAX; }
+
+void cg_emit_row_head_warp(sb *b, const char *it, int64_t C, int64_t rows, int64_t *grid, int *block) {
+    const row_shape rs = row_shape_of(C, rows);
+    assert(rs.warp);
+    emit_row_head(b, &rs, it, rows);
+    *grid = rs.grid;
+    *block = rs.block;
+}
+
+void cg_emit_row_stats_reg(sb *b, int64_t C, double eps) { emit_row_stats_reg(b, C, eps); }
+
+void cg_emit_row_for(sb *b, int64_t C, int guard) { emit_row_for(b, C, guard); }

@@ -6,12 +6,15 @@
  * its members together, one launch). Its modeled bytes are what it reads plus what it
  * writes, each distinct tensor once:
  *   GEMM     A and B (an operand with batch stride 0 once, else once per batch), C written
- *            (and read when beta != 0); FLOPs 2*M*N*K per matrix
+ *            (and read when beta != 0), an epilogue's aux matrix and bias vector (gelu-epilogue);
+ *            FLOPs 2*M*N*K per matrix (the epilogue's few per element not counted)
  *   kernel   every distinct input's value, every output written (ADAMW: the parameter and
  *            both moments in place), and a two-pass reduction's partial sums written and read
  *            back; FLOPs a per-element count of the op's arithmetic (flops_per_element)
  *   chain    an elementwise chain (bias-gelu, elementwise-chain): the members' values that
- *            are read outside it written, the inputs from outside the chain read once
+ *            are read outside it written, the inputs from outside the chain read once; one
+ *            ending in a column sum (bias-gelu-grad, bias-grad, layer-norm-dbeta) adds the
+ *            sum's output, and any member's partial sums written and read back
  *   zero     a memset: the bytes written
  * The parts: GEMMs (the linear layers: one operand shared over the batch, or batch 1),
  * attention (batched GEMMs whose both operands are batched, softmax and its gradient),
@@ -109,11 +112,16 @@ static void chain_cost(const cg_program *p, int first, int64_t *bytes, int64_t *
     const ir_graph *g = p->g;
     int chain = g->nodes[first].chain;
     *bytes = *flops = 0;
-    for (int m = first; m < g->n && g->nodes[m].chain == chain; m++) {
+    for (int m = first; m < g->n; m++) {
         const ir_node *n = &g->nodes[m];
+        if (ir_op_flags(n->op) & IR_OPF_LEAF) continue; /* a LayerNorm's gamma and beta sit before it */
+        if (n->chain != chain) break;
         int per_input;
         if (cg_chain_stores(g, m)) *bytes += value_bytes(n);
-        *flops += flops_per_element(n->op, &per_input) * ir_numel(n);
+        int64_t f = flops_per_element(n->op, &per_input);
+        *flops += f * (per_input ? ir_numel(&g->nodes[n->inputs[0]]) : ir_numel(n));
+        if (p->mem->scratch_offset[m] >= 0) *bytes += 2 * cg_scratch_bytes(g, m); /* partial sums */
+        if (n->op == IR_OP_SUM_TO) continue; /* its input: the member before it (or its dy), read already */
         for (int k = 0; k < n->ninputs; k++) {
             int in = n->inputs[k], seen = g->nodes[in].chain == chain;
             for (int q = first; q < m && !seen; q++)
@@ -129,6 +137,8 @@ static void gemm_cost(const rt_gemm *gm, int64_t *bytes, int64_t *flops) {
     int64_t c = gm->batch * gm->m * gm->n * (int64_t)rt_dtype_size(gm->c_type);
     *bytes = na * gm->m * gm->k * (int64_t)rt_dtype_size(gm->a_type) +
              nb * gm->k * gm->n * (int64_t)rt_dtype_size(gm->b_type) + c * (gm->beta != 0 ? 2 : 1);
+    if (gm->epilogue != RT_EPILOGUE_NONE) /* aux [m, n] written (GELU_AUX_BIAS) or read (DGELU), bias [n] */
+        *bytes += gm->m * gm->n * (int64_t)rt_dtype_size(gm->c_type) + gm->n * (int64_t)rt_dtype_size(gm->c_type);
     *flops = 2 * gm->batch * gm->m * gm->n * gm->k;
 }
 

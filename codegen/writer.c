@@ -191,13 +191,17 @@ int cg_write_plan(const cg_program *p, const cg_plan_target *t, FILE *f) {
             fprintf(f, ", .kind = RT_STEP_GEMM, .gemm = {.trans_a = %d, .trans_b = %d, .m = %lld, .n = %lld, "
                        ".k = %lld, .batch = %lld, .lda = %lld, .ldb = %lld, .ldc = %lld, .stride_a = %lld, "
                        ".stride_b = %lld, .stride_c = %lld, .alpha = %s, .beta = %s, .a_type = %s, "
-                       ".b_type = %s, .c_type = %s, .compute = %s, .a = %llu, .b = %llu, .c = %llu}},\n",
+                       ".b_type = %s, .c_type = %s, .compute = %s, .a = %llu, .b = %llu, .c = %llu, .epilogue = %s, "
+                       ".bias = %llu, .aux = %llu, .ldaux = %lld}},\n",
                     gm->trans_a, gm->trans_b, (long long)gm->m, (long long)gm->n, (long long)gm->k,
                     (long long)gm->batch, (long long)gm->lda, (long long)gm->ldb, (long long)gm->ldc,
                     (long long)gm->stride_a, (long long)gm->stride_b, (long long)gm->stride_c, flt(fa, sizeof fa, gm->alpha),
                     flt(fbeta, sizeof fbeta, gm->beta), dtype_enum(gm->a_type), dtype_enum(gm->b_type), dtype_enum(gm->c_type),
                     gm->compute == RT_COMPUTE_32F_FAST_TF32 ? "RT_COMPUTE_32F_FAST_TF32" : "RT_COMPUTE_32F",
-                    (unsigned long long)gm->a, (unsigned long long)gm->b, (unsigned long long)gm->c);
+                    (unsigned long long)gm->a, (unsigned long long)gm->b, (unsigned long long)gm->c,
+                    gm->epilogue == RT_EPILOGUE_GELU_AUX_BIAS ? "RT_EPILOGUE_GELU_AUX_BIAS"
+                    : gm->epilogue == RT_EPILOGUE_DGELU_BGRAD ? "RT_EPILOGUE_DGELU_BGRAD" : "RT_EPILOGUE_NONE",
+                    (unsigned long long)gm->bias, (unsigned long long)gm->aux, (long long)gm->ldaux);
         } else {
             fprintf(f, ", .kind = RT_STEP_ZERO, .offset = %llu, .bytes = %llu},\n", (unsigned long long)st->offset,
                     (unsigned long long)st->bytes);

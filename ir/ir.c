@@ -649,14 +649,71 @@ static int by_name(const void *a, const void *b) {
 }
 
 /* Node i's elementwise chain: an elementwise op that either starts the chain (no earlier node
- * is in it) or follows the chain's previous member, node i-1, reads it and has its shape. */
+ * is in it) or follows the chain's previous member, node i-1, reads it and has its shape. A
+ * chain may end in a column sum (SUM_TO of its previous member to that member's last dim: a
+ * bias gradient; bias-gelu-grad and bias-grad in passes/fusion.c). */
+static int chain_column_sum(const ir_graph *g, int i) {
+    const ir_node *n = &g->nodes[i], *x = i > 0 ? &g->nodes[i - 1] : NULL;
+    return n->op == IR_OP_SUM_TO && x && x->chain == n->chain && n->inputs[0] == i - 1 && n->ndim == 1 &&
+           x->ndim >= 2 && n->shape[0] == x->shape[x->ndim - 1] && (ir_op_flags(x->op) & IR_OPF_ELEMENTWISE);
+}
+
+/* A chain may also start with a MATMUL whose epilogue computes the rest (gelu-epilogue in
+ * passes/fusion_gemm.c): exactly [MATMUL, ADD, GELU tanh] or [MATMUL, GELU_GRAD tanh, SUM_TO]. */
+static int gemm_epilogue_chain(const ir_graph *g, int i) {
+    const ir_node *n = &g->nodes[i];
+    if (n->op != IR_OP_MATMUL || i + 2 >= g->n) return 0;
+    const ir_node *a = &g->nodes[i + 1], *b = &g->nodes[i + 2];
+    if (a->chain != n->chain || b->chain != n->chain || (i + 3 < g->n && g->nodes[i + 3].chain == n->chain)) return 0;
+    if (a->op == IR_OP_ADD) return b->op == IR_OP_GELU && b->attrs.gelu_tanh;
+    return a->op == IR_OP_GELU_GRAD && a->attrs.gelu_tanh && b->op == IR_OP_SUM_TO;
+}
+
+/* A chain may end in a LAYER_NORM of its last member, with only leaves between the two
+ * (residual-layer-norm in passes/fusion_rows.c). */
+static int chain_layer_norm(const ir_graph *g, int i) {
+    const ir_node *n = &g->nodes[i];
+    int x = n->inputs[0];
+    if (n->op != IR_OP_LAYER_NORM || g->nodes[x].chain != n->chain || !(ir_op_flags(g->nodes[x].op) & IR_OPF_ELEMENTWISE))
+        return 0;
+    for (int j = x + 1; j < i; j++)
+        if (!(ir_op_flags(g->nodes[j].op) & IR_OPF_LEAF)) return 0;
+    return 1;
+}
+
 static int verify_chain(ir_graph *g, int i) {
     const ir_node *n = &g->nodes[i];
+    if (n->chain > 0 && chain_column_sum(g, i)) return 0;
+    if (n->chain > 0 && chain_layer_norm(g, i)) return 0;
+    if (n->chain > 0 && (n->op == IR_OP_LAYER_NORM_DGAMMA || (n->op == IR_OP_SUM_TO && i > 0 &&
+                                                              g->nodes[i - 1].op == IR_OP_LAYER_NORM_DGAMMA))) {
+        /* layer-norm-dbeta: [LAYER_NORM_DGAMMA(dy, x), SUM_TO(dy)], nothing else */
+        int d = n->op == IR_OP_SUM_TO ? i - 1 : i;
+        const ir_node *dg = &g->nodes[d], *db = d + 1 < g->n ? &g->nodes[d + 1] : NULL;
+        int ok = db && db->op == IR_OP_SUM_TO && db->chain == dg->chain && db->inputs[0] == dg->inputs[0] &&
+                 (d == 0 || g->nodes[d - 1].chain != dg->chain) && (d + 2 >= g->n || g->nodes[d + 2].chain != dg->chain);
+        if (!ok)
+            return node_error(g, n, "chain %d: a layer_norm_dgamma chains only with the sum_to of its dy right after it",
+                              n->chain);
+        return 0;
+    }
+    if (n->chain > 0 && n->op == IR_OP_MATMUL) {
+        if (!gemm_epilogue_chain(g, i))
+            return node_error(g, n, "chain %d: a MATMUL starts only a GEMM epilogue chain (matmul, add, gelu tanh; or "
+                              "matmul, gelu_grad tanh, sum_to)", n->chain);
+        for (int j = 0; j < i; j++)
+            if (g->nodes[j].chain == n->chain)
+                return node_error(g, n, "chain %d: its MATMUL is not its first member (%%%d)", n->chain, j);
+        return 0;
+    }
     if (n->chain < 0 || !(ir_op_flags(n->op) & IR_OPF_ELEMENTWISE))
         return node_error(g, n, "elementwise chain %d on an op that is not elementwise", n->chain);
     if (i > 0 && g->nodes[i - 1].chain == n->chain) {
         int reads = 0;
         for (int k = 0; k < n->ninputs; k++) reads |= n->inputs[k] == i - 1;
+        if (g->nodes[i - 1].op == IR_OP_SUM_TO || g->nodes[i - 1].op == IR_OP_LAYER_NORM)
+            return node_error(g, n, "elementwise chain %d continues after its column sum or LayerNorm %%%d", n->chain,
+                              i - 1);
         if (!reads || !ir_same_shape(n, &g->nodes[i - 1]))
             return node_error(g, n, "elementwise chain %d: it does not read the chain's previous member "
                               "%%%d, or has another shape", n->chain, i - 1);

@@ -152,7 +152,10 @@ typedef struct {
     int chain;                 /* elementwise chain (set by the fusion pass; 0: none): consecutive
                                   elementwise nodes of one chain, each after the first reading the
                                   one before (same shape), run as one kernel that stores every
-                                  member's value */
+                                  member's value; it may end in a SUM_TO of its last member to
+                                  that member's last dim (a bias gradient: a column sum) or a
+                                  LAYER_NORM of it (only leaves between), or start with a MATMUL
+                                  whose GEMM epilogue computes the rest (ir.c's verifier) */
     const char *name;          /* arena string, unique among leaves and outputs; may be NULL */
     ir_loc loc;
     const float *data;         /* WEIGHT (or CONST tensor) value from the model file, numel f32,

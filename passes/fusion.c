@@ -14,6 +14,16 @@
  *                                              before: one kernel (a bias add and the residual
  *                                              add after it; values read only inside it stay
  *                                              in registers)
+ *   bias-gelu-grad    fusion, in "all"         GELU_GRAD and the fc1 bias gradient (its column
+ *                                              sum): one kernel (fusion_grad.c)
+ *   bias-grad         fusion, in "all"         another elementwise node and its column sum (a
+ *                                              bias gradient): one kernel (fusion_grad.c)
+ *   gelu-epilogue     fusion, in "all"         tanh GELU only: bias + GELU, and GELU' + bias
+ *                                              gradient, in GEMM epilogues (fusion_gemm.c)
+ *   residual-layer-norm fusion, in "all"       the residual add's chain and the LayerNorm of
+ *                                              its sum: one kernel, two outputs (fusion_rows.c)
+ *   layer-norm-dbeta  fusion, in "all"         a LayerNorm's dgamma and dbeta column sums in one
+ *                                              kernel (fusion_rows.c)
  */
 #include "passes/passes.h"
 
@@ -30,6 +40,11 @@ static const struct {
     {"layer-norm-stats", PASS_FUSE_LAYER_NORM_STATS, 0},
     {"bias-gelu", PASS_FUSE_BIAS_GELU, 1},
     {"elementwise-chain", PASS_FUSE_ELEMENTWISE_CHAIN, 1},
+    {"bias-gelu-grad", PASS_FUSE_BIAS_GELU_GRAD, 1},
+    {"bias-grad", PASS_FUSE_BIAS_GRAD, 1},
+    {"gelu-epilogue", PASS_FUSE_GELU_EPILOGUE, 1},
+    {"residual-layer-norm", PASS_FUSE_RESIDUAL_LAYER_NORM, 1},
+    {"layer-norm-dbeta", PASS_FUSE_LAYER_NORM_DBETA, 1},
 };
 enum { NFUSIONS = sizeof fusions / sizeof fusions[0] };
 
@@ -198,7 +213,9 @@ int pass_fuse_elementwise_chain(ir_graph *g) {
             len = 1;
         } else {
             len = 0; /* extending a chain made before: count its members */
-            for (int j = i - 1; j >= 0 && g->nodes[j].chain == prev->chain; j--) len++;
+            int j;
+            for (j = i - 1; j >= 0 && g->nodes[j].chain == prev->chain; j--) len++;
+            if (!chainable(&g->nodes[j + 1])) continue; /* a GEMM epilogue's chain: complete */
         }
         if (len >= CHAIN_MAX) continue;
         n->chain = prev->chain;

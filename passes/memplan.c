@@ -8,6 +8,11 @@
  * best-fit, deterministic). Views (IR_OPF_ALIAS: RESHAPE, PROJECT) share their input's
  * buffer, and effects (ADAMW) their parameter's. A node with several outputs has one buffer
  * holding them all, output k after the aligned outputs before it; PROJECT k points there.
+ *
+ * An elementwise chain (ir_node.chain: consecutive steps, one kernel or one GEMM with an
+ * epilogue) counts as one step for lifetimes: every member's value and scratch is live from
+ * the chain's first step, and every input of a member until its last, since one kernel reads
+ * the inputs of all of them while it writes all their values.
  */
 #include "passes/passes.h"
 
@@ -129,32 +134,33 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
         pos[i] = -1;
         end[i] = -1;
     }
-    for (int s = 0; s < nsteps; s++) pos[order[s]] = s;
+    /* a chain's steps as one: [first[s], last[s]] (a step outside chains: [s, s]) */
+    int *first = xcalloc((size_t)nsteps + 1, sizeof *first), *last = xcalloc((size_t)nsteps + 1, sizeof *last);
+    for (int s = 0; s < nsteps; s++) {
+        int c = g->nodes[order[s]].chain;
+        first[s] = c && s > 0 && g->nodes[order[s - 1]].chain == c ? first[s - 1] : s;
+    }
+    for (int s = nsteps - 1; s >= 0; s--) {
+        int c = g->nodes[order[s]].chain;
+        last[s] = c && s + 1 < nsteps && g->nodes[order[s + 1]].chain == c ? last[s + 1] : s;
+    }
+    for (int s = 0; s < nsteps; s++) pos[order[s]] = first[s];
     /* persistence and lifetimes live on the root of each alias class */
     for (int i = 0; i < n; i++) {
         const ir_node *nd = &g->nodes[i];
         int r = p->alias_of[i];
         if ((ir_op_flags(nd->op) & IR_OPF_LEAF) || (nd->flags & IR_NODE_OUTPUT)) p->persistent[r] = 1;
     }
-    /* an elementwise chain runs as one kernel: its members' inputs are read, and its members'
-     * values written, from its first step to its last (with mixed dtypes a member's output
-     * may not take the place of another member's input, whose elements are of another size) */
-    int *span0 = xcalloc((size_t)nsteps + 1, sizeof *span0), *span1 = xcalloc((size_t)nsteps + 1, sizeof *span1);
-    for (int s = 0; s < nsteps; s++) {
-        int c = g->nodes[order[s]].chain;
-        span0[s] = s > 0 && c && g->nodes[order[s - 1]].chain == c ? span0[s - 1] : s;
-    }
-    for (int s = nsteps - 1; s >= 0; s--) {
-        int c = g->nodes[order[s]].chain;
-        span1[s] = s + 1 < nsteps && c && g->nodes[order[s + 1]].chain == c ? span1[s + 1] : s;
-    }
+    /* a chain runs as one kernel: its members' inputs are read, and its members' values written,
+     * from its first step to its last (with mixed dtypes a member's output may not take the place
+     * of another member's input, whose elements are of another size) */
     for (int s = 0; s < nsteps; s++) {
         const ir_node *nd = &g->nodes[order[s]];
         int r = p->alias_of[order[s]];
-        if (end[r] < s) end[r] = s;
+        if (end[r] < last[s]) end[r] = last[s];
         for (int k = 0; k < nd->ninputs; k++) {
             int ri = p->alias_of[nd->inputs[k]];
-            if (end[ri] < span1[s]) end[ri] = span1[s];
+            if (end[ri] < last[s]) end[ri] = last[s];
         }
     }
     /* persistent region */
@@ -171,11 +177,11 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
     int nb = 0;
     for (int i = 0; i < n; i++) {
         if (p->alias_of[i] != i || p->persistent[i] || pos[i] < 0) continue;
-        bufs[nb++] = (buf){i, span0[pos[i]], end[i], pass_mem_value_bytes(g, p, i), -1};
+        bufs[nb++] = (buf){i, pos[i], end[i], pass_mem_value_bytes(g, p, i), -1};
     }
     for (int s = 0; scratch_bytes && s < nsteps; s++) {
         int i = order[s];
-        if (scratch_bytes[i] > 0) bufs[nb++] = (buf){n + i, s, s, align_up(scratch_bytes[i]), -1};
+        if (scratch_bytes[i] > 0) bufs[nb++] = (buf){n + i, first[s], last[s], align_up(scratch_bytes[i]), -1};
     }
     qsort(bufs, (size_t)nb, sizeof *bufs, by_size);
     buf **conf = xcalloc((size_t)nb, sizeof *conf);
@@ -212,11 +218,11 @@ pass_mem_plan *pass_mem_plan_new(const ir_graph *g, const int *order, int nsteps
         if (r != i) p->persistent[i] = p->persistent[r];
     }
     free(live);
+    free(first);
+    free(last);
     free(conf);
     free(bufs);
     free(delta);
-    free(span0);
-    free(span1);
     p->pos = pos;
     p->last = end;
     return p;

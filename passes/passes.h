@@ -77,6 +77,20 @@ enum {
                                        the GELU after it in one elementwise kernel (ir_node.chain) */
     PASS_FUSE_ELEMENTWISE_CHAIN = 8, /* "elementwise-chain" (fusion, default): runs of elementwise
                                        nodes, each reading the one before, in one kernel */
+    PASS_FUSE_BIAS_GELU_GRAD = 16,  /* "bias-gelu-grad" (fusion, default): GELU_GRAD and the fc1
+                                       bias gradient (its column sum) in one kernel (a chain) */
+    PASS_FUSE_BIAS_GRAD = 32,       /* "bias-grad" (fusion, default): another elementwise node and
+                                       the column sum of it (a bias gradient), moved behind it, in
+                                       one kernel (a new graph) */
+    PASS_FUSE_GELU_EPILOGUE = 64,   /* "gelu-epilogue" (fusion, default): tanh GELU models only:
+                                       the MLP's bias + GELU and its backward's GELU derivative +
+                                       bias gradient in the epilogues of the GEMMs beside them
+                                       (cuBLASLt's GELU_AUX_BIAS and DGELU_BGRAD; a new graph) */
+    PASS_FUSE_RESIDUAL_LAYER_NORM = 128, /* "residual-layer-norm" (fusion, default): a LayerNorm
+                                       joins the elementwise chain that makes its input (the
+                                       residual add): one kernel stores the sum and normalizes */
+    PASS_FUSE_LAYER_NORM_DBETA = 256, /* "layer-norm-dbeta" (fusion, default): a LayerNorm's beta
+                                       gradient summed in its gamma gradient's kernel */
 };
 
 /* Parses --fuse: "all", "none", or a comma list of fusion names (and "all"). 0 with *bits set,
@@ -99,6 +113,32 @@ int pass_fuse_bias_gelu(ir_graph *g);
  * reading the one before with its shape (at most 4 members; extends chains already made).
  * Returns how many new chains it made. */
 int pass_fuse_elementwise_chain(ir_graph *g);
+
+/* ---- fusion_grad.c ------------------------------------------------------------------------ */
+
+/* bias-gelu-grad: numbers the chains GELU_GRAD -> SUM_TO of it to its last dim (consecutive in
+ * node order). Returns how many it made. */
+int pass_fuse_bias_gelu_grad(ir_graph *g);
+/* bias-grad: a new graph where each SUM_TO of an elementwise node x (not GELU_GRAD) to x's last
+ * dim comes right after x, the two a chain; *count of them. NULL with err on failure. */
+ir_graph *pass_fuse_bias_grad(const ir_graph *g, int *count, char *err, size_t errsize);
+
+/* ---- fusion_gemm.c ------------------------------------------------------------------------ */
+
+/* gelu-epilogue: a new graph where MATMUL -> ADD(bias) -> GELU tanh and MATMUL -> GELU_GRAD
+ * tanh -> SUM_TO (the bias gradient) are consecutive chains that start with the MATMUL (one
+ * GEMM with an epilogue); *count of them. NULL with err on failure. */
+ir_graph *pass_fuse_gelu_epilogue(const ir_graph *g, int *count, char *err, size_t errsize);
+
+/* ---- fusion_rows.c ------------------------------------------------------------------------ */
+
+/* residual-layer-norm: each LAYER_NORM of an elementwise node x that ends an elementwise chain
+ * (or of x alone), x stored for other readers, only leaves between: the LayerNorm joins the
+ * chain as its last member. Returns how many. */
+int pass_fuse_residual_layer_norm(ir_graph *g);
+/* layer-norm-dbeta: chains LAYER_NORM_DGAMMA(dy, x) with a SUM_TO(dy) to its last dim right
+ * after it. Returns how many. */
+int pass_fuse_layer_norm_dbeta(ir_graph *g);
 
 /* ---- precision.c -------------------------------------------------------------------------- */
 

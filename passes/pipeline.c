@@ -7,7 +7,10 @@
  *   forward-fusion  fusions with their own derivative rule (fusion.c: layer-norm-stats)
  *   training        loss + autodiff + AdamW: one graph for the whole step (training.c)
  *   precision       fp32 as built; tf32 marks the matmuls; fp16/bf16: the casting pass (precision.c)
- *   fusion          fusions of the finished step (fusion.c: adamw-group, bias-gelu, elementwise-chain)
+ *   fusion          fusions of the finished step (fusion_gemm.c: gelu-epilogue; fusion_grad.c:
+ *                   bias-grad, bias-gelu-grad;
+ *                   fusion.c: adamw-group, bias-gelu, elementwise-chain; fusion_rows.c:
+ *                   residual-layer-norm, layer-norm-dbeta)
  *   schedule        the order the step's nodes run in (schedule.c)
  *   memplan         every value's place in one device arena (memplan.c)
  *
@@ -60,7 +63,21 @@ static int stage_precision(pass_result *r, const pass_options *o, char *err, siz
 }
 
 static int stage_fusion(pass_result *r, const pass_options *o, char *err, size_t errsize) {
-    (void)err, (void)errsize;
+    if (fuse_bits(o) & PASS_FUSE_GELU_EPILOGUE) { /* first: it makes a new graph, and takes the tanh
+                                                    MLPs before bias-gelu and bias-gelu-grad */
+        int count;
+        r->fusions |= PASS_FUSE_GELU_EPILOGUE;
+        if (replace_graph(r, pass_fuse_gelu_epilogue(r->g, &count, err, errsize))) return -1;
+    }
+    if (fuse_bits(o) & PASS_FUSE_BIAS_GRAD) { /* a new graph too */
+        int count;
+        r->fusions |= PASS_FUSE_BIAS_GRAD;
+        if (replace_graph(r, pass_fuse_bias_grad(r->g, &count, err, errsize))) return -1;
+    }
+    if (fuse_bits(o) & PASS_FUSE_BIAS_GELU_GRAD) { /* before elementwise-chain takes GELU_GRAD */
+        r->fusions |= PASS_FUSE_BIAS_GELU_GRAD;
+        pass_fuse_bias_gelu_grad(r->g);
+    }
     if (fuse_bits(o) & PASS_FUSE_ADAMW_GROUP) {
         r->fusions |= PASS_FUSE_ADAMW_GROUP;
         pass_fuse_adamw_group(r->g);
@@ -72,6 +89,14 @@ static int stage_fusion(pass_result *r, const pass_options *o, char *err, size_t
     if (fuse_bits(o) & PASS_FUSE_ELEMENTWISE_CHAIN) {
         r->fusions |= PASS_FUSE_ELEMENTWISE_CHAIN;
         pass_fuse_elementwise_chain(r->g);
+    }
+    if (fuse_bits(o) & PASS_FUSE_RESIDUAL_LAYER_NORM) { /* after elementwise-chain: joins its chains */
+        r->fusions |= PASS_FUSE_RESIDUAL_LAYER_NORM;
+        pass_fuse_residual_layer_norm(r->g);
+    }
+    if (fuse_bits(o) & PASS_FUSE_LAYER_NORM_DBETA) {
+        r->fusions |= PASS_FUSE_LAYER_NORM_DBETA;
+        pass_fuse_layer_norm_dbeta(r->g);
     }
     return 0;
 }
@@ -191,7 +216,7 @@ ir_graph *pass_result_take_graph(pass_result *r) {
 }
 
 void pass_result_print(const pass_result *r, FILE *out) {
-    char names[128];
+    char names[256];
     ir_print(r->g, out);
     fprintf(out, "# after %s: precision %s, fusions %s\n", r->last_stage, r->precision,
             pass_fuse_names(r->fusions, names, sizeof names));

@@ -473,6 +473,33 @@ static int check_16bit_alignment(rt_device *d, int s) {
     return 0;
 }
 
+/* The plan's epilogue (plan.h's rt_epilogue) on the descriptor: cuBLASLt's GELU_AUX_BIAS or
+ * DGELU_BGRAD, the bias (or bias gradient) and aux pointers into the arena and aux's leading
+ * dimension. Column-major, cuBLASLt's D is our C transposed: its m (rows) is our n, so the
+ * bias over D's rows is ours over C's columns, and aux, [m, n] row-major with pitch ldaux, is
+ * D's layout with ld = ldaux. */
+static int set_epilogue(rt_device *d, int s, const rt_gemm *g, cuda_gemm *cg) {
+    cuda_impl *c = impl(d);
+    if (g->batch != 1 || g->beta != 0 || g->ldaux % 8 != 0 || g->ldaux < g->n) {
+        snprintf(d->err, sizeof d->err, "step %d (%s): GEMM epilogue %d needs batch 1, beta 0 and an aux pitch that is "
+                 "a multiple of 8 and at least n (batch %lld, ldaux %lld, n %lld)", s,
+                 d->plan->steps[s].what ? d->plan->steps[s].what : "?", (int)g->epilogue, (long long)g->batch,
+                 (long long)g->ldaux, (long long)g->n);
+        return -1;
+    }
+    cublasLtEpilogue_t epi =
+        g->epilogue == RT_EPILOGUE_GELU_AUX_BIAS ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_DGELU_BGRAD;
+    void *bias = (void *)(uintptr_t)(c->arena + g->bias), *aux = (void *)(uintptr_t)(c->arena + g->aux);
+    int64_t ld = g->ldaux;
+    cudaDataType_t t = g->c_type == RT_F16 ? CUDA_R_16F : g->c_type == RT_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    return LT(d, cublasLtMatmulDescSetAttribute, cg->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi) ||
+           LT(d, cublasLtMatmulDescSetAttribute, cg->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias) ||
+           LT(d, cublasLtMatmulDescSetAttribute, cg->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &t, sizeof t) ||
+           LT(d, cublasLtMatmulDescSetAttribute, cg->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux) ||
+           LT(d, cublasLtMatmulDescSetAttribute, cg->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof ld) ||
+           LT(d, cublasLtMatmulDescSetAttribute, cg->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &t, sizeof t);
+}
+
 /* Descriptors, layouts and algorithm of GEMM step s, made once. */
 static int prepare_gemm(rt_device *d, int s, cublasLtMatmulPreference_t pref_base) {
     cuda_impl *c = impl(d);
@@ -496,6 +523,7 @@ static int prepare_gemm(rt_device *d, int s, cublasLtMatmulPreference_t pref_bas
     if (LT(d, cublasLtMatmulDescSetAttribute, cg->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first) ||
         LT(d, cublasLtMatmulDescSetAttribute, cg->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second))
         return -1;
+    if (g->epilogue != RT_EPILOGUE_NONE && set_epilogue(d, s, g, cg)) return -1;
     /* cuBLAS A = our B as stored (column-major view of row-major storage swaps rows/cols) */
     if (make_layout(d, &cg->la, g->b_type, g->trans_b ? g->k : g->n, g->trans_b ? g->n : g->k, g->ldb, g->batch,
                     g->stride_b) ||

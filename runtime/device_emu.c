@@ -61,6 +61,7 @@ static int emu_gemm(rt_device *d, int step) {
     const rt_gemm *g = &d->plan->steps[step].gemm;
     unsigned char *base = arena(d);
     rt_gemm_cpu(g, base + g->a, base + g->b, base + g->c);
+    if (g->epilogue != RT_EPILOGUE_NONE) rt_gemm_cpu_epilogue(g, base + g->c, base + g->bias, base + g->aux);
     return 0;
 }
 

@@ -10,6 +10,7 @@
  */
 #include "runtime/rt.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -285,4 +286,44 @@ void rt_gemm_cpu(const rt_gemm *g, const void *a, const void *b, void *c) {
         if (pthread_create(&th[started], NULL, gemm_worker, &job) == 0) started++;
     gemm_worker(&job);
     for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+}
+
+/* ---- epilogues (plan.h's rt_epilogue), after the product is in C --------------------------- */
+
+/* tanh GELU and its derivative: the float expressions of the kernels' dc_gelu_tanh and
+ * dc_gelu_tanh_grad (kernel_prelude.cuh), so the fused and unfused emu steps agree */
+static float gelu_tanh(float x) {
+    float u = 0.79788456080286536f * (x + 0.044715f * x * x * x);
+    return 0.5f * x * (1.0f + tanhf(u));
+}
+
+static float gelu_tanh_grad(float x) {
+    float u = 0.79788456080286536f * (x + 0.044715f * x * x * x);
+    float t = tanhf(u);
+    float du = 0.79788456080286536f * (1.0f + 3.0f * 0.044715f * x * x);
+    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+}
+
+void rt_gemm_cpu_epilogue(const rt_gemm *g, void *c, void *bias, void *aux) {
+    rt_dtype t = g->c_type;
+    unsigned char *cb = c, *bb = bias, *ab = aux;
+    if (g->epilogue == RT_EPILOGUE_GELU_AUX_BIAS) {
+        for (int64_t i = 0; i < g->m; i++)
+            for (int64_t j = 0; j < g->n; j++) {
+                float h = load_elem(cb, t, i * g->ldc + j) + load_elem(bb, t, j);
+                store_elem(ab, t, i * g->ldaux + j, h);
+                store_elem(cb, t, i * g->ldc + j, gelu_tanh(load_elem(ab, t, i * g->ldaux + j)));
+            }
+    } else if (g->epilogue == RT_EPILOGUE_DGELU_BGRAD) {
+        float *sum = calloc((size_t)g->n + 1, sizeof(float)); /* in float, stored once */
+        if (!sum) abort();
+        for (int64_t i = 0; i < g->m; i++)
+            for (int64_t j = 0; j < g->n; j++) {
+                float d = load_elem(cb, t, i * g->ldc + j) * gelu_tanh_grad(load_elem(ab, t, i * g->ldaux + j));
+                store_elem(cb, t, i * g->ldc + j, d);
+                sum[j] += load_elem(cb, t, i * g->ldc + j);
+            }
+        for (int64_t j = 0; j < g->n; j++) store_elem(bb, t, j, sum[j]);
+        free(sum);
+    }
 }

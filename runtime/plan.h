@@ -100,6 +100,16 @@ typedef struct {
  *                             as round-to-nearest-even (rt_round_tf32). ORDER: IR_COMPUTE_*. */
 typedef enum { RT_COMPUTE_32F = 0, RT_COMPUTE_32F_FAST_TF32 = 1 } rt_compute;
 
+/* What a GEMM does to its product t = alpha * op(A) @ op(B) before C holds it (cuBLASLt's
+ * epilogues of the same names; the emu's CPU GEMM computes the same, in float). Row-major, over
+ * C's [m, n]; gelu is the tanh approximation (the only one cuBLASLt ships), batch 1, beta 0:
+ *   RT_EPILOGUE_NONE            C = t (+ beta * C)
+ *   RT_EPILOGUE_GELU_AUX_BIAS   h = t + bias[j]; aux[i, j] = h; C = gelu_tanh(h)
+ *   RT_EPILOGUE_DGELU_BGRAD     C = t * gelu_tanh'(aux[i, j]); bias[j] = sum over i of C[i, j]
+ * bias is n elements of c_type, aux [m, n] of c_type with row pitch ldaux (a multiple of 8).
+ * ORDER: appended values only (plans name them). */
+typedef enum { RT_EPILOGUE_NONE = 0, RT_EPILOGUE_GELU_AUX_BIAS = 1, RT_EPILOGUE_DGELU_BGRAD = 2 } rt_epilogue;
+
 typedef struct {
     int trans_a, trans_b;
     int64_t m, n, k, batch;
@@ -109,6 +119,9 @@ typedef struct {
     rt_dtype a_type, b_type, c_type;        /* RT_F32 now; RT_F16/RT_BF16 with mixed precision */
     rt_compute compute;                     /* RT_COMPUTE_32F_FAST_TF32 needs f32 operands */
     uint64_t a, b, c;                       /* arena offsets in bytes */
+    rt_epilogue epilogue;                   /* RT_EPILOGUE_NONE unless a fusion chose one */
+    uint64_t bias, aux;                     /* the epilogue's vectors: arena offsets in bytes */
+    int64_t ldaux;                          /* aux's row pitch, elements */
 } rt_gemm;
 
 typedef enum { RT_STEP_KERNEL, RT_STEP_GEMM, RT_STEP_ZERO } rt_step_kind;

@@ -258,6 +258,9 @@ void rt_init_fill(rt_init kind, double std, uint64_t seed, const char *name, flo
 /* C = alpha * opA(A) @ opB(B) + beta * C with the row-major semantics of rt_gemm (plan.h);
  * a, b, c point at the operands' first elements (the arena offsets already applied). */
 void rt_gemm_cpu(const rt_gemm *g, const void *a, const void *b, void *c);
+/* The epilogue of g (plan.h) on C after rt_gemm_cpu wrote the product t there: bias and aux as
+ * rt_epilogue says (NULL where it uses none). Column sums in row order: deterministic. */
+void rt_gemm_cpu_epilogue(const rt_gemm *g, void *c, void *bias, void *aux);
 /* Threads for large products (default: DEITC_GEMM_THREADS, else the number of CPUs). */
 void rt_gemm_cpu_set_threads(int n);
 

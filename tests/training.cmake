@@ -42,7 +42,7 @@ set_tests_properties(cli_dump_schedule PROPERTIES LABELS training
 add_test(NAME cli_inspect_pass_options COMMAND deitc inspect ${CMAKE_SOURCE_DIR}/models/deit_small.yaml
   --precision fp32 --fuse all --batch 2)
 set_tests_properties(cli_inspect_pass_options PROPERTIES LABELS training
-  PASS_REGULAR_EXPRESSION "training step: batch 2, precision fp32, fusions adamw-group,bias-gelu,elementwise-chain, [0-9]+ nodes\nplan per step: [0-9]+ steps")
+  PASS_REGULAR_EXPRESSION "training step: batch 2, precision fp32, fusions adamw-group,bias-gelu,elementwise-chain,bias-gelu-grad,bias-grad,gelu-epilogue,residual-layer-norm,layer-norm-dbeta, [0-9]+ nodes\nplan per step: [0-9]+ steps")
 
 # --loss-scale: the scaler's nodes in the training step; its options checked before any work
 add_test(NAME cli_dump_loss_scale COMMAND deitc dump ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml -D depth=1 --batch 2

@@ -349,6 +349,30 @@ static void reduce_cases(op_suite *s) {
         result(s, node(s, IR_OP_SUM_TO, (int[]){in(s, t, SH(45), -2, 2)}, 1, NULL, t, SH(1)));
         begin(s, IR_OP_SUM_TO, "wide_outputs", t, NULL); /* more outputs than one column tile */
         result(s, node(s, IR_OP_SUM_TO, (int[]){in(s, t, SH(5, 70), -2, 2)}, 1, NULL, t, SH(1, 70)));
+        /* bias-gelu-grad: dh = GELU_GRAD(dy, h) and its column sum (the fc1 bias gradient) in one
+         * kernel, one pass and two (erf, and tanh); bias-grad: an add and its column sum, one
+         * input broadcast (a bias over the last dim) */
+        ir_attrs ga = {0};
+        begin(s, IR_OP_GELU_GRAD, "bias_gelu_grad_one_pass", t, "_bias_gelu_grad(");
+        int dh = node(s, IR_OP_GELU_GRAD, (int[]){in(s, t, SH(3, 7, 40), -1, 1), in(s, t, SH(3, 7, 40), -3, 3)}, 2, &ga,
+                      t, 0, NULL);
+        int db = node(s, IR_OP_SUM_TO, (int[]){dh}, 1, NULL, t, SH(40));
+        result(s, dh);
+        result(s, db);
+        for (int tanh_gelu = 0; tanh_gelu < 2; tanh_gelu++) {
+            ga.gelu_tanh = tanh_gelu;
+            begin(s, IR_OP_GELU_GRAD, tanh_gelu ? "bias_gelu_grad_two_pass_tanh" : "bias_gelu_grad_two_pass", t,
+                  "bias_gelu_grad_pass1");
+            dh = node(s, IR_OP_GELU_GRAD, (int[]){in(s, t, SH(2, 300, 24), -1, 1), in(s, t, SH(2, 300, 24), -3, 3)}, 2,
+                      &ga, t, 0, NULL);
+            db = node(s, IR_OP_SUM_TO, (int[]){dh}, 1, NULL, t, SH(24));
+            result(s, dh);
+            result(s, db);
+        }
+        begin(s, IR_OP_SUM_TO, "chain_sum_to", t, "_chain_sum_to(");
+        int sum = binary(s, IR_OP_ADD, in(s, t, SH(4, 9, 33), -2, 2), in(s, t, SH(33), -2, 2));
+        result(s, node(s, IR_OP_SUM_TO, (int[]){sum}, 1, NULL, t, SH(33)));
+        result(s, sum);
         ir_attrs a = {0};
         a.axis = 1;
         begin(s, IR_OP_REDUCE_MEAN, "mid_axis", t, NULL);
@@ -397,6 +421,17 @@ static void row_cases(op_suite *s) {
             int x = in(s, t, SH(R, C), -3, 3);
             result(s, node(s, IR_OP_LAYER_NORM, (int[]){x, in(s, t, SH(C), 0.5, 1.5), in(s, t, SH(C), -1, 1)}, 3, &a,
                            t, 0, NULL));
+            /* residual-layer-norm: a bias add and the residual add (an elementwise chain), the sum
+             * stored and normalized in one kernel (wider than a warp's rows: the chain's kernel,
+             * then the LayerNorm's) */
+            char variant[64];
+            snprintf(variant, sizeof variant, "residual_%s", W[w].name);
+            begin(s, IR_OP_LAYER_NORM, variant, t, C <= 1024 ? "_layer_norm_chain(" : "_chain(");
+            int res = in(s, t, SH(R, C), -2, 2), mmv = in(s, t, SH(R, C), -2, 2), bias = in(s, t, SH(C), -1, 1);
+            int rsum = binary(s, IR_OP_ADD, res, binary(s, IR_OP_ADD, mmv, bias));
+            result(s, rsum);
+            result(s, node(s, IR_OP_LAYER_NORM, (int[]){rsum, in(s, t, SH(C), 0.5, 1.5), in(s, t, SH(C), -1, 1)}, 3, &a,
+                           t, 0, NULL));
             begin(s, IR_OP_LAYER_NORM_DX, W[w].name, t, W[w].expect);
             int dy = in(s, t, SH(R, C), -1, 1);
             result(s, node(s, IR_OP_LAYER_NORM_DX, (int[]){dy, in(s, t, SH(R, C), -3, 3), in(s, t, SH(C), 0.5, 1.5)}, 3,
@@ -440,6 +475,20 @@ static void row_cases(op_suite *s) {
         begin(s, IR_OP_LAYER_NORM_DGAMMA, "block_stats", t, "layer_norm_stats");
         result(s, node(s, IR_OP_LAYER_NORM_DGAMMA, (int[]){in(s, t, SH(5, 1030), -1, 1), in(s, t, SH(5, 1030), -3, 3)}, 2,
                        &a, t, 0, NULL));
+        /* layer-norm-dbeta: dgamma and the column sum of the same dy (dbeta) in one kernel, one
+         * pass and two (one pass 2 for both), and rows past the warp limit (the two apart) */
+        static const struct { int64_t R, T, C; const char *name, *expect; } D[] = {
+            {1, 9, 40, "dbeta_one_pass", "_layer_norm_dgamma_dbeta("},
+            {2, 100, 64, "dbeta_two_pass", "layer_norm_dgamma_dbeta_pass2"},
+            {1, 5, 1030, "dbeta_block", "layer_norm_stats"},
+        };
+        for (int k = 0; k < 3; k++) {
+            begin(s, IR_OP_LAYER_NORM_DGAMMA, D[k].name, t, D[k].expect);
+            int dy = in(s, t, SH(D[k].R, D[k].T, D[k].C), -1, 1);
+            result(s, node(s, IR_OP_LAYER_NORM_DGAMMA, (int[]){dy, in(s, t, SH(D[k].R, D[k].T, D[k].C), -3, 3)}, 2, &a, t, 0,
+                           NULL));
+            result(s, node(s, IR_OP_SUM_TO, (int[]){dy}, 1, NULL, t, SH(D[k].C)));
+        }
         /* cross-entropy: few and many classes, with and without label smoothing; labels i64
          * and i32. The loss is f32 whatever the logits' dtype. */
         static const struct { int64_t B, K; double sm; ir_dtype lt; const char *name; } X[] = {
@@ -743,6 +792,22 @@ static void gemm_cases(op_suite *s) {
         int y = unary(s, IR_OP_GELU, h, &ga);
         result(s, h);
         result(s, y);
+        /* gelu-epilogue (tanh GELU): the GEMM's GELU_AUX_BIAS epilogue stores h = mm + bias (aux)
+         * and y = gelu(h); its DGELU_BGRAD epilogue dh = g * gelu'(h) and db = column sums of dh.
+         * The leaves come before the GEMM: the pass then moves nothing (the cases keep their ids) */
+        ga.gelu_tanh = 1;
+        begin(s, IR_OP_MATMUL, "gelu_aux_bias_epilogue", t, "gemm_epilogue=1");
+        int x = in(s, t, SH(3, 7, 8), -1, 1), w = in(s, t, SH(8, 16), -1, 1), bias = in(s, t, SH(16), -1, 1);
+        mm = node(s, IR_OP_MATMUL, (int[]){x, w}, 2, &a, t, 0, NULL);
+        h = binary(s, IR_OP_ADD, mm, bias);
+        result(s, h);
+        result(s, unary(s, IR_OP_GELU, h, &ga));
+        begin(s, IR_OP_MATMUL, "dgelu_bgrad_epilogue", t, "gemm_epilogue=2");
+        int dy = in(s, t, SH(3, 7, 8), -1, 1), w2 = in(s, t, SH(8, 16), -1, 1), hh = in(s, t, SH(3, 7, 16), -3, 3);
+        int gm = node(s, IR_OP_MATMUL, (int[]){dy, w2}, 2, &a, t, 0, NULL);
+        int dh = node(s, IR_OP_GELU_GRAD, (int[]){gm, hh}, 2, &ga, t, 0, NULL);
+        result(s, dh);
+        result(s, node(s, IR_OP_SUM_TO, (int[]){dh}, 1, NULL, t, SH(16)));
         /* elementwise-chain: a bias add and the residual add after it; the sum in between is
          * read only inside the chain, so it stays in a register (no store of it) */
         begin(s, IR_OP_ADD, "chain_bias_residual", t, "_chain(");

@@ -114,14 +114,16 @@ static int step_case(const rt_plan_step *st) {
 static void check_variants(const op_suite *s, const cg_program *p) {
     for (int c = 0; c < s->ncases; c++) {
         const op_case *k = &s->cases[c];
-        int found = !k->expect, rejected = 0, gemms = 0, steps = 0, want_gemms = -1;
+        int found = !k->expect, rejected = 0, gemms = 0, steps = 0, want_gemms = -1, want_epi = -1;
         if (k->expect && sscanf(k->expect, "gemm_steps=%d", &want_gemms) == 1) found = 1;
+        if (k->expect && sscanf(k->expect, "gemm_epilogue=%d", &want_epi) == 1) want_gemms = 1; /* one GEMM, no kernel */
         for (int i = 0; i < p->nsteps; i++) {
             const rt_plan_step *st = &p->steps[i];
             if (step_case(st) != c) continue;
             steps++;
             if (st->kind == RT_STEP_GEMM) {
                 gemms++;
+                if (want_epi >= 0 && (int)st->gemm.epilogue == want_epi) found = 1;
                 continue;
             }
             const cg_kernel *kn = &p->kernels[st->kernel];
@@ -135,6 +137,8 @@ static void check_variants(const op_suite *s, const cg_program *p) {
                   ir_dtype_name(k->dtype), k->reject);
         CHECK_MSG(want_gemms < 0 || gemms == want_gemms, "case %d (%s %s): %d GEMM steps, expected %d", c,
                   ir_op_name(k->op), k->variant, gemms, want_gemms);
+        CHECK_MSG(want_epi < 0 || steps == gemms, "case %d (%s %s): %d kernel steps beside the epilogue's GEMM", c,
+                  ir_op_name(k->op), k->variant, steps - gemms);
     }
 }
 
@@ -269,8 +273,9 @@ static int build_package(const op_suite *s, const char *dir, int emu, const char
     o.arch = arch;
     /* the suite's graph (a copy: the pipeline takes over what it is given) through the stages
      * a compile runs: no training step; of the fusions adamw-group (the multi-tensor AdamW case
-     * is its group), bias-gelu and elementwise-chain (the chain cases), which mark nodes without
-     * rebuilding, so node ids stay */
+     * is its group), bias-gelu, elementwise-chain and bias-gelu-grad (the chain cases), which mark
+     * nodes without rebuilding, and bias-grad and gelu-epilogue, whose new graphs move no node
+     * here (the cases are built in the order they make), so node ids stay */
     ir_graph *copy = ir_graph_new();
     copy->info = s->g->info;
     for (int i = 0; i < s->g->n; i++)
@@ -282,9 +287,15 @@ static int build_package(const op_suite *s, const char *dir, int emu, const char
     pass_options po;
     pass_options_default(&po);
     po.training = 0;
-    po.fuse = "adamw-group,bias-gelu,elementwise-chain";
+    po.fuse = "adamw-group,bias-gelu,elementwise-chain,bias-gelu-grad,bias-grad,gelu-epilogue,residual-layer-norm,layer-norm-dbeta";
     po.scratch_bytes = cg_scratch_bytes;
     pass_result *r = pass_pipeline_run(copy, &po, NULL, err, sizeof err);
+    for (int i = 0; r && i < s->g->n; i++) /* the cases' node ids held */
+        if (r->g->n != s->g->n || r->g->nodes[i].op != s->g->nodes[i].op) {
+            fprintf(stderr, "the fusion stage moved node %%%d of the cases' graph\n", i);
+            pass_result_free(r);
+            return -1;
+        }
     cg_program *p = r ? cg_program_new(r, &o, err, sizeof err) : NULL;
     if (!p) {
         fprintf(stderr, "%s\n", err);

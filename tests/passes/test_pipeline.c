@@ -70,15 +70,19 @@ static void test_stages(void) {
           strstr(err, "forward-fusion, training, precision, fusion, schedule, memplan"));
 
     unsigned bits = 99;
-    CHECK(pass_fuse_parse("all", &bits, err, sizeof err) == 0 && bits == (PASS_FUSE_ADAMW_GROUP | PASS_FUSE_BIAS_GELU | PASS_FUSE_ELEMENTWISE_CHAIN));
-    CHECK(pass_fuse_parse(NULL, &bits, err, sizeof err) == 0 && bits == (PASS_FUSE_ADAMW_GROUP | PASS_FUSE_BIAS_GELU | PASS_FUSE_ELEMENTWISE_CHAIN));
+    CHECK(pass_fuse_parse("all", &bits, err, sizeof err) == 0 && bits == (PASS_FUSE_ADAMW_GROUP | PASS_FUSE_BIAS_GELU | PASS_FUSE_ELEMENTWISE_CHAIN | PASS_FUSE_BIAS_GELU_GRAD | PASS_FUSE_BIAS_GRAD |
+                   PASS_FUSE_GELU_EPILOGUE | PASS_FUSE_RESIDUAL_LAYER_NORM | PASS_FUSE_LAYER_NORM_DBETA));
+    CHECK(pass_fuse_parse(NULL, &bits, err, sizeof err) == 0 && bits == (PASS_FUSE_ADAMW_GROUP | PASS_FUSE_BIAS_GELU | PASS_FUSE_ELEMENTWISE_CHAIN | PASS_FUSE_BIAS_GELU_GRAD | PASS_FUSE_BIAS_GRAD |
+                   PASS_FUSE_GELU_EPILOGUE | PASS_FUSE_RESIDUAL_LAYER_NORM | PASS_FUSE_LAYER_NORM_DBETA));
     CHECK(pass_fuse_parse("bias-gelu", &bits, err, sizeof err) == 0 && bits == PASS_FUSE_BIAS_GELU);
     CHECK(pass_fuse_parse("none", &bits, err, sizeof err) == 0 && bits == 0);
     CHECK(pass_fuse_parse("layer-norm-stats", &bits, err, sizeof err) == 0 && bits == PASS_FUSE_LAYER_NORM_STATS);
     CHECK(pass_fuse_parse("all,layer-norm-stats", &bits, err, sizeof err) == 0 &&
-          bits == (PASS_FUSE_ADAMW_GROUP | PASS_FUSE_LAYER_NORM_STATS | PASS_FUSE_BIAS_GELU | PASS_FUSE_ELEMENTWISE_CHAIN));
+          bits == (PASS_FUSE_ADAMW_GROUP | PASS_FUSE_LAYER_NORM_STATS | PASS_FUSE_BIAS_GELU | PASS_FUSE_ELEMENTWISE_CHAIN |
+                   PASS_FUSE_BIAS_GELU_GRAD | PASS_FUSE_BIAS_GRAD |
+                   PASS_FUSE_GELU_EPILOGUE | PASS_FUSE_RESIDUAL_LAYER_NORM | PASS_FUSE_LAYER_NORM_DBETA));
     CHECK(pass_fuse_parse("adamw-group,gelu-bias", &bits, err, sizeof err) == -1);
-    CHECK_MSG(strstr(err, "unknown fusion 'gelu-bias'") && strstr(err, "adamw-group, layer-norm-stats, bias-gelu, elementwise-chain; or all, none"),
+    CHECK_MSG(strstr(err, "unknown fusion 'gelu-bias'") && strstr(err, "adamw-group, layer-norm-stats, bias-gelu, elementwise-chain, bias-gelu-grad, bias-grad, gelu-epilogue, residual-layer-norm, layer-norm-dbeta; or all, none"),
               "%s", err);
     CHECK(pass_fuse_parse("adamw-group,", &bits, err, sizeof err) == -1 && strstr(err, "unknown fusion ''"));
     char names[128];
