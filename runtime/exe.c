@@ -73,6 +73,8 @@ static void usage(FILE *f) {
             "                [--log-every N] [--no-graph] [--checkpoint C.safetensors [--checkpoint-every N]]\n"
             "                [--resume C.safetensors [--resume-override]]\n"
             "                [--loss-scale none|dynamic|S [--loss-scale-init S] [--loss-scale-interval N]]\n"
+            "                [--mixup A] [--cutmix A] [--mixup-prob P] [--mixup-switch-prob P] (compiled with --mix;\n"
+            "                timm's Mixup: DeiT uses --mixup 0.8 --cutmix 1.0; 0 is off, the default)\n"
             "       %s eval --data D [--init W.safetensors [--partial-init]] [--seed S]\n"
             "       %s bench [--steps K] [--warmup W] [--init W.safetensors [--partial-init]] [--no-graph] [--profile]\n"
             "--init must give every weight of the model; with --partial-init the ones it lacks (a new classifier\n"
@@ -130,7 +132,7 @@ static int option_allowed(const char *cmd, const char *opt) {
         {"train", " --init --partial-init --data --save --metrics --steps --epochs --lr --weight-decay --seed --warmup-steps"
                   " --save-dtype --schedule --log-every --no-shuffle --synthetic --no-graph -v --verbose --profile"
                   " --checkpoint --checkpoint-every --resume --resume-override --loss-scale --loss-scale-init"
-                  " --loss-scale-interval "},
+                  " --loss-scale-interval --mixup --cutmix --mixup-prob --mixup-switch-prob "},
         {"eval", " --init --partial-init --data --synthetic --seed --no-graph -v --verbose "},
         {"bench", " --init --partial-init --steps --warmup --seed --no-graph -v --verbose --profile "},
         {"info", " -v --verbose "},
@@ -150,6 +152,7 @@ static int parse_args(int argc, char **argv, exe_args *a) {
     a->weight_decay = 0.05;
     a->shuffle = 1;
     a->bench_warmup = 3;
+    rt_mix_options_default(&a->mix);
     /* DEITC_NO_GRAPH=1|true is --no-graph; 0, false or unset keep the graph; anything else is an error */
     int no_graph = 0;
     char env_err[256];
@@ -199,6 +202,15 @@ static int parse_args(int argc, char **argv, exe_args *a) {
         } else if (!strcmp(s, "--seed")) {
             if (parse_long(s, next, 0, LONG_MAX, &lv)) return 2;
             a->seed = (uint64_t)lv;
+        } else if (!strcmp(s, "--mixup") || !strcmp(s, "--cutmix")) {
+            if (parse_double(s, next, 0, s[2] == 'm' ? &a->mix.mixup_alpha : &a->mix.cutmix_alpha)) return 2;
+        } else if (!strcmp(s, "--mixup-prob") || !strcmp(s, "--mixup-switch-prob")) {
+            double *p = s[8] == 'p' ? &a->mix.prob : &a->mix.switch_prob;
+            if (parse_double(s, next, 0, p)) return 2;
+            if (*p > 1) {
+                rt_exe_error("%s must be in [0, 1], got %s", s, next);
+                return 2;
+            }
         } else if (!strcmp(s, "--warmup-steps")) {
             if (parse_long(s, next, 0, MAX_COUNT, &a->warmup_steps)) return 2;
         } else if (!strcmp(s, "--warmup")) {

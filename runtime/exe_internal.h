@@ -10,6 +10,7 @@
 #ifndef DEITC_EXE_INTERNAL_H
 #define DEITC_EXE_INTERNAL_H
 
+#include "runtime/mixup.h"
 #include "runtime/rt.h"
 
 #include <stdint.h>
@@ -26,6 +27,7 @@ typedef struct {
     const char *loss_scale;     /* --loss-scale none|dynamic|S as given; NULL: the plan's default */
     double loss_scale_init;     /* --loss-scale-init S; 0: not given */
     long loss_scale_interval;   /* --loss-scale-interval N; 0: not given */
+    rt_mix_options mix;         /* --mixup --cutmix --mixup-prob --mixup-switch-prob (exe_mixup.c) */
 } exe_args;
 
 typedef struct {
@@ -33,6 +35,7 @@ typedef struct {
     rt_device *dev;
     const rt_plan_tensor *images, *labels, *opt, *loss, *logits;
     const rt_plan_tensor *scaler; /* STATE "loss_scaler" of a plan built with loss scaling; NULL */
+    const rt_plan_tensor *mix;    /* INPUT "mix" of a plan built with deitc compile --mix; NULL */
     int64_t image_numel; /* C*H*W */
     float *batch_f32;    /* (batch, C, H, W) gathered on the host */
     void *stage;         /* the same in the images tensor's dtype (when not f32) */
@@ -99,5 +102,13 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p);
 int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p);
 int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p);
 int rt_exe_cmd_info(const exe_args *a, const rt_plan *p);
+
+/* ---- exe_mixup.c -------------------------------------------------------------------------- */
+
+/* Uploads the "mix" input (a plan without one: nothing) for step `step` of a run with options
+ * o, or the identity (no mixing) when o is NULL or off. */
+int rt_exe_set_mix(session *s, const rt_mix_options *o, uint64_t seed, long step);
+/* --mixup/--cutmix given to a plan without "mix": the error (1); else 0. */
+int rt_exe_mix_check(const session *s, const rt_mix_options *o);
 
 #endif

@@ -67,8 +67,8 @@ int rt_exe_session_open(session *s, const rt_plan *p, int need_device) {
     for (int i = 0; i < p->num_tensors; i++) {
         const rt_plan_tensor *t = &p->tensors[i];
         if (t->role == RT_ROLE_INPUT && strcmp(t->name, "images") && strcmp(t->name, "labels") &&
-            strcmp(t->name, "opt"))
-            return rt_exe_error("plan: input '%s' is not one the runtime fills (images, labels, opt)", t->name);
+            strcmp(t->name, "opt") && strcmp(t->name, "mix"))
+            return rt_exe_error("plan: input '%s' is not one the runtime fills (images, labels, opt, mix)", t->name);
     }
     s->images = find_tensor(p, RT_ROLE_INPUT, "images");
     s->labels = find_tensor(p, RT_ROLE_INPUT, "labels");
@@ -76,6 +76,7 @@ int rt_exe_session_open(session *s, const rt_plan *p, int need_device) {
     s->loss = find_tensor(p, RT_ROLE_OUTPUT, "loss");
     s->logits = find_tensor(p, RT_ROLE_OUTPUT, "logits");
     s->scaler = find_tensor(p, RT_ROLE_STATE, "loss_scaler");
+    s->mix = find_tensor(p, RT_ROLE_INPUT, "mix");
     if (s->scaler && (s->scaler->dtype != RT_F32 || rt_exe_numel(s->scaler) != RT_SCALER_SLOTS || !s->scaler->init_data))
         return rt_exe_error("plan: the state 'loss_scaler' must be f32 [%d] with its initial value", RT_SCALER_SLOTS);
     if (!s->images || s->images->ndim != 4 || s->images->shape[0] != p->batch || !is_float(s->images->dtype))
@@ -211,7 +212,7 @@ int rt_exe_set_opt(session *s, double lr, double wd, long t) {
     rt_opt_fill(exact, lr, wd, s->p->beta1, s->p->beta2, t);
     for (int k = 0; k < RT_OPT_SLOTS; k++) slots[k] = (float)exact[k];
     if (s->dev->upload(s->dev, s->opt->offset, slots, sizeof slots)) return rt_exe_error("%s", s->dev->err);
-    return 0;
+    return rt_exe_set_mix(s, NULL, 0, t); /* unmixed, unless train sets this step's mix after */
 }
 
 int rt_exe_read_f32(session *s, const rt_plan_tensor *t, int64_t n, float *out) {

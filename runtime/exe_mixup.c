@@ -1,0 +1,29 @@
+/* exe_mixup.c: Mixup / CutMix in `EXE train`: the per-step "mix" input of a plan compiled with
+ * `deitc compile --mix` (draws: mixup.c; the mixing itself is in the graph: passes/mixup.c).
+ * Every other step (eval, bench, a run without --mixup/--cutmix) uploads the identity. */
+#include "runtime/exe_internal.h"
+
+#include <stdlib.h>
+
+int rt_exe_mix_check(const session *s, const rt_mix_options *o) {
+    if (!rt_mix_enabled(o) || s->mix) return 0;
+    return rt_exe_error("--mixup/--cutmix: this executable has no mixing in its training graph (compile it with "
+                        "deitc compile --mix)");
+}
+
+int rt_exe_set_mix(session *s, const rt_mix_options *o, uint64_t seed, long step) {
+    if (!s->mix) return 0;
+    int64_t H = s->images->shape[2], W = s->images->shape[3], n = 2 * H * W + 2;
+    if (s->mix->dtype != RT_F32 || rt_exe_numel(s->mix) != n)
+        return rt_exe_error("plan: the input 'mix' must be f32 [%lld] for images of %lldx%lld", (long long)n,
+                            (long long)H, (long long)W);
+    rt_mix_draw d;
+    int on = o && rt_mix_enabled(o);
+    if (on) rt_mix_draw_step(o, seed, step, H, W, &d);
+    float *mix = malloc(sizeof(float) * (size_t)n);
+    if (!mix) abort();
+    rt_mix_fill(on ? &d : NULL, H, W, mix);
+    int rc = s->dev->upload(s->dev, s->mix->offset, mix, sizeof(float) * (size_t)n);
+    free(mix);
+    return rc ? rt_exe_error("%s", s->dev->err) : 0;
+}
