@@ -194,7 +194,7 @@ static int option_allowed(const char *cmd, const char *opt) {
         {"inspect", " -D --batch --precision --fuse --stats --stats-json --model-gpu --loss-scale --loss-scale-init"
                     " --loss-scale-interval"},
         {"dump", " -D --after --batch --precision --fuse --mix"},
-        {"run", " -D --weights --partial-init --input -o --steps --lr --weight-decay --losses --grads --f64 --precision --fuse"},
+        {"run", " -D --weights --partial-init --input -o --steps --lr --weight-decay --losses --grads --f64 --precision --fuse --mix"},
         {"compile", " -D -o --target --arch --precision --fuse --emit-dir --batch --stats --stats-json --model-gpu --mix"},
         {"export", " --weights -o"},
     };

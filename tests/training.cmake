@@ -5,6 +5,11 @@ add_executable(test_autodiff ${CMAKE_CURRENT_SOURCE_DIR}/passes/test_autodiff.c)
 target_link_libraries(test_autodiff PRIVATE deitc_passes deitc_ir m)
 add_test(NAME test_autodiff COMMAND test_autodiff)
 
+add_executable(test_mixup ${CMAKE_CURRENT_SOURCE_DIR}/passes/test_mixup.c ${CMAKE_SOURCE_DIR}/runtime/mixup.c)
+target_link_libraries(test_mixup PRIVATE deitc_passes deitc_ir m)
+add_test(NAME test_mixup COMMAND test_mixup)
+set_tests_properties(test_mixup PROPERTIES LABELS training)
+
 add_executable(test_training ${CMAKE_CURRENT_SOURCE_DIR}/passes/test_training.c)
 target_link_libraries(test_training PRIVATE deitc_passes deitc_frontend deitc_ir deitc_rt m)
 add_test(NAME test_training COMMAND test_training)
