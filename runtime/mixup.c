@@ -63,9 +63,9 @@ void rt_mix_cutmix_box(double lam, int64_t H, int64_t W, int64_t cy, int64_t cx,
     int64_t cut_h = (int64_t)((double)H * ratio), cut_w = (int64_t)((double)W * ratio);
     d->cutmix = 1;
     d->yl = clip(cy - cut_h / 2, H);
-    d->yh = clip(cy + cut_h / 2, H);
+    d->yh = clip(cy + (cut_h + 1) / 2, H); /* timm 1.0: the upper half rounds up */
     d->xl = clip(cx - cut_w / 2, W);
-    d->xh = clip(cx + cut_w / 2, W);
+    d->xh = clip(cx + (cut_w + 1) / 2, W);
     d->lam = 1 - (double)((d->yh - d->yl) * (d->xh - d->xl)) / (double)(H * W);
 }
 

@@ -31,8 +31,8 @@ void rt_mix_rng_init(rt_mix_rng *r, uint64_t seed, long step);
 double rt_mix_uniform(rt_mix_rng *r);
 double rt_mix_beta(rt_mix_rng *r, double alpha); /* Beta(alpha, alpha), alpha > 0 */
 
-/* timm's rand_bbox + cutmix_bbox_and_lam (correct_lam): a box of side int(H*sqrt(1-lam)) by
- * int(W*sqrt(1-lam)) centred at (cy, cx), clipped to the image; d->lam = 1 - area/(H*W). */
+/* timm's (1.0) rand_bbox + cutmix_bbox_and_lam (correct_lam): cut = int(H*sqrt(1-lam)) rows
+ * [cy - cut/2, cy + (cut+1)/2) (columns alike), clipped to the image; d->lam = 1 - area/(H*W). */
 void rt_mix_cutmix_box(double lam, int64_t H, int64_t W, int64_t cy, int64_t cx, rt_mix_draw *d);
 
 /* timm's _params_per_batch and box for step `step`: the order of draws is timm's (mix_prob,

@@ -16,6 +16,7 @@
 #include "tests/harness.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum { B = 4, C = 2, H = 6, W = 5, K = 3, HW = H * W, D = C * H * W };
@@ -117,7 +118,7 @@ static void graph_checks(void) {
     CHECK(loss1 != loss0);
     /* cutmix: a box from the partner, lam corrected */
     rt_mix_cutmix_box(0.55, H, W, 1, 4, &d);
-    /* by hand: sqrt(0.45) = 0.67: cut 4 x 3; y [1-2, 1+2) -> [0,3), x [4-1, 4+1) -> [3,5) */
+    /* by hand: sqrt(0.45) = 0.67: cut 4 x 3; y [1-2, 1+2) -> [0,3), x [4-1, 4+2) -> [3,5) */
     CHECK(d.cutmix && d.yl == 0 && d.yh == 3 && d.xl == 3 && d.xh == 5);
     CHECK(d.lam == 1 - 6.0 / 30.0);
     rt_mix_fill(&d, H, W, mix);
@@ -177,7 +178,27 @@ static void draw_checks(void) {
     CHECK_MSG(fabs(mixed / (double)n - 0.25) < 0.02, "mix prob 0.25: %d of %d steps mixed", mixed, n);
 }
 
-int main(void) {
+/* `test_mixup mix CUTMIX LAM H W CY CX`: for check_mixup_timm.py, the draw (box, corrected lam)
+ * and the "mix" input, as text: "yl yh xl xh lam" then the 2*H*W + 2 floats */
+static int print_mix(char **argv) {
+    int cutmix = atoi(argv[2]);
+    double lam = atof(argv[3]);
+    int64_t h = atol(argv[4]), w = atol(argv[5]);
+    if (h < 1 || w < 1 || h > 4096 || w > 4096) return 2;
+    rt_mix_draw d = {0};
+    d.lam = lam;
+    if (cutmix) rt_mix_cutmix_box(lam, h, w, atol(argv[6]), atol(argv[7]), &d);
+    float *mix = malloc(sizeof(float) * (size_t)(2 * h * w + 2));
+    if (!mix) return 1;
+    rt_mix_fill(&d, h, w, mix);
+    printf("%lld %lld %lld %lld %.17g\n", (long long)d.yl, (long long)d.yh, (long long)d.xl, (long long)d.xh, d.lam);
+    for (int64_t i = 0; i < 2 * h * w + 2; i++) printf("%.9g\n", mix[i]);
+    free(mix);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 8 && !strcmp(argv[1], "mix")) return print_mix(argv);
     graph_checks();
     draw_checks();
     return test_result();
