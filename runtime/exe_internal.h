@@ -110,5 +110,7 @@ int rt_exe_cmd_info(const exe_args *a, const rt_plan *p);
 int rt_exe_set_mix(session *s, const rt_mix_options *o, uint64_t seed, long step);
 /* --mixup/--cutmix given to a plan without "mix": the error (1); else 0. */
 int rt_exe_mix_check(const session *s, const rt_mix_options *o);
+/* A plan with "mix": the run option a checkpoint keeps ("mixup": "A,A,P,P"), returning 1; else 0. */
+int rt_exe_mix_run_option(const session *s, const rt_mix_options *o, const char **key, char *value, size_t size);
 
 #endif

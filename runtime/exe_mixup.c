@@ -3,12 +3,20 @@
  * Every other step (eval, bench, a run without --mixup/--cutmix) uploads the identity. */
 #include "runtime/exe_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 int rt_exe_mix_check(const session *s, const rt_mix_options *o) {
     if (!rt_mix_enabled(o) || s->mix) return 0;
     return rt_exe_error("--mixup/--cutmix: this executable has no mixing in its training graph (compile it with "
                         "deitc compile --mix)");
+}
+
+int rt_exe_mix_run_option(const session *s, const rt_mix_options *o, const char **key, char *value, size_t size) {
+    if (!s->mix) return 0;
+    *key = "mixup"; /* mixup alpha, cutmix alpha, prob, switch prob: a resume with others is refused */
+    snprintf(value, size, "%.9g,%.9g,%.9g,%.9g", o->mixup_alpha, o->cutmix_alpha, o->prob, o->switch_prob);
+    return 1;
 }
 
 int rt_exe_set_mix(session *s, const rt_mix_options *o, uint64_t seed, long step) {

@@ -261,7 +261,7 @@ typedef struct {
     const char *key;
     char value[64];
 } run_option;
-enum { RUN_OPTIONS = 9 }; /* at most: 7, and the loss scaler's 2 */
+enum { RUN_OPTIONS = 10 }; /* at most: 7, the loss scaler's 2, mixup's 1 */
 
 /* v in the fewest digits that read back as v (0.1, not 0.10000000000000001) */
 static void shortest(double v, char *buf, size_t size) {
@@ -289,6 +289,7 @@ static int run_options(const session *s, const exe_args *a, long total, run_opti
         o[7 + i].key = sk[i];
         memcpy(o[7 + i].value, sv[i], sizeof sv[i]);
     }
+    if (rt_exe_mix_run_option(s, &a->mix, &o[7 + k].key, o[7 + k].value, sizeof o[7 + k].value)) k++;
     return 7 + k;
 }
 

@@ -130,6 +130,27 @@ int main(int argc, char **argv) {
     CHECK(cut && mix);
     if (cut) one(argv[1], cut, &dc, "cutmix");
     if (mix) one(argv[1], mix, &dm, "mixup");
+    /* resumed: the draws are a function of (seed, step): byte-identical to the straight run */
+    /* (the step-2 checkpoint of a 4-step run: a run of 2 steps, resumed with --resume-override for
+     * the step count; constant lr, so the steps are those of the 4-step run) */
+    CHECK(test_sh("cd '%s' && '%s' train --init '%s/deit_micro/init.safetensors' --data "
+                  "'%s/deit_micro/batch.safetensors' --steps 2 --seed 5 --mixup 0.8 --cutmix 1.0 --checkpoint ca.st "
+                  "> ra.txt && '%s' train --init "
+                  "'%s/deit_micro/init.safetensors' --data '%s/deit_micro/batch.safetensors' --steps 4 --seed 5 --mixup "
+                  "0.8 --cutmix 1.0 --save full.safetensors > full.txt",
+                  dir, argv[1], data, data, argv[1], data, data) == 0);
+    CHECK(test_sh("cd '%s' && '%s' train --data '%s/deit_micro/batch.safetensors' --steps 4 --seed 5 --mixup 0.8 "
+                  "--cutmix 1.0 --resume ca.st --resume-override --save resumed.safetensors > res.txt 2>&1 && "
+                  "grep -q 'resuming from' res.txt && cmp -s resumed.safetensors full.safetensors",
+                  dir, argv[1], data) == 0);
+    /* and a mixed 4-step run is not the unmixed one */
+    CHECK(test_sh("cd '%s' && '%s' train --init '%s/deit_micro/init.safetensors' --data "
+                  "'%s/deit_micro/batch.safetensors' --steps 4 --seed 5 --save plain4.safetensors > p4.txt && "
+                  "! cmp -s plain4.safetensors full.safetensors", dir, argv[1], data, data) == 0);
+    /* a resume with other mixup options is refused */
+    CHECK(test_sh("cd '%s' && ! '%s' train --data '%s/deit_micro/batch.safetensors' --steps 4 --seed 5 --mixup 0.5 "
+                  "--cutmix 1.0 --resume ca.st > bad2.txt 2>&1 && grep -q mixup bad2.txt",
+                  dir, argv[1], data) == 0);
     CHECK(test_sh("'%s' train --synthetic --steps 1 --mixup-prob 2 2> '%s/bad.txt'; test $? = 2 && grep -q "
                   "'mixup-prob must be in' '%s/bad.txt'", argv[1], dir, dir) == 0);
     if (!test_failures) test_sh("rm -rf '%s'", dir);
