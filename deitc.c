@@ -191,7 +191,7 @@ static int option_allowed(const char *cmd, const char *opt) {
     static const struct {
         const char *cmd, *opts;
     } table[] = {
-        {"inspect", " -D --batch --precision --fuse --stats --stats-json --model-gpu --loss-scale --loss-scale-init"
+        {"inspect", " -D --batch --precision --fuse --stats --stats-json --model-gpu --mix --loss-scale --loss-scale-init"
                     " --loss-scale-interval"},
         {"dump", " -D --after --batch --precision --fuse --mix"},
         {"run", " -D --weights --partial-init --input -o --steps --lr --weight-decay --losses --grads --f64 --precision --fuse --mix"},
