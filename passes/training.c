@@ -94,7 +94,10 @@ static int sum_squares_all(ir_graph *g, const int *grads, int n, ir_loc loc) {
 ir_graph *pass_training(const ir_graph *forward, const pass_train_options *o, char *err, size_t errsize) {
     ir_graph *mixed = o->mixup ? pass_mixup_forward(forward, err, errsize) : NULL;
     if (o->mixup && !mixed) return NULL;
-    ir_graph *g = pass_training_graph(mixed ? mixed : forward, o, err, errsize);
+    const ir_graph *f = mixed ? mixed : forward;
+    ir_graph *dropped = o->drop_path ? pass_drop_path_forward(f, err, errsize) : NULL;
+    ir_graph *g = o->drop_path && !dropped ? NULL : pass_training_graph(dropped ? dropped : f, o, err, errsize);
+    ir_graph_free(dropped);
     ir_graph_free(mixed);
     return g;
 }

@@ -75,6 +75,7 @@ static void usage(FILE *f) {
             "                [--loss-scale none|dynamic|S [--loss-scale-init S] [--loss-scale-interval N]]\n"
             "                [--mixup A] [--cutmix A] [--mixup-prob P] [--mixup-switch-prob P] (compiled with --mix;\n"
             "                timm's Mixup: DeiT uses --mixup 0.8 --cutmix 1.0; 0 is off, the default)\n"
+            "                [--drop-path R] (compiled with --stochastic-depth; DeiT-S: 0.1, linear over blocks)\n"
             "       %s eval --data D [--init W.safetensors [--partial-init]] [--seed S]\n"
             "       %s bench [--steps K] [--warmup W] [--init W.safetensors [--partial-init]] [--no-graph] [--profile]\n"
             "--init must give every weight of the model; with --partial-init the ones it lacks (a new classifier\n"
@@ -132,7 +133,7 @@ static int option_allowed(const char *cmd, const char *opt) {
         {"train", " --init --partial-init --data --save --metrics --steps --epochs --lr --weight-decay --seed --warmup-steps"
                   " --save-dtype --schedule --log-every --no-shuffle --synthetic --no-graph -v --verbose --profile"
                   " --checkpoint --checkpoint-every --resume --resume-override --loss-scale --loss-scale-init"
-                  " --loss-scale-interval --mixup --cutmix --mixup-prob --mixup-switch-prob "},
+                  " --loss-scale-interval --mixup --cutmix --mixup-prob --mixup-switch-prob --drop-path "},
         {"eval", " --init --partial-init --data --synthetic --seed --no-graph -v --verbose "},
         {"bench", " --init --partial-init --steps --warmup --seed --no-graph -v --verbose --profile "},
         {"info", " -v --verbose "},
@@ -204,6 +205,12 @@ static int parse_args(int argc, char **argv, exe_args *a) {
             a->seed = (uint64_t)lv;
         } else if (!strcmp(s, "--mixup") || !strcmp(s, "--cutmix")) {
             if (parse_double(s, next, 0, s[2] == 'm' ? &a->mix.mixup_alpha : &a->mix.cutmix_alpha)) return 2;
+        } else if (!strcmp(s, "--drop-path")) {
+            if (parse_double(s, next, 0, &a->drop_path)) return 2;
+            if (a->drop_path >= 1) {
+                rt_exe_error("--drop-path must be in [0, 1), got %s", next);
+                return 2;
+            }
         } else if (!strcmp(s, "--mixup-prob") || !strcmp(s, "--mixup-switch-prob")) {
             double *p = s[8] == 'p' ? &a->mix.prob : &a->mix.switch_prob;
             if (parse_double(s, next, 0, p)) return 2;

@@ -28,6 +28,7 @@ typedef struct {
     double loss_scale_init;     /* --loss-scale-init S; 0: not given */
     long loss_scale_interval;   /* --loss-scale-interval N; 0: not given */
     rt_mix_options mix;         /* --mixup --cutmix --mixup-prob --mixup-switch-prob (exe_mixup.c) */
+    double drop_path;           /* --drop-path R: stochastic depth's rate (exe_mixup.c); 0: off */
 } exe_args;
 
 typedef struct {
@@ -36,6 +37,7 @@ typedef struct {
     const rt_plan_tensor *images, *labels, *opt, *loss, *logits;
     const rt_plan_tensor *scaler; /* STATE "loss_scaler" of a plan built with loss scaling; NULL */
     const rt_plan_tensor *mix;    /* INPUT "mix" of a plan built with deitc compile --mix; NULL */
+    const rt_plan_tensor *drop_path; /* INPUT "drop_path" (deitc compile --stochastic-depth); NULL */
     int64_t image_numel; /* C*H*W */
     float *batch_f32;    /* (batch, C, H, W) gathered on the host */
     void *stage;         /* the same in the images tensor's dtype (when not f32) */
@@ -110,6 +112,10 @@ int rt_exe_cmd_info(const exe_args *a, const rt_plan *p);
 int rt_exe_set_mix(session *s, const rt_mix_options *o, uint64_t seed, long step);
 /* --mixup/--cutmix given to a plan without "mix": the error (1); else 0. */
 int rt_exe_mix_check(const session *s, const rt_mix_options *o);
+/* Uploads the "drop_path" input (a plan without one: nothing) for step `step` at `rate` (0: keep all). */
+int rt_exe_set_drop_path(session *s, double rate, uint64_t seed, long step);
+/* --drop-path given to a plan without "drop_path": the error (1); else 0. */
+int rt_exe_drop_path_check(const session *s, double rate);
 /* A plan with "mix": the run option a checkpoint keeps ("mixup": "A,A,P,P"), returning 1; else 0. */
 int rt_exe_mix_run_option(const session *s, const rt_mix_options *o, const char **key, char *value, size_t size);
 
