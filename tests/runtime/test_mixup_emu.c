@@ -2,11 +2,13 @@
  * executable compiled with `deitc compile --mix` (the mixup_build fixture) against the
  * interpreter (`deitc run --mix --steps 1`) given the same step's draw (runtime/mixup.c, the
  * draws are a function of (seed, step)), once for a step that CutMixes and once for one that
- * Mixups: the loss within 1e-4 and every weight after the AdamW step within 5e-3 (rel. L2);
+ * Mixups (the second with stochastic depth, --drop-path 0.5: the same masks given to the
+ * interpreter; the executable is compiled with --stochastic-depth too): the loss within 1e-4 and every weight after the AdamW step within 5e-3 (rel. L2);
  * the mixed step differs from an unmixed one (so the mixing took place); eval of the same
  * executable is unmixed; a bad --mixup-prob is refused.
  *   usage: test_mixup_emu EXE
  */
+#include "runtime/drop_path.h"
 #include "runtime/mixup.h"
 #include "runtime/rt.h"
 #include "tests/harness.h"
@@ -50,22 +52,26 @@ static double worst_rel(const char *pa, const char *pb) {
     return worst;
 }
 
-/* in.safetensors: the oracle batch plus this draw's "mix" */
-static int write_input(const rt_mix_draw *d) {
+/* in.safetensors: the oracle batch plus this draw's "mix" and step 1's drop path masks */
+static int write_input(const rt_mix_draw *d, double rate, uint64_t seed) {
     char path[600], err[600];
     rt_tensor_set set;
     snprintf(path, sizeof path, "%s/deit_micro/batch.safetensors", data);
     if (read_set(path, &set)) return -1;
     static float mix[2 * HW + 2];
     rt_mix_fill(d, 32, 32, mix);
-    rt_tensor t[3];
+    static float dp[4 * 4]; /* 4 residuals (depth 2) x batch 4 */
+    rt_drop_path_fill(rate, 4, 4, seed, 1, dp);
+    rt_tensor t[4];
     memset(t, 0, sizeof t);
+    t[3].name = "drop_path", t[3].dtype = RT_F32, t[3].ndim = 1, t[3].shape[0] = 16, t[3].nbytes = sizeof dp;
+    t[3].data = dp;
     t[0] = *rt_tensor_set_find(&set, "images");
     t[1] = *rt_tensor_set_find(&set, "labels");
     t[2].name = "mix", t[2].dtype = RT_F32, t[2].ndim = 1, t[2].shape[0] = 2 * HW + 2, t[2].nbytes = sizeof mix;
     t[2].data = mix;
     snprintf(path, sizeof path, "%s/in.safetensors", dir);
-    int rc = rt_safetensors_write(path, t, 3, NULL, err, sizeof err);
+    int rc = rt_safetensors_write(path, t, 4, NULL, err, sizeof err);
     if (rc) fprintf(stderr, "%s\n", err);
     rt_tensor_set_free(&set);
     return rc;
@@ -79,14 +85,15 @@ static double first_loss(const char *metrics) {
     return l ? atof(l + 7) : 1e9;
 }
 
-static void one(const char *exe, uint64_t seed, const rt_mix_draw *d, const char *what) {
-    CHECK(write_input(d) == 0);
+static void one(const char *exe, uint64_t seed, const rt_mix_draw *d, double rate, const char *what) {
+    CHECK(write_input(d, rate, seed) == 0);
     CHECK(test_sh("cd '%s' && '%s' train --no-shuffle --init '%s/deit_micro/init.safetensors' --data "
-                  "'%s/deit_micro/batch.safetensors' " COMMON " --seed %llu --mixup 0.8 --cutmix 1.0 --metrics e.jsonl "
-                  "--save e.safetensors > e.txt && '%s' run '%s/models/deit_tiny.yaml' " MICRO " --mix --weights "
+                  "'%s/deit_micro/batch.safetensors' " COMMON " --seed %llu --mixup 0.8 --cutmix 1.0 --drop-path %g "
+                  "--metrics e.jsonl --save e.safetensors > e.txt && '%s' run '%s/models/deit_tiny.yaml' " MICRO
+                  " --mix --stochastic-depth --weights "
                   "'%s/deit_micro/init.safetensors' --input in.safetensors " COMMON " -o i.safetensors --losses "
                   "il.safetensors > i.txt",
-                  dir, exe, data, data, (unsigned long long)seed, bin, src, data) == 0);
+                  dir, exe, data, data, (unsigned long long)seed, rate, bin, src, data) == 0);
     rt_tensor_set il;
     double li = 1e9, le = first_loss("e.jsonl");
     if (!read_set("il.safetensors", &il)) {
@@ -128,19 +135,19 @@ int main(int argc, char **argv) {
         if (!d.cutmix && !mix && d.lam < 0.9 && d.lam > 0.1) mix = s, dm = d;
     }
     CHECK(cut && mix);
-    if (cut) one(argv[1], cut, &dc, "cutmix");
-    if (mix) one(argv[1], mix, &dm, "mixup");
+    if (cut) one(argv[1], cut, &dc, 0, "cutmix");
+    if (mix) one(argv[1], mix, &dm, 0.5, "mixup + drop path 0.5");
     /* resumed: the draws are a function of (seed, step): byte-identical to the straight run */
     /* (the step-2 checkpoint of a 4-step run: a run of 2 steps, resumed with --resume-override for
      * the step count; constant lr, so the steps are those of the 4-step run) */
     CHECK(test_sh("cd '%s' && '%s' train --init '%s/deit_micro/init.safetensors' --data "
-                  "'%s/deit_micro/batch.safetensors' --steps 2 --seed 5 --mixup 0.8 --cutmix 1.0 --checkpoint ca.st "
+                  "'%s/deit_micro/batch.safetensors' --steps 2 --seed 5 --mixup 0.8 --cutmix 1.0 --drop-path 0.3 --checkpoint ca.st "
                   "> ra.txt && '%s' train --init "
                   "'%s/deit_micro/init.safetensors' --data '%s/deit_micro/batch.safetensors' --steps 4 --seed 5 --mixup "
-                  "0.8 --cutmix 1.0 --save full.safetensors > full.txt",
+                  "0.8 --cutmix 1.0 --drop-path 0.3 --save full.safetensors > full.txt",
                   dir, argv[1], data, data, argv[1], data, data) == 0);
     CHECK(test_sh("cd '%s' && '%s' train --data '%s/deit_micro/batch.safetensors' --steps 4 --seed 5 --mixup 0.8 "
-                  "--cutmix 1.0 --resume ca.st --resume-override --save resumed.safetensors > res.txt 2>&1 && "
+                  "--cutmix 1.0 --drop-path 0.3 --resume ca.st --resume-override --save resumed.safetensors > res.txt 2>&1 && "
                   "grep -q 'resuming from' res.txt && cmp -s resumed.safetensors full.safetensors",
                   dir, argv[1], data) == 0);
     /* and a mixed 4-step run is not the unmixed one */
@@ -149,7 +156,7 @@ int main(int argc, char **argv) {
                   "! cmp -s plain4.safetensors full.safetensors", dir, argv[1], data, data) == 0);
     /* a resume with other mixup options is refused */
     CHECK(test_sh("cd '%s' && ! '%s' train --data '%s/deit_micro/batch.safetensors' --steps 4 --seed 5 --mixup 0.5 "
-                  "--cutmix 1.0 --resume ca.st > bad2.txt 2>&1 && grep -q mixup bad2.txt",
+                  "--cutmix 1.0 --drop-path 0.3 --resume ca.st > bad2.txt 2>&1 && grep -q mixup bad2.txt",
                   dir, argv[1], data) == 0);
     CHECK(test_sh("'%s' train --synthetic --steps 1 --mixup-prob 2 2> '%s/bad.txt'; test $? = 2 && grep -q "
                   "'mixup-prob must be in' '%s/bad.txt'", argv[1], dir, dir) == 0);
