@@ -44,7 +44,8 @@ set_tests_properties(loss_scale_build loss_scale_emu loss_scale_plain PROPERTIES
 
 # Mixup / CutMix and drop path: an emu executable compiled with --mix --stochastic-depth against
 # the interpreter (deitc run --mix --stochastic-depth)
-add_executable(test_mixup_emu ${CMAKE_CURRENT_SOURCE_DIR}/runtime/test_mixup_emu.c ${CMAKE_SOURCE_DIR}/runtime/mixup.c)
+add_executable(test_mixup_emu ${CMAKE_CURRENT_SOURCE_DIR}/runtime/test_mixup_emu.c ${CMAKE_SOURCE_DIR}/runtime/mixup.c
+  ${CMAKE_SOURCE_DIR}/runtime/drop_path.c)
 target_link_libraries(test_mixup_emu PRIVATE deitc_rt m)
 set(MIX_EXE ${CMAKE_CURRENT_BINARY_DIR}/mixup_micro)
 add_test(NAME mixup_build COMMAND deitc compile ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml -D img_size=32
