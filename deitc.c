@@ -55,6 +55,8 @@ typedef struct {
     const char *loss_scale;     /* --loss-scale as given (NULL: the precision's default) */
     double loss_scale_init;     /* --loss-scale-init (0: not given) */
     long loss_scale_interval;   /* --loss-scale-interval (0: not given) */
+    int mix;                    /* --mix: Mixup/CutMix in the training graph (passes/mixup.c) */
+    int stochastic_depth;       /* --stochastic-depth: drop path input in the graph (passes/drop_path.c) */
 } cli_args;
 
 static void usage_to(FILE *f) {
@@ -83,6 +85,8 @@ static void usage_to(FILE *f) {
             "  --output NODE (ONNX: the output the loss goes on)\n"
             "  --loss-scale none|dynamic|S [--loss-scale-init S] [--loss-scale-interval N] (default: dynamic\n"
             "  for fp16, none otherwise; compile bakes it in as the executable's default)\n"
+            "  --mix (dump, compile): Mixup/CutMix in the graph; EXE train --mixup A --cutmix A (timm's Mixup)\n"
+            "  --stochastic-depth: drop path in the graph; EXE train --drop-path R (DeiT-S: 0.1)\n"
             "MODEL is a .yaml or .onnx file, or a model name (deit_tiny, deit_small, ...: see 'deitc help').\n"
             "-D overrides a hyperparameter (img_size patch_size in_chans num_classes embed_dim depth\n"
             "num_heads mlp_ratio qkv_bias layer_norm_eps gelu).\n"
@@ -193,11 +197,11 @@ static int option_allowed(const char *cmd, const char *opt) {
     static const struct {
         const char *cmd, *opts;
     } table[] = {
-        {"inspect", " -D --batch --precision --target --fuse --stats --stats-json --model-gpu --loss-scale --loss-scale-init"
+        {"inspect", " -D --batch --precision --target --fuse --stats --stats-json --model-gpu --mix --stochastic-depth --loss-scale --loss-scale-init"
                     " --loss-scale-interval"},
-        {"dump", " -D --after --batch --precision --target --fuse"},
-        {"run", " -D --weights --partial-init --input -o --steps --lr --weight-decay --losses --grads --f64 --precision --target --fuse"},
-        {"compile", " -D -o --target --arch --precision --fuse --emit-dir --batch --stats --stats-json --model-gpu"},
+        {"dump", " -D --after --batch --precision --target --fuse --mix --stochastic-depth"},
+        {"run", " -D --weights --partial-init --input -o --steps --lr --weight-decay --losses --grads --f64 --precision --target --fuse --mix --stochastic-depth"},
+        {"compile", " -D -o --target --arch --precision --fuse --emit-dir --batch --stats --stats-json --model-gpu --mix --stochastic-depth"},
         {"export", " --weights -o"},
     };
     char key[64];
@@ -285,6 +289,10 @@ static int parse_args(int argc, char **argv, cli_args *a) {
             if (parse_number(s, next, &a->label_smoothing)) return 2;
             if (a->label_smoothing < 0 || a->label_smoothing >= 1)
                 return bad_usage("--label-smoothing must be in [0, 1), got %s", next);
+        } else if (strcmp(s, "--mix") == 0) {
+            a->mix = 1;
+        } else if (strcmp(s, "--stochastic-depth") == 0) {
+            a->stochastic_depth = 1;
         } else if (strcmp(s, "--clip-grad") == 0) {
             NEED_VALUE();
             if (parse_number(s, next, &a->clip_grad_norm)) return 2;
@@ -373,6 +381,8 @@ static pass_options make_pass_options(const cli_args *a, int training) {
     o.train.freeze = a->freeze;
     o.train.nfreeze = a->nfreeze;
     o.train.output = a->output_node;
+    o.train.mixup = a->mix;
+    o.train.drop_path = a->stochastic_depth;
     /* --loss-scale (parse_args checked it), else the precision's default */
     int mode = IR_LOSS_SCALE_NONE;
     double v = 1;

@@ -160,6 +160,7 @@ static const cg_op_row op_table[IR_OP_COUNT] = {
     [IR_OP_RESHAPE] = {CG_OP_ALIAS, NULL, NULL, "shares its input's buffer"},
     [IR_OP_PROJECT] = {CG_OP_ALIAS, NULL, NULL, "one output's place in its input's buffer"},
     [IR_OP_PERMUTE] = KERNELS(cg_emit_gather, NULL),
+    [IR_OP_FLIP_BATCH] = KERNELS(cg_emit_gather, NULL),
     [IR_OP_SLICE] = KERNELS(cg_emit_gather, NULL),
     [IR_OP_PAD] = KERNELS(cg_emit_gather, NULL),
     [IR_OP_CONCAT] = KERNELS(cg_emit_gather, NULL),

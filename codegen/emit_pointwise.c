@@ -433,6 +433,12 @@ int cg_emit_gather(emitter *e) {
         }
         break;
     }
+    case IR_OP_FLIP_BATCH: {
+        int64_t nb = n->shape[0], inner = nb ? total / nb : 0;
+        cg_sb_printf(b, "        const %s bt = i / %lld, r = i %% %lld;\n", it, (long long)inner, (long long)inner);
+        cg_sb_printf(b, "        %sx0[(%lld - bt) * %lld + r]%s;\n", open, (long long)(nb - 1), (long long)inner, close);
+        break;
+    }
     case IR_OP_PATCHIFY: {
         int64_t P = n->attrs.patch, C = x->shape[1], H = x->shape[2], W = x->shape[3];
         int64_t pw = W / P, np = (H / P) * pw, K = C * P * P;

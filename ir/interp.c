@@ -648,6 +648,12 @@ static int run_node(ir_interp *it, int i) {
         return 0;
     case IR_OP_PERMUTE:
         return run_rows(it, i, total, 1);
+    case IR_OP_FLIP_BATCH: { /* y[b] = x[B-1-b] */
+        int64_t nb = n->shape[0], inner = nb ? total / nb : 0;
+        for (int64_t b = 0; b < nb; b++)
+            memcpy(out + b * inner, v[n->inputs[0]] + (nb - 1 - b) * inner, sizeof(double) * (size_t)inner);
+        break;
+    }
     case IR_OP_EXPAND: {
         int64_t idx[IR_MAX_DIMS];
         for (int64_t k = 0; k < total; k++) {

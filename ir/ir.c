@@ -255,6 +255,9 @@ static int infer_shape_rule(ir_graph *g, ir_node *n) {
     if (ir_op_flags(n->op) & IR_OPF_LEAF) return check_dims(g, n); /* the caller's shape */
 
     switch (n->op) {
+    case IR_OP_FLIP_BATCH:
+        if (x->ndim < 1) return node_error(g, n, "flip_batch needs an input with a batch dim");
+        /* fall through */
     case IR_OP_SOFTMAX:
         n->ndim = x->ndim;
         memcpy(n->shape, x->shape, sizeof n->shape);

@@ -248,6 +248,9 @@ static int grad_rule(ad_ctx *c, int self, const int *active) {
         for (int i = 0; i < n->ndim; i++) a.perm[n->attrs.perm[i]] = i;
         if (ax) accumulate(c, x, ad_unary(c, IR_OP_PERMUTE, dy, &a));
         break;
+    case IR_OP_FLIP_BATCH: /* its own adjoint */
+        if (ax) accumulate(c, x, ad_unary(c, IR_OP_FLIP_BATCH, dy, NULL));
+        break;
     case IR_OP_EXPAND:
         if (ax) accumulate(c, x, sum_to(c, dy, &xn));
         break;

@@ -29,6 +29,8 @@ typedef struct {
                                    DYNAMIC build one (loss_scale.c) that starts in that mode */
     double loss_scale_init;     /* the first (static: the fixed) scale; 0: PASS_LOSS_SCALE_INIT */
     long loss_scale_interval;   /* dynamic: clean steps before the scale doubles; 0: the default */
+    int mixup;                  /* 1: Mixup/CutMix in the graph (mixup.c): INPUT "mix", mixed loss */
+    int drop_path;              /* 1: stochastic depth (drop_path.c): INPUT "drop_path" scales branches */
 } pass_train_options;
 
 void pass_train_options_default(pass_train_options *o);
@@ -47,6 +49,24 @@ void pass_train_options_default(pass_train_options *o);
  * logits not [B,K]). */
 ir_graph *pass_training(const ir_graph *forward, const pass_train_options *o, char *err,
                         size_t errsize);
+
+/* ---- mixup.c ----------------------------------------------------------------------------- */
+
+/* The forward graph with INPUT "mix" (f32 [2*H*W + 2], layout at the top of mixup.c) right
+ * after "images" and every reader of the images reading x*w + flip(x)*wf instead. NULL with err
+ * when the model has no float images [B,C,H,W]. */
+ir_graph *pass_mixup_forward(const ir_graph *f, char *err, size_t errsize);
+/* The loss under mixup: lam * CE_s(logits, labels) + (1 - lam) * CE_s(logits, flip(labels)),
+ * named "loss" (timm's SoftTargetCrossEntropy of its mixup_target). -1 with g->error. */
+int pass_mixup_loss(ir_graph *g, int logits, int labels, double smoothing, ir_loc loc);
+
+/* ---- drop_path.c ------------------------------------------------------------------------- */
+
+/* The number of residual adds (ADD nodes named "<block>.residual") of a forward graph. */
+int pass_drop_path_count(const ir_graph *f);
+/* The forward graph with INPUT "drop_path" (f32 [R*B], R = pass_drop_path_count) and every
+ * residual ADD(x, branch) reading branch * its [B,1,..] slice. NULL with err when there is none. */
+ir_graph *pass_drop_path_forward(const ir_graph *f, char *err, size_t errsize);
 
 /* ---- loss_scale.c ------------------------------------------------------------------------ */
 

@@ -76,6 +76,8 @@ static int decays(const ir_node *w) {
     return 1;
 }
 
+static ir_graph *pass_training_graph(const ir_graph *f, const pass_train_options *o, char *err, size_t errsize);
+
 /* Sum of squares of all gradients, as SUM_SQUARES groups (IR_MAX_INPUTS each) added up. */
 static int sum_squares_all(ir_graph *g, const int *grads, int n, ir_loc loc) {
     int total = -1;
@@ -89,7 +91,18 @@ static int sum_squares_all(ir_graph *g, const int *grads, int n, ir_loc loc) {
     return total;
 }
 
-ir_graph *pass_training(const ir_graph *f, const pass_train_options *o, char *err, size_t errsize) {
+ir_graph *pass_training(const ir_graph *forward, const pass_train_options *o, char *err, size_t errsize) {
+    ir_graph *mixed = o->mixup ? pass_mixup_forward(forward, err, errsize) : NULL;
+    if (o->mixup && !mixed) return NULL;
+    const ir_graph *f = mixed ? mixed : forward;
+    ir_graph *dropped = o->drop_path ? pass_drop_path_forward(f, err, errsize) : NULL;
+    ir_graph *g = o->drop_path && !dropped ? NULL : pass_training_graph(dropped ? dropped : f, o, err, errsize);
+    ir_graph_free(dropped);
+    ir_graph_free(mixed);
+    return g;
+}
+
+static ir_graph *pass_training_graph(const ir_graph *f, const pass_train_options *o, char *err, size_t errsize) {
     int logits = find_logits(f, o, err, errsize);
     if (logits < 0) return NULL;
     const ir_node *ln = &f->nodes[logits];
@@ -114,7 +127,9 @@ ir_graph *pass_training(const ir_graph *f, const pass_train_options *o, char *er
     int labels = ir_leaf(g, IR_OP_INPUT, IR_I64, 1, bshape, "labels", loc);
     ir_attrs ce = {0};
     ce.smoothing = o->label_smoothing;
-    int loss = labels < 0 ? -1 : ir_binary(g, IR_OP_CROSS_ENTROPY, logits, labels, &ce, "loss", loc);
+    int loss = labels < 0 ? -1
+               : o->mixup ? pass_mixup_loss(g, logits, labels, o->label_smoothing, loc)
+                          : ir_binary(g, IR_OP_CROSS_ENTROPY, logits, labels, &ce, "loss", loc);
     if (loss < 0) return fail(g, err, errsize, "training: %s", g->error);
     ir_node_set_output(g, loss, "loss");
     ir_attrs sa = {0};

@@ -73,6 +73,9 @@ static void usage(FILE *f) {
             "                [--log-every N] [--no-graph] [--checkpoint C.safetensors [--checkpoint-every N]]\n"
             "                [--resume C.safetensors [--resume-override]] [--aug none|light] [--workers N] [--stream]\n"
             "                [--loss-scale none|dynamic|S [--loss-scale-init S] [--loss-scale-interval N]]\n"
+            "                [--mixup A] [--cutmix A] [--mixup-prob P] [--mixup-switch-prob P] (compiled with --mix;\n"
+            "                timm's Mixup: DeiT uses --mixup 0.8 --cutmix 1.0; 0 is off, the default)\n"
+            "                [--drop-path R] (compiled with --stochastic-depth; DeiT-S: 0.1, linear over blocks)\n"
             "       %s eval --data D [--init W.safetensors [--partial-init]] [--seed S]\n"
             "       %s bench [--steps K] [--warmup W] [--init W.safetensors [--partial-init]] [--no-graph] [--profile]\n"
             "                [--data DIR|X.dpk [--aug none|light] [--workers N]]  (--data: the data path timed too)\n"
@@ -139,7 +142,8 @@ static int option_allowed(const char *cmd, const char *opt) {
         {"train", " --init --partial-init --data --save --metrics --steps --epochs --lr --weight-decay --seed --warmup-steps"
                   " --save-dtype --schedule --log-every --no-shuffle --synthetic --no-graph -v --verbose --profile"
                   " --checkpoint --checkpoint-every --resume --resume-override --loss-scale --loss-scale-init"
-                  " --loss-scale-interval --bucket-mb --aug --workers --stream "},
+                  " --loss-scale-interval --bucket-mb --aug --workers --stream --mixup --cutmix --mixup-prob"
+                  " --mixup-switch-prob --drop-path "},
         {"eval", " --init --partial-init --data --synthetic --seed --no-graph -v --verbose "},
         {"bench", " --init --partial-init --steps --warmup --seed --no-graph -v --verbose --profile --data --aug --workers "},
         {"info", " -v --verbose "},
@@ -161,6 +165,7 @@ static int parse_args(int argc, char **argv, exe_args *a) {
     a->bucket_mb = 25;
     a->shuffle = 1;
     a->bench_warmup = 3;
+    rt_mix_options_default(&a->mix);
     /* DEITC_NO_GRAPH=1|true is --no-graph; 0, false or unset keep the graph; anything else is an error */
     int no_graph = 0;
     char env_err[256];
@@ -213,6 +218,21 @@ static int parse_args(int argc, char **argv, exe_args *a) {
         } else if (!strcmp(s, "--seed")) {
             if (parse_long(s, next, 0, LONG_MAX, &lv)) return 2;
             a->seed = (uint64_t)lv;
+        } else if (!strcmp(s, "--mixup") || !strcmp(s, "--cutmix")) {
+            if (parse_double(s, next, 0, s[2] == 'm' ? &a->mix.mixup_alpha : &a->mix.cutmix_alpha)) return 2;
+        } else if (!strcmp(s, "--drop-path")) {
+            if (parse_double(s, next, 0, &a->drop_path)) return 2;
+            if (a->drop_path >= 1) {
+                rt_exe_error("--drop-path must be in [0, 1), got %s", next);
+                return 2;
+            }
+        } else if (!strcmp(s, "--mixup-prob") || !strcmp(s, "--mixup-switch-prob")) {
+            double *p = s[8] == 'p' ? &a->mix.prob : &a->mix.switch_prob;
+            if (parse_double(s, next, 0, p)) return 2;
+            if (*p > 1) {
+                rt_exe_error("%s must be in [0, 1], got %s", s, next);
+                return 2;
+            }
         } else if (!strcmp(s, "--warmup-steps")) {
             if (parse_long(s, next, 0, MAX_COUNT, &a->warmup_steps)) return 2;
         } else if (!strcmp(s, "--warmup")) {

@@ -11,6 +11,7 @@
 #ifndef DEITC_EXE_INTERNAL_H
 #define DEITC_EXE_INTERNAL_H
 
+#include "runtime/mixup.h"
 #include "runtime/rt.h"
 
 #include <stdint.h>
@@ -31,6 +32,8 @@ typedef struct {
     const char *aug;     /* --aug none|light (NULL: none) */
     long workers;        /* --workers: the loader's threads (0: one a core) */
     int stream;          /* --stream: stream an ImageFolder even when it would fit the cache */
+    rt_mix_options mix;         /* --mixup --cutmix --mixup-prob --mixup-switch-prob (exe_mixup.c) */
+    double drop_path;           /* --drop-path R: stochastic depth's rate (exe_mixup.c); 0: off */
 } exe_args;
 
 typedef struct {
@@ -38,6 +41,8 @@ typedef struct {
     rt_device *dev;
     const rt_plan_tensor *images, *labels, *opt, *loss, *logits;
     const rt_plan_tensor *scaler; /* STATE "loss_scaler" of a plan built with loss scaling; NULL */
+    const rt_plan_tensor *mix;    /* INPUT "mix" of a plan built with deitc compile --mix; NULL */
+    const rt_plan_tensor *drop_path; /* INPUT "drop_path" (deitc compile --stochastic-depth); NULL */
     int64_t image_numel; /* C*H*W */
     float *batch_f32;    /* (batch, C, H, W) gathered on the host */
     void *stage;         /* the same in the images tensor's dtype (when not f32) */
@@ -130,5 +135,19 @@ int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p);
 int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p);
 int rt_exe_cmd_info(const exe_args *a, const rt_plan *p);
 int rt_exe_cmd_allreduce(const exe_args *a, const rt_plan *p); /* exe_dist.c */
+
+/* ---- exe_mixup.c -------------------------------------------------------------------------- */
+
+/* Uploads the "mix" input (a plan without one: nothing) for step `step` of a run with options
+ * o, or the identity (no mixing) when o is NULL or off. */
+int rt_exe_set_mix(session *s, const rt_mix_options *o, uint64_t seed, long step);
+/* --mixup/--cutmix given to a plan without "mix": the error (1); else 0. */
+int rt_exe_mix_check(const session *s, const rt_mix_options *o);
+/* Uploads the "drop_path" input (a plan without one: nothing) for step `step` at `rate` (0: keep all). */
+int rt_exe_set_drop_path(session *s, double rate, uint64_t seed, long step);
+/* --drop-path given to a plan without "drop_path": the error (1); else 0. */
+int rt_exe_drop_path_check(const session *s, double rate);
+/* A plan with "mix": the run option a checkpoint keeps ("mixup": "A,A,P,P"), returning 1; else 0. */
+int rt_exe_mix_run_option(const session *s, const rt_mix_options *o, const char **key, char *value, size_t size);
 
 #endif

@@ -67,8 +67,9 @@ int rt_exe_session_open(session *s, const rt_plan *p, int need_device) {
     for (int i = 0; i < p->num_tensors; i++) {
         const rt_plan_tensor *t = &p->tensors[i];
         if (t->role == RT_ROLE_INPUT && strcmp(t->name, "images") && strcmp(t->name, "labels") &&
-            strcmp(t->name, "opt"))
-            return rt_exe_error("plan: input '%s' is not one the runtime fills (images, labels, opt)", t->name);
+            strcmp(t->name, "opt") && strcmp(t->name, "mix") && strcmp(t->name, "drop_path"))
+            return rt_exe_error("plan: input '%s' is not one the runtime fills (images, labels, opt, mix, drop_path)",
+                                t->name);
     }
     s->images = find_tensor(p, RT_ROLE_INPUT, "images");
     s->labels = find_tensor(p, RT_ROLE_INPUT, "labels");
@@ -76,6 +77,8 @@ int rt_exe_session_open(session *s, const rt_plan *p, int need_device) {
     s->loss = find_tensor(p, RT_ROLE_OUTPUT, "loss");
     s->logits = find_tensor(p, RT_ROLE_OUTPUT, "logits");
     s->scaler = find_tensor(p, RT_ROLE_STATE, "loss_scaler");
+    s->mix = find_tensor(p, RT_ROLE_INPUT, "mix");
+    s->drop_path = find_tensor(p, RT_ROLE_INPUT, "drop_path");
     if (s->scaler && (s->scaler->dtype != RT_F32 || rt_exe_numel(s->scaler) != RT_SCALER_SLOTS || !s->scaler->init_data))
         return rt_exe_error("plan: the state 'loss_scaler' must be f32 [%d] with its initial value", RT_SCALER_SLOTS);
     if (!s->images || s->images->ndim != 4 || s->images->shape[0] != p->batch || !is_float(s->images->dtype))
@@ -225,7 +228,8 @@ int rt_exe_set_opt(session *s, double lr, double wd, long t) {
     rt_opt_fill(exact, lr, wd, s->p->beta1, s->p->beta2, t);
     for (int k = 0; k < RT_OPT_SLOTS; k++) slots[k] = (float)exact[k];
     if (s->dev->upload(s->dev, s->opt->offset, slots, sizeof slots)) return rt_exe_error("%s", s->dev->err);
-    return 0;
+    /* unmixed, nothing dropped, unless train sets this step's after */
+    return rt_exe_set_mix(s, NULL, 0, t) || rt_exe_set_drop_path(s, 0, 0, t);
 }
 
 int rt_exe_read_f32(session *s, const rt_plan_tensor *t, int64_t n, float *out) {
@@ -274,7 +278,7 @@ typedef struct {
     const char *key;
     char value[64];
 } run_option;
-enum { RUN_OPTIONS = 10 }; /* at most: 8, and the loss scaler's 2 */
+enum { RUN_OPTIONS = 12 }; /* at most: 8, the loss scaler's 2, mixup's 1, drop path's 1 */
 
 /* v in the fewest digits that read back as v (0.1, not 0.10000000000000001) */
 static void shortest(double v, char *buf, size_t size) {
@@ -303,6 +307,12 @@ static int run_options(const session *s, const exe_args *a, long total, run_opti
     for (int i = 0; i < k; i++) {
         o[8 + i].key = sk[i];
         memcpy(o[8 + i].value, sv[i], sizeof sv[i]);
+    }
+    if (rt_exe_mix_run_option(s, &a->mix, &o[8 + k].key, o[8 + k].value, sizeof o[8 + k].value)) k++;
+    if (s->drop_path) {
+        o[8 + k].key = "drop_path";
+        shortest(a->drop_path, o[8 + k].value, sizeof o[8 + k].value);
+        k++;
     }
     return 8 + k;
 }

@@ -131,7 +131,9 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         if (rt_exe_load_checkpoint(&s, a, total, &at)) goto done;
         first = at + 1;
     }
-    if (rt_exe_scaler_setup(&s, a, a->resume != NULL)) goto done;
+    if (rt_exe_scaler_setup(&s, a, a->resume != NULL) || rt_exe_mix_check(&s, &a->mix) ||
+        rt_exe_drop_path_check(&s, a->drop_path))
+        goto done;
     if (s.scaler && total > 16777216L) {
         rt_exe_error("%ld steps: the loss scaler counts steps in f32 state, exact to 16777216 steps", total);
         goto done;
@@ -192,7 +194,8 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         double t0 = rt_exe_now_s(), lr = lr_at(a, step, total);
         float loss;
         if ((stream.on ? rt_exe_stream_batch(&s, &stream) : rt_exe_fill_batch(&s, &ds, (world > 1 ? idx : perm) + pos)) ||
-            rt_exe_set_opt(&s, lr, a->weight_decay, step) ||
+            rt_exe_set_opt(&s, lr, a->weight_decay, step) || rt_exe_set_mix(&s, &a->mix, a->seed, step) ||
+            rt_exe_set_drop_path(&s, a->drop_path, a->seed, step) ||
             run_step(&s, a->use_graph && step > first, dist) || rt_exe_read_f32(&s, s.loss, 1, &loss) ||
             (s.scaler && rt_exe_scaler_read(&s, scaler)))
             goto done;

@@ -42,6 +42,20 @@ set_tests_properties(loss_scale_emu loss_scale_plain PROPERTIES FIXTURES_REQUIRE
 set_tests_properties(loss_scale_build loss_scale_emu loss_scale_plain PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}"
   LABELS runtime)
 
+# Mixup / CutMix and drop path: an emu executable compiled with --mix --stochastic-depth against
+# the interpreter (deitc run --mix --stochastic-depth)
+add_executable(test_mixup_emu ${CMAKE_CURRENT_SOURCE_DIR}/runtime/test_mixup_emu.c ${CMAKE_SOURCE_DIR}/runtime/mixup.c
+  ${CMAKE_SOURCE_DIR}/runtime/drop_path.c)
+target_link_libraries(test_mixup_emu PRIVATE deitc_rt m)
+set(MIX_EXE ${CMAKE_CURRENT_BINARY_DIR}/mixup_micro)
+add_test(NAME mixup_build COMMAND deitc compile ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml -D img_size=32
+  -D patch_size=8 -D depth=2 -D num_classes=10 -D embed_dim=64 -D num_heads=2 --batch 4 --target emu --mix
+  --stochastic-depth -o ${MIX_EXE})
+set_tests_properties(mixup_build PROPERTIES FIXTURES_SETUP mixup_exe)
+add_test(NAME mixup_emu COMMAND test_mixup_emu ${MIX_EXE})
+set_tests_properties(mixup_emu PROPERTIES FIXTURES_REQUIRED mixup_exe)
+set_tests_properties(mixup_build mixup_emu PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS runtime)
+
 # the cuda device layer on the host: the tiny plan built for cuda, run against fake_cuda.c
 # (a stand-in libcuda + cuBLASLt) where the CUDA headers exist
 set(RT_FAKE_CUDA_INCLUDE "")

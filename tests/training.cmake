@@ -5,6 +5,20 @@ add_executable(test_autodiff ${CMAKE_CURRENT_SOURCE_DIR}/passes/test_autodiff.c)
 target_link_libraries(test_autodiff PRIVATE deitc_passes deitc_ir m)
 add_test(NAME test_autodiff COMMAND test_autodiff)
 
+add_executable(test_mixup ${CMAKE_CURRENT_SOURCE_DIR}/passes/test_mixup.c ${CMAKE_SOURCE_DIR}/runtime/mixup.c)
+target_link_libraries(test_mixup PRIVATE deitc_passes deitc_ir m)
+add_test(NAME test_mixup COMMAND test_mixup)
+set_tests_properties(test_mixup PROPERTIES LABELS training)
+add_executable(test_drop_path ${CMAKE_CURRENT_SOURCE_DIR}/passes/test_drop_path.c ${CMAKE_SOURCE_DIR}/runtime/drop_path.c)
+target_link_libraries(test_drop_path PRIVATE deitc_passes deitc_ir m)
+add_test(NAME test_drop_path COMMAND test_drop_path)
+set_tests_properties(test_drop_path PROPERTIES LABELS training)
+# the same against timm's Mixup / SoftTargetCrossEntropy (DEITC_TORCH_PYTHON at test time, else
+# /work/venv-torch/bin/python, else python3; skips (77) without torch and timm)
+add_test(NAME mixup_timm COMMAND sh -c "p=\${DEITC_TORCH_PYTHON:-/work/venv-torch/bin/python}; [ -x \"$p\" ] || p=python3; exec \"$p\" \"$0\" \"$1\""
+         ${CMAKE_CURRENT_SOURCE_DIR}/passes/check_mixup_timm.py $<TARGET_FILE:test_mixup>)
+set_tests_properties(mixup_timm PROPERTIES SKIP_RETURN_CODE 77 LABELS "training;timm")
+
 add_executable(test_training ${CMAKE_CURRENT_SOURCE_DIR}/passes/test_training.c)
 target_link_libraries(test_training PRIVATE deitc_passes deitc_frontend deitc_ir deitc_rt m)
 add_test(NAME test_training COMMAND test_training)

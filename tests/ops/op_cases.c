@@ -245,6 +245,8 @@ static void elementwise_cases(op_suite *s) {
         result(s, node(s, IR_OP_CAST, &x, 1, NULL, FLOATS[b], 0, NULL));
         cur(s)->tol = 0;
     }
+    begin(s, IR_OP_FLIP_BATCH, "labels_i64", IR_I64, NULL); /* mixup's partner labels */
+    result(s, unary(s, IR_OP_FLIP_BATCH, in(s, IR_I64, SH(6), 0, 9), NULL));
     begin(s, IR_OP_CAST, "from_i64", IR_F32, "(float)");
     result(s, node(s, IR_OP_CAST, (int[]){in(s, IR_I64, SH(9), -1000, 1000)}, 1, NULL, IR_F32, 0, NULL));
     begin(s, IR_OP_CAST, "from_i32", IR_F16, "(float)");
@@ -280,6 +282,12 @@ static void gather_cases(op_suite *s) {
         memcpy(a.perm, p3, sizeof p3);
         begin(s, IR_OP_PERMUTE, "rank4_odd", t, NULL);
         result(s, unary(s, IR_OP_PERMUTE, in(s, t, SH(3, 5, 2, 7), -2, 2), &a));
+        /* flip_batch (mixup's partner): rows of 8 (vector) and odd rows (scalar) */
+        begin(s, IR_OP_FLIP_BATCH, "rows_vec", t, vexp);
+        result(s, unary(s, IR_OP_FLIP_BATCH, in(s, t, SH(5, 2, 8), -2, 2), NULL));
+        begin(s, IR_OP_FLIP_BATCH, "rows_odd", t, NULL);
+        reject(s, "dc_store");
+        result(s, unary(s, IR_OP_FLIP_BATCH, in(s, t, SH(4, 3, 3), -2, 2), NULL));
         /* slice / pad along a middle axis (inner 8: vector) and the last (odd: scalar) */
         memset(&a, 0, sizeof a);
         a.axis = 1, a.start = 1, a.end = 4;

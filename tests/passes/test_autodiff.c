@@ -91,6 +91,7 @@ static int b_permute(ir_graph *g) {
     a.perm[0] = 2, a.perm[1] = 0, a.perm[2] = 1;
     return op1(g, IR_OP_PERMUTE, W(g, 2, 3, 4), &a);
 }
+static int b_flip_batch(ir_graph *g) { return op1(g, IR_OP_FLIP_BATCH, W(g, 3, 2, 2), NULL); }
 static int b_expand(ir_graph *g) { return shaped(g, IR_OP_EXPAND, W(g, 3, 1), NULL, 3, (int64_t[]){2, 3, 4}); }
 static int b_sum_to(ir_graph *g) { return shaped(g, IR_OP_SUM_TO, W(g, 2, 3, 4), NULL, 2, (int64_t[]){3, 1}); }
 static int b_concat(ir_graph *g) {
@@ -242,6 +243,7 @@ static const fd_case cases[] = {
     {IR_OP_CAST, "f32 -> f16 -> f32", b_cast},
     {IR_OP_RESHAPE, "[2,6] -> [3,2,2]", b_reshape},
     {IR_OP_PERMUTE, "(2,0,1)", b_permute},
+    {IR_OP_FLIP_BATCH, "[3,2,2] rows reversed", b_flip_batch},
     {IR_OP_EXPAND, "[3,1] -> [2,3,4]", b_expand},
     {IR_OP_SUM_TO, "[2,3,4] -> [3,1]", b_sum_to},
     {IR_OP_CONCAT, "axis 1, an input twice", b_concat},
