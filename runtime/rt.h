@@ -424,8 +424,18 @@ struct rt_transform {
     double scale[2], ratio[2]; /* RandomResizedCrop's area fraction and aspect ratio ranges */
     float flip_p;              /* horizontal flip probability */
     rt_randaug ra;             /* "randaug": RandAugment after the crop and flip */
+    float erase_p;             /* Random Erasing probability (erasing.c; applied by the loader) */
 };
 int rt_transform_init(rt_transform *t, const char *name, int size, char *err, size_t errsize);
+/* erasing.c: timm's RandomErasing (pixel mode, one box) on the normalized sample. */
+typedef struct {
+    int x, y, w, h;
+    uint64_t rng; /* the fill's stream */
+} rt_erase_params;
+/* 1 and the box when the sample rng erases (probability t->erase_p), else 0. */
+int rt_erase_box(const rt_transform *t, uint64_t rng, rt_erase_params *out);
+/* The box filled with standard normal values in chw (3, size, size), normalized floats. */
+void rt_erase_apply(const rt_transform *t, uint64_t rng, float *chw);
 /* The RNG state of sample `index` in `epoch` of a run seeded `seed`. */
 uint64_t rt_sample_rng(uint64_t seed, int64_t epoch, int64_t index);
 /* RandomResizedCrop's box (full-image pixels) and flip, as torchvision's get_params samples them. */

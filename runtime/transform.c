@@ -278,6 +278,13 @@ int rt_transform_init(rt_transform *t, const char *name, int size, char *err, si
         t->apply = randaug_apply;
         return 0;
     }
+    if (!strcmp(name, "deit")) { /* DeiT's recipe: randaug + random erasing (p 0.25, pixel mode; erasing.c) */
+        if (rt_transform_init(t, "randaug", size, err, errsize)) return -1;
+        t->name = "deit";
+        t->erase_p = 0.25f;
+        return 0;
+    }
     return rt_errorf(err, errsize, "--aug %s: unknown augmentation (none: resize and center crop; light: random "
-                                   "resized crop and flip)", name);
+                                   "resized crop and flip; randaug: light + RandAugment rand-m9-mstd0.5-inc1; "
+                                   "deit: randaug + random erasing, p 0.25)", name);
 }

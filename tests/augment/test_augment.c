@@ -5,6 +5,9 @@
  *   determinism  the same sample RNG gives the same bytes, other RNGs other images; the loader's
  *            batches with --aug randaug are the same bytes for 1, 2 and 4 workers; the ops drawn
  *            cover the set with about timm's frequencies (2 layers, p 0.5); bad specs refused.
+ *   erasing  Random Erasing (--aug deit): boxes erased 0.25 of the time, areas and aspects in
+ *            timm's ranges, a standard normal fill inside only, the loader's float batches the
+ *            same for any worker count, uint8 batches refused.
  */
 #include "runtime/rt.h"
 #include "tests/harness.h"
@@ -208,7 +211,105 @@ static int test_determinism(void) {
     return test_result();
 }
 
+/* Random Erasing: the box distribution, the fill, determinism, the loader's float batches */
+static int test_erasing(void) {
+    rt_transform tf;
+    CHECK(rt_transform_init(&tf, "deit", 32, err, sizeof err) == 0 && tf.erase_p == 0.25f && tf.ra.num_layers == 2);
+    long n = 40000, erased = 0;
+    double area_sum = 0, min_area = 1, max_area = 0, min_aspect = 100, max_aspect = 0;
+    for (long i = 0; i < n; i++) {
+        rt_erase_params e;
+        if (!rt_erase_box(&tf, rt_sample_rng(2, 0, i), &e)) continue;
+        erased++;
+        CHECK(e.x >= 0 && e.y >= 0 && e.w >= 1 && e.h >= 1 && e.w < 32 && e.h < 32 && e.x + e.w <= 32 &&
+              e.y + e.h <= 32);
+        double a = (double)e.w * e.h / (32.0 * 32.0), r = (double)e.h / e.w;
+        area_sum += a;
+        if (a < min_area) min_area = a;
+        if (a > max_area) max_area = a;
+        if (r < min_aspect) min_aspect = r;
+        if (r > max_aspect) max_aspect = r;
+    }
+    double frac = (double)erased / n, mean_area = area_sum / (erased ? erased : 1);
+    fprintf(stderr, "  erasing: %.4f of the samples, area %.4f-%.4f (mean %.4f), aspect h/w %.3f-%.3f\n", frac, min_area,
+            max_area, mean_area, min_aspect, max_aspect);
+    CHECK_MSG(fabs(frac - 0.25) < 0.01, "erased %.4f of the samples, want 0.25", frac);
+    /* areas 0.02-1/3 of the image (rounded sides), aspects 0.3-3.33 (rounded) */
+    CHECK(min_area > 0.012 && min_area < 0.025 && max_area > 0.30 && max_area < 0.36);
+    CHECK(min_aspect > 0.25 && min_aspect < 0.36 && max_aspect > 2.8 && max_aspect < 4.0);
+    /* the mean of U(0.02, 1/3) is 0.177; the boxes that do not fit (tall or wide large ones) pull it lower */
+    CHECK_MSG(mean_area > 0.13 && mean_area < 0.18, "mean erased area %.4f", mean_area);
+
+    /* the fill: standard normal inside the box, nothing changed outside; the same rng the same bytes */
+    size_t plane = 32 * 32;
+    float *x = malloc(sizeof(float) * 3 * plane), *y = malloc(sizeof(float) * 3 * plane);
+    double sum = 0, sq = 0;
+    long cnt = 0, outside_changed = 0;
+    for (long i = 0; i < 400; i++) {
+        uint64_t r = rt_sample_rng(3, 1, i);
+        for (size_t k = 0; k < 3 * plane; k++) x[k] = y[k] = 7.0f;
+        rt_erase_apply(&tf, r, x);
+        rt_erase_apply(&tf, r, y);
+        CHECK(!memcmp(x, y, sizeof(float) * 3 * plane));
+        rt_erase_params e;
+        int on = rt_erase_box(&tf, r, &e);
+        for (int c = 0; c < 3; c++)
+            for (int yy = 0; yy < 32; yy++)
+                for (int xx = 0; xx < 32; xx++) {
+                    float v = x[c * plane + yy * 32 + xx];
+                    int in = on && xx >= e.x && xx < e.x + e.w && yy >= e.y && yy < e.y + e.h;
+                    if (in) {
+                        sum += v;
+                        sq += (double)v * v;
+                        cnt++;
+                    } else
+                        outside_changed += v != 7.0f;
+                }
+    }
+    double mean = sum / cnt, var = sq / cnt - mean * mean;
+    fprintf(stderr, "  erasing fill: %ld values, mean %.4f, variance %.4f\n", cnt, mean, var);
+    CHECK(cnt > 10000 && fabs(mean) < 0.03 && fabs(var - 1.0) < 0.05 && outside_changed == 0);
+    free(x);
+    free(y);
+
+    /* the loader: float batches the same for 1 and 3 workers; uint8 batches refused */
+    rt_sample_source src = {.n = 16, .ctx = NULL, .decode = gen_decode};
+    int64_t labels[16] = {0};
+    src.labels = labels;
+    const float mean3[3] = {0.485f, 0.456f, 0.406f}, std3[3] = {0.229f, 0.224f, 0.225f};
+    float *batches[2] = {NULL, NULL};
+    size_t per = sizeof(float) * 3 * plane * 4;
+    for (int k = 0; k < 2; k++) {
+        rt_loader_config c = {.src = &src, .tf = &tf, .batch = 4, .workers = 1 + 2 * k, .depth = 2, .seed = 4,
+                              .shuffle = 1, .world = 1, .first_step = 1, .mean = mean3, .std = std3};
+        rt_loader *L;
+        if (rt_loader_open(&L, &c, err, sizeof err)) {
+            CHECK_MSG(0, "%s", err);
+            continue;
+        }
+        batches[k] = malloc(per * 4);
+        for (int s = 0; s < 4; s++) {
+            const void *img;
+            const int64_t *lb;
+            CHECK(rt_loader_next(L, &img, &lb, err, sizeof err) == 0);
+            memcpy((char *)batches[k] + per * s, img, per);
+        }
+        rt_loader_free(L);
+    }
+    CHECK_MSG(batches[0] && batches[1] && !memcmp(batches[0], batches[1], per * 4),
+              "deit: the loader's float batches depend on the number of workers");
+    free(batches[0]);
+    free(batches[1]);
+    rt_loader_config c8 = {.src = &src, .tf = &tf, .batch = 4, .workers = 1, .depth = 2, .world = 1, .first_step = 1};
+    rt_loader *L8 = NULL;
+    err[0] = 0;
+    CHECK_MSG(rt_loader_open(&L8, &c8, err, sizeof err) != 0 && strstr(err, "erasing"), "uint8 + erasing: %s", err);
+    if (L8) rt_loader_free(L8);
+    return test_result();
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "ops")) return test_ops();
+    if (argc > 1 && !strcmp(argv[1], "erasing")) return test_erasing();
     return test_determinism();
 }
