@@ -9,3 +9,7 @@ add_test(NAME augment_determinism COMMAND test_augment)
 add_test(NAME augment_erasing COMMAND test_augment erasing)
 set_tests_properties(augment_ops augment_determinism augment_erasing PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS images)
 set_tests_properties(augment_ops PROPERTIES SKIP_RETURN_CODE 77)
+# through an emu executable: --aug randaug|deit, any worker count and a resume the same weights
+add_test(NAME augment_exe COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/augment/test_augment_exe.sh)
+set_tests_properties(augment_exe PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS images
+  PASS_REGULAR_EXPRESSION "augment_exe ok")
