@@ -71,7 +71,7 @@ static void usage(FILE *f) {
             "                [--metrics FILE.jsonl]\n"
             "                [--seed S] [--synthetic] [--warmup-steps W] [--schedule cosine|constant]\n"
             "                [--log-every N] [--no-graph] [--checkpoint C.safetensors [--checkpoint-every N]]\n"
-            "                [--resume C.safetensors [--resume-override]] [--aug none|light] [--workers N] [--stream]\n"
+            "                [--resume C.safetensors [--resume-override]] [--aug none|light|randaug|deit] [--workers N] [--stream]\n"
             "                [--loss-scale none|dynamic|S [--loss-scale-init S] [--loss-scale-interval N]]\n"
             "                [--mixup A] [--cutmix A] [--mixup-prob P] [--mixup-switch-prob P] (compiled with --mix;\n"
             "                timm's Mixup: DeiT uses --mixup 0.8 --cutmix 1.0; 0 is off, the default)\n"
@@ -88,6 +88,7 @@ static void usage(FILE *f) {
             "   cropped as timm evaluates, ImageNet mean/std), a .safetensors tensor dataset (images f32 [N,C,H,W],\n"
             "   labels i64 [N]) or a CIFAR-10 .bin.\n"
             "--aug light: RandomResizedCrop (scale 0.08-1, ratio 3/4-4/3, bicubic) + flip, per (seed, epoch, image).\n"
+            "--aug randaug: light + timm's RandAugment rand-m9-mstd0.5-inc1; deit: randaug + random erasing (p 0.25).\n"
             "   An ImageFolder is streamed by --workers threads (default: one a core) with --aug light, --stream, or\n"
             "   when its pixels exceed DEITC_DATA_CACHE_MB (1024); else decoded once. Same batches either way.\n"
             "--checkpoint writes the weights, the AdamW state and the step (every N steps and at the end); --resume\n"
@@ -265,8 +266,9 @@ static int parse_args(int argc, char **argv, exe_args *a) {
         } else if (!strcmp(s, "--workers")) {
             if (parse_long(s, next, 1, 256, &a->workers)) return 2;
         } else if (!strcmp(s, "--aug")) {
-            if (!next || (strcmp(next, "none") && strcmp(next, "light"))) {
-                fprintf(stderr, "%s: error: --aug expects none or light, got '%s'\n", rt_exe_prog, next ? next : "");
+            if (!next || (strcmp(next, "none") && strcmp(next, "light") && strcmp(next, "randaug") && strcmp(next, "deit"))) {
+                fprintf(stderr, "%s: error: --aug expects none, light, randaug or deit, got '%s'\n", rt_exe_prog,
+                        next ? next : "");
                 return 2;
             }
             a->aug = next;

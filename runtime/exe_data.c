@@ -90,7 +90,8 @@ int rt_exe_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st) {
 #define FLOAT_SLOTS_MAX (512ll << 20)
 
 int rt_exe_stream_start(exe_stream *st, const session *s, const exe_args *a, const rt_plan *p, long first_step) {
-    st->f32 = s->images->dtype == RT_F32 && 4 * p->batch * s->image_numel * (long long)sizeof(float) <= FLOAT_SLOTS_MAX;
+    st->f32 = s->images->dtype == RT_F32 && (4 * p->batch * s->image_numel * (long long)sizeof(float) <= FLOAT_SLOTS_MAX ||
+                                               st->tf.erase_p > 0); /* erasing: on normalized pixels, in the workers */
     rt_loader_config c = {.src = &st->src, .tf = &st->tf, .batch = p->batch,
                           .workers = a->workers > 0 ? (int)a->workers : rt_exe_default_workers(), .depth = 4,
                           .seed = a->seed, .shuffle = a->shuffle, .window = st->is_dpk ? DPK_WINDOW : 0,

@@ -126,6 +126,7 @@ static void *worker(void *arg) {
             float *f = (float *)out;
             for (int ch = 0; ch < 3; ch++)
                 for (int64_t q = 0; q < plane; q++) f[ch * plane + q] = L->table[ch][u8[ch * plane + q]];
+            if (c->tf->erase_p > 0) rt_erase_apply(c->tf, sc.rng, f); /* after normalizing, as timm */
         }
         L->labels[slot * c->batch + j] = c->src->labels[sample];
 
@@ -154,6 +155,11 @@ int rt_loader_open(rt_loader **out, const rt_loader_config *cfg, char *err, size
         int world = c->world;
         free(L);
         return rt_errorf(err, errsize, "data loader: rank %d is outside 0..%d", cfg->rank, world - 1);
+    }
+    if (c->tf->erase_p > 0 && !c->mean) {
+        free(L);
+        return rt_errorf(err, errsize, "data loader: --aug %s's random erasing works on normalized pixels: it needs float "
+                                       "batches (mean/std), not uint8 ones", cfg->tf->name);
     }
     if (c->workers < 1) c->workers = 1;
     if (c->workers > 256) c->workers = 256;

@@ -407,6 +407,26 @@ void rt_shuffle(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch);
 
 /* ---- transform.c: what the loader's workers do to each sample --------------------------- */
 
+/* randaug.c: timm's RandAugment, increasing op set (rand-m9-mstd0.5-inc1), on uint8 CHW. */
+enum {
+    RT_RA_AUTOCONTRAST, RT_RA_EQUALIZE, RT_RA_INVERT, RT_RA_ROTATE, RT_RA_POSTERIZE_INC, RT_RA_SOLARIZE_INC,
+    RT_RA_SOLARIZE_ADD, RT_RA_COLOR_INC, RT_RA_CONTRAST_INC, RT_RA_BRIGHTNESS_INC, RT_RA_SHARPNESS_INC,
+    RT_RA_SHEAR_X, RT_RA_SHEAR_Y, RT_RA_TRANSLATE_X_REL, RT_RA_TRANSLATE_Y_REL, RT_RA_NUM_OPS
+};
+typedef struct {
+    int num_layers;             /* ops an image (n) */
+    double magnitude, mstd;     /* m (0-10) and the std of its gaussian noise */
+    double prob;                /* each op's probability (p, timm's 0.5) */
+    uint8_t fill[3];            /* the geometric ops' fill (timm's img_mean) */
+} rt_randaug;
+/* Parses timm's config string ("rand-m9-mstd0.5-inc1"; sections m, n, mstd, p, inc). */
+int rt_randaug_parse(const char *spec, rt_randaug *ra, char *err, size_t errsize);
+/* One op at a magnitude in [0, 10] (negate: the signed ops' sign), in place; -1 out of memory. */
+int rt_randaug_op(int op, double magnitude, int negate, const uint8_t fill[3], uint8_t *chw, int w, int h);
+const char *rt_randaug_op_name(int op);
+/* num_layers ops sampled from *rng (advanced) applied in place; -1 out of memory. */
+int rt_randaug_apply(const rt_randaug *ra, uint64_t *rng, uint8_t *chw, int w, int h);
+
 /* A transform: rng (the sample's state, rt_sample_rng) + a decoded image -> out (3, size,
  * size) uint8 CHW. New transforms (RandAugment, ...) add a name to rt_transform_init. */
 typedef struct rt_transform rt_transform;
@@ -420,8 +440,19 @@ struct rt_transform {
     int (*shrink)(const rt_transform *t, uint64_t rng, int full_w, int full_h);
     double scale[2], ratio[2]; /* RandomResizedCrop's area fraction and aspect ratio ranges */
     float flip_p;              /* horizontal flip probability */
+    rt_randaug ra;             /* "randaug": RandAugment after the crop and flip */
+    float erase_p;             /* Random Erasing probability (erasing.c; applied by the loader) */
 };
 int rt_transform_init(rt_transform *t, const char *name, int size, char *err, size_t errsize);
+/* erasing.c: timm's RandomErasing (pixel mode, one box) on the normalized sample. */
+typedef struct {
+    int x, y, w, h;
+    uint64_t rng; /* the fill's stream */
+} rt_erase_params;
+/* 1 and the box when the sample rng erases (probability t->erase_p), else 0. */
+int rt_erase_box(const rt_transform *t, uint64_t rng, rt_erase_params *out);
+/* The box filled with standard normal values in chw (3, size, size), normalized floats. */
+void rt_erase_apply(const rt_transform *t, uint64_t rng, float *chw);
 /* The RNG state of sample `index` in `epoch` of a run seeded `seed`. */
 uint64_t rt_sample_rng(uint64_t seed, int64_t epoch, int64_t index);
 /* RandomResizedCrop's box (full-image pixels) and flip, as torchvision's get_params samples them. */

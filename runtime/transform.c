@@ -239,6 +239,14 @@ static int light_shrink(const rt_transform *t, uint64_t rng, int full_w, int ful
     return m;
 }
 
+/* "randaug": light, then RandAugment on its output, from a stream of its own */
+static int randaug_apply(const rt_transform *t, uint64_t rng, const rt_rgb_image *img, uint8_t *out) {
+    if (light_apply(t, rng, img, out)) return -1;
+    uint64_t s = rng ^ 0x52a4d0a6e5f3c1b7ull;
+    rt_splitmix64(&s);
+    return rt_randaug_apply(&t->ra, &s, out, t->size, t->size);
+}
+
 static int eval_apply(const rt_transform *t, uint64_t rng, const rt_rgb_image *img, uint8_t *out) {
     (void)rng;
     return rt_image_eval_crop(img, t->size, out);
@@ -263,6 +271,20 @@ int rt_transform_init(rt_transform *t, const char *name, int size, char *err, si
         t->flip_p = 0.5f;
         return 0;
     }
+    if (!strcmp(name, "randaug")) { /* light + timm's rand-m9-mstd0.5-inc1 (randaug.c) */
+        if (rt_transform_init(t, "light", size, err, errsize) || rt_randaug_parse("rand-m9-mstd0.5-inc1", &t->ra, err, errsize))
+            return -1;
+        t->name = "randaug";
+        t->apply = randaug_apply;
+        return 0;
+    }
+    if (!strcmp(name, "deit")) { /* DeiT's recipe: randaug + random erasing (p 0.25, pixel mode; erasing.c) */
+        if (rt_transform_init(t, "randaug", size, err, errsize)) return -1;
+        t->name = "deit";
+        t->erase_p = 0.25f;
+        return 0;
+    }
     return rt_errorf(err, errsize, "--aug %s: unknown augmentation (none: resize and center crop; light: random "
-                                   "resized crop and flip)", name);
+                                   "resized crop and flip; randaug: light + RandAugment rand-m9-mstd0.5-inc1; "
+                                   "deit: randaug + random erasing, p 0.25)", name);
 }

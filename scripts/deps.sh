@@ -5,7 +5,8 @@ set -euo pipefail
 pkgs=(cmake gcc g++ make libyaml-dev protobuf-c-compiler libprotobuf-c-dev libonnx-dev
       libjpeg-dev libpng-dev zlib1g-dev clang libclang-rt-14-dev dpkg-dev groff-base
       python3-numpy python3-onnx python3-torch    # python: ONNX export checks, full-size DeiT-Ti export
-      openmpi-bin libopenmpi-dev)                 # mpirun for the multi-rank (data-parallel) emu tests
+      openmpi-bin libopenmpi-dev                  # mpirun for the multi-rank (data-parallel) emu tests
+      python3-pil)                                # augment_ops: the RandAugment ops vs PIL
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
