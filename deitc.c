@@ -673,7 +673,9 @@ static int cmd_run(const cli_args *a) {
             }
             double slots64[IR_OPT_SLOTS]; /* the executables' fill (IR_OPT_* = RT_OPT_*) */
             float slots[IR_OPT_SLOTS];
-            rt_opt_fill(slots64, a->lr, a->weight_decay, po.train.beta1, po.train.beta2, step);
+            rt_opt_run run = {a->weight_decay, po.train.beta1, po.train.beta2, po.train.adam_eps,
+                              po.train.label_smoothing, po.train.clip_grad_norm};
+            rt_opt_fill(slots64, a->lr, &run, step);
             for (int s = 0; s < IR_OPT_SLOTS; s++) slots[s] = (float)slots64[s];
             if (a->f64) ir_interp_set_f64(it, opt, slots64);
             else ir_interp_set_f32(it, opt, slots);

@@ -257,6 +257,8 @@ cg_program *cg_program_new(const pass_result *r, const cg_options *o, char *err,
             p->beta2 = n->attrs.beta2;
             p->adam_eps = n->attrs.eps;
         }
+        if (n->op == IR_OP_CROSS_ENTROPY) p->label_smoothing = n->attrs.smoothing;
+        if (n->op == IR_OP_CLIP_COEF) p->clip_grad_norm = n->attrs.alpha;
     }
     emitter e = {p, g, p->mem, 0, err, errsize};
     /* CONST leaves are persistent; fill them first each step */

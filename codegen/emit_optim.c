@@ -1,12 +1,12 @@
 /* emit_optim.c: the optimizer family: adamw (one launch per tensor, or one launch for a run of
  * f32 ADAMW nodes with a table of tensors in the kernel) and clip_coef (the gradient-clipping
- * factor folded into the opt slots' GRAD_SCALE). */
+ * factor folded into the opt slots' GRAD_SCALE). Betas, eps and the clipping norm are read from
+ * the opt slots, so that they are the run's options, not the compile's. */
 #include "codegen/emit_internal.h"
 
 int cg_emit_clip_coef(emitter *e) {
     const ir_node *n = &e->g->nodes[e->node];
     launch l = {0};
-    char fl[64];
     l.tag = "clip_coef";
     param(&l, "float *", "y", off_of(e, e->node));
     param(&l, "const float *", "ss", off_of(e, n->inputs[0]));
@@ -14,10 +14,17 @@ int cg_emit_clip_coef(emitter *e) {
     sb *b = &l.body;
     cg_sb_printf(b, "    const int i = threadIdx.x;\n    if (i >= %d) return;\n", IR_OPT_SLOTS);
     cg_sb_printf(b, "    const float gs = opt[%d];\n", IR_OPT_GRAD_SCALE);
-    cg_sb_printf(b, "    const float coef = %s / (dc_sqrt(ss[0]) * fabsf(gs) + 1e-6f);\n", cg_flit(fl, sizeof fl, n->attrs.alpha));
-    cg_sb_printf(b, "    y[i] = i == %d ? gs * fminf(coef, 1.0f) : opt[i];\n", IR_OPT_GRAD_SCALE);
+    cg_sb_printf(b, "    const float max_norm = opt[%d];\n", IR_OPT_CLIP_NORM);
+    cg_sb_printf(b, "    const float coef = max_norm / (dc_sqrt(ss[0]) * fabsf(gs) + 1e-6f);\n");
+    cg_sb_printf(b, "    y[i] = i == %d && max_norm > 0.0f ? gs * fminf(coef, 1.0f) : opt[i];\n", IR_OPT_GRAD_SCALE);
     cg_finish(e, &l, 1, 32);
     return 0;
+}
+
+/* AdamW's betas and eps from the opt slots (the run's options; 1 - beta rounded on the host) */
+static void emit_adam_consts(sb *b) {
+    cg_sb_printf(b, "    const float b1 = opt[%d], nb1 = opt[%d], b2 = opt[%d], nb2 = opt[%d], eps = opt[%d];\n",
+                 IR_OPT_BETA1, IR_OPT_ONE_MINUS_BETA1, IR_OPT_BETA2, IR_OPT_ONE_MINUS_BETA2, IR_OPT_ADAM_EPS);
 }
 
 /* (param, grad, m, v, opt): in place on param, m, v */
@@ -35,18 +42,17 @@ int cg_emit_adamw(emitter *e) {
     param(&l, out_type(vn->dtype), "v", off_of(e, n->inputs[3]));
     param(&l, "const float *", "opt", off_of(e, n->inputs[4]));
     sb *b = &l.body;
-    char f1[64], f2[64], f3[64], f4[64], f5[64], lb[128], sb1[128];
+    char lb[128], sb1[128];
     cg_sb_printf(b, "    const float lr = opt[%d], wd = %s, bc1 = opt[%d], sbc2 = dc_sqrt(opt[%d]), gs = opt[%d];\n",
               IR_OPT_LR, at->decay ? "opt[1]" : "0.0f", IR_OPT_BIAS_CORR1, IR_OPT_BIAS_CORR2, IR_OPT_GRAD_SCALE);
+    emit_adam_consts(b);
     cg_loop_open(&l, total);
     cg_sb_printf(b, "        const float g = %s * gs;\n", cg_ld(lb, sizeof lb, gn->dtype, "grad[i]"));
-    cg_sb_printf(b, "        const float mi = %s * %s + %s * g;\n", cg_flit(f1, sizeof f1, at->beta1),
-              cg_ld(lb, sizeof lb, mn->dtype, "m[i]"), cg_flit(f2, sizeof f2, 1 - at->beta1));
-    cg_sb_printf(b, "        const float vi = %s * %s + %s * g * g;\n", cg_flit(f3, sizeof f3, at->beta2),
-              cg_ld(lb, sizeof lb, vn->dtype, "v[i]"), cg_flit(f4, sizeof f4, 1 - at->beta2));
+    cg_sb_printf(b, "        const float mi = b1 * %s + nb1 * g;\n", cg_ld(lb, sizeof lb, mn->dtype, "m[i]"));
+    cg_sb_printf(b, "        const float vi = b2 * %s + nb2 * g * g;\n", cg_ld(lb, sizeof lb, vn->dtype, "v[i]"));
     cg_sb_printf(b, "        m[i] = %s;\n", cg_st(sb1, sizeof sb1, mn->dtype, "mi"));
     cg_sb_printf(b, "        v[i] = %s;\n", cg_st(sb1, sizeof sb1, vn->dtype, "vi"));
-    cg_sb_printf(b, "        const float denom = dc_sqrt(vi) / sbc2 + %s;\n", cg_flit(f5, sizeof f5, at->eps));
+    cg_sb_printf(b, "        const float denom = dc_sqrt(vi) / sbc2 + eps;\n");
     char upd[256], sb2[300];
     snprintf(upd, sizeof upd, "%s * (1.0f - lr * wd) - (lr / bc1) * mi / denom", cg_ld(lb, sizeof lb, pn->dtype, "p[i]"));
     cg_sb_printf(b, "        p[i] = %s;\n", cg_st(sb2, sizeof sb2, pn->dtype, upd));
@@ -71,13 +77,11 @@ int cg_adamw_multi_ok(const ir_graph *g, int i) {
 enum { ADAMW_TILE = 2048 };
 void cg_emit_adamw_multi(emitter *e, const int *nodes, int count) {
     const ir_graph *g = e->g;
-    const ir_attrs *at = &g->nodes[nodes[0]].attrs;
     launch l = {0};
     l.tag = "adamw_multi";
     param(&l, "float *", "arena", 0);
     param(&l, "const float *", "opt", off_of(e, g->nodes[nodes[0]].inputs[4]));
     sb *b = &l.body;
-    char f1[64], f2[64], f3[64], f4[64], f5[64];
     cg_sb_printf(b, "    /* per tensor: first block, elements, offsets (floats) of param, grad, m, v; decay */\n");
     cg_sb_printf(b, "    static const long long tab[%d][7] = {\n", count);
     int64_t blocks = 0;
@@ -102,14 +106,15 @@ void cg_emit_adamw_multi(emitter *e, const int *nodes, int count) {
     cg_sb_printf(b, "    const float *grad = arena + t[3];\n");
     cg_sb_printf(b, "    const float lr = opt[%d], wd = t[6] ? opt[1] : 0.0f, bc1 = opt[%d], sbc2 = dc_sqrt(opt[%d]), gs = opt[%d];\n",
               IR_OPT_LR, IR_OPT_BIAS_CORR1, IR_OPT_BIAS_CORR2, IR_OPT_GRAD_SCALE);
+    emit_adam_consts(b);
     cg_sb_printf(b, "    const long long i0 = ((long long)blockIdx.x - t[0]) * %d, i1 = i0 + %d < t[1] ? i0 + %d : t[1];\n",
               ADAMW_TILE, ADAMW_TILE, ADAMW_TILE);
     cg_sb_printf(b, "    for (long long i = i0 + threadIdx.x; i < i1; i += blockDim.x) {\n");
     cg_sb_printf(b, "        const float g = grad[i] * gs;\n");
-    cg_sb_printf(b, "        const float mi = %s * m[i] + %s * g;\n", cg_flit(f1, sizeof f1, at->beta1), cg_flit(f2, sizeof f2, 1 - at->beta1));
-    cg_sb_printf(b, "        const float vi = %s * v[i] + %s * g * g;\n", cg_flit(f3, sizeof f3, at->beta2), cg_flit(f4, sizeof f4, 1 - at->beta2));
+    cg_sb_printf(b, "        const float mi = b1 * m[i] + nb1 * g;\n");
+    cg_sb_printf(b, "        const float vi = b2 * v[i] + nb2 * g * g;\n");
     cg_sb_printf(b, "        m[i] = mi;\n        v[i] = vi;\n");
-    cg_sb_printf(b, "        const float denom = dc_sqrt(vi) / sbc2 + %s;\n", cg_flit(f5, sizeof f5, at->eps));
+    cg_sb_printf(b, "        const float denom = dc_sqrt(vi) / sbc2 + eps;\n");
     cg_sb_printf(b, "        p[i] = p[i] * (1.0f - lr * wd) - (lr / bc1) * mi / denom;\n    }\n");
     int saved = e->node;
     e->node = nodes[0];

@@ -69,6 +69,14 @@ enum {
     IR_OPT_BIAS_CORR1,     /* 1 - beta1^t */
     IR_OPT_BIAS_CORR2,     /* 1 - beta2^t */
     IR_OPT_GRAD_SCALE,     /* gradients are multiplied by this (clipping, loss-scale undo) */
+    /* the run's options (EXE train --label-smoothing ...; the compile's values are the defaults) */
+    IR_OPT_LABEL_SMOOTHING, /* CROSS_ENTROPY*: label smoothing s in [0, 1) */
+    IR_OPT_CLIP_NORM,      /* CLIP_COEF: max global gradient norm; 0 = no clipping */
+    IR_OPT_BETA1,          /* ADAMW: beta1, 1 - beta1 (each rounded from double on the host) */
+    IR_OPT_ONE_MINUS_BETA1,
+    IR_OPT_BETA2,          /* ADAMW: beta2, 1 - beta2 */
+    IR_OPT_ONE_MINUS_BETA2,
+    IR_OPT_ADAM_EPS,       /* ADAMW: eps */
     IR_OPT_SLOTS
 };
 

@@ -37,7 +37,9 @@ void pass_train_options_default(pass_train_options *o);
  * weight that no freeze pattern matches and that the loss depends on; the others lose the
  * flag (they stay WEIGHT leaves, without gradient or update). With clip_grad_norm > 0 the
  * ADAMWs read opt through CLIP_COEF(SUM_SQUARES(grads...), opt), which scales GRAD_SCALE by
- * min(1, max_norm / (norm + 1e-6)) in the graph. Returns NULL with err on failure (no
+ * min(1, max_norm / (norm + 1e-6)) in the graph, max_norm being the opt slot CLIP_NORM (0: off). label_smoothing,
+ * clip_grad_norm, betas and eps are defaults recorded in the attrs (the plan's defaults); the
+ * kernels read the opt slots. Returns NULL with err on failure (no
  * output to put the loss on, logits not [B,K]). */
 ir_graph *pass_training(const ir_graph *forward, const pass_train_options *o, char *err,
                         size_t errsize);

@@ -1,13 +1,19 @@
 /* training.c: the training pass. The forward graph becomes one training step:
  *
  *   forward ... -> logits [B,K] --+
- *   INPUT labels i64 [B] ---------+-> CROSS_ENTROPY -> output "loss" [1]
+ *   INPUT labels i64 [B] ---------+-> CROSS_ENTROPY (label smoothing: opt slot) -> output "loss" [1]
+ *   INPUT opt f32 [IR_OPT_SLOTS] -+
  *   CONST 1.0 [1] (seed) -> pass_autodiff -> output "grad.<w>" for every trained weight
- *   INPUT opt f32 [IR_OPT_SLOTS] -> (clip_grad_norm: SUM_SQUARES of all grads -> CLIP_COEF)
+ *   (clip_grad_norm: opt -> SUM_SQUARES of all grads -> CLIP_COEF; max norm: opt slot, 0 = off)
  *   STATE adam_m.<w>, adam_v.<w>; ADAMW(w, grad.<w>, m, v, opt) per trained weight, last.
  *
- * Gradient clipping stays in the graph: CLIP_COEF folds min(1, max_norm / (norm + 1e-6)) into
- * the GRAD_SCALE slot of the opt vector the ADAMW nodes read, so no host round trip is needed.
+ * Label smoothing, the clipping norm, AdamW's betas and eps are opt slots the host fills from
+ * the run's options, so one executable serves many runs; the options here (and the attrs they
+ * set) are the compile's defaults, which the plan records. Clipping is in the graph only when
+ * the compile asks for it (its SUM_SQUARES launches cost ~57 launches a step on DeiT-Ti), and
+ * then the run may change its norm or turn it off. Gradient clipping stays in the
+ * graph: CLIP_COEF folds min(1, max_norm / (norm + 1e-6)) into the GRAD_SCALE slot of the opt
+ * vector the ADAMW nodes read, so no host round trip is needed.
  * Weights matched by a --freeze pattern, or that the loss does not depend on, lose
  * IR_NODE_TRAINABLE: they stay WEIGHT leaves with neither gradient nor update.
  */
@@ -110,9 +116,11 @@ ir_graph *pass_training(const ir_graph *f, const pass_train_options *o, char *er
     /* loss */
     int64_t bshape[1] = {ln->shape[0]}, one[1] = {1}, slots[1] = {IR_OPT_SLOTS};
     int labels = ir_leaf(g, IR_OP_INPUT, IR_I64, 1, bshape, "labels", loc);
+    int opt = labels < 0 ? -1 : ir_leaf(g, IR_OP_INPUT, IR_F32, 1, slots, "opt", loc);
     ir_attrs ce = {0};
-    ce.smoothing = o->label_smoothing;
-    int loss = labels < 0 ? -1 : ir_binary(g, IR_OP_CROSS_ENTROPY, logits, labels, &ce, "loss", loc);
+    ce.smoothing = o->label_smoothing; /* the compile's default; the kernel reads the opt slot */
+    int ce_in[3] = {logits, labels, opt};
+    int loss = opt < 0 ? -1 : ir_add(g, IR_OP_CROSS_ENTROPY, ce_in, 3, &ce, IR_F32, 0, NULL, "loss", loc);
     if (loss < 0) return fail(g, err, errsize, "training: %s", g->error);
     ir_node_set_output(g, loss, "loss");
     ir_attrs sa = {0};
@@ -157,8 +165,8 @@ ir_graph *pass_training(const ir_graph *f, const pass_train_options *o, char *er
     }
 
     /* optimizer: opt slots, optional clipping, state, then the updates last */
-    int opt = ntrained < 0 ? -1 : ir_leaf(g, IR_OP_INPUT, IR_F32, 1, slots, "opt", loc);
-    if (opt >= 0 && o->clip_grad_norm > 0 && ntrained > 0) {
+    if (ntrained < 0) opt = -1;
+    if (opt >= 0 && o->clip_grad_norm > 0 && ntrained > 0) { /* the run's opt slot: its norm, 0 = off */
         int ss = sum_squares_all(g, grads, ntrained, loc);
         ir_attrs ca = {0};
         ca.alpha = o->clip_grad_norm;

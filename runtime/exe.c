@@ -72,6 +72,9 @@ static void usage(FILE *f) {
             "                [--seed S] [--synthetic] [--warmup-steps W] [--schedule cosine|constant]\n"
             "                [--log-every N] [--no-graph] [--checkpoint C.safetensors [--checkpoint-every N]]\n"
             "                [--resume C.safetensors [--resume-override]]\n"
+            "                [--label-smoothing S] [--clip-grad MAX_NORM] [--beta1 B1] [--beta2 B2] [--adam-eps E]\n"
+            "                [--min-lr LR] [--warmup-epochs E] [--schedule-per step|epoch]\n"
+            "                [--val-data D [--eval-every N] [--save-best B.safetensors] [--summary S.csv]]\n"
             "       %s eval --data D [--init W.safetensors [--partial-init]] [--seed S]\n"
             "       %s bench [--steps K] [--warmup W] [--init W.safetensors [--partial-init]] [--no-graph] [--profile]\n"
             "--init must give every weight of the model; with --partial-init the ones it lacks (a new classifier\n"
@@ -80,6 +83,9 @@ static void usage(FILE *f) {
             "D: an ImageFolder directory (a subfolder of .jpg/.jpeg/.png images per class; resized and center-\n"
             "   cropped as timm evaluates, ImageNet mean/std), a .safetensors tensor dataset (images f32 [N,C,H,W],\n"
             "   labels i64 [N]) or a CIFAR-10 .bin.\n"
+            "--lr defaults to DeiT's 5e-4 x batch / 512; --label-smoothing and --clip-grad (0: off) default to the\n"
+            "   compile's values, the betas and eps to the model's. --val-data is evaluated (loss, top-1, top-5 over\n"
+            "   every image) after every epoch and every --eval-every steps.\n"
             "--checkpoint writes the weights, the AdamW state and the step (every N steps and at the end); --resume\n"
             "continues such a run from its step (or, at its last step, writes its --save file); a run with other\n"
             "--steps/--epochs, --lr, --weight-decay, schedule, warm-up, shuffling or --seed is refused unless\n"
@@ -131,6 +137,7 @@ static int option_allowed(const char *cmd, const char *opt) {
     };
     char key[64];
     snprintf(key, sizeof key, " %s ", opt);
+    if (!strcmp(cmd, "train") && strstr(rt_exe_run_option_names, key)) return 1; /* run_options.c */
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         if (!strcmp(table[i].cmd, cmd)) return strstr(table[i].opts, key) != NULL;
     return 1; /* unknown commands are reported by the caller */
@@ -140,7 +147,6 @@ static int option_allowed(const char *cmd, const char *opt) {
 static int parse_args(int argc, char **argv, exe_args *a) {
     memset(a, 0, sizeof *a);
     a->cmd = argv[1];
-    a->lr = 1e-3;
     a->weight_decay = 0.05;
     a->shuffle = 1;
     a->bench_warmup = 3;
@@ -170,6 +176,12 @@ static int parse_args(int argc, char **argv, exe_args *a) {
                 return 2;
             }
         if (s[0] == '-' && nseen < 64) seen[nseen++] = name;
+        int run_opt = rt_exe_run_option(a, s, next); /* label smoothing, clipping, betas, validation */
+        if (run_opt < 0) return 2;
+        if (run_opt > 0) {
+            i++;
+            continue;
+        }
         if (!strcmp(s, "--init")) a->init = next;
         else if (!strcmp(s, "--data")) a->data = next;
         else if (!strcmp(s, "--save")) a->save = next;
@@ -256,11 +268,11 @@ static int parse_args(int argc, char **argv, exe_args *a) {
         fprintf(stderr, "%s: error: --checkpoint-every needs --checkpoint FILE\n", rt_exe_prog);
         return 2;
     }
-    if (a->lr <= 0) {
+    if (a->has_lr && a->lr <= 0) {
         fprintf(stderr, "%s: error: --lr must be positive\n", rt_exe_prog);
         return 2;
     }
-    return 0;
+    return rt_exe_run_options_check(a);
 }
 
 /* ---- main ---------------------------------------------------------------------------------- */

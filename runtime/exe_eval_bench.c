@@ -44,7 +44,11 @@ int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p) {
         float loss;
         /* the forward steps only; lr 0 keeps the weights even in a plan whose eval prefix reaches
          * an update (or that has none: hand-written plans run every step) */
-        if (rt_exe_fill_batch(&s, &ds, idx) || rt_exe_set_opt(&s, 0, 0, 1) || rt_device_run_forward(s.dev) ||
+        rt_opt_run run;
+        rt_exe_run_opt(a, p, &run);
+        run.weight_decay = 0;
+        run.label_smoothing = 0; /* the eval loss is the plain cross-entropy (timm's validate) */
+        if (rt_exe_fill_batch(&s, &ds, idx) || rt_exe_set_opt(&s, 0, &run, 1) || rt_device_run_forward(s.dev) ||
             rt_exe_read_f32(&s, s.loss, 1, &loss))
             goto done;
         if (!s.logits) {
@@ -128,8 +132,10 @@ static int profile(session *s, const exe_args *a, long steps) {
     if (!per || !rows) abort();
     s->dev->profile_ms = per;
     int rc = 0;
+    rt_opt_run run;
+    rt_exe_run_opt(a, p, &run);
     for (long i = 0; i < steps && !rc; i++)
-        if (rt_exe_set_opt(s, a->lr, a->weight_decay, i + 1) || rt_device_run(s->dev, 0))
+        if (rt_exe_set_opt(s, rt_exe_base_lr(a, p), &run, i + 1) || rt_device_run(s->dev, 0))
             rc = rt_exe_error("%s", s->dev->err);
     s->dev->profile_ms = NULL;
     int n = 0;
@@ -197,7 +203,9 @@ int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p) {
     for (long i = 0; i < warm + steps; i++) {
         double t;
         if (i == warm) t_warm = rt_exe_now_s();
-        if (rt_exe_set_opt(&s, a->lr, a->weight_decay, i + 1)) goto done;
+        rt_opt_run run;
+        rt_exe_run_opt(a, p, &run);
+        if (rt_exe_set_opt(&s, rt_exe_base_lr(a, p), &run, i + 1)) goto done;
         if (s.dev->timer_start(s.dev) || rt_device_run(s.dev, a->use_graph && i > 0) || s.dev->timer_stop(s.dev, &t)) {
             rt_exe_error("%s", s.dev->err);
             goto done;
@@ -299,6 +307,8 @@ int rt_exe_cmd_info(const exe_args *a, const rt_plan *p) {
            kinds[1], kinds[2], gemm_flops(p) / 1e9);
     if (p->num_eval_steps > 0) printf("eval runs steps 1-%d (logits and loss)\n", p->num_eval_steps);
     printf("optimizer: AdamW beta1 %g beta2 %g eps %g\n", p->beta1, p->beta2, p->adam_eps);
+    printf("run defaults: label smoothing %g, clip-grad %g (train --label-smoothing, --clip-grad, --beta1 ...)\n",
+           p->label_smoothing, p->clip_grad_norm);
     printf("kernels: %d\n", p->num_kernels);
     for (int k = 0; k < p->num_kernels; k++) {
         int launches = 0;

@@ -5,6 +5,7 @@
  *   exe_session.c    the session, weights, data, per-step uploads and downloads, checkpoints
  *   exe_train.c      train
  *   exe_eval_bench.c eval, bench, info
+ *   run_options.c    the run's options (label smoothing, clipping, betas, lr schedule)
  */
 #ifndef DEITC_EXE_INTERNAL_H
 #define DEITC_EXE_INTERNAL_H
@@ -22,6 +23,11 @@ typedef struct {
     double lr, weight_decay;
     uint64_t seed;
     rt_dtype save_dtype; /* --save-dtype: what --save writes f32 weights as (RT_F32, RT_F16, RT_BF16) */
+    /* the run's options (run_options.c); has_*: given, else the plan's defaults */
+    double label_smoothing, clip_grad, beta1, beta2, adam_eps, min_lr, warmup_epochs;
+    int has_label_smoothing, has_clip_grad, has_beta1, has_beta2, has_adam_eps, schedule_per_epoch;
+    const char *val_data, *save_best, *summary; /* validation (validate.c) */
+    long eval_every;
 } exe_args;
 
 typedef struct {
@@ -59,7 +65,7 @@ int rt_exe_session_open(session *s, const rt_plan *p, int need_device);
 int rt_exe_load_weights(session *s, const char *init, int partial, uint64_t seed);
 /* Gathers images/labels idx[0..batch) of ds and uploads them. */
 int rt_exe_fill_batch(session *s, const rt_dataset *ds, const int64_t *idx);
-int rt_exe_set_opt(session *s, double lr, double wd, long t); /* the "opt" slots for step t */
+int rt_exe_set_opt(session *s, double lr, const rt_opt_run *r, long t); /* the "opt" slots for step t */
 int rt_exe_read_f32(session *s, const rt_plan_tensor *t, int64_t n, float *out);
 int rt_exe_load_data(const exe_args *a, const rt_plan *p, rt_dataset *ds); /* --data or --synthetic */
 /* --save (with_state 0, weights as dtype) or --checkpoint (with_state 1) after `steps` of `total`. */
@@ -67,6 +73,19 @@ int rt_exe_save_weights(session *s, const char *path, long steps, int with_state
                         rt_dtype dtype);
 /* --resume: the checkpoint's weights and optimizer state, and the step it reached into *step. */
 int rt_exe_load_checkpoint(session *s, const exe_args *a, long total, long *step);
+
+/* ---- run_options.c: the options that belong to a run (label smoothing, clipping, betas, lr) - */
+
+extern const char rt_exe_run_option_names[]; /* " --label-smoothing ... ": what train takes besides */
+/* opt with its value next: 1 parsed (a value taken), 0 not one of these, -1 bad (printed). */
+int rt_exe_run_option(exe_args *a, const char *opt, const char *next);
+int rt_exe_run_options_check(const exe_args *a); /* 0, or 2 (usage error printed) */
+int rt_exe_run_options_plan_check(const exe_args *a, const rt_plan *p); /* 0, or 1 (reported) */
+double rt_exe_base_lr(const exe_args *a, const rt_plan *p); /* --lr, else 5e-4 x batch / 512 */
+void rt_exe_run_opt(const exe_args *a, const rt_plan *p, rt_opt_run *r); /* options, else the plan's */
+long rt_exe_warmup_steps(const exe_args *a, long per_epoch);
+/* the lr of step (1-based) of total: warm-up, then constant or cosine to --min-lr */
+double rt_exe_lr_at(const exe_args *a, double lr, long step, long total, long per_epoch);
 
 /* ---- the commands (exe_train.c, exe_eval_bench.c): each returns the exit status --------- */
 

@@ -17,15 +17,6 @@ static int run_step(session *s, int use_graph) {
     return 0;
 }
 
-static double lr_at(const exe_args *a, long step, long total) {
-    if (a->warmup_steps > 0 && step <= a->warmup_steps) return a->lr * (double)step / (double)a->warmup_steps;
-    if (!a->cosine) return a->lr;
-    long span = total - a->warmup_steps;
-    if (span < 1) return a->lr;
-    double progress = (double)(step - a->warmup_steps - 1) / (double)span;
-    return a->lr * 0.5 * (1 + cos(3.14159265358979323846 * progress));
-}
-
 /* Fails early (before any training) when `path` cannot be written, so a long run never ends
  * with its results lost. */
 static int check_writable(const char *path) {
@@ -55,7 +46,7 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     if (a->save && check_writable(a->save)) goto done;
     if (a->checkpoint && check_writable(a->checkpoint)) goto done;
     if (a->metrics && check_writable(a->metrics)) goto done;
-    if (rt_exe_load_data(a, p, &ds)) goto done;
+    if (rt_exe_run_options_plan_check(a, p) || rt_exe_load_data(a, p, &ds)) goto done;
     if (ds.n < p->batch) {
         rt_exe_error("%s: the dataset has %lld images, fewer than the batch size %lld this executable was compiled for "
                      "(deitc compile --batch N)",
@@ -80,12 +71,17 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         if (rt_exe_load_checkpoint(&s, a, total, &at)) goto done;
         first = at + 1;
     }
+    double base_lr = rt_exe_base_lr(a, p);
+    rt_opt_run run;
+    rt_exe_run_opt(a, p, &run);
     long log_every = a->log_every ? a->log_every : (total <= 50 ? 1 : total / 25);
     perm = malloc(sizeof(int64_t) * (size_t)ds.n);
     if (!perm) abort();
     printf("train: %s on %s, batch %lld, %lld images (%lld steps an epoch), %ld steps, lr %g%s, weight decay %g\n",
            p->model_name ? p->model_name : "model", s.dev->name, (long long)p->batch, (long long)ds.n,
-           (long long)per_epoch, total, a->lr, a->cosine ? " cosine" : "", a->weight_decay);
+           (long long)per_epoch, total, base_lr, a->cosine ? " cosine" : "", a->weight_decay);
+    if (run.label_smoothing != 0 || run.clip_norm != 0 || a->min_lr != 0)
+        printf("train: label smoothing %g, clip-grad %g, min lr %g\n", run.label_smoothing, run.clip_norm, a->min_lr);
     fflush(stdout);
     int64_t epoch = -1;
     double t_start = rt_exe_now_s(), images = 0;
@@ -110,9 +106,9 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
             else
                 for (int64_t i = 0; i < ds.n; i++) perm[i] = i;
         }
-        double t0 = rt_exe_now_s(), lr = lr_at(a, step, total);
+        double t0 = rt_exe_now_s(), lr = rt_exe_lr_at(a, base_lr, step, total, (long)per_epoch);
         float loss;
-        if (rt_exe_fill_batch(&s, &ds, perm + pos) || rt_exe_set_opt(&s, lr, a->weight_decay, step) ||
+        if (rt_exe_fill_batch(&s, &ds, perm + pos) || rt_exe_set_opt(&s, lr, &run, step) ||
             run_step(&s, a->use_graph && step > first) || rt_exe_read_f32(&s, s.loss, 1, &loss))
             goto done;
         double dt = rt_exe_now_s() - t0, ips = (double)p->batch / (dt > 0 ? dt : 1e-9);

@@ -371,6 +371,13 @@ static void reduce_cases(op_suite *s) {
 
 /* ---- row ops ------------------------------------------------------------------------------ */
 
+/* the opt slots a cross-entropy reads: label smoothing sm (the others unused, 0) */
+static int smoothing_opt(op_suite *s, double sm) {
+    int o = in(s, IR_F32, SH(IR_OPT_SLOTS), 0, 0);
+    for (int k = 0; k < IR_OPT_SLOTS; k++) s->leaf[o][k] = k == IR_OPT_LABEL_SMOOTHING ? (float)sm : 0;
+    return o;
+}
+
 static void row_cases(op_suite *s) {
     /* widths: a multiple of 32, padded lanes, the warp limit, past it (a block per row) */
     static const struct { int64_t rows, C; const char *name, *expect; } W[] = {
@@ -442,12 +449,14 @@ static void row_cases(op_suite *s) {
             begin(s, IR_OP_CROSS_ENTROPY, X[k].name, t, "cross_entropy_pass2");
             cur(s)->tol = TOL_F32;
             int lg = in(s, t, SH(X[k].B, X[k].K), -5, 5), lb = in(s, X[k].lt, SH(X[k].B), 0, (double)X[k].K);
-            result(s, node(s, IR_OP_CROSS_ENTROPY, (int[]){lg, lb}, 2, &ca, IR_F32, 0, NULL));
+            int op = smoothing_opt(s, X[k].sm);
+            result(s, node(s, IR_OP_CROSS_ENTROPY, (int[]){lg, lb, op}, 3, &ca, IR_F32, 0, NULL));
             begin(s, IR_OP_CROSS_ENTROPY_GRAD, X[k].name, t, "dc_block_max");
             int dl = in(s, IR_F32, SH(1), 0.5, 2);
             lg = in(s, t, SH(X[k].B, X[k].K), -5, 5);
             lb = in(s, X[k].lt, SH(X[k].B), 0, (double)X[k].K);
-            result(s, node(s, IR_OP_CROSS_ENTROPY_GRAD, (int[]){dl, lg, lb}, 3, &ca, t, 0, NULL));
+            op = smoothing_opt(s, X[k].sm);
+            result(s, node(s, IR_OP_CROSS_ENTROPY_GRAD, (int[]){dl, lg, lb, op}, 4, &ca, t, 0, NULL));
         }
     }
 }
@@ -455,7 +464,7 @@ static void row_cases(op_suite *s) {
 /* ---- optimizer ------------------------------------------------------------------------------ */
 
 /* opt slots: lr, weight decay, bias corrections (step 3 of beta 0.9 / 0.999), grad scale */
-static int opt_input(op_suite *s, double grad_scale) {
+static int opt_input_clip(op_suite *s, double grad_scale, double clip_norm) {
     int o = in(s, IR_F32, SH(IR_OPT_SLOTS), 0, 1);
     double *v = s->leaf[o];
     v[IR_OPT_LR] = (float)0.01;
@@ -463,8 +472,17 @@ static int opt_input(op_suite *s, double grad_scale) {
     v[IR_OPT_BIAS_CORR1] = (float)(1 - 0.9 * 0.9 * 0.9);
     v[IR_OPT_BIAS_CORR2] = (float)(1 - 0.999 * 0.999 * 0.999);
     v[IR_OPT_GRAD_SCALE] = (float)grad_scale;
+    v[IR_OPT_LABEL_SMOOTHING] = 0;
+    v[IR_OPT_CLIP_NORM] = clip_norm;
+    v[IR_OPT_BETA1] = (float)0.9;
+    v[IR_OPT_ONE_MINUS_BETA1] = (float)(1 - 0.9);
+    v[IR_OPT_BETA2] = (float)0.999;
+    v[IR_OPT_ONE_MINUS_BETA2] = (float)(1 - 0.999);
+    v[IR_OPT_ADAM_EPS] = (float)1e-8;
     return o;
 }
+
+static int opt_input(op_suite *s, double grad_scale) { return opt_input_clip(s, grad_scale, 0); }
 
 /* ADAMW nodes come after every other node (the verifier's rule), so the cases' updates wait
  * here until all their leaves exist */
@@ -501,11 +519,11 @@ static void add_pending_adamw(op_suite *s) {
 }
 
 static void optimizer_cases(op_suite *s) {
-    /* clip_coef: a norm under the limit (factor 1) and over it */
-    for (int over = 0; over < 2; over++) {
-        begin(s, IR_OP_CLIP_COEF, over ? "clipping" : "under_limit", IR_F32, "clip_coef");
+    /* clip_coef: a norm under the limit (factor 1), over it, and clipping off (max norm 0) */
+    for (int over = 0; over < 3; over++) {
+        begin(s, IR_OP_CLIP_COEF, over == 2 ? "off" : over ? "clipping" : "under_limit", IR_F32, "clip_coef");
         int ss = in(s, IR_F32, SH(1), over ? 50 : 0.1, over ? 60 : 0.2);
-        int o = opt_input(s, over ? 0.5 : 1.0);
+        int o = opt_input_clip(s, over ? 0.5 : 1.0, over == 2 ? 0 : 1.0);
         ir_attrs a = {0};
         a.alpha = 1.0;
         result(s, node(s, IR_OP_CLIP_COEF, (int[]){ss, o}, 2, &a, IR_F32, 0, NULL));
