@@ -20,7 +20,6 @@ int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p) {
     session s;
     memset(&s, 0, sizeof s);
     int64_t *idx = NULL;
-    float *logits = NULL;
     int rc = 1;
     if (rt_exe_load_data(a, p, &ds)) goto done;
     if (ds.n == 0) {
@@ -34,10 +33,25 @@ int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p) {
                      a->data, (long long)ds.n, (long long)p->batch);
         goto done;
     }
-    int64_t batches = s.logits ? (ds.n + p->batch - 1) / p->batch : ds.n / p->batch, counted = 0, correct = 0;
+    if (s.logits) { /* every image: validate.c */
+        rt_exe_eval ev;
+        if (rt_exe_evaluate(&s, &ds, a, &ev)) goto done;
+        double n = (double)(ev.n ? ev.n : 1);
+        printf("eval: %lld images, loss %.6f, accuracy %.2f%%, top-5 %.2f%%\n", (long long)ev.n, ev.loss,
+               100.0 * (double)ev.top1 / n, 100.0 * (double)ev.top5 / n);
+        printf("{\"images\":%lld,\"loss\":", (long long)ev.n);
+        rt_exe_json_num(stdout, ev.loss);
+        printf(",\"accuracy\":");
+        rt_exe_json_num(stdout, (double)ev.top1 / n);
+        printf(",\"top1\":%lld,\"top5\":%lld,\"top5_accuracy\":", (long long)ev.top1, (long long)ev.top5);
+        rt_exe_json_num(stdout, (double)ev.top5 / n);
+        printf("}\n");
+        rc = 0;
+        goto done;
+    }
+    int64_t batches = ds.n / p->batch, counted = 0;
     idx = malloc(sizeof(int64_t) * (size_t)p->batch);
-    logits = malloc(sizeof(float) * (size_t)(p->batch * (p->num_classes > 0 ? p->num_classes : 1)));
-    if (!idx || !logits) abort();
+    if (!idx) abort();
     double loss_sum = 0;
     for (int64_t b = 0; b < batches; b++) {
         for (int64_t i = 0; i < p->batch; i++) idx[i] = (b * p->batch + i) % ds.n;
@@ -51,45 +65,18 @@ int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p) {
         if (rt_exe_fill_batch(&s, &ds, idx) || rt_exe_set_opt(&s, 0, &run, 1) || rt_device_run_forward(s.dev) ||
             rt_exe_read_f32(&s, s.loss, 1, &loss))
             goto done;
-        if (!s.logits) {
-            loss_sum += loss * (double)p->batch;
-            counted += p->batch;
-            continue;
-        }
-        if (rt_exe_read_f32(&s, s.logits, p->batch * p->num_classes, logits)) goto done;
-        for (int64_t i = 0; i < p->batch && b * p->batch + i < ds.n; i++) {
-            const float *z = logits + i * p->num_classes;
-            int64_t best = 0;
-            double mx = z[0], sum = 0;
-            for (int64_t c = 1; c < p->num_classes; c++)
-                if (z[c] > z[best]) best = c;
-            mx = z[best];
-            for (int64_t c = 0; c < p->num_classes; c++) sum += exp((double)z[c] - mx);
-            loss_sum += log(sum) + mx - z[ds.labels[idx[i]]];
-            correct += best == ds.labels[idx[i]];
-            counted++;
-        }
+        loss_sum += loss * (double)p->batch;
+        counted += p->batch;
     }
     double loss = counted ? loss_sum / (double)counted : NAN;
-    if (s.logits) {
-        printf("eval: %lld images, loss %.6f, accuracy %.2f%%\n", (long long)counted, loss,
-               100.0 * (double)correct / (double)(counted ? counted : 1));
-        printf("{\"images\":%lld,\"loss\":", (long long)counted);
-        rt_exe_json_num(stdout, loss);
-        printf(",\"accuracy\":");
-        rt_exe_json_num(stdout, (double)correct / (double)(counted ? counted : 1));
-        printf("}\n");
-    } else {
-        printf("eval: %lld images (full batches only), loss %.6f, accuracy unavailable (no logits output)\n",
-               (long long)counted, loss);
-        printf("{\"images\":%lld,\"loss\":", (long long)counted);
-        rt_exe_json_num(stdout, loss);
-        printf(",\"accuracy\":null}\n");
-    }
+    printf("eval: %lld images (full batches only), loss %.6f, accuracy unavailable (no logits output)\n",
+           (long long)counted, loss);
+    printf("{\"images\":%lld,\"loss\":", (long long)counted);
+    rt_exe_json_num(stdout, loss);
+    printf(",\"accuracy\":null}\n");
     rc = 0;
 done:
     free(idx);
-    free(logits);
     rt_exe_session_free(&s);
     rt_dataset_free(&ds);
     return rc;

@@ -6,6 +6,7 @@
  *   exe_train.c      train
  *   exe_eval_bench.c eval, bench, info
  *   run_options.c    the run's options (label smoothing, clipping, betas, lr schedule)
+ *   validate.c       evaluation over every image (eval, --val-data), summary.csv
  */
 #ifndef DEITC_EXE_INTERNAL_H
 #define DEITC_EXE_INTERNAL_H
@@ -38,7 +39,17 @@ typedef struct {
     float *batch_f32;    /* (batch, C, H, W) gathered on the host */
     void *stage;         /* the same in the images tensor's dtype (when not f32) */
     void *label_stage;   /* (batch) in the labels tensor's dtype */
+    /* the run's state a checkpoint carries besides weights and AdamW's (metadata deitc.state.*) */
+    double best_top1;      /* --save-best: the best validation top-1 so far (fraction), -1: none */
+    double epoch_loss_sum; /* the current epoch's train losses so far (summary.csv's train_loss) */
+    long epoch_loss_steps;
 } session;
+
+/* what rt_exe_evaluate counts over a dataset */
+typedef struct {
+    int64_t n, top1, top5; /* images, and those whose label is the top-1 / in the top 5 */
+    double loss;           /* mean cross-entropy (no label smoothing) */
+} rt_exe_eval;
 
 /* The largest count any option takes: far beyond any run, far below where sums overflow. */
 #define MAX_COUNT 1000000000000L
@@ -86,6 +97,15 @@ void rt_exe_run_opt(const exe_args *a, const rt_plan *p, rt_opt_run *r); /* opti
 long rt_exe_warmup_steps(const exe_args *a, long per_epoch);
 /* the lr of step (1-based) of total: warm-up, then constant or cosine to --min-lr */
 double rt_exe_lr_at(const exe_args *a, double lr, long step, long total, long per_epoch);
+
+/* ---- validate.c: evaluation over every image, the val folder's classes, summary.csv ------- */
+
+/* loss, top-1, top-5 over every image of ds (the last batch padded, the padding masked) */
+int rt_exe_evaluate(session *s, const rt_dataset *ds, const exe_args *a, rt_exe_eval *out);
+/* two ImageFolder directories with other class folders: an error (reported); else 0 */
+int rt_exe_check_val_classes(const char *train_dir, const char *val_dir);
+/* one summary.csv row (header: a new file with timm's columns first); top-1/top-5 in percent */
+int rt_exe_summary_row(const char *path, int header, long epoch, double train_loss, const rt_exe_eval *e, double lr);
 
 /* ---- the commands (exe_train.c, exe_eval_bench.c): each returns the exit status --------- */
 

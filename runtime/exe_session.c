@@ -62,6 +62,7 @@ void rt_exe_session_free(session *s) {
 int rt_exe_session_open(session *s, const rt_plan *p, int need_device) {
     memset(s, 0, sizeof *s);
     s->p = p;
+    s->best_top1 = -1;
     char err[1200];
     if (rt_plan_check(p, err, sizeof err)) return rt_exe_error("%s", err);
     for (int i = 0; i < p->num_tensors; i++) {
@@ -363,6 +364,9 @@ int rt_exe_save_weights(session *s, const char *path, long steps, int with_state
             char fp[17];
             plan_fingerprint(p, fp);
             rt_sb_printf(&meta, ",\"deitc.batch\":\"%lld\",\"deitc.plan\":\"%s\"", (long long)p->batch, fp);
+            rt_sb_printf(&meta, ",\"deitc.state.best_top1\":\"%.17g\",\"deitc.state.epoch_loss_sum\":\"%.17g\""
+                                ",\"deitc.state.epoch_loss_steps\":\"%ld\"",
+                         s->best_top1, s->epoch_loss_sum, s->epoch_loss_steps);
             run_option ro[RUN_OPTIONS];
             run_options(a, p, total, ro);
             for (int i = 0; i < RUN_OPTIONS; i++) {
@@ -464,6 +468,15 @@ int rt_exe_load_checkpoint(session *s, const exe_args *a, long total, long *step
         else if (!found)
             rc = rt_exe_error("%s: has no tensor '%s' (%s of this model): not a checkpoint of it", path, t->name,
                               t->role == RT_ROLE_STATE ? "optimizer state" : "a weight");
+    }
+    if (!rc) { /* the run's state besides the tensors (absent in older checkpoints: a fresh state) */
+        rt_strbuf v = {0};
+        if (rt_json_get_string(set.metadata, "deitc.state.best_top1", &v) == 1) s->best_top1 = strtod(v.s, NULL);
+        if (rt_json_get_string(set.metadata, "deitc.state.epoch_loss_sum", &v) == 1)
+            s->epoch_loss_sum = strtod(v.s, NULL);
+        if (rt_json_get_string(set.metadata, "deitc.state.epoch_loss_steps", &v) == 1)
+            s->epoch_loss_steps = strtol(v.s, NULL, 10);
+        rt_sb_free(&v);
     }
     rt_tensor_set_free(&set);
     if (!rc) *step = (long)at;

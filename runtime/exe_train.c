@@ -24,9 +24,54 @@ static int check_writable(const char *path) {
     return rt_output_check(path, err, sizeof err) ? rt_exe_error("%s", err) : 0;
 }
 
+/* After step `step`: the epoch's train loss; at the end of an epoch (or the run) and every
+ * --eval-every steps the --val-data evaluation (printed, a metrics line, --save-best when its
+ * top-1 is the best so far); at the end of an epoch its summary.csv row. */
+static int end_of_step(session *s, const exe_args *a, const rt_dataset *vds, long step, long total, long per_epoch,
+                       float loss, double lr, FILE *metrics, int *summary_fresh) {
+    s->epoch_loss_sum += (double)loss;
+    s->epoch_loss_steps++;
+    int epoch_end = step % per_epoch == 0 || step == total;
+    long epoch = (step - 1) / per_epoch + 1; /* 1-based, as printed */
+    if (a->val_data && (epoch_end || (a->eval_every && step % a->eval_every == 0))) {
+        rt_exe_eval ev;
+        if (rt_exe_evaluate(s, vds, a, &ev)) return 1;
+        double n = (double)(ev.n ? ev.n : 1), top1 = (double)ev.top1 / n, top5 = (double)ev.top5 / n;
+        printf("eval: epoch %ld step %ld/%ld  loss %.6f  top-1 %.2f%%  top-5 %.2f%%  (%lld images)\n", epoch, step,
+               total, ev.loss, 100 * top1, 100 * top5, (long long)ev.n);
+        if (metrics) {
+            fprintf(metrics, "{\"step\":%ld,\"epoch\":%ld,\"eval_loss\":", step, epoch - 1);
+            rt_exe_json_num(metrics, ev.loss);
+            fprintf(metrics, ",\"eval_top1\":");
+            rt_exe_json_num(metrics, 100 * top1);
+            fprintf(metrics, ",\"eval_top5\":");
+            rt_exe_json_num(metrics, 100 * top5);
+            fprintf(metrics, ",\"eval_images\":%lld}\n", (long long)ev.n);
+            if (fflush(metrics) || ferror(metrics)) return rt_exe_error("%s: write failed at step %ld", a->metrics, step);
+        }
+        if (a->save_best && top1 > s->best_top1) {
+            printf("best top-1 so far (%.2f%%, was %s): ", 100 * top1, s->best_top1 < 0 ? "none" : "lower");
+            if (rt_exe_save_weights(s, a->save_best, step, 0, a, total, a->save_dtype)) return 1;
+            s->best_top1 = top1;
+        }
+        if (epoch_end && a->summary) {
+            double train_loss = s->epoch_loss_steps ? s->epoch_loss_sum / (double)s->epoch_loss_steps : NAN;
+            if (rt_exe_summary_row(a->summary, *summary_fresh, epoch - 1, train_loss, &ev, lr)) return 1;
+            *summary_fresh = 0;
+        }
+        fflush(stdout);
+    }
+    if (epoch_end) {
+        s->epoch_loss_sum = 0;
+        s->epoch_loss_steps = 0;
+    }
+    return 0;
+}
+
 int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
-    rt_dataset ds;
+    rt_dataset ds, vds;
     memset(&ds, 0, sizeof ds);
+    memset(&vds, 0, sizeof vds);
     session s;
     memset(&s, 0, sizeof s);
     FILE *metrics = NULL;
@@ -35,18 +80,31 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     /* no output may be one of the inputs (--resume C --checkpoint C continues C: that is the point) */
     char err[1200];
     int resume_is_checkpoint = a->resume && a->checkpoint && rt_same_file(a->resume, a->checkpoint);
-    const rt_named_path outputs[] = {{"--save", a->save}, {"--checkpoint", a->checkpoint}, {"--metrics", a->metrics}};
+    const rt_named_path outputs[] = {{"--save", a->save},           {"--checkpoint", a->checkpoint},
+                                     {"--metrics", a->metrics},     {"--save-best", a->save_best},
+                                     {"--summary", a->summary}};
     const rt_named_path inputs[] = {{"--data", a->data}, {"--init", a->init},
                                     {"--resume", resume_is_checkpoint ? NULL : a->resume},
-                                    {"the executable", "/proc/self/exe"}};
-    if (rt_paths_check(outputs, 3, inputs, 4, err, sizeof err)) {
+                                    {"the executable", "/proc/self/exe"}, {"--val-data", a->val_data}};
+    if (rt_paths_check(outputs, 5, inputs, 5, err, sizeof err)) {
         rt_exe_error("%s", err);
         goto done;
     }
     if (a->save && check_writable(a->save)) goto done;
     if (a->checkpoint && check_writable(a->checkpoint)) goto done;
     if (a->metrics && check_writable(a->metrics)) goto done;
-    if (rt_exe_run_options_plan_check(a, p) || rt_exe_load_data(a, p, &ds)) goto done;
+    if (a->save_best && check_writable(a->save_best)) goto done;
+    if (a->summary && check_writable(a->summary)) goto done;
+    if (rt_exe_run_options_plan_check(a, p) || rt_exe_check_val_classes(a->data, a->val_data) ||
+        rt_exe_load_data(a, p, &ds))
+        goto done;
+    if (a->val_data) {
+        if (rt_dataset_load(a->val_data, p, &vds, err, sizeof err)) {
+            rt_exe_error("%s", err);
+            goto done;
+        }
+        printf("val data: %s: %lld images\n", rt_exe_shown(a->val_data), (long long)vds.n);
+    }
     if (ds.n < p->batch) {
         rt_exe_error("%s: the dataset has %lld images, fewer than the batch size %lld this executable was compiled for "
                      "(deitc compile --batch N)",
@@ -84,6 +142,7 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         printf("train: label smoothing %g, clip-grad %g, min lr %g\n", run.label_smoothing, run.clip_norm, a->min_lr);
     fflush(stdout);
     int64_t epoch = -1;
+    int summary_fresh = !a->resume; /* a resumed run appends to its summary */
     double t_start = rt_exe_now_s(), images = 0;
     if (first == total + 1 && a->save) { /* a finished run's checkpoint: its weights are the result */
         printf("%s: the checkpoint is at the run's last step (%ld): nothing left to train; writing its weights\n",
@@ -136,6 +195,7 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
             printf("step %ld/%ld  loss %.6f  lr %.3g  %.1f images/s\n", step, total, loss, lr, ips);
             fflush(stdout);
         }
+        if (end_of_step(&s, a, &vds, step, total, (long)per_epoch, loss, lr, metrics, &summary_fresh)) goto done;
         if (a->checkpoint_every && step % a->checkpoint_every == 0 && step < total &&
             rt_exe_save_weights(&s, a->checkpoint, step, 1, a, total, RT_F32))
             goto done;
@@ -151,6 +211,7 @@ done:
     free(idx);
     rt_exe_session_free(&s);
     rt_dataset_free(&ds);
+    rt_dataset_free(&vds);
     return rc;
 }
 
