@@ -27,6 +27,8 @@
 const char *rt_exe_prog = "EXE";
 static char **prog_argv; /* file names in messages are escaped (rt_message_escape) */
 static int prog_argc;
+char **rt_exe_argv; /* the command line, for the resume command an interrupted run prints */
+int rt_exe_argc;
 double rt_exe_t_main; /* rt_exe_now_s() when rt_main began: bench reports start-up from it */
 
 int rt_exe_error(const char *fmt, ...) {
@@ -287,8 +289,8 @@ static int stdout_checked(int rc) {
 }
 
 int rt_main(const rt_plan *p, int argc, char **argv) {
-    prog_argv = argv;
-    prog_argc = argc;
+    prog_argv = rt_exe_argv = argv;
+    prog_argc = rt_exe_argc = argc;
     rt_exe_t_main = rt_exe_now_s();
     if (argc > 0 && argv[0]) {
         const char *slash = strrchr(argv[0], '/');

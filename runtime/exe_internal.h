@@ -7,6 +7,7 @@
  *   exe_eval_bench.c eval, bench, info
  *   run_options.c    the run's options (label smoothing, clipping, betas, lr schedule)
  *   validate.c       evaluation over every image (eval, --val-data), summary.csv
+ *   signals.c        Ctrl-C / SIGTERM: finish the step, checkpoint, say how to resume
  */
 #ifndef DEITC_EXE_INTERNAL_H
 #define DEITC_EXE_INTERNAL_H
@@ -57,6 +58,8 @@ typedef struct {
 /* ---- exe.c -------------------------------------------------------------------------------- */
 
 extern const char *rt_exe_prog; /* argv[0]'s last component, for messages */
+extern char **rt_exe_argv;      /* the command line (argc, argv of rt_main) */
+extern int rt_exe_argc;
 extern double rt_exe_t_main;    /* rt_exe_now_s() when rt_main began: bench reports start-up from it */
 /* "PROG: error: MESSAGE" on stderr, file names from the command line escaped; returns 1. */
 int rt_exe_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -106,6 +109,14 @@ int rt_exe_evaluate(session *s, const rt_dataset *ds, const exe_args *a, rt_exe_
 int rt_exe_check_val_classes(const char *train_dir, const char *val_dir);
 /* one summary.csv row (header: a new file with timm's columns first); top-1/top-5 in percent */
 int rt_exe_summary_row(const char *path, int header, long epoch, double train_loss, const rt_exe_eval *e, double lr);
+
+/* ---- signals.c: SIGINT/SIGTERM finish the step, checkpoint, exit 130/143 -------------------- */
+
+void rt_exe_signals_install(void); /* the first signal raises a flag, a second exits at once */
+void rt_exe_signals_restore(void);
+int rt_exe_signal_pending(void);   /* the first signal's number, or 0 */
+/* "resume with: ARGV --resume C" (--init, --resume dropped), shell-quoted */
+void rt_exe_print_resume(FILE *f, int argc, char **argv, const char *checkpoint);
 
 /* ---- the commands (exe_train.c, exe_eval_bench.c): each returns the exit status --------- */
 

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,7 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         goto done;
     }
     if (a->resume) printf("resuming from %s at step %ld\n", rt_exe_shown(a->resume), first - 1);
+    rt_exe_signals_install();
     for (long step = first; step <= total; step++) {
         int64_t e = (step - 1) / per_epoch, pos = ((step - 1) % per_epoch) * p->batch;
         if (e != epoch) {
@@ -199,13 +201,24 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         if (a->checkpoint_every && step % a->checkpoint_every == 0 && step < total &&
             rt_exe_save_weights(&s, a->checkpoint, step, 1, a, total, RT_F32))
             goto done;
+        int sig = rt_exe_signal_pending();
+        if (sig && step < total) { /* Ctrl-C or SIGTERM: this step is done; keep it, say how to go on */
+            const char *ck = a->checkpoint ? a->checkpoint : "interrupted.safetensors";
+            printf("interrupted (%s) after step %ld/%ld\n", sig == SIGINT ? "SIGINT" : "SIGTERM", step, total);
+            if (rt_exe_save_weights(&s, ck, step, 1, a, total, RT_F32)) goto done;
+            rt_exe_print_resume(stdout, rt_exe_argc, rt_exe_argv, ck);
+            rc = 128 + sig;
+            goto done;
+        }
     }
+    rt_exe_signals_restore();
     double elapsed = rt_exe_now_s() - t_start;
     printf("trained %ld steps in %.2f s (%.1f images/s)\n", total - first + 1, elapsed, images / (elapsed > 0 ? elapsed : 1e-9));
     if (a->checkpoint && rt_exe_save_weights(&s, a->checkpoint, total, 1, a, total, RT_F32)) goto done;
     if (a->save && rt_exe_save_weights(&s, a->save, total, 0, a, total, a->save_dtype)) goto done;
     rc = 0;
 done:
+    rt_exe_signals_restore();
     if (metrics && fclose(metrics) && !rc) rc = rt_exe_error("%s: write failed", a->metrics);
     free(perm);
     free(idx);
