@@ -8,6 +8,7 @@
  *   run_options.c    the run's options (label smoothing, clipping, betas, lr schedule)
  *   validate.c       evaluation over every image (eval, --val-data), summary.csv
  *   signals.c        Ctrl-C / SIGTERM: finish the step, checkpoint, say how to resume
+ *   finetune.c       --init from another task (a new head) or resolution (pos_embed resampled)
  */
 #ifndef DEITC_EXE_INTERNAL_H
 #define DEITC_EXE_INTERNAL_H
@@ -109,6 +110,16 @@ int rt_exe_evaluate(session *s, const rt_dataset *ds, const exe_args *a, rt_exe_
 int rt_exe_check_val_classes(const char *train_dir, const char *val_dir);
 /* one summary.csv row (header: a new file with timm's columns first); top-1/top-5 in percent */
 int rt_exe_summary_row(const char *path, int header, long epoch, double train_loss, const rt_exe_eval *e, double lr);
+
+/* ---- finetune.c: --init from another task or resolution ----------------------------------- */
+
+/* Weight t from file tensor ft of another shape, as timm fine-tunes: a head of another class
+ * count re-initialized (trunc_normal .02 / zeros), a pos_embed of another grid resampled;
+ * each said on stderr. 1 done, 0 not such a case (the caller reports the mismatch), -1 error. */
+int rt_exe_init_adapt(session *s, const rt_plan_tensor *t, const rt_tensor *ft, const char *path, uint64_t seed);
+/* src (sh, sw, c) channels last -> dst (dh, dw, c) as torch's F.interpolate(mode='bicubic',
+ * align_corners=False, antialias=True) */
+void rt_resample_bicubic_aa(const float *src, int64_t sh, int64_t sw, int64_t c, float *dst, int64_t dh, int64_t dw);
 
 /* ---- signals.c: SIGINT/SIGTERM finish the step, checkpoint, exit 130/143 -------------------- */
 

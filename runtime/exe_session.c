@@ -155,6 +155,12 @@ int rt_exe_load_weights(session *s, const char *init, int partial, uint64_t seed
         const rt_tensor *ft = init ? rt_tensor_set_find(&set, full) : NULL;
         int same = ft && ft->ndim == t->ndim;
         for (int d = 0; same && d < t->ndim; d++) same = ft->shape[d] == t->shape[d];
+        int adapted = ft && !same ? rt_exe_init_adapt(s, t, ft, init, seed) : 0; /* finetune.c: new head, pos_embed */
+        if (adapted) {
+            if (adapted < 0) rc = 1;
+            used++;
+            continue;
+        }
         int skip = ft && !same && partial && rt_weight_is_head(t->name); /* a new head */
         int found = upload_tensor(s, t, init && !skip ? &set : NULL, init, prefix, !init || partial, seed);
         if (found < 0) rc = 1;
