@@ -168,6 +168,60 @@ static void test_validation(void) {
           strstr(err_text, "classes differ") && strstr(err_text, "'zebra'") && access("never.st", F_OK) != 0);
 }
 
+/* --init of a "pretrained" file of 1000 classes at a 6x6 patch grid (made from this model's own
+ * weights) into the 10-class, 4x4-grid model: the head re-initialized, pos_embed resampled */
+static void test_finetune(void) {
+    rt_tensor_set set;
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/p.st", dir);
+    if (rt_safetensors_read(path, &set, err, sizeof err)) {
+        CHECK_MSG(0, "%s", err);
+        return;
+    }
+    enum { D = 32, BIG = 1000, TOK = 37 };
+    float *hw = calloc(BIG * D, sizeof(float)), *hb = calloc(BIG, sizeof(float)), *pe = calloc(TOK * D, sizeof(float));
+    for (int i = 0; i < BIG * D; i++) hw[i] = 0.5f;
+    for (int i = 0; i < BIG; i++) hb[i] = 0.25f;
+    for (int i = 0; i < TOK * D; i++) pe[i] = (float)(i / D) * 0.01f + (float)(i % D) * 0.001f;
+    for (int i = 0; i < set.count; i++) {
+        rt_tensor *t = &set.tensors[i];
+        void *mine = !strcmp(t->name, "head.weight") ? hw : !strcmp(t->name, "head.bias") ? hb
+                     : !strcmp(t->name, "pos_embed") ? pe : NULL;
+        if (!mine) continue;
+        free(t->data);
+        t->data = mine;
+        if (mine == hw) t->shape[0] = BIG, t->nbytes = sizeof(float) * BIG * D;
+        if (mine == hb) t->shape[0] = BIG, t->nbytes = sizeof(float) * BIG;
+        if (mine == pe) t->shape[1] = TOK, t->nbytes = sizeof(float) * TOK * D;
+    }
+    snprintf(path, sizeof path, "%s/big.st", dir);
+    CHECK_MSG(rt_safetensors_write(path, set.tensors, set.count, NULL, err, sizeof err) == 0, "%s", err);
+    for (int i = 0; i < set.count; i++) /* back to what set_free frees */
+        if (set.tensors[i].data == hw || set.tensors[i].data == hb || set.tensors[i].data == pe) set.tensors[i].data = NULL;
+    rt_tensor_set_free(&set);
+    free(hw), free(hb), free(pe);
+    CHECK(sh("./plain train --init big.st --data train.safetensors --steps 1 --lr 1e-12 --save ft.st") == 0);
+    CHECK_MSG(strstr(err_text, "'head.weight' is [1000,32] (1000 classes), the model's [10,32] (10 classes): the head "
+                               "is re-initialized as timm does (trunc_normal std 0.02)") &&
+                  strstr(err_text, "'head.bias' is [1000] (1000 classes)") &&
+                  strstr(err_text, "'pos_embed' is [1,37,32] (a 6x6 patch grid), the model's [1,17,32] (4x4): resampled"),
+              "%s", err_text);
+    snprintf(path, sizeof path, "%s/ft.st", dir);
+    if (rt_safetensors_read(path, &set, err, sizeof err) == 0) {
+        const rt_tensor *w = rt_tensor_set_find(&set, "head.weight"), *p = rt_tensor_set_find(&set, "pos_embed");
+        CHECK(w && w->shape[0] == K && p && p->shape[1] == 17);
+        if (w && p) {
+            const float *x = w->data, *q = p->data;
+            double ss = 0, mx = 0;
+            for (int i = 0; i < K * D; i++) ss += (double)x[i] * x[i], mx = fabs(x[i]) > mx ? fabs(x[i]) : mx;
+            CHECK_MSG(sqrt(ss / (K * D)) > 0.012 && sqrt(ss / (K * D)) < 0.024 && mx <= 0.0401, "head std %g max %g",
+                      sqrt(ss / (K * D)), mx);
+            CHECK(fabs(q[0] - 0.0f) < 1e-6 && fabs(q[5] - 0.005f) < 1e-6); /* the class token kept */
+        }
+        rt_tensor_set_free(&set);
+    }
+}
+
 /* ms since an arbitrary start */
 static double now_ms(void) {
     struct timespec ts;
@@ -281,6 +335,7 @@ int main(int argc, char **argv) {
         write_dataset("train.safetensors", NTRAIN, 1);
         write_dataset("val.safetensors", NVAL, 2);
         test_run_options();
+        test_finetune();
         test_validation();
         test_checkpoints();
     }
