@@ -9,6 +9,7 @@
  *   validate.c       evaluation over every image (eval, --val-data), summary.csv
  *   signals.c        Ctrl-C / SIGTERM: finish the step, checkpoint, say how to resume
  *   finetune.c       --init from another task (a new head) or resolution (pos_embed resampled)
+ *   log.c, plot.c    progress lines and bar, metrics fields, --plot curves.png
  */
 #ifndef DEITC_EXE_INTERNAL_H
 #define DEITC_EXE_INTERNAL_H
@@ -30,6 +31,7 @@ typedef struct {
     double label_smoothing, clip_grad, beta1, beta2, adam_eps, min_lr, warmup_epochs;
     int has_label_smoothing, has_clip_grad, has_beta1, has_beta2, has_adam_eps, schedule_per_epoch;
     const char *val_data, *save_best, *summary; /* validation (validate.c) */
+    const char *plot; /* --plot curves.png (plot.c) */
     long eval_every;
 } exe_args;
 
@@ -120,6 +122,40 @@ int rt_exe_init_adapt(session *s, const rt_plan_tensor *t, const rt_tensor *ft, 
 /* src (sh, sw, c) channels last -> dst (dh, dw, c) as torch's F.interpolate(mode='bicubic',
  * align_corners=False, antialias=True) */
 void rt_resample_bicubic_aa(const float *src, int64_t sh, int64_t sw, int64_t c, float *dst, int64_t dh, int64_t dw);
+
+/* ---- log.c: the progress lines (a bar on a terminal), the metrics' fields, the curves ------- */
+
+typedef struct {
+    long step;
+    double loss, top1; /* top1: eval points only (fraction) */
+    int is_eval;
+} rt_exe_point;
+typedef struct {
+    long first, total, per_epoch;
+    uint64_t mem_bytes; /* device memory held */
+    int tty;            /* stdout is a terminal: the line is rewritten in place */
+    double t_start, loss_sum, data_s, device_s;
+    long nloss;
+    rt_exe_point *train, *eval; /* the curves, for --plot */
+    long ntrain, neval, cap_train, cap_eval;
+} rt_exe_log;
+typedef struct {
+    long step;
+    double loss, lr;
+    double data_s, device_s; /* waiting for the batch (gather, upload); the step and its loss read */
+    int64_t images;
+} rt_exe_step_info;
+void rt_exe_log_init(rt_exe_log *l, long first, long total, long per_epoch, uint64_t mem_bytes);
+void rt_exe_log_free(rt_exe_log *l);
+/* one step: the printed line (every log_every, first, last), its metrics line; -1 when the
+ * metrics write failed */
+int rt_exe_log_step(rt_exe_log *l, const rt_exe_step_info *st, long log_every, FILE *metrics);
+void rt_exe_log_eval(rt_exe_log *l, long step, double loss, double top1);
+
+/* ---- plot.c: --plot curves.png (libpng) ------------------------------------------------------ */
+
+/* train loss (and eval loss, top-1) against the step, as a PNG; 0, or 1 (reported) */
+int rt_exe_plot(const rt_exe_log *l, const char *path);
 
 /* ---- signals.c: SIGINT/SIGTERM finish the step, checkpoint, exit 130/143 -------------------- */
 

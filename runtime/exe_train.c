@@ -29,7 +29,7 @@ static int check_writable(const char *path) {
  * --eval-every steps the --val-data evaluation (printed, a metrics line, --save-best when its
  * top-1 is the best so far); at the end of an epoch its summary.csv row. */
 static int end_of_step(session *s, const exe_args *a, const rt_dataset *vds, long step, long total, long per_epoch,
-                       float loss, double lr, FILE *metrics, int *summary_fresh) {
+                       float loss, double lr, FILE *metrics, int *summary_fresh, rt_exe_log *log) {
     s->epoch_loss_sum += (double)loss;
     s->epoch_loss_steps++;
     int epoch_end = step % per_epoch == 0 || step == total;
@@ -38,6 +38,7 @@ static int end_of_step(session *s, const exe_args *a, const rt_dataset *vds, lon
         rt_exe_eval ev;
         if (rt_exe_evaluate(s, vds, a, &ev)) return 1;
         double n = (double)(ev.n ? ev.n : 1), top1 = (double)ev.top1 / n, top5 = (double)ev.top5 / n;
+        rt_exe_log_eval(log, step, ev.loss, top1);
         printf("eval: epoch %ld step %ld/%ld  loss %.6f  top-1 %.2f%%  top-5 %.2f%%  (%lld images)\n", epoch, step,
                total, ev.loss, 100 * top1, 100 * top5, (long long)ev.n);
         if (metrics) {
@@ -76,6 +77,8 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     session s;
     memset(&s, 0, sizeof s);
     FILE *metrics = NULL;
+    rt_exe_log log;
+    memset(&log, 0, sizeof log);
     int64_t *perm = NULL, *idx = NULL;
     int rc = 1;
     /* no output may be one of the inputs (--resume C --checkpoint C continues C: that is the point) */
@@ -83,11 +86,11 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     int resume_is_checkpoint = a->resume && a->checkpoint && rt_same_file(a->resume, a->checkpoint);
     const rt_named_path outputs[] = {{"--save", a->save},           {"--checkpoint", a->checkpoint},
                                      {"--metrics", a->metrics},     {"--save-best", a->save_best},
-                                     {"--summary", a->summary}};
+                                     {"--summary", a->summary},     {"--plot", a->plot}};
     const rt_named_path inputs[] = {{"--data", a->data}, {"--init", a->init},
                                     {"--resume", resume_is_checkpoint ? NULL : a->resume},
                                     {"the executable", "/proc/self/exe"}, {"--val-data", a->val_data}};
-    if (rt_paths_check(outputs, 5, inputs, 5, err, sizeof err)) {
+    if (rt_paths_check(outputs, 6, inputs, 5, err, sizeof err)) {
         rt_exe_error("%s", err);
         goto done;
     }
@@ -96,6 +99,7 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     if (a->metrics && check_writable(a->metrics)) goto done;
     if (a->save_best && check_writable(a->save_best)) goto done;
     if (a->summary && check_writable(a->summary)) goto done;
+    if (a->plot && check_writable(a->plot)) goto done;
     if (rt_exe_run_options_plan_check(a, p) || rt_exe_check_val_classes(a->data, a->val_data) ||
         rt_exe_load_data(a, p, &ds))
         goto done;
@@ -158,6 +162,7 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         goto done;
     }
     if (a->resume) printf("resuming from %s at step %ld\n", rt_exe_shown(a->resume), first - 1);
+    rt_exe_log_init(&log, first, total, (long)per_epoch, s.dev->mem_bytes);
     rt_exe_signals_install();
     for (long step = first; step <= total; step++) {
         int64_t e = (step - 1) / per_epoch, pos = ((step - 1) % per_epoch) * p->batch;
@@ -169,10 +174,10 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         }
         double t0 = rt_exe_now_s(), lr = rt_exe_lr_at(a, base_lr, step, total, (long)per_epoch);
         float loss;
-        if (rt_exe_fill_batch(&s, &ds, perm + pos) || rt_exe_set_opt(&s, lr, &run, step) ||
-            run_step(&s, a->use_graph && step > first) || rt_exe_read_f32(&s, s.loss, 1, &loss))
-            goto done;
-        double dt = rt_exe_now_s() - t0, ips = (double)p->batch / (dt > 0 ? dt : 1e-9);
+        if (rt_exe_fill_batch(&s, &ds, perm + pos) || rt_exe_set_opt(&s, lr, &run, step)) goto done;
+        double t1 = rt_exe_now_s(); /* the data is on the device: the rest is the step */
+        if (run_step(&s, a->use_graph && step > first) || rt_exe_read_f32(&s, s.loss, 1, &loss)) goto done;
+        double t2 = rt_exe_now_s();
         images += (double)p->batch;
         if (!isfinite(loss)) { /* the weights that gave it are lost causes: keep what was written */
             rt_exe_error("the loss is %g at step %ld: training diverged (try a smaller --lr); stopped without writing "
@@ -180,24 +185,12 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
                          a->checkpoint ? a->checkpoint : "");
             goto done;
         }
-        if (metrics) {
-            fprintf(metrics, "{\"step\":%ld,\"epoch\":%lld,\"loss\":", step, (long long)e);
-            rt_exe_json_num(metrics, loss);
-            fprintf(metrics, ",\"lr\":");
-            rt_exe_json_num(metrics, lr);
-            fprintf(metrics, ",\"images_per_s\":");
-            rt_exe_json_num(metrics, ips);
-            fprintf(metrics, "}\n");
-            if (fflush(metrics) || ferror(metrics)) { /* stop now rather than train on with the metrics lost */
-                rt_exe_error("%s: write failed at step %ld: %s", a->metrics, step, strerror(errno));
-                goto done;
-            }
+        rt_exe_step_info info = {step, loss, lr, t1 - t0, t2 - t1, p->batch};
+        if (rt_exe_log_step(&log, &info, log_every, metrics)) { /* stop rather than train on with the metrics lost */
+            rt_exe_error("%s: write failed at step %ld: %s", a->metrics, step, strerror(errno));
+            goto done;
         }
-        if (step == first || step == total || step % log_every == 0) {
-            printf("step %ld/%ld  loss %.6f  lr %.3g  %.1f images/s\n", step, total, loss, lr, ips);
-            fflush(stdout);
-        }
-        if (end_of_step(&s, a, &vds, step, total, (long)per_epoch, loss, lr, metrics, &summary_fresh)) goto done;
+        if (end_of_step(&s, a, &vds, step, total, (long)per_epoch, loss, lr, metrics, &summary_fresh, &log)) goto done;
         if (a->checkpoint_every && step % a->checkpoint_every == 0 && step < total &&
             rt_exe_save_weights(&s, a->checkpoint, step, 1, a, total, RT_F32))
             goto done;
@@ -216,8 +209,10 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     printf("trained %ld steps in %.2f s (%.1f images/s)\n", total - first + 1, elapsed, images / (elapsed > 0 ? elapsed : 1e-9));
     if (a->checkpoint && rt_exe_save_weights(&s, a->checkpoint, total, 1, a, total, RT_F32)) goto done;
     if (a->save && rt_exe_save_weights(&s, a->save, total, 0, a, total, a->save_dtype)) goto done;
+    if (a->plot && rt_exe_plot(&log, a->plot)) goto done;
     rc = 0;
 done:
+    rt_exe_log_free(&log);
     rt_exe_signals_restore();
     if (metrics && fclose(metrics) && !rc) rc = rt_exe_error("%s: write failed", a->metrics);
     free(perm);

@@ -16,7 +16,7 @@
 
 const char rt_exe_run_option_names[] = " --label-smoothing --clip-grad --beta1 --beta2 --adam-eps --min-lr"
                                        " --warmup-epochs --schedule-per --val-data --eval-every --save-best"
-                                       " --summary ";
+                                       " --summary --plot ";
 
 static int bad(const char *opt, const char *what, const char *got) {
     fprintf(stderr, "%s: error: %s expects %s, got '%s'\n", rt_exe_prog, opt, what, got ? got : "");
@@ -72,6 +72,8 @@ int rt_exe_run_option(exe_args *a, const char *opt, const char *next) {
         a->save_best = next;
     } else if (!strcmp(opt, "--summary")) {
         a->summary = next;
+    } else if (!strcmp(opt, "--plot")) {
+        a->plot = next;
     } else {
         return 0;
     }

@@ -106,7 +106,23 @@ static void test_run_options(void) {
 
 static void test_validation(void) {
     CHECK(sh("./plain train --data train.safetensors --epochs 2 --lr 0.003 --val-data val.safetensors --summary s.csv --save-best "
-             "best.st --metrics m.jsonl") == 0);
+             "best.st --metrics m.jsonl --plot curves.png") == 0);
+    /* the log line's fields, the metrics' fields, the plot (a PNG: its signature and IHDR size) */
+    CHECK(strstr(out_text, "step 3/6  loss ") && strstr(out_text, "(avg ") && strstr(out_text, "epoch 1 [3/3]") &&
+          strstr(out_text, "data ") && strstr(out_text, "device ") && strstr(out_text, "ETA ") && strstr(out_text, "MiB"));
+    CHECK(strstr(out_text, "plot: curves.png: loss "));
+    char png[64] = {0}, mpath[512];
+    snprintf(mpath, sizeof mpath, "%s/curves.png", dir);
+    FILE *pf = fopen(mpath, "rb");
+    size_t got = pf ? fread(png, 1, 24, pf) : 0;
+    if (pf) fclose(pf);
+    CHECK(got == 24 && !memcmp(png, "\x89PNG\r\n\x1a\n", 8) && !memcmp(png + 12, "IHDR", 4) &&
+          (unsigned char)png[18] == 800 / 256 && (unsigned char)png[19] == 800 % 256 && (unsigned char)png[23] == 600 % 256);
+    char mj[65536];
+    snprintf(mpath, sizeof mpath, "%s/m.jsonl", dir);
+    test_slurp(mpath, mj, sizeof mj);
+    CHECK(strstr(mj, "\"loss_avg\":") && strstr(mj, "\"data_s\":") && strstr(mj, "\"device_s\":") &&
+          strstr(mj, "\"eta_s\":") && strstr(mj, "\"mem_bytes\":") && strstr(mj, "\"eval_top5\":"));
     CHECK(strstr(out_text, "eval: epoch 1 step 3/6") && strstr(out_text, "eval: epoch 2 step 6/6") &&
           strstr(out_text, "(7 images)"));
     char csv[4096], path[512];
