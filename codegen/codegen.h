@@ -33,6 +33,7 @@ _Static_assert(IR_OPT_LR == (int)RT_OPT_LR && IR_OPT_WEIGHT_DECAY == (int)RT_OPT
                    IR_OPT_CLIP_NORM == (int)RT_OPT_CLIP_NORM && IR_OPT_BETA1 == (int)RT_OPT_BETA1 &&
                    IR_OPT_ONE_MINUS_BETA1 == (int)RT_OPT_ONE_MINUS_BETA1 && IR_OPT_BETA2 == (int)RT_OPT_BETA2 &&
                    IR_OPT_ONE_MINUS_BETA2 == (int)RT_OPT_ONE_MINUS_BETA2 && IR_OPT_ADAM_EPS == (int)RT_OPT_ADAM_EPS &&
+                   IR_OPT_EMA_DECAY == (int)RT_OPT_EMA_DECAY && IR_OPT_ONE_MINUS_EMA_DECAY == (int)RT_OPT_ONE_MINUS_EMA_DECAY &&
                    IR_OPT_SLOTS == (int)RT_OPT_SLOTS,
                "IR_OPT_* and RT_OPT_* differ");
 _Static_assert(IR_INIT_ZEROS == (int)RT_INIT_ZEROS && IR_INIT_ONES == (int)RT_INIT_ONES &&

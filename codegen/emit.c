@@ -182,6 +182,7 @@ static const cg_op_row op_table[IR_OP_COUNT] = {
     /* emit_optim.c (a fusion group of ADAMW nodes goes to cg_emit_adamw_multi instead) */
     [IR_OP_ADAMW] = KERNELS(cg_emit_adamw, NULL),
     [IR_OP_CLIP_COEF] = KERNELS(cg_emit_clip_coef, NULL),
+    [IR_OP_EMA] = KERNELS(cg_emit_ema, NULL),
     /* emit_gemm.c */
     [IR_OP_MATMUL] = {CG_OP_GEMM, cg_emit_matmul, NULL, NULL},
 };

@@ -60,6 +60,26 @@ int cg_emit_adamw(emitter *e) {
     return 0;
 }
 
+/* (ema, weight after its update, opt): in place on ema, ema = d * ema + (1 - d) * w */
+int cg_emit_ema(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    const ir_node *en = &e->g->nodes[n->inputs[0]], *wn = &e->g->nodes[n->inputs[1]];
+    int64_t total = ir_numel(en);
+    launch l = {0};
+    l.tag = "ema";
+    param(&l, out_type(en->dtype), "ema", off_of(e, n->inputs[0]));
+    param(&l, in_type(wn->dtype), "w", off_of(e, n->inputs[1]));
+    param(&l, "const float *", "opt", off_of(e, n->inputs[2]));
+    sb *b = &l.body;
+    char lb[128], lw[128], st[300], v[300];
+    cg_sb_printf(b, "    const float d = opt[%d], nd = opt[%d];\n", IR_OPT_EMA_DECAY, IR_OPT_ONE_MINUS_EMA_DECAY);
+    cg_loop_open(&l, total);
+    snprintf(v, sizeof v, "d * %s + nd * %s", cg_ld(lb, sizeof lb, en->dtype, "ema[i]"), cg_ld(lw, sizeof lw, wn->dtype, "w[i]"));
+    cg_sb_printf(b, "        ema[i] = %s;\n", cg_st(st, sizeof st, en->dtype, v));
+    cg_loop_close(e, &l, total);
+    return 0;
+}
+
 /* Whether ADAMW node i can join a multi-tensor launch: f32 parameter, gradient and state. */
 int cg_adamw_multi_ok(const ir_graph *g, int i) {
     const ir_node *n = &g->nodes[i];

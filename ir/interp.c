@@ -561,6 +561,17 @@ static int run_node(ir_interp *it, int i) {
     case IR_OP_ADAMW:
         run_adamw(it, n, out);
         return 0;
+    case IR_OP_EMA: { /* in place on the state: ema = d ema + (1 - d) w */
+        double *ema = v[n->inputs[0]];
+        const double *w = v[n->inputs[1]], *opt = v[n->inputs[2]];
+        double d = opt[IR_OPT_EMA_DECAY], nd = opt[IR_OPT_ONE_MINUS_EMA_DECAY];
+        for (int64_t k = 0; k < total; k++) {
+            double e = d * ema[k] + nd * w[k];
+            if (!it->use_f64) e = round_dtype(e, n->dtype);
+            ema[k] = out[k] = e;
+        }
+        return 0;
+    }
     default: /* the elementwise ops */
         assert(ir_op_flags(n->op) & IR_OPF_ELEMENTWISE);
         run_elementwise(g, n, v, out);

@@ -481,6 +481,14 @@ static int infer_shape(ir_graph *g, ir_node *n) {
         memcpy(n->shape, in[1]->shape, sizeof n->shape);
         n->dtype = in[1]->dtype;
         break;
+    case IR_OP_EMA:
+        if (x->op != IR_OP_STATE || !ir_same_shape(x, in[1]) || x->dtype != in[1]->dtype ||
+            ir_numel(in[2]) != IR_OPT_SLOTS || in[2]->dtype != IR_F32)
+            return node_error(g, n, "needs (ema state, weight of its shape and dtype, opt[%d])", IR_OPT_SLOTS);
+        n->ndim = x->ndim;
+        memcpy(n->shape, x->shape, sizeof n->shape);
+        n->dtype = x->dtype;
+        break;
     case IR_OP_ADAMW:
         if (x->op != IR_OP_WEIGHT || !ir_same_shape(x, in[1]) || !ir_same_shape(x, in[2]) ||
             !ir_same_shape(x, in[3]) || in[2]->op != IR_OP_STATE || in[3]->op != IR_OP_STATE ||

@@ -77,6 +77,8 @@ enum {
     IR_OPT_BETA2,          /* ADAMW: beta2, 1 - beta2 */
     IR_OPT_ONE_MINUS_BETA2,
     IR_OPT_ADAM_EPS,       /* ADAMW: eps */
+    IR_OPT_EMA_DECAY,      /* EMA: decay d; 1 - d rounded on the host follows */
+    IR_OPT_ONE_MINUS_EMA_DECAY,
     IR_OPT_SLOTS
 };
 

@@ -357,6 +357,7 @@ static int grad_rule(ad_ctx *c, int self, const int *active) {
     case IR_OP_CROSS_ENTROPY_GRAD:
     case IR_OP_CLIP_COEF:
     case IR_OP_ADAMW:
+    case IR_OP_EMA:
     case IR_OP_COUNT:
         snprintf(g->error, sizeof g->error, "%s '%s': op has no derivative rule (node %%%d)",
                  ir_op_name(n->op), n->name ? n->name : "", self);

@@ -21,6 +21,7 @@ typedef struct {
     double label_smoothing;     /* 0 = none; DeiT trains with 0.1 */
     double beta1, beta2, adam_eps;
     double clip_grad_norm;      /* 0 = off; else clip the global gradient norm to this */
+    int ema;                    /* 1: STATE ema.<w> and an EMA update of it after each ADAMW */
     const char *const *freeze;  /* glob patterns (fnmatch) of weights that are not trained */
     int nfreeze;
     const char *output;         /* node to put the loss on; NULL = the output "logits", or the

@@ -5,7 +5,8 @@
  *   INPUT opt f32 [IR_OPT_SLOTS] -+
  *   CONST 1.0 [1] (seed) -> pass_autodiff -> output "grad.<w>" for every trained weight
  *   (clip_grad_norm: opt -> SUM_SQUARES of all grads -> CLIP_COEF; max norm: opt slot, 0 = off)
- *   STATE adam_m.<w>, adam_v.<w>; ADAMW(w, grad.<w>, m, v, opt) per trained weight, last.
+ *   STATE adam_m.<w>, adam_v.<w>; ADAMW(w, grad.<w>, m, v, opt) per trained weight, last;
+ *   with o->ema, STATE ema.<w> and EMA(ema.<w>, ADAMW, opt) after them (timm ModelEmaV2).
  *
  * Label smoothing, the clipping norm, AdamW's betas and eps are opt slots the host fills from
  * the run's options, so one executable serves many runs; the options here (and the attrs they
@@ -173,7 +174,8 @@ ir_graph *pass_training(const ir_graph *f, const pass_train_options *o, char *er
         opt = ss < 0 ? -1 : ir_binary(g, IR_OP_CLIP_COEF, ss, opt, &ca, "opt.clipped", loc);
     }
     int *m = malloc(sizeof(int) * (size_t)(nwrt + 1)), *v = malloc(sizeof(int) * (size_t)(nwrt + 1));
-    if (!m || !v) abort();
+    int *ema_state = malloc(sizeof(int) * (size_t)(nwrt + 1)); /* STATE ema.<w>: leaves before any update */
+    if (!m || !v || !ema_state) abort();
     for (int k = 0; k < ntrained && opt >= 0; k++) {
         const ir_node *w = &g->nodes[wrt[k]];
         ir_dtype t = w->dtype;
@@ -184,7 +186,8 @@ ir_graph *pass_training(const ir_graph *f, const pass_train_options *o, char *er
         const char *nm = w->name;
         m[k] = ir_leaf(g, IR_OP_STATE, t, nd, s, ir_arena_printf(&g->arena, "adam_m.%s", nm), wl);
         v[k] = ir_leaf(g, IR_OP_STATE, t, nd, s, ir_arena_printf(&g->arena, "adam_v.%s", nm), wl);
-        if (m[k] < 0 || v[k] < 0) opt = -1;
+        ema_state[k] = o->ema ? ir_leaf(g, IR_OP_STATE, t, nd, s, ir_arena_printf(&g->arena, "ema.%s", nm), wl) : 0;
+        if (m[k] < 0 || v[k] < 0 || ema_state[k] < 0) opt = -1;
     }
     for (int k = 0; k < ntrained && opt >= 0; k++) {
         const ir_node *w = &g->nodes[wrt[k]];
@@ -194,12 +197,22 @@ ir_graph *pass_training(const ir_graph *f, const pass_train_options *o, char *er
         aa.eps = o->adam_eps;
         aa.decay = decays(w);
         int in[5] = {wrt[k], grads[k], m[k], v[k], opt};
-        if (ir_add(g, IR_OP_ADAMW, in, 5, &aa, w->dtype, 0, NULL, w->name, w->loc) < 0) opt = -1;
+        int upd = ir_add(g, IR_OP_ADAMW, in, 5, &aa, w->dtype, 0, NULL, w->name, w->loc);
+        if (upd < 0) opt = -1;
+        m[k] = upd; /* the updated weight, for its EMA */
+    }
+    for (int k = 0; k < ntrained && opt >= 0 && o->ema; k++) { /* timm ModelEmaV2, after every update */
+        const ir_node *w = &g->nodes[wrt[k]];
+        int in[3] = {ema_state[k], m[k], opt};
+        if (ir_add(g, IR_OP_EMA, in, 3, NULL, w->dtype, 0, NULL, ir_arena_printf(&g->arena, "ema_update.%s", w->name),
+                   w->loc) < 0)
+            opt = -1;
     }
     free(wrt);
     free(grads);
     free(m);
     free(v);
+    free(ema_state);
     if (opt < 0) return fail(g, err, errsize, "training: %s", g->error);
     return g;
 }

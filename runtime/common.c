@@ -35,6 +35,8 @@ void rt_opt_fill(double slots[RT_OPT_SLOTS], double lr, const rt_opt_run *r, lon
     slots[RT_OPT_BETA2] = r->beta2;
     slots[RT_OPT_ONE_MINUS_BETA2] = 1 - r->beta2;
     slots[RT_OPT_ADAM_EPS] = r->adam_eps;
+    slots[RT_OPT_EMA_DECAY] = r->ema_decay;
+    slots[RT_OPT_ONE_MINUS_EMA_DECAY] = 1 - r->ema_decay;
 }
 
 int rt_env_flag(const char *name, int *on, char *err, size_t errsize) {

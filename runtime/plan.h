@@ -33,6 +33,8 @@ enum {
     RT_OPT_BETA2,
     RT_OPT_ONE_MINUS_BETA2,
     RT_OPT_ADAM_EPS,
+    RT_OPT_EMA_DECAY,   /* the weights' EMA (compiled with --ema): decay, 1 - decay */
+    RT_OPT_ONE_MINUS_EMA_DECAY,
     RT_OPT_SLOTS
 };
 
@@ -41,6 +43,7 @@ typedef struct {
     double weight_decay, beta1, beta2, adam_eps;
     double label_smoothing; /* 0: none */
     double clip_norm;       /* 0: no clipping */
+    double ema_decay;       /* the EMA's decay (plans compiled with --ema) */
 } rt_opt_run;
 
 /* The slots of AdamW step t (1-based) at learning rate lr with the run's options r: what

@@ -479,6 +479,8 @@ static int opt_input_clip(op_suite *s, double grad_scale, double clip_norm) {
     v[IR_OPT_BETA2] = (float)0.999;
     v[IR_OPT_ONE_MINUS_BETA2] = (float)(1 - 0.999);
     v[IR_OPT_ADAM_EPS] = (float)1e-8;
+    v[IR_OPT_EMA_DECAY] = (float)0.9;
+    v[IR_OPT_ONE_MINUS_EMA_DECAY] = (float)(1 - 0.9);
     return o;
 }
 
@@ -509,6 +511,12 @@ static void adamw(op_suite *s, ir_dtype pt, int ndim, const int64_t *sh, int dec
 static void add_pending_adamw(op_suite *s) {
     for (int k = 0; k < npending; k++) {
         const pending_adamw *q = &pending[k];
+        if (q->m < 0) { /* an EMA of weight q->g into state q->p */
+            const char *name = ir_arena_printf(&s->g->arena, "c%03d.ema%d", q->c, k);
+            check_node(s, ir_add(s->g, IR_OP_EMA, (int[]){q->p, q->g, q->opt}, 3, NULL, s->g->nodes[q->p].dtype, 0, NULL,
+                                 name, (ir_loc){0}));
+            continue;
+        }
         ir_attrs a = {0};
         a.beta1 = 0.9, a.beta2 = 0.999, a.eps = 1e-8, a.decay = q->decay;
         const char *name = ir_arena_printf(&s->g->arena, "c%03d.adamw%d", q->c, k);
@@ -533,6 +541,15 @@ static void optimizer_cases(op_suite *s) {
         begin(s, IR_OP_ADAMW, "single", FLOATS[d], "adamw(");
         reject(s, "adamw_multi");
         adamw(s, FLOATS[d], SH(7, 9), 1, opt_input(s, 1.0));
+    }
+    /* ema: in place on the state, of a weight (f32, f16, bf16 states of the weight's dtype) */
+    for (int d = 0; d < 3; d++) {
+        begin(s, IR_OP_EMA, "decay_0.9", FLOATS[d], "ema(");
+        int e = leaf_op(s, IR_OP_STATE, FLOATS[d], SH(5, 70), -1, 1);
+        int w = leaf_op(s, IR_OP_WEIGHT, FLOATS[d], SH(5, 70), -1, 1);
+        assert(npending < 16);
+        pending[npending++] = (pending_adamw){s->ncases - 1, e, w, -1, -1, opt_input(s, 1.0), 0}; /* m < 0: an EMA */
+        result(s, e);
     }
     /* a run sharing one opt: one launch, tensors of several tiles (ADAMW_TILE = 2048) */
     begin(s, IR_OP_ADAMW, "multi_tensor", IR_F32, "adamw_multi");

@@ -285,6 +285,7 @@ static const fd_case cases[] = {
     {IR_OP_SUM_SQUARES, "an input twice", b_sum_squares},
     {IR_OP_CLIP_COEF, "optimizer (gradient clipping)", NULL},
     {IR_OP_ADAMW, "optimizer update", NULL},
+    {IR_OP_EMA, "optimizer (EMA of the weights)", NULL},
 };
 
 /* ---- the harness ------------------------------------------------------------------------- */
