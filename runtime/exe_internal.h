@@ -32,6 +32,9 @@ typedef struct {
     int has_label_smoothing, has_clip_grad, has_beta1, has_beta2, has_adam_eps, schedule_per_epoch;
     const char *val_data, *save_best, *summary; /* validation (validate.c) */
     const char *plot; /* --plot curves.png (plot.c) */
+    double ema_decay; /* --ema-decay (ema.c; plans compiled with --ema) */
+    int has_ema_decay;
+    const char *save_ema;
     long eval_every;
 } exe_args;
 
@@ -156,6 +159,14 @@ void rt_exe_log_eval(rt_exe_log *l, long step, double loss, double top1);
 
 /* train loss (and eval loss, top-1) against the step, as a PNG; 0, or 1 (reported) */
 int rt_exe_plot(const rt_exe_log *l, const char *path);
+
+/* ---- ema.c: the weights' EMA (plans compiled with --ema) ------------------------------------ */
+
+int rt_exe_has_ema(const rt_plan *p);   /* the plan keeps STATE ema.<w> */
+int rt_exe_ema_start(session *s);       /* a fresh run: the EMA = the weights */
+int rt_exe_ema_swap(session *s);        /* weights <-> EMA (evaluate the EMA, then swap back) */
+/* --save-ema: the EMA under the weights' names (weights without one as they are) */
+int rt_exe_ema_save(session *s, const char *path, long step, const exe_args *a, long total);
 
 /* ---- signals.c: SIGINT/SIGTERM finish the step, checkpoint, exit 130/143 -------------------- */
 

@@ -263,7 +263,7 @@ typedef struct {
     const char *key;
     char value[64];
 } run_option;
-enum { RUN_OPTIONS = 15 };
+enum { RUN_OPTIONS = 16 };
 
 /* v in the fewest digits that read back as v (0.1, not 0.10000000000000001) */
 static void shortest(double v, char *buf, size_t size) {
@@ -276,7 +276,8 @@ static void shortest(double v, char *buf, size_t size) {
 static void run_options(const exe_args *a, const rt_plan *p, long total, run_option o[RUN_OPTIONS]) {
     static const char *keys[RUN_OPTIONS] = {"steps", "lr", "weight_decay", "schedule", "warmup_steps", "seed",
                                             "shuffle", "min_lr", "warmup_epochs", "schedule_per",
-                                            "label_smoothing", "clip_grad", "beta1", "beta2", "adam_eps"};
+                                            "label_smoothing", "clip_grad", "beta1", "beta2", "adam_eps",
+                                            "ema_decay"};
     rt_opt_run r;
     rt_exe_run_opt(a, p, &r);
     for (int i = 0; i < RUN_OPTIONS; i++) o[i].key = keys[i];
@@ -295,6 +296,7 @@ static void run_options(const exe_args *a, const rt_plan *p, long total, run_opt
     shortest(r.beta1, o[12].value, sizeof o[12].value);
     shortest(r.beta2, o[13].value, sizeof o[13].value);
     shortest(r.adam_eps, o[14].value, sizeof o[14].value);
+    shortest(r.ema_decay, o[15].value, sizeof o[15].value);
 }
 
 /* What a checkpoint must match, whatever --resume-override says: the model, the batch and the

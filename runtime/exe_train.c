@@ -51,6 +51,22 @@ static int end_of_step(session *s, const exe_args *a, const rt_dataset *vds, lon
             fprintf(metrics, ",\"eval_images\":%lld}\n", (long long)ev.n);
             if (fflush(metrics) || ferror(metrics)) return rt_exe_error("%s: write failed at step %ld", a->metrics, step);
         }
+        if (rt_exe_has_ema(s->p)) { /* the EMA's weights, evaluated alike */
+            rt_exe_eval ee;
+            if (rt_exe_ema_swap(s) || rt_exe_evaluate(s, vds, a, &ee) || rt_exe_ema_swap(s)) return 1;
+            double en = (double)(ee.n ? ee.n : 1);
+            printf("eval (EMA): epoch %ld step %ld/%ld  loss %.6f  top-1 %.2f%%  top-5 %.2f%%\n", epoch, step, total,
+                   ee.loss, 100.0 * (double)ee.top1 / en, 100.0 * (double)ee.top5 / en);
+            if (metrics) {
+                fprintf(metrics, "{\"step\":%ld,\"epoch\":%ld,\"ema_eval_loss\":", step, epoch - 1);
+                rt_exe_json_num(metrics, ee.loss);
+                fprintf(metrics, ",\"ema_eval_top1\":");
+                rt_exe_json_num(metrics, 100.0 * (double)ee.top1 / en);
+                fprintf(metrics, ",\"ema_eval_top5\":");
+                rt_exe_json_num(metrics, 100.0 * (double)ee.top5 / en);
+                fprintf(metrics, "}\n");
+            }
+        }
         if (a->save_best && top1 > s->best_top1) {
             printf("best top-1 so far (%.2f%%, was %s): ", 100 * top1, s->best_top1 < 0 ? "none" : "lower");
             if (rt_exe_save_weights(s, a->save_best, step, 0, a, total, a->save_dtype)) return 1;
@@ -86,11 +102,12 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     int resume_is_checkpoint = a->resume && a->checkpoint && rt_same_file(a->resume, a->checkpoint);
     const rt_named_path outputs[] = {{"--save", a->save},           {"--checkpoint", a->checkpoint},
                                      {"--metrics", a->metrics},     {"--save-best", a->save_best},
-                                     {"--summary", a->summary},     {"--plot", a->plot}};
+                                     {"--summary", a->summary},     {"--plot", a->plot},
+                                     {"--save-ema", a->save_ema}};
     const rt_named_path inputs[] = {{"--data", a->data}, {"--init", a->init},
                                     {"--resume", resume_is_checkpoint ? NULL : a->resume},
                                     {"the executable", "/proc/self/exe"}, {"--val-data", a->val_data}};
-    if (rt_paths_check(outputs, 6, inputs, 5, err, sizeof err)) {
+    if (rt_paths_check(outputs, 7, inputs, 5, err, sizeof err)) {
         rt_exe_error("%s", err);
         goto done;
     }
@@ -100,6 +117,7 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     if (a->save_best && check_writable(a->save_best)) goto done;
     if (a->summary && check_writable(a->summary)) goto done;
     if (a->plot && check_writable(a->plot)) goto done;
+    if (a->save_ema && check_writable(a->save_ema)) goto done;
     if (rt_exe_run_options_plan_check(a, p) || rt_exe_check_val_classes(a->data, a->val_data) ||
         rt_exe_load_data(a, p, &ds))
         goto done;
@@ -133,6 +151,8 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         long at = 0;
         if (rt_exe_load_checkpoint(&s, a, total, &at)) goto done;
         first = at + 1;
+    } else if (rt_exe_has_ema(p) && rt_exe_ema_start(&s)) { /* the EMA starts as the weights */
+        goto done;
     }
     double base_lr = rt_exe_base_lr(a, p);
     rt_opt_run run;
@@ -209,6 +229,7 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     printf("trained %ld steps in %.2f s (%.1f images/s)\n", total - first + 1, elapsed, images / (elapsed > 0 ? elapsed : 1e-9));
     if (a->checkpoint && rt_exe_save_weights(&s, a->checkpoint, total, 1, a, total, RT_F32)) goto done;
     if (a->save && rt_exe_save_weights(&s, a->save, total, 0, a, total, a->save_dtype)) goto done;
+    if (a->save_ema && rt_exe_ema_save(&s, a->save_ema, total, a, total)) goto done;
     if (a->plot && rt_exe_plot(&log, a->plot)) goto done;
     rc = 0;
 done:

@@ -16,7 +16,7 @@
 
 const char rt_exe_run_option_names[] = " --label-smoothing --clip-grad --beta1 --beta2 --adam-eps --min-lr"
                                        " --warmup-epochs --schedule-per --val-data --eval-every --save-best"
-                                       " --summary --plot ";
+                                       " --summary --plot --ema-decay --save-ema ";
 
 static int bad(const char *opt, const char *what, const char *got) {
     fprintf(stderr, "%s: error: %s expects %s, got '%s'\n", rt_exe_prog, opt, what, got ? got : "");
@@ -74,6 +74,11 @@ int rt_exe_run_option(exe_args *a, const char *opt, const char *next) {
         a->summary = next;
     } else if (!strcmp(opt, "--plot")) {
         a->plot = next;
+    } else if (!strcmp(opt, "--ema-decay")) {
+        if (number(opt, next, 0, 1, 1, &a->ema_decay)) return -1;
+        a->has_ema_decay = 1;
+    } else if (!strcmp(opt, "--save-ema")) {
+        a->save_ema = next;
     } else {
         return 0;
     }
@@ -102,6 +107,9 @@ int rt_exe_run_options_check(const exe_args *a) {
 }
 
 int rt_exe_run_options_plan_check(const exe_args *a, const rt_plan *p) {
+    if ((a->has_ema_decay || a->save_ema) && !rt_exe_has_ema(p))
+        return rt_exe_error("%s: this executable keeps no EMA of the weights; compile with deitc compile --ema",
+                            a->has_ema_decay ? "--ema-decay" : "--save-ema");
     if (a->has_clip_grad && a->clip_grad > 0 && !(p->clip_grad_norm > 0))
         return rt_exe_error("--clip-grad %g: this executable was compiled without gradient clipping (its norm is "
                             "not computed); compile with deitc compile --clip-grad N (N: the default; a run may then "
@@ -120,6 +128,7 @@ void rt_exe_run_opt(const exe_args *a, const rt_plan *p, rt_opt_run *r) {
     r->adam_eps = a->has_adam_eps ? a->adam_eps : p->adam_eps;
     r->label_smoothing = a->has_label_smoothing ? a->label_smoothing : p->label_smoothing;
     r->clip_norm = a->has_clip_grad ? a->clip_grad : p->clip_grad_norm;
+    r->ema_decay = a->has_ema_decay ? a->ema_decay : 0.99996; /* DeiT's model_ema_decay */
 }
 
 long rt_exe_warmup_steps(const exe_args *a, long per_epoch) {

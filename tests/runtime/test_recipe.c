@@ -8,7 +8,9 @@
  *      summary.csv with timm's columns, --save-best; `EXE eval` of the best weights counts
  *      top-1 / top-5 / loss as this test does from the interpreter's logits (`deitc run`), and
  *      the best top-1 is the summary's best; a val folder with other classes is refused.
- *   3. checkpoints: another model, another compile, another batch are refused and nothing is
+ *   3. the weights' EMA (compile --ema): 0.5 w0 + 0.5 w1 after a step at decay 0.5, the weights at
+ *      decay 0, continued exactly by a resumed run, evaluated beside the weights.
+ *   4. checkpoints: another model, another compile, another batch are refused and nothing is
  *      written; SIGINT mid-epoch checkpoints, exits 130 and prints the resume command, which
  *      ends byte-identical to an uninterrupted run; SIGTERM exits 143; a second SIGINT exits
  *      at once and leaves the last checkpoint loadable.
@@ -238,6 +240,54 @@ static void test_finetune(void) {
     }
 }
 
+/* t's f32 values from dir/name (malloc'ed, n into *n), or NULL */
+static float *tensor_of(const char *name, const char *tensor, int64_t *n) {
+    rt_tensor_set set;
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (rt_safetensors_read(path, &set, err, sizeof err)) return NULL;
+    const rt_tensor *t = rt_tensor_set_find(&set, tensor);
+    float *out = t && t->dtype == RT_F32 ? malloc(t->nbytes) : NULL;
+    if (out) memcpy(out, t->data, t->nbytes), *n = (int64_t)(t->nbytes / sizeof(float));
+    rt_tensor_set_free(&set);
+    return out;
+}
+
+/* the weights' EMA (deitc compile --ema): ema = d ema + (1 - d) w after each step, from the
+ * weights at the start; decay 0 is the weights; a resumed run continues it exactly */
+static void test_ema(void) {
+    CHECK(sh("./plain train --data train.safetensors --steps 1 --lr 0.01 --save w0.st") == 0);
+    CHECK(sh("./ema train --init w0.st --data train.safetensors --steps 1 --lr 0.01 --ema-decay 0.5 --save w1.st "
+             "--save-ema e1.st") == 0 && strstr(out_text, "EMA weights: saved"));
+    static const char *const names[] = {"head.weight", "blocks.0.attn.qkv.weight", "pos_embed", "norm.bias"};
+    for (int k = 0; k < 4; k++) {
+        int64_t n0 = 0, n1 = 0, ne = 0;
+        float *w0 = tensor_of("w0.st", names[k], &n0), *w1 = tensor_of("w1.st", names[k], &n1),
+              *e1 = tensor_of("e1.st", names[k], &ne);
+        CHECK_MSG(w0 && w1 && e1 && n0 == n1 && n0 == ne, "%s", names[k]);
+        double worst = 0, moved = 0;
+        for (int64_t i = 0; w0 && w1 && e1 && n0 == ne && i < n0; i++) {
+            double want = 0.5 * w0[i] + 0.5 * w1[i], d = fabs(e1[i] - want) / (fabs(want) + 1e-6);
+            worst = d > worst ? d : worst;
+            moved += fabs(w1[i] - w0[i]);
+        }
+        CHECK_MSG(worst < 1e-6 && moved > 0, "%s: EMA off by %g (the weights moved %g)", names[k], worst, moved);
+        free(w0), free(w1), free(e1);
+    }
+    CHECK(sh("./ema train --data train.safetensors --steps 3 --lr 0.01 --ema-decay 0 --save w.st --save-ema e.st") == 0);
+    CHECK_MSG(same("w.st", "e.st"), "with decay 0 the EMA is the weights");
+    /* resumed: the EMA is in the checkpoint */
+    CHECK(sh("./ema train --data train.safetensors --steps 5 --lr 0.01 --ema-decay 0.9 --save-ema ea.st") == 0);
+    CHECK(sh("./ema train --data train.safetensors --steps 2 --lr 0.01 --ema-decay 0.9 --checkpoint ce.st") == 0);
+    CHECK(sh("./ema train --data train.safetensors --steps 5 --lr 0.01 --ema-decay 0.9 --resume ce.st --resume-override "
+             "--save-ema eb.st") == 0);
+    CHECK_MSG(same("ea.st", "eb.st"), "a resumed run's EMA must be the uninterrupted one's");
+    CHECK(sh("./ema train --data train.safetensors --steps 3 --val-data val.safetensors") == 0 &&
+          strstr(out_text, "eval (EMA): epoch 1"));
+    CHECK(sh("./plain train --data train.safetensors --steps 1 --save-ema x.st") == 1 &&
+          strstr(err_text, "keeps no EMA of the weights"));
+}
+
 /* ms since an arbitrary start */
 static double now_ms(void) {
     struct timespec ts;
@@ -344,8 +394,9 @@ int main(int argc, char **argv) {
     if (!mkdtemp(dir)) return 1;
     int rc = sh("'%s' compile '%s' " DEFS " --target emu --batch 4 -o plain > c1.txt && "
                 "'%s' compile '%s' " DEFS " --target emu --batch 4 --label-smoothing 0.1 --clip-grad 0.5 -o comp "
-                "> c2.txt && '%s' compile '%s' " DEFS " --target emu --batch 5 -o batch5 > c3.txt",
-                deitc, model, deitc, model, deitc, model);
+                "> c2.txt && '%s' compile '%s' " DEFS " --target emu --batch 5 -o batch5 > c3.txt && "
+                "'%s' compile '%s' " DEFS " --target emu --batch 4 --ema -o ema > c4.txt",
+                deitc, model, deitc, model, deitc, model, deitc, model);
     CHECK_MSG(rc == 0, "compile failed: %s", err_text);
     if (rc == 0) {
         write_dataset("train.safetensors", NTRAIN, 1);
@@ -353,6 +404,7 @@ int main(int argc, char **argv) {
         test_run_options();
         test_finetune();
         test_validation();
+        test_ema();
         test_checkpoints();
     }
     if (!test_failures) sh("rm -rf '%s'", dir);
