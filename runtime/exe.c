@@ -77,7 +77,7 @@ static void usage(FILE *f) {
             "                [--label-smoothing S] [--clip-grad MAX_NORM] [--beta1 B1] [--beta2 B2] [--adam-eps E]\n"
             "                [--min-lr LR] [--warmup-epochs E] [--schedule-per step|epoch]\n"
             "                [--val-data D [--eval-every N] [--save-best B.safetensors] [--summary S.csv]]\n"
-            "                [--plot curves.png] [--ema-decay D] [--save-ema E.safetensors]\n"
+            "                [--plot curves.png] [--ema-decay D] [--save-ema E.safetensors] [--freeze PATTERN,...]\n"
             "       %s eval --data D [--init W.safetensors [--partial-init]] [--seed S]\n"
             "       %s bench [--steps K] [--warmup W] [--init W.safetensors [--partial-init]] [--no-graph] [--profile]\n"
             "--init must give every weight of the model; with --partial-init the ones it lacks (a new classifier\n"

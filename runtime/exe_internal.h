@@ -35,6 +35,7 @@ typedef struct {
     double ema_decay; /* --ema-decay (ema.c; plans compiled with --ema) */
     int has_ema_decay;
     const char *save_ema;
+    const char *freeze; /* --freeze PATTERNS (freeze.c) */
     long eval_every;
 } exe_args;
 
@@ -167,6 +168,19 @@ int rt_exe_ema_start(session *s);       /* a fresh run: the EMA = the weights */
 int rt_exe_ema_swap(session *s);        /* weights <-> EMA (evaluate the EMA, then swap back) */
 /* --save-ema: the EMA under the weights' names (weights without one as they are) */
 int rt_exe_ema_save(session *s, const char *path, long step, const exe_args *a, long total);
+
+/* ---- freeze.c: --freeze at run time ------------------------------------------------------- */
+
+typedef struct {
+    int n;        /* frozen weights */
+    int *index;   /* their plan tensor indices */
+    void **data;  /* their values, as the plan holds them */
+    int *ema;     /* the index of each one's STATE ema.<w>, or -1 */
+} rt_exe_frozen;
+/* the weights matching patterns (comma-separated fnmatch; NULL: none) as they are now */
+int rt_exe_freeze_start(session *s, const char *patterns, rt_exe_frozen *f);
+int rt_exe_freeze_restore(session *s, const rt_exe_frozen *f); /* after each step */
+void rt_exe_freeze_free(rt_exe_frozen *f);
 
 /* ---- signals.c: SIGINT/SIGTERM finish the step, checkpoint, exit 130/143 -------------------- */
 

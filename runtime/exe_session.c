@@ -263,7 +263,7 @@ typedef struct {
     const char *key;
     char value[64];
 } run_option;
-enum { RUN_OPTIONS = 16 };
+enum { RUN_OPTIONS = 17 };
 
 /* v in the fewest digits that read back as v (0.1, not 0.10000000000000001) */
 static void shortest(double v, char *buf, size_t size) {
@@ -277,7 +277,7 @@ static void run_options(const exe_args *a, const rt_plan *p, long total, run_opt
     static const char *keys[RUN_OPTIONS] = {"steps", "lr", "weight_decay", "schedule", "warmup_steps", "seed",
                                             "shuffle", "min_lr", "warmup_epochs", "schedule_per",
                                             "label_smoothing", "clip_grad", "beta1", "beta2", "adam_eps",
-                                            "ema_decay"};
+                                            "ema_decay", "freeze"};
     rt_opt_run r;
     rt_exe_run_opt(a, p, &r);
     for (int i = 0; i < RUN_OPTIONS; i++) o[i].key = keys[i];
@@ -297,6 +297,7 @@ static void run_options(const exe_args *a, const rt_plan *p, long total, run_opt
     shortest(r.beta2, o[13].value, sizeof o[13].value);
     shortest(r.adam_eps, o[14].value, sizeof o[14].value);
     shortest(r.ema_decay, o[15].value, sizeof o[15].value);
+    snprintf(o[16].value, sizeof o[16].value, "%.63s", a->freeze ? a->freeze : "none");
 }
 
 /* What a checkpoint must match, whatever --resume-override says: the model, the batch and the

@@ -95,6 +95,8 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     FILE *metrics = NULL;
     rt_exe_log log;
     memset(&log, 0, sizeof log);
+    rt_exe_frozen frozen;
+    memset(&frozen, 0, sizeof frozen);
     int64_t *perm = NULL, *idx = NULL;
     int rc = 1;
     /* no output may be one of the inputs (--resume C --checkpoint C continues C: that is the point) */
@@ -182,6 +184,7 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         goto done;
     }
     if (a->resume) printf("resuming from %s at step %ld\n", rt_exe_shown(a->resume), first - 1);
+    if (rt_exe_freeze_start(&s, a->freeze, &frozen)) goto done;
     rt_exe_log_init(&log, first, total, (long)per_epoch, s.dev->mem_bytes);
     rt_exe_signals_install();
     for (long step = first; step <= total; step++) {
@@ -196,7 +199,9 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         float loss;
         if (rt_exe_fill_batch(&s, &ds, perm + pos) || rt_exe_set_opt(&s, lr, &run, step)) goto done;
         double t1 = rt_exe_now_s(); /* the data is on the device: the rest is the step */
-        if (run_step(&s, a->use_graph && step > first) || rt_exe_read_f32(&s, s.loss, 1, &loss)) goto done;
+        if (run_step(&s, a->use_graph && step > first) || rt_exe_read_f32(&s, s.loss, 1, &loss) ||
+            rt_exe_freeze_restore(&s, &frozen))
+            goto done;
         double t2 = rt_exe_now_s();
         images += (double)p->batch;
         if (!isfinite(loss)) { /* the weights that gave it are lost causes: keep what was written */
@@ -234,6 +239,7 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     rc = 0;
 done:
     rt_exe_log_free(&log);
+    rt_exe_freeze_free(&frozen);
     rt_exe_signals_restore();
     if (metrics && fclose(metrics) && !rc) rc = rt_exe_error("%s: write failed", a->metrics);
     free(perm);

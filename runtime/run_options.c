@@ -16,7 +16,7 @@
 
 const char rt_exe_run_option_names[] = " --label-smoothing --clip-grad --beta1 --beta2 --adam-eps --min-lr"
                                        " --warmup-epochs --schedule-per --val-data --eval-every --save-best"
-                                       " --summary --plot --ema-decay --save-ema ";
+                                       " --summary --plot --ema-decay --save-ema --freeze ";
 
 static int bad(const char *opt, const char *what, const char *got) {
     fprintf(stderr, "%s: error: %s expects %s, got '%s'\n", rt_exe_prog, opt, what, got ? got : "");
@@ -79,6 +79,9 @@ int rt_exe_run_option(exe_args *a, const char *opt, const char *next) {
         a->has_ema_decay = 1;
     } else if (!strcmp(opt, "--save-ema")) {
         a->save_ema = next;
+    } else if (!strcmp(opt, "--freeze")) {
+        if (next && !*next) return bad(opt, "comma-separated weight name patterns", next);
+        a->freeze = next;
     } else {
         return 0;
     }

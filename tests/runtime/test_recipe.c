@@ -10,7 +10,8 @@
  *      the best top-1 is the summary's best; a val folder with other classes is refused.
  *   3. the weights' EMA (compile --ema): 0.5 w0 + 0.5 w1 after a step at decay 0.5, the weights at
  *      decay 0, continued exactly by a resumed run, evaluated beside the weights.
- *   4. checkpoints: another model, another compile, another batch are refused and nothing is
+ *   4. --freeze at run time: the same bits as compiled in.
+ *   5. checkpoints: another model, another compile, another batch are refused and nothing is
  *      written; SIGINT mid-epoch checkpoints, exits 130 and prints the resume command, which
  *      ends byte-identical to an uninterrupted run; SIGTERM exits 143; a second SIGINT exits
  *      at once and leaves the last checkpoint loadable.
@@ -288,6 +289,16 @@ static void test_ema(void) {
           strstr(err_text, "keeps no EMA of the weights"));
 }
 
+/* --freeze at run time: the same bits as deitc compile --freeze (no clipping) */
+static void test_freeze(void) {
+    CHECK(sh("./frozen train --data train.safetensors --steps 4 --lr 0.01 --save fc.st") == 0);
+    CHECK(sh("./plain train --data train.safetensors --steps 4 --lr 0.01 --save fr.st --freeze 'blocks.*'") == 0 &&
+          strstr(out_text, "freeze: 12 weight tensors"));
+    CHECK_MSG(same("fc.st", "fr.st"), "--freeze at run time must equal it compiled in");
+    CHECK(sh("./plain train --data train.safetensors --steps 1 --freeze 'nothing*'") == 1 &&
+          strstr(err_text, "no weight of this model matches"));
+}
+
 /* ms since an arbitrary start */
 static double now_ms(void) {
     struct timespec ts;
@@ -395,8 +406,9 @@ int main(int argc, char **argv) {
     int rc = sh("'%s' compile '%s' " DEFS " --target emu --batch 4 -o plain > c1.txt && "
                 "'%s' compile '%s' " DEFS " --target emu --batch 4 --label-smoothing 0.1 --clip-grad 0.5 -o comp "
                 "> c2.txt && '%s' compile '%s' " DEFS " --target emu --batch 5 -o batch5 > c3.txt && "
-                "'%s' compile '%s' " DEFS " --target emu --batch 4 --ema -o ema > c4.txt",
-                deitc, model, deitc, model, deitc, model, deitc, model);
+                "'%s' compile '%s' " DEFS " --target emu --batch 4 --ema -o ema > c4.txt && "
+                "'%s' compile '%s' " DEFS " --target emu --batch 4 --freeze 'blocks.*' -o frozen > c5.txt",
+                deitc, model, deitc, model, deitc, model, deitc, model, deitc, model);
     CHECK_MSG(rc == 0, "compile failed: %s", err_text);
     if (rc == 0) {
         write_dataset("train.safetensors", NTRAIN, 1);
@@ -405,6 +417,7 @@ int main(int argc, char **argv) {
         test_finetune();
         test_validation();
         test_ema();
+        test_freeze();
         test_checkpoints();
     }
     if (!test_failures) sh("rm -rf '%s'", dir);
