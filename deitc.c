@@ -49,6 +49,7 @@ typedef struct {
     int nfreeze;
     long steps, batch;
     double lr, weight_decay, label_smoothing, clip_grad_norm;
+    int ema; /* --ema: the step keeps an EMA of the weights (EXE train --ema-decay) */
     int grads, f64, partial_init;
     int stats, stats_json;      /* --stats, --stats-json */
     const char *model_gpu;      /* --model-gpu (NULL: h100) */
@@ -82,6 +83,7 @@ static void usage_to(FILE *f) {
             "STAGE: check forward-fusion training precision fusion schedule memplan\n"
             "Training options (dump --after training, run --steps, compile):\n"
             "  --label-smoothing S  --clip-grad MAX_NORM  --freeze PATTERN (fnmatch, repeatable)\n"
+            "  --ema (an EMA of the weights on the device each step: EXE train --ema-decay D --save-ema E)\n"
             "  --output NODE (ONNX: the output the loss goes on)\n"
             "  --loss-scale none|dynamic|S [--loss-scale-init S] [--loss-scale-interval N] (default: dynamic\n"
             "  for fp16, none otherwise; compile bakes it in as the executable's default)\n"
@@ -192,7 +194,7 @@ static int parse_number(const char *flag, const char *s, double *out) {
 
 /* The options each command takes; any other is refused rather than silently ignored. */
 static int option_allowed(const char *cmd, const char *opt) {
-    static const char *const train_opts = " --label-smoothing --clip-grad --freeze --output --loss-scale"
+    static const char *const train_opts = " --label-smoothing --clip-grad --freeze --output --ema --loss-scale"
                                           " --loss-scale-init --loss-scale-interval";
     static const struct {
         const char *cmd, *opts;
@@ -297,6 +299,8 @@ static int parse_args(int argc, char **argv, cli_args *a) {
             NEED_VALUE();
             if (parse_number(s, next, &a->clip_grad_norm)) return 2;
             if (a->clip_grad_norm <= 0) return bad_usage("--clip-grad must be positive, got %s", next);
+        } else if (strcmp(s, "--ema") == 0) {
+            a->ema = 1;
         } else if (strcmp(s, "--model-gpu") == 0) {
             NEED_VALUE();
             if (!cg_gpu_find(next)) return bad_usage("--model-gpu %s: unknown GPU (known: %s)", next, cg_gpu_names());
@@ -378,6 +382,7 @@ static pass_options make_pass_options(const cli_args *a, int training) {
     o.scratch_bytes = cg_scratch_bytes; /* the memory plan reserves what the kernels need */
     o.train.label_smoothing = a->label_smoothing;
     o.train.clip_grad_norm = a->clip_grad_norm;
+    o.train.ema = a->ema;
     o.train.freeze = a->freeze;
     o.train.nfreeze = a->nfreeze;
     o.train.output = a->output_node;
@@ -781,7 +786,9 @@ static int cmd_run(const cli_args *a) {
             }
             double slots64[IR_OPT_SLOTS]; /* the executables' fill (IR_OPT_* = RT_OPT_*) */
             float slots[IR_OPT_SLOTS];
-            rt_opt_fill(slots64, a->lr, a->weight_decay, po.train.beta1, po.train.beta2, step);
+            rt_opt_run run = {a->weight_decay, po.train.beta1, po.train.beta2, po.train.adam_eps,
+                              po.train.label_smoothing, po.train.clip_grad_norm, 0};
+            rt_opt_fill(slots64, a->lr, &run, step);
             for (int s = 0; s < IR_OPT_SLOTS; s++) slots[s] = (float)slots64[s];
             if (a->f64) ir_interp_set_f64(it, opt, slots64);
             else ir_interp_set_f32(it, opt, slots);

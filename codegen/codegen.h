@@ -30,6 +30,11 @@ _Static_assert(IR_F32 == (int)RT_F32 && IR_F16 == (int)RT_F16 && IR_BF16 == (int
 _Static_assert(IR_OPT_LR == (int)RT_OPT_LR && IR_OPT_WEIGHT_DECAY == (int)RT_OPT_WEIGHT_DECAY &&
                    IR_OPT_BIAS_CORR1 == (int)RT_OPT_BIAS_CORR1 && IR_OPT_BIAS_CORR2 == (int)RT_OPT_BIAS_CORR2 &&
                    IR_OPT_GRAD_SCALE == (int)RT_OPT_GRAD_SCALE && IR_OPT_SKIP == (int)RT_OPT_SKIP &&
+                   IR_OPT_LABEL_SMOOTHING == (int)RT_OPT_LABEL_SMOOTHING &&
+                   IR_OPT_CLIP_NORM == (int)RT_OPT_CLIP_NORM && IR_OPT_BETA1 == (int)RT_OPT_BETA1 &&
+                   IR_OPT_ONE_MINUS_BETA1 == (int)RT_OPT_ONE_MINUS_BETA1 && IR_OPT_BETA2 == (int)RT_OPT_BETA2 &&
+                   IR_OPT_ONE_MINUS_BETA2 == (int)RT_OPT_ONE_MINUS_BETA2 && IR_OPT_ADAM_EPS == (int)RT_OPT_ADAM_EPS &&
+                   IR_OPT_EMA_DECAY == (int)RT_OPT_EMA_DECAY && IR_OPT_ONE_MINUS_EMA_DECAY == (int)RT_OPT_ONE_MINUS_EMA_DECAY &&
                    IR_OPT_SLOTS == (int)RT_OPT_SLOTS,
                "IR_OPT_* and RT_OPT_* differ");
 _Static_assert(IR_SCALER_SCALE == (int)RT_SCALER_SCALE && IR_SCALER_GROWTH == (int)RT_SCALER_GROWTH &&
@@ -93,6 +98,7 @@ typedef struct {
     int emitting;          /* the node being emitted (what cg_add_step records) */
     int neval_steps;       /* steps[0..neval_steps) compute logits and loss: what EXE eval runs */
     double beta1, beta2, adam_eps;
+    double label_smoothing, clip_grad_norm; /* the compile's defaults of the run's options */
 } cg_program;
 
 /* What the emitter does with an op: its row in the per-op table (emit.c). */

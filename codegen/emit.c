@@ -186,6 +186,7 @@ static const cg_op_row op_table[IR_OP_COUNT] = {
     /* emit_loss_scale.c */
     [IR_OP_LOSS_SCALE_OPT] = KERNELS(cg_emit_loss_scale_opt, NULL),
     [IR_OP_LOSS_SCALE_UPDATE] = KERNELS(cg_emit_loss_scale_update, NULL),
+    [IR_OP_EMA] = KERNELS(cg_emit_ema, NULL),
     /* emit_gemm.c */
     [IR_OP_MATMUL] = {CG_OP_GEMM, cg_emit_matmul, NULL, NULL},
 };
@@ -261,6 +262,8 @@ cg_program *cg_program_new(const pass_result *r, const cg_options *o, char *err,
             p->beta2 = n->attrs.beta2;
             p->adam_eps = n->attrs.eps;
         }
+        if (n->op == IR_OP_CROSS_ENTROPY) p->label_smoothing = n->attrs.smoothing;
+        if (n->op == IR_OP_CLIP_COEF) p->clip_grad_norm = n->attrs.alpha;
     }
     emitter e = {p, g, p->mem, 0, err, errsize};
     /* CONST leaves are persistent; fill them first each step */

@@ -239,6 +239,7 @@ int64_t cg_cross_entropy_scratch(const ir_graph *g, const ir_node *n);
 /* ---- emit_optim.c ------------------------------------------------------------------------- */
 
 int cg_emit_clip_coef(emitter *e);
+int cg_emit_ema(emitter *e);
 int cg_emit_adamw(emitter *e);
 /* Whether ADAMW node i can join a multi-tensor launch: f32 parameter, gradient and state. */
 int cg_adamw_multi_ok(const ir_graph *g, int i);

@@ -1,13 +1,13 @@
 /* emit_optim.c: the optimizer family: adamw (one launch per tensor, or one launch for a run of
  * f32 ADAMW nodes with a table of tensors in the kernel) and clip_coef (the gradient-clipping
- * factor folded into the opt slots' GRAD_SCALE). Under loss scaling an AdamW kernel first
+ * factor folded into the opt slots' GRAD_SCALE). Betas, eps and the clipping norm are read from
+ * the opt slots, so that they are the run's options, not the compile's. Under loss scaling an AdamW kernel first
  * returns when its opt's SKIP slot is set (emit_loss_scale.c). */
 #include "codegen/emit_internal.h"
 
 int cg_emit_clip_coef(emitter *e) {
     const ir_node *n = &e->g->nodes[e->node];
     launch l = {0};
-    char fl[64];
     l.tag = "clip_coef";
     param(&l, "float *", "y", off_of(e, e->node));
     param(&l, "const float *", "ss", off_of(e, n->inputs[0]));
@@ -15,10 +15,17 @@ int cg_emit_clip_coef(emitter *e) {
     sb *b = &l.body;
     cg_sb_printf(b, "    const int i = threadIdx.x;\n    if (i >= %d) return;\n", IR_OPT_SLOTS);
     cg_sb_printf(b, "    const float gs = opt[%d];\n", IR_OPT_GRAD_SCALE);
-    cg_sb_printf(b, "    const float coef = %s / (dc_sqrt(ss[0]) * fabsf(gs) + 1e-6f);\n", cg_flit(fl, sizeof fl, n->attrs.alpha));
-    cg_sb_printf(b, "    y[i] = i == %d ? gs * fminf(coef, 1.0f) : opt[i];\n", IR_OPT_GRAD_SCALE);
+    cg_sb_printf(b, "    const float max_norm = opt[%d];\n", IR_OPT_CLIP_NORM);
+    cg_sb_printf(b, "    const float coef = max_norm / (dc_sqrt(ss[0]) * fabsf(gs) + 1e-6f);\n");
+    cg_sb_printf(b, "    y[i] = i == %d && max_norm > 0.0f ? gs * fminf(coef, 1.0f) : opt[i];\n", IR_OPT_GRAD_SCALE);
     cg_finish(e, &l, 1, 32);
     return 0;
+}
+
+/* AdamW's betas and eps from the opt slots (the run's options; 1 - beta rounded on the host) */
+static void emit_adam_consts(sb *b) {
+    cg_sb_printf(b, "    const float b1 = opt[%d], nb1 = opt[%d], b2 = opt[%d], nb2 = opt[%d], eps = opt[%d];\n",
+                 IR_OPT_BETA1, IR_OPT_ONE_MINUS_BETA1, IR_OPT_BETA2, IR_OPT_ONE_MINUS_BETA2, IR_OPT_ADAM_EPS);
 }
 
 /* (param, grad, m, v, opt[, copy]): in place on param, m, v; the new param rounded into copy */
@@ -38,25 +45,44 @@ int cg_emit_adamw(emitter *e) {
     const ir_node *cn = n->ninputs > 5 ? &e->g->nodes[n->inputs[5]] : NULL; /* 16-bit copy */
     if (cn) param(&l, out_type(cn->dtype), "copy", off_of(e, n->inputs[5]));
     sb *b = &l.body;
-    char f1[64], f2[64], f3[64], f4[64], f5[64], lb[128], sb1[128];
+    char lb[128], sb1[128];
     cg_sb_printf(b, "    const float lr = opt[%d], wd = %s, bc1 = opt[%d], sbc2 = dc_sqrt(opt[%d]), gs = opt[%d];\n",
               IR_OPT_LR, at->decay ? "opt[1]" : "0.0f", IR_OPT_BIAS_CORR1, IR_OPT_BIAS_CORR2, IR_OPT_GRAD_SCALE);
     if (cg_opt_may_skip(e->g, n->inputs[4])) /* loss scaling: a step with non-finite gradients */
         cg_sb_printf(b, "    if (opt[%d] != 0.0f) return;\n", IR_OPT_SKIP);
+    emit_adam_consts(b);
     cg_loop_open(&l, total);
     cg_sb_printf(b, "        const float g = %s * gs;\n", cg_ld(lb, sizeof lb, gn->dtype, "grad[i]"));
-    cg_sb_printf(b, "        const float mi = %s * %s + %s * g;\n", cg_flit(f1, sizeof f1, at->beta1),
-              cg_ld(lb, sizeof lb, mn->dtype, "m[i]"), cg_flit(f2, sizeof f2, 1 - at->beta1));
-    cg_sb_printf(b, "        const float vi = %s * %s + %s * g * g;\n", cg_flit(f3, sizeof f3, at->beta2),
-              cg_ld(lb, sizeof lb, vn->dtype, "v[i]"), cg_flit(f4, sizeof f4, 1 - at->beta2));
+    cg_sb_printf(b, "        const float mi = b1 * %s + nb1 * g;\n", cg_ld(lb, sizeof lb, mn->dtype, "m[i]"));
+    cg_sb_printf(b, "        const float vi = b2 * %s + nb2 * g * g;\n", cg_ld(lb, sizeof lb, vn->dtype, "v[i]"));
     cg_sb_printf(b, "        m[i] = %s;\n", cg_st(sb1, sizeof sb1, mn->dtype, "mi"));
     cg_sb_printf(b, "        v[i] = %s;\n", cg_st(sb1, sizeof sb1, vn->dtype, "vi"));
-    cg_sb_printf(b, "        const float denom = dc_sqrt(vi) / sbc2 + %s;\n", cg_flit(f5, sizeof f5, at->eps));
+    cg_sb_printf(b, "        const float denom = dc_sqrt(vi) / sbc2 + eps;\n");
     char upd[256], sb2[300];
     snprintf(upd, sizeof upd, "%s * (1.0f - lr * wd) - (lr / bc1) * mi / denom", cg_ld(lb, sizeof lb, pn->dtype, "p[i]"));
     cg_sb_printf(b, "        const float pi = %s;\n", upd);
     cg_sb_printf(b, "        p[i] = %s;\n", cg_st(sb2, sizeof sb2, pn->dtype, "pi"));
     if (cn) cg_sb_printf(b, "        copy[i] = %s;\n", cg_st(sb2, sizeof sb2, cn->dtype, cg_ld(lb, sizeof lb, pn->dtype, "p[i]")));
+    cg_loop_close(e, &l, total);
+    return 0;
+}
+
+/* (ema, weight after its update, opt): in place on ema, ema = d * ema + (1 - d) * w */
+int cg_emit_ema(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    const ir_node *en = &e->g->nodes[n->inputs[0]], *wn = &e->g->nodes[n->inputs[1]];
+    int64_t total = ir_numel(en);
+    launch l = {0};
+    l.tag = "ema";
+    param(&l, out_type(en->dtype), "ema", off_of(e, n->inputs[0]));
+    param(&l, in_type(wn->dtype), "w", off_of(e, n->inputs[1]));
+    param(&l, "const float *", "opt", off_of(e, n->inputs[2]));
+    sb *b = &l.body;
+    char lb[128], lw[128], st[300], v[300];
+    cg_sb_printf(b, "    const float d = opt[%d], nd = opt[%d];\n", IR_OPT_EMA_DECAY, IR_OPT_ONE_MINUS_EMA_DECAY);
+    cg_loop_open(&l, total);
+    snprintf(v, sizeof v, "d * %s + nd * %s", cg_ld(lb, sizeof lb, en->dtype, "ema[i]"), cg_ld(lw, sizeof lw, wn->dtype, "w[i]"));
+    cg_sb_printf(b, "        ema[i] = %s;\n", cg_st(st, sizeof st, en->dtype, v));
     cg_loop_close(e, &l, total);
     return 0;
 }
@@ -78,7 +104,6 @@ int cg_adamw_multi_ok(const ir_graph *g, int i) {
 enum { ADAMW_TILE = 2048 };
 void cg_emit_adamw_multi(emitter *e, const int *nodes, int count) {
     const ir_graph *g = e->g;
-    const ir_attrs *at = &g->nodes[nodes[0]].attrs;
     launch l = {0};
     l.tag = "adamw_multi";
     param(&l, "float *", "arena", 0);
@@ -88,7 +113,6 @@ void cg_emit_adamw_multi(emitter *e, const int *nodes, int count) {
         if (g->nodes[nodes[q]].ninputs > 5) ct = g->nodes[g->nodes[nodes[q]].inputs[5]].dtype;
     if (ct != IR_F32) param(&l, out_type(ct), "copies", 0);
     sb *b = &l.body;
-    char f1[64], f2[64], f3[64], f4[64], f5[64];
     cg_sb_printf(b, "    /* per tensor: first block, elements, offsets (floats) of param, grad, m, v; decay; offset of\n"
                     "     * the 16-bit copy (its elements; -1: none) */\n");
     cg_sb_printf(b, "    static const long long tab[%d][8] = {\n", count);
@@ -119,14 +143,15 @@ void cg_emit_adamw_multi(emitter *e, const int *nodes, int count) {
               IR_OPT_LR, IR_OPT_BIAS_CORR1, IR_OPT_BIAS_CORR2, IR_OPT_GRAD_SCALE);
     if (cg_opt_may_skip(g, g->nodes[nodes[0]].inputs[4])) /* loss scaling: a skipped step */
         cg_sb_printf(b, "    if (opt[%d] != 0.0f) return;\n", IR_OPT_SKIP);
+    emit_adam_consts(b);
     cg_sb_printf(b, "    const long long i0 = ((long long)blockIdx.x - t[0]) * %d, i1 = i0 + %d < t[1] ? i0 + %d : t[1];\n",
               ADAMW_TILE, ADAMW_TILE, ADAMW_TILE);
     cg_sb_printf(b, "    for (long long i = i0 + threadIdx.x; i < i1; i += blockDim.x) {\n");
     cg_sb_printf(b, "        const float g = grad[i] * gs;\n");
-    cg_sb_printf(b, "        const float mi = %s * m[i] + %s * g;\n", cg_flit(f1, sizeof f1, at->beta1), cg_flit(f2, sizeof f2, 1 - at->beta1));
-    cg_sb_printf(b, "        const float vi = %s * v[i] + %s * g * g;\n", cg_flit(f3, sizeof f3, at->beta2), cg_flit(f4, sizeof f4, 1 - at->beta2));
+    cg_sb_printf(b, "        const float mi = b1 * m[i] + nb1 * g;\n");
+    cg_sb_printf(b, "        const float vi = b2 * v[i] + nb2 * g * g;\n");
     cg_sb_printf(b, "        m[i] = mi;\n        v[i] = vi;\n");
-    cg_sb_printf(b, "        const float denom = dc_sqrt(vi) / sbc2 + %s;\n", cg_flit(f5, sizeof f5, at->eps));
+    cg_sb_printf(b, "        const float denom = dc_sqrt(vi) / sbc2 + eps;\n");
     cg_sb_printf(b, "        p[i] = p[i] * (1.0f - lr * wd) - (lr / bc1) * mi / denom;\n");
     if (ct != IR_F32) {
         char st[128];

@@ -531,8 +531,7 @@ int cg_emit_cross_entropy(emitter *e) {
     int grad = n->op == IR_OP_CROSS_ENTROPY_GRAD;
     const ir_node *x = &e->g->nodes[n->inputs[grad ? 1 : 0]], *lab = &e->g->nodes[n->inputs[grad ? 2 : 1]];
     int64_t B = x->shape[0], K = x->shape[1];
-    double sm = n->attrs.smoothing;
-    char a[64], fl[64], fl2[64], res[256], sres[300];
+    char a[64], fl[64], res[256], sres[300];
     launch l = {0};
     l.tag = ir_op_name(n->op);
     l.fibers = 1;
@@ -546,7 +545,10 @@ int cg_emit_cross_entropy(emitter *e) {
     if (grad) param(&l, in_type(e->g->nodes[n->inputs[0]].dtype), "dloss", off_of(e, n->inputs[0]));
     param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[grad ? 1 : 0]));
     param(&l, in_type(lab->dtype), "labels", off_of(e, n->inputs[grad ? 2 : 1]));
+    param(&l, "const float *", "opt", off_of(e, n->inputs[grad ? 3 : 2]));
     cg_ld(a, sizeof a, x->dtype, "xr[c]");
+    /* label smoothing s is the run's option (opt slot); s = 0 gives exactly the plain loss */
+    cg_sb_printf(b, "    const float sm = opt[%d];\n", IR_OPT_LABEL_SMOOTHING);
     if (!grad) {
         l.tag = "cross_entropy_pass1";
         cg_sb_printf(b, "    const int bi = blockIdx.x;\n    {\n");
@@ -555,15 +557,12 @@ int cg_emit_cross_entropy(emitter *e) {
         cg_sb_printf(b, "        const long long t = (long long)labels[bi];\n");
         cg_sb_printf(b, "        const float xt = t >= 0 && t < %lld ? %s : __int_as_float(0x7fc00000);\n", (long long)K,
                   cg_ld(res, sizeof res, x->dtype, "xr[t]"));
-        if (sm != 0) {
-            cg_sb_printf(b, "        float sx = 0.0f;\n");
-            cg_sb_printf(b, "        for (int c = threadIdx.x; c < %lld; c += blockDim.x) sx += %s;\n", (long long)K, a);
-            cg_sb_printf(b, "        sx = dc_block_sum(sx);\n");
-            cg_sb_printf(b, "        if (threadIdx.x == 0) loss_rows[bi] = %s * (lse - xt) + %s * (lse - sx * %s);\n",
-                      cg_flit(fl, sizeof fl, 1 - sm), cg_flit(fl2, sizeof fl2, sm), cg_flit(res, sizeof res, 1.0 / (double)K));
-        } else {
-            cg_sb_printf(b, "        if (threadIdx.x == 0) loss_rows[bi] = lse - xt;\n");
-        }
+        cg_sb_printf(b, "        float sx = 0.0f;\n");
+        cg_sb_printf(b, "        if (sm != 0.0f)\n");
+        cg_sb_printf(b, "            for (int c = threadIdx.x; c < %lld; c += blockDim.x) sx += %s;\n", (long long)K, a);
+        cg_sb_printf(b, "        sx = dc_block_sum(sx);\n");
+        cg_sb_printf(b, "        if (threadIdx.x == 0) loss_rows[bi] = sm != 0.0f ? (1.0f - sm) * (lse - xt) + sm * (lse - sx * %s) : lse - xt;\n",
+                  cg_flit(res, sizeof res, 1.0 / (double)K));
         cg_sb_printf(b, "    }\n");
         cg_finish(e, &l, B, row_block(K));
         cg_emit_block_total(e, part, B, 1.0 / (double)B);
@@ -578,8 +577,7 @@ int cg_emit_cross_entropy(emitter *e) {
     cg_sb_printf(b, "        const float scale = %s * %s;\n", cg_ld(dlb, sizeof dlb, dl->dtype, "dloss[0]"),
               cg_flit(fl, sizeof fl, 1.0 / (double)B));
     cg_sb_printf(b, "        for (int c = threadIdx.x; c < %lld; c += blockDim.x) {\n", (long long)K);
-    cg_sb_printf(b, "            const float target = (c == t ? %s : 0.0f) + %s;\n", cg_flit(fl, sizeof fl, 1 - sm),
-              cg_flit(fl2, sizeof fl2, sm / (double)K));
+    cg_sb_printf(b, "            const float target = (c == t ? 1.0f - sm : 0.0f) + sm / %s;\n", cg_flit(fl, sizeof fl, (double)K));
     snprintf(res, sizeof res, "scale * (dc_exp(%s - lse) - target)", a);
     cg_sb_printf(b, "            y[(long long)bi * %lld + c] = %s;\n        }\n    }\n", (long long)K,
               cg_st(sres, sizeof sres, n->dtype, res));

@@ -56,6 +56,7 @@ static int64_t flops_per_element(ir_op op, int *per_input) {
     case IR_OP_CROSS_ENTROPY: *per_input = 1; return 4;
     case IR_OP_CROSS_ENTROPY_GRAD: return 5;
     case IR_OP_ADAMW: return 14;
+    case IR_OP_EMA: return 3;
     default: return 0; /* copies, gathers, casts, constants, views */
     }
 }
@@ -68,7 +69,7 @@ static cg_part part_of_op(ir_op op) {
     case IR_OP_SOFTMAX: case IR_OP_SOFTMAX_GRAD: return CG_PART_ATTENTION;
     case IR_OP_CROSS_ENTROPY: case IR_OP_CROSS_ENTROPY_GRAD: return CG_PART_LOSS;
     case IR_OP_ADAMW: case IR_OP_CLIP_COEF: case IR_OP_SUM_SQUARES: case IR_OP_LOSS_SCALE_OPT:
-    case IR_OP_LOSS_SCALE_UPDATE:
+    case IR_OP_LOSS_SCALE_UPDATE: case IR_OP_EMA:
         return CG_PART_OPTIMIZER;
     default: return CG_PART_ELEMENTWISE;
     }

@@ -264,7 +264,8 @@ int cg_write_plan(const cg_program *p, const cg_plan_target *t, FILE *f) {
     } else {
         fprintf(f, "    .emu_kernels = deitc_emu_kernels,\n");
     }
-    fprintf(f, "    .beta1 = %.17g, .beta2 = %.17g, .adam_eps = %.17g,\n};\n", p->beta1, p->beta2, p->adam_eps);
+    fprintf(f, "    .beta1 = %.17g, .beta2 = %.17g, .adam_eps = %.17g,\n", p->beta1, p->beta2, p->adam_eps);
+    fprintf(f, "    .label_smoothing = %.17g, .clip_grad_norm = %.17g,\n};\n", p->label_smoothing, p->clip_grad_norm);
     return ferror(f) ? -1 : 0;
 }
 

@@ -432,7 +432,8 @@ static int run_cross_entropy(ir_interp *it, const ir_node *n, double *out) {
     const ir_node *ln = &it->g->nodes[n->inputs[grad ? 1 : 0]];
     const double *logits = it->val[n->inputs[grad ? 1 : 0]], *labels = it->val[n->inputs[grad ? 2 : 1]];
     int64_t B = ln->shape[0], K = ln->shape[1];
-    double s = n->attrs.smoothing, total = 0, dloss = grad ? it->val[n->inputs[0]][0] : 0;
+    double s = it->val[n->inputs[grad ? 3 : 2]][IR_OPT_LABEL_SMOOTHING], total = 0;
+    double dloss = grad ? it->val[n->inputs[0]][0] : 0;
     for (int64_t b = 0; b < B; b++) {
         const double *x = logits + b * K;
         double lab = labels[b];
@@ -467,6 +468,8 @@ static void run_adamw(ir_interp *it, const ir_node *n, double *out) {
     const double *gr = it->val[n->inputs[1]], *opt = it->val[n->inputs[4]];
     double lr = opt[IR_OPT_LR], wd = a->decay ? opt[IR_OPT_WEIGHT_DECAY] : 0;
     double bc1 = opt[IR_OPT_BIAS_CORR1], bc2 = opt[IR_OPT_BIAS_CORR2], gs = opt[IR_OPT_GRAD_SCALE];
+    double b1 = opt[IR_OPT_BETA1], nb1 = opt[IR_OPT_ONE_MINUS_BETA1], b2 = opt[IR_OPT_BETA2];
+    double nb2 = opt[IR_OPT_ONE_MINUS_BETA2], eps = opt[IR_OPT_ADAM_EPS];
     ir_dtype pt = it->g->nodes[n->inputs[0]].dtype;
     int64_t k = ir_numel(n);
     if (opt[IR_OPT_SKIP] != 0) { /* a skipped step (loss scaling): weight and moments as they are */
@@ -475,9 +478,9 @@ static void run_adamw(ir_interp *it, const ir_node *n, double *out) {
     }
     for (int64_t i = 0; i < k; i++) {
         double g = gr[i] * gs;
-        m[i] = a->beta1 * m[i] + (1 - a->beta1) * g;
-        vv[i] = a->beta2 * vv[i] + (1 - a->beta2) * g * g;
-        double denom = sqrt(vv[i]) / sqrt(bc2) + a->eps;
+        m[i] = b1 * m[i] + nb1 * g;
+        vv[i] = b2 * vv[i] + nb2 * g * g;
+        double denom = sqrt(vv[i]) / sqrt(bc2) + eps;
         double np = p[i] * (1 - lr * wd) - (lr / bc1) * m[i] / denom;
         if (!it->use_f64) {
             m[i] = (float)m[i];
@@ -742,9 +745,9 @@ static int run_node(ir_interp *it, int i) {
     case IR_OP_CLIP_COEF: { /* torch.nn.utils.clip_grad_norm_, on the unscaled gradients */
         const double *opt = v[n->inputs[1]];
         double gs = opt[IR_OPT_GRAD_SCALE], norm = sqrt(v[n->inputs[0]][0]) * fabs(gs);
-        double coef = n->attrs.alpha / (norm + 1e-6);
+        double max_norm = opt[IR_OPT_CLIP_NORM], coef = max_norm / (norm + 1e-6);
         memcpy(out, opt, sizeof(double) * IR_OPT_SLOTS);
-        out[IR_OPT_GRAD_SCALE] = gs * (coef < 1 ? coef : 1);
+        if (max_norm > 0) out[IR_OPT_GRAD_SCALE] = gs * (coef < 1 ? coef : 1);
         break;
     }
     case IR_OP_ADAMW:
@@ -756,6 +759,17 @@ static int run_node(ir_interp *it, int i) {
     case IR_OP_LOSS_SCALE_UPDATE:
         run_loss_scale_update(it, n, out);
         return 0;
+    case IR_OP_EMA: { /* in place on the state: ema = d ema + (1 - d) w */
+        double *ema = v[n->inputs[0]];
+        const double *w = v[n->inputs[1]], *opt = v[n->inputs[2]];
+        double d = opt[IR_OPT_EMA_DECAY], nd = opt[IR_OPT_ONE_MINUS_EMA_DECAY];
+        for (int64_t k = 0; k < total; k++) {
+            double e = d * ema[k] + nd * w[k];
+            if (!it->use_f64) e = round_dtype(e, n->dtype);
+            ema[k] = out[k] = e;
+        }
+        return 0;
+    }
     default: /* the elementwise ops */
         assert(ir_op_flags(n->op) & IR_OPF_ELEMENTWISE);
         return run_rows(it, i, total, 1);

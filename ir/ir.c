@@ -457,10 +457,13 @@ static int infer_shape_rule(ir_graph *g, ir_node *n) {
     case IR_OP_CROSS_ENTROPY_GRAD: {
         const ir_node *logits = in[n->op == IR_OP_CROSS_ENTROPY ? 0 : 1];
         const ir_node *labels = in[n->op == IR_OP_CROSS_ENTROPY ? 1 : 2];
+        const ir_node *opt = in[n->op == IR_OP_CROSS_ENTROPY ? 2 : 3];
         if (logits->ndim != 2 || labels->ndim != 1 || labels->shape[0] != logits->shape[0] ||
             ir_dtype_is_float(labels->dtype))
             return node_error(g, n, "needs logits [B,K] and integer labels [B], got %s and %s",
                               ir_shape_str(logits, s0, 96), ir_shape_str(labels, s1, 96));
+        if (ir_numel(opt) != IR_OPT_SLOTS || opt->dtype != IR_F32)
+            return node_error(g, n, "needs the f32 opt slots [%d] (label smoothing) as its last input", IR_OPT_SLOTS);
         if (n->op == IR_OP_CROSS_ENTROPY) {
             n->ndim = 1;
             n->shape[0] = 1;
@@ -483,6 +486,14 @@ static int infer_shape_rule(ir_graph *g, ir_node *n) {
         n->ndim = in[1]->ndim;
         memcpy(n->shape, in[1]->shape, sizeof n->shape);
         n->dtype = in[1]->dtype;
+        break;
+    case IR_OP_EMA:
+        if (x->op != IR_OP_STATE || !ir_same_shape(x, in[1]) || x->dtype != in[1]->dtype ||
+            ir_numel(in[2]) != IR_OPT_SLOTS || in[2]->dtype != IR_F32)
+            return node_error(g, n, "needs (ema state, weight of its shape and dtype, opt[%d])", IR_OPT_SLOTS);
+        n->ndim = x->ndim;
+        memcpy(n->shape, x->shape, sizeof n->shape);
+        n->dtype = x->dtype;
         break;
     case IR_OP_ADAMW:
         if ((n->ninputs != 5 && n->ninputs != 6) || x->op != IR_OP_WEIGHT || !ir_same_shape(x, in[1]) ||

@@ -72,6 +72,16 @@ enum {
     IR_OPT_GRAD_SCALE,     /* gradients are multiplied by this (clipping, loss-scale undo) */
     IR_OPT_SKIP,           /* nonzero: ADAMW leaves weight and moments as they are (a step whose
                               gradients were not finite under loss scaling); the host fills 0 */
+    /* the run's options (EXE train --label-smoothing ...; the compile's values are the defaults) */
+    IR_OPT_LABEL_SMOOTHING, /* CROSS_ENTROPY*: label smoothing s in [0, 1) */
+    IR_OPT_CLIP_NORM,      /* CLIP_COEF: max global gradient norm; 0 = no clipping */
+    IR_OPT_BETA1,          /* ADAMW: beta1, 1 - beta1 (each rounded from double on the host) */
+    IR_OPT_ONE_MINUS_BETA1,
+    IR_OPT_BETA2,          /* ADAMW: beta2, 1 - beta2 */
+    IR_OPT_ONE_MINUS_BETA2,
+    IR_OPT_ADAM_EPS,       /* ADAMW: eps */
+    IR_OPT_EMA_DECAY,      /* EMA: decay d; 1 - d rounded on the host follows */
+    IR_OPT_ONE_MINUS_EMA_DECAY,
     IR_OPT_SLOTS
 };
 

@@ -329,9 +329,9 @@ static int grad_rule(ad_ctx *c, int self, const int *active) {
     case IR_OP_CROSS_ENTROPY:
         a.smoothing = n->attrs.smoothing;
         if (ax) {
-            int in[3] = {dy, x, y};
+            int in[4] = {dy, x, y, n->inputs[2]};
             int id = c->failed ? -1
-                               : ir_add(g, IR_OP_CROSS_ENTROPY_GRAD, in, 3, &a, xn.dtype, 0, NULL,
+                               : ir_add(g, IR_OP_CROSS_ENTROPY_GRAD, in, 4, &a, xn.dtype, 0, NULL,
                                         c->name, c->loc);
             if (id < 0) c->failed = 1;
             accumulate(c, x, id);
@@ -362,6 +362,7 @@ static int grad_rule(ad_ctx *c, int self, const int *active) {
     case IR_OP_ADAMW:
     case IR_OP_LOSS_SCALE_OPT:
     case IR_OP_LOSS_SCALE_UPDATE:
+    case IR_OP_EMA:
     case IR_OP_COUNT:
         snprintf(g->error, sizeof g->error, "%s '%s': op has no derivative rule (node %%%d)",
                  ir_op_name(n->op), n->name ? n->name : "", self);

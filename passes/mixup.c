@@ -81,7 +81,7 @@ ir_graph *pass_mixup_forward(const ir_graph *f, char *err, size_t errsize) {
     return g;
 }
 
-int pass_mixup_loss(ir_graph *g, int logits, int labels, double smoothing, ir_loc loc) {
+int pass_mixup_loss(ir_graph *g, int logits, int labels, int opt, double smoothing, ir_loc loc) {
     int mix = ir_find(g, "mix");
     if (mix < 0) {
         snprintf(g->error, sizeof g->error, "mixup: the graph has no input 'mix' (pass_mixup_forward)");
@@ -93,8 +93,8 @@ int pass_mixup_loss(ir_graph *g, int logits, int labels, double smoothing, ir_lo
     int lam = mix_part(g, mix, n - 2, n - 1, 1, one, "mix.lam", loc);
     int lamf = lam < 0 ? -1 : mix_part(g, mix, n - 1, n, 1, one, "mix.lam_partner", loc);
     int yf = lamf < 0 ? -1 : ir_unary(g, IR_OP_FLIP_BATCH, labels, NULL, "labels.partner", loc);
-    int l1 = yf < 0 ? -1 : ir_binary(g, IR_OP_CROSS_ENTROPY, logits, labels, &ce, "loss.self", loc);
-    int l2 = l1 < 0 ? -1 : ir_binary(g, IR_OP_CROSS_ENTROPY, logits, yf, &ce, "loss.partner", loc);
+    int l1 = yf < 0 ? -1 : ir_add(g, IR_OP_CROSS_ENTROPY, (int[]){logits, labels, opt}, 3, &ce, IR_F32, 0, NULL, "loss.self", loc);
+    int l2 = l1 < 0 ? -1 : ir_add(g, IR_OP_CROSS_ENTROPY, (int[]){logits, yf, opt}, 3, &ce, IR_F32, 0, NULL, "loss.partner", loc);
     int a = l2 < 0 ? -1 : ir_binary(g, IR_OP_MUL, l1, lam, NULL, "loss.self_mixed", loc);
     int b = a < 0 ? -1 : ir_binary(g, IR_OP_MUL, l2, lamf, NULL, "loss.partner_mixed", loc);
     return b < 0 ? -1 : ir_binary(g, IR_OP_ADD, a, b, NULL, "loss", loc);

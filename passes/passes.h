@@ -21,6 +21,7 @@ typedef struct {
     double label_smoothing;     /* 0 = none; DeiT trains with 0.1 */
     double beta1, beta2, adam_eps;
     double clip_grad_norm;      /* 0 = off; else clip the global gradient norm to this */
+    int ema;                    /* 1: STATE ema.<w> and an EMA update of it after each ADAMW */
     const char *const *freeze;  /* glob patterns (fnmatch) of weights that are not trained */
     int nfreeze;
     const char *output;         /* node to put the loss on; NULL = the output "logits", or the
@@ -43,10 +44,12 @@ void pass_train_options_default(pass_train_options *o);
  * weight that no freeze pattern matches and that the loss depends on; the others lose the
  * flag (they stay WEIGHT leaves, without gradient or update). With clip_grad_norm > 0 the
  * ADAMWs read opt through CLIP_COEF(SUM_SQUARES(grads...), opt), which scales GRAD_SCALE by
- * min(1, max_norm / (norm + 1e-6)) in the graph. With loss_scale (loss_scale.c): the STATE
- * "loss_scaler", the seed is its scale, LOSS_SCALE_OPT between opt and the clipping / ADAMWs, and
- * LOSS_SCALE_UPDATE last. Returns NULL with err on failure (no output to put the loss on,
- * logits not [B,K]). */
+ * min(1, max_norm / (norm + 1e-6)) in the graph, max_norm being the opt slot CLIP_NORM (0: off). label_smoothing,
+ * clip_grad_norm, betas and eps are defaults recorded in the attrs (the plan's defaults); the
+ * kernels read the opt slots. Returns NULL with err on failure (no
+ * output to put the loss on, logits not [B,K]). With loss_scale (loss_scale.c): the STATE "loss_scaler",
+ * the seed is its scale, LOSS_SCALE_OPT between opt and the clipping / ADAMWs, and
+ * LOSS_SCALE_UPDATE last. */
 ir_graph *pass_training(const ir_graph *forward, const pass_train_options *o, char *err,
                         size_t errsize);
 
@@ -58,7 +61,7 @@ ir_graph *pass_training(const ir_graph *forward, const pass_train_options *o, ch
 ir_graph *pass_mixup_forward(const ir_graph *f, char *err, size_t errsize);
 /* The loss under mixup: lam * CE_s(logits, labels) + (1 - lam) * CE_s(logits, flip(labels)),
  * named "loss" (timm's SoftTargetCrossEntropy of its mixup_target). -1 with g->error. */
-int pass_mixup_loss(ir_graph *g, int logits, int labels, double smoothing, ir_loc loc);
+int pass_mixup_loss(ir_graph *g, int logits, int labels, int opt, double smoothing, ir_loc loc);
 
 /* ---- drop_path.c ------------------------------------------------------------------------- */
 

@@ -1,13 +1,20 @@
 /* training.c: the training pass. The forward graph becomes one training step:
  *
  *   forward ... -> logits [B,K] --+
- *   INPUT labels i64 [B] ---------+-> CROSS_ENTROPY -> output "loss" [1]
+ *   INPUT labels i64 [B] ---------+-> CROSS_ENTROPY (label smoothing: opt slot) -> output "loss" [1]
+ *   INPUT opt f32 [IR_OPT_SLOTS] -+
  *   CONST 1.0 [1] (seed) -> pass_autodiff -> output "grad.<w>" for every trained weight
- *   INPUT opt f32 [IR_OPT_SLOTS] -> (clip_grad_norm: SUM_SQUARES of all grads -> CLIP_COEF)
- *   STATE adam_m.<w>, adam_v.<w>; ADAMW(w, grad.<w>, m, v, opt) per trained weight, last.
+ *   (clip_grad_norm: opt -> SUM_SQUARES of all grads -> CLIP_COEF; max norm: opt slot, 0 = off)
+ *   STATE adam_m.<w>, adam_v.<w>; ADAMW(w, grad.<w>, m, v, opt) per trained weight, last;
+ *   with o->ema, STATE ema.<w> and EMA(ema.<w>, ADAMW, opt) after them (timm ModelEmaV2).
  *
- * Gradient clipping stays in the graph: CLIP_COEF folds min(1, max_norm / (norm + 1e-6)) into
- * the GRAD_SCALE slot of the opt vector the ADAMW nodes read, so no host round trip is needed.
+ * Label smoothing, the clipping norm, AdamW's betas and eps are opt slots the host fills from
+ * the run's options, so one executable serves many runs; the options here (and the attrs they
+ * set) are the compile's defaults, which the plan records. Clipping is in the graph only when
+ * the compile asks for it (its SUM_SQUARES launches cost ~57 launches a step on DeiT-Ti), and
+ * then the run may change its norm or turn it off. Gradient clipping stays in the
+ * graph: CLIP_COEF folds min(1, max_norm / (norm + 1e-6)) into the GRAD_SCALE slot of the opt
+ * vector the ADAMW nodes read, so no host round trip is needed.
  * With --loss-scale (loss_scale.c) the seed is the scaler's scale and the ADAMWs read opt
  * through LOSS_SCALE_OPT (unscale, skip, bias corrections from the device's step count).
  * Weights matched by a --freeze pattern, or that the loss does not depend on, lose
@@ -125,11 +132,13 @@ static ir_graph *pass_training_graph(const ir_graph *f, const pass_train_options
     /* loss */
     int64_t bshape[1] = {ln->shape[0]}, one[1] = {1}, slots[1] = {IR_OPT_SLOTS};
     int labels = ir_leaf(g, IR_OP_INPUT, IR_I64, 1, bshape, "labels", loc);
+    int opt = labels < 0 ? -1 : ir_leaf(g, IR_OP_INPUT, IR_F32, 1, slots, "opt", loc);
     ir_attrs ce = {0};
-    ce.smoothing = o->label_smoothing;
-    int loss = labels < 0 ? -1
-               : o->mixup ? pass_mixup_loss(g, logits, labels, o->label_smoothing, loc)
-                          : ir_binary(g, IR_OP_CROSS_ENTROPY, logits, labels, &ce, "loss", loc);
+    ce.smoothing = o->label_smoothing; /* the compile's default; the kernel reads the opt slot */
+    int ce_in[3] = {logits, labels, opt};
+    int loss = labels < 0 || opt < 0 ? -1
+               : o->mixup ? pass_mixup_loss(g, logits, labels, opt, o->label_smoothing, loc)
+                          : ir_add(g, IR_OP_CROSS_ENTROPY, ce_in, 3, &ce, IR_F32, 0, NULL, "loss", loc);
     if (loss < 0) return fail(g, err, errsize, "training: %s", g->error);
     ir_node_set_output(g, loss, "loss");
     ir_attrs sa = {0};
@@ -177,7 +186,7 @@ static ir_graph *pass_training_graph(const ir_graph *f, const pass_train_options
     }
 
     /* optimizer: opt slots, optional clipping, state, then the updates last */
-    int opt = ntrained < 0 ? -1 : ir_leaf(g, IR_OP_INPUT, IR_F32, 1, slots, "opt", loc);
+    if (ntrained < 0) opt = -1;
     int ss = -1;
     if (opt >= 0 && (o->clip_grad_norm > 0 || scaler >= 0) && ntrained > 0) {
         ss = sum_squares_all(g, grads, ntrained, loc);
@@ -190,13 +199,14 @@ static ir_graph *pass_training_graph(const ir_graph *f, const pass_train_options
         int in[3] = {ss, opt, scaler};
         opt = ir_add(g, IR_OP_LOSS_SCALE_OPT, in, 3, &la, IR_F32, 0, NULL, "opt.unscaled", loc);
     }
-    if (opt >= 0 && o->clip_grad_norm > 0 && ntrained > 0) {
+    if (opt >= 0 && o->clip_grad_norm > 0 && ntrained > 0) { /* the run's opt slot: its norm, 0 = off */
         ir_attrs ca = {0};
         ca.alpha = o->clip_grad_norm;
         opt = ir_binary(g, IR_OP_CLIP_COEF, ss, opt, &ca, "opt.clipped", loc);
     }
     int *m = malloc(sizeof(int) * (size_t)(nwrt + 1)), *v = malloc(sizeof(int) * (size_t)(nwrt + 1));
-    if (!m || !v) abort();
+    int *ema_state = malloc(sizeof(int) * (size_t)(nwrt + 1)); /* STATE ema.<w>: leaves before any update */
+    if (!m || !v || !ema_state) abort();
     for (int k = 0; k < ntrained && opt >= 0; k++) {
         const ir_node *w = &g->nodes[wrt[k]];
         ir_dtype t = w->dtype;
@@ -207,7 +217,8 @@ static ir_graph *pass_training_graph(const ir_graph *f, const pass_train_options
         const char *nm = w->name;
         m[k] = ir_leaf(g, IR_OP_STATE, t, nd, s, ir_arena_printf(&g->arena, "adam_m.%s", nm), wl);
         v[k] = ir_leaf(g, IR_OP_STATE, t, nd, s, ir_arena_printf(&g->arena, "adam_v.%s", nm), wl);
-        if (m[k] < 0 || v[k] < 0) opt = -1;
+        ema_state[k] = o->ema ? ir_leaf(g, IR_OP_STATE, t, nd, s, ir_arena_printf(&g->arena, "ema.%s", nm), wl) : 0;
+        if (m[k] < 0 || v[k] < 0 || ema_state[k] < 0) opt = -1;
     }
     for (int k = 0; k < ntrained && opt >= 0; k++) {
         const ir_node *w = &g->nodes[wrt[k]];
@@ -217,7 +228,16 @@ static ir_graph *pass_training_graph(const ir_graph *f, const pass_train_options
         aa.eps = o->adam_eps;
         aa.decay = decays(w);
         int in[5] = {wrt[k], grads[k], m[k], v[k], opt};
-        if (ir_add(g, IR_OP_ADAMW, in, 5, &aa, w->dtype, 0, NULL, w->name, w->loc) < 0) opt = -1;
+        int upd = ir_add(g, IR_OP_ADAMW, in, 5, &aa, w->dtype, 0, NULL, w->name, w->loc);
+        if (upd < 0) opt = -1;
+        m[k] = upd; /* the updated weight, for its EMA */
+    }
+    for (int k = 0; k < ntrained && opt >= 0 && o->ema; k++) { /* timm ModelEmaV2, after every update */
+        const ir_node *w = &g->nodes[wrt[k]];
+        int in[3] = {ema_state[k], m[k], opt};
+        if (ir_add(g, IR_OP_EMA, in, 3, NULL, w->dtype, 0, NULL, ir_arena_printf(&g->arena, "ema_update.%s", w->name),
+                   w->loc) < 0)
+            opt = -1;
     }
     if (opt >= 0 && scaler >= 0 && ntrained > 0) { /* after every reader of the scale */
         int in[2] = {scaler, ss};
@@ -227,6 +247,7 @@ static ir_graph *pass_training_graph(const ir_graph *f, const pass_train_options
     free(grads);
     free(m);
     free(v);
+    free(ema_state);
     if (opt < 0) return fail(g, err, errsize, "training: %s", g->error);
     return g;
 }

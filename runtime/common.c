@@ -22,12 +22,21 @@ int rt_errorf(char *err, size_t errsize, const char *fmt, ...) {
     return -1;
 }
 
-void rt_opt_fill(double slots[RT_OPT_SLOTS], double lr, double wd, double beta1, double beta2, long t) {
+void rt_opt_fill(double slots[RT_OPT_SLOTS], double lr, const rt_opt_run *r, long t) {
     slots[RT_OPT_LR] = lr;
-    slots[RT_OPT_WEIGHT_DECAY] = wd;
-    slots[RT_OPT_BIAS_CORR1] = 1 - pow(beta1, (double)t);
-    slots[RT_OPT_BIAS_CORR2] = 1 - pow(beta2, (double)t);
+    slots[RT_OPT_WEIGHT_DECAY] = r->weight_decay;
+    slots[RT_OPT_BIAS_CORR1] = 1 - pow(r->beta1, (double)t);
+    slots[RT_OPT_BIAS_CORR2] = 1 - pow(r->beta2, (double)t);
     slots[RT_OPT_GRAD_SCALE] = 1;
+    slots[RT_OPT_LABEL_SMOOTHING] = r->label_smoothing;
+    slots[RT_OPT_CLIP_NORM] = r->clip_norm;
+    slots[RT_OPT_BETA1] = r->beta1;
+    slots[RT_OPT_ONE_MINUS_BETA1] = 1 - r->beta1;
+    slots[RT_OPT_BETA2] = r->beta2;
+    slots[RT_OPT_ONE_MINUS_BETA2] = 1 - r->beta2;
+    slots[RT_OPT_ADAM_EPS] = r->adam_eps;
+    slots[RT_OPT_EMA_DECAY] = r->ema_decay;
+    slots[RT_OPT_ONE_MINUS_EMA_DECAY] = 1 - r->ema_decay;
     slots[RT_OPT_SKIP] = 0;
 }
 

@@ -27,6 +27,8 @@
 const char *rt_exe_prog = "EXE";
 static char **prog_argv; /* file names in messages are escaped (rt_message_escape) */
 static int prog_argc;
+char **rt_exe_argv; /* the command line, for the resume command an interrupted run prints */
+int rt_exe_argc;
 double rt_exe_t_main; /* rt_exe_now_s() when rt_main began: bench reports start-up from it */
 
 int rt_exe_error(const char *fmt, ...) {
@@ -76,6 +78,10 @@ static void usage(FILE *f) {
             "                [--mixup A] [--cutmix A] [--mixup-prob P] [--mixup-switch-prob P] (compiled with --mix;\n"
             "                timm's Mixup: DeiT uses --mixup 0.8 --cutmix 1.0; 0 is off, the default)\n"
             "                [--drop-path R] (compiled with --stochastic-depth; DeiT-S: 0.1, linear over blocks)\n"
+            "                [--label-smoothing S] [--clip-grad MAX_NORM] [--beta1 B1] [--beta2 B2] [--adam-eps E]\n"
+            "                [--min-lr LR] [--warmup-epochs E] [--schedule-per step|epoch]\n"
+            "                [--val-data D [--eval-every N] [--save-best B.safetensors] [--summary S.csv]]\n"
+            "                [--plot curves.png] [--ema-decay D] [--save-ema E.safetensors] [--freeze PATTERN,...]\n"
             "       %s eval --data D [--init W.safetensors [--partial-init]] [--seed S]\n"
             "       %s bench [--steps K] [--warmup W] [--init W.safetensors [--partial-init]] [--no-graph] [--profile]\n"
             "                [--data DIR|X.dpk [--aug none|light] [--workers N]]  (--data: the data path timed too)\n"
@@ -91,6 +97,13 @@ static void usage(FILE *f) {
             "--aug randaug: light + timm's RandAugment rand-m9-mstd0.5-inc1; deit: randaug + random erasing (p 0.25).\n"
             "   An ImageFolder is streamed by --workers threads (default: one a core) with --aug light, --stream, or\n"
             "   when its pixels exceed DEITC_DATA_CACHE_MB (1024); else decoded once. Same batches either way.\n"
+            "--lr defaults to DeiT's 5e-4 x batch / 512; --label-smoothing and --clip-grad (0: off) default to the\n"
+            "   compile's values, the betas and eps to the model's. --val-data is evaluated (loss, top-1, top-5 over\n"
+            "   every image) after every epoch and every --eval-every steps. --ema-decay (default 0.99996) and\n"
+            "   --save-ema need an executable compiled with --ema. Ctrl-C or SIGTERM: the step finishes, a checkpoint\n"
+            "   is written (--checkpoint, else interrupted.safetensors) with the command that resumes it; exit 130/143.\n"
+            "   --init with a head of another class count re-initializes the head; a pos_embed of another grid is\n"
+            "   resampled (timm's resample_abs_pos_embed).\n"
             "--checkpoint writes the weights, the AdamW state and the step (every N steps and at the end); --resume\n"
             "continues such a run from its step (or, at its last step, writes its --save file); a run with other\n"
             "--steps/--epochs, --lr, --weight-decay, schedule, warm-up, shuffling, --aug or --seed is refused unless\n"
@@ -152,6 +165,7 @@ static int option_allowed(const char *cmd, const char *opt) {
     };
     char key[64];
     snprintf(key, sizeof key, " %s ", opt);
+    if (!strcmp(cmd, "train") && strstr(rt_exe_run_option_names, key)) return 1; /* run_options.c */
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         if (!strcmp(table[i].cmd, cmd)) return strstr(table[i].opts, key) != NULL;
     return 1; /* unknown commands are reported by the caller */
@@ -161,7 +175,6 @@ static int option_allowed(const char *cmd, const char *opt) {
 static int parse_args(int argc, char **argv, exe_args *a) {
     memset(a, 0, sizeof *a);
     a->cmd = argv[1];
-    a->lr = 1e-3;
     a->weight_decay = 0.05;
     a->bucket_mb = 25;
     a->shuffle = 1;
@@ -193,6 +206,12 @@ static int parse_args(int argc, char **argv, exe_args *a) {
                 return 2;
             }
         if (s[0] == '-' && nseen < 64) seen[nseen++] = name;
+        int run_opt = rt_exe_run_option(a, s, next); /* label smoothing, clipping, betas, validation */
+        if (run_opt < 0) return 2;
+        if (run_opt > 0) {
+            i++;
+            continue;
+        }
         if (!strcmp(s, "--init")) a->init = next;
         else if (!strcmp(s, "--data")) a->data = next;
         else if (!strcmp(s, "--save")) a->save = next;
@@ -323,11 +342,11 @@ static int parse_args(int argc, char **argv, exe_args *a) {
         fprintf(stderr, "%s: error: --checkpoint-every needs --checkpoint FILE\n", rt_exe_prog);
         return 2;
     }
-    if (a->lr <= 0) {
+    if (a->has_lr && a->lr <= 0) {
         fprintf(stderr, "%s: error: --lr must be positive\n", rt_exe_prog);
         return 2;
     }
-    return 0;
+    return rt_exe_run_options_check(a);
 }
 
 /* ---- main ---------------------------------------------------------------------------------- */
@@ -342,8 +361,8 @@ static int stdout_checked(int rc) {
 }
 
 int rt_main(const rt_plan *p, int argc, char **argv) {
-    prog_argv = argv;
-    prog_argc = argc;
+    prog_argv = rt_exe_argv = argv;
+    prog_argc = rt_exe_argc = argc;
     rt_exe_t_main = rt_exe_now_s();
     if (argc > 0 && argv[0]) {
         const char *slash = strrchr(argv[0], '/');

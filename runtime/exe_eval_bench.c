@@ -42,17 +42,36 @@ int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p) {
                      a->data, (long long)ds.n, (long long)p->batch);
         goto done;
     }
+    if (s.logits && world == 1) { /* every image, top-1 and top-5: validate.c (several ranks: below) */
+        rt_exe_eval ev;
+        if (rt_exe_evaluate(&s, &ds, a, &ev)) goto done;
+        double n = (double)(ev.n ? ev.n : 1);
+        printf("eval: %lld images, loss %.6f, accuracy %.2f%%, top-5 %.2f%%\n", (long long)ev.n, ev.loss,
+               100.0 * (double)ev.top1 / n, 100.0 * (double)ev.top5 / n);
+        printf("{\"images\":%lld,\"loss\":", (long long)ev.n);
+        rt_exe_json_num(stdout, ev.loss);
+        printf(",\"accuracy\":");
+        rt_exe_json_num(stdout, (double)ev.top1 / n);
+        printf(",\"top1\":%lld,\"top5\":%lld,\"top5_accuracy\":", (long long)ev.top1, (long long)ev.top5);
+        rt_exe_json_num(stdout, (double)ev.top5 / n);
+        printf("}\n");
+        rc = 0;
+        goto done;
+    }
     int64_t batches = s.logits ? (n + p->batch - 1) / p->batch : n / p->batch, counted = 0, correct = 0;
     idx = malloc(sizeof(int64_t) * (size_t)p->batch);
-    logits = malloc(sizeof(float) * (size_t)(p->batch * (p->num_classes > 0 ? p->num_classes : 1)));
-    if (!idx || !logits) abort();
+    if (!idx) abort();
     double loss_sum = 0;
     for (int64_t b = 0; b < batches; b++) {
         for (int64_t i = 0; i < p->batch; i++) idx[i] = order[(b * p->batch + i) % n];
         float loss;
         /* the forward steps only; lr 0 keeps the weights even in a plan whose eval prefix reaches
          * an update (or that has none: hand-written plans run every step) */
-        if (rt_exe_fill_batch(&s, &ds, idx) || rt_exe_set_opt(&s, 0, 0, 1) || rt_device_run_forward(s.dev) ||
+        rt_opt_run run;
+        rt_exe_run_opt(a, p, &run);
+        run.weight_decay = 0;
+        run.label_smoothing = 0; /* the eval loss is the plain cross-entropy (timm's validate) */
+        if (rt_exe_fill_batch(&s, &ds, idx) || rt_exe_set_opt(&s, 0, &run, 1) || rt_device_run_forward(s.dev) ||
             rt_exe_read_f32(&s, s.loss, 1, &loss))
             goto done;
         if (!s.logits) {
@@ -88,21 +107,11 @@ int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p) {
         }
     }
     double loss = counted ? loss_sum / (double)counted : NAN;
-    if (s.logits) {
-        printf("eval: %lld images, loss %.6f, accuracy %.2f%%\n", (long long)counted, loss,
-               100.0 * (double)correct / (double)(counted ? counted : 1));
-        printf("{\"images\":%lld,\"loss\":", (long long)counted);
-        rt_exe_json_num(stdout, loss);
-        printf(",\"accuracy\":");
-        rt_exe_json_num(stdout, (double)correct / (double)(counted ? counted : 1));
-        printf("}\n");
-    } else {
-        printf("eval: %lld images (full batches only), loss %.6f, accuracy unavailable (no logits output)\n",
-               (long long)counted, loss);
-        printf("{\"images\":%lld,\"loss\":", (long long)counted);
-        rt_exe_json_num(stdout, loss);
-        printf(",\"accuracy\":null}\n");
-    }
+    printf("eval: %lld images (full batches only), loss %.6f, accuracy unavailable (no logits output)\n",
+           (long long)counted, loss);
+    printf("{\"images\":%lld,\"loss\":", (long long)counted);
+    rt_exe_json_num(stdout, loss);
+    printf(",\"accuracy\":null}\n");
     rc = 0;
 done:
     rt_dist_close(dist);
@@ -151,8 +160,10 @@ static int profile(session *s, const exe_args *a, long steps) {
     if (!per || !rows) abort();
     s->dev->profile_ms = per;
     int rc = 0;
+    rt_opt_run run;
+    rt_exe_run_opt(a, p, &run);
     for (long i = 0; i < steps && !rc; i++)
-        if (rt_exe_set_opt(s, a->lr, a->weight_decay, i + 1) || rt_device_run(s->dev, 0))
+        if (rt_exe_set_opt(s, rt_exe_base_lr(a, p), &run, i + 1) || rt_device_run(s->dev, 0))
             rc = rt_exe_error("%s", s->dev->err);
     s->dev->profile_ms = NULL;
     int n = 0;
@@ -227,7 +238,9 @@ int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p) {
         double t;
         if (i == warm) t_warm = rt_exe_now_s();
         double t0 = rt_exe_now_s();
-        if ((st.on && rt_exe_stream_batch(&s, &st)) || rt_exe_set_opt(&s, a->lr, a->weight_decay, i + 1)) goto done;
+        rt_opt_run run;
+        rt_exe_run_opt(a, p, &run);
+        if ((st.on && rt_exe_stream_batch(&s, &st)) || rt_exe_set_opt(&s, rt_exe_base_lr(a, p), &run, i + 1)) goto done;
         if (s.dev->timer_start(s.dev) || rt_device_run(s.dev, a->use_graph && i > 0) || s.dev->timer_stop(s.dev, &t)) {
             rt_exe_error("%s", s.dev->err);
             goto done;
@@ -334,6 +347,8 @@ int rt_exe_cmd_info(const exe_args *a, const rt_plan *p) {
     if (p->num_eval_steps > 0) printf("eval runs steps 1-%d (logits and loss)\n", p->num_eval_steps);
     printf("optimizer: AdamW beta1 %g beta2 %g eps %g\n", p->beta1, p->beta2, p->adam_eps);
     rt_exe_scaler_info(p);
+    printf("run defaults: label smoothing %g, clip-grad %g (train --label-smoothing, --clip-grad, --beta1 ...)\n",
+           p->label_smoothing, p->clip_grad_norm);
     printf("kernels: %d\n", p->num_kernels);
     for (int k = 0; k < p->num_kernels; k++) {
         int launches = 0;

@@ -7,6 +7,11 @@
  *   exe_eval_bench.c eval, bench, info
  *   exe_loss_scale.c the loss scaler: options onto its device state, resume checks, metrics
  *   exe_dist.c       allreduce (the data-parallel gradient all-reduce, timed)
+ *   run_options.c    the run's options (label smoothing, clipping, betas, lr schedule)
+ *   validate.c       evaluation over every image (eval, --val-data), summary.csv
+ *   signals.c        Ctrl-C / SIGTERM: finish the step, checkpoint, say how to resume
+ *   finetune.c       --init from another task (a new head) or resolution (pos_embed resampled)
+ *   log.c, plot.c    progress lines and bar, metrics fields, --plot curves.png
  */
 #ifndef DEITC_EXE_INTERNAL_H
 #define DEITC_EXE_INTERNAL_H
@@ -34,6 +39,16 @@ typedef struct {
     int stream;          /* --stream: stream an ImageFolder even when it would fit the cache */
     rt_mix_options mix;         /* --mixup --cutmix --mixup-prob --mixup-switch-prob (exe_mixup.c) */
     double drop_path;           /* --drop-path R: stochastic depth's rate (exe_mixup.c); 0: off */
+    /* the run's options (run_options.c); has_*: given, else the plan's defaults */
+    double label_smoothing, clip_grad, beta1, beta2, adam_eps, min_lr, warmup_epochs;
+    int has_label_smoothing, has_clip_grad, has_beta1, has_beta2, has_adam_eps, schedule_per_epoch;
+    const char *val_data, *save_best, *summary; /* validation (validate.c) */
+    const char *plot; /* --plot curves.png (plot.c) */
+    double ema_decay; /* --ema-decay (ema.c; plans compiled with --ema) */
+    int has_ema_decay;
+    const char *save_ema;
+    const char *freeze; /* --freeze PATTERNS (freeze.c) */
+    long eval_every;
 } exe_args;
 
 typedef struct {
@@ -47,7 +62,17 @@ typedef struct {
     float *batch_f32;    /* (batch, C, H, W) gathered on the host */
     void *stage;         /* the same in the images tensor's dtype (when not f32) */
     void *label_stage;   /* (batch) in the labels tensor's dtype */
+    /* the run's state a checkpoint carries besides weights and AdamW's (metadata deitc.state.*) */
+    double best_top1;      /* --save-best: the best validation top-1 so far (fraction), -1: none */
+    double epoch_loss_sum; /* the current epoch's train losses so far (summary.csv's train_loss) */
+    long epoch_loss_steps;
 } session;
+
+/* what rt_exe_evaluate counts over a dataset */
+typedef struct {
+    int64_t n, top1, top5; /* images, and those whose label is the top-1 / in the top 5 */
+    double loss;           /* mean cross-entropy (no label smoothing) */
+} rt_exe_eval;
 
 /* The largest count any option takes: far beyond any run, far below where sums overflow. */
 #define MAX_COUNT 1000000000000L
@@ -55,6 +80,8 @@ typedef struct {
 /* ---- exe.c -------------------------------------------------------------------------------- */
 
 extern const char *rt_exe_prog; /* argv[0]'s last component, for messages */
+extern char **rt_exe_argv;      /* the command line (argc, argv of rt_main) */
+extern int rt_exe_argc;
 extern double rt_exe_t_main;    /* rt_exe_now_s() when rt_main began: bench reports start-up from it */
 /* "PROG: error: MESSAGE" on stderr, file names from the command line escaped; returns 1. */
 int rt_exe_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -74,7 +101,7 @@ int rt_exe_session_open(session *s, const rt_plan *p, int need_device);
 int rt_exe_load_weights(session *s, const char *init, int partial, uint64_t seed);
 /* Gathers images/labels idx[0..batch) of ds and uploads them. */
 int rt_exe_fill_batch(session *s, const rt_dataset *ds, const int64_t *idx);
-int rt_exe_set_opt(session *s, double lr, double wd, long t); /* the "opt" slots for step t */
+int rt_exe_set_opt(session *s, double lr, const rt_opt_run *r, long t); /* the "opt" slots for step t */
 int rt_exe_read_f32(session *s, const rt_plan_tensor *t, int64_t n, float *out);
 int rt_exe_load_data(const exe_args *a, const rt_plan *p, rt_dataset *ds); /* --data or --synthetic */
 /* --save (with_state 0, weights as dtype) or --checkpoint (with_state 1) after `steps` of `total`. */
@@ -122,6 +149,101 @@ int rt_exe_stream_batch(session *s, exe_stream *st); /* the next batch, uploaded
 int rt_exe_bench_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st); /* bench --data */
 void rt_exe_stream_free(exe_stream *st);
 int rt_exe_cmd_pack(int argc, char **argv); /* EXE pack DIR -o OUT.dpk ...: the exit status */
+/* ---- run_options.c: the options that belong to a run (label smoothing, clipping, betas, lr) - */
+
+extern const char rt_exe_run_option_names[]; /* " --label-smoothing ... ": what train takes besides */
+/* opt with its value next: 1 parsed (a value taken), 0 not one of these, -1 bad (printed). */
+int rt_exe_run_option(exe_args *a, const char *opt, const char *next);
+int rt_exe_run_options_check(const exe_args *a); /* 0, or 2 (usage error printed) */
+int rt_exe_run_options_plan_check(const exe_args *a, const rt_plan *p); /* 0, or 1 (reported) */
+double rt_exe_base_lr(const exe_args *a, const rt_plan *p); /* --lr, else 5e-4 x batch / 512 */
+void rt_exe_run_opt(const exe_args *a, const rt_plan *p, rt_opt_run *r); /* options, else the plan's */
+long rt_exe_warmup_steps(const exe_args *a, long per_epoch);
+/* the lr of step (1-based) of total: warm-up, then constant or cosine to --min-lr */
+double rt_exe_lr_at(const exe_args *a, double lr, long step, long total, long per_epoch);
+
+/* ---- validate.c: evaluation over every image, the val folder's classes, summary.csv ------- */
+
+/* loss, top-1, top-5 over every image of ds (the last batch padded, the padding masked) */
+int rt_exe_evaluate(session *s, const rt_dataset *ds, const exe_args *a, rt_exe_eval *out);
+/* two ImageFolder directories with other class folders: an error (reported); else 0 */
+int rt_exe_check_val_classes(const char *train_dir, const char *val_dir);
+/* one summary.csv row (header: a new file with timm's columns first); top-1/top-5 in percent */
+int rt_exe_summary_row(const char *path, int header, long epoch, double train_loss, const rt_exe_eval *e, double lr);
+
+/* ---- finetune.c: --init from another task or resolution ----------------------------------- */
+
+/* Weight t from file tensor ft of another shape, as timm fine-tunes: a head of another class
+ * count re-initialized (trunc_normal .02 / zeros), a pos_embed of another grid resampled;
+ * each said on stderr. 1 done, 0 not such a case (the caller reports the mismatch), -1 error. */
+int rt_exe_init_adapt(session *s, const rt_plan_tensor *t, const rt_tensor *ft, const char *path, uint64_t seed);
+/* src (sh, sw, c) channels last -> dst (dh, dw, c) as torch's F.interpolate(mode='bicubic',
+ * align_corners=False, antialias=True) */
+void rt_resample_bicubic_aa(const float *src, int64_t sh, int64_t sw, int64_t c, float *dst, int64_t dh, int64_t dw);
+
+/* ---- log.c: the progress lines (a bar on a terminal), the metrics' fields, the curves ------- */
+
+typedef struct {
+    long step;
+    double loss, top1; /* top1: eval points only (fraction) */
+    int is_eval;
+} rt_exe_point;
+typedef struct {
+    long first, total, per_epoch;
+    uint64_t mem_bytes; /* device memory held */
+    int tty;            /* stdout is a terminal: the line is rewritten in place */
+    double t_start, loss_sum, data_s, device_s;
+    long nloss;
+    rt_exe_point *train, *eval; /* the curves, for --plot */
+    long ntrain, neval, cap_train, cap_eval;
+} rt_exe_log;
+typedef struct {
+    long step;
+    double loss, lr;
+    double data_s, device_s; /* waiting for the batch (gather, upload); the step and its loss read */
+    int64_t images;        /* this step's, over every rank */
+    const float *scaler;   /* the loss scaler's state after the step (RT_SCALER_SLOTS), or NULL */
+} rt_exe_step_info;
+void rt_exe_log_init(rt_exe_log *l, long first, long total, long per_epoch, uint64_t mem_bytes);
+void rt_exe_log_free(rt_exe_log *l);
+/* one step: the printed line (every log_every, first, last), its metrics line; -1 when the
+ * metrics write failed */
+int rt_exe_log_step(rt_exe_log *l, const rt_exe_step_info *st, long log_every, FILE *metrics);
+void rt_exe_log_eval(rt_exe_log *l, long step, double loss, double top1);
+
+/* ---- plot.c: --plot curves.png (libpng) ------------------------------------------------------ */
+
+/* train loss (and eval loss, top-1) against the step, as a PNG; 0, or 1 (reported) */
+int rt_exe_plot(const rt_exe_log *l, const char *path);
+
+/* ---- ema.c: the weights' EMA (plans compiled with --ema) ------------------------------------ */
+
+int rt_exe_has_ema(const rt_plan *p);   /* the plan keeps STATE ema.<w> */
+int rt_exe_ema_start(session *s);       /* a fresh run: the EMA = the weights */
+int rt_exe_ema_swap(session *s);        /* weights <-> EMA (evaluate the EMA, then swap back) */
+/* --save-ema: the EMA under the weights' names (weights without one as they are) */
+int rt_exe_ema_save(session *s, const char *path, long step, const exe_args *a, long total);
+
+/* ---- freeze.c: --freeze at run time ------------------------------------------------------- */
+
+typedef struct {
+    int n;        /* frozen weights */
+    int *index;   /* their plan tensor indices */
+    void **data;  /* their values, as the plan holds them */
+    int *ema;     /* the index of each one's STATE ema.<w>, or -1 */
+} rt_exe_frozen;
+/* the weights matching patterns (comma-separated fnmatch; NULL: none) as they are now */
+int rt_exe_freeze_start(session *s, const char *patterns, rt_exe_frozen *f);
+int rt_exe_freeze_restore(session *s, const rt_exe_frozen *f); /* after each step */
+void rt_exe_freeze_free(rt_exe_frozen *f);
+
+/* ---- signals.c: SIGINT/SIGTERM finish the step, checkpoint, exit 130/143 -------------------- */
+
+void rt_exe_signals_install(void); /* the first signal raises a flag, a second exits at once */
+void rt_exe_signals_restore(void);
+int rt_exe_signal_pending(void);   /* the first signal's number, or 0 */
+/* "resume with: ARGV --resume C" (--init, --resume dropped), shell-quoted */
+void rt_exe_print_resume(FILE *f, int argc, char **argv, const char *checkpoint);
 
 /* ---- the commands (exe_train.c, exe_eval_bench.c): each returns the exit status --------- */
 

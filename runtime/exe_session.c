@@ -62,6 +62,7 @@ void rt_exe_session_free(session *s) {
 int rt_exe_session_open(session *s, const rt_plan *p, int need_device) {
     memset(s, 0, sizeof *s);
     s->p = p;
+    s->best_top1 = -1;
     char err[1200];
     if (rt_plan_check(p, err, sizeof err)) return rt_exe_error("%s", err);
     for (int i = 0; i < p->num_tensors; i++) {
@@ -175,6 +176,12 @@ int rt_exe_load_weights(session *s, const char *init, int partial, uint64_t seed
         const rt_tensor *ft = init ? rt_tensor_set_find(&set, full) : NULL;
         int same = ft && ft->ndim == t->ndim;
         for (int d = 0; same && d < t->ndim; d++) same = ft->shape[d] == t->shape[d];
+        int adapted = ft && !same ? rt_exe_init_adapt(s, t, ft, init, seed) : 0; /* finetune.c: new head, pos_embed */
+        if (adapted) {
+            if (adapted < 0) rc = 1;
+            used++;
+            continue;
+        }
         int skip = ft && !same && partial && rt_weight_is_head(t->name); /* a new head */
         int found = upload_tensor(s, t, init && !skip ? &set : NULL, init, prefix, !init || partial, seed);
         if (found < 0) rc = 1;
@@ -222,10 +229,10 @@ int rt_exe_fill_batch(session *s, const rt_dataset *ds, const int64_t *idx) {
     return 0;
 }
 
-int rt_exe_set_opt(session *s, double lr, double wd, long t) {
+int rt_exe_set_opt(session *s, double lr, const rt_opt_run *r, long t) {
     double exact[RT_OPT_SLOTS];
     float slots[RT_OPT_SLOTS];
-    rt_opt_fill(exact, lr, wd, s->p->beta1, s->p->beta2, t);
+    rt_opt_fill(exact, lr, r, t);
     for (int k = 0; k < RT_OPT_SLOTS; k++) slots[k] = (float)exact[k];
     if (s->dev->upload(s->dev, s->opt->offset, slots, sizeof slots)) return rt_exe_error("%s", s->dev->err);
     /* unmixed, nothing dropped, unless train sets this step's after */
@@ -278,7 +285,7 @@ typedef struct {
     const char *key;
     char value[64];
 } run_option;
-enum { RUN_OPTIONS = 12 }; /* at most: 8, the loss scaler's 2, mixup's 1, drop path's 1 */
+enum { RUN_OPTIONS = 22 }; /* at most: 18, the loss scaler's 2, mixup's 1, drop path's 1 */
 
 /* v in the fewest digits that read back as v (0.1, not 0.10000000000000001) */
 static void shortest(double v, char *buf, size_t size) {
@@ -288,33 +295,71 @@ static void shortest(double v, char *buf, size_t size) {
     }
 }
 
-/* how many: 8, and 2 more for a plan with a loss scaler */
-static int run_options(const session *s, const exe_args *a, long total, run_option o[RUN_OPTIONS]) {
-    static const char *keys[8] = {"steps", "lr", "weight_decay", "schedule", "warmup_steps", "seed", "shuffle",
-                                  "aug"};
-    for (int i = 0; i < 8; i++) o[i].key = keys[i];
+/* how many: 18, 2 more for a plan with a loss scaler, mixup's and drop path's */
+static int run_options(const session *s, const exe_args *a, const rt_plan *p, long total, run_option o[RUN_OPTIONS]) {
+    static const char *keys[18] = {"steps", "lr", "weight_decay", "schedule", "warmup_steps", "seed",
+                                   "shuffle", "min_lr", "warmup_epochs", "schedule_per",
+                                   "label_smoothing", "clip_grad", "beta1", "beta2", "adam_eps",
+                                   "ema_decay", "freeze", "aug"};
+    rt_opt_run r;
+    rt_exe_run_opt(a, p, &r);
+    for (int i = 0; i < 18; i++) o[i].key = keys[i];
     snprintf(o[0].value, sizeof o[0].value, "%ld", total);
-    shortest(a->lr, o[1].value, sizeof o[1].value);
+    shortest(rt_exe_base_lr(a, p), o[1].value, sizeof o[1].value);
     shortest(a->weight_decay, o[2].value, sizeof o[2].value);
     snprintf(o[3].value, sizeof o[3].value, "%s", a->cosine ? "cosine" : "constant");
     snprintf(o[4].value, sizeof o[4].value, "%ld", a->warmup_steps);
     snprintf(o[5].value, sizeof o[5].value, "%llu", (unsigned long long)a->seed);
     snprintf(o[6].value, sizeof o[6].value, "%s", a->shuffle ? "yes" : "no");
-    snprintf(o[7].value, sizeof o[7].value, "%s", a->aug ? a->aug : "none");
+    shortest(a->min_lr, o[7].value, sizeof o[7].value);
+    shortest(a->warmup_epochs, o[8].value, sizeof o[8].value);
+    snprintf(o[9].value, sizeof o[9].value, "%s", a->schedule_per_epoch ? "epoch" : "step");
+    shortest(r.label_smoothing, o[10].value, sizeof o[10].value);
+    shortest(r.clip_norm, o[11].value, sizeof o[11].value);
+    shortest(r.beta1, o[12].value, sizeof o[12].value);
+    shortest(r.beta2, o[13].value, sizeof o[13].value);
+    shortest(r.adam_eps, o[14].value, sizeof o[14].value);
+    shortest(r.ema_decay, o[15].value, sizeof o[15].value);
+    snprintf(o[16].value, sizeof o[16].value, "%.63s", a->freeze ? a->freeze : "none");
+    snprintf(o[17].value, sizeof o[17].value, "%s", a->aug ? a->aug : "none");
     const char *sk[2];
     char sv[2][64];
     int k = rt_exe_scaler_run_options(s, a, sk, sv);
     for (int i = 0; i < k; i++) {
-        o[8 + i].key = sk[i];
-        memcpy(o[8 + i].value, sv[i], sizeof sv[i]);
+        o[18 + i].key = sk[i];
+        memcpy(o[18 + i].value, sv[i], sizeof sv[i]);
     }
-    if (rt_exe_mix_run_option(s, &a->mix, &o[8 + k].key, o[8 + k].value, sizeof o[8 + k].value)) k++;
+    if (rt_exe_mix_run_option(s, &a->mix, &o[18 + k].key, o[18 + k].value, sizeof o[18 + k].value)) k++;
     if (s->drop_path) {
-        o[8 + k].key = "drop_path";
-        shortest(a->drop_path, o[8 + k].value, sizeof o[8 + k].value);
+        o[18 + k].key = "drop_path";
+        shortest(a->drop_path, o[18 + k].value, sizeof o[18 + k].value);
         k++;
     }
-    return 8 + k;
+    return 18 + k;
+}
+
+/* What a checkpoint must match, whatever --resume-override says: the model, the batch and the
+ * compile (a fingerprint of the plan: tensors, their shapes, dtypes and offsets, the steps'
+ * kernels, the precision), as metadata "model", "deitc.batch", "deitc.plan". */
+static void plan_fingerprint(const rt_plan *p, char out[17]) {
+    uint64_t h = 1469598103934665603ull;
+#define MIX(ptr, len)                                                                    \
+    for (size_t k_ = 0; k_ < (size_t)(len); k_++) h = (h ^ ((const unsigned char *)(ptr))[k_]) * 1099511628211ull
+    const char *prec = p->precision ? p->precision : "";
+    MIX(prec, strlen(prec) + 1);
+    MIX(&p->arena_bytes, sizeof p->arena_bytes);
+    MIX(&p->num_steps, sizeof p->num_steps);
+    for (int i = 0; i < p->num_tensors; i++) {
+        const rt_plan_tensor *t = &p->tensors[i];
+        MIX(t->name, strlen(t->name) + 1);
+        MIX(&t->role, sizeof t->role);
+        MIX(&t->dtype, sizeof t->dtype);
+        MIX(t->shape, sizeof(int64_t) * (size_t)t->ndim);
+        MIX(&t->offset, sizeof t->offset);
+    }
+    for (int i = 0; i < p->num_kernels; i++) MIX(p->kernel_names[i], strlen(p->kernel_names[i]) + 1);
+#undef MIX
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
 /* The trained weights (--save: timm's names, loadable by timm), or with with_state a checkpoint
@@ -363,8 +408,14 @@ int rt_exe_save_weights(session *s, const char *path, long steps, int with_state
         rt_sb_json_string(&meta, p->model_name ? p->model_name : "?");
         rt_sb_printf(&meta, ",\"steps\":\"%ld\",\"producer\":\"deitc\"", steps);
         if (with_state) {
+            char fp[17];
+            plan_fingerprint(p, fp);
+            rt_sb_printf(&meta, ",\"deitc.batch\":\"%lld\",\"deitc.plan\":\"%s\"", (long long)p->batch, fp);
+            rt_sb_printf(&meta, ",\"deitc.state.best_top1\":\"%.17g\",\"deitc.state.epoch_loss_sum\":\"%.17g\""
+                                ",\"deitc.state.epoch_loss_steps\":\"%ld\"",
+                         s->best_top1, s->epoch_loss_sum, s->epoch_loss_steps);
             run_option ro[RUN_OPTIONS];
-            int nro = run_options(s, a, total, ro);
+            int nro = run_options(s, a, p, total, ro);
             for (int i = 0; i < nro; i++) {
                 rt_sb_printf(&meta, ",\"deitc.run.%s\":", ro[i].key);
                 rt_sb_json_string(&meta, ro[i].value);
@@ -392,6 +443,11 @@ int rt_exe_save_weights(session *s, const char *path, long steps, int with_state
     return rc;
 }
 
+/* metadata key's string value, or "not recorded" */
+static const char *meta_value(const char *object, const char *key, rt_strbuf *v) {
+    return rt_json_get_string(object, key, v) == 1 && v->s ? v->s : "not recorded";
+}
+
 /* --resume: a checkpoint (its checksums verified) of a run with these options (unless
  * --resume-override): its weights and optimizer state (every one of this model's, with its
  * shape) and the step it reached, into *step. */
@@ -412,9 +468,26 @@ int rt_exe_load_checkpoint(session *s, const exe_args *a, long total, long *step
         memcpy(&at, st->data, sizeof at);
         if (at < 1 || at > LONG_MAX) rc = rt_exe_error("%s: checkpoint.step = %lld is not a step", path, (long long)at);
     }
+    if (!rc) { /* another model, batch or compile: never continued, whatever --resume-override says */
+        rt_strbuf v = {0};
+        char fp[17], batch[32];
+        plan_fingerprint(p, fp);
+        snprintf(batch, sizeof batch, "%lld", (long long)p->batch);
+        const char *model = p->model_name ? p->model_name : "?", *got;
+        if (strcmp(got = meta_value(set.metadata, "model", &v), model))
+            rc = rt_exe_error("%s: a checkpoint of model '%s', not of this executable's '%s': not resumed", path, got,
+                              model);
+        else if (strcmp(got = meta_value(set.metadata, "deitc.batch", &v), batch))
+            rc = rt_exe_error("%s: a checkpoint of a run at batch %s; this executable's batch is %s: not resumed (a "
+                              "run continues at its own batch: deitc compile --batch N)", path, got, batch);
+        else if (strcmp(got = meta_value(set.metadata, "deitc.plan", &v), fp))
+            rc = rt_exe_error("%s: a checkpoint of another compile of '%s' (plan %s, this executable's %s: other "
+                              "compile options, precision or deitc version): not resumed", path, model, got, fp);
+        rt_sb_free(&v);
+    }
     if (!rc) {
         run_option ro[RUN_OPTIONS];
-        int nro = run_options(s, a, total, ro);
+        int nro = run_options(s, a, p, total, ro);
         rt_strbuf diff = {0}, v = {0};
         for (int i = 0; i < nro; i++) {
             char key[64];
@@ -442,6 +515,15 @@ int rt_exe_load_checkpoint(session *s, const exe_args *a, long total, long *step
         else if (!found)
             rc = rt_exe_error("%s: has no tensor '%s' (%s of this model): not a checkpoint of it", path, t->name,
                               t->role == RT_ROLE_STATE ? "optimizer state" : "a weight");
+    }
+    if (!rc) { /* the run's state besides the tensors (absent in older checkpoints: a fresh state) */
+        rt_strbuf v = {0};
+        if (rt_json_get_string(set.metadata, "deitc.state.best_top1", &v) == 1) s->best_top1 = strtod(v.s, NULL);
+        if (rt_json_get_string(set.metadata, "deitc.state.epoch_loss_sum", &v) == 1)
+            s->epoch_loss_sum = strtod(v.s, NULL);
+        if (rt_json_get_string(set.metadata, "deitc.state.epoch_loss_steps", &v) == 1)
+            s->epoch_loss_steps = strtol(v.s, NULL, 10);
+        rt_sb_free(&v);
     }
     rt_tensor_set_free(&set);
     if (!rc) *step = (long)at;

@@ -2,14 +2,16 @@
  * --resume checkpoint, then the steps (batches of the plan's batch size, reshuffled each epoch,
  * lr from the warm-up and schedule), the --metrics lines and progress, periodic and final
  * --checkpoint files and --save; with a loss scaler (exe_loss_scale.c) its start from the
- * options and its state in every metrics line. A loss that is not finite stops the run (exit 1) before any
- * file is written with it.
+ * options and its state in every metrics line; on several ranks (runtime/dist.h) each its share
+ * of every epoch, rank 0 alone writing files and lines. A loss that is not finite stops the run
+ * (exit 1) before any file is written with it.
  */
 #include "runtime/dist.h"
 #include "runtime/exe_internal.h"
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,15 +41,6 @@ int rt_exe_dist_start(rt_dist **dist, int *rank, int *world) {
     return 0;
 }
 
-static double lr_at(const exe_args *a, long step, long total) {
-    if (a->warmup_steps > 0 && step <= a->warmup_steps) return a->lr * (double)step / (double)a->warmup_steps;
-    if (!a->cosine) return a->lr;
-    long span = total - a->warmup_steps;
-    if (span < 1) return a->lr;
-    double progress = (double)(step - a->warmup_steps - 1) / (double)span;
-    return a->lr * 0.5 * (1 + cos(3.14159265358979323846 * progress));
-}
-
 /* Fails early (before any training) when `path` cannot be written, so a long run never ends
  * with its results lost. */
 static int check_writable(const char *path) {
@@ -55,14 +48,80 @@ static int check_writable(const char *path) {
     return rt_output_check(path, err, sizeof err) ? rt_exe_error("%s", err) : 0;
 }
 
+/* After step `step`: the epoch's train loss; at the end of an epoch (or the run) and every
+ * --eval-every steps the --val-data evaluation (printed, a metrics line, --save-best when its
+ * top-1 is the best so far); at the end of an epoch its summary.csv row. */
+static int end_of_step(session *s, const exe_args *a, const rt_dataset *vds, long step, long total, long per_epoch,
+                       float loss, double lr, FILE *metrics, int *summary_fresh, rt_exe_log *log) {
+    s->epoch_loss_sum += (double)loss;
+    s->epoch_loss_steps++;
+    int epoch_end = step % per_epoch == 0 || step == total;
+    long epoch = (step - 1) / per_epoch + 1; /* 1-based, as printed */
+    if (a->val_data && (epoch_end || (a->eval_every && step % a->eval_every == 0))) {
+        rt_exe_eval ev;
+        if (rt_exe_evaluate(s, vds, a, &ev)) return 1;
+        double n = (double)(ev.n ? ev.n : 1), top1 = (double)ev.top1 / n, top5 = (double)ev.top5 / n;
+        rt_exe_log_eval(log, step, ev.loss, top1);
+        printf("eval: epoch %ld step %ld/%ld  loss %.6f  top-1 %.2f%%  top-5 %.2f%%  (%lld images)\n", epoch, step,
+               total, ev.loss, 100 * top1, 100 * top5, (long long)ev.n);
+        if (metrics) {
+            fprintf(metrics, "{\"step\":%ld,\"epoch\":%ld,\"eval_loss\":", step, epoch - 1);
+            rt_exe_json_num(metrics, ev.loss);
+            fprintf(metrics, ",\"eval_top1\":");
+            rt_exe_json_num(metrics, 100 * top1);
+            fprintf(metrics, ",\"eval_top5\":");
+            rt_exe_json_num(metrics, 100 * top5);
+            fprintf(metrics, ",\"eval_images\":%lld}\n", (long long)ev.n);
+            if (fflush(metrics) || ferror(metrics)) return rt_exe_error("%s: write failed at step %ld", a->metrics, step);
+        }
+        if (rt_exe_has_ema(s->p)) { /* the EMA's weights, evaluated alike */
+            rt_exe_eval ee;
+            if (rt_exe_ema_swap(s) || rt_exe_evaluate(s, vds, a, &ee) || rt_exe_ema_swap(s)) return 1;
+            double en = (double)(ee.n ? ee.n : 1);
+            printf("eval (EMA): epoch %ld step %ld/%ld  loss %.6f  top-1 %.2f%%  top-5 %.2f%%\n", epoch, step, total,
+                   ee.loss, 100.0 * (double)ee.top1 / en, 100.0 * (double)ee.top5 / en);
+            if (metrics) {
+                fprintf(metrics, "{\"step\":%ld,\"epoch\":%ld,\"ema_eval_loss\":", step, epoch - 1);
+                rt_exe_json_num(metrics, ee.loss);
+                fprintf(metrics, ",\"ema_eval_top1\":");
+                rt_exe_json_num(metrics, 100.0 * (double)ee.top1 / en);
+                fprintf(metrics, ",\"ema_eval_top5\":");
+                rt_exe_json_num(metrics, 100.0 * (double)ee.top5 / en);
+                fprintf(metrics, "}\n");
+            }
+        }
+        if (a->save_best && top1 > s->best_top1) {
+            printf("best top-1 so far (%.2f%%, was %s): ", 100 * top1, s->best_top1 < 0 ? "none" : "lower");
+            if (rt_exe_save_weights(s, a->save_best, step, 0, a, total, a->save_dtype)) return 1;
+            s->best_top1 = top1;
+        }
+        if (epoch_end && a->summary) {
+            double train_loss = s->epoch_loss_steps ? s->epoch_loss_sum / (double)s->epoch_loss_steps : NAN;
+            if (rt_exe_summary_row(a->summary, *summary_fresh, epoch - 1, train_loss, &ev, lr)) return 1;
+            *summary_fresh = 0;
+        }
+        fflush(stdout);
+    }
+    if (epoch_end) {
+        s->epoch_loss_sum = 0;
+        s->epoch_loss_steps = 0;
+    }
+    return 0;
+}
+
 int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
-    rt_dataset ds;
+    rt_dataset ds, vds;
     memset(&ds, 0, sizeof ds);
+    memset(&vds, 0, sizeof vds);
     exe_stream stream;
     memset(&stream, 0, sizeof stream);
     session s;
     memset(&s, 0, sizeof s);
     FILE *metrics = NULL;
+    rt_exe_log log;
+    memset(&log, 0, sizeof log);
+    rt_exe_frozen frozen;
+    memset(&frozen, 0, sizeof frozen);
     int64_t *perm = NULL, *idx = NULL;
     int rc = 1;
     rt_dist *dist = NULL;
@@ -70,11 +129,14 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     /* no output may be one of the inputs (--resume C --checkpoint C continues C: that is the point) */
     char err[1200];
     int resume_is_checkpoint = a->resume && a->checkpoint && rt_same_file(a->resume, a->checkpoint);
-    const rt_named_path outputs[] = {{"--save", a->save}, {"--checkpoint", a->checkpoint}, {"--metrics", a->metrics}};
+    const rt_named_path outputs[] = {{"--save", a->save},           {"--checkpoint", a->checkpoint},
+                                     {"--metrics", a->metrics},     {"--save-best", a->save_best},
+                                     {"--summary", a->summary},     {"--plot", a->plot},
+                                     {"--save-ema", a->save_ema}};
     const rt_named_path inputs[] = {{"--data", a->data}, {"--init", a->init},
                                     {"--resume", resume_is_checkpoint ? NULL : a->resume},
-                                    {"the executable", "/proc/self/exe"}};
-    if (rt_paths_check(outputs, 3, inputs, 4, err, sizeof err)) {
+                                    {"the executable", "/proc/self/exe"}, {"--val-data", a->val_data}};
+    if (rt_paths_check(outputs, 7, inputs, 5, err, sizeof err)) {
         rt_exe_error("%s", err);
         goto done;
     }
@@ -82,7 +144,14 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     const char *save = rank ? NULL : a->save, *checkpoint = rank ? NULL : a->checkpoint; /* rank 0 writes */
     if (save && check_writable(save)) goto done;
     if (checkpoint && check_writable(checkpoint)) goto done;
-    if (a->metrics && !rank && check_writable(a->metrics)) goto done;
+    if (!rank) {
+        if (a->metrics && check_writable(a->metrics)) goto done;
+        if (a->save_best && check_writable(a->save_best)) goto done;
+        if (a->summary && check_writable(a->summary)) goto done;
+        if (a->plot && check_writable(a->plot)) goto done;
+        if (a->save_ema && check_writable(a->save_ema)) goto done;
+    }
+    if (rt_exe_run_options_plan_check(a, p) || rt_exe_check_val_classes(a->data, a->val_data)) goto done;
     if (rt_exe_stream_open(a, p, &stream)) goto done;
     if (stream.on) { /* streamed: nothing held; the loader reads this rank's share of each epoch */
         ds.n = stream.list.n;
@@ -102,6 +171,13 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
                      a->data ? a->data : "synthetic data", (long long)ds.n, world, (long long)shard_n,
                      (long long)p->batch);
         goto done;
+    }
+    if (a->val_data) {
+        if (rt_dataset_load(a->val_data, p, &vds, err, sizeof err)) {
+            rt_exe_error("%s", err);
+            goto done;
+        }
+        if (!rank) printf("val data: %s: %lld images\n", rt_exe_shown(a->val_data), (long long)vds.n);
     }
     if (ds.n < p->batch) {
         rt_exe_error("%s: the dataset has %lld images, fewer than the batch size %lld this executable was compiled for "
@@ -130,6 +206,8 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         long at = 0;
         if (rt_exe_load_checkpoint(&s, a, total, &at)) goto done;
         first = at + 1;
+    } else if (rt_exe_has_ema(p) && rt_exe_ema_start(&s)) { /* the EMA starts as the weights */
+        goto done;
     }
     if (rt_exe_scaler_setup(&s, a, a->resume != NULL) || rt_exe_mix_check(&s, &a->mix) ||
         rt_exe_drop_path_check(&s, a->drop_path))
@@ -150,6 +228,9 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
             goto done;
         }
     }
+    double base_lr = rt_exe_base_lr(a, p);
+    rt_opt_run run;
+    rt_exe_run_opt(a, p, &run);
     long log_every = a->log_every ? a->log_every : (total <= 50 ? 1 : total / 25);
     perm = malloc(sizeof(int64_t) * (size_t)ds.n);
     if (world > 1) idx = malloc(sizeof(int64_t) * (size_t)shard_n); /* this rank's shard of perm */
@@ -157,15 +238,18 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     if (rank == 0 && world == 1)
         printf("train: %s on %s, batch %lld, %lld images (%lld steps an epoch), %ld steps, lr %g%s, weight decay %g\n",
                p->model_name ? p->model_name : "model", s.dev->name, (long long)p->batch, (long long)ds.n,
-               (long long)per_epoch, total, a->lr, a->cosine ? " cosine" : "", a->weight_decay);
+               (long long)per_epoch, total, base_lr, a->cosine ? " cosine" : "", a->weight_decay);
     else if (rank == 0)
         printf("train: %s on %d ranks (%s), global batch %lld (%d x %lld), %lld images (%lld steps an epoch), %ld "
                "steps, lr %g%s, weight decay %g, %d gradient buckets\n",
                p->model_name ? p->model_name : "model", world, s.dev->name, (long long)p->batch * world, world,
-               (long long)p->batch, (long long)ds.n, (long long)per_epoch, total, a->lr, a->cosine ? " cosine" : "",
+               (long long)p->batch, (long long)ds.n, (long long)per_epoch, total, base_lr, a->cosine ? " cosine" : "",
                a->weight_decay, rt_dist_bucket_count(dist));
+    if (!rank && (run.label_smoothing != 0 || run.clip_norm != 0 || a->min_lr != 0))
+        printf("train: label smoothing %g, clip-grad %g, min lr %g\n", run.label_smoothing, run.clip_norm, a->min_lr);
     fflush(stdout);
     int64_t epoch = -1;
+    int summary_fresh = !a->resume; /* a resumed run appends to its summary */
     double t_start = rt_exe_now_s(), images = 0;
     if (first == total + 1 && a->save) { /* a finished run's checkpoint: its weights are the result */
         rc = 0;
@@ -182,6 +266,9 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     }
     if (a->resume && !rank) printf("resuming from %s at step %ld\n", rt_exe_shown(a->resume), first - 1);
     if (stream.on && rt_exe_stream_start(&stream, &s, a, p, first)) goto done;
+    if (rt_exe_freeze_start(&s, a->freeze, &frozen)) goto done;
+    rt_exe_log_init(&log, first, total, (long)per_epoch, s.dev->mem_bytes);
+    rt_exe_signals_install();
     for (long step = first; step <= total; step++) {
         int64_t e = (step - 1) / per_epoch, pos = ((step - 1) % per_epoch) * p->batch;
         if (e != epoch && !stream.on) {
@@ -191,13 +278,15 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
                 for (int64_t i = 0; i < ds.n; i++) perm[i] = i;
             if (world > 1) rt_dist_shard(perm, ds.n, rank, world, idx);
         }
-        double t0 = rt_exe_now_s(), lr = lr_at(a, step, total);
+        double t0 = rt_exe_now_s(), lr = rt_exe_lr_at(a, base_lr, step, total, (long)per_epoch);
         float loss;
         if ((stream.on ? rt_exe_stream_batch(&s, &stream) : rt_exe_fill_batch(&s, &ds, (world > 1 ? idx : perm) + pos)) ||
-            rt_exe_set_opt(&s, lr, a->weight_decay, step) || rt_exe_set_mix(&s, &a->mix, a->seed, step) ||
-            rt_exe_set_drop_path(&s, a->drop_path, a->seed, step) ||
-            run_step(&s, a->use_graph && step > first, dist) || rt_exe_read_f32(&s, s.loss, 1, &loss) ||
-            (s.scaler && rt_exe_scaler_read(&s, scaler)))
+            rt_exe_set_opt(&s, lr, &run, step) || rt_exe_set_mix(&s, &a->mix, a->seed, step) ||
+            rt_exe_set_drop_path(&s, a->drop_path, a->seed, step))
+            goto done;
+        double t1 = rt_exe_now_s(); /* the data is on the device: the rest is the step */
+        if (run_step(&s, a->use_graph && step > first, dist) || rt_exe_read_f32(&s, s.loss, 1, &loss) ||
+            (s.scaler && rt_exe_scaler_read(&s, scaler)) || rt_exe_freeze_restore(&s, &frozen))
             goto done;
         if (dist) { /* the global batch's loss: the mean of the ranks' */
             double sum = loss;
@@ -207,7 +296,7 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
             }
             loss = (float)(sum / world);
         }
-        double dt = rt_exe_now_s() - t0, ips = (double)p->batch * world / (dt > 0 ? dt : 1e-9);
+        double t2 = rt_exe_now_s();
         images += (double)p->batch * world;
         if (!isfinite(loss)) { /* the weights that gave it are lost causes: keep what was written */
             rt_exe_error("the loss is %g at step %ld: training diverged (try a smaller --lr); stopped without writing "
@@ -215,30 +304,28 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
                          checkpoint ? checkpoint : "");
             goto done;
         }
-        if (metrics) {
-            fprintf(metrics, "{\"step\":%ld,\"epoch\":%lld,\"loss\":", step, (long long)e);
-            rt_exe_json_num(metrics, loss);
-            fprintf(metrics, ",\"lr\":");
-            rt_exe_json_num(metrics, lr);
-            fprintf(metrics, ",\"images_per_s\":");
-            rt_exe_json_num(metrics, ips);
-            if (s.scaler) rt_exe_scaler_json(metrics, scaler);
-            fprintf(metrics, "}\n");
-            if (fflush(metrics) || ferror(metrics)) { /* stop now rather than train on with the metrics lost */
-                rt_exe_error("%s: write failed at step %ld: %s", a->metrics, step, strerror(errno));
-                goto done;
-            }
+        rt_exe_step_info info = {step, loss, lr, t1 - t0, t2 - t1, p->batch * world, s.scaler ? scaler : NULL};
+        if (!rank && rt_exe_log_step(&log, &info, log_every, metrics)) { /* stop rather than train on with the metrics lost */
+            rt_exe_error("%s: write failed at step %ld: %s", a->metrics, step, strerror(errno));
+            goto done;
         }
-        if (!rank && (step == first || step == total || step % log_every == 0)) {
-            printf("step %ld/%ld  loss %.6f  lr %.3g  %.1f images/s", step, total, loss, lr, ips);
-            if (s.scaler) rt_exe_scaler_log(stdout, scaler);
-            printf("\n");
-            fflush(stdout);
-        }
+        /* validation on rank 0 (the others wait for it in the next step's all-reduce) */
+        if (!rank && end_of_step(&s, a, &vds, step, total, (long)per_epoch, loss, lr, metrics, &summary_fresh, &log))
+            goto done;
         if (checkpoint && a->checkpoint_every && step % a->checkpoint_every == 0 && step < total &&
             rt_exe_save_weights(&s, checkpoint, step, 1, a, total, RT_F32))
             goto done;
+        int sig = rt_exe_signal_pending();
+        if (sig && step < total && !dist) { /* Ctrl-C or SIGTERM: this step is done; keep it, say how to go on */
+            const char *ck = a->checkpoint ? a->checkpoint : "interrupted.safetensors";
+            printf("interrupted (%s) after step %ld/%ld\n", sig == SIGINT ? "SIGINT" : "SIGTERM", step, total);
+            if (rt_exe_save_weights(&s, ck, step, 1, a, total, RT_F32)) goto done;
+            rt_exe_print_resume(stdout, rt_exe_argc, rt_exe_argv, ck);
+            rc = 128 + sig;
+            goto done;
+        }
     }
+    rt_exe_signals_restore();
     double elapsed = rt_exe_now_s() - t_start;
     if (!rank)
         printf("trained %ld steps in %.2f s (%.1f images/s)\n", total - first + 1, elapsed, images / (elapsed > 0 ? elapsed : 1e-9));
@@ -246,6 +333,8 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         printf("data: the steps waited %.2f s in all for the loader's workers\n", rt_loader_wait_s(stream.loader));
     if (checkpoint && rt_exe_save_weights(&s, checkpoint, total, 1, a, total, RT_F32)) goto done;
     if (save && rt_exe_save_weights(&s, save, total, 0, a, total, a->save_dtype)) goto done;
+    if (!rank && a->save_ema && rt_exe_ema_save(&s, a->save_ema, total, a, total)) goto done;
+    if (!rank && a->plot && rt_exe_plot(&log, a->plot)) goto done;
     /* every rank ends with rank 0's files written (or hears that rank 0 failed) */
     if (dist && rt_dist_barrier(dist)) {
         rt_exe_error("data parallel (rank %d of %d): %s", rank, world, rt_dist_error(dist));
@@ -254,12 +343,16 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     rc = 0;
 done:
     rt_dist_close(dist); /* before the device: its hooks and thread use it */
+    rt_exe_log_free(&log);
+    rt_exe_freeze_free(&frozen);
+    rt_exe_signals_restore();
     if (metrics && fclose(metrics) && !rc) rc = rt_exe_error("%s: write failed", a->metrics);
     free(perm);
     free(idx);
     rt_exe_stream_free(&stream);
     rt_exe_session_free(&s);
     rt_dataset_free(&ds);
+    rt_dataset_free(&vds);
     return rc;
 }
 

@@ -161,7 +161,10 @@ int rt_json_get_string(const char *object, const char *key, rt_strbuf *value) {
         s = skip_ws(s);
         int match = !found && k.s && strcmp(k.s, key) == 0;
         if (*s == '"') {
-            if (match) value->len = 0;
+            if (match) { /* a reused buffer: an empty value must read as "" */
+                value->len = 0;
+                if (value->s) value->s[0] = 0;
+            }
             s = read_string(s, match ? value : NULL);
             if (!s) break;
             if (match) {

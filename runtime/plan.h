@@ -27,6 +27,15 @@ enum {
     RT_OPT_BIAS_CORR2,  /* 1 - beta2^t */
     RT_OPT_GRAD_SCALE,  /* gradient multiplier (loss-scale undo); 1 normally */
     RT_OPT_SKIP,        /* nonzero: AdamW skips the update (set on the device by loss scaling); 0 */
+    RT_OPT_LABEL_SMOOTHING, /* the cross-entropy's label smoothing */
+    RT_OPT_CLIP_NORM,   /* max global gradient norm; 0 = no clipping */
+    RT_OPT_BETA1,
+    RT_OPT_ONE_MINUS_BETA1,
+    RT_OPT_BETA2,
+    RT_OPT_ONE_MINUS_BETA2,
+    RT_OPT_ADAM_EPS,
+    RT_OPT_EMA_DECAY,   /* the weights' EMA (compiled with --ema): decay, 1 - decay */
+    RT_OPT_ONE_MINUS_EMA_DECAY,
     RT_OPT_SLOTS
 };
 
@@ -46,10 +55,18 @@ enum {
 /* ORDER: IR_LOSS_SCALE_* */
 enum { RT_LOSS_SCALE_NONE = 0, RT_LOSS_SCALE_STATIC, RT_LOSS_SCALE_DYNAMIC };
 
-/* The slots of AdamW step t (1-based) at learning rate lr and weight decay wd, with the
- * model's betas: what every executable and `deitc run` feed the graph (common.c). The
- * executables and the f32 interpreter round them to float. */
-void rt_opt_fill(double slots[RT_OPT_SLOTS], double lr, double wd, double beta1, double beta2, long t);
+/* A run's optimizer and loss options: what the slots carry besides the step's lr. */
+typedef struct {
+    double weight_decay, beta1, beta2, adam_eps;
+    double label_smoothing; /* 0: none */
+    double clip_norm;       /* 0: no clipping */
+    double ema_decay;       /* the EMA's decay (plans compiled with --ema) */
+} rt_opt_run;
+
+/* The slots of AdamW step t (1-based) at learning rate lr with the run's options r: what
+ * every executable and `deitc run` feed the graph (common.c). 1 - beta is computed in double.
+ * The executables and the f32 interpreter round them to float. */
+void rt_opt_fill(double slots[RT_OPT_SLOTS], double lr, const rt_opt_run *r, long t);
 
 /* What a named tensor in the arena is for. ORDER: the runtime's role names. */
 typedef enum {
@@ -177,7 +194,9 @@ typedef struct {
     const char *arch;               /* "sm_90" */
     /* emu target: one function per kernel; NULL on cuda */
     const rt_emu_kernel_fn *emu_kernels;
-    double beta1, beta2, adam_eps;  /* the optimizer's constants (bias corrections on the host) */
+    double beta1, beta2, adam_eps;  /* AdamW's defaults (opt slots; bias corrections on the host) */
+    double label_smoothing;         /* the compile's defaults of the run's options (opt slots) */
+    double clip_grad_norm;          /* 0: no clipping */
     /* cuda target: cuBLASLt's workspace, a region of the arena (bytes 0: the runtime allocates
      * its own, as hand-written plans in tests do) */
     uint64_t gemm_workspace_offset, gemm_workspace_bytes;

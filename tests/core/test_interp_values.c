@@ -80,7 +80,8 @@ static void run_way(const ir_graph *g, int f64, int release, int threads, int st
     for (int step = 1; step <= steps; step++) {
         if (opt >= 0) {
             double slots[IR_OPT_SLOTS];
-            rt_opt_fill(slots, 1e-2, 0.05, 0.9, 0.999, step);
+            const rt_opt_run run = {0.05, 0.9, 0.999, 1e-8, 0, 0, 0};
+            rt_opt_fill(slots, 1e-2, &run, step);
             ir_interp_set_f64(it, opt, slots);
         }
         CHECK_MSG(ir_interp_run(it) == 0, "%s", ir_interp_error(it));

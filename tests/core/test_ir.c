@@ -53,7 +53,10 @@ static void test_interpreter(void) {
     int lnn = ir_add(g, IR_OP_LAYER_NORM, in3, 3, &ln, IR_F32, 0, NULL, "ln", at(1));
     int64_t two[1] = {2};
     int lab = ir_leaf(g, IR_OP_INPUT, IR_I64, 1, two, "labels", at(1));
-    int ce = ir_binary(g, IR_OP_CROSS_ENTROPY, mm, lab, NULL, "loss", at(1));
+    int64_t nslots[1] = {IR_OPT_SLOTS};
+    int opt = ir_leaf(g, IR_OP_INPUT, IR_F32, 1, nslots, "opt", at(1));
+    int ce_in[3] = {mm, lab, opt};
+    int ce = ir_add(g, IR_OP_CROSS_ENTROPY, ce_in, 3, NULL, IR_F32, 0, NULL, "loss", at(1));
     int cast = ir_add(g, IR_OP_CAST, &x, 1, NULL, IR_F16, 0, NULL, "h", at(1));
     CHECK(mm >= 0 && sm >= 0 && lnn >= 0 && ce >= 0 && cast >= 0);
     CHECK(ir_verify(g) == 0);

@@ -47,6 +47,9 @@ int main(void) {
     rt_strbuf v = {0};
     CHECK(rt_json_get_string(obj.s, "absent", &v) == 0);
     CHECK(rt_json_get_string("{\"a\":\"x\"", "a", &v) == -1);
+    /* an empty value into a buffer that held a longer one reads as "" */
+    CHECK(rt_json_get_string("{\"a\":\"long\",\"b\":\"\"}", "a", &v) == 1 &&
+          rt_json_get_string("{\"a\":\"long\",\"b\":\"\"}", "b", &v) == 1 && strcmp(v.s, "") == 0);
     CHECK(rt_json_get_string("{\"a\":\"\\u00e9\\u20ac\\\"\"}", "a", &v) == 1 && strcmp(v.s, "\xc3\xa9\xe2\x82\xac\"") == 0);
     rt_sb_free(&v);
     if (access("/usr/bin/python3", X_OK) == 0) { /* the same text through python3's json */

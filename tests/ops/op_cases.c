@@ -413,6 +413,13 @@ static void reduce_cases(op_suite *s) {
 
 /* ---- row ops ------------------------------------------------------------------------------ */
 
+/* the opt slots a cross-entropy reads: label smoothing sm (the others unused, 0) */
+static int smoothing_opt(op_suite *s, double sm) {
+    int o = in(s, IR_F32, SH(IR_OPT_SLOTS), 0, 0);
+    for (int k = 0; k < IR_OPT_SLOTS; k++) s->leaf[o][k] = k == IR_OPT_LABEL_SMOOTHING ? (float)sm : 0;
+    return o;
+}
+
 static void row_cases(op_suite *s) {
     /* widths: a multiple of 32, padded lanes, the warp limit, past it (a block per row) */
     static const struct { int64_t rows, C; const char *name, *expect; } W[] = {
@@ -509,12 +516,14 @@ static void row_cases(op_suite *s) {
             begin(s, IR_OP_CROSS_ENTROPY, X[k].name, t, "cross_entropy_pass2");
             cur(s)->tol = TOL_F32;
             int lg = in(s, t, SH(X[k].B, X[k].K), -5, 5), lb = in(s, X[k].lt, SH(X[k].B), 0, (double)X[k].K);
-            result(s, node(s, IR_OP_CROSS_ENTROPY, (int[]){lg, lb}, 2, &ca, IR_F32, 0, NULL));
+            int op = smoothing_opt(s, X[k].sm);
+            result(s, node(s, IR_OP_CROSS_ENTROPY, (int[]){lg, lb, op}, 3, &ca, IR_F32, 0, NULL));
             begin(s, IR_OP_CROSS_ENTROPY_GRAD, X[k].name, t, "dc_block_max");
             int dl = in(s, IR_F32, SH(1), 0.5, 2);
             lg = in(s, t, SH(X[k].B, X[k].K), -5, 5);
             lb = in(s, X[k].lt, SH(X[k].B), 0, (double)X[k].K);
-            result(s, node(s, IR_OP_CROSS_ENTROPY_GRAD, (int[]){dl, lg, lb}, 3, &ca, t, 0, NULL));
+            op = smoothing_opt(s, X[k].sm);
+            result(s, node(s, IR_OP_CROSS_ENTROPY_GRAD, (int[]){dl, lg, lb, op}, 4, &ca, t, 0, NULL));
         }
     }
 }
@@ -522,7 +531,7 @@ static void row_cases(op_suite *s) {
 /* ---- optimizer ------------------------------------------------------------------------------ */
 
 /* opt slots: lr, weight decay, bias corrections (step 3 of beta 0.9 / 0.999), grad scale */
-static int opt_input(op_suite *s, double grad_scale) {
+static int opt_input_clip(op_suite *s, double grad_scale, double clip_norm) {
     int o = in(s, IR_F32, SH(IR_OPT_SLOTS), 0, 1);
     double *v = s->leaf[o];
     v[IR_OPT_LR] = (float)0.01;
@@ -531,8 +540,19 @@ static int opt_input(op_suite *s, double grad_scale) {
     v[IR_OPT_BIAS_CORR2] = (float)(1 - 0.999 * 0.999 * 0.999);
     v[IR_OPT_GRAD_SCALE] = (float)grad_scale;
     v[IR_OPT_SKIP] = 0; /* the host fills 0 (only LOSS_SCALE_OPT sets it) */
+    v[IR_OPT_LABEL_SMOOTHING] = 0;
+    v[IR_OPT_CLIP_NORM] = clip_norm;
+    v[IR_OPT_BETA1] = (float)0.9;
+    v[IR_OPT_ONE_MINUS_BETA1] = (float)(1 - 0.9);
+    v[IR_OPT_BETA2] = (float)0.999;
+    v[IR_OPT_ONE_MINUS_BETA2] = (float)(1 - 0.999);
+    v[IR_OPT_ADAM_EPS] = (float)1e-8;
+    v[IR_OPT_EMA_DECAY] = (float)0.9;
+    v[IR_OPT_ONE_MINUS_EMA_DECAY] = (float)(1 - 0.9);
     return o;
 }
+
+static int opt_input(op_suite *s, double grad_scale) { return opt_input_clip(s, grad_scale, 0); }
 
 /* ADAMW nodes come after every other node (the verifier's rule), so the cases' updates wait
  * here until all their leaves exist */
@@ -568,6 +588,12 @@ static void adamw_copy(op_suite *s, ir_dtype ct, int ndim, const int64_t *sh, in
 static void add_pending_adamw(op_suite *s) {
     for (int k = 0; k < npending; k++) {
         const pending_adamw *q = &pending[k];
+        if (q->m < 0) { /* an EMA of weight q->g into state q->p */
+            const char *name = ir_arena_printf(&s->g->arena, "c%03d.ema%d", q->c, k);
+            check_node(s, ir_add(s->g, IR_OP_EMA, (int[]){q->p, q->g, q->opt}, 3, NULL, s->g->nodes[q->p].dtype, 0, NULL,
+                                 name, (ir_loc){0}));
+            continue;
+        }
         ir_attrs a = {0};
         a.beta1 = 0.9, a.beta2 = 0.999, a.eps = 1e-8, a.decay = q->decay;
         const char *name = ir_arena_printf(&s->g->arena, "c%03d.adamw%d", q->c, k);
@@ -665,11 +691,11 @@ static void add_pending_updates(op_suite *s) {
 }
 
 static void optimizer_cases(op_suite *s) {
-    /* clip_coef: a norm under the limit (factor 1) and over it */
-    for (int over = 0; over < 2; over++) {
-        begin(s, IR_OP_CLIP_COEF, over ? "clipping" : "under_limit", IR_F32, "clip_coef");
+    /* clip_coef: a norm under the limit (factor 1), over it, and clipping off (max norm 0) */
+    for (int over = 0; over < 3; over++) {
+        begin(s, IR_OP_CLIP_COEF, over == 2 ? "off" : over ? "clipping" : "under_limit", IR_F32, "clip_coef");
         int ss = in(s, IR_F32, SH(1), over ? 50 : 0.1, over ? 60 : 0.2);
-        int o = opt_input(s, over ? 0.5 : 1.0);
+        int o = opt_input_clip(s, over ? 0.5 : 1.0, over == 2 ? 0 : 1.0);
         ir_attrs a = {0};
         a.alpha = 1.0;
         result(s, node(s, IR_OP_CLIP_COEF, (int[]){ss, o}, 2, &a, IR_F32, 0, NULL));
@@ -679,6 +705,15 @@ static void optimizer_cases(op_suite *s) {
         begin(s, IR_OP_ADAMW, "single", FLOATS[d], "adamw(");
         reject(s, "adamw_multi");
         adamw(s, FLOATS[d], SH(7, 9), 1, opt_input(s, 1.0));
+    }
+    /* ema: in place on the state, of a weight (f32, f16, bf16 states of the weight's dtype) */
+    for (int d = 0; d < 3; d++) {
+        begin(s, IR_OP_EMA, "decay_0.9", FLOATS[d], "ema(");
+        int e = leaf_op(s, IR_OP_STATE, FLOATS[d], SH(5, 70), -1, 1);
+        int w = leaf_op(s, IR_OP_WEIGHT, FLOATS[d], SH(5, 70), -1, 1);
+        if (npending >= MAX_PENDING) abort();
+        pending[npending++] = (pending_adamw){s->ncases - 1, e, w, -1, -1, opt_input(s, 1.0), 0, -1}; /* m < 0: an EMA */
+        result(s, e);
     }
     /* a run sharing one opt: one launch, tensors of several tiles (ADAMW_TILE = 2048) */
     begin(s, IR_OP_ADAMW, "multi_tensor", IR_F32, "adamw_multi");
@@ -748,8 +783,9 @@ static void mixed_cases(op_suite *s) {
         /* the loss gradient of f32 logits stored 16-bit; GELU and softmax of 16-bit into f32 */
         begin(s, IR_OP_CROSS_ENTROPY_GRAD, "mixed_f32_to_h", h, "dc_block_max");
         result(s, node(s, IR_OP_CROSS_ENTROPY_GRAD,
-                       (int[]){in(s, IR_F32, SH(1), 0.5, 2), in(s, IR_F32, SH(5, 10), -5, 5), in(s, IR_I64, SH(5), 0, 10)}, 3,
-                       NULL, h, 0, NULL));
+                       (int[]){in(s, IR_F32, SH(1), 0.5, 2), in(s, IR_F32, SH(5, 10), -5, 5), in(s, IR_I64, SH(5), 0, 10),
+                               opt_input(s, 1.0)},
+                       4, NULL, h, 0, NULL));
         begin(s, IR_OP_SOFTMAX, "mixed_h_to_f32", h, "dc_warp_max");
         result(s, node(s, IR_OP_SOFTMAX, (int[]){in(s, h, SH(2, 3, 5, 5), -4, 4)}, 1, NULL, IR_F32, 0, NULL));
         begin(s, IR_OP_GELU, "mixed_h_to_f32", h, "dc_gelu_erf(");

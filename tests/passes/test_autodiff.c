@@ -193,7 +193,9 @@ static int cross_entropy(ir_graph *g, double smoothing) {
     ir_attrs a = {0};
     a.smoothing = smoothing;
     int labels = leaf(g, IR_OP_INPUT, IR_I64, 1, (int64_t[]){3});
-    return op2(g, IR_OP_CROSS_ENTROPY, W(g, 3, 5), labels, &a);
+    int opt = ir_leaf(g, IR_OP_INPUT, IR_F32, 1, (int64_t[]){IR_OPT_SLOTS}, "opt", NOLOC); /* smoothing slot */
+    int in[3] = {W(g, 3, 5), labels, opt};
+    return ir_add(g, IR_OP_CROSS_ENTROPY, in, 3, &a, IR_F32, 0, NULL, "ce", NOLOC);
 }
 static int b_ce(ir_graph *g) { return cross_entropy(g, 0.0); }
 static int b_ce_smooth(ir_graph *g) { return cross_entropy(g, 0.1); }
@@ -287,6 +289,7 @@ static const fd_case cases[] = {
     {IR_OP_ADAMW, "optimizer update", NULL},
     {IR_OP_LOSS_SCALE_OPT, "optimizer (loss scaling)", NULL},
     {IR_OP_LOSS_SCALE_UPDATE, "optimizer (loss scaler update)", NULL},
+    {IR_OP_EMA, "optimizer (EMA of the weights)", NULL},
 };
 
 /* ---- the harness ------------------------------------------------------------------------- */
@@ -339,6 +342,9 @@ static double check_case(const fd_case *c) {
         double *v = malloc(sizeof(double) * (size_t)k);
         for (int64_t j = 0; j < k; j++)
             v[j] = n->dtype == IR_I64 ? (double)(j * 7 % 5) : uniform(); /* labels in [0,5) */
+        if (n->name && !strcmp(n->name, "opt")) /* the opt slots: the case's label smoothing */
+            for (int64_t j = 0; j < k; j++)
+                v[j] = j == IR_OPT_LABEL_SMOOTHING ? g->nodes[out].attrs.smoothing : 0;
         ir_interp_set_f64(it, i, v);
         free(v);
     }

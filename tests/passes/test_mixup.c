@@ -47,6 +47,7 @@ static void run(const ir_graph *g, const float *mix, float *loss, float *mixed, 
     ir_interp_set_i64(it, ir_find(g, "labels"), Y);
     float opt[IR_OPT_SLOTS] = {0};
     opt[IR_OPT_BIAS_CORR1] = opt[IR_OPT_BIAS_CORR2] = 1, opt[IR_OPT_GRAD_SCALE] = 1;
+    opt[IR_OPT_LABEL_SMOOTHING] = (float)SMOOTH; /* the run's label smoothing: the compile's default here */
     ir_interp_set_f32(it, ir_find(g, "opt"), opt);
     if (mix) ir_interp_set_f32(it, ir_find(g, "mix"), mix);
     CHECK(ir_interp_run(it) == 0);

@@ -65,6 +65,9 @@ static const ir_node *adamw_of(const ir_graph *g, const char *weight) {
     return NULL;
 }
 
+/* the run's options bind_random puts in the opt slots (label smoothing, clipping norm) */
+static double bind_smoothing, bind_clip_norm;
+
 static void bind_random(ir_interp *it, const ir_graph *g) {
     uint64_t s = 12345;
     for (int i = 0; i < g->n; i++) {
@@ -77,7 +80,8 @@ static void bind_random(ir_interp *it, const ir_graph *g) {
             v[j] = (double)(s >> 11) / (double)(1ull << 53) * 2 - 1;
             if (n->name && strcmp(n->name, "labels") == 0) v[j] = (double)(j % 5);
             if (n->name && strcmp(n->name, "opt") == 0) {
-                const double slots[IR_OPT_SLOTS] = {1e-2, 0.05, 0.1, 0.001, 1.0};
+                const double slots[IR_OPT_SLOTS] = {1e-2, 0.05, 0.1, 0.001, 1.0, 0 /* skip */, bind_smoothing, bind_clip_norm,
+                                                    0.9, 1 - 0.9, 0.999, 1 - 0.999, 1e-8};
                 v[j] = slots[j];
             }
         }
@@ -113,14 +117,16 @@ static void check_clip(const ir_graph *f, double max_norm, int groups) {
     char err[512];
     pass_train_options o;
     pass_train_options_default(&o);
-    o.clip_grad_norm = max_norm;
+    o.clip_grad_norm = max_norm; /* the plan's default; the opt slot is what the graph reads */
     ir_graph *t = pass_training(f, &o, err, sizeof err);
     CHECK_MSG(t != NULL, "%s", err);
     if (!t) return;
     CHECK(count_op(t, IR_OP_CLIP_COEF) == 1);
     CHECK_MSG(count_op(t, IR_OP_SUM_SQUARES) == groups, "%d sum_squares", count_op(t, IR_OP_SUM_SQUARES));
     ir_interp *it = ir_interp_new(t, 1);
+    bind_clip_norm = max_norm;
     bind_random(it, t);
+    bind_clip_norm = 0;
     CHECK(ir_interp_run(it) == 0);
     double ss = 0, opt[IR_OPT_SLOTS] = {0}, v[64], m[64];
     for (int i = 0; i < t->n; i++) {
@@ -351,7 +357,8 @@ static void run_case(const char *dir, const char *case_name, int f64) {
     float *losses = calloc((size_t)steps, sizeof(float));
     for (long step = 1; step <= steps; step++) {
         /* as deitc run: the host fills the opt slots each step */
-        double slots[IR_OPT_SLOTS] = {lr, wd, 1 - pow(0.9, (double)step), 1 - pow(0.999, (double)step), 1};
+        double slots[IR_OPT_SLOTS] = {lr, wd, 1 - pow(0.9, (double)step), 1 - pow(0.999, (double)step), 1, 0 /* skip */, 0, 0,
+                                      0.9, 1 - 0.9, 0.999, 1 - 0.999, 1e-8};
         float slots32[IR_OPT_SLOTS];
         for (int s = 0; s < IR_OPT_SLOTS; s++) slots32[s] = (float)slots[s];
         if (f64) ir_interp_set_f64(it, opt, slots);
@@ -462,7 +469,8 @@ static void run_steps(const ir_graph *t, int steps, int tiny_inputs, float *w_ou
     for (int k = 0; k < steps; k++) { /* the slots of step k+1, as the executables fill them */
         double exact[IR_OPT_SLOTS];
         float slots[IR_OPT_SLOTS];
-        rt_opt_fill(exact, 1e-2, 0.05, 0.9, 0.999, k + 1);
+        const rt_opt_run run = {0.05, 0.9, 0.999, 1e-8, 0, 0, 0};
+        rt_opt_fill(exact, 1e-2, &run, k + 1);
         for (int j = 0; j < IR_OPT_SLOTS; j++) slots[j] = (float)exact[j];
         ir_interp_set_f32(it, ir_find(t, "opt"), slots);
         CHECK(ir_interp_run(it) == 0);
