@@ -212,11 +212,11 @@ static int emit_attention(rewriter *w, const ir_graph *f, int c, const match *m,
 static int copy_folding(rewriter *w, const ir_graph *f, int i, const int *map) {
     ir_graph *g = w->g;
     const ir_node *n = &f->nodes[i];
-    if ((n->op == IR_OP_PERMUTE || n->op == IR_OP_RESHAPE) && is_mine(w, map[n->inputs[0]]) &&
-        !(n->flags & IR_NODE_OUTPUT)) {
+    if ((n->op == IR_OP_PERMUTE || n->op == IR_OP_RESHAPE) && is_mine(w, map[n->inputs[0]])) {
         int x = map[n->inputs[0]];
         const ir_node *xn = &g->nodes[x];
-        if (n->op == IR_OP_PERMUTE && xn->op == IR_OP_PERMUTE) { /* out i = in q[p[i]] */
+        int output = (n->flags & IR_NODE_OUTPUT) != 0;
+        if (n->op == IR_OP_PERMUTE && xn->op == IR_OP_PERMUTE && !output) { /* out i = in q[p[i]] */
             int64_t q[IR_MAX_DIMS];
             int identity = 1;
             for (int k = 0; k < n->ndim; k++) identity &= (q[k] = xn->attrs.perm[n->attrs.perm[k]]) == k;
@@ -228,11 +228,14 @@ static int copy_folding(rewriter *w, const ir_graph *f, int i, const int *map) {
             mark_mine(w, id);
             return id;
         }
-        if (n->op == IR_OP_RESHAPE) {
+        if (n->op == IR_OP_RESHAPE) { /* reshape of a reshape: one reshape (none if it undoes it) */
             int in = xn->op == IR_OP_RESHAPE ? xn->inputs[0] : x;
             const ir_node *inn = &g->nodes[in];
-            if (inn->ndim == n->ndim && memcmp(inn->shape, n->shape, sizeof(int64_t) * (size_t)n->ndim) == 0) return in;
+            if (!output && inn->ndim == n->ndim &&
+                memcmp(inn->shape, n->shape, sizeof(int64_t) * (size_t)n->ndim) == 0)
+                return in;
             int id = ir_reshape(g, in, n->ndim, n->shape, n->name, n->loc);
+            if (id >= 0) g->nodes[id].flags = n->flags;
             mark_mine(w, id);
             return id;
         }
