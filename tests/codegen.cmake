@@ -24,6 +24,15 @@ set(CG_TESTS codegen_emu_ln_stats codegen_fuse codegen_emu_big codegen_plan code
 set_tests_properties(${CG_TESTS} PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS codegen)
 set_tests_properties(codegen_nvrtc PROPERTIES SKIP_RETURN_CODE 77)
 
+# the qkv-attention fusion end to end: fused vs unfused emu EXEs (deit_micro; N = 26, not a
+# multiple of any tile), two runs byte-identical (tests/codegen/test_attention_e2e.c)
+add_executable(test_attention_e2e ${CMAKE_CURRENT_SOURCE_DIR}/codegen/test_attention_e2e.c)
+target_link_libraries(test_attention_e2e PRIVATE deitc_rt m)
+add_dependencies(test_attention_e2e deitc)
+add_test(NAME attention_e2e_micro COMMAND test_attention_e2e micro)
+add_test(NAME attention_e2e_odd COMMAND test_attention_e2e odd)
+set_tests_properties(attention_e2e_micro attention_e2e_odd PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS codegen)
+
 # the step statistics and cost model on a hand-counted plan; the --stats lines of inspect
 add_executable(test_stats ${CMAKE_CURRENT_SOURCE_DIR}/codegen/test_stats.c)
 target_link_libraries(test_stats PRIVATE deitc_codegen deitc_passes deitc_ir deitc_rt ${CMAKE_DL_LIBS} m)
