@@ -125,6 +125,123 @@ static int emit_forward(emitter *e) {
     return 0;
 }
 
+/* ---- forward on tensor cores (f16/bf16 operands, fp32 accumulators) -------------------------
+ *
+ * FlashAttention-2's forward with mma.sync m16n8k16 (dc_mma.cuh): a block of 4 warps per
+ * (batch, head, tile of ATT_MQ = 64 queries), each warp 16 query rows whose Q fragments it
+ * holds in registers (read from qkv in place, pairs of 16-bit values); K and V tiles of ATT_MK =
+ * 64 keys staged in shared memory by cp.async (rows past N zero-filled), S = Q K^T by
+ * ldmatrix_x2 of K, the online softmax on the S fragments (row max and sum over the 4 lanes of a
+ * row by two xor shuffles), P rounded to the operand type and reused as the A fragment of P V
+ * (V by ldmatrix_x2_trans). Work is skipped in steps of the mma shape: a warp whose 16 rows are
+ * all past N computes nothing, and the last key tile computes only its ceil(valid / 8) key
+ * blocks of S and ceil(valid / 16) steps of P V. Needs hd a multiple of 16 (else the FMA
+ * kernel). */
+enum { ATT_MQ = 64, ATT_MK = 64 };
+
+static int emit_forward_mma(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    att_dims a = dims_of(e->g, n);
+    long long HD = (long long)a.hd, N = (long long)a.N, D = (long long)a.D, D3 = (long long)a.D3;
+    long long tiles = (a.N + ATT_MQ - 1) / ATT_MQ, KS = HD / 16, DB = HD / 8, HDP = HD + 8;
+    int bf = a.t == IR_BF16;
+    const char *T = bf ? "dc_bf16" : "dc_half", *T8 = bf ? "dc_bf16x8" : "dc_half8", *cvt = bf ? "dc_f2b" : "dc_f2h";
+    const char *mma = bf ? "dc_mma_bf16" : "dc_mma_f16";
+    char fl[64];
+    launch l = {0};
+    l.tag = "attention_mma";
+    l.fibers = 1;
+    param(&l, out_type(a.t), "o", off_of(e, e->node));
+    param(&l, "float *", "lse", off_of(e, e->node) + pass_mem_output_offset(n, 1));
+    param(&l, in_type(a.t), "qkv", off_of(e, n->inputs[0]));
+    sb *b = &l.body;
+    cg_sb_printf(b, "    __shared__ __align__(16) %s Ks[%d][%lld];\n    __shared__ __align__(16) %s Vs[%d][%lld];\n", T, ATT_MK,
+                 HDP, T, ATT_MK, HDP);
+    emit_head(b, &a, tiles);
+    cg_sb_printf(b, "    const int lane = tid & 31, w = tid >> 5, g = lane >> 2, t = lane & 3;\n");
+    cg_sb_printf(b, "    const int i0 = tile * %d + w * 16 + g, i1 = i0 + 8;\n", ATT_MQ);
+    cg_sb_printf(b, "    const bool active = tile * %d + w * 16 < %lld; /* a warp with a row below N */\n", ATT_MQ, N);
+    cg_sb_printf(b, "    %s z8;\n    DC_UNROLL for (int k = 0; k < 8; k++) z8.v[k] = %s(0.0f);\n", T8, cvt);
+    /* Q fragments: A[g][2t, 2t+1], A[g+8][..], A[g][2t+8, ..], A[g+8][2t+8, ..] of each 16-wide k step */
+    cg_sb_printf(b, "    unsigned qf[%lld][4];\n    DC_UNROLL for (int ks = 0; ks < %lld; ks++) {\n", KS, KS);
+    cg_sb_printf(b, "        const int c = ks * 16 + 2 * t;\n");
+    cg_sb_printf(b, "        const auto *r0 = base + (long long)i0 * %lld, *r1 = base + (long long)i1 * %lld;\n", D3, D3);
+    cg_sb_printf(b, "        qf[ks][0] = i0 < %lld ? dc_pack2(r0[c].x, r0[c + 1].x) : 0u;\n", N);
+    cg_sb_printf(b, "        qf[ks][1] = i1 < %lld ? dc_pack2(r1[c].x, r1[c + 1].x) : 0u;\n", N);
+    cg_sb_printf(b, "        qf[ks][2] = i0 < %lld ? dc_pack2(r0[c + 8].x, r0[c + 9].x) : 0u;\n", N);
+    cg_sb_printf(b, "        qf[ks][3] = i1 < %lld ? dc_pack2(r1[c + 8].x, r1[c + 9].x) : 0u;\n    }\n", N);
+    cg_sb_printf(b, "    float oacc[%lld][4];\n    DC_UNROLL for (int db = 0; db < %lld; db++) oacc[db][0] = oacc[db][1] = "
+                    "oacc[db][2] = oacc[db][3] = 0.0f;\n", DB, DB);
+    cg_sb_printf(b, "    float m0 = -DC_INF, m1 = -DC_INF, l0 = 0.0f, l1 = 0.0f;\n");
+    cg_sb_printf(b, "    for (int k0 = 0; k0 < %lld; k0 += %d) {\n", N, ATT_MK);
+    /* K, V tile: 16-byte chunks */
+    cg_sb_printf(b, "        for (int ch = tid; ch < %lld; ch += %d) {\n", (long long)ATT_MK * DB, ATT_THREADS);
+    cg_sb_printf(b, "            const int r = ch / %lld, c = (ch %% %lld) * 8, key = k0 + r;\n", DB, DB);
+    cg_sb_printf(b, "            if (key < %lld) {\n", N);
+    cg_sb_printf(b, "                dc_cp_async16(&Ks[r][c], base + (long long)key * %lld + %lld + c);\n", D3, D);
+    cg_sb_printf(b, "                dc_cp_async16(&Vs[r][c], base + (long long)key * %lld + %lld + c);\n", D3, 2 * D);
+    cg_sb_printf(b, "            } else {\n                dc_store8(&Ks[r][c], z8);\n                dc_store8(&Vs[r][c], z8);\n            }\n        }\n");
+    cg_sb_printf(b, "        dc_cp_async_commit();\n        dc_cp_async_wait<0>();\n        __syncthreads();\n");
+    cg_sb_printf(b, "        const int kv = min(%lld - k0, %d), nbc = (kv + 7) >> 3, ksc = (kv + 15) >> 4;\n", N, ATT_MK);
+    cg_sb_printf(b, "        if (active) {\n");
+    cg_sb_printf(b, "            float s[%d][4];\n", ATT_MK / 8);
+    cg_sb_printf(b, "            DC_UNROLL for (int nb = 0; nb < %d; nb++) {\n", ATT_MK / 8);
+    cg_sb_printf(b, "                s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.0f;\n");
+    cg_sb_printf(b, "                if (nb >= nbc) continue;\n");
+    cg_sb_printf(b, "                DC_UNROLL for (int ks = 0; ks < %lld; ks++) {\n", KS);
+    cg_sb_printf(b, "                    unsigned kf[2];\n");
+    cg_sb_printf(b, "                    dc_ldmatrix_x2(kf, &Ks[nb * 8 + (lane & 7)][ks * 16 + ((lane >> 3) & 1) * 8]);\n");
+    cg_sb_printf(b, "                    %s(s[nb], qf[ks], kf, s[nb]);\n                }\n            }\n", mma);
+    /* scale, mask, row max */
+    cg_sb_printf(b, "            float mx0 = -DC_INF, mx1 = -DC_INF;\n");
+    cg_sb_printf(b, "            DC_UNROLL for (int nb = 0; nb < %d; nb++)\n", ATT_MK / 8);
+    cg_sb_printf(b, "                DC_UNROLL for (int q = 0; q < 4; q++) {\n");
+    cg_sb_printf(b, "                    const int key = k0 + nb * 8 + 2 * t + (q & 1);\n");
+    cg_sb_printf(b, "                    s[nb][q] = key < %lld ? s[nb][q] * %s : -DC_INF;\n", N, cg_flit(fl, sizeof fl, a.scale));
+    cg_sb_printf(b, "                    if (q < 2) mx0 = fmaxf(mx0, s[nb][q]);\n                    else mx1 = fmaxf(mx1, s[nb][q]);\n                }\n");
+    cg_sb_printf(b, "            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));\n");
+    cg_sb_printf(b, "            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));\n");
+    cg_sb_printf(b, "            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));\n");
+    cg_sb_printf(b, "            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));\n");
+    cg_sb_printf(b, "            const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);\n");
+    cg_sb_printf(b, "            const float a0 = dc_exp(m0 - n0), a1 = dc_exp(m1 - n1);\n");
+    cg_sb_printf(b, "            float sum0 = 0.0f, sum1 = 0.0f;\n");
+    cg_sb_printf(b, "            DC_UNROLL for (int nb = 0; nb < %d; nb++)\n", ATT_MK / 8);
+    cg_sb_printf(b, "                DC_UNROLL for (int q = 0; q < 4; q++) {\n");
+    cg_sb_printf(b, "                    const float p = dc_exp(s[nb][q] - (q < 2 ? n0 : n1));\n");
+    cg_sb_printf(b, "                    s[nb][q] = p;\n                    if (q < 2) sum0 += p;\n                    else sum1 += p;\n                }\n");
+    cg_sb_printf(b, "            sum0 += __shfl_xor_sync(0xffffffffu, sum0, 1);\n            sum0 += __shfl_xor_sync(0xffffffffu, sum0, 2);\n");
+    cg_sb_printf(b, "            sum1 += __shfl_xor_sync(0xffffffffu, sum1, 1);\n            sum1 += __shfl_xor_sync(0xffffffffu, sum1, 2);\n");
+    cg_sb_printf(b, "            l0 = l0 * a0 + sum0;\n            l1 = l1 * a1 + sum1;\n            m0 = n0;\n            m1 = n1;\n");
+    cg_sb_printf(b, "            DC_UNROLL for (int db = 0; db < %lld; db++) {\n", DB);
+    cg_sb_printf(b, "                oacc[db][0] *= a0;\n                oacc[db][1] *= a0;\n                oacc[db][2] *= a1;\n                oacc[db][3] *= a1;\n            }\n");
+    /* P V: P's C fragments of key blocks 2j, 2j+1 are the A fragment of keys 16j..16j+15 */
+    cg_sb_printf(b, "            DC_UNROLL for (int j = 0; j < %d; j++) {\n", ATT_MK / 16);
+    cg_sb_printf(b, "                if (j >= ksc) continue;\n");
+    cg_sb_printf(b, "                unsigned pf[4];\n");
+    cg_sb_printf(b, "                pf[0] = dc_pack2(%s(s[2 * j][0]).x, %s(s[2 * j][1]).x);\n", cvt, cvt);
+    cg_sb_printf(b, "                pf[1] = dc_pack2(%s(s[2 * j][2]).x, %s(s[2 * j][3]).x);\n", cvt, cvt);
+    cg_sb_printf(b, "                pf[2] = dc_pack2(%s(s[2 * j + 1][0]).x, %s(s[2 * j + 1][1]).x);\n", cvt, cvt);
+    cg_sb_printf(b, "                pf[3] = dc_pack2(%s(s[2 * j + 1][2]).x, %s(s[2 * j + 1][3]).x);\n", cvt, cvt);
+    cg_sb_printf(b, "                DC_UNROLL for (int db = 0; db < %lld; db++) {\n", DB);
+    cg_sb_printf(b, "                    unsigned vf[2];\n");
+    cg_sb_printf(b, "                    dc_ldmatrix_x2_trans(vf, &Vs[j * 16 + (lane & 15)][db * 8]);\n");
+    cg_sb_printf(b, "                    %s(oacc[db], pf, vf, oacc[db]);\n                }\n            }\n        }\n", mma);
+    cg_sb_printf(b, "        __syncthreads();\n    }\n");
+    /* O rows i0, i1 (columns db*8 + 2t, +1), LSE from the lane of t = 0 */
+    cg_sb_printf(b, "    const float r0 = 1.0f / l0, r1 = 1.0f / l1;\n");
+    cg_sb_printf(b, "    DC_UNROLL for (int db = 0; db < %lld; db++) {\n", DB);
+    cg_sb_printf(b, "        const int c = h * %lld + db * 8 + 2 * t;\n", HD);
+    cg_sb_printf(b, "        if (i0 < %lld) {\n            auto *row = o + ((long long)bb * %lld + i0) * %lld + c;\n", N, N, D);
+    cg_sb_printf(b, "            row[0] = %s(oacc[db][0] * r0);\n            row[1] = %s(oacc[db][1] * r0);\n        }\n", cvt, cvt);
+    cg_sb_printf(b, "        if (i1 < %lld) {\n            auto *row = o + ((long long)bb * %lld + i1) * %lld + c;\n", N, N, D);
+    cg_sb_printf(b, "            row[0] = %s(oacc[db][2] * r1);\n            row[1] = %s(oacc[db][3] * r1);\n        }\n    }\n", cvt, cvt);
+    cg_sb_printf(b, "    if (t == 0 && i0 < %lld) lse[(long long)bh * %lld + i0] = m0 + logf(l0);\n", N, N);
+    cg_sb_printf(b, "    if (t == 0 && i1 < %lld) lse[(long long)bh * %lld + i1] = m1 + logf(l1);\n", N, N);
+    cg_finish(e, &l, a.B * a.H * tiles, ATT_THREADS);
+    return 0;
+}
+
 /* the backward's per-query-row values of a tile of ATT_BQT rows from q0: lse_s (+inf past N:
  * P = 0 there) and D_s = rowsum(dO * O) */
 static void emit_row_terms(sb *b, const att_dims *a) {
@@ -269,5 +386,6 @@ int cg_emit_attention(emitter *e) {
                  (long long)a.hd);
         return -1;
     }
-    return n->op == IR_OP_ATTENTION ? emit_forward(e) : emit_backward(e);
+    if (n->op == IR_OP_ATTENTION_BWD) return emit_backward(e);
+    return a.t != IR_F32 && a.hd % 16 == 0 ? emit_forward_mma(e) : emit_forward(e);
 }

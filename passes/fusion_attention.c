@@ -15,7 +15,8 @@
  * value at column offsets 0, D and 2D. The context's users see PERMUTE(RESHAPE(O)) in its
  * place, which cancels against the frontend's permute back and reshape (folded here), and the
  * chain's nodes left without readers are dropped. A pattern that does not match is left as
- * it is. */
+ * it is, and so is one whose heads are wider than PASS_ATTENTION_MAX_HEAD_DIM (the fused
+ * kernels keep a tile of rows of hd values in shared memory: codegen/emit_attention.c). */
 #include "passes/passes.h"
 
 #include <stdio.h>
@@ -141,6 +142,7 @@ static int match_context(const ir_graph *f, const int *uses, int c, match *m) {
         !ir_same_shape(&f->nodes[sc->inputs[1]], vn))
         return 0;
     m->B = vn->shape[0], m->H = vn->shape[1], m->N = vn->shape[2], m->hd = vn->shape[3];
+    if (m->hd > PASS_ATTENTION_MAX_HEAD_DIM) return 0; /* beyond the fused kernels' tiles: left unfused */
     m->scale = sc->attrs.alpha;
     int roots[3], ops[3] = {sc->inputs[0], sc->inputs[1], vx};
     int64_t D = m->H * m->hd;

@@ -77,6 +77,8 @@ ir_graph *pass_fuse_layer_norm_stats(const ir_graph *g, char *err, size_t errsiz
  * chain's nodes left unread dropped. *fused (may be NULL): how many it replaced. NULL with err
  * on failure. */
 ir_graph *pass_fuse_qkv_attention(const ir_graph *g, int *fused, char *err, size_t errsize);
+/* the widest head qkv-attention fuses (the fused kernels' shared-memory tiles hold hd <= 128) */
+#define PASS_ATTENTION_MAX_HEAD_DIM 128
 /* adamw-group: numbers the groups of ADAMW nodes that can share a launch (consecutive in node
  * order, f32 parameter, gradient and state, the same opt input, betas and eps; runs of two or
  * more). Returns the number of groups. */

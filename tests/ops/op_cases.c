@@ -465,7 +465,8 @@ static void attention_case(op_suite *s, ir_dtype t, int64_t B, int64_t N, int64_
     a.alpha = 1.0 / sqrt((double)hd);
     double tol = t == IR_F32 ? 1e-5 : op_tol(t);
     for (int bwd = 0; bwd < 2; bwd++) {
-        begin(s, bwd ? IR_OP_ATTENTION_BWD : IR_OP_ATTENTION, v, t, bwd ? "attention_bwd_dkv" : "row_m[tid] + logf");
+        const char *fwd = t != IR_F32 && hd % 16 == 0 ? "attention_mma" : "row_m[tid] + logf"; /* tensor cores or FMA */
+        begin(s, bwd ? IR_OP_ATTENTION_BWD : IR_OP_ATTENTION, v, t, bwd ? "attention_bwd_dkv" : fwd);
         cur(s)->tol = tol;
         int qkv = in(s, t, SH(B, N, 3 * H * hd), -2, 2);
         int att = node(s, IR_OP_ATTENTION, &qkv, 1, &a, t, 0, NULL);
@@ -493,9 +494,14 @@ static void attention_cases(op_suite *s) {
         {1, 577, 1, 128}, {2, 17, 6, 8}, {3, 33, 4, 16},
     };
     for (size_t k = 0; k < sizeof C / sizeof C[0]; k++) attention_case(s, IR_F32, C[k].B, C[k].N, C[k].H, C[k].hd);
-    for (int d = 1; d < 3; d++) {
+    for (int d = 1; d < 3; d++) { /* f16/bf16: the tensor-core forward (hd a multiple of 16), FMA for hd 8 */
         attention_case(s, FLOATS[d], 2, 17, 3, 32);
         attention_case(s, FLOATS[d], 1, 65, 1, 64);
+        attention_case(s, FLOATS[d], 1, 197, 2, 64);
+        attention_case(s, FLOATS[d], 2, 33, 1, 96);
+        attention_case(s, FLOATS[d], 1, 130, 1, 128);
+        attention_case(s, FLOATS[d], 3, 16, 2, 16);
+        attention_case(s, FLOATS[d], 1, 9, 2, 8);
     }
     const char *grid = getenv("OKT_ATTENTION_GRID");
     if (!grid || strcmp(grid, "1") != 0) return;
