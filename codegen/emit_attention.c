@@ -377,6 +377,183 @@ static int emit_backward(emitter *e) {
     return 0;
 }
 
+/* ---- backward on tensor cores (f16/bf16, hd a multiple of 16) -------------------------------
+ *
+ * The FMA backward's two-kernel scheme with mma.sync: every warp owns 16 rows of what it
+ * writes, so nothing is reduced across warps and every value of dqkv has one writer.
+ *   _mma_dkv: a block of 4 warps per 64 keys (K, V in shared memory); warp w owns keys 16w..
+ *             16w+15 and walks the queries 16 at a time (Q, dO tile in shared memory): S^T = K Q^T,
+ *             dP^T = V dO^T, P^T = exp(S^T scale - LSE), dS^T = P^T (dP^T - D); dV += P^T dO,
+ *             dK += dS^T Q (P^T, dS^T rounded to the operand type, reused as A fragments)
+ *   _mma_dq:  a block of 4 warps per 64 queries; warp w holds its 16 rows of Q and dO as A
+ *             fragments and walks the keys 32 at a time: S, dP, P, dS as above, dQ += dS K. */
+enum { ATT_BMK = 64, ATT_BMQ = 16, ATT_DQK = 32 };
+
+static int emit_backward_mma_dkv(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    att_dims a = dims_of(e->g, n);
+    long long HD = (long long)a.hd, N = (long long)a.N, D = (long long)a.D, D3 = (long long)a.D3;
+    long long tiles = (a.N + ATT_BMK - 1) / ATT_BMK, KS = HD / 16, DB = HD / 8, HDP = HD + 8;
+    int bf = a.t == IR_BF16;
+    const char *T = bf ? "dc_bf16" : "dc_half", *T8 = bf ? "dc_bf16x8" : "dc_half8", *cvt = bf ? "dc_f2b" : "dc_f2h";
+    const char *mma = bf ? "dc_mma_bf16" : "dc_mma_f16";
+    char fl[64], l1[160], l2[160], r1[200], r2[200];
+    cg_flit(fl, sizeof fl, a.scale);
+    launch l = {0};
+    l.tag = "attention_bwd_mma_dkv";
+    bwd_params(e, &l, n, &a);
+    sb *b = &l.body;
+    cg_sb_printf(b, "    __shared__ __align__(16) %s Ks[%d][%lld], Vs[%d][%lld];\n", T, ATT_BMK, HDP, ATT_BMK, HDP);
+    cg_sb_printf(b, "    __shared__ __align__(16) %s Qs[%d][%lld], dOs[%d][%lld];\n", T, ATT_BMQ, HDP, ATT_BMQ, HDP);
+    cg_sb_printf(b, "    __shared__ float lse_s[%d], D_s[%d];\n", ATT_BMQ, ATT_BMQ);
+    emit_head(b, &a, tiles);
+    cg_sb_printf(b, "    const int lane = tid & 31, w = tid >> 5, g = lane >> 2, t = lane & 3;\n");
+    cg_sb_printf(b, "    const int k0 = tile * %d, kw = k0 + w * 16;\n", ATT_BMK);
+    cg_sb_printf(b, "    const bool active = kw < %lld;\n", N);
+    cg_sb_printf(b, "    const auto *dob = dO + (long long)bb * %lld + h * %lld;\n", N * D, HD);
+    cg_sb_printf(b, "    %s z8;\n    DC_UNROLL for (int k = 0; k < 8; k++) z8.v[k] = %s(0.0f);\n", T8, cvt);
+    cg_sb_printf(b, "    for (int ch = tid; ch < %lld; ch += %d) {\n", (long long)ATT_BMK * DB, ATT_THREADS);
+    cg_sb_printf(b, "        const int r = ch / %lld, c = (ch %% %lld) * 8, key = k0 + r;\n", DB, DB);
+    cg_sb_printf(b, "        if (key < %lld) {\n            dc_cp_async16(&Ks[r][c], base + (long long)key * %lld + %lld + c);\n", N, D3, D);
+    cg_sb_printf(b, "            dc_cp_async16(&Vs[r][c], base + (long long)key * %lld + %lld + c);\n", D3, 2 * D);
+    cg_sb_printf(b, "        } else {\n            dc_store8(&Ks[r][c], z8);\n            dc_store8(&Vs[r][c], z8);\n        }\n    }\n");
+    cg_sb_printf(b, "    float dk[%lld][4], dv[%lld][4];\n", DB, DB);
+    cg_sb_printf(b, "    DC_UNROLL for (int db = 0; db < %lld; db++)\n        DC_UNROLL for (int q = 0; q < 4; q++) dk[db][q] = dv[db][q] = 0.0f;\n", DB);
+    cg_sb_printf(b, "    for (int q0 = 0; q0 < %lld; q0 += %d) {\n        __syncthreads();\n", N, ATT_BMQ);
+    cg_sb_printf(b, "        for (int ch = tid; ch < %lld; ch += %d) {\n", (long long)ATT_BMQ * DB, ATT_THREADS);
+    cg_sb_printf(b, "            const int r = ch / %lld, c = (ch %% %lld) * 8, i = q0 + r;\n", DB, DB);
+    cg_sb_printf(b, "            if (i < %lld) {\n                dc_cp_async16(&Qs[r][c], base + (long long)i * %lld + c);\n", N, D3);
+    cg_sb_printf(b, "                dc_cp_async16(&dOs[r][c], dob + (long long)i * %lld + c);\n", D);
+    cg_sb_printf(b, "            } else {\n                dc_store8(&Qs[r][c], z8);\n                dc_store8(&dOs[r][c], z8);\n            }\n        }\n");
+    snprintf(r1, sizeof r1, "dO[((long long)bb * %lld + i) * %lld + h * %lld + d]", N, D, HD);
+    snprintf(r2, sizeof r2, "O[((long long)bb * %lld + i) * %lld + h * %lld + d]", N, D, HD);
+    cg_sb_printf(b, "        if (tid < %d) {\n            const int i = q0 + tid;\n            float s = 0.0f;\n", ATT_BMQ);
+    cg_sb_printf(b, "            if (i < %lld)\n                for (int d = 0; d < %lld; d++) s = fmaf(%s, %s, s);\n", N, HD,
+                 cg_ld(l1, sizeof l1, a.t, r1), cg_ld(l2, sizeof l2, a.t, r2));
+    cg_sb_printf(b, "            D_s[tid] = s;\n            lse_s[tid] = i < %lld ? lse[(long long)bh * %lld + i] : DC_INF;\n        }\n", N, N);
+    cg_sb_printf(b, "        dc_cp_async_commit();\n        dc_cp_async_wait<0>();\n        __syncthreads();\n");
+    cg_sb_printf(b, "        if (!active) continue;\n");
+    /* S^T, dP^T: 16 keys x 16 queries (two 8-query blocks) */
+    cg_sb_printf(b, "        float st[2][4], dpt[2][4];\n");
+    cg_sb_printf(b, "        DC_UNROLL for (int nb = 0; nb < 2; nb++) {\n");
+    cg_sb_printf(b, "            DC_UNROLL for (int q = 0; q < 4; q++) st[nb][q] = dpt[nb][q] = 0.0f;\n");
+    cg_sb_printf(b, "            DC_UNROLL for (int ks = 0; ks < %lld; ks++) {\n", KS);
+    cg_sb_printf(b, "                unsigned ka[4], va[4], qb[2], ob[2];\n");
+    cg_sb_printf(b, "                dc_ldmatrix_x4(ka, &Ks[w * 16 + (lane & 15)][ks * 16 + (lane >> 4) * 8]);\n");
+    cg_sb_printf(b, "                dc_ldmatrix_x4(va, &Vs[w * 16 + (lane & 15)][ks * 16 + (lane >> 4) * 8]);\n");
+    cg_sb_printf(b, "                dc_ldmatrix_x2(qb, &Qs[nb * 8 + (lane & 7)][ks * 16 + ((lane >> 3) & 1) * 8]);\n");
+    cg_sb_printf(b, "                dc_ldmatrix_x2(ob, &dOs[nb * 8 + (lane & 7)][ks * 16 + ((lane >> 3) & 1) * 8]);\n");
+    cg_sb_printf(b, "                %s(st[nb], ka, qb, st[nb]);\n                %s(dpt[nb], va, ob, dpt[nb]);\n            }\n", mma, mma);
+    cg_sb_printf(b, "            DC_UNROLL for (int q = 0; q < 4; q++) {\n");
+    cg_sb_printf(b, "                const int c = nb * 8 + 2 * t + (q & 1); /* the query, in the tile */\n");
+    cg_sb_printf(b, "                const float p = dc_exp(st[nb][q] * %s - lse_s[c]);\n", fl);
+    cg_sb_printf(b, "                st[nb][q] = p;\n                dpt[nb][q] = p * (dpt[nb][q] - D_s[c]);\n            }\n        }\n");
+    cg_sb_printf(b, "        unsigned pa[4], sa[4];\n");
+    cg_sb_printf(b, "        pa[0] = dc_pack2(%s(st[0][0]).x, %s(st[0][1]).x);\n        pa[1] = dc_pack2(%s(st[0][2]).x, %s(st[0][3]).x);\n", cvt, cvt, cvt, cvt);
+    cg_sb_printf(b, "        pa[2] = dc_pack2(%s(st[1][0]).x, %s(st[1][1]).x);\n        pa[3] = dc_pack2(%s(st[1][2]).x, %s(st[1][3]).x);\n", cvt, cvt, cvt, cvt);
+    cg_sb_printf(b, "        sa[0] = dc_pack2(%s(dpt[0][0]).x, %s(dpt[0][1]).x);\n        sa[1] = dc_pack2(%s(dpt[0][2]).x, %s(dpt[0][3]).x);\n", cvt, cvt, cvt, cvt);
+    cg_sb_printf(b, "        sa[2] = dc_pack2(%s(dpt[1][0]).x, %s(dpt[1][1]).x);\n        sa[3] = dc_pack2(%s(dpt[1][2]).x, %s(dpt[1][3]).x);\n", cvt, cvt, cvt, cvt);
+    cg_sb_printf(b, "        DC_UNROLL for (int db = 0; db < %lld; db++) {\n", DB);
+    cg_sb_printf(b, "            unsigned ob[2], qb[2];\n");
+    cg_sb_printf(b, "            dc_ldmatrix_x2_trans(ob, &dOs[lane & 15][db * 8]);\n");
+    cg_sb_printf(b, "            dc_ldmatrix_x2_trans(qb, &Qs[lane & 15][db * 8]);\n");
+    cg_sb_printf(b, "            %s(dv[db], pa, ob, dv[db]);\n            %s(dk[db], sa, qb, dk[db]);\n        }\n    }\n", mma, mma);
+    cg_sb_printf(b, "    DC_UNROLL for (int db = 0; db < %lld; db++) {\n", DB);
+    cg_sb_printf(b, "        const int c = h * %lld + db * 8 + 2 * t;\n", HD);
+    cg_sb_printf(b, "        DC_UNROLL for (int half = 0; half < 2; half++) {\n");
+    cg_sb_printf(b, "            const int key = kw + g + 8 * half;\n            if (key >= %lld) continue;\n", N);
+    cg_sb_printf(b, "            auto *row = dqkv + ((long long)bb * %lld + key) * %lld + c;\n", N, D3);
+    cg_sb_printf(b, "            row[%lld] = %s(dk[db][2 * half] * %s);\n            row[%lld] = %s(dk[db][2 * half + 1] * %s);\n", D, cvt, fl,
+                 D + 1, cvt, fl);
+    cg_sb_printf(b, "            row[%lld] = %s(dv[db][2 * half]);\n            row[%lld] = %s(dv[db][2 * half + 1]);\n        }\n    }\n", 2 * D,
+                 cvt, 2 * D + 1, cvt);
+    cg_finish(e, &l, a.B * a.H * tiles, ATT_THREADS);
+    return 0;
+}
+
+static int emit_backward_mma_dq(emitter *e) {
+    const ir_node *n = &e->g->nodes[e->node];
+    att_dims a = dims_of(e->g, n);
+    long long HD = (long long)a.hd, N = (long long)a.N, D = (long long)a.D, D3 = (long long)a.D3;
+    long long tiles = (a.N + ATT_MQ - 1) / ATT_MQ, KS = HD / 16, DB = HD / 8, HDP = HD + 8, NB = ATT_DQK / 8;
+    int bf = a.t == IR_BF16;
+    const char *T = bf ? "dc_bf16" : "dc_half", *T8 = bf ? "dc_bf16x8" : "dc_half8", *cvt = bf ? "dc_f2b" : "dc_f2h";
+    const char *cv = bf ? "dc_b2f" : "dc_h2f", *mma = bf ? "dc_mma_bf16" : "dc_mma_f16";
+    char fl[64];
+    cg_flit(fl, sizeof fl, a.scale);
+    launch l = {0};
+    l.tag = "attention_bwd_mma_dq";
+    bwd_params(e, &l, n, &a);
+    sb *b = &l.body;
+    cg_sb_printf(b, "    __shared__ __align__(16) %s Ks[%d][%lld], Vs[%d][%lld];\n", T, ATT_DQK, HDP, ATT_DQK, HDP);
+    emit_head(b, &a, tiles);
+    cg_sb_printf(b, "    const int lane = tid & 31, w = tid >> 5, g = lane >> 2, t = lane & 3;\n");
+    cg_sb_printf(b, "    const int i0 = tile * %d + w * 16 + g, i1 = i0 + 8;\n", ATT_MQ);
+    cg_sb_printf(b, "    const bool active = tile * %d + w * 16 < %lld;\n", ATT_MQ, N);
+    cg_sb_printf(b, "    const auto *dob = dO + (long long)bb * %lld + h * %lld, *ob = O + (long long)bb * %lld + h * %lld;\n", N * D,
+                 HD, N * D, HD);
+    cg_sb_printf(b, "    %s z8;\n    DC_UNROLL for (int k = 0; k < 8; k++) z8.v[k] = %s(0.0f);\n", T8, cvt);
+    /* Q and dO rows as A fragments; D and LSE of rows i0, i1 (D: 4 lanes of a row, shuffles) */
+    cg_sb_printf(b, "    unsigned qf[%lld][4], of[%lld][4];\n", KS, KS);
+    cg_sb_printf(b, "    DC_UNROLL for (int ks = 0; ks < %lld; ks++) {\n        const int c = ks * 16 + 2 * t;\n", KS);
+    cg_sb_printf(b, "        const auto *r0 = base + (long long)i0 * %lld, *r1 = base + (long long)i1 * %lld;\n", D3, D3);
+    cg_sb_printf(b, "        const auto *o0 = dob + (long long)i0 * %lld, *o1 = dob + (long long)i1 * %lld;\n", D, D);
+    cg_sb_printf(b, "        qf[ks][0] = i0 < %lld ? dc_pack2(r0[c].x, r0[c + 1].x) : 0u;\n", N);
+    cg_sb_printf(b, "        qf[ks][1] = i1 < %lld ? dc_pack2(r1[c].x, r1[c + 1].x) : 0u;\n", N);
+    cg_sb_printf(b, "        qf[ks][2] = i0 < %lld ? dc_pack2(r0[c + 8].x, r0[c + 9].x) : 0u;\n", N);
+    cg_sb_printf(b, "        qf[ks][3] = i1 < %lld ? dc_pack2(r1[c + 8].x, r1[c + 9].x) : 0u;\n", N);
+    cg_sb_printf(b, "        of[ks][0] = i0 < %lld ? dc_pack2(o0[c].x, o0[c + 1].x) : 0u;\n", N);
+    cg_sb_printf(b, "        of[ks][1] = i1 < %lld ? dc_pack2(o1[c].x, o1[c + 1].x) : 0u;\n", N);
+    cg_sb_printf(b, "        of[ks][2] = i0 < %lld ? dc_pack2(o0[c + 8].x, o0[c + 9].x) : 0u;\n", N);
+    cg_sb_printf(b, "        of[ks][3] = i1 < %lld ? dc_pack2(o1[c + 8].x, o1[c + 9].x) : 0u;\n    }\n", N);
+    cg_sb_printf(b, "    float D0 = 0.0f, D1 = 0.0f;\n");
+    cg_sb_printf(b, "    for (int d = t; d < %lld; d += 4) {\n", HD);
+    cg_sb_printf(b, "        if (i0 < %lld) D0 = fmaf(%s(dob[(long long)i0 * %lld + d]), %s(ob[(long long)i0 * %lld + d]), D0);\n", N, cv, D, cv, D);
+    cg_sb_printf(b, "        if (i1 < %lld) D1 = fmaf(%s(dob[(long long)i1 * %lld + d]), %s(ob[(long long)i1 * %lld + d]), D1);\n    }\n", N, cv, D, cv, D);
+    cg_sb_printf(b, "    D0 += __shfl_xor_sync(0xffffffffu, D0, 1);\n    D0 += __shfl_xor_sync(0xffffffffu, D0, 2);\n");
+    cg_sb_printf(b, "    D1 += __shfl_xor_sync(0xffffffffu, D1, 1);\n    D1 += __shfl_xor_sync(0xffffffffu, D1, 2);\n");
+    cg_sb_printf(b, "    const float L0 = i0 < %lld ? lse[(long long)bh * %lld + i0] : DC_INF;\n", N, N);
+    cg_sb_printf(b, "    const float L1 = i1 < %lld ? lse[(long long)bh * %lld + i1] : DC_INF;\n", N, N);
+    cg_sb_printf(b, "    float dq[%lld][4];\n    DC_UNROLL for (int db = 0; db < %lld; db++)\n        DC_UNROLL for (int q = 0; q < 4; q++) dq[db][q] = 0.0f;\n", DB, DB);
+    cg_sb_printf(b, "    for (int k0 = 0; k0 < %lld; k0 += %d) {\n        __syncthreads();\n", N, ATT_DQK);
+    cg_sb_printf(b, "        for (int ch = tid; ch < %lld; ch += %d) {\n", (long long)ATT_DQK * DB, ATT_THREADS);
+    cg_sb_printf(b, "            const int r = ch / %lld, c = (ch %% %lld) * 8, key = k0 + r;\n", DB, DB);
+    cg_sb_printf(b, "            if (key < %lld) {\n                dc_cp_async16(&Ks[r][c], base + (long long)key * %lld + %lld + c);\n", N, D3, D);
+    cg_sb_printf(b, "                dc_cp_async16(&Vs[r][c], base + (long long)key * %lld + %lld + c);\n", D3, 2 * D);
+    cg_sb_printf(b, "            } else {\n                dc_store8(&Ks[r][c], z8);\n                dc_store8(&Vs[r][c], z8);\n            }\n        }\n");
+    cg_sb_printf(b, "        dc_cp_async_commit();\n        dc_cp_async_wait<0>();\n        __syncthreads();\n");
+    cg_sb_printf(b, "        if (!active) continue;\n");
+    cg_sb_printf(b, "        float s[%lld][4], dp[%lld][4];\n", NB, NB);
+    cg_sb_printf(b, "        DC_UNROLL for (int nb = 0; nb < %lld; nb++) {\n", NB);
+    cg_sb_printf(b, "            DC_UNROLL for (int q = 0; q < 4; q++) s[nb][q] = dp[nb][q] = 0.0f;\n");
+    cg_sb_printf(b, "            DC_UNROLL for (int ks = 0; ks < %lld; ks++) {\n", KS);
+    cg_sb_printf(b, "                unsigned kb[2], vb[2];\n");
+    cg_sb_printf(b, "                dc_ldmatrix_x2(kb, &Ks[nb * 8 + (lane & 7)][ks * 16 + ((lane >> 3) & 1) * 8]);\n");
+    cg_sb_printf(b, "                dc_ldmatrix_x2(vb, &Vs[nb * 8 + (lane & 7)][ks * 16 + ((lane >> 3) & 1) * 8]);\n");
+    cg_sb_printf(b, "                %s(s[nb], qf[ks], kb, s[nb]);\n                %s(dp[nb], of[ks], vb, dp[nb]);\n            }\n", mma, mma);
+    cg_sb_printf(b, "            DC_UNROLL for (int q = 0; q < 4; q++) {\n");
+    cg_sb_printf(b, "                const int key = k0 + nb * 8 + 2 * t + (q & 1);\n");
+    cg_sb_printf(b, "                const float p = key < %lld ? dc_exp(s[nb][q] * %s - (q < 2 ? L0 : L1)) : 0.0f;\n", N, fl);
+    cg_sb_printf(b, "                s[nb][q] = p * (dp[nb][q] - (q < 2 ? D0 : D1));\n            }\n        }\n");
+    cg_sb_printf(b, "        DC_UNROLL for (int j = 0; j < %lld; j++) {\n", NB / 2);
+    cg_sb_printf(b, "            unsigned sa[4];\n");
+    cg_sb_printf(b, "            sa[0] = dc_pack2(%s(s[2 * j][0]).x, %s(s[2 * j][1]).x);\n", cvt, cvt);
+    cg_sb_printf(b, "            sa[1] = dc_pack2(%s(s[2 * j][2]).x, %s(s[2 * j][3]).x);\n", cvt, cvt);
+    cg_sb_printf(b, "            sa[2] = dc_pack2(%s(s[2 * j + 1][0]).x, %s(s[2 * j + 1][1]).x);\n", cvt, cvt);
+    cg_sb_printf(b, "            sa[3] = dc_pack2(%s(s[2 * j + 1][2]).x, %s(s[2 * j + 1][3]).x);\n", cvt, cvt);
+    cg_sb_printf(b, "            DC_UNROLL for (int db = 0; db < %lld; db++) {\n", DB);
+    cg_sb_printf(b, "                unsigned kb[2];\n                dc_ldmatrix_x2_trans(kb, &Ks[j * 16 + (lane & 15)][db * 8]);\n");
+    cg_sb_printf(b, "                %s(dq[db], sa, kb, dq[db]);\n            }\n        }\n    }\n", mma);
+    cg_sb_printf(b, "    DC_UNROLL for (int db = 0; db < %lld; db++) {\n", DB);
+    cg_sb_printf(b, "        const int c = h * %lld + db * 8 + 2 * t;\n", HD);
+    cg_sb_printf(b, "        if (i0 < %lld) {\n            auto *row = dqkv + ((long long)bb * %lld + i0) * %lld + c;\n", N, N, D3);
+    cg_sb_printf(b, "            row[0] = %s(dq[db][0] * %s);\n            row[1] = %s(dq[db][1] * %s);\n        }\n", cvt, fl, cvt, fl);
+    cg_sb_printf(b, "        if (i1 < %lld) {\n            auto *row = dqkv + ((long long)bb * %lld + i1) * %lld + c;\n", N, N, D3);
+    cg_sb_printf(b, "            row[0] = %s(dq[db][2] * %s);\n            row[1] = %s(dq[db][3] * %s);\n        }\n    }\n", cvt, fl, cvt, fl);
+    cg_finish(e, &l, a.B * a.H * tiles, ATT_THREADS);
+    return 0;
+}
+
 int cg_emit_attention(emitter *e) {
     const ir_node *n = &e->g->nodes[e->node];
     att_dims a = dims_of(e->g, n);
@@ -386,6 +563,8 @@ int cg_emit_attention(emitter *e) {
                  (long long)a.hd);
         return -1;
     }
-    if (n->op == IR_OP_ATTENTION_BWD) return emit_backward(e);
-    return a.t != IR_F32 && a.hd % 16 == 0 ? emit_forward_mma(e) : emit_forward(e);
+    int mma = a.t != IR_F32 && a.hd % 16 == 0; /* tensor cores: f16/bf16 operands, k steps of 16 */
+    if (n->op == IR_OP_ATTENTION_BWD)
+        return mma ? (emit_backward_mma_dkv(e) || emit_backward_mma_dq(e)) : emit_backward(e);
+    return mma ? emit_forward_mma(e) : emit_forward(e);
 }

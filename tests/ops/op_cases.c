@@ -466,7 +466,8 @@ static void attention_case(op_suite *s, ir_dtype t, int64_t B, int64_t N, int64_
     double tol = t == IR_F32 ? 1e-5 : op_tol(t);
     for (int bwd = 0; bwd < 2; bwd++) {
         const char *fwd = t != IR_F32 && hd % 16 == 0 ? "attention_mma" : "row_m[tid] + logf"; /* tensor cores or FMA */
-        begin(s, bwd ? IR_OP_ATTENTION_BWD : IR_OP_ATTENTION, v, t, bwd ? "attention_bwd_dkv" : fwd);
+        const char *bwd_kernel = t != IR_F32 && hd % 16 == 0 ? "attention_bwd_mma_dkv" : "attention_bwd_dkv";
+        begin(s, bwd ? IR_OP_ATTENTION_BWD : IR_OP_ATTENTION, v, t, bwd ? bwd_kernel : fwd);
         cur(s)->tol = tol;
         int qkv = in(s, t, SH(B, N, 3 * H * hd), -2, 2);
         int att = node(s, IR_OP_ATTENTION, &qkv, 1, &a, t, 0, NULL);
