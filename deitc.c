@@ -8,6 +8,9 @@
  *   deitc compile MODEL [-D ...] -o EXE [--target cuda|emu] [--arch sm_XX] [--batch N] ...
  * --precision and --fuse are options of the passes (passes/pipeline.c), checked before any
  * work; codegen compiles what the pipeline produced.
+ * The training options (dump, run --steps, compile; inspect's step too) include --loss-scale
+ * none|dynamic|S [--loss-scale-init S] [--loss-scale-interval N] (default by --precision:
+ * dynamic for fp16, else none; passes/loss_scale.c); compile bakes it in as the executable's.
  *   deitc export  MODEL.onnx --weights TRAINED.safetensors -o OUT.onnx
  *   deitc help | --help | --version
  *
@@ -27,6 +30,7 @@
 
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
+#include "ir/interp_par.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
 #include "runtime/rt.h"
@@ -48,6 +52,9 @@ typedef struct {
     int grads, f64, partial_init;
     int stats, stats_json;      /* --stats, --stats-json */
     const char *model_gpu;      /* --model-gpu (NULL: h100) */
+    const char *loss_scale;     /* --loss-scale as given (NULL: the precision's default) */
+    double loss_scale_init;     /* --loss-scale-init (0: not given) */
+    long loss_scale_interval;   /* --loss-scale-interval (0: not given) */
 } cli_args;
 
 static void usage_to(FILE *f) {
@@ -72,6 +79,8 @@ static void usage_to(FILE *f) {
             "Training options (dump --after training, run --steps, compile):\n"
             "  --label-smoothing S  --clip-grad MAX_NORM  --freeze PATTERN (fnmatch, repeatable)\n"
             "  --output NODE (ONNX: the output the loss goes on)\n"
+            "  --loss-scale none|dynamic|S [--loss-scale-init S] [--loss-scale-interval N] (default: dynamic\n"
+            "  for fp16, none otherwise; compile bakes it in as the executable's default)\n"
             "MODEL is a .yaml or .onnx file, or a model name (deit_tiny, deit_small, ...: see 'deitc help').\n"
             "-D overrides a hyperparameter (img_size patch_size in_chans num_classes embed_dim depth\n"
             "num_heads mlp_ratio qkv_bias layer_norm_eps gelu).\n"
@@ -177,11 +186,13 @@ static int parse_number(const char *flag, const char *s, double *out) {
 
 /* The options each command takes; any other is refused rather than silently ignored. */
 static int option_allowed(const char *cmd, const char *opt) {
-    static const char *const train_opts = " --label-smoothing --clip-grad --freeze --output";
+    static const char *const train_opts = " --label-smoothing --clip-grad --freeze --output --loss-scale"
+                                          " --loss-scale-init --loss-scale-interval";
     static const struct {
         const char *cmd, *opts;
     } table[] = {
-        {"inspect", " -D --batch --precision --fuse --stats --stats-json --model-gpu"},
+        {"inspect", " -D --batch --precision --fuse --stats --stats-json --model-gpu --loss-scale --loss-scale-init"
+                    " --loss-scale-interval"},
         {"dump", " -D --after --batch --precision --fuse"},
         {"run", " -D --weights --partial-init --input -o --steps --lr --weight-decay --losses --grads --f64 --precision --fuse"},
         {"compile", " -D -o --target --arch --precision --fuse --emit-dir --batch --stats --stats-json --model-gpu"},
@@ -280,6 +291,23 @@ static int parse_args(int argc, char **argv, cli_args *a) {
             NEED_VALUE();
             if (!cg_gpu_find(next)) return bad_usage("--model-gpu %s: unknown GPU (known: %s)", next, cg_gpu_names());
             a->model_gpu = next;
+        } else if (strcmp(s, "--loss-scale") == 0) {
+            NEED_VALUE();
+            int mode;
+            char err[256];
+            if (rt_loss_scale_parse(s, next, &mode, &num, err, sizeof err)) return bad_usage("%s", err);
+            a->loss_scale = next;
+        } else if (strcmp(s, "--loss-scale-init") == 0) {
+            NEED_VALUE();
+            if (rt_loss_scale_value(next, &a->loss_scale_init))
+                return bad_usage("--loss-scale-init expects a decimal number > 0 (at most 3.4e38), got '%s'", next);
+        } else if (strcmp(s, "--loss-scale-interval") == 0) {
+            NEED_VALUE();
+            if (strspn(next, "0123456789") != strlen(next) || !*next || strlen(next) > 9 || atol(next) < 1 ||
+                atol(next) > PASS_LOSS_SCALE_MAX_COUNT)
+                return bad_usage("--loss-scale-interval expects a decimal integer from 1 to %ld, got '%s'",
+                                 PASS_LOSS_SCALE_MAX_COUNT, next);
+            a->loss_scale_interval = atol(next);
         } else if (strcmp(s, "--stats") == 0) {
             a->stats = 1;
         } else if (strcmp(s, "--stats-json") == 0) {
@@ -298,6 +326,10 @@ static int parse_args(int argc, char **argv, cli_args *a) {
 #undef NEED_VALUE
     }
     if (!a->model) return bad_usage("no MODEL given");
+    if ((a->loss_scale_init || a->loss_scale_interval) &&
+        strcmp(a->loss_scale ? a->loss_scale : pass_loss_scale_default(a->precision), "dynamic") != 0)
+        return bad_usage("--loss-scale-%s needs --loss-scale dynamic (the default for fp16 only)",
+                         a->loss_scale_init ? "init" : "interval");
     if (a->model_gpu && !a->stats && !a->stats_json) return bad_usage("--model-gpu needs --stats or --stats-json");
     return 0;
 }
@@ -331,6 +363,15 @@ static pass_options make_pass_options(const cli_args *a, int training) {
     o.train.freeze = a->freeze;
     o.train.nfreeze = a->nfreeze;
     o.train.output = a->output_node;
+    /* --loss-scale (parse_args checked it), else the precision's default */
+    int mode = IR_LOSS_SCALE_NONE;
+    double v = 1;
+    char err[256];
+    const char *ls = a->loss_scale ? a->loss_scale : pass_loss_scale_default(a->precision);
+    if (rt_loss_scale_parse("--loss-scale", ls, &mode, &v, err, sizeof err)) abort();
+    o.train.loss_scale = mode;
+    o.train.loss_scale_init = mode == IR_LOSS_SCALE_STATIC ? v : a->loss_scale_init;
+    o.train.loss_scale_interval = a->loss_scale_interval;
     return o;
 }
 
@@ -440,6 +481,35 @@ static int cmd_dump(const cli_args *a) {
 
 /* ---- run: the reference interpreter ------------------------------------------------------- */
 
+/* timm's initializer for the weights no file gives, filled and bound on the interpreter's host
+ * threads (each tensor's values depend on its name only; distinct leaves bind independently) */
+typedef struct {
+    const ir_node *n;
+    int id;
+    float *buf;
+} init_job;
+
+typedef struct {
+    init_job *jobs;
+    ir_interp *it;
+} init_jobs;
+
+static void init_jobs_fill(void *ctx, int64_t lo, int64_t hi) {
+    init_jobs *all = ctx;
+    for (int64_t k = lo; k < hi; k++) {
+        init_job *j = &all->jobs[k];
+        rt_init_fill((rt_init)j->n->attrs.init, j->n->attrs.init_std, 0, j->n->name, j->buf, ir_numel(j->n));
+        ir_interp_set_f32(all->it, j->id, j->buf);
+        free(j->buf);
+        j->buf = NULL;
+    }
+}
+
+static void init_jobs_free(init_job *jobs, int njobs) {
+    for (int k = 0; k < njobs; k++) free(jobs[k].buf);
+    free(jobs);
+}
+
 /* Binds every WEIGHT leaf of g: from the weights file when given (name, shape must match),
  * else from the model file's own data, else timm's initializer. A file that gives only some of
  * the weights is an error unless `partial` (--partial-init), with which a classifier head of
@@ -447,8 +517,9 @@ static int cmd_dump(const cli_args *a) {
 static int bind_weights(const ir_graph *g, ir_interp *it, const rt_tensor_set *w, const char *wpath, int partial) {
     char shape[96];
     const char **missing = calloc((size_t)g->n + 1, sizeof *missing);
-    if (!missing) abort();
-    int nmissing = 0, total = 0;
+    init_job *jobs = calloc((size_t)g->n + 1, sizeof *jobs);
+    if (!missing || !jobs) abort();
+    int nmissing = 0, total = 0, njobs = 0;
     char note[600], full[600];
     const char *prefix = w ? rt_weights_prefix(w, wpath, note, sizeof note) : "";
     if (*prefix) fprintf(stderr, "deitc: note: %s\n", note);
@@ -460,6 +531,7 @@ static int bind_weights(const ir_graph *g, ir_interp *it, const rt_tensor_set *w
         float *buf = malloc(sizeof(float) * (size_t)numel);
         if (!buf) {
             free(missing);
+            init_jobs_free(jobs, njobs);
             return die("%s: out of memory for %s", n->name, ir_shape_str(n, shape, sizeof shape));
         }
         char err[1024];
@@ -472,16 +544,22 @@ static int bind_weights(const ir_graph *g, ir_interp *it, const rt_tensor_set *w
         if (found < 0) {
             free(buf);
             free(missing);
+            init_jobs_free(jobs, njobs);
             return die("%s", err);
         }
         if (w && !found) missing[nmissing++] = n->name;
         if (!found && n->data)
             memcpy(buf, n->data, sizeof(float) * (size_t)numel);
-        else if (!found)
-            rt_init_fill((rt_init)n->attrs.init, n->attrs.init_std, 0, n->name, buf, numel);
+        else if (!found) {
+            jobs[njobs++] = (init_job){n, i, buf};
+            continue;
+        }
         ir_interp_set_f32(it, i, buf);
         free(buf);
     }
+    init_jobs all = {jobs, it};
+    ir_par_for(njobs, 1, init_jobs_fill, &all);
+    init_jobs_free(jobs, njobs);
     if (nmissing) {
         char msg[1024];
         rt_weights_missing_text(wpath, missing, nmissing, total, partial, msg, sizeof msg);
@@ -611,11 +689,19 @@ static int cmd_run(const cli_args *a) {
     }
     it = ir_interp_new(g, a->f64);
     if (!it) {
-        die("%s: out of memory: the interpreter holds every value of the graph as doubles",
+        die("%s: out of memory: the interpreter holds every weight of the graph as doubles",
             a->model);
         goto done;
     }
+    ir_interp_release_dead(it); /* only outputs, weights and states are read back */
     if (bind_weights(g, it, a->weights ? &w : NULL, a->weights, a->partial_init)) goto done;
+    int scaler = training ? ir_find(g, "loss_scaler") : -1; /* --loss-scale: its start, from the options */
+    if (scaler >= 0) ir_interp_set_f32(it, scaler, g->nodes[scaler].data);
+    if (scaler >= 0 && a->steps > PASS_LOSS_SCALE_MAX_COUNT) {
+        die("--steps %ld: the loss scaler counts steps in f32 state, exact to %ld steps", a->steps,
+            PASS_LOSS_SCALE_MAX_COUNT);
+        goto done;
+    }
     /* runtime inputs */
     int opt = -1;
     for (int i = 0; i < g->n; i++) {
@@ -664,13 +750,14 @@ static int cmd_run(const cli_args *a) {
             if (g->nodes[i].flags & IR_NODE_OUTPUT) out_add_node(&out, it, &g->nodes[i], i, g->nodes[i].name);
     } else {
         int loss = ir_find(g, "loss");
-        float *losses = NULL; /* grown as steps run: --steps may be huge */
+        float *losses = NULL, *scales = NULL; /* grown as steps run: --steps may be huge */
         long cap = 0;
         for (long step = 1; step <= a->steps; step++) {
             if (step > cap) {
                 cap = cap ? 2 * cap : 1024;
                 losses = realloc(losses, sizeof(float) * (size_t)cap);
-                if (!losses) abort();
+                scales = scaler >= 0 ? realloc(scales, sizeof(float) * IR_SCALER_SLOTS * (size_t)cap) : NULL;
+                if (!losses || (scaler >= 0 && !scales)) abort();
             }
             double slots64[IR_OPT_SLOTS]; /* the executables' fill (IR_OPT_* = RT_OPT_*) */
             float slots[IR_OPT_SLOTS];
@@ -680,14 +767,17 @@ static int cmd_run(const cli_args *a) {
             else ir_interp_set_f32(it, opt, slots);
             if (ir_interp_run(it)) {
                 free(losses);
+                free(scales);
                 die("%s", ir_interp_error(it));
                 goto done;
             }
             ir_interp_get_f32(it, loss, &losses[step - 1]);
+            if (scaler >= 0) ir_interp_get_f32(it, scaler, scales + (step - 1) * IR_SCALER_SLOTS);
             if (!isfinite(losses[step - 1])) { /* nothing written: the weights are lost causes */
                 die("the loss is %g at step %ld: training diverged (try a smaller --lr); %s not written",
                     (double)losses[step - 1], step, a->output);
                 free(losses);
+                free(scales);
                 goto done;
             }
             if (step == 1 && a->grads)
@@ -702,15 +792,26 @@ static int cmd_run(const cli_args *a) {
             if (n->op == IR_OP_WEIGHT) out_add_node(&out, it, n, i, n->name);
         }
         /* the weights file holds weights only (timm loads it strictly): losses go to --losses */
-        rt_tensor lt = {"losses", RT_F32, 1, {a->steps}, sizeof(float) * (size_t)a->steps, losses};
-        if (a->losses && rt_safetensors_write(a->losses, &lt, 1, NULL, err, sizeof err)) {
+        /* with a loss scaler, its state after each step beside them: loss_scaler f32 [K, slots] */
+        rt_tensor lt[2] = {{"losses", RT_F32, 1, {a->steps}, sizeof(float) * (size_t)a->steps, losses},
+                           {"loss_scaler", RT_F32, 2, {a->steps, IR_SCALER_SLOTS},
+                            sizeof(float) * IR_SCALER_SLOTS * (size_t)a->steps, scales}};
+        if (a->losses && rt_safetensors_write(a->losses, lt, scaler >= 0 ? 2 : 1, NULL, err, sizeof err)) {
             free(losses);
+            free(scales);
             die("%s", err);
             goto done;
         }
-        if (!a->losses)
-            for (long k = 0; k < a->steps; k++) printf("step %ld: loss %.7g\n", k + 1, (double)losses[k]);
+        for (long k = 0; k < a->steps && !a->losses; k++) {
+            printf("step %ld: loss %.7g", k + 1, (double)losses[k]);
+            const float *sc = scales ? scales + k * IR_SCALER_SLOTS : NULL;
+            if (sc)
+                printf("  scale %g  skipped %.0f%s", (double)sc[IR_SCALER_SCALE], (double)sc[IR_SCALER_SKIPPED],
+                       sc[IR_SCALER_OVERFLOW] != 0 ? "  (gradients not finite)" : "");
+            printf("\n");
+        }
         free(losses);
+        free(scales);
     }
     for (int i = 0; i < out.n; i++) { /* never a file of NaN: the updated weights must be finite too */
         const rt_tensor *t = &out.t[i];

@@ -22,15 +22,23 @@
 #include "passes/passes.h"
 #include "runtime/plan.h"
 
-/* The IR and the runtime mirror four enums, and codegen (and deitc run) pass their values
+/* The IR and the runtime mirror these enums, and codegen (and deitc run) pass their values
  * across as numbers: keep them in step. */
 _Static_assert(IR_F32 == (int)RT_F32 && IR_F16 == (int)RT_F16 && IR_BF16 == (int)RT_BF16 &&
                    IR_I32 == (int)RT_I32 && IR_I64 == (int)RT_I64 && IR_DTYPE_COUNT == (int)RT_F64 /* files only, after the twins */,
                "ir_dtype and rt_dtype differ");
 _Static_assert(IR_OPT_LR == (int)RT_OPT_LR && IR_OPT_WEIGHT_DECAY == (int)RT_OPT_WEIGHT_DECAY &&
                    IR_OPT_BIAS_CORR1 == (int)RT_OPT_BIAS_CORR1 && IR_OPT_BIAS_CORR2 == (int)RT_OPT_BIAS_CORR2 &&
-                   IR_OPT_GRAD_SCALE == (int)RT_OPT_GRAD_SCALE && IR_OPT_SLOTS == (int)RT_OPT_SLOTS,
+                   IR_OPT_GRAD_SCALE == (int)RT_OPT_GRAD_SCALE && IR_OPT_SKIP == (int)RT_OPT_SKIP &&
+                   IR_OPT_SLOTS == (int)RT_OPT_SLOTS,
                "IR_OPT_* and RT_OPT_* differ");
+_Static_assert(IR_SCALER_SCALE == (int)RT_SCALER_SCALE && IR_SCALER_GROWTH == (int)RT_SCALER_GROWTH &&
+                   IR_SCALER_SKIPPED == (int)RT_SCALER_SKIPPED && IR_SCALER_OVERFLOW == (int)RT_SCALER_OVERFLOW &&
+                   IR_SCALER_STEP == (int)RT_SCALER_STEP && IR_SCALER_INTERVAL == (int)RT_SCALER_INTERVAL &&
+                   IR_SCALER_MODE == (int)RT_SCALER_MODE && IR_SCALER_SLOTS == (int)RT_SCALER_SLOTS &&
+                   IR_LOSS_SCALE_NONE == (int)RT_LOSS_SCALE_NONE && IR_LOSS_SCALE_STATIC == (int)RT_LOSS_SCALE_STATIC &&
+                   IR_LOSS_SCALE_DYNAMIC == (int)RT_LOSS_SCALE_DYNAMIC,
+               "IR_SCALER_* and RT_SCALER_* differ");
 _Static_assert(IR_INIT_ZEROS == (int)RT_INIT_ZEROS && IR_INIT_ONES == (int)RT_INIT_ONES &&
                    IR_INIT_TRUNC_NORMAL == (int)RT_INIT_TRUNC_NORMAL,
                "ir_init and rt_init differ");

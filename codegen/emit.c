@@ -182,6 +182,9 @@ static const cg_op_row op_table[IR_OP_COUNT] = {
     /* emit_optim.c (a fusion group of ADAMW nodes goes to cg_emit_adamw_multi instead) */
     [IR_OP_ADAMW] = KERNELS(cg_emit_adamw, NULL),
     [IR_OP_CLIP_COEF] = KERNELS(cg_emit_clip_coef, NULL),
+    /* emit_loss_scale.c */
+    [IR_OP_LOSS_SCALE_OPT] = KERNELS(cg_emit_loss_scale_opt, NULL),
+    [IR_OP_LOSS_SCALE_UPDATE] = KERNELS(cg_emit_loss_scale_update, NULL),
     /* emit_gemm.c */
     [IR_OP_MATMUL] = {CG_OP_GEMM, cg_emit_matmul, NULL, NULL},
     /* emit_attention.c */

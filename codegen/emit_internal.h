@@ -217,6 +217,14 @@ int cg_adamw_multi_ok(const ir_graph *g, int i);
  * one launch. */
 void cg_emit_adamw_multi(emitter *e, const int *nodes, int count);
 
+/* ---- emit_loss_scale.c -------------------------------------------------------------------- */
+
+int cg_emit_loss_scale_opt(emitter *e);
+int cg_emit_loss_scale_update(emitter *e);
+/* 1 when opt node `opt` comes from LOSS_SCALE_OPT (through CLIP_COEF or not): the AdamW
+ * kernels reading it return early when its SKIP slot is set. */
+int cg_opt_may_skip(const ir_graph *g, int opt);
+
 /* ---- emit_gemm.c -------------------------------------------------------------------------- */
 
 int cg_emit_matmul(emitter *e);

@@ -1,6 +1,7 @@
 /* emit_optim.c: the optimizer family: adamw (one launch per tensor, or one launch for a run of
  * f32 ADAMW nodes with a table of tensors in the kernel) and clip_coef (the gradient-clipping
- * factor folded into the opt slots' GRAD_SCALE). */
+ * factor folded into the opt slots' GRAD_SCALE). Under loss scaling an AdamW kernel first
+ * returns when its opt's SKIP slot is set (emit_loss_scale.c). */
 #include "codegen/emit_internal.h"
 
 int cg_emit_clip_coef(emitter *e) {
@@ -38,6 +39,8 @@ int cg_emit_adamw(emitter *e) {
     char f1[64], f2[64], f3[64], f4[64], f5[64], lb[128], sb1[128];
     cg_sb_printf(b, "    const float lr = opt[%d], wd = %s, bc1 = opt[%d], sbc2 = dc_sqrt(opt[%d]), gs = opt[%d];\n",
               IR_OPT_LR, at->decay ? "opt[1]" : "0.0f", IR_OPT_BIAS_CORR1, IR_OPT_BIAS_CORR2, IR_OPT_GRAD_SCALE);
+    if (cg_opt_may_skip(e->g, n->inputs[4])) /* loss scaling: a step with non-finite gradients */
+        cg_sb_printf(b, "    if (opt[%d] != 0.0f) return;\n", IR_OPT_SKIP);
     cg_loop_open(&l, total);
     cg_sb_printf(b, "        const float g = %s * gs;\n", cg_ld(lb, sizeof lb, gn->dtype, "grad[i]"));
     cg_sb_printf(b, "        const float mi = %s * %s + %s * g;\n", cg_flit(f1, sizeof f1, at->beta1),
@@ -102,6 +105,8 @@ void cg_emit_adamw_multi(emitter *e, const int *nodes, int count) {
     cg_sb_printf(b, "    const float *grad = arena + t[3];\n");
     cg_sb_printf(b, "    const float lr = opt[%d], wd = t[6] ? opt[1] : 0.0f, bc1 = opt[%d], sbc2 = dc_sqrt(opt[%d]), gs = opt[%d];\n",
               IR_OPT_LR, IR_OPT_BIAS_CORR1, IR_OPT_BIAS_CORR2, IR_OPT_GRAD_SCALE);
+    if (cg_opt_may_skip(g, g->nodes[nodes[0]].inputs[4])) /* loss scaling: a skipped step */
+        cg_sb_printf(b, "    if (opt[%d] != 0.0f) return;\n", IR_OPT_SKIP);
     cg_sb_printf(b, "    const long long i0 = ((long long)blockIdx.x - t[0]) * %d, i1 = i0 + %d < t[1] ? i0 + %d : t[1];\n",
               ADAMW_TILE, ADAMW_TILE, ADAMW_TILE);
     cg_sb_printf(b, "    for (long long i = i0 + threadIdx.x; i < i1; i += blockDim.x) {\n");

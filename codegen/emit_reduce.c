@@ -190,7 +190,9 @@ void cg_emit_block_total(emitter *e, int64_t part, int64_t nparts, double scale)
 }
 
 /* sum_squares(x0, x1, ...) -> [1]: pass 1 gives each input ceil(numel / SS_TILE) blocks (in
- * input order), each block's sum of squares goes to part[block]; pass 2 adds them in order. */
+ * input order), each block's sum of squares goes to part[block]; pass 2 adds them in order.
+ * An inf or NaN element contributes NaN, so that NaN says "a value was not finite" and +inf
+ * only "the sum overflowed" (what loss scaling tells apart). */
 enum { SS_TILE = 4096 };
 static int64_t sum_squares_blocks(const ir_graph *g, const ir_node *n) {
     int64_t nb = 0;
@@ -221,7 +223,9 @@ int cg_emit_sum_squares(emitter *e) {
         cg_sb_printf(b, "        const %s i0 = (%s)(bi - %lld) * %d, i1 = i0 + %d < %lld ? i0 + %d : %lld;\n", it, it,
                   (long long)at, SS_TILE, SS_TILE, (long long)numel, SS_TILE, (long long)numel);
         cg_sb_printf(b, "        for (%s i = i0 + threadIdx.x; i < i1; i += blockDim.x) {\n", it);
-        cg_sb_printf(b, "            const float v = %s;\n            s += v * v;\n        }\n    }\n", cg_ld(a, sizeof a, x->dtype, ref));
+        cg_sb_printf(b, "            const float v = %s;\n", cg_ld(a, sizeof a, x->dtype, ref));
+        /* a value that is not finite makes the sum NaN (+inf is left to a sum that overflows) */
+        cg_sb_printf(b, "            s += fabsf(v) <= DC_FLT_MAX ? v * v : __int_as_float(0x7fc00000);\n        }\n    }\n");
         at += blocks;
     }
     cg_sb_printf(b, "    s = dc_block_sum(s);\n    if (threadIdx.x == 0) part[bi] = s;\n");

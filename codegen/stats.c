@@ -67,7 +67,9 @@ static cg_part part_of_op(ir_op op) {
     case IR_OP_SOFTMAX: case IR_OP_SOFTMAX_GRAD: case IR_OP_ATTENTION: case IR_OP_ATTENTION_BWD:
         return CG_PART_ATTENTION;
     case IR_OP_CROSS_ENTROPY: case IR_OP_CROSS_ENTROPY_GRAD: return CG_PART_LOSS;
-    case IR_OP_ADAMW: case IR_OP_CLIP_COEF: case IR_OP_SUM_SQUARES: return CG_PART_OPTIMIZER;
+    case IR_OP_ADAMW: case IR_OP_CLIP_COEF: case IR_OP_SUM_SQUARES: case IR_OP_LOSS_SCALE_OPT:
+    case IR_OP_LOSS_SCALE_UPDATE:
+        return CG_PART_OPTIMIZER;
     default: return CG_PART_ELEMENTWISE;
     }
 }

@@ -99,9 +99,11 @@ static int plan_role(const ir_graph *g, const pass_mem_plan *m, int i) {
     return -1;
 }
 
-/* Whether node i's initial values go into the init blob (a plan WEIGHT with data). */
+/* Whether node i's initial values go into the init blob (a plan WEIGHT or STATE with data: the
+ * model's weights, the loss scaler's configured start). */
 static int has_init(const ir_graph *g, const pass_mem_plan *m, int i) {
-    return g->nodes[i].data && plan_role(g, m, i) == RT_ROLE_WEIGHT;
+    int role = plan_role(g, m, i);
+    return g->nodes[i].data && (role == RT_ROLE_WEIGHT || role == RT_ROLE_STATE);
 }
 
 int64_t cg_write_init_data(const cg_program *p, FILE *f) {

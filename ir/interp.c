@@ -4,26 +4,24 @@
  * computes in double and, unless the interpreter was made with use_f64, rounds its result to
  * the node's dtype (f32, f16, bf16: round to nearest even), so the f32 interpreter is a float32
  * program whose every op is correctly rounded. Integer values (labels) are exact in double.
- * ADAMW nodes update their WEIGHT and STATE inputs in place. A node with several outputs
- * holds them one after another in its value; PROJECT copies one out.
+ * ADAMW nodes update their WEIGHT and STATE inputs in place, LOSS_SCALE_UPDATE its scaler
+ * STATE. A node with several outputs holds them one after another in its value; PROJECT
+ * copies one out.
+ *
+ * Values live in ir/interp_values.c (pooled, and freed after their last reader once
+ * ir_interp_release_dead is on); the row-wise ops run over ranges of rows on the host threads
+ * of ir/interp_par.c, each row computed as on one thread, so no result depends on the thread
+ * count.
  */
+#include "ir/interp_par.h"
+#include "ir/interp_values.h"
 #include "ir/ir.h"
 
 #include <assert.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Elements of node n's value: all its outputs, one after another. */
-static int64_t value_len(const ir_node *n) {
-    int64_t len = 0;
-    for (int k = 0; k < ir_op_outputs(n->op); k++) {
-        ir_node o;
-        ir_node_output(n, k, &o);
-        len += ir_numel(&o);
-    }
-    return len;
-}
 
 /* Where output k starts in node n's value (elements). */
 static int64_t output_start(const ir_node *n, int k) {
@@ -39,7 +37,8 @@ static int64_t output_start(const ir_node *n, int k) {
 struct ir_interp {
     const ir_graph *g;
     int use_f64;
-    double **val; /* val[i]: numel(node i) values */
+    ir_values values;
+    double **val; /* values.val: val[i] holds node i's value, NULL while none is held */
     char error[512];
 };
 
@@ -48,24 +47,23 @@ ir_interp *ir_interp_new(const ir_graph *g, int use_f64) {
     if (!it) abort();
     it->g = g;
     it->use_f64 = use_f64;
-    it->val = calloc((size_t)g->n, sizeof(double *));
-    if (!it->val) abort();
-    for (int i = 0; i < g->n; i++) {
-        it->val[i] = calloc((size_t)value_len(&g->nodes[i]), sizeof(double));
-        if (!it->val[i]) { /* a graph too big for this machine: the caller reports it */
-            ir_interp_free(it);
-            return NULL;
-        }
+    int bad = ir_values_init(&it->values, g);
+    it->val = it->values.val;
+    if (bad) {
+        ir_interp_free(it);
+        return NULL;
     }
     return it;
 }
 
 void ir_interp_free(ir_interp *it) {
     if (!it) return;
-    for (int i = 0; i < it->g->n; i++) free(it->val[i]);
-    free(it->val);
+    ir_values_free(&it->values);
+    ir_gemm_f64_release();
     free(it);
 }
+
+void ir_interp_release_dead(ir_interp *it) { ir_values_release_dead(&it->values); }
 
 const char *ir_interp_error(const ir_interp *it) { return it->error; }
 
@@ -100,30 +98,50 @@ static inline double round_dtype(double x, ir_dtype t) {
 
 /* ---- binding and reading ---------------------------------------------------------------- */
 
+/* node's array, taken when it holds none (a leaf always does) */
+static double *bound(ir_interp *it, int node) {
+    double *v = ir_values_take(&it->values, node);
+    if (!v) abort();
+    return v;
+}
+
 void ir_interp_set_f32(ir_interp *it, int node, const float *data) {
     int64_t k = ir_numel(&it->g->nodes[node]);
-    for (int64_t i = 0; i < k; i++) it->val[node][i] = data[i];
+    double *v = bound(it, node);
+    for (int64_t i = 0; i < k; i++) v[i] = data[i];
 }
 
 void ir_interp_set_f64(ir_interp *it, int node, const double *data) {
-    memcpy(it->val[node], data, sizeof(double) * (size_t)ir_numel(&it->g->nodes[node]));
+    memcpy(bound(it, node), data, sizeof(double) * (size_t)ir_numel(&it->g->nodes[node]));
 }
 
 void ir_interp_set_i64(ir_interp *it, int node, const int64_t *data) {
     int64_t k = ir_numel(&it->g->nodes[node]);
-    for (int64_t i = 0; i < k; i++) it->val[node][i] = (double)data[i];
+    double *v = bound(it, node);
+    for (int64_t i = 0; i < k; i++) v[i] = (double)data[i];
+}
+
+/* A value read after it was given back (see ir_interp_release_dead) is the caller's bug. */
+static void check_held(const ir_interp *it, int node) {
+    if (it->val[node]) return;
+    fprintf(stderr, "ir_interp: node %d (%s) holds no value: not run yet, or released after its last reader\n",
+            node, it->g->nodes[node].name ? it->g->nodes[node].name : ir_op_name(it->g->nodes[node].op));
+    abort();
 }
 
 void ir_interp_get_f32(const ir_interp *it, int node, float *out) {
+    check_held(it, node);
     int64_t k = ir_numel(&it->g->nodes[node]);
     for (int64_t i = 0; i < k; i++) out[i] = (float)it->val[node][i];
 }
 
 void ir_interp_get_f64(const ir_interp *it, int node, double *out) {
+    check_held(it, node);
     memcpy(out, it->val[node], sizeof(double) * (size_t)ir_numel(&it->g->nodes[node]));
 }
 
 void ir_interp_get_i64(const ir_interp *it, int node, int64_t *out) {
+    check_held(it, node);
     int64_t k = ir_numel(&it->g->nodes[node]);
     for (int64_t i = 0; i < k; i++) out[i] = (int64_t)it->val[node][i];
 }
@@ -183,17 +201,20 @@ static int bcast_kind(const ir_node *in, const ir_node *n) {
     return 1;
 }
 
-static void run_elementwise(const ir_graph *g, const ir_node *n, double **v, double *out) {
-    int64_t idx[IR_MAX_DIMS], total = ir_numel(n);
+/* elements [lo, hi) */
+static void run_elementwise(const ir_graph *g, const ir_node *n, double **v, double *out, int64_t lo,
+                            int64_t hi) {
+    int64_t idx[IR_MAX_DIMS];
     const ir_node *a = &g->nodes[n->inputs[0]];
     const ir_node *b = n->ninputs > 1 ? &g->nodes[n->inputs[1]] : NULL;
     const double *va = v[n->inputs[0]], *vb = b ? v[n->inputs[1]] : NULL;
     int ka = bcast_kind(a, n), kb = b ? bcast_kind(b, n) : 0;
     int64_t na = ir_numel(a), nb = b ? ir_numel(b) : 1;
-    for (int64_t i = 0; i < total; i++) {
+    int64_t ia = na ? lo % na : 0, ib = nb ? lo % nb : 0; /* i % na and i % nb as i counts up */
+    for (int64_t i = lo; i < hi; i++, ia = ia + 1 == na ? 0 : ia + 1, ib = ib + 1 == nb ? 0 : ib + 1) {
         if (ka == 2 || kb == 2) unravel(i, n->ndim, n->shape, idx);
-        double x = va[ka == 0 ? i : ka == 1 ? i % na : bcast_offset(a, n->ndim, idx)];
-        double y = b ? vb[kb == 0 ? i : kb == 1 ? i % nb : bcast_offset(b, n->ndim, idx)] : 0;
+        double x = va[ka == 0 ? i : ka == 1 ? ia : bcast_offset(a, n->ndim, idx)];
+        double y = b ? vb[kb == 0 ? i : kb == 1 ? ib : bcast_offset(b, n->ndim, idx)] : 0;
         double r;
         switch (n->op) {
         case IR_OP_ADD: r = x + y; break;
@@ -213,19 +234,31 @@ static void run_elementwise(const ir_graph *g, const ir_node *n, double **v, dou
     }
 }
 
-static void run_permute(const ir_graph *g, const ir_node *n, const double *x, double *out) {
+/* elements [lo, hi): the output's multi-index counts up, its input offset along with it */
+static void run_permute(const ir_graph *g, const ir_node *n, const double *x, double *out, int64_t lo,
+                        int64_t hi) {
     const ir_node *in = &g->nodes[n->inputs[0]];
-    int64_t stride[IR_MAX_DIMS], idx[IR_MAX_DIMS], total = ir_numel(n);
+    int64_t stride[IR_MAX_DIMS], step[IR_MAX_DIMS], idx[IR_MAX_DIMS];
     int64_t s = 1;
     for (int d = in->ndim - 1; d >= 0; d--) {
         stride[d] = s;
         s *= in->shape[d];
     }
-    for (int64_t i = 0; i < total; i++) {
-        unravel(i, n->ndim, n->shape, idx);
-        int64_t off = 0;
-        for (int d = 0; d < n->ndim; d++) off += idx[d] * stride[n->attrs.perm[d]];
+    if (lo >= hi) return;
+    unravel(lo, n->ndim, n->shape, idx);
+    int64_t off = 0;
+    for (int d = 0; d < n->ndim; d++) {
+        step[d] = stride[n->attrs.perm[d]];
+        off += idx[d] * step[d];
+    }
+    for (int64_t i = lo; i < hi; i++) {
         out[i] = x[off];
+        for (int d = n->ndim - 1; d >= 0; d--) { /* the next multi-index */
+            off += step[d];
+            if (++idx[d] < n->shape[d]) break;
+            off -= idx[d] * step[d];
+            idx[d] = 0;
+        }
     }
 }
 
@@ -320,14 +353,16 @@ static void row_stats(const double *x, int64_t C, double eps, double *mean, doub
 }
 
 /* LAYER_NORM, LAYER_NORM_STATS (y, then the rows' mean and rstd), LAYER_NORM_DX (statistics
- * recomputed), LAYER_NORM_DX_STATS (statistics from its inputs 3 and 4), LAYER_NORM_DGAMMA */
-static void run_layer_norm(const ir_graph *g, const ir_node *n, double **v, double *out) {
+ * recomputed), LAYER_NORM_DX_STATS (statistics from its inputs 3 and 4): rows [lo, hi);
+ * LAYER_NORM_DGAMMA (a sum over the rows): all rows at once, lo 0 and hi the row count */
+static void run_layer_norm(const ir_graph *g, const ir_node *n, double **v, double *out, int64_t lo,
+                           int64_t hi) {
     int fwd = n->op == IR_OP_LAYER_NORM || n->op == IR_OP_LAYER_NORM_STATS;
     const ir_node *xn = &g->nodes[n->inputs[fwd ? 0 : 1]];
     int64_t C = last_dim(xn), rows = ir_numel(xn) / C;
     double eps = n->attrs.eps;
     if (n->op == IR_OP_LAYER_NORM_DGAMMA) memset(out, 0, sizeof(double) * (size_t)C);
-    for (int64_t r = 0; r < rows; r++) {
+    for (int64_t r = lo; r < hi; r++) {
         double mean, rstd;
         if (fwd) {
             const double *x = v[n->inputs[0]] + r * C, *gm = v[n->inputs[1]], *bt = v[n->inputs[2]];
@@ -366,10 +401,11 @@ static void run_layer_norm(const ir_graph *g, const ir_node *n, double **v, doub
     }
 }
 
-static void run_softmax(const ir_graph *g, const ir_node *n, double **v, double *out) {
-    int64_t C = last_dim(n), rows = ir_numel(n) / C;
+/* rows [lo, hi) */
+static void run_softmax(const ir_graph *g, const ir_node *n, double **v, double *out, int64_t lo, int64_t hi) {
+    int64_t C = last_dim(n);
     (void)g;
-    for (int64_t r = 0; r < rows; r++) {
+    for (int64_t r = lo; r < hi; r++) {
         double *o = out + r * C;
         if (n->op == IR_OP_SOFTMAX) {
             const double *x = v[n->inputs[0]] + r * C;
@@ -429,6 +465,10 @@ static void run_adamw(ir_interp *it, const ir_node *n, double *out) {
     double bc1 = opt[IR_OPT_BIAS_CORR1], bc2 = opt[IR_OPT_BIAS_CORR2], gs = opt[IR_OPT_GRAD_SCALE];
     ir_dtype pt = it->g->nodes[n->inputs[0]].dtype;
     int64_t k = ir_numel(n);
+    if (opt[IR_OPT_SKIP] != 0) { /* a skipped step (loss scaling): weight and moments as they are */
+        memcpy(out, p, sizeof(double) * (size_t)k);
+        return;
+    }
     for (int64_t i = 0; i < k; i++) {
         double g = gr[i] * gs;
         m[i] = a->beta1 * m[i] + (1 - a->beta1) * g;
@@ -442,6 +482,132 @@ static void run_adamw(ir_interp *it, const ir_node *n, double *out) {
         }
         p[i] = out[i] = np;
     }
+}
+
+/* Loss scaling (LOSS_SCALE_OPT, LOSS_SCALE_UPDATE): float arithmetic throughout, the scaler
+ * being an f32 state, as the kernels compute it. The step's gradients count as finite when their
+ * SUM_SQUARES is not NaN (NaN: some gradient was inf or NaN; +inf from finite values is a sum
+ * that overflowed) and, for a scale below 1 (inv = (float)(1 / (double)scale) > 1), also
+ * (float)ss * inv * inv is finite: unscaling must not overflow. With a scale of at least 1 that
+ * is exactly GradScaler's "every unscaled gradient finite". */
+static float scaler_inv(const double *sc) { return (float)(1.0 / (double)(float)sc[IR_SCALER_SCALE]); }
+
+static int scaler_finite(const double *sc, double ss) {
+    float inv = scaler_inv(sc), s = (float)ss, u = s * inv;
+    u *= inv;
+    return s == s && (inv <= 1.0f || fabsf(u) <= 0x1.fffffep127f);
+}
+
+static void run_loss_scale_opt(ir_interp *it, const ir_node *n, double *out) {
+    const double *ss = it->val[n->inputs[0]], *opt = it->val[n->inputs[1]], *sc = it->val[n->inputs[2]];
+    int skip = (int)sc[IR_SCALER_MODE] != IR_LOSS_SCALE_NONE && !scaler_finite(sc, ss[0]);
+    double t = (double)(float)sc[IR_SCALER_STEP] + 1.0;
+    memcpy(out, opt, sizeof(double) * IR_OPT_SLOTS);
+    out[IR_OPT_GRAD_SCALE] = (float)opt[IR_OPT_GRAD_SCALE] * scaler_inv(sc);
+    out[IR_OPT_BIAS_CORR1] = 1 - pow(n->attrs.beta1, t);
+    out[IR_OPT_BIAS_CORR2] = 1 - pow(n->attrs.beta2, t);
+    out[IR_OPT_SKIP] = skip || opt[IR_OPT_SKIP] != 0 ? 1 : 0;
+}
+
+/* GradScaler.update, and the optimizer's step count, in place on the scaler */
+static void run_loss_scale_update(ir_interp *it, const ir_node *n, double *out) {
+    double *sc = it->val[n->inputs[0]];
+    int finite = scaler_finite(sc, it->val[n->inputs[1]][0]), mode = (int)sc[IR_SCALER_MODE];
+    float scale = (float)sc[IR_SCALER_SCALE], growth = (float)sc[IR_SCALER_GROWTH];
+    sc[IR_SCALER_OVERFLOW] = finite ? 0 : 1;
+    if (finite || mode == IR_LOSS_SCALE_NONE) sc[IR_SCALER_STEP] = (float)sc[IR_SCALER_STEP] + 1.0f;
+    else sc[IR_SCALER_SKIPPED] = (float)sc[IR_SCALER_SKIPPED] + 1.0f;
+    if (mode == IR_LOSS_SCALE_DYNAMIC) {
+        if (!finite) {
+            scale *= 0.5f;
+            growth = 0;
+        } else if (growth + 1.0f >= (float)sc[IR_SCALER_INTERVAL]) {
+            float grown = scale * 2.0f;
+            if (fabsf(grown) <= 0x1.fffffep127f) scale = grown;
+            growth = 0;
+        } else {
+            growth += 1.0f;
+        }
+        sc[IR_SCALER_SCALE] = scale;
+        sc[IR_SCALER_GROWTH] = growth;
+    }
+    memcpy(out, sc, sizeof(double) * IR_SCALER_SLOTS);
+}
+
+/* ---- threads: row-wise ops over ranges of rows, rounding each range as it is done -------- */
+
+enum { GRAIN = 1 << 14 }; /* elements a thread takes at least */
+
+static void round_range(double *at, int64_t lo, int64_t hi, ir_dtype t) {
+    for (int64_t j = lo; j < hi; j++) at[j] = round_dtype(at[j], t);
+}
+
+typedef struct {
+    ir_interp *it;
+    int node;
+    int64_t width; /* elements of output 0 a row holds */
+    double *at;    /* rounding only: the output's elements */
+    ir_dtype dtype;
+} range_job;
+
+/* rows [lo, hi) of a row-wise op, in pieces of about CACHE_PIECE elements, each rounded while
+ * it is in cache */
+enum { CACHE_PIECE = 1 << 12 };
+
+static void rows_piece(const range_job *r, int64_t lo, int64_t hi);
+
+static void rows_range(void *ctx, int64_t lo, int64_t hi) {
+    const range_job *r = ctx;
+    int64_t piece = CACHE_PIECE / r->width + 1;
+    for (int64_t at = lo; at < hi; at += piece) rows_piece(r, at, hi - at < piece ? hi : at + piece);
+}
+
+static void rows_piece(const range_job *r, int64_t lo, int64_t hi) {
+    const ir_graph *g = r->it->g;
+    const ir_node *n = &g->nodes[r->node];
+    double **v = r->it->val, *out = v[r->node];
+    switch (n->op) {
+    case IR_OP_PERMUTE:
+        run_permute(g, n, v[n->inputs[0]], out, lo, hi);
+        break;
+    case IR_OP_SOFTMAX: case IR_OP_SOFTMAX_GRAD:
+        run_softmax(g, n, v, out, lo, hi);
+        break;
+    case IR_OP_LAYER_NORM: case IR_OP_LAYER_NORM_DX: case IR_OP_LAYER_NORM_STATS: case IR_OP_LAYER_NORM_DX_STATS:
+        run_layer_norm(g, n, v, out, lo, hi);
+        break;
+    default:
+        run_elementwise(g, n, v, out, lo, hi);
+        break;
+    }
+    if (!r->it->use_f64) round_range(out, lo * r->width, hi * r->width, r->dtype); /* output 0 */
+}
+
+static void round_job(void *ctx, int64_t lo, int64_t hi) {
+    const range_job *r = ctx;
+    round_range(r->at, lo, hi, r->dtype);
+}
+
+/* Rounds outputs first.. of node i to their dtypes, on the host threads. */
+static void round_outputs(ir_interp *it, int i, int first) {
+    const ir_node *n = &it->g->nodes[i];
+    for (int k = first; k < ir_op_outputs(n->op) && !it->use_f64; k++) {
+        ir_node o;
+        ir_node_output(n, k, &o);
+        range_job r = {it, i, 1, it->val[i] + output_start(n, k), o.dtype};
+        ir_par_for(ir_numel(&o), GRAIN, round_job, &r);
+    }
+}
+
+/* Node i, a row-wise op: `rows` rows of `width` elements of output 0, computed (and rounded)
+ * in ranges of rows on the host threads; its other outputs rounded after. */
+static int run_rows(ir_interp *it, int i, int64_t rows, int64_t width) {
+    ir_node o;
+    ir_node_output(&it->g->nodes[i], 0, &o);
+    range_job r = {it, i, width, NULL, o.dtype};
+    ir_par_for(rows, GRAIN / width + 1, rows_range, &r);
+    round_outputs(it, i, 1);
+    return 0;
 }
 
 static int run_node(ir_interp *it, int i) {
@@ -465,8 +631,7 @@ static int run_node(ir_interp *it, int i) {
         memcpy(out, v[n->inputs[0]] + output_start(x, n->attrs.output), sizeof(double) * (size_t)total);
         return 0;
     case IR_OP_PERMUTE:
-        run_permute(g, n, v[n->inputs[0]], out);
-        break;
+        return run_rows(it, i, total, 1);
     case IR_OP_EXPAND: {
         int64_t idx[IR_MAX_DIMS];
         for (int64_t k = 0; k < total; k++) {
@@ -528,13 +693,17 @@ static int run_node(ir_interp *it, int i) {
             }
         break;
     }
-    case IR_OP_LAYER_NORM: case IR_OP_LAYER_NORM_DX: case IR_OP_LAYER_NORM_DGAMMA:
+    case IR_OP_LAYER_NORM_DGAMMA: {
+        int64_t C = last_dim(&g->nodes[n->inputs[1]]);
+        run_layer_norm(g, n, v, out, 0, ir_numel(&g->nodes[n->inputs[1]]) / C);
+        break;
+    }
+    case IR_OP_LAYER_NORM: case IR_OP_LAYER_NORM_DX:
     case IR_OP_LAYER_NORM_STATS: case IR_OP_LAYER_NORM_DX_STATS:
-        run_layer_norm(g, n, v, out);
-        break;
-    case IR_OP_SOFTMAX: case IR_OP_SOFTMAX_GRAD:
-        run_softmax(g, n, v, out);
-        break;
+    case IR_OP_SOFTMAX: case IR_OP_SOFTMAX_GRAD: {
+        const ir_node *xn = &g->nodes[n->inputs[n->op == IR_OP_LAYER_NORM_DX || n->op == IR_OP_LAYER_NORM_DX_STATS]];
+        return run_rows(it, i, ir_numel(xn) / last_dim(xn), last_dim(xn));
+    }
     case IR_OP_CROSS_ENTROPY: case IR_OP_CROSS_ENTROPY_GRAD:
         if (run_cross_entropy(it, n, out)) return -1;
         break;
@@ -542,7 +711,8 @@ static int run_node(ir_interp *it, int i) {
         double s = 0;
         for (int k = 0; k < n->ninputs; k++) {
             int64_t m = ir_numel(&g->nodes[n->inputs[k]]);
-            for (int64_t j = 0; j < m; j++) s += v[n->inputs[k]][j] * v[n->inputs[k]][j];
+            for (int64_t j = 0; j < m; j++) /* a value not finite: NaN (+inf: the sum overflowed) */
+                s += isfinite(v[n->inputs[k]][j]) ? v[n->inputs[k]][j] * v[n->inputs[k]][j] : NAN;
         }
         out[0] = s;
         break;
@@ -561,23 +731,29 @@ static int run_node(ir_interp *it, int i) {
     case IR_OP_ADAMW:
         run_adamw(it, n, out);
         return 0;
+    case IR_OP_LOSS_SCALE_OPT:
+        run_loss_scale_opt(it, n, out);
+        break;
+    case IR_OP_LOSS_SCALE_UPDATE:
+        run_loss_scale_update(it, n, out);
+        return 0;
     default: /* the elementwise ops */
         assert(ir_op_flags(n->op) & IR_OPF_ELEMENTWISE);
-        run_elementwise(g, n, v, out);
-        break;
+        return run_rows(it, i, total, 1);
     }
-    for (int k = 0; k < ir_op_outputs(n->op) && !it->use_f64; k++) { /* each output to its dtype */
-        ir_node o;
-        ir_node_output(n, k, &o);
-        double *at = out + output_start(n, k);
-        for (int64_t j = 0; j < ir_numel(&o); j++) at[j] = round_dtype(at[j], o.dtype);
-    }
+    round_outputs(it, i, 0); /* each output to its dtype */
     return 0;
 }
 
 int ir_interp_run(ir_interp *it) {
     it->error[0] = 0;
     for (int i = 0; i < it->g->n; i++) {
+        if (!ir_values_take(&it->values, i)) {
+            const ir_node *n = &it->g->nodes[i];
+            snprintf(it->error, sizeof it->error, "%s '%.200s': out of memory for its value (%lld doubles)",
+                     ir_op_name(n->op), n->name ? n->name : "", (long long)ir_value_len(n));
+            return -1;
+        }
         if (run_node(it, i)) {
             const ir_node *n = &it->g->nodes[i];
             char why[256];
@@ -586,6 +762,7 @@ int ir_interp_run(ir_interp *it) {
                      n->name ? n->name : "", why);
             return -1;
         }
+        ir_values_after_node(&it->values, i);
     }
     return 0;
 }

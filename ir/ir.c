@@ -528,6 +528,22 @@ static int infer_shape(ir_graph *g, ir_node *n) {
         memcpy(n->shape, x->shape, sizeof n->shape);
         n->dtype = x->dtype;
         break;
+    case IR_OP_LOSS_SCALE_OPT:
+        if (ir_numel(in[0]) != 1 || ir_numel(in[1]) != IR_OPT_SLOTS || in[1]->dtype != IR_F32 ||
+            ir_numel(in[2]) != IR_SCALER_SLOTS || in[2]->dtype != IR_F32)
+            return node_error(g, n, "needs (sum_squares [1], opt f32[%d], scaler f32[%d])", IR_OPT_SLOTS,
+                              IR_SCALER_SLOTS);
+        n->ndim = in[1]->ndim;
+        memcpy(n->shape, in[1]->shape, sizeof n->shape);
+        n->dtype = IR_F32;
+        break;
+    case IR_OP_LOSS_SCALE_UPDATE:
+        if (x->op != IR_OP_STATE || ir_numel(x) != IR_SCALER_SLOTS || x->dtype != IR_F32 || ir_numel(in[1]) != 1)
+            return node_error(g, n, "needs (scaler STATE f32[%d], sum_squares [1])", IR_SCALER_SLOTS);
+        n->ndim = x->ndim;
+        memcpy(n->shape, x->shape, sizeof n->shape);
+        n->dtype = IR_F32;
+        break;
     default: /* only the leaves and the elementwise ops, handled above, have no case */
         return node_error(g, n, "internal: op has no shape rule");
     }

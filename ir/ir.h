@@ -10,6 +10,7 @@
  *   print.c   the text form (`deitc dump`)
  *   interp.c  the CPU reference interpreter: the semantics of every op
  *   interp_gemm.c  its matrix product, cache-blocked and threaded (bit-identical to the loop)
+ *   (private to ir/: interp_values.c, the interpreter's pooled values; interp_par.c, its threads)
  */
 #ifndef DEITC_IR_H
 #define DEITC_IR_H
@@ -69,8 +70,31 @@ enum {
     IR_OPT_BIAS_CORR1,     /* 1 - beta1^t */
     IR_OPT_BIAS_CORR2,     /* 1 - beta2^t */
     IR_OPT_GRAD_SCALE,     /* gradients are multiplied by this (clipping, loss-scale undo) */
+    IR_OPT_SKIP,           /* nonzero: ADAMW leaves weight and moments as they are (a step whose
+                              gradients were not finite under loss scaling); the host fills 0 */
     IR_OPT_SLOTS
 };
+
+/* Slots of the dynamic loss scaler's STATE "loss_scaler" (f32 [IR_SCALER_SLOTS]; training.c
+ * builds it with --loss-scale, LOSS_SCALE_OPT reads it, LOSS_SCALE_UPDATE updates it in place at
+ * the end of each step: GradScaler's state, on the device). Counters are exact up to 2^24.
+ * ORDER: RT_SCALER_* in runtime/plan.h. */
+enum {
+    IR_SCALER_SCALE = 0,   /* the loss is multiplied by this (the backward's seed) */
+    IR_SCALER_GROWTH,      /* clean steps since the scale last changed (GradScaler's growth tracker) */
+    IR_SCALER_SKIPPED,     /* steps skipped so far (gradients not finite) */
+    IR_SCALER_OVERFLOW,    /* 1: the last step's gradients were not finite; 0: they were */
+    IR_SCALER_STEP,        /* AdamW updates taken: the bias corrections' t */
+    IR_SCALER_INTERVAL,    /* clean steps after which a dynamic scale doubles */
+    IR_SCALER_MODE,        /* IR_LOSS_SCALE_* */
+    IR_SCALER_SLOTS
+};
+/* ORDER: RT_LOSS_SCALE_* */
+typedef enum {
+    IR_LOSS_SCALE_NONE = 0,    /* scale 1, nothing skipped (the step count still on the device) */
+    IR_LOSS_SCALE_STATIC,      /* a fixed scale; steps with non-finite gradients skipped */
+    IR_LOSS_SCALE_DYNAMIC,     /* GradScaler: halve on overflow, double after INTERVAL clean steps */
+} ir_loss_scale_mode;
 
 /* How a WEIGHT is initialized when no weights file gives it (timm's DeiT init). */
 typedef enum { IR_INIT_ZEROS, IR_INIT_ONES, IR_INIT_TRUNC_NORMAL } ir_init;
@@ -231,10 +255,15 @@ void ir_print(const ir_graph *g, FILE *out);
  * STATE inputs in place, so running the graph K times takes K optimizer steps. */
 typedef struct ir_interp ir_interp;
 
-/* NULL when the values of g do not fit in memory (one double per element). */
+/* NULL when the leaves of g do not fit in memory (one double per element). */
 ir_interp *ir_interp_new(const ir_graph *g, int use_f64);
 void ir_interp_free(ir_interp *it);
-/* Binds a leaf from float (f32) or int64 (integer dtypes) host data of the node's numel. */
+/* From now on each run frees every value but the leaves' and the IR_NODE_OUTPUT nodes' after
+ * its last reader (reusing the memory for later values); only those stay readable. Without
+ * it, every value stays readable after a run. */
+void ir_interp_release_dead(ir_interp *it);
+/* Binds a leaf from float (f32) or int64 (integer dtypes) host data of the node's numel.
+ * Distinct leaves may be bound from several threads at once. */
 void ir_interp_set_f32(ir_interp *it, int node, const float *data);
 void ir_interp_set_f64(ir_interp *it, int node, const double *data);
 void ir_interp_set_i64(ir_interp *it, int node, const int64_t *data);
@@ -269,5 +298,8 @@ typedef struct {
 void ir_gemm_f64_run(const ir_gemm_f64 *p);
 /* Threads for ir_gemm_f64_run (tests); default DEITC_GEMM_THREADS, else the online CPUs. */
 void ir_gemm_f64_set_threads(int n);
+/* Frees the calling thread's packing buffer, which ir_gemm_f64_run keeps from one product to the
+ * next (ir_interp_free calls it; a later product makes a new one). */
+void ir_gemm_f64_release(void);
 
 #endif

@@ -62,6 +62,9 @@ static void print_attrs(const ir_node *n, FILE *out) {
     case IR_OP_CROSS_ENTROPY_GRAD:
         if (a->smoothing) fprintf(out, " smoothing=%g", a->smoothing);
         break;
+    case IR_OP_LOSS_SCALE_OPT:
+        fprintf(out, " beta1=%g beta2=%g", a->beta1, a->beta2);
+        break;
     case IR_OP_ADAMW:
         fprintf(out, " betas=(%g,%g) eps=%g%s", a->beta1, a->beta2, a->eps, a->decay ? " decay" : "");
         break;

@@ -381,6 +381,8 @@ static int grad_rule(ad_ctx *c, int self, const int *active) {
     case IR_OP_CLIP_COEF:
     case IR_OP_ATTENTION_BWD:
     case IR_OP_ADAMW:
+    case IR_OP_LOSS_SCALE_OPT:
+    case IR_OP_LOSS_SCALE_UPDATE:
     case IR_OP_COUNT:
         snprintf(g->error, sizeof g->error, "%s '%s': op has no derivative rule (node %%%d)",
                  ir_op_name(n->op), n->name ? n->name : "", self);

@@ -25,6 +25,10 @@ typedef struct {
     int nfreeze;
     const char *output;         /* node to put the loss on; NULL = the output "logits", or the
                                    graph's single output */
+    int loss_scale;             /* IR_LOSS_SCALE_*: NONE (0) builds no scaler at all; STATIC or
+                                   DYNAMIC build one (loss_scale.c) that starts in that mode */
+    double loss_scale_init;     /* the first (static: the fixed) scale; 0: PASS_LOSS_SCALE_INIT */
+    long loss_scale_interval;   /* dynamic: clean steps before the scale doubles; 0: the default */
 } pass_train_options;
 
 void pass_train_options_default(pass_train_options *o);
@@ -37,10 +41,26 @@ void pass_train_options_default(pass_train_options *o);
  * weight that no freeze pattern matches and that the loss depends on; the others lose the
  * flag (they stay WEIGHT leaves, without gradient or update). With clip_grad_norm > 0 the
  * ADAMWs read opt through CLIP_COEF(SUM_SQUARES(grads...), opt), which scales GRAD_SCALE by
- * min(1, max_norm / (norm + 1e-6)) in the graph. Returns NULL with err on failure (no
- * output to put the loss on, logits not [B,K]). */
+ * min(1, max_norm / (norm + 1e-6)) in the graph. With loss_scale (loss_scale.c): the STATE
+ * "loss_scaler", the seed is its scale, LOSS_SCALE_OPT between opt and the clipping / ADAMWs, and
+ * LOSS_SCALE_UPDATE last. Returns NULL with err on failure (no output to put the loss on,
+ * logits not [B,K]). */
 ir_graph *pass_training(const ir_graph *forward, const pass_train_options *o, char *err,
                         size_t errsize);
+
+/* ---- loss_scale.c ------------------------------------------------------------------------ */
+
+#define PASS_LOSS_SCALE_INIT 65536.0f    /* GradScaler's init_scale */
+#define PASS_LOSS_SCALE_INTERVAL 2000    /* GradScaler's growth_interval */
+#define PASS_LOSS_SCALE_MAX_COUNT 16777216L /* 2^24: the scaler's f32 counters stay exact below */
+
+/* --loss-scale's default for a --precision: "dynamic" for fp16, "none" for the others. */
+const char *pass_loss_scale_default(const char *precision);
+/* The STATE "loss_scaler" (f32 [IR_SCALER_SLOTS], its initial value from o in node.data).
+ * Returns its index, or -1 with g->error. */
+int pass_loss_scale_state(ir_graph *g, const pass_train_options *o, ir_loc loc);
+/* The backward's seed under loss scaling: the scale, SLICE [0,1) of the scaler. */
+int pass_loss_scale_seed(ir_graph *g, int scaler, ir_loc loc);
 
 /* ---- fusion.c ---------------------------------------------------------------------------- */
 

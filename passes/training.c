@@ -8,6 +8,8 @@
  *
  * Gradient clipping stays in the graph: CLIP_COEF folds min(1, max_norm / (norm + 1e-6)) into
  * the GRAD_SCALE slot of the opt vector the ADAMW nodes read, so no host round trip is needed.
+ * With --loss-scale (loss_scale.c) the seed is the scaler's scale and the ADAMWs read opt
+ * through LOSS_SCALE_OPT (unscale, skip, bias corrections from the device's step count).
  * Weights matched by a --freeze pattern, or that the loss does not depend on, lose
  * IR_NODE_TRAINABLE: they stay WEIGHT leaves with neither gradient nor update.
  */
@@ -117,7 +119,10 @@ ir_graph *pass_training(const ir_graph *f, const pass_train_options *o, char *er
     ir_node_set_output(g, loss, "loss");
     ir_attrs sa = {0};
     sa.alpha = 1.0;
-    int seed = ir_add(g, IR_OP_CONST, NULL, 0, &sa, IR_F32, 1, one, "loss.seed", loc);
+    int scaler = o->loss_scale != IR_LOSS_SCALE_NONE ? pass_loss_scale_state(g, o, loc) : -1;
+    int seed = o->loss_scale == IR_LOSS_SCALE_NONE ? ir_add(g, IR_OP_CONST, NULL, 0, &sa, IR_F32, 1, one, "loss.seed", loc)
+               : scaler < 0                        ? -1
+                                                   : pass_loss_scale_seed(g, scaler, loc);
     if (seed < 0) return fail(g, err, errsize, "training: %s", g->error);
 
     /* gradients of the trained weights */
@@ -145,7 +150,7 @@ ir_graph *pass_training(const ir_graph *f, const pass_train_options *o, char *er
             continue;
         }
         /* a gradient node shared with another output (or the seed) gets its own copy */
-        if (g->nodes[d].flags & IR_NODE_OUTPUT || ir_op_flags(g->nodes[d].op) & IR_OPF_LEAF)
+        if (g->nodes[d].flags & IR_NODE_OUTPUT || ir_op_flags(g->nodes[d].op) & IR_OPF_LEAF || d == seed)
             d = ir_reshape(g, d, g->nodes[d].ndim, g->nodes[d].shape, NULL, g->nodes[w].loc);
         if (d < 0) {
             ntrained = -1;
@@ -158,11 +163,22 @@ ir_graph *pass_training(const ir_graph *f, const pass_train_options *o, char *er
 
     /* optimizer: opt slots, optional clipping, state, then the updates last */
     int opt = ntrained < 0 ? -1 : ir_leaf(g, IR_OP_INPUT, IR_F32, 1, slots, "opt", loc);
+    int ss = -1;
+    if (opt >= 0 && (o->clip_grad_norm > 0 || scaler >= 0) && ntrained > 0) {
+        ss = sum_squares_all(g, grads, ntrained, loc);
+        if (ss < 0) opt = -1;
+    }
+    if (opt >= 0 && scaler >= 0 && ntrained > 0) {
+        ir_attrs la = {0};
+        la.beta1 = o->beta1;
+        la.beta2 = o->beta2;
+        int in[3] = {ss, opt, scaler};
+        opt = ir_add(g, IR_OP_LOSS_SCALE_OPT, in, 3, &la, IR_F32, 0, NULL, "opt.unscaled", loc);
+    }
     if (opt >= 0 && o->clip_grad_norm > 0 && ntrained > 0) {
-        int ss = sum_squares_all(g, grads, ntrained, loc);
         ir_attrs ca = {0};
         ca.alpha = o->clip_grad_norm;
-        opt = ss < 0 ? -1 : ir_binary(g, IR_OP_CLIP_COEF, ss, opt, &ca, "opt.clipped", loc);
+        opt = ir_binary(g, IR_OP_CLIP_COEF, ss, opt, &ca, "opt.clipped", loc);
     }
     int *m = malloc(sizeof(int) * (size_t)(nwrt + 1)), *v = malloc(sizeof(int) * (size_t)(nwrt + 1));
     if (!m || !v) abort();
@@ -187,6 +203,10 @@ ir_graph *pass_training(const ir_graph *f, const pass_train_options *o, char *er
         aa.decay = decays(w);
         int in[5] = {wrt[k], grads[k], m[k], v[k], opt};
         if (ir_add(g, IR_OP_ADAMW, in, 5, &aa, w->dtype, 0, NULL, w->name, w->loc) < 0) opt = -1;
+    }
+    if (opt >= 0 && scaler >= 0 && ntrained > 0) { /* after every reader of the scale */
+        int in[2] = {scaler, ss};
+        if (ir_add(g, IR_OP_LOSS_SCALE_UPDATE, in, 2, NULL, IR_F32, 0, NULL, "loss_scaler.update", loc) < 0) opt = -1;
     }
     free(wrt);
     free(grads);

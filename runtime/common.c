@@ -28,6 +28,24 @@ void rt_opt_fill(double slots[RT_OPT_SLOTS], double lr, double wd, double beta1,
     slots[RT_OPT_BIAS_CORR1] = 1 - pow(beta1, (double)t);
     slots[RT_OPT_BIAS_CORR2] = 1 - pow(beta2, (double)t);
     slots[RT_OPT_GRAD_SCALE] = 1;
+    slots[RT_OPT_SKIP] = 0;
+}
+
+int rt_loss_scale_parse(const char *opt, const char *s, int *mode, double *scale, char *err, size_t errsize) {
+    if (s && !strcmp(s, "none")) *mode = RT_LOSS_SCALE_NONE, *scale = 1;
+    else if (s && !strcmp(s, "dynamic")) *mode = RT_LOSS_SCALE_DYNAMIC, *scale = 0;
+    else if (!rt_loss_scale_value(s, scale)) *mode = RT_LOSS_SCALE_STATIC;
+    else
+        return rt_errorf(err, errsize, "%s expects none, dynamic or a static scale (a decimal number > 0, at most "
+                         "3.4e38), got '%s'", opt, s ? s : "");
+    return 0;
+}
+
+int rt_loss_scale_value(const char *s, double *scale) {
+    double v = s && rt_is_decimal(s) ? strtod(s, NULL) : NAN;
+    if (!(v > 0) || !((float)v <= 3.402823466e38f) || (float)v == 0) return -1;
+    *scale = v;
+    return 0;
 }
 
 int rt_env_flag(const char *name, int *on, char *err, size_t errsize) {

@@ -72,6 +72,7 @@ static void usage(FILE *f) {
             "                [--seed S] [--synthetic] [--warmup-steps W] [--schedule cosine|constant]\n"
             "                [--log-every N] [--no-graph] [--checkpoint C.safetensors [--checkpoint-every N]]\n"
             "                [--resume C.safetensors [--resume-override]]\n"
+            "                [--loss-scale none|dynamic|S [--loss-scale-init S] [--loss-scale-interval N]]\n"
             "       %s eval --data D [--init W.safetensors [--partial-init]] [--seed S]\n"
             "       %s bench [--steps K] [--warmup W] [--init W.safetensors [--partial-init]] [--no-graph] [--profile]\n"
             "--init must give every weight of the model; with --partial-init the ones it lacks (a new classifier\n"
@@ -85,6 +86,10 @@ static void usage(FILE *f) {
             "--steps/--epochs, --lr, --weight-decay, schedule, warm-up, shuffling or --seed is refused unless\n"
             "--resume-override. Training stops (exit 1) at a loss that is not finite; no file is ever written\n"
             "with a NaN or infinity. Each option may be given once; numbers are decimal.\n"
+            "--loss-scale (an executable compiled with loss scaling: deitc compile --loss-scale, the fp16 default):\n"
+            "   dynamic is GradScaler's (first scale --loss-scale-init, 65536; halved when a step's gradients are not\n"
+            "   finite, which skips that step; doubled after --loss-scale-interval clean steps, 2000), S a static scale,\n"
+            "   none no scaling. The scale, skipped steps and overflow flag are in the metrics and checkpoints.\n"
             "Environment: DEITC_GEMM_THREADS (emu), DEITC_NO_GRAPH=0|1, DEITC_DEVICE, DEITC_CUDA_SYNC=0|1 (cuda).\n"
             "TF32 products are a compile option (deitc compile --precision tf32), not an environment variable.\n",
             rt_exe_prog, rt_exe_prog, rt_exe_prog, rt_exe_prog);
@@ -124,7 +129,8 @@ static int option_allowed(const char *cmd, const char *opt) {
     } table[] = {
         {"train", " --init --partial-init --data --save --metrics --steps --epochs --lr --weight-decay --seed --warmup-steps"
                   " --save-dtype --schedule --log-every --no-shuffle --synthetic --no-graph -v --verbose --profile"
-                  " --checkpoint --checkpoint-every --resume --resume-override "},
+                  " --checkpoint --checkpoint-every --resume --resume-override --loss-scale --loss-scale-init"
+                  " --loss-scale-interval "},
         {"eval", " --init --partial-init --data --synthetic --seed --no-graph -v --verbose "},
         {"bench", " --init --partial-init --steps --warmup --seed --no-graph -v --verbose --profile "},
         {"info", " -v --verbose "},
@@ -199,6 +205,22 @@ static int parse_args(int argc, char **argv, exe_args *a) {
             if (parse_long(s, next, 0, MAX_COUNT, &a->bench_warmup)) return 2;
         } else if (!strcmp(s, "--log-every")) {
             if (parse_long(s, next, 1, LONG_MAX, &a->log_every)) return 2;
+        } else if (!strcmp(s, "--loss-scale")) {
+            int mode;
+            double v;
+            char err[256];
+            if (rt_loss_scale_parse(s, next, &mode, &v, err, sizeof err)) {
+                rt_exe_error("%s", err);
+                return 2;
+            }
+            a->loss_scale = next;
+        } else if (!strcmp(s, "--loss-scale-init")) {
+            if (rt_loss_scale_value(next, &a->loss_scale_init)) {
+                rt_exe_error("--loss-scale-init expects a decimal number > 0 (at most 3.4e38), got '%s'", next ? next : "");
+                return 2;
+            }
+        } else if (!strcmp(s, "--loss-scale-interval")) {
+            if (parse_long(s, next, 1, 16777216L, &a->loss_scale_interval)) return 2;
         } else if (!strcmp(s, "--save-dtype")) {
             if (!next || (strcmp(next, "fp32") && strcmp(next, "fp16") && strcmp(next, "bf16"))) {
                 fprintf(stderr, "%s: error: --save-dtype expects fp32, fp16 or bf16, got '%s'\n", rt_exe_prog,

@@ -299,6 +299,7 @@ int rt_exe_cmd_info(const exe_args *a, const rt_plan *p) {
            kinds[1], kinds[2], gemm_flops(p) / 1e9);
     if (p->num_eval_steps > 0) printf("eval runs steps 1-%d (logits and loss)\n", p->num_eval_steps);
     printf("optimizer: AdamW beta1 %g beta2 %g eps %g\n", p->beta1, p->beta2, p->adam_eps);
+    rt_exe_scaler_info(p);
     printf("kernels: %d\n", p->num_kernels);
     for (int k = 0; k < p->num_kernels; k++) {
         int launches = 0;

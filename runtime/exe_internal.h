@@ -5,6 +5,7 @@
  *   exe_session.c    the session, weights, data, per-step uploads and downloads, checkpoints
  *   exe_train.c      train
  *   exe_eval_bench.c eval, bench, info
+ *   exe_loss_scale.c the loss scaler: options onto its device state, resume checks, metrics
  */
 #ifndef DEITC_EXE_INTERNAL_H
 #define DEITC_EXE_INTERNAL_H
@@ -22,12 +23,16 @@ typedef struct {
     double lr, weight_decay;
     uint64_t seed;
     rt_dtype save_dtype; /* --save-dtype: what --save writes f32 weights as (RT_F32, RT_F16, RT_BF16) */
+    const char *loss_scale;     /* --loss-scale none|dynamic|S as given; NULL: the plan's default */
+    double loss_scale_init;     /* --loss-scale-init S; 0: not given */
+    long loss_scale_interval;   /* --loss-scale-interval N; 0: not given */
 } exe_args;
 
 typedef struct {
     const rt_plan *p;
     rt_device *dev;
     const rt_plan_tensor *images, *labels, *opt, *loss, *logits;
+    const rt_plan_tensor *scaler; /* STATE "loss_scaler" of a plan built with loss scaling; NULL */
     int64_t image_numel; /* C*H*W */
     float *batch_f32;    /* (batch, C, H, W) gathered on the host */
     void *stage;         /* the same in the images tensor's dtype (when not f32) */
@@ -67,6 +72,26 @@ int rt_exe_save_weights(session *s, const char *path, long steps, int with_state
                         rt_dtype dtype);
 /* --resume: the checkpoint's weights and optimizer state, and the step it reached into *step. */
 int rt_exe_load_checkpoint(session *s, const exe_args *a, long total, long *step);
+
+/* ---- exe_loss_scale.c ---------------------------------------------------------------------- */
+
+/* What --loss-scale, --loss-scale-init and --loss-scale-interval make of the plan's default (the
+ * scaler's embedded initial state): mode (RT_LOSS_SCALE_*), first scale, interval. -1 (reported)
+ * for options the plan cannot honour (no scaler, --loss-scale-init without dynamic). */
+int rt_exe_scaler_config(const session *s, const exe_args *a, int *mode, double *scale, long *interval);
+/* The scaler's start: its state from the options (a fresh run) or, after --resume (resumed 1),
+ * the checkpoint's with the options' mode and interval. Nothing without a scaler. */
+int rt_exe_scaler_setup(session *s, const exe_args *a, int resumed);
+/* The run options a checkpoint records for the scaler ("loss_scale" and "loss_scale_interval"
+ * into key/value pairs, at most 2): how many (0 without a scaler). */
+int rt_exe_scaler_run_options(const session *s, const exe_args *a, const char **keys, char (*values)[64]);
+/* Reads the scaler's state (after a step) into st. */
+int rt_exe_scaler_read(session *s, float st[RT_SCALER_SLOTS]);
+/* The metrics fields (",\"loss_scale\":...") and the log's words ("  scale S  skipped N") */
+void rt_exe_scaler_json(FILE *f, const float st[RT_SCALER_SLOTS]);
+void rt_exe_scaler_log(FILE *f, const float st[RT_SCALER_SLOTS]);
+/* info's line on the plan's loss scaling (its default, or none) */
+void rt_exe_scaler_info(const rt_plan *p);
 
 /* ---- the commands (exe_train.c, exe_eval_bench.c): each returns the exit status --------- */
 

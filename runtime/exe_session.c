@@ -75,6 +75,9 @@ int rt_exe_session_open(session *s, const rt_plan *p, int need_device) {
     s->opt = find_tensor(p, RT_ROLE_INPUT, "opt");
     s->loss = find_tensor(p, RT_ROLE_OUTPUT, "loss");
     s->logits = find_tensor(p, RT_ROLE_OUTPUT, "logits");
+    s->scaler = find_tensor(p, RT_ROLE_STATE, "loss_scaler");
+    if (s->scaler && (s->scaler->dtype != RT_F32 || rt_exe_numel(s->scaler) != RT_SCALER_SLOTS || !s->scaler->init_data))
+        return rt_exe_error("plan: the state 'loss_scaler' must be f32 [%d] with its initial value", RT_SCALER_SLOTS);
     if (!s->images || s->images->ndim != 4 || s->images->shape[0] != p->batch || !is_float(s->images->dtype))
         return rt_exe_error("plan: needs a float input 'images' of shape [batch=%lld,C,H,W]", (long long)p->batch);
     if (!s->labels || rt_exe_numel(s->labels) != p->batch || (s->labels->dtype != RT_I64 && s->labels->dtype != RT_I32))
@@ -127,7 +130,7 @@ static int upload_tensor(session *s, const rt_plan_tensor *t, const rt_tensor_se
 }
 
 /* Weights from --init (checked tensor by tensor), else the model file's values embedded in
- * the plan, else the plan's initializers; state zeroed. --init must give every weight unless
+ * the plan, else the plan's initializers; state zeroed (or set to its embedded start). --init must give every weight unless
  * `partial` (--partial-init), with which a classifier head of another shape is left out too. */
 int rt_exe_load_weights(session *s, const char *init, int partial, uint64_t seed) {
     const rt_plan *p = s->p;
@@ -144,8 +147,9 @@ int rt_exe_load_weights(session *s, const char *init, int partial, uint64_t seed
     int rc = 0, used = 0, nmissing = 0, total = 0;
     for (int i = 0; i < p->num_tensors && !rc; i++) {
         const rt_plan_tensor *t = &p->tensors[i];
-        if (t->role == RT_ROLE_STATE) {
-            if (s->dev->zero(s->dev, t->offset, t->bytes)) rc = rt_exe_error("%s", s->dev->err);
+        if (t->role == RT_ROLE_STATE) { /* zero, or its embedded start (the loss scaler's) */
+            if (t->init_data ? upload_tensor(s, t, NULL, NULL, "", 1, seed) < 0 : s->dev->zero(s->dev, t->offset, t->bytes))
+                rc = t->init_data ? 1 : rt_exe_error("%s", s->dev->err);
             continue;
         }
         if (t->role != RT_ROLE_WEIGHT) continue;
@@ -256,7 +260,7 @@ typedef struct {
     const char *key;
     char value[64];
 } run_option;
-enum { RUN_OPTIONS = 7 };
+enum { RUN_OPTIONS = 9 }; /* at most: 7, and the loss scaler's 2 */
 
 /* v in the fewest digits that read back as v (0.1, not 0.10000000000000001) */
 static void shortest(double v, char *buf, size_t size) {
@@ -266,10 +270,10 @@ static void shortest(double v, char *buf, size_t size) {
     }
 }
 
-static void run_options(const exe_args *a, long total, run_option o[RUN_OPTIONS]) {
-    static const char *keys[RUN_OPTIONS] = {"steps", "lr", "weight_decay", "schedule", "warmup_steps", "seed",
-                                            "shuffle"};
-    for (int i = 0; i < RUN_OPTIONS; i++) o[i].key = keys[i];
+/* how many: 7, and 2 more for a plan with a loss scaler */
+static int run_options(const session *s, const exe_args *a, long total, run_option o[RUN_OPTIONS]) {
+    static const char *keys[7] = {"steps", "lr", "weight_decay", "schedule", "warmup_steps", "seed", "shuffle"};
+    for (int i = 0; i < 7; i++) o[i].key = keys[i];
     snprintf(o[0].value, sizeof o[0].value, "%ld", total);
     shortest(a->lr, o[1].value, sizeof o[1].value);
     shortest(a->weight_decay, o[2].value, sizeof o[2].value);
@@ -277,6 +281,14 @@ static void run_options(const exe_args *a, long total, run_option o[RUN_OPTIONS]
     snprintf(o[4].value, sizeof o[4].value, "%ld", a->warmup_steps);
     snprintf(o[5].value, sizeof o[5].value, "%llu", (unsigned long long)a->seed);
     snprintf(o[6].value, sizeof o[6].value, "%s", a->shuffle ? "yes" : "no");
+    const char *sk[2];
+    char sv[2][64];
+    int k = rt_exe_scaler_run_options(s, a, sk, sv);
+    for (int i = 0; i < k; i++) {
+        o[7 + i].key = sk[i];
+        memcpy(o[7 + i].value, sv[i], sizeof sv[i]);
+    }
+    return 7 + k;
 }
 
 /* The trained weights (--save: timm's names, loadable by timm), or with with_state a checkpoint
@@ -326,8 +338,8 @@ int rt_exe_save_weights(session *s, const char *path, long steps, int with_state
         rt_sb_printf(&meta, ",\"steps\":\"%ld\",\"producer\":\"deitc\"", steps);
         if (with_state) {
             run_option ro[RUN_OPTIONS];
-            run_options(a, total, ro);
-            for (int i = 0; i < RUN_OPTIONS; i++) {
+            int nro = run_options(s, a, total, ro);
+            for (int i = 0; i < nro; i++) {
                 rt_sb_printf(&meta, ",\"deitc.run.%s\":", ro[i].key);
                 rt_sb_json_string(&meta, ro[i].value);
             }
@@ -376,9 +388,9 @@ int rt_exe_load_checkpoint(session *s, const exe_args *a, long total, long *step
     }
     if (!rc) {
         run_option ro[RUN_OPTIONS];
-        run_options(a, total, ro);
+        int nro = run_options(s, a, total, ro);
         rt_strbuf diff = {0}, v = {0};
-        for (int i = 0; i < RUN_OPTIONS; i++) {
+        for (int i = 0; i < nro; i++) {
             char key[64];
             snprintf(key, sizeof key, "deitc.run.%s", ro[i].key);
             int found = rt_json_get_string(set.metadata, key, &v);

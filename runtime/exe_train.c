@@ -1,7 +1,8 @@
 /* exe_train.c: `EXE train`: the outputs checked before any step, the data, weights or a
  * --resume checkpoint, then the steps (batches of the plan's batch size, reshuffled each epoch,
  * lr from the warm-up and schedule), the --metrics lines and progress, periodic and final
- * --checkpoint files and --save. A loss that is not finite stops the run (exit 1) before any
+ * --checkpoint files and --save; with a loss scaler (exe_loss_scale.c) its start from the
+ * options and its state in every metrics line. A loss that is not finite stops the run (exit 1) before any
  * file is written with it.
  */
 #include "runtime/exe_internal.h"
@@ -80,6 +81,12 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         if (rt_exe_load_checkpoint(&s, a, total, &at)) goto done;
         first = at + 1;
     }
+    if (rt_exe_scaler_setup(&s, a, a->resume != NULL)) goto done;
+    if (s.scaler && total > 16777216L) {
+        rt_exe_error("%ld steps: the loss scaler counts steps in f32 state, exact to 16777216 steps", total);
+        goto done;
+    }
+    float scaler[RT_SCALER_SLOTS] = {0};
     long log_every = a->log_every ? a->log_every : (total <= 50 ? 1 : total / 25);
     perm = malloc(sizeof(int64_t) * (size_t)ds.n);
     if (!perm) abort();
@@ -113,7 +120,8 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         double t0 = rt_exe_now_s(), lr = lr_at(a, step, total);
         float loss;
         if (rt_exe_fill_batch(&s, &ds, perm + pos) || rt_exe_set_opt(&s, lr, a->weight_decay, step) ||
-            run_step(&s, a->use_graph && step > first) || rt_exe_read_f32(&s, s.loss, 1, &loss))
+            run_step(&s, a->use_graph && step > first) || rt_exe_read_f32(&s, s.loss, 1, &loss) ||
+            (s.scaler && rt_exe_scaler_read(&s, scaler)))
             goto done;
         double dt = rt_exe_now_s() - t0, ips = (double)p->batch / (dt > 0 ? dt : 1e-9);
         images += (double)p->batch;
@@ -130,6 +138,7 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
             rt_exe_json_num(metrics, lr);
             fprintf(metrics, ",\"images_per_s\":");
             rt_exe_json_num(metrics, ips);
+            if (s.scaler) rt_exe_scaler_json(metrics, scaler);
             fprintf(metrics, "}\n");
             if (fflush(metrics) || ferror(metrics)) { /* stop now rather than train on with the metrics lost */
                 rt_exe_error("%s: write failed at step %ld: %s", a->metrics, step, strerror(errno));
@@ -137,7 +146,9 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
             }
         }
         if (step == first || step == total || step % log_every == 0) {
-            printf("step %ld/%ld  loss %.6f  lr %.3g  %.1f images/s\n", step, total, loss, lr, ips);
+            printf("step %ld/%ld  loss %.6f  lr %.3g  %.1f images/s", step, total, loss, lr, ips);
+            if (s.scaler) rt_exe_scaler_log(stdout, scaler);
+            printf("\n");
             fflush(stdout);
         }
         if (a->checkpoint_every && step % a->checkpoint_every == 0 && step < total &&

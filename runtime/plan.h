@@ -26,8 +26,25 @@ enum {
     RT_OPT_BIAS_CORR1,  /* 1 - beta1^t */
     RT_OPT_BIAS_CORR2,  /* 1 - beta2^t */
     RT_OPT_GRAD_SCALE,  /* gradient multiplier (loss-scale undo); 1 normally */
+    RT_OPT_SKIP,        /* nonzero: AdamW skips the update (set on the device by loss scaling); 0 */
     RT_OPT_SLOTS
 };
+
+/* Slots of the STATE "loss_scaler" (f32 [RT_SCALER_SLOTS]) of a plan built with loss scaling,
+ * kept on the device and updated at the end of every step (runtime/loss_scale.c reads them).
+ * ORDER: identical to IR_SCALER_* in ir/ir.h. */
+enum {
+    RT_SCALER_SCALE = 0, /* the loss scale the next step uses */
+    RT_SCALER_GROWTH,    /* clean steps since the scale last changed */
+    RT_SCALER_SKIPPED,   /* steps skipped so far */
+    RT_SCALER_OVERFLOW,  /* 1: the last step's gradients were not finite */
+    RT_SCALER_STEP,      /* AdamW updates taken (the bias corrections' t) */
+    RT_SCALER_INTERVAL,  /* growth interval (dynamic) */
+    RT_SCALER_MODE,      /* RT_LOSS_SCALE_* */
+    RT_SCALER_SLOTS
+};
+/* ORDER: IR_LOSS_SCALE_* */
+enum { RT_LOSS_SCALE_NONE = 0, RT_LOSS_SCALE_STATIC, RT_LOSS_SCALE_DYNAMIC };
 
 /* The slots of AdamW step t (1-based) at learning rate lr and weight decay wd, with the
  * model's betas: what every executable and `deitc run` feed the graph (common.c). The

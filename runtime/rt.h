@@ -37,6 +37,12 @@ double rt_uniform01(uint64_t *state);    /* uniform in (0, 1) */
  * inf, nan or blanks): what command-line numbers must be. */
 int rt_is_decimal(const char *s);
 int rt_env_flag(const char *name, int *on, char *err, size_t errsize);
+/* --loss-scale VALUE (opt names the option in messages): "none" (RT_LOSS_SCALE_NONE, *scale 1),
+ * "dynamic" (*scale 0: the initial scale is another option's) or a static scale S (a decimal
+ * number > 0 that is a finite, nonzero float). 0, or -1 with err. */
+int rt_loss_scale_parse(const char *opt, const char *s, int *mode, double *scale, char *err, size_t errsize);
+/* A scale (--loss-scale S, --loss-scale-init S): a decimal > 0, finite and nonzero as a float. 0 or -1. */
+int rt_loss_scale_value(const char *s, double *scale);
 
 /* Temporary files and folders (an output being written before its rename, a compile's work
  * folder) that SIGINT, SIGTERM and SIGHUP remove before the process dies of the signal, so an

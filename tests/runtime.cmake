@@ -26,6 +26,22 @@ add_test(NAME rt_micro_oracle COMMAND test_rt_micro)
 add_test(NAME rt_micro_tf32 COMMAND test_rt_micro tf32)
 set_tests_properties(rt_micro_oracle rt_micro_tf32 PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}")
 
+# loss scaling (tests/runtime/test_loss_scale.c): one emu executable of deit_micro built with
+# --loss-scale dynamic (the fixture), then skipped steps, growth, resume and the interpreter on it;
+# a plain executable against it under --loss-scale none
+add_executable(test_loss_scale ${CMAKE_CURRENT_SOURCE_DIR}/runtime/test_loss_scale.c)
+target_link_libraries(test_loss_scale PRIVATE deitc_rt m)
+set(LS_EXE ${CMAKE_CURRENT_BINARY_DIR}/loss_scale_micro)
+add_test(NAME loss_scale_build COMMAND deitc compile ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml -D img_size=32
+  -D patch_size=8 -D depth=2 -D num_classes=10 -D embed_dim=64 -D num_heads=2 --batch 4 --target emu
+  --loss-scale dynamic -o ${LS_EXE})
+set_tests_properties(loss_scale_build PROPERTIES FIXTURES_SETUP loss_scale_exe)
+add_test(NAME loss_scale_emu COMMAND test_loss_scale emu ${LS_EXE})
+add_test(NAME loss_scale_plain COMMAND test_loss_scale plain ${LS_EXE})
+set_tests_properties(loss_scale_emu loss_scale_plain PROPERTIES FIXTURES_REQUIRED loss_scale_exe)
+set_tests_properties(loss_scale_build loss_scale_emu loss_scale_plain PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}"
+  LABELS runtime)
+
 # the cuda device layer on the host: the tiny plan built for cuda, run against fake_cuda.c
 # (a stand-in libcuda + cuBLASLt) where the CUDA headers exist
 set(RT_FAKE_CUDA_INCLUDE "")

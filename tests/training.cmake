@@ -48,3 +48,17 @@ add_executable(test_fusion_attention ${CMAKE_CURRENT_SOURCE_DIR}/passes/test_fus
 target_link_libraries(test_fusion_attention PRIVATE deitc_passes deitc_frontend deitc_ir deitc_rt m)
 add_test(NAME test_fusion_attention COMMAND test_fusion_attention)
 set_tests_properties(test_fusion_attention PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS training)
+
+# --loss-scale: the scaler's nodes in the training step; its options checked before any work
+add_test(NAME cli_dump_loss_scale COMMAND deitc dump ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml -D depth=1 --batch 2
+  --after training --loss-scale dynamic --loss-scale-interval 100)
+set_tests_properties(cli_dump_loss_scale PROPERTIES LABELS training
+  PASS_REGULAR_EXPRESSION "state f32\\[7\\]  loss_scaler.*slice\\(%[0-9]+\\) f32\\[1\\] axis=0 range=\\[0,1\\)  loss.seed.*loss_scale_opt\\(.*loss_scale_update\\(")
+add_test(NAME cli_loss_scale_interval_alone COMMAND deitc compile ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml
+  --loss-scale-interval 5 -o never_written)
+add_test(NAME cli_loss_scale_bad COMMAND deitc run ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml --loss-scale 1e39
+  --input x.safetensors -o y.safetensors --steps 1)
+set_tests_properties(cli_loss_scale_interval_alone PROPERTIES LABELS training
+  PASS_REGULAR_EXPRESSION "--loss-scale-interval needs --loss-scale dynamic")
+set_tests_properties(cli_loss_scale_bad PROPERTIES LABELS training
+  PASS_REGULAR_EXPRESSION "--loss-scale expects none, dynamic or a static scale \\(a decimal number > 0, at most 3.4e38\\), got '1e39'")

@@ -366,6 +366,16 @@ static void reduce_cases(op_suite *s) {
         result(s, node(s, IR_OP_SUM_SQUARES,
                        (int[]){in(s, t, SH(5000), -1, 1), in(s, t, SH(3, 7), -1, 1), in(s, t, SH(1), -1, 1)}, 3, NULL,
                        IR_F32, 0, NULL));
+        /* a value that is not finite gives NaN (what loss scaling reads as an overflow); finite
+         * values whose squares overflow give +inf */
+        for (int kind = 0; kind < (t == IR_F16 ? 1 : 2); kind++) { /* f16 squares cannot overflow f32 */
+            begin(s, IR_OP_SUM_SQUARES, kind ? "squares_overflow" : "not_finite", t, "sum_squares_pass2");
+            cur(s)->tol = TOL_F32;
+            int a0 = in(s, t, SH(5000), -1, 1), a1 = in(s, t, SH(3, 7), -1, 1);
+            if (kind == 0) s->leaf[a0][4321] = INFINITY, s->leaf[a1][5] = -INFINITY;
+            for (int j = 0; kind == 1 && j < 21; j++) s->leaf[a1][j] = round_to(t, 3e37);
+            result(s, node(s, IR_OP_SUM_SQUARES, (int[]){a0, a1}, 2, NULL, IR_F32, 0, NULL));
+        }
     }
 }
 
@@ -527,6 +537,7 @@ static int opt_input(op_suite *s, double grad_scale) {
     v[IR_OPT_BIAS_CORR1] = (float)(1 - 0.9 * 0.9 * 0.9);
     v[IR_OPT_BIAS_CORR2] = (float)(1 - 0.999 * 0.999 * 0.999);
     v[IR_OPT_GRAD_SCALE] = (float)grad_scale;
+    v[IR_OPT_SKIP] = 0; /* the host fills 0 (only LOSS_SCALE_OPT sets it) */
     return o;
 }
 
@@ -564,6 +575,92 @@ static void add_pending_adamw(op_suite *s) {
     npending = 0;
 }
 
+/* loss scaling: a scaler state (RT/IR_SCALER_* slots) of the given values */
+static int scaler_leaf(op_suite *s, ir_op op, double scale, double growth, double interval, int mode) {
+    int sc = leaf_op(s, op, IR_F32, SH(IR_SCALER_SLOTS), 0, 1);
+    double *v = s->leaf[sc];
+    v[IR_SCALER_SCALE] = (float)scale;
+    v[IR_SCALER_GROWTH] = growth;
+    v[IR_SCALER_SKIPPED] = 4;
+    v[IR_SCALER_OVERFLOW] = 0;
+    v[IR_SCALER_STEP] = 41;
+    v[IR_SCALER_INTERVAL] = interval;
+    v[IR_SCALER_MODE] = mode;
+    return sc;
+}
+
+/* a sum of squares [1] of value ss (INFINITY, NAN: an overflow) */
+static int ss_leaf(op_suite *s, double ss) {
+    int x = in(s, IR_F32, SH(1), 1, 2);
+    s->leaf[x][0] = ss;
+    return x;
+}
+
+/* LOSS_SCALE_UPDATE nodes update their scaler in place: they wait with the ADAMWs */
+static int pending_update[16][3], npending_update;
+
+static void loss_scale_cases(op_suite *s) {
+    static const struct {
+        const char *name;
+        double ss, scale, growth, interval;
+        int mode;
+    } U[] = {
+        {"clean", 3.5, 65536, 3, 2000, IR_LOSS_SCALE_DYNAMIC},
+        {"grows", 3.5, 65536, 1999, 2000, IR_LOSS_SCALE_DYNAMIC},
+        {"growth_capped", 3.5, 0x1p127, 1, 2, IR_LOSS_SCALE_DYNAMIC}, /* 2^128 is not finite: kept */
+        {"backoff_inf", INFINITY, 65536, 7, 2000, IR_LOSS_SCALE_DYNAMIC},
+        {"backoff_nan", NAN, 1024, 7, 2000, IR_LOSS_SCALE_DYNAMIC},
+        {"unscaled_overflow", 3e38, 0.25, 0, 2000, IR_LOSS_SCALE_DYNAMIC}, /* ss * 16 is not finite */
+        {"static_overflow", INFINITY, 512, 0, 2000, IR_LOSS_SCALE_STATIC},
+        {"none_overflow", INFINITY, 1, 0, 2000, IR_LOSS_SCALE_NONE}, /* counted, never skipped */
+    };
+    for (size_t k = 0; k < sizeof U / sizeof U[0]; k++) {
+        ir_attrs a = {0};
+        a.beta1 = 0.9, a.beta2 = 0.999;
+        begin(s, IR_OP_LOSS_SCALE_OPT, U[k].name, IR_F32, "loss_scale_opt");
+        int ss = ss_leaf(s, U[k].ss), o = opt_input(s, 1.0);
+        int sc = scaler_leaf(s, IR_OP_INPUT, U[k].scale, U[k].growth, U[k].interval, U[k].mode);
+        result(s, node(s, IR_OP_LOSS_SCALE_OPT, (int[]){ss, o, sc}, 3, &a, IR_F32, 0, NULL));
+        begin(s, IR_OP_LOSS_SCALE_UPDATE, U[k].name, IR_F32, "loss_scale_update");
+        ss = ss_leaf(s, U[k].ss);
+        sc = scaler_leaf(s, IR_OP_STATE, U[k].scale, U[k].growth, U[k].interval, U[k].mode);
+        assert(npending_update < 16);
+        pending_update[npending_update][0] = s->ncases - 1;
+        pending_update[npending_update][1] = sc;
+        pending_update[npending_update++][2] = ss;
+        result(s, sc);
+    }
+    /* AdamW under loss scaling: a skipped step (weight and moments unchanged) and a taken one,
+     * per tensor and in a multi-tensor launch */
+    static char skip_text[64];
+    snprintf(skip_text, sizeof skip_text, "if (opt[%d] != 0.0f) return;", IR_OPT_SKIP);
+    for (int skip = 0; skip < 2; skip++) {
+        ir_attrs a = {0};
+        a.beta1 = 0.9, a.beta2 = 0.999;
+        begin(s, IR_OP_ADAMW, skip ? "skipped_step" : "unscaled_step", IR_F32, skip_text);
+        reject(s, "adamw_multi");
+        int ss = ss_leaf(s, skip ? INFINITY : 3.5), o = opt_input(s, 1.0);
+        int sc = scaler_leaf(s, IR_OP_INPUT, 1024, 0, 2000, IR_LOSS_SCALE_DYNAMIC);
+        int opt = node(s, IR_OP_LOSS_SCALE_OPT, (int[]){ss, o, sc}, 3, &a, IR_F32, 0, NULL);
+        adamw(s, IR_F32, SH(7, 9), 1, opt);
+        begin(s, IR_OP_ADAMW, skip ? "multi_skipped_step" : "multi_unscaled_step", IR_F32, "adamw_multi");
+        ss = ss_leaf(s, skip ? INFINITY : 3.5), o = opt_input(s, 1.0);
+        sc = scaler_leaf(s, IR_OP_INPUT, 1024, 0, 2000, IR_LOSS_SCALE_DYNAMIC);
+        opt = node(s, IR_OP_LOSS_SCALE_OPT, (int[]){ss, o, sc}, 3, &a, IR_F32, 0, NULL);
+        adamw(s, IR_F32, SH(3000), 1, opt);
+        adamw(s, IR_F32, SH(37), 0, opt);
+    }
+}
+
+static void add_pending_updates(op_suite *s) {
+    for (int k = 0; k < npending_update; k++) {
+        const char *name = ir_arena_printf(&s->g->arena, "c%03d.update%d", pending_update[k][0], k);
+        check_node(s, ir_add(s->g, IR_OP_LOSS_SCALE_UPDATE, (int[]){pending_update[k][1], pending_update[k][2]}, 2, NULL,
+                             IR_F32, 0, NULL, name, (ir_loc){0}));
+    }
+    npending_update = 0;
+}
+
 static void optimizer_cases(op_suite *s) {
     /* clip_coef: a norm under the limit (factor 1) and over it */
     for (int over = 0; over < 2; over++) {
@@ -586,7 +683,9 @@ static void optimizer_cases(op_suite *s) {
     adamw(s, IR_F32, SH(5000), 1, opt);
     adamw(s, IR_F32, SH(37), 0, opt);
     adamw(s, IR_F32, SH(64, 32), 1, opt);
+    loss_scale_cases(s);
     add_pending_adamw(s);
+    add_pending_updates(s);
 }
 
 /* ---- matrix products ---------------------------------------------------------------------- */
@@ -668,5 +767,7 @@ void op_suite_free(op_suite *s) {
 /* Ops and dtypes the coverage check does not demand, with the reason. */
 const char *op_dtype_exempt(ir_op op, ir_dtype t) {
     if (op == IR_OP_CLIP_COEF && t != IR_F32) return "reads the f32 opt slots and writes them";
+    if ((op == IR_OP_LOSS_SCALE_OPT || op == IR_OP_LOSS_SCALE_UPDATE) && t != IR_F32)
+        return "reads and writes the f32 opt slots and loss scaler state";
     return NULL;
 }

@@ -298,6 +298,8 @@ static const fd_case cases[] = {
     {IR_OP_SUM_SQUARES, "an input twice", b_sum_squares},
     {IR_OP_CLIP_COEF, "optimizer (gradient clipping)", NULL},
     {IR_OP_ADAMW, "optimizer update", NULL},
+    {IR_OP_LOSS_SCALE_OPT, "optimizer (loss scaling)", NULL},
+    {IR_OP_LOSS_SCALE_UPDATE, "optimizer (loss scaler update)", NULL},
     {IR_OP_ATTENTION, "qkv [2,5,12], 2 heads, O", b_attention},
     {IR_OP_ATTENTION, "qkv = x W^T, O * x", b_attention_qkv},
     {IR_OP_ATTENTION_BWD, "backward op (no second order)", NULL},

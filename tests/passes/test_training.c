@@ -2,7 +2,8 @@
  *
  * 1. Structure and options on a small hand-built graph: loss/grad/opt/state nodes, ADAMW last
  *    with timm's weight-decay rule, --freeze patterns, weights the loss does not reach,
- *    gradient clipping (CLIP_COEF's value and its effect on the AdamW moments), error cases.
+ *    gradient clipping (CLIP_COEF's value and its effect on the AdamW moments), error cases,
+ *    loss scaling (its nodes; exact power-of-two scaling; skipped steps).
  * 2. Oracle: every case under DEITC_TESTDATA with init/batch/expected/after_steps safetensors
  *    (PyTorch float64, ../shared/tools/deit_ref.py) is built from models/deit_tiny.yaml with the
  *    case's sizes, trained for its number of steps by the f32 interpreter, and compared:
@@ -443,8 +444,79 @@ static void test_oracle(void) {
     }
 }
 
+/* --loss-scale: the scaler's nodes, and in the f32 interpreter a power-of-two scale gives the
+ * unscaled run's bits (the scaling is exact), a huge static one that overflows a gradient skips
+ * every step (weights as they were, the skip and step counts on the scaler) */
+static void run_steps(const ir_graph *t, int steps, int tiny_inputs, float *w_out, float *sc_out) {
+    ir_interp *it = ir_interp_new(t, 0);
+    bind_random(it, t);
+    for (int k = 0; tiny_inputs && k < 2; k++) { /* h = images + pos_embed tiny: LayerNorm's dx (pos_embed's grad) huge */
+        int x = ir_find(t, k ? "pos_embed" : "images");
+        double v[12];
+        ir_interp_get_f64(it, x, v);
+        for (int64_t j = 0; j < ir_numel(&t->nodes[x]); j++) v[j] *= 0x1p-14;
+        ir_interp_set_f64(it, x, v);
+    }
+    int sc = ir_find(t, "loss_scaler");
+    if (sc >= 0) ir_interp_set_f32(it, sc, t->nodes[sc].data);
+    for (int k = 0; k < steps; k++) { /* the slots of step k+1, as the executables fill them */
+        double exact[IR_OPT_SLOTS];
+        float slots[IR_OPT_SLOTS];
+        rt_opt_fill(exact, 1e-2, 0.05, 0.9, 0.999, k + 1);
+        for (int j = 0; j < IR_OPT_SLOTS; j++) slots[j] = (float)exact[j];
+        ir_interp_set_f32(it, ir_find(t, "opt"), slots);
+        CHECK(ir_interp_run(it) == 0);
+    }
+    ir_interp_get_f32(it, ir_find(t, "fc.weight"), w_out);
+    if (sc >= 0) ir_interp_get_f32(it, sc, sc_out);
+    ir_interp_free(it);
+}
+
+static void test_loss_scale(void) {
+    char err[512];
+    ir_graph *f = small_graph();
+    pass_train_options o;
+    pass_train_options_default(&o);
+    o.clip_grad_norm = 0.5;
+    ir_graph *plain = pass_training(f, &o, err, sizeof err);
+    o.loss_scale = IR_LOSS_SCALE_DYNAMIC;
+    o.loss_scale_init = 1024;
+    o.loss_scale_interval = 2;
+    ir_graph *t = pass_training(f, &o, err, sizeof err);
+    o.loss_scale = IR_LOSS_SCALE_STATIC;
+    o.loss_scale_init = 0x1p126;
+    ir_graph *huge = pass_training(f, &o, err, sizeof err);
+    CHECK_MSG(plain && t && huge, "%s", err);
+    if (plain && t && huge) {
+        CHECK(ir_verify(t) == 0 && count_op(plain, IR_OP_LOSS_SCALE_OPT) == 0 && ir_find(plain, "loss_scaler") < 0);
+        CHECK(count_op(t, IR_OP_LOSS_SCALE_OPT) == 1 && count_op(t, IR_OP_LOSS_SCALE_UPDATE) == 1);
+        CHECK(t->nodes[t->n - 1].op == IR_OP_LOSS_SCALE_UPDATE); /* after every reader of the scale */
+        int sc = ir_find(t, "loss_scaler");
+        CHECK(sc >= 0 && t->nodes[sc].op == IR_OP_STATE && t->nodes[sc].data && t->nodes[sc].data[IR_SCALER_SCALE] == 1024 &&
+              t->nodes[sc].data[IR_SCALER_INTERVAL] == 2 && t->nodes[sc].data[IR_SCALER_MODE] == IR_LOSS_SCALE_DYNAMIC);
+        for (int i = 0; i < t->n; i++) /* the clipping reads the unscaled opt: the norm is the true one */
+            if (t->nodes[i].op == IR_OP_CLIP_COEF) CHECK(t->nodes[t->nodes[i].inputs[1]].op == IR_OP_LOSS_SCALE_OPT);
+        float w0[20], w1[20], w2[20], w3[20], s1[IR_SCALER_SLOTS], s3[IR_SCALER_SLOTS];
+        run_steps(plain, 0, 0, w0, NULL);
+        run_steps(plain, 3, 0, w1, NULL);
+        run_steps(t, 3, 0, w2, s1);
+        run_steps(huge, 3, 1, w3, s3); /* 2^126 * pos_embed's gradient is not finite */
+        CHECK(memcmp(w1, w2, sizeof w1) == 0 && memcmp(w1, w0, sizeof w1) != 0);
+        CHECK(s1[IR_SCALER_SCALE] == 2048 && s1[IR_SCALER_GROWTH] == 1 && s1[IR_SCALER_STEP] == 3 && s1[IR_SCALER_SKIPPED] == 0);
+        CHECK(memcmp(w3, w0, sizeof w0) == 0);
+        CHECK(s3[IR_SCALER_SCALE] == 0x1p126f && s3[IR_SCALER_SKIPPED] == 3 && s3[IR_SCALER_STEP] == 0 &&
+              s3[IR_SCALER_OVERFLOW] == 1);
+        printf("loss scaling: 3 steps at scale 1024 = 3 unscaled steps bit for bit; at 2^126 all 3 skipped\n");
+    }
+    ir_graph_free(plain);
+    ir_graph_free(t);
+    ir_graph_free(huge);
+    ir_graph_free(f);
+}
+
 int main(void) {
     test_structure();
+    test_loss_scale();
     test_oracle();
     return test_result();
 }
