@@ -189,6 +189,9 @@ static const cg_op_row op_table[IR_OP_COUNT] = {
     [IR_OP_EMA] = KERNELS(cg_emit_ema, NULL),
     /* emit_gemm.c */
     [IR_OP_MATMUL] = {CG_OP_GEMM, cg_emit_matmul, NULL, NULL},
+    /* emit_attention.c */
+    [IR_OP_ATTENTION] = KERNELS(cg_emit_attention, NULL),
+    [IR_OP_ATTENTION_BWD] = KERNELS(cg_emit_attention, NULL),
 };
 #undef KERNELS
 

@@ -11,6 +11,7 @@
  *   emit_rows.c       row ops: layer_norm (dx, dgamma), softmax (grad), cross_entropy (grad)
  *   emit_optim.c      optimizer: adamw (one tensor, and a run of them in one launch), clip_coef
  *   emit_gemm.c       matmul -> rt_gemm steps
+ *   emit_attention.c  attention, attention_bwd: fused softmax attention over qkv in place
  *
  * A family's emitter reads the node e->node of e->g and appends one or more launches through
  * cg_finish (or GEMM steps through cg_add_step). Every size is a compile-time constant in the
@@ -261,5 +262,9 @@ int cg_emit_matmul(emitter *e);
 /* A chain that starts with a MATMUL (gelu-epilogue): one GEMM step whose epilogue computes the
  * rest (GELU_AUX_BIAS, DGELU_BGRAD; plan.h). 0, or -1 with e->err. */
 int cg_emit_gemm_epilogue(emitter *e, const int *nodes, int count);
+
+/* ---- emit_attention.c --------------------------------------------------------------------- */
+
+int cg_emit_attention(emitter *e); /* attention and attention_bwd (the qkv-attention fusion) */
 
 #endif

@@ -17,7 +17,9 @@
  *            sum's output, and any member's partial sums written and read back
  *   zero     a memset: the bytes written
  * The parts: GEMMs (the linear layers: one operand shared over the batch, or batch 1),
- * attention (batched GEMMs whose both operands are batched, softmax and its gradient),
+ * attention (batched GEMMs whose both operands are batched, softmax and its gradient, the fused
+ * attention and attention_bwd kernels: FLOPs by attention_flops, bytes their tensors, the
+ * backward's inputs twice: each of its two kernels reads them),
  * LayerNorm, elementwise (pointwise, gathers, sums), loss, optimizer (AdamW, gradient
  * clipping's sum of squares). */
 #include "codegen/emit_internal.h"
@@ -66,13 +68,25 @@ static cg_part part_of_op(ir_op op) {
     case IR_OP_LAYER_NORM: case IR_OP_LAYER_NORM_DX: case IR_OP_LAYER_NORM_DGAMMA: case IR_OP_LAYER_NORM_STATS:
     case IR_OP_LAYER_NORM_DX_STATS:
         return CG_PART_LAYER_NORM;
-    case IR_OP_SOFTMAX: case IR_OP_SOFTMAX_GRAD: return CG_PART_ATTENTION;
+    case IR_OP_SOFTMAX: case IR_OP_SOFTMAX_GRAD: case IR_OP_ATTENTION: case IR_OP_ATTENTION_BWD:
+        return CG_PART_ATTENTION;
     case IR_OP_CROSS_ENTROPY: case IR_OP_CROSS_ENTROPY_GRAD: return CG_PART_LOSS;
     case IR_OP_ADAMW: case IR_OP_CLIP_COEF: case IR_OP_SUM_SQUARES: case IR_OP_LOSS_SCALE_OPT:
     case IR_OP_LOSS_SCALE_UPDATE: case IR_OP_EMA:
         return CG_PART_OPTIMIZER;
     default: return CG_PART_ELEMENTWISE;
     }
+}
+
+/* FLOPs of the fused attention kernels (emit_attention.c), per (batch, head) with N x N
+ * scores of hd-long dot products: forward Q K^T and P V (2 N^2 hd each) and the softmax (about
+ * 5 N^2: max, exp, sum, rescale); backward S and dP recomputed by both of its kernels (4 x 2 N^2
+ * hd), dV, dK, dQ (3 x 2 N^2 hd) and P, dS (about 6 N^2, twice). */
+static int64_t attention_flops(const ir_graph *g, const ir_node *n) {
+    const ir_node *qkv = &g->nodes[n->inputs[n->op == IR_OP_ATTENTION ? 0 : 1]];
+    int64_t B = qkv->shape[0], N = qkv->shape[1], H = n->attrs.heads, hd = qkv->shape[2] / 3 / H;
+    int64_t nn = B * H * N * N;
+    return n->op == IR_OP_ATTENTION ? nn * (4 * hd + 5) : nn * (14 * hd + 12);
 }
 
 static int64_t value_bytes(const ir_node *n) {
@@ -104,6 +118,9 @@ static void kernel_node_cost(const cg_program *p, int i, int launches, int64_t *
         for (int k = 0; k < n->ninputs; k++) in_elems += ir_numel(&g->nodes[n->inputs[k]]);
     }
     *flops = f * (per_input ? in_elems : ir_numel(n));
+    if (n->op == IR_OP_ATTENTION || n->op == IR_OP_ATTENTION_BWD) *flops = attention_flops(g, n);
+    if (n->op == IR_OP_ATTENTION_BWD) /* its second kernel (dq) reads the inputs again */
+        for (int k = 0; k < n->ninputs; k++) b += value_bytes(&g->nodes[n->inputs[k]]);
     *bytes = b;
 }
 

@@ -750,6 +750,9 @@ static int run_node(ir_interp *it, int i) {
         if (max_norm > 0) out[IR_OPT_GRAD_SCALE] = gs * (coef < 1 ? coef : 1);
         break;
     }
+    case IR_OP_ATTENTION: case IR_OP_ATTENTION_BWD:
+        ir_interp_attention(g, n, v, out);
+        break;
     case IR_OP_ADAMW:
         run_adamw(it, n, out);
         return 0;

@@ -161,6 +161,14 @@ void ir_node_output(const ir_node *n, int k, ir_node *out) {
             out->shape[out->ndim - 1] = 1;
         }
         break;
+    case IR_OP_ATTENTION: /* O [B,N,D] (the node's own type), then LSE f32 [B,H,N] */
+        if (k == 1) {
+            out->dtype = IR_F32;
+            out->ndim = 3;
+            out->shape[2] = n->shape[1];
+            out->shape[1] = n->attrs.heads;
+        }
+        break;
     default:
         break;
     }
@@ -495,6 +503,38 @@ static int infer_shape_rule(ir_graph *g, ir_node *n) {
         memcpy(n->shape, x->shape, sizeof n->shape);
         n->dtype = x->dtype;
         break;
+    case IR_OP_ATTENTION:
+    case IR_OP_ATTENTION_BWD: {
+        const ir_node *qkv = n->op == IR_OP_ATTENTION ? x : in[1];
+        int64_t H = n->attrs.heads;
+        if (qkv->ndim != 3 || qkv->shape[2] % 3 || H <= 0 || (qkv->shape[2] / 3) % H ||
+            !ir_dtype_is_float(qkv->dtype))
+            return node_error(g, n, "needs qkv [B,N,3D] (float) with D divisible by heads=%lld, got %s %s",
+                              (long long)H, ir_dtype_name(qkv->dtype), ir_shape_str(qkv, s0, 96));
+        if (!(n->attrs.alpha == n->attrs.alpha) || n->attrs.alpha == 0 || n->attrs.alpha > 1e30 ||
+            n->attrs.alpha < -1e30)
+            return node_error(g, n, "scale %g is not a finite nonzero number", n->attrs.alpha);
+        ir_node o = *qkv; /* O: [B,N,D] */
+        o.shape[2] /= 3;
+        if (n->op == IR_OP_ATTENTION_BWD) {
+            ir_node lse = o;
+            lse.shape[1] = H;
+            lse.shape[2] = o.shape[1];
+            for (int k = 0; k < 3; k += 2)
+                if (!ir_same_shape(in[k], &o) || in[k]->dtype != qkv->dtype)
+                    return node_error(g, n, "input %d must be %s%s like qkv's O, got %s%s", k,
+                                      ir_dtype_name(qkv->dtype), ir_shape_str(&o, s0, 96),
+                                      ir_dtype_name(in[k]->dtype), ir_shape_str(in[k], s1, 96));
+            if (!ir_same_shape(in[3], &lse) || in[3]->dtype != IR_F32)
+                return node_error(g, n, "log-sum-exp must be f32%s, got %s%s", ir_shape_str(&lse, s0, 96),
+                                  ir_dtype_name(in[3]->dtype), ir_shape_str(in[3], s1, 96));
+            o = *qkv;
+        }
+        n->ndim = 3;
+        memcpy(n->shape, o.shape, sizeof n->shape);
+        n->dtype = qkv->dtype;
+        break;
+    }
     case IR_OP_ADAMW:
         if ((n->ninputs != 5 && n->ninputs != 6) || x->op != IR_OP_WEIGHT || !ir_same_shape(x, in[1]) ||
             !ir_same_shape(x, in[2]) || !ir_same_shape(x, in[3]) || in[2]->op != IR_OP_STATE ||

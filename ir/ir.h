@@ -127,6 +127,7 @@ typedef struct {
     int gelu_tanh;             /* GELU, GELU_GRAD: 1 = tanh approximation, 0 = exact erf */
     int decay;                 /* ADAMW: 1 = apply weight decay to this parameter */
     int output;                /* PROJECT: which output of its input (0-based) */
+    int64_t heads;             /* ATTENTION, ATTENTION_BWD: heads in qkv's last dim */
     double alpha;              /* MATMUL and SCALE multiplier, CONST value */
     double eps;                /* LAYER_NORM*, ADAMW */
     double beta1, beta2;       /* ADAMW */
@@ -286,6 +287,12 @@ const char *ir_interp_error(const ir_interp *it);
 void ir_interp_get_f32(const ir_interp *it, int node, float *out);
 void ir_interp_get_f64(const ir_interp *it, int node, double *out);
 void ir_interp_get_i64(const ir_interp *it, int node, int64_t *out);
+
+/* ---- interp_attention.c: ATTENTION and ATTENTION_BWD in the interpreter -------------------- */
+
+/* out = node n's value (ATTENTION: O then LSE) from the inputs' values v[], in double, the
+ * unfused way (scores, softmax, products); the caller rounds to the outputs' dtypes. */
+void ir_interp_attention(const ir_graph *g, const ir_node *n, double *const *v, double *out);
 
 /* ---- interp_gemm.c: the interpreter's matrix product ------------------------------------ */
 

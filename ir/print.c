@@ -54,6 +54,10 @@ static void print_attrs(const ir_node *n, FILE *out) {
     case IR_OP_LAYER_NORM_DGAMMA:
         fprintf(out, " eps=%g", a->eps);
         break;
+    case IR_OP_ATTENTION:
+    case IR_OP_ATTENTION_BWD:
+        fprintf(out, " heads=%lld scale=%.9g", (long long)a->heads, a->alpha);
+        break;
     case IR_OP_CROSS_ENTROPY:
     case IR_OP_CROSS_ENTROPY_GRAD:
         if (a->smoothing) fprintf(out, " smoothing=%g", a->smoothing);

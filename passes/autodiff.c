@@ -149,6 +149,26 @@ static void grad_layer_norm_stats(ad_ctx *c, const ir_node *n, int self, const i
     }
 }
 
+/* ---- ATTENTION ---------------------------------------------------------------------------- *
+ * (O, LSE) = attention(qkv): d qkv = ATTENTION_BWD(dO, qkv, O, LSE), which recomputes the
+ * probabilities from qkv and the forward's LSE. LSE is a by-product kept for the backward; a
+ * loss that reads it has no rule here (refused). */
+static int grad_attention(ad_ctx *c, const ir_node *n, int self, const int *active) {
+    int qkv = n->inputs[0], dO = c->ograd[self * IR_MAX_OUTPUTS];
+    if (c->ograd[self * IR_MAX_OUTPUTS + 1] >= 0) {
+        snprintf(c->g->error, sizeof c->g->error, "attention '%s': no derivative rule for its log-sum-exp "
+                 "output (node %%%d)", n->name ? n->name : "", self);
+        return -1;
+    }
+    if (dO < 0 || !active[qkv]) return 0;
+    ir_attrs a = {0};
+    a.heads = n->attrs.heads;
+    a.alpha = n->attrs.alpha;
+    int in[4] = {dO, qkv, project(c, self, 0), project(c, self, 1)};
+    accumulate(c, qkv, ad_add(c, IR_OP_ATTENTION_BWD, in, 4, &a, 0, NULL));
+    return c->failed ? -1 : 0;
+}
+
 /* ---- MATMUL ------------------------------------------------------------------------------ *
  * y = alpha * op(A) @ op(B). With A' = op(A), B' = op(B): dA' = alpha dy B'^T, dB' = alpha A'^T dy,
  * and dA = dA' or its transpose. A 2-D operand shared by a batched product gets its gradient
@@ -323,6 +343,9 @@ static int grad_rule(ad_ctx *c, int self, const int *active) {
     case IR_OP_LAYER_NORM_STATS:
         grad_layer_norm_stats(c, n, self, active);
         break;
+    case IR_OP_ATTENTION:
+        if (grad_attention(c, n, self, active)) return -1;
+        break;
     case IR_OP_SOFTMAX: /* uses the output y, not the input */
         if (ax) accumulate(c, x, ad_binary(c, IR_OP_SOFTMAX_GRAD, dy, self, NULL));
         break;
@@ -359,6 +382,7 @@ static int grad_rule(ad_ctx *c, int self, const int *active) {
     case IR_OP_SOFTMAX_GRAD:
     case IR_OP_CROSS_ENTROPY_GRAD:
     case IR_OP_CLIP_COEF:
+    case IR_OP_ATTENTION_BWD:
     case IR_OP_ADAMW:
     case IR_OP_LOSS_SCALE_OPT:
     case IR_OP_LOSS_SCALE_UPDATE:

@@ -7,6 +7,8 @@
  * rounding): the interpreter gives the same answer with or without them.
  *
  *   layer-norm-stats  forward-fusion, opt-in   LAYER_NORM keeps its rows' mean and rstd
+ *   qkv-attention     forward-fusion, in "all" softmax attention over the qkv projection: one
+ *                                              ATTENTION op (fusion_attention.c)
  *   adamw-group       fusion, in "all"         f32 ADAMW updates in one launch
  *   bias-gelu         fusion, in "all"         a linear layer's bias add and the GELU after it:
  *                                              one elementwise kernel (a chain) fed by the GEMM
@@ -45,6 +47,7 @@ static const struct {
     {"gelu-epilogue", PASS_FUSE_GELU_EPILOGUE, 1},
     {"residual-layer-norm", PASS_FUSE_RESIDUAL_LAYER_NORM, 1},
     {"layer-norm-dbeta", PASS_FUSE_LAYER_NORM_DBETA, 1},
+    {"qkv-attention", PASS_FUSE_QKV_ATTENTION, 1},
 };
 enum { NFUSIONS = sizeof fusions / sizeof fusions[0] };
 

@@ -114,6 +114,9 @@ enum {
                                        residual add): one kernel stores the sum and normalizes */
     PASS_FUSE_LAYER_NORM_DBETA = 256, /* "layer-norm-dbeta" (fusion, default): a LayerNorm's beta
                                        gradient summed in its gamma gradient's kernel */
+    PASS_FUSE_QKV_ATTENTION = 512,  /* "qkv-attention" (forward-fusion, default): softmax attention
+                                       over the qkv projection's [B,N,3D] value as one ATTENTION
+                                       (O, LSE), its derivative one ATTENTION_BWD */
 };
 
 /* Parses --fuse: "all", "none", or a comma list of fusion names (and "all"). 0 with *bits set,
@@ -125,6 +128,14 @@ const char *pass_fuse_names(unsigned bits, char *buf, size_t size);
 /* layer-norm-stats: a new graph where every LAYER_NORM is LAYER_NORM_STATS read through
  * PROJECT 0 (which takes over its name, flags and users). NULL with err on failure. */
 ir_graph *pass_fuse_layer_norm_stats(const ir_graph *g, char *err, size_t errsize);
+/* qkv-attention (fusion_attention.c): a new graph where each softmax attention over views of
+ * one [B,N,3D] value (q, k, v its head splits at columns 0, D, 2D; scores = q k^T * scale,
+ * softmax, times v) is ATTENTION(qkv) read through PROJECT, the views between them and the
+ * chain's nodes left unread dropped. *fused (may be NULL): how many it replaced. NULL with err
+ * on failure. */
+ir_graph *pass_fuse_qkv_attention(const ir_graph *g, int *fused, char *err, size_t errsize);
+/* the widest head qkv-attention fuses (the fused kernels' shared-memory tiles hold hd <= 128) */
+#define PASS_ATTENTION_MAX_HEAD_DIM 128
 /* adamw-group: numbers the groups of ADAMW nodes that can share a launch (consecutive in node
  * order, f32 parameter, gradient and state, the same opt input, betas and eps; runs of two or
  * more). Returns the number of groups. */

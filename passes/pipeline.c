@@ -4,7 +4,7 @@
  * invariant is caught where it happened.
  *
  *   check           the frontend's graph satisfies every shape rule
- *   forward-fusion  fusions with their own derivative rule (fusion.c: layer-norm-stats)
+ *   forward-fusion  fusions with their own derivative rule (fusion.c: qkv-attention, layer-norm-stats)
  *   training        loss + autodiff + AdamW: one graph for the whole step (training.c)
  *   precision       fp32 as built; tf32 marks the matmuls; fp16/bf16: the casting pass (precision.c)
  *   fusion          fusions of the finished step (fusion_gemm.c: gelu-epilogue; fusion_grad.c:
@@ -45,6 +45,10 @@ static int stage_check(pass_result *r, const pass_options *o, char *err, size_t 
 }
 
 static int stage_forward_fusion(pass_result *r, const pass_options *o, char *err, size_t errsize) {
+    if (fuse_bits(o) & PASS_FUSE_QKV_ATTENTION) {
+        r->fusions |= PASS_FUSE_QKV_ATTENTION;
+        if (replace_graph(r, pass_fuse_qkv_attention(r->g, NULL, err, errsize))) return -1;
+    }
     if (!(fuse_bits(o) & PASS_FUSE_LAYER_NORM_STATS)) return 0;
     r->fusions |= PASS_FUSE_LAYER_NORM_STATS;
     return replace_graph(r, pass_fuse_layer_norm_stats(r->g, err, errsize));

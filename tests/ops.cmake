@@ -20,3 +20,7 @@ add_test(NAME ops_kernels_emu COMMAND op_kernel_test --emu)
 add_test(NAME ops_cuda_package COMMAND op_kernel_test --cuda-package)
 set_tests_properties(ops_coverage ops_expr ops_kernels_emu ops_cuda_package PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS ops)
 set_tests_properties(ops_cuda_package PROPERTIES SKIP_RETURN_CODE 77)
+# the attention ops over the whole grid (head dims 32/64/96/128 x N 1..577, batch 1-3, heads
+# 1-6: op_cases.c attention_cases), on emu: about 50 s of CPU, so not under the sanitizers
+add_test(NAME ops_attention_grid COMMAND op_kernel_test --emu)
+set_tests_properties(ops_attention_grid PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV};OKT_ATTENTION_GRID=1" LABELS "ops;nosan")

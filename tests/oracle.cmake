@@ -46,7 +46,7 @@ add_test(NAME oracle_deit_micro_tf32_train COMMAND ${CMAKE_COMMAND} -DDEITC=$<TA
   "-DCHECKS=${micro_dir}/expected.safetensors|1e-3|losses"
   -P ${CMAKE_CURRENT_SOURCE_DIR}/tools/run_and_compare.cmake)
 add_test(NAME cli_dump_tf32
-  COMMAND sh -c "o=$(\"$0\" dump \"$1\" ${micro_defs_sh} --precision tf32 --after precision) && echo \"$o\" | grep -q '# after precision: precision tf32' && n=$(echo \"$o\" | grep -c ' = matmul(.* compute=tf32') && [ $n -gt 30 ] && [ $(echo \"$o\" | grep ' = matmul(' | grep -vc 'compute=tf32') -eq 0 ] && o=$(\"$0\" dump \"$1\" ${micro_defs_sh} --after precision) && ! echo \"$o\" | grep -q compute=tf32 && echo \"tf32 matmuls: $n\""
+  COMMAND sh -c "o=$(\"$0\" dump \"$1\" ${micro_defs_sh} --precision tf32 --fuse none --after precision) && echo \"$o\" | grep -q '# after precision: precision tf32' && n=$(echo \"$o\" | grep -c ' = matmul(.* compute=tf32') && [ $n -gt 30 ] && [ $(echo \"$o\" | grep ' = matmul(' | grep -vc 'compute=tf32') -eq 0 ] && o=$(\"$0\" dump \"$1\" ${micro_defs_sh} --after precision) && ! echo \"$o\" | grep -q compute=tf32 && echo \"tf32 matmuls: $n\""
   $<TARGET_FILE:deitc> ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml)
 set_tests_properties(oracle_deit_micro_tf32_logits oracle_deit_micro_tf32_train cli_dump_tf32 PROPERTIES LABELS oracle)
 set_tests_properties(cli_dump_tf32 PROPERTIES PASS_REGULAR_EXPRESSION "tf32 matmuls: [0-9]+")

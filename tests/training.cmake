@@ -56,7 +56,13 @@ set_tests_properties(cli_dump_schedule PROPERTIES LABELS training
 add_test(NAME cli_inspect_pass_options COMMAND deitc inspect ${CMAKE_SOURCE_DIR}/models/deit_small.yaml
   --precision fp32 --fuse all --batch 2)
 set_tests_properties(cli_inspect_pass_options PROPERTIES LABELS training
-  PASS_REGULAR_EXPRESSION "training step: batch 2, precision fp32, fusions adamw-group,bias-gelu,elementwise-chain,bias-gelu-grad,bias-grad,gelu-epilogue,residual-layer-norm,layer-norm-dbeta, [0-9]+ nodes\nplan per step: [0-9]+ steps")
+  PASS_REGULAR_EXPRESSION "training step: batch 2, precision fp32, fusions adamw-group,bias-gelu,elementwise-chain,bias-gelu-grad,bias-grad,gelu-epilogue,residual-layer-norm,layer-norm-dbeta,qkv-attention, [0-9]+ nodes\nplan per step: [0-9]+ steps")
+
+# the qkv-attention fusion: patterns, the YAML and ONNX models, fused = unfused (f64 interpreter)
+add_executable(test_fusion_attention ${CMAKE_CURRENT_SOURCE_DIR}/passes/test_fusion_attention.c)
+target_link_libraries(test_fusion_attention PRIVATE deitc_passes deitc_frontend deitc_ir deitc_rt m)
+add_test(NAME test_fusion_attention COMMAND test_fusion_attention)
+set_tests_properties(test_fusion_attention PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS training)
 
 # --loss-scale: the scaler's nodes in the training step; its options checked before any work
 add_test(NAME cli_dump_loss_scale COMMAND deitc dump ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml -D depth=1 --batch 2

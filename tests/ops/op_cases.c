@@ -528,6 +528,70 @@ static void row_cases(op_suite *s) {
     }
 }
 
+/* ---- attention (the qkv-attention fusion's ops) ---------------------------------------------- */
+
+/* One forward case (O and LSE) and one backward case (dqkv from the forward's O and LSE, as
+ * autodiff wires it) over qkv [B,N,3*H*hd] of dtype t. fp32 within rel. L2 1e-5 (sums over N
+ * keys and hd dims in a different order than the interpreter's). */
+static void attention_case(op_suite *s, ir_dtype t, int64_t B, int64_t N, int64_t H, int64_t hd) {
+    char v[64];
+    snprintf(v, sizeof v, "b%lld_n%lld_h%lld_hd%lld", (long long)B, (long long)N, (long long)H, (long long)hd);
+    ir_attrs a = {0};
+    a.heads = H;
+    a.alpha = 1.0 / sqrt((double)hd);
+    double tol = t == IR_F32 ? 1e-5 : op_tol(t);
+    for (int bwd = 0; bwd < 2; bwd++) {
+        const char *fwd = t != IR_F32 && hd % 16 == 0 ? "attention_mma" : "row_m[tid] + logf"; /* tensor cores or FMA */
+        const char *bwd_kernel = t != IR_F32 && hd % 16 == 0 ? "attention_bwd_mma_dkv" : "attention_bwd_dkv";
+        begin(s, bwd ? IR_OP_ATTENTION_BWD : IR_OP_ATTENTION, v, t, bwd ? bwd_kernel : fwd);
+        cur(s)->tol = tol;
+        int qkv = in(s, t, SH(B, N, 3 * H * hd), -2, 2);
+        int att = node(s, IR_OP_ATTENTION, &qkv, 1, &a, t, 0, NULL);
+        ir_attrs p0 = {0}, p1 = {0};
+        p1.output = 1;
+        int o = unary(s, IR_OP_PROJECT, att, &p0), lse = unary(s, IR_OP_PROJECT, att, &p1);
+        if (!bwd) {
+            result(s, o);
+            result(s, lse);
+            continue;
+        }
+        int dO = in(s, t, SH(B, N, H * hd), -1, 1);
+        result(s, node(s, IR_OP_ATTENTION_BWD, (int[]){dO, qkv, o, lse}, 4, &a, t, 0, NULL));
+    }
+}
+
+/* Head dims 32, 64, 96, 128 (and DeiT-micro's 8 and 16) over N that hit every tile edge
+ * (1, 2, 15, 16, 17 ... 577: one query/key tile, partial tiles, many key tiles), batch 1..3,
+ * heads 1..6. The default run is a covering subset; OKT_ATTENTION_GRID=1 adds, for each head
+ * dim and each N of the issue's list, one (batch, heads) pair cycling through 1..3 x 1..6. */
+static void attention_cases(op_suite *s) {
+    static const struct { int64_t B, N, H, hd; } C[] = {
+        {1, 1, 1, 32}, {2, 17, 3, 32}, {1, 65, 2, 32}, {3, 2, 1, 64}, {1, 16, 2, 64}, {2, 63, 1, 64},
+        {1, 197, 1, 64}, {1, 15, 2, 96}, {1, 64, 1, 96}, {1, 257, 1, 96}, {2, 17, 2, 128}, {1, 128, 1, 128},
+        {1, 577, 1, 128}, {2, 17, 6, 8}, {3, 33, 4, 16},
+    };
+    for (size_t k = 0; k < sizeof C / sizeof C[0]; k++) attention_case(s, IR_F32, C[k].B, C[k].N, C[k].H, C[k].hd);
+    for (int d = 1; d < 3; d++) { /* f16/bf16: the tensor-core forward (hd a multiple of 16), FMA for hd 8 */
+        attention_case(s, FLOATS[d], 2, 17, 3, 32);
+        attention_case(s, FLOATS[d], 1, 65, 1, 64);
+        attention_case(s, FLOATS[d], 1, 197, 2, 64);
+        attention_case(s, FLOATS[d], 2, 33, 1, 96);
+        attention_case(s, FLOATS[d], 1, 130, 1, 128);
+        attention_case(s, FLOATS[d], 3, 16, 2, 16);
+        attention_case(s, FLOATS[d], 1, 9, 2, 8);
+    }
+    const char *grid = getenv("OKT_ATTENTION_GRID");
+    if (!grid || strcmp(grid, "1") != 0) return;
+    static const int64_t NS[] = {1, 2, 15, 16, 17, 63, 64, 65, 128, 197, 256, 257, 577}, HDS[] = {32, 64, 96, 128};
+    int k = 0;
+    for (int h = 0; h < 4; h++)
+        for (size_t n = 0; n < sizeof NS / sizeof NS[0]; n++, k++) {
+            int64_t B = 1 + k % 3, H = 1 + k % 6;
+            if (NS[n] >= 256 && B * H > 2) B = 1, H = 2; /* keeps the emu run in minutes */
+            attention_case(s, IR_F32, B, NS[n], H, HDS[h]);
+        }
+}
+
 /* ---- optimizer ------------------------------------------------------------------------------ */
 
 /* opt slots: lr, weight decay, bias corrections (step 3 of beta 0.9 / 0.999), grad scale */
@@ -876,6 +940,7 @@ op_suite *op_suite_new(void) {
     row_cases(s);
     gemm_cases(s);
     mixed_cases(s);
+    attention_cases(s);
     optimizer_cases(s); /* last: the verifier wants nothing computed after an update */
     if (ir_verify(s->g)) {
         fprintf(stderr, "op_cases: the case graph does not verify: %s\n", s->g->error);

@@ -326,6 +326,11 @@ static int build_package(const op_suite *s, const char *dir, int emu, const char
             if (p->kernels[k].spill_bytes > 0) spills += p->kernels[k].spill_bytes;
         }
         fprintf(stderr, "nvrtc %s: %d kernels, at most %d registers, %d spill bytes\n", arch, p->nkernels, maxreg, spills);
+        const char *report = getenv("OKT_KERNEL_REPORT"); /* kernels whose name holds it: registers, spills */
+        for (int k = 0; report && *report && k < p->nkernels; k++)
+            if (strstr(p->kernels[k].name, report))
+                fprintf(stderr, "  %s %s: %d registers, %d spill bytes; %s\n", arch, p->kernels[k].name,
+                        p->kernels[k].registers, p->kernels[k].spill_bytes, p->kernels[k].desc);
         CHECK_MSG(spills == 0, "%d bytes of register spills for %s", spills, arch);
         FILE *f = fopen(cubin, "wb"), *g = fopen(ptx, "wb");
         int bad = !f || !g || fwrite(nv.cubin, 1, nv.cubin_size, f) != nv.cubin_size ||

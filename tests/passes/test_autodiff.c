@@ -216,6 +216,21 @@ static int b_chain(ir_graph *g) {
     return op1(g, IR_OP_GELU, ir_add(g, IR_OP_LAYER_NORM, in, 3, &a, IR_F32, 0, NULL, NULL, NOLOC), NULL);
 }
 
+/* fused attention over qkv [2,5,12] (2 heads of 2): O (output 0) alone, as training reads it;
+ * and qkv made by a product that also feeds the result beside O (gradients summed) */
+static int attention(ir_graph *g, int qkv) {
+    ir_attrs a = {0}, p = {0};
+    a.heads = 2;
+    a.alpha = 0.6;
+    int att = ir_add(g, IR_OP_ATTENTION, &qkv, 1, &a, IR_F32, 0, NULL, NULL, NOLOC);
+    return op1(g, IR_OP_PROJECT, att, &p);
+}
+static int b_attention(ir_graph *g) { return attention(g, W(g, 2, 5, 12)); }
+static int b_attention_qkv(ir_graph *g) {
+    int x = W(g, 2, 5, 4), qkv = mm(g, x, W(g, 12, 4), 0, 1, 1.0);
+    return op2(g, IR_OP_MUL, attention(g, qkv), x, NULL);
+}
+
 typedef struct {
     ir_op op;
     const char *what;
@@ -290,6 +305,9 @@ static const fd_case cases[] = {
     {IR_OP_LOSS_SCALE_OPT, "optimizer (loss scaling)", NULL},
     {IR_OP_LOSS_SCALE_UPDATE, "optimizer (loss scaler update)", NULL},
     {IR_OP_EMA, "optimizer (EMA of the weights)", NULL},
+    {IR_OP_ATTENTION, "qkv [2,5,12], 2 heads, O", b_attention},
+    {IR_OP_ATTENTION, "qkv = x W^T, O * x", b_attention_qkv},
+    {IR_OP_ATTENTION_BWD, "backward op (no second order)", NULL},
 };
 
 /* ---- the harness ------------------------------------------------------------------------- */

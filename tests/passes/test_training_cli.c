@@ -89,7 +89,7 @@ int main(void) {
     for (const char *p = out; (p = strstr(p, "= layer_norm_dx(")); p++) lndx++;
     CHECK_MSG(adamw > 0 && lndx > 0, "dump has %d adamw and %d layer_norm_dx lines", adamw, lndx);
     CHECK(strstr(out, "-> loss") && strstr(out, "-> grad.blocks.0.attn.qkv.weight"));
-    CHECK(strstr(out, "= clip_coef(") && strstr(out, "= softmax_grad(") && strstr(out, "= unpatchify(") == NULL);
+    CHECK(strstr(out, "= clip_coef(") && strstr(out, "= attention_bwd(") && strstr(out, "= unpatchify(") == NULL);
     printf("dump --after training: %d adamw, %d layer_norm_dx lines\n", adamw, lndx);
     free(out);
 
