@@ -17,7 +17,7 @@
  *           copies, rt_plan_tensor.copy_of; the interpreter before its first step), so the
  *           copy is always round(master). A weight no ADAMW updates (frozen, forward graphs)
  *           is read through a CAST.
- *         - the inputs of the ops in `operand16` (MATMUL; the fused attention ops go there too)
+ *         - the inputs of the ops in `operand16` (MATMUL, ATTENTION, ATTENTION_BWD)
  *           are H: products with 16-bit operands, fp32 accumulation (compute 32F, scale 32F);
  *           the product itself is stored H unless it must be f32.
  *         - f32, as autocast's fp32 list: reported outputs (loss, logits, grad.*), the ops in
@@ -50,12 +50,15 @@
 #include <string.h>
 
 /* Ops whose floating inputs are 16-bit operands (fp32 arithmetic inside). Bit k of `inputs`:
- * input k is one. Add the fused attention ops (qkv in, O out) here when they land. */
+ * input k is one. The fused attention takes qkv (and, backward, dO and O) 16-bit; its LSE stays
+ * f32 (the op's rule), and its outputs are stored in qkv's dtype. */
 static const struct {
     ir_op op;
     unsigned inputs;
 } operand16[] = {
     {IR_OP_MATMUL, 3},
+    {IR_OP_ATTENTION, 1},
+    {IR_OP_ATTENTION_BWD, 7},
 };
 
 /* Ops whose result is f32 whatever reads it: the loss and every reduction. */

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 /* ---- what the other exe_*.c files share (exe_internal.h) ---------------------------------- */
 
@@ -364,6 +365,10 @@ int rt_main(const rt_plan *p, int argc, char **argv) {
     prog_argv = rt_exe_argv = argv;
     prog_argc = rt_exe_argc = argc;
     rt_exe_t_main = rt_exe_now_s();
+    /* not a terminal: one buffer that holds the help (so that a failed write's errno is seen by
+     * stdout_checked's flush, not lost inside fprintf) */
+    static char stdout_buffer[1 << 16];
+    if (!isatty(STDOUT_FILENO)) setvbuf(stdout, stdout_buffer, _IOFBF, sizeof stdout_buffer);
     if (argc > 0 && argv[0]) {
         const char *slash = strrchr(argv[0], '/');
         rt_exe_prog = slash ? slash + 1 : argv[0];

@@ -285,7 +285,7 @@ static int test_tanh(void) {
     /* the cuda target's plan (NVRTC compiles the kernels; without it this part is skipped) */
     const char *bin = test_env("DEITC_BIN"), *src = test_env("DEITC_SOURCE_DIR");
     snprintf(dir, sizeof dir, "%s/cuda", tmp);
-    int rc = test_sh("'%s' compile '%s/models/deit_tiny.yaml' %s --batch 4 --target cuda --arch sm_90 -o '%s/exe' "
+    int rc = test_sh("'%s' compile '%s/models/deit_tiny.yaml' %s --batch 4 --target cuda --arch sm_90 --precision fp32 -o '%s/exe' "
                      "--emit-dir '%s' 2> '%s.log'", bin, src, defs, dir, dir, dir);
     char log[1200];
     snprintf(log, sizeof log, "%s.log", dir);

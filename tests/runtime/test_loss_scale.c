@@ -101,7 +101,7 @@ static int run_emu(const char *exe) {
     char cmd[4096];
     char common[1024];
     CHECK(write_init16() == 0);
-    snprintf(common, sizeof common, "--no-shuffle --init init16.safetensors --data '%s/deit_micro/batch.safetensors'", data);
+    snprintf(common, sizeof common, "--no-shuffle --lr 0.001 --init init16.safetensors --data '%s/deit_micro/batch.safetensors'", data);
     /* the straight run: skips, then growth */
     snprintf(cmd, sizeof cmd, "cd '%s' && '%s' train %s --steps %d --loss-scale-init " HUGE_SCALE
              " --loss-scale-interval %d --metrics m.jsonl --save s.safetensors > s.txt", dir, exe, common, STEPS, INTERVAL);
@@ -156,13 +156,13 @@ static int run_emu(const char *exe) {
         CHECK_MSG(0, "%s", err);
     }
     /* resumed after the skipped step: the straight run's bytes (the run's --steps differ: override) */
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' train --no-shuffle --data '%s/deit_micro/batch.safetensors' --steps %d "
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' train --no-shuffle --lr 0.001 --data '%s/deit_micro/batch.safetensors' --steps %d "
              "--loss-scale-init " HUGE_SCALE " --loss-scale-interval %d --resume c1.safetensors --resume-override "
              "--save r.safetensors > r.txt 2>&1", dir, exe, data, STEPS, INTERVAL);
     CHECK(test_sh("%s", cmd) == 0);
     CHECK(same_tensors("s.safetensors", "r.safetensors", NULL));
     /* the scaler's options are the checkpoint's run options: another interval is refused */
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' train --no-shuffle --data '%s/deit_micro/batch.safetensors' --steps 1 "
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' train --no-shuffle --lr 0.001 --data '%s/deit_micro/batch.safetensors' --steps 1 "
              "--loss-scale-init " HUGE_SCALE " --loss-scale-interval 3 --resume c1.safetensors 2> bad.txt; test $? -eq 1 && "
              "grep -q 'loss_scale_interval 3 (the checkpoint.s run: 2)' bad.txt && '%s' info | grep -q "
              "'^loss scaling: dynamic from 65536, growth interval 2000'", dir, exe, data, exe);
@@ -230,7 +230,7 @@ static int run_emu(const char *exe) {
 
 static int run_plain(const char *exe) {
     char cmd[4096], common[1024];
-    snprintf(common, sizeof common, "--no-shuffle --init '%s/deit_micro/init.safetensors' --data '%s/deit_micro/batch.safetensors' --steps 3",
+    snprintf(common, sizeof common, "--no-shuffle --lr 0.001 --init '%s/deit_micro/init.safetensors' --data '%s/deit_micro/batch.safetensors' --steps 3",
              data, data);
     snprintf(cmd, sizeof cmd, "cd '%s' && '%s' compile '%s/models/deit_tiny.yaml' " MICRO " --batch 4 --target emu -o plain "
              "> compile.txt 2>&1", dir, bin, src);

@@ -56,8 +56,13 @@ int main(int argc, char **argv) {
                   copies) == 0);
     CHECK(test_sh("! grep -q '.a_type = RT_F32' '%s/src/plan.c' && grep -q '.a_type = RT_%s' '%s/src/plan.c'", dir,
                   bf16 ? "BF16" : "F16", dir) == 0);
-    /* the attention scores' rows (17 or 10 tokens) padded to 24 or 16 elements (16-byte rows) */
-    CHECK(test_sh("grep 'attn.scores\", .kind = RT_STEP_GEMM' '%s/src/plan.c' | grep -q '.ldc = %d, .stride_a = [0-9]*, "
+    /* the unfused attention's scores rows (17 or 10 tokens) padded to 24 or 16 elements (16-byte
+     * rows): a plan of the same model with --fuse none (the cuda target's, NVRTC only; the
+     * executable above runs the fused attention) */
+    CHECK(test_sh("'%s' compile '%s/models/deit_tiny.yaml' %s --batch 4 --target cuda --arch sm_80 --precision %s "
+                  "--fuse none --emit-dir '%s/unfused' -o '%s/unfused.exe' > '%s/unfused.txt' 2>&1",
+                  bin, src, defs, prec, dir, dir, dir) == 0);
+    CHECK(test_sh("grep 'attn.scores\", .kind = RT_STEP_GEMM' '%s/unfused/plan.c' | grep -q '.ldc = %d, .stride_a = [0-9]*, "
                   ".stride_b = [0-9]*, .stride_c = %d,'", dir, hd64 ? 16 : 24, hd64 ? 10 * 16 : 17 * 24) == 0);
     snprintf(cmd, sizeof cmd,
              "cd '%s' && ./micro train --init '%s/%s/init.safetensors' --data '%s/%s/batch.safetensors' "
