@@ -21,7 +21,6 @@ int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p) {
     session s;
     memset(&s, 0, sizeof s);
     int64_t *idx = NULL, *order = NULL;
-    float *logits = NULL;
     int rc = 1;
     rt_dist *dist = NULL; /* data parallel: rank r evaluates images r, r + world, ...; counts summed */
     int rank = 0, world = 1;
@@ -42,9 +41,23 @@ int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p) {
                      a->data, (long long)ds.n, (long long)p->batch);
         goto done;
     }
-    if (s.logits && world == 1) { /* every image, top-1 and top-5: validate.c (several ranks: below) */
+    if (s.logits) { /* every image, top-1 and top-5 (validate.c); on several ranks each its shard */
         rt_exe_eval ev;
-        if (rt_exe_evaluate(&s, &ds, a, &ev)) goto done;
+        double loss_sum = 0;
+        if (rt_exe_evaluate_shard(&s, &ds, a, rank, world, &ev, &loss_sum)) goto done;
+        if (dist) { /* exact: counts summed, not averages of averages; the loss sums in rank order */
+            int64_t counts[3] = {ev.n, ev.top1, ev.top5};
+            if (rt_dist_sum_i64(dist, counts, 3) || rt_dist_sum_f64(dist, &loss_sum, 1)) {
+                rt_exe_error("data parallel (rank %d of %d): %s", rank, world, rt_dist_error(dist));
+                goto done;
+            }
+            ev.n = counts[0], ev.top1 = counts[1], ev.top5 = counts[2];
+            ev.loss = ev.n ? loss_sum / (double)ev.n : NAN;
+            if (rank) { /* rank 0 reports */
+                rc = 0;
+                goto done;
+            }
+        }
         double n = (double)(ev.n ? ev.n : 1);
         printf("eval: %lld images, loss %.6f, accuracy %.2f%%, top-5 %.2f%%\n", (long long)ev.n, ev.loss,
                100.0 * (double)ev.top1 / n, 100.0 * (double)ev.top5 / n);
@@ -58,7 +71,7 @@ int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p) {
         rc = 0;
         goto done;
     }
-    int64_t batches = s.logits ? (n + p->batch - 1) / p->batch : n / p->batch, counted = 0, correct = 0;
+    int64_t batches = n / p->batch, counted = 0;
     idx = malloc(sizeof(int64_t) * (size_t)p->batch);
     if (!idx) abort();
     double loss_sum = 0;
@@ -74,33 +87,16 @@ int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p) {
         if (rt_exe_fill_batch(&s, &ds, idx) || rt_exe_set_opt(&s, 0, &run, 1) || rt_device_run_forward(s.dev) ||
             rt_exe_read_f32(&s, s.loss, 1, &loss))
             goto done;
-        if (!s.logits) {
-            loss_sum += loss * (double)p->batch;
-            counted += p->batch;
-            continue;
-        }
-        if (rt_exe_read_f32(&s, s.logits, p->batch * p->num_classes, logits)) goto done;
-        for (int64_t i = 0; i < p->batch && b * p->batch + i < n; i++) {
-            const float *z = logits + i * p->num_classes;
-            int64_t best = 0;
-            double mx = z[0], sum = 0;
-            for (int64_t c = 1; c < p->num_classes; c++)
-                if (z[c] > z[best]) best = c;
-            mx = z[best];
-            for (int64_t c = 0; c < p->num_classes; c++) sum += exp((double)z[c] - mx);
-            loss_sum += log(sum) + mx - z[ds.labels[idx[i]]];
-            correct += best == ds.labels[idx[i]];
-            counted++;
-        }
+        loss_sum += loss * (double)p->batch; /* no logits: full batches' mean losses */
+        counted += p->batch;
     }
     if (dist) { /* exact: counts summed, not averages of averages; the loss sums in rank order */
-        int64_t counts[2] = {counted, correct};
-        if (rt_dist_sum_i64(dist, counts, 2) || rt_dist_sum_f64(dist, &loss_sum, 1)) {
+        int64_t counts[1] = {counted};
+        if (rt_dist_sum_i64(dist, counts, 1) || rt_dist_sum_f64(dist, &loss_sum, 1)) {
             rt_exe_error("data parallel (rank %d of %d): %s", rank, world, rt_dist_error(dist));
             goto done;
         }
         counted = counts[0];
-        correct = counts[1];
         if (rank) { /* rank 0 reports */
             rc = 0;
             goto done;
@@ -117,7 +113,6 @@ done:
     rt_dist_close(dist);
     free(idx);
     free(order);
-    free(logits);
     rt_exe_session_free(&s);
     rt_dataset_free(&ds);
     return rc;

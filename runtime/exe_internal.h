@@ -156,7 +156,8 @@ extern const char rt_exe_run_option_names[]; /* " --label-smoothing ... ": what 
 int rt_exe_run_option(exe_args *a, const char *opt, const char *next);
 int rt_exe_run_options_check(const exe_args *a); /* 0, or 2 (usage error printed) */
 int rt_exe_run_options_plan_check(const exe_args *a, const rt_plan *p); /* 0, or 1 (reported) */
-double rt_exe_base_lr(const exe_args *a, const rt_plan *p); /* --lr, else 5e-4 x batch / 512 */
+double rt_exe_base_lr(const exe_args *a, const rt_plan *p); /* --lr, else 5e-4 x global batch / 512 */
+void rt_exe_set_world(int world); /* the data-parallel world size the global batch counts (1) */
 void rt_exe_run_opt(const exe_args *a, const rt_plan *p, rt_opt_run *r); /* options, else the plan's */
 long rt_exe_warmup_steps(const exe_args *a, long per_epoch);
 /* the lr of step (1-based) of total: warm-up, then constant or cosine to --min-lr */
@@ -166,6 +167,9 @@ double rt_exe_lr_at(const exe_args *a, double lr, long step, long total, long pe
 
 /* loss, top-1, top-5 over every image of ds (the last batch padded, the padding masked) */
 int rt_exe_evaluate(session *s, const rt_dataset *ds, const exe_args *a, rt_exe_eval *out);
+/* the same over images rank, rank + world, ... of ds (data-parallel eval), with the loss's sum */
+int rt_exe_evaluate_shard(session *s, const rt_dataset *ds, const exe_args *a, int rank, int world, rt_exe_eval *out,
+                          double *loss_sum);
 /* two ImageFolder directories with other class folders: an error (reported); else 0 */
 int rt_exe_check_val_classes(const char *train_dir, const char *val_dir);
 /* one summary.csv row (header: a new file with timm's columns first); top-1/top-5 in percent */

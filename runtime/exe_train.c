@@ -141,6 +141,7 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         goto done;
     }
     if (rt_exe_dist_start(&dist, &rank, &world)) goto done;
+    rt_exe_set_world(world); /* the default lr follows the global batch */
     const char *save = rank ? NULL : a->save, *checkpoint = rank ? NULL : a->checkpoint; /* rank 0 writes */
     if (save && check_writable(save)) goto done;
     if (checkpoint && check_writable(checkpoint)) goto done;

@@ -120,8 +120,13 @@ int rt_exe_run_options_plan_check(const exe_args *a, const rt_plan *p) {
     return 0;
 }
 
+static int data_parallel_world = 1; /* ranks training together (rt_exe_set_world) */
+
+void rt_exe_set_world(int world) { data_parallel_world = world > 0 ? world : 1; }
+
 double rt_exe_base_lr(const exe_args *a, const rt_plan *p) {
-    return a->has_lr ? a->lr : 5e-4 * (double)p->batch / 512.0; /* DeiT: lr 5e-4 at batch 512, scaled */
+    /* DeiT: lr 5e-4 at a (global) batch of 512, scaled */
+    return a->has_lr ? a->lr : 5e-4 * (double)p->batch * data_parallel_world / 512.0;
 }
 
 void rt_exe_run_opt(const exe_args *a, const rt_plan *p, rt_opt_run *r) {

@@ -31,13 +31,20 @@ static double row_metrics(const float *z, int64_t k, int64_t y, int *top1, int *
 }
 
 int rt_exe_evaluate(session *s, const rt_dataset *ds, const exe_args *a, rt_exe_eval *out) {
+    return rt_exe_evaluate_shard(s, ds, a, 0, 1, out, NULL);
+}
+
+int rt_exe_evaluate_shard(session *s, const rt_dataset *ds, const exe_args *a, int rank, int world, rt_exe_eval *out,
+                          double *loss_sum_out) {
     const rt_plan *p = s->p;
     memset(out, 0, sizeof *out);
     if (ds->n == 0) return rt_exe_error("the evaluation dataset has no images");
     if (!s->logits)
         return rt_exe_error("this executable's plan has no [batch, classes] output 'logits': it cannot evaluate "
                             "top-1/top-5 over every image");
-    int64_t k = p->num_classes, batches = (ds->n + p->batch - 1) / p->batch;
+    /* this rank's images: rank, rank + world, ... (all of them for one rank) */
+    int64_t mine = ds->n > rank ? (ds->n - rank + world - 1) / world : 0;
+    int64_t k = p->num_classes, batches = (mine + p->batch - 1) / p->batch;
     int64_t *idx = malloc(sizeof(int64_t) * (size_t)p->batch);
     float *logits = malloc(sizeof(float) * (size_t)(p->batch * k));
     if (!idx || !logits) abort();
@@ -48,13 +55,14 @@ int rt_exe_evaluate(session *s, const rt_dataset *ds, const exe_args *a, rt_exe_
     double loss_sum = 0;
     int rc = 0;
     for (int64_t b = 0; b < batches && !rc; b++) {
-        for (int64_t i = 0; i < p->batch; i++) idx[i] = (b * p->batch + i) % ds->n; /* padding: from the start */
+        for (int64_t i = 0; i < p->batch; i++) /* padding: from the start of the shard */
+            idx[i] = rank + ((b * p->batch + i) % mine) * world;
         /* the forward steps only; lr 0 keeps the weights even in a plan whose eval prefix reaches
          * an update (or that has none: hand-written plans run every step) */
         if (rt_exe_fill_batch(s, ds, idx) || rt_exe_set_opt(s, 0, &run, 1)) rc = 1;
         else if (rt_device_run_forward(s->dev)) rc = rt_exe_error("%s", s->dev->err);
         else if (rt_exe_read_f32(s, s->logits, p->batch * k, logits)) rc = 1;
-        for (int64_t i = 0; i < p->batch && !rc && b * p->batch + i < ds->n; i++) { /* padding masked */
+        for (int64_t i = 0; i < p->batch && !rc && b * p->batch + i < mine; i++) { /* padding masked */
             int t1, t5;
             loss_sum += row_metrics(logits + i * k, k, ds->labels[idx[i]], &t1, &t5);
             out->top1 += t1;
@@ -63,6 +71,7 @@ int rt_exe_evaluate(session *s, const rt_dataset *ds, const exe_args *a, rt_exe_
         }
     }
     out->loss = out->n ? loss_sum / (double)out->n : NAN;
+    if (loss_sum_out) *loss_sum_out = loss_sum;
     free(idx);
     free(logits);
     return rc;
