@@ -208,7 +208,7 @@ static int read_frame(rt_dist *d, uint32_t expect_bytes) {
         char msg[1024] = "";
         if (recv_all(d, d->fd0, msg, hdr[1], 0)) return -1;
         msg[hdr[1]] = 0;
-        snprintf(d->err, sizeof d->err, "rank 0 gave up: %s", msg);
+        snprintf(d->err, sizeof d->err, "rank 0 gave up: %.990s", msg);
         return -1;
     }
     if (hdr[0] != FRAME_OK || hdr[1] != expect_bytes) {
