@@ -53,7 +53,7 @@ static inline void pack_strips(const double *base, int64_t ks, int64_t xs, int64
             for (int64_t k = 0; k < kc; k++) memcpy(dst + k * W, base + k * ks + s, sizeof(double) * (size_t)cnt);
             continue;
         }
-        const double *src[NR > MR ? NR : MR];
+        const double *src[NR > MR ? NR : MR] = {0}; /* (the first cnt are set; -O3 cannot see it) */
         for (int64_t x = 0; x < cnt; x++) src[x] = base + (s + x) * xs;
         if (cnt == W) /* a fixed count (W is a constant where this is inlined): unrolled */
             for (int64_t k = 0; k < kc; k++)

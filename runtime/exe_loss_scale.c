@@ -49,9 +49,9 @@ int rt_exe_scaler_read(session *s, float st[RT_SCALER_SLOTS]) {
 }
 
 int rt_exe_scaler_setup(session *s, const exe_args *a, int resumed) {
-    int mode;
-    double scale;
-    long interval;
+    int mode = 0;
+    double scale = 0;
+    long interval = 0;
     if (rt_exe_scaler_config(s, a, &mode, &scale, &interval)) return 1;
     if (!s->scaler) return 0;
     float st[RT_SCALER_SLOTS] = {0};
@@ -78,9 +78,9 @@ static void float_text(double v, char *buf, size_t size) {
 }
 
 int rt_exe_scaler_run_options(const session *s, const exe_args *a, const char **keys, char (*values)[64]) {
-    int mode;
-    double scale;
-    long interval;
+    int mode = 0;
+    double scale = 0;
+    long interval = 0;
     if (!s->scaler || rt_exe_scaler_config(s, a, &mode, &scale, &interval)) return 0;
     char num[32];
     float_text(scale, num, sizeof num);

@@ -430,7 +430,7 @@ int rt_plan_rgb_side(const char *what, const rt_plan *p, int *size, char *err, s
 
 int rt_dpk_load(const char *path, const rt_plan *p, rt_dataset *ds, char *err, size_t errsize) {
     memset(ds, 0, sizeof *ds);
-    int size;
+    int size = 0;
     if (rt_plan_rgb_side(path, p, &size, err, errsize)) return -1;
     rt_dpk d;
     if (rt_dpk_open(path, &d, err, errsize)) return -1;
