@@ -10,64 +10,90 @@
  *     dS_ij = P_ij (dO_i . v_j - D_i); dq_i = scale sum_j dS_ij k_j; dk_j = scale sum_i dS_ij q_i
  *
  * The caller (interp.c) rounds every output to its dtype. */
+#include "ir/interp_par.h"
 #include "ir/ir.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-void ir_interp_attention(const ir_graph *g, const ir_node *n, double *const *v, double *out) {
+typedef struct {
+    const ir_graph *g;
+    const ir_node *n;
+    double *const *v;
+    double *out;
+} attention_job;
+
+/* Heads [lo, hi) of the flattened (batch, head) range: each head reads and writes only its own
+ * columns, and is computed the same way on whichever thread runs it. */
+static void attention_heads(void *ctx, int64_t lo, int64_t hi) {
+    const attention_job *job = ctx;
+    const ir_graph *g = job->g;
+    const ir_node *n = job->n;
+    double *const *v = job->v;
+    double *out = job->out;
     int bwd = n->op == IR_OP_ATTENTION_BWD;
     const ir_node *qn = &g->nodes[n->inputs[bwd ? 1 : 0]];
     const double *qkv = v[n->inputs[bwd ? 1 : 0]];
     int64_t B = qn->shape[0], N = qn->shape[1], D3 = qn->shape[2], D = D3 / 3, H = n->attrs.heads, hd = D / H;
     double scale = n->attrs.alpha;
-    double *s = malloc(sizeof(double) * (size_t)(N * N) + 1);
+    double *s = malloc(sizeof(double) * (size_t)(N * N + hd) + 1);
     if (!s) abort();
-    if (bwd) memset(out, 0, sizeof(double) * (size_t)(B * N * D3));
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++) {
-            const double *q = qkv + b * N * D3 + h * hd, *k = q + D, *vv = q + 2 * D;
-            for (int64_t i = 0; i < N; i++) /* scores */
-                for (int64_t j = 0; j < N; j++) {
-                    double acc = 0;
-                    for (int64_t d = 0; d < hd; d++) acc += q[i * D3 + d] * k[j * D3 + d];
-                    s[i * N + j] = scale * acc;
-                }
-            if (!bwd) {
-                double *o = out + b * N * D + h * hd, *lse = out + B * N * D + (b * H + h) * N;
-                for (int64_t i = 0; i < N; i++) {
-                    double m = -INFINITY, l = 0;
-                    for (int64_t j = 0; j < N; j++) m = s[i * N + j] > m ? s[i * N + j] : m;
-                    for (int64_t j = 0; j < N; j++) l += (s[i * N + j] = exp(s[i * N + j] - m));
-                    for (int64_t d = 0; d < hd; d++) {
-                        double acc = 0;
-                        for (int64_t j = 0; j < N; j++) acc += s[i * N + j] / l * vv[j * D3 + d];
-                        o[i * D + d] = acc;
-                    }
-                    lse[i] = m + log(l);
-                }
-                continue;
+    double *acc_o = s + N * N; /* one output row, accumulated over the keys in order */
+    for (int64_t bh = lo; bh < hi; bh++) {
+        int64_t b = bh / H, h = bh % H;
+        const double *q = qkv + b * N * D3 + h * hd, *k = q + D, *vv = q + 2 * D;
+        for (int64_t i = 0; i < N; i++) /* scores */
+            for (int64_t j = 0; j < N; j++) {
+                double acc = 0;
+                for (int64_t d = 0; d < hd; d++) acc += q[i * D3 + d] * k[j * D3 + d];
+                s[i * N + j] = scale * acc;
             }
-            const double *dO = v[n->inputs[0]] + b * N * D + h * hd, *O = v[n->inputs[2]] + b * N * D + h * hd;
-            const double *lse = v[n->inputs[3]] + (b * H + h) * N;
-            double *dq = out + b * N * D3 + h * hd, *dk = dq + D, *dv = dq + 2 * D;
+        if (!bwd) {
+            double *o = out + b * N * D + h * hd, *lse = out + B * N * D + (b * H + h) * N;
             for (int64_t i = 0; i < N; i++) {
-                double Di = 0;
-                for (int64_t d = 0; d < hd; d++) Di += dO[i * D + d] * O[i * D + d];
+                double m = -INFINITY, l = 0;
+                for (int64_t j = 0; j < N; j++) m = s[i * N + j] > m ? s[i * N + j] : m;
+                for (int64_t j = 0; j < N; j++) l += (s[i * N + j] = exp(s[i * N + j] - m));
+                for (int64_t d = 0; d < hd; d++) acc_o[d] = 0;
                 for (int64_t j = 0; j < N; j++) {
-                    double p = exp(s[i * N + j] - lse[i]), dp = 0;
-                    for (int64_t d = 0; d < hd; d++) {
-                        dp += dO[i * D + d] * vv[j * D3 + d];
-                        dv[j * D3 + d] += p * dO[i * D + d];
-                    }
-                    double ds = p * (dp - Di);
-                    for (int64_t d = 0; d < hd; d++) {
-                        dq[i * D3 + d] += scale * ds * k[j * D3 + d];
-                        dk[j * D3 + d] += scale * ds * q[i * D3 + d];
-                    }
+                    double p = s[i * N + j] / l;
+                    for (int64_t d = 0; d < hd; d++) acc_o[d] += p * vv[j * D3 + d];
+                }
+                for (int64_t d = 0; d < hd; d++) o[i * D + d] = acc_o[d];
+                lse[i] = m + log(l);
+            }
+            continue;
+        }
+        const double *dO = v[n->inputs[0]] + b * N * D + h * hd, *O = v[n->inputs[2]] + b * N * D + h * hd;
+        const double *lse = v[n->inputs[3]] + (b * H + h) * N;
+        double *dq = out + b * N * D3 + h * hd, *dk = dq + D, *dv = dq + 2 * D;
+        for (int64_t i = 0; i < N; i++) {
+            double Di = 0;
+            for (int64_t d = 0; d < hd; d++) Di += dO[i * D + d] * O[i * D + d];
+            for (int64_t j = 0; j < N; j++) {
+                double p = exp(s[i * N + j] - lse[i]), dp = 0;
+                for (int64_t d = 0; d < hd; d++) {
+                    dp += dO[i * D + d] * vv[j * D3 + d];
+                    dv[j * D3 + d] += p * dO[i * D + d];
+                }
+                double ds = p * (dp - Di);
+                for (int64_t d = 0; d < hd; d++) {
+                    dq[i * D3 + d] += scale * ds * k[j * D3 + d];
+                    dk[j * D3 + d] += scale * ds * q[i * D3 + d];
                 }
             }
         }
+    }
     free(s);
+}
+
+void ir_interp_attention(const ir_graph *g, const ir_node *n, double *const *v, double *out) {
+    int bwd = n->op == IR_OP_ATTENTION_BWD;
+    const ir_node *qn = &g->nodes[n->inputs[bwd ? 1 : 0]];
+    int64_t B = qn->shape[0], N = qn->shape[1], D3 = qn->shape[2];
+    if (bwd) memset(out, 0, sizeof(double) * (size_t)(B * N * D3));
+    attention_job job = {g, n, v, out};
+    /* a head is about 4 N^2 hd flops forward: one a range is plenty to spread */
+    ir_par_for(B * n->attrs.heads, 1, attention_heads, &job);
 }

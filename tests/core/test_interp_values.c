@@ -4,7 +4,8 @@
  * clipping on, LayerNorm statistics fused) trains 3 steps, in f32 and in f64, four ways:
  * every value kept on 1 thread (the plain reference), and with ir_interp_release_dead (values
  * pooled and freed after their last reader) on 1, 2 and 5 threads, every op cut into ranges of
- * 7 items (rows or elements) and every product threaded, however small. Each way must give the same
+ * 7 items (rows or elements) and every product threaded, however small, and on 2 threads in
+ * ranges of 1 item (so the fused attention's 6 heads spread too). Each way must give the same
  * bits for the losses, every gradient output of every step and every weight and optimizer state
  * after the steps. A forward graph (logits only) checks the same for inference.
  */
@@ -106,15 +107,15 @@ static void check_ways(const ir_graph *g, int f64, int steps, const char *what) 
     record plain = {0};
     run_way(g, f64, 0, 1, steps, &plain);
     CHECK_MSG(plain.n > 0, "%s: nothing recorded", what);
-    static const int threads[] = {1, 2, 5};
-    for (int t = 0; t < 3; t++) {
+    static const int threads[] = {1, 2, 5, 2}, grains[] = {7, 7, 7, 1};
+    for (int t = 0; t < 4; t++) {
         record got = {0};
-        ir_par_force_grain(7);
+        ir_par_force_grain(grains[t]);
         run_way(g, f64, 1, threads[t], steps, &got);
         ir_par_force_grain(0);
         CHECK_MSG(got.n == plain.n && memcmp(got.v, plain.v, sizeof(double) * plain.n) == 0,
-                  "%s%s: pooled values on %d threads differ from the plain run", what, f64 ? " f64" : "",
-                  threads[t]);
+                  "%s%s: pooled values on %d threads (ranges of %d) differ from the plain run", what,
+                  f64 ? " f64" : "", threads[t], grains[t]);
         free(got.v);
     }
     free(plain.v);
