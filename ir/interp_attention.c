@@ -17,25 +17,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One fused attention op's operands and sizes, shared by the threads that run its heads. */
 typedef struct {
-    const ir_graph *g;
     const ir_node *n;
     double *const *v;
+    const double *qkv;
     double *out;
+    int64_t B, N, D3, H;
 } attention_job;
 
 /* Heads [lo, hi) of the flattened (batch, head) range: each head reads and writes only its own
  * columns, and is computed the same way on whichever thread runs it. */
 static void attention_heads(void *ctx, int64_t lo, int64_t hi) {
     const attention_job *job = ctx;
-    const ir_graph *g = job->g;
     const ir_node *n = job->n;
     double *const *v = job->v;
+    const double *qkv = job->qkv;
     double *out = job->out;
     int bwd = n->op == IR_OP_ATTENTION_BWD;
-    const ir_node *qn = &g->nodes[n->inputs[bwd ? 1 : 0]];
-    const double *qkv = v[n->inputs[bwd ? 1 : 0]];
-    int64_t B = qn->shape[0], N = qn->shape[1], D3 = qn->shape[2], D = D3 / 3, H = n->attrs.heads, hd = D / H;
+    int64_t B = job->B, N = job->N, D3 = job->D3, D = D3 / 3, H = job->H, hd = D / H;
     double scale = n->attrs.alpha;
     double *s = malloc(sizeof(double) * (size_t)(N * N + hd) + 1);
     if (!s) abort();
@@ -89,11 +89,10 @@ static void attention_heads(void *ctx, int64_t lo, int64_t hi) {
 }
 
 void ir_interp_attention(const ir_graph *g, const ir_node *n, double *const *v, double *out) {
-    int bwd = n->op == IR_OP_ATTENTION_BWD;
-    const ir_node *qn = &g->nodes[n->inputs[bwd ? 1 : 0]];
-    int64_t B = qn->shape[0], N = qn->shape[1], D3 = qn->shape[2];
-    if (bwd) memset(out, 0, sizeof(double) * (size_t)(B * N * D3));
-    attention_job job = {g, n, v, out};
+    int qkv_input = n->inputs[n->op == IR_OP_ATTENTION_BWD ? 1 : 0];
+    const ir_node *qn = &g->nodes[qkv_input];
+    attention_job job = {n, v, v[qkv_input], out, qn->shape[0], qn->shape[1], qn->shape[2], n->attrs.heads};
+    if (n->op == IR_OP_ATTENTION_BWD) memset(out, 0, sizeof(double) * (size_t)(job.B * job.N * job.D3));
     /* a head is about 4 N^2 hd flops forward: one a range is plenty to spread */
-    ir_par_for(B * n->attrs.heads, 1, attention_heads, &job);
+    ir_par_for(job.B * job.H, 1, attention_heads, &job);
 }

@@ -103,7 +103,17 @@ static void run_way(const ir_graph *g, int f64, int release, int threads, int st
     ir_interp_free(it);
 }
 
+static int count_op(const ir_graph *g, ir_op op) {
+    int k = 0;
+    for (int i = 0; i < g->n; i++) k += g->nodes[i].op == op;
+    return k;
+}
+
 static void check_ways(const ir_graph *g, int f64, int steps, const char *what) {
+    /* the last way spreads the fused attention's heads: the graph must have it (and its
+     * derivative when training) */
+    CHECK_MSG(count_op(g, IR_OP_ATTENTION) > 0, "%s: no fused attention in the graph", what);
+    CHECK_MSG(steps == 1 || count_op(g, IR_OP_ATTENTION_BWD) > 0, "%s: no fused attention backward", what);
     record plain = {0};
     run_way(g, f64, 0, 1, steps, &plain);
     CHECK_MSG(plain.n > 0, "%s: nothing recorded", what);
