@@ -395,6 +395,8 @@ int rt_image_eval_crop(const rt_rgb_image *img, int crop, unsigned char *out);
 /* image_encode.c: rgb (h rows of 3*w bytes) as a JPEG of the quality (1-100) into *out (malloc'ed). */
 int rt_jpeg_encode(const uint8_t *rgb, int w, int h, int quality, uint8_t **out, size_t *size, char *err,
                    size_t errsize);
+/* rgb as an 8-bit RGB PNG into *out (malloc'ed). */
+int rt_png_encode(const uint8_t *rgb, int w, int h, uint8_t **out, size_t *size, char *err, size_t errsize);
 /* The model's image shape (C, H, W): its `images` input, else the plan's header fields. */
 void rt_plan_image_shape(const rt_plan *p, int64_t chw[3]);
 /* Image i as c*h*w normalized floats into out. */
@@ -444,6 +446,10 @@ struct rt_transform {
     float erase_p;             /* Random Erasing probability (erasing.c; applied by the loader) */
 };
 int rt_transform_init(rt_transform *t, const char *name, int size, char *err, size_t errsize);
+/* The parts of a training transform given on their own (after rt_transform_init): RandAugment's
+ * timm spec (rand-m9-mstd0.5-inc1; "none": crop and flip only; NULL: the preset's) and Random
+ * Erasing's probability (reprob < 0: the preset's). Refused (-1, err) on "none" or a bad spec. */
+int rt_transform_set_parts(rt_transform *t, const char *rand_augment, double reprob, char *err, size_t errsize);
 /* erasing.c: timm's RandomErasing (pixel mode, one box) on the normalized sample. */
 typedef struct {
     int x, y, w, h;
