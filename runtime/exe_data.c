@@ -27,6 +27,12 @@ int rt_exe_default_workers(void) {
     return n < 1 ? 1 : n > 256 ? 256 : (int)n;
 }
 
+/* --aug's preset, with --rand-augment and --reprob in place of its parts */
+static int transform_init(const exe_args *a, int size, rt_transform *tf, char *err, size_t errsize) {
+    return rt_transform_init(tf, a->aug ? a->aug : "none", size, err, errsize) ||
+           rt_transform_set_parts(tf, a->rand_augment, a->has_reprob ? a->reprob : -1, err, errsize);
+}
+
 /* A .dpk is always streamed, in windows of this many samples (quasi-random order). */
 #define DPK_WINDOW 1024
 
@@ -42,7 +48,7 @@ static int open_dpk(const exe_args *a, const rt_plan *p, exe_stream *st) {
         rt_exe_stream_free(st);
         return 1;
     }
-    if (rt_transform_init(&st->tf, a->aug ? a->aug : "none", size, err, sizeof err)) {
+    if (transform_init(a, size, &st->tf, err, sizeof err)) {
         rt_exe_stream_free(st);
         return rt_exe_error("%s", err);
     }
@@ -73,7 +79,7 @@ int rt_exe_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st) {
         rt_image_list_free(&st->list); /* small enough to decode once (rt_exe_load_data) */
         return 0;
     }
-    if (rt_transform_init(&st->tf, aug, st->list.crop, err, sizeof err)) {
+    if (transform_init(a, st->list.crop, &st->tf, err, sizeof err)) {
         rt_exe_stream_free(st);
         return rt_exe_error("%s", err);
     }
@@ -99,8 +105,12 @@ int rt_exe_stream_start(exe_stream *st, const session *s, const exe_args *a, con
                           .mean = st->f32 ? st->list.mean : NULL, .std = st->f32 ? st->list.std : NULL};
     char err[1200];
     if (rt_loader_open(&st->loader, &c, err, sizeof err)) return rt_exe_error("%s: %s", a->data, err);
-    printf("data: %s: %lld images, %lld classes, streamed by %d workers (--aug %s%s)\n", rt_exe_shown(a->data),
-           (long long)st->list.n, (long long)st->list.classes, c.workers, st->tf.name,
+    char parts[160] = "";
+    if (a->rand_augment || a->has_reprob)
+        snprintf(parts, sizeof parts, " with --rand-augment %.80s, --reprob %g",
+                 a->rand_augment ? a->rand_augment : "as the preset", (double)st->tf.erase_p);
+    printf("data: %s: %lld images, %lld classes, streamed by %d workers (--aug %s%s%s)\n", rt_exe_shown(a->data),
+           (long long)st->list.n, (long long)st->list.classes, c.workers, st->tf.name, parts,
            st->f32 ? ", normalized by the workers" : "");
     return 0;
 }

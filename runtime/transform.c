@@ -288,3 +288,19 @@ int rt_transform_init(rt_transform *t, const char *name, int size, char *err, si
                                    "resized crop and flip; randaug: light + RandAugment rand-m9-mstd0.5-inc1; "
                                    "deit: randaug + random erasing, p 0.25)", name);
 }
+
+int rt_transform_set_parts(rt_transform *t, const char *rand_augment, double reprob, char *err, size_t errsize) {
+    if (!rand_augment && reprob < 0) return 0;
+    if (!strcmp(t->name, "none"))
+        return rt_errorf(err, errsize, "%s: an option of the training transform, which --aug none has not (give --aug "
+                                       "light, randaug or deit)", rand_augment ? "--rand-augment" : "--reprob");
+    if (rand_augment && !strcmp(rand_augment, "none")) { /* crop and flip only */
+        memset(&t->ra, 0, sizeof t->ra);
+        t->apply = light_apply;
+    } else if (rand_augment) {
+        if (rt_randaug_parse(rand_augment, &t->ra, err, errsize)) return -1;
+        t->apply = randaug_apply;
+    }
+    if (reprob >= 0) t->erase_p = (float)reprob;
+    return 0;
+}
