@@ -25,3 +25,5 @@ add_executable(test_recipe_e2e ${CMAKE_CURRENT_SOURCE_DIR}/runtime/test_recipe_e
 target_link_libraries(test_recipe_e2e PRIVATE deitc_exe deitc_rt m)
 add_test(NAME recipe_e2e COMMAND test_recipe_e2e $<TARGET_FILE:deitc> ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml)
 set_tests_properties(recipe_e2e PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS "recipe;runtime" TIMEOUT 300)
+add_test(NAME recipe_cli_bad COMMAND deitc compile ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml --recipe timm -o never)
+set_tests_properties(recipe_cli_bad PROPERTIES LABELS recipe PASS_REGULAR_EXPRESSION "--recipe expects deit, got 'timm'")

@@ -1,5 +1,6 @@
 /* test_recipe_e2e.c: issue 17's end-to-end recipe test, on an emu executable of a micro DeiT
- * compiled here with --mix --stochastic-depth --ema (argv: deitc, the model YAML).
+ * compiled here with --recipe deit (= --mix --stochastic-depth --ema; argv: deitc, the model
+ * YAML); with its parts off at run time it trains as a plain compile, bit for bit.
  *   1. an ImageFolder is generated: 6 classes of JPEG and PNG images of mixed sizes (train 24,
  *      val 9, so the last val batch of 4 is padded), plus one truncated JPEG; the loader's rule
  *      for a corrupt file is to refuse the run naming it (exit 1, nothing saved): asserted, then
@@ -291,6 +292,11 @@ static void test_recipe(void) {
               "%s", err_text);
     CHECK(sh("mv train/c2/zz_cut.jpg .") == 0);
 
+    /* --recipe deit's parts off at run time (mixup, cutmix, drop path 0): the plain compile's bits */
+    CHECK(sh("./exe train --data train --steps 4 --aug light --lr 0.003 --mixup 0 --cutmix 0 --drop-path 0 --save "
+             "off.st && ./plain train --data train --steps 4 --aug light --lr 0.003 --save plain.st") == 0);
+    CHECK_MSG(same("off.st", "plain.st"), "--recipe deit with mixup, cutmix and drop path off must train as plain");
+
     /* the uninterrupted run */
     CHECK(sh("./exe " RUN " --save ref.st --save-ema ref_ema.st --summary s.csv > ref.txt") == 0);
     CHECK(sh("cat ref.txt") == 0);
@@ -356,8 +362,9 @@ int main(int argc, char **argv) {
     deitc = argv[1], model = argv[2];
     snprintf(dir, sizeof dir, "/tmp/deitc_recipe_e2e_XXXXXX");
     if (!mkdtemp(dir)) return 1;
-    int rc = sh("'%s' compile '%s' " DEFS " --target emu --batch 4 --mix --stochastic-depth --ema -o exe > c.txt",
-                deitc, model);
+    int rc = sh("'%s' compile '%s' " DEFS " --target emu --batch 4 --recipe deit -o exe > c.txt && "
+                "'%s' compile '%s' " DEFS " --target emu --batch 4 -o plain > c2.txt",
+                deitc, model, deitc, model);
     CHECK_MSG(rc == 0, "compile failed: %s", err_text);
     if (rc == 0) test_recipe();
     if (!test_failures) sh("rm -rf '%s'", dir);
