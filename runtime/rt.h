@@ -469,6 +469,20 @@ void rt_rrc_params(const rt_transform *t, uint64_t rng, int full_w, int full_h, 
 /* The box c of img resized to size x size (PIL BICUBIC), flipped if c->flip, into out CHW. */
 int rt_rrc_apply_box(const rt_rgb_image *img, const rt_crop_params *c, int size, uint8_t *out);
 
+/* PIL's resampling (Pillow's Resample.c, 8 bits a channel): the rectangle [rx, rx+rw) x
+ * [ry, ry+rh) of img, seen as an image of its own, its box (x0, y0, x1, y1, relative to the
+ * rectangle) resized to ow x oh with BICUBIC (cubic) or BILINEAR, horizontal pass (rounded to
+ * uint8) then vertical, a pass skipped where Pillow skips it; only the output window [ox, ox+nw)
+ * x [oy, oy+nh) is computed, into out (nw x nh) as CHW (chw) or HWC, mirrored if flip. What the
+ * training crops (rt_rrc_apply_box) and the eval resize + center crop (rt_image_eval_crop) share. */
+typedef struct {
+    int rx, ry, rw, rh;
+    double box[4];
+    int ow, oh, ox, oy, nw, nh;
+    int cubic, flip, chw;
+} rt_resample;
+/* 0, or -1 when out of memory */
+int rt_resample_box(const rt_rgb_image *img, const rt_resample *r, uint8_t *out);
 /* img resized to ow x oh (PIL BILINEAR, antialiased) into out, HWC (rows of 3 * ow bytes). */
 int rt_image_resize_bilinear(const rt_rgb_image *img, int ow, int oh, uint8_t *out);
 
