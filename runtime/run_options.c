@@ -127,7 +127,8 @@ int rt_exe_run_options_check(const exe_args *a) {
 
 int rt_exe_run_options_plan_check(const exe_args *a, const rt_plan *p) {
     if ((a->has_ema_decay || a->save_ema) && !rt_exe_has_ema(p))
-        return rt_exe_error("%s: this executable keeps no EMA of the weights; compile with deitc compile --ema",
+        return rt_exe_error("%s: this executable keeps no EMA of the weights; compile with deitc compile --ema (or "
+                            "--recipe deit)",
                             a->has_ema_decay ? "--ema-decay" : "--save-ema");
     if (a->has_clip_grad && a->clip_grad > 0 && !(p->clip_grad_norm > 0))
         return rt_exe_error("--clip-grad %g: this executable was compiled without gradient clipping (its norm is "

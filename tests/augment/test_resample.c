@@ -60,7 +60,9 @@ int main(void) {
         at += sizeof v;
         int kind = v[0], w = v[1], h = v[2];
         size_t in_bytes = (size_t)w * h * 3;
-        size_t out_bytes = kind == 0 ? (size_t)3 * v[7] * v[7] : kind == 1 ? (size_t)3 * v[3] * v[3] : (size_t)3 * v[3] * v[4];
+        size_t out_bytes = kind == 0   ? (size_t)3 * v[7] * v[7]
+                           : kind == 1 ? (size_t)3 * v[3] * v[3]
+                                       : (size_t)3 * v[3] * v[4];
         if (kind < 0 || kind > 2 || at + in_bytes + out_bytes > size) break;
         rt_rgb_image img;
         memset(&img, 0, sizeof img);

@@ -137,8 +137,10 @@ static int write_val_tensor(int n) {
                 rc = 1;
             }
             free(im.rgb);
-            for (int i = 0; i < 3 * HW * HW && !rc; i++)
-                img[(size_t)k * 3 * HW * HW + i] = ((float)crop[i] / 255.0f - mean[i / (HW * HW)]) / stdv[i / (HW * HW)];
+            for (int i = 0; i < 3 * HW * HW && !rc; i++) {
+                int ch = i / (HW * HW);
+                img[(size_t)k * 3 * HW * HW + i] = ((float)crop[i] / 255.0f - mean[ch]) / stdv[ch];
+            }
             lab[k++] = c;
         }
     rt_tensor t[2];
@@ -296,6 +298,11 @@ static void test_recipe(void) {
     CHECK(sh("./exe train --data train --steps 4 --aug light --lr 0.003 --mixup 0 --cutmix 0 --drop-path 0 --save "
              "off.st && ./plain train --data train --steps 4 --aug light --lr 0.003 --save plain.st") == 0);
     CHECK_MSG(same("off.st", "plain.st"), "--recipe deit with mixup, cutmix and drop path off must train as plain");
+    /* the plain compile refuses them, naming the compile flags */
+    CHECK(sh("./plain train --data train --steps 1 --mixup 0.8") == 1 &&
+          strstr(err_text, "deitc compile --mix, or --recipe deit"));
+    CHECK(sh("./plain train --data train --steps 1 --drop-path 0.1") == 1 &&
+          strstr(err_text, "--stochastic-depth, or --recipe deit"));
 
     /* the uninterrupted run */
     CHECK(sh("./exe " RUN " --save ref.st --save-ema ref_ema.st --summary s.csv > ref.txt") == 0);
