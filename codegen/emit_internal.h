@@ -172,6 +172,17 @@ void cg_emit_chain(emitter *e, const int *nodes, int count);
 /* Whether chain member i's value is stored: unless it is no output and every reader of it is
  * in its chain (then it lives only in a register of the chain's kernel). */
 int cg_chain_stores(const ir_graph *g, int i);
+/* The pieces every chain kernel shares (emit_pointwise.c, emit_chain_reduce.c, emit_chain_rows.c):
+ * cg_chain_params adds the parameters y<m> (members of nodes[0..count) whose value is stored)
+ * and x<q> (the distinct inputs from outside those members, into ext[]; returns how many);
+ * cg_chain_values writes, for element i of `shape` (inputs broadcast to it), a<q> loaded from
+ * x<q>, v<m> each member's value rounded to its dtype, and the stores y<m>[i], each line
+ * indented by `indent`; cg_chain_name_step names every member in the step just emitted (and
+ * in its kernel's first use): "%35 a, %36 b". */
+int cg_chain_params(emitter *e, launch *l, const int *nodes, int count, int *ext);
+void cg_chain_values(const ir_graph *g, sb *b, const int *nodes, int count, const int *ext, int next,
+                     const ir_node *shape, const char *indent);
+void cg_chain_name_step(emitter *e, const int *nodes, int count);
 int cg_emit_gather(emitter *e);
 
 /* ---- emit_chain_reduce.c ------------------------------------------------------------------ */
