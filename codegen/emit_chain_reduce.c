@@ -29,7 +29,7 @@ void cg_emit_chain_reduce(emitter *e, const int *nodes, int count) {
     if (rp.chunks > 1) param(&l, "float *", "part", part);
     else param(&l, out_type(s->dtype), "y", off_of(e, sum));
     int ext[CG_MAX_PARAMS]; /* the distinct inputs from outside the chain */
-    int next = cg_chain_params(e, &l, nodes, nel, ext);
+    int next = cg_chain_params(e, &l, nodes, nel, 0, ext);
     const char *it = idx_type(ir_numel(x));
     sb *b = &l.body;
     cg_sb_printf(b, "    const int tx = threadIdx.x %% %d, ty = threadIdx.x / %d;\n", rp.tx, rp.tx);
@@ -45,7 +45,7 @@ void cg_emit_chain_reduce(emitter *e, const int *nodes, int count) {
     cg_sb_printf(b, "    float acc = 0.0f;\n    if (o < %lld) {\n", (long long)C);
     cg_sb_printf(b, "        for (%s r = r0 + ty; r < r1; r += %d) {\n", it, rp.ty);
     cg_sb_printf(b, "            const %s i = r * %lld + o;\n", it, (long long)C);
-    cg_chain_values(g, b, nodes, nel, ext, next, x, "            ");
+    cg_chain_values(g, b, nodes, nel, 0, ext, next, x, "            ");
     cg_sb_printf(b, "            acc += v%d;\n        }\n    }\n", nel - 1);
     char fmt[1000];
     if (rp.chunks > 1) snprintf(fmt, sizeof fmt, "part[(long long)chunk * %lld + o] = %%s;", (long long)C);

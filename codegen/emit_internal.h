@@ -177,10 +177,11 @@ int cg_chain_stores(const ir_graph *g, int i);
  * and x<q> (the distinct inputs from outside those members, into ext[]; returns how many);
  * cg_chain_values writes, for element i of `shape` (inputs broadcast to it), a<q> loaded from
  * x<q>, v<m> each member's value rounded to its dtype, and the stores y<m>[i], each line
- * indented by `indent`; cg_chain_name_step names every member in the step just emitted (and
+ * indented by `indent`. Members before `from` (0: none) are the caller's: it computes their v<m>
+ * (and stores them), the two only read them. cg_chain_name_step names every member in the step just emitted (and
  * in its kernel's first use): "%35 a, %36 b". */
-int cg_chain_params(emitter *e, launch *l, const int *nodes, int count, int *ext);
-void cg_chain_values(const ir_graph *g, sb *b, const int *nodes, int count, const int *ext, int next,
+int cg_chain_params(emitter *e, launch *l, const int *nodes, int count, int from, int *ext);
+void cg_chain_values(const ir_graph *g, sb *b, const int *nodes, int count, int from, const int *ext, int next,
                      const ir_node *shape, const char *indent);
 void cg_chain_name_step(emitter *e, const int *nodes, int count);
 int cg_emit_gather(emitter *e);
@@ -238,6 +239,16 @@ void cg_emit_row_head_warp(sb *b, const char *it, int64_t C, int64_t rows, int64
 void cg_emit_row_stats_reg(sb *b, int64_t C, double eps);
 /* opens the unrolled loop over a lane's columns (c defined); guard: skip padding columns */
 void cg_emit_row_for(sb *b, int64_t C, int guard);
+/* `float name[K]` = a lane's columns of the row at ptr (indexed by c), pad beyond C */
+void cg_emit_row_load(sb *b, const char *name, const char *ptr, ir_dtype t, int64_t C, const char *pad);
+/* How layer_norm_dgamma's kernel (and the LayerNorm-dx chain's) takes rows: blocks of *warps
+ * warps, each block a range of *range rows (a warp every *warps-th row of it), *ranges of them;
+ * summed: ranges long enough for column sums (partial sums per range; one range where a plain
+ * column sum of C outputs over the rows takes one pass), else a row a warp. */
+void cg_layer_norm_row_ranges(int64_t C, int64_t rows, int summed, int *warps, int64_t *range, int64_t *ranges);
+/* Scratch of a SUM_TO that ends a chain starting with LAYER_NORM_DX (residual-layer-norm-grad):
+ * the partial sums of its row ranges; -1 when it is no such SUM_TO (or its rows are too wide). */
+int64_t cg_layer_norm_dx_sum_scratch(const ir_graph *g, const ir_node *sum);
 
 /* ---- emit_chain_rows.c -------------------------------------------------------------------- */
 
@@ -246,6 +257,11 @@ void cg_emit_row_for(sb *b, int64_t C, int guard);
  * the unfused kernels': the same bits); rows wider than a warp's: the chain, then the
  * LayerNorm, two launches. Called by cg_emit_chain. */
 void cg_emit_chain_layer_norm(emitter *e, const int *nodes, int count);
+/* A chain that starts with a LAYER_NORM_DX (residual-layer-norm-grad): the LayerNorm's input
+ * gradient, then the elementwise members (the residual gradient's add) from it in registers,
+ * and a column sum of the last member if the chain ends in one, in one kernel; rows wider than
+ * a warp's: the LayerNorm dx, then the rest as a chain. Called by cg_emit_chain. */
+void cg_emit_chain_layer_norm_dx(emitter *e, const int *nodes, int count);
 int64_t cg_cross_entropy_scratch(const ir_graph *g, const ir_node *n);
 
 /* ---- emit_optim.c ------------------------------------------------------------------------- */

@@ -230,7 +230,7 @@ int cg_chain_stores(const ir_graph *g, int i) {
     return 0;
 }
 
-int cg_chain_params(emitter *e, launch *l, const int *nodes, int count, int *ext) {
+int cg_chain_params(emitter *e, launch *l, const int *nodes, int count, int from, int *ext) {
     const ir_graph *g = e->g;
     char name[16];
     int next = 0;
@@ -239,7 +239,7 @@ int cg_chain_params(emitter *e, launch *l, const int *nodes, int count, int *ext
         snprintf(name, sizeof name, "y%d", m);
         param(l, out_type(g->nodes[nodes[m]].dtype), name, off_of(e, nodes[m]));
     }
-    for (int m = 0; m < count; m++) {
+    for (int m = from; m < count; m++) {
         const ir_node *n = &g->nodes[nodes[m]];
         for (int k = 0; k < n->ninputs; k++) {
             int in = n->inputs[k], seen = 0;
@@ -254,7 +254,7 @@ int cg_chain_params(emitter *e, launch *l, const int *nodes, int count, int *ext
     return next;
 }
 
-void cg_chain_values(const ir_graph *g, sb *b, const int *nodes, int count, const int *ext, int next,
+void cg_chain_values(const ir_graph *g, sb *b, const int *nodes, int count, int from, const int *ext, int next,
                      const ir_node *shape, const char *indent) {
     char ref[512], lb[600], st[900];
     for (int q = 0; q < next; q++) {
@@ -267,7 +267,7 @@ void cg_chain_values(const ir_graph *g, sb *b, const int *nodes, int count, cons
         free(idx.s);
         cg_sb_printf(b, "%sconst float a%d = %s;\n", indent, q, cg_ld(lb, sizeof lb, in->dtype, ref));
     }
-    for (int m = 0; m < count; m++) {
+    for (int m = from; m < count; m++) {
         const ir_node *n = &g->nodes[nodes[m]];
         char ops[2][16] = {"", ""};
         const char *operands[2] = {ops[0], ops[1]};
@@ -312,6 +312,10 @@ void cg_emit_chain(emitter *e, const int *nodes, int count) {
         cg_emit_layer_norm_dgamma_dbeta(e, nodes, count);
         return;
     }
+    if (g->nodes[nodes[0]].op == IR_OP_LAYER_NORM_DX) { /* starts with a LayerNorm dx: emit_chain_rows.c */
+        cg_emit_chain_layer_norm_dx(e, nodes, count);
+        return;
+    }
     if (root->op == IR_OP_SUM_TO) { /* ends in a column sum: emit_chain_reduce.c */
         cg_emit_chain_reduce(e, nodes, count);
         return;
@@ -325,9 +329,9 @@ void cg_emit_chain(emitter *e, const int *nodes, int count) {
     l.tag = bias_gelu ? "bias_gelu" : "chain";
     int64_t total = ir_numel(root);
     int ext[CG_MAX_PARAMS]; /* the distinct inputs from outside the chain */
-    int next = cg_chain_params(e, &l, nodes, count, ext);
+    int next = cg_chain_params(e, &l, nodes, count, 0, ext);
     cg_loop_open(&l, total);
-    cg_chain_values(g, &l.body, nodes, count, ext, next, root, "        ");
+    cg_chain_values(g, &l.body, nodes, count, 0, ext, next, root, "        ");
     int saved = e->node;
     e->node = nodes[0];
     cg_loop_close(e, &l, total);

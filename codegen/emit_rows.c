@@ -613,3 +613,27 @@ void cg_emit_row_head_warp(sb *b, const char *it, int64_t C, int64_t rows, int64
 void cg_emit_row_stats_reg(sb *b, int64_t C, double eps) { emit_row_stats_reg(b, C, eps); }
 
 void cg_emit_row_for(sb *b, int64_t C, int guard) { emit_row_for(b, C, guard); }
+
+void cg_emit_row_load(sb *b, const char *name, const char *ptr, ir_dtype t, int64_t C, const char *pad) {
+    emit_row_load(b, name, ptr, t, C, pad);
+}
+
+void cg_layer_norm_row_ranges(int64_t C, int64_t rows, int summed, int *warps, int64_t *range, int64_t *ranges) {
+    *warps = DGAMMA_WARPS;
+    *range = summed ? dgamma_rows(rows) : DGAMMA_WARPS; /* unsummed: a row a warp */
+    if (summed && cg_red_plan_of(C, rows).chunks == 1) *range = rows; /* one pass, as the plain sum */
+    *ranges = (rows + *range - 1) / *range;
+}
+
+int64_t cg_layer_norm_dx_sum_scratch(const ir_graph *g, const ir_node *sum) {
+    const ir_node *first = sum;
+    while (first > g->nodes && sum->chain && first[-1].chain == sum->chain) first--;
+    if (first == sum || first->op != IR_OP_LAYER_NORM_DX) return -1;
+    const ir_node *x = &g->nodes[first->inputs[1]];
+    int64_t C = last_dim(x), rows = ir_numel(x) / C;
+    if (C > ROW_WARP_MAX) return -1; /* the kernels apart: the plain SUM_TO's plan */
+    int warps;
+    int64_t range, ranges;
+    cg_layer_norm_row_ranges(C, rows, 1, &warps, &range, &ranges);
+    return ranges > 1 ? (int64_t)sizeof(float) * ranges * C : 0;
+}

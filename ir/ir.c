@@ -751,6 +751,17 @@ static int verify_chain(ir_graph *g, int i) {
                               n->chain);
         return 0;
     }
+    if (n->chain > 0 && n->op == IR_OP_LAYER_NORM_DX) {
+        /* residual-layer-norm-grad: it starts its chain, an elementwise member reading it next */
+        const ir_node *next = i + 1 < g->n ? &g->nodes[i + 1] : NULL;
+        int reads = 0;
+        for (int k = 0; next && k < next->ninputs; k++) reads |= next->inputs[k] == i;
+        if ((i > 0 && g->nodes[i - 1].chain == n->chain) || !next || next->chain != n->chain || !reads ||
+            !(ir_op_flags(next->op) & IR_OPF_ELEMENTWISE))
+            return node_error(g, n, "chain %d: a layer_norm_dx starts its chain, an elementwise node reading it "
+                              "right after it", n->chain);
+        return 0;
+    }
     if (n->chain > 0 && n->op == IR_OP_MATMUL) {
         if (!gemm_epilogue_chain(g, i))
             return node_error(g, n, "chain %d: a MATMUL starts only a GEMM epilogue chain (matmul, add, gelu tanh; or "

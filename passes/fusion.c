@@ -26,6 +26,12 @@
  *                                              its sum: one kernel, two outputs (fusion_rows.c)
  *   layer-norm-dbeta  fusion, in "all"         a LayerNorm's dgamma and dbeta column sums in one
  *                                              kernel (fusion_rows.c)
+ *   residual-layer-norm-grad fusion, in "all"  a LayerNorm's dx, the residual gradient's add
+ *                                              after it and that sum's column sum (a bias
+ *                                              gradient): one row kernel (fusion_rows.c)
+ *   select-token-layer-norm forward-fusion, in "all"  the final LayerNorm on the rows the head
+ *                                              selects only (the class token): SLICE, then
+ *                                              LAYER_NORM (fusion_rows.c)
  */
 #include "passes/passes.h"
 
@@ -48,6 +54,8 @@ static const struct {
     {"residual-layer-norm", PASS_FUSE_RESIDUAL_LAYER_NORM, 1},
     {"layer-norm-dbeta", PASS_FUSE_LAYER_NORM_DBETA, 1},
     {"qkv-attention", PASS_FUSE_QKV_ATTENTION, 1},
+    {"residual-layer-norm-grad", PASS_FUSE_RESIDUAL_LAYER_NORM_GRAD, 1},
+    {"select-token-layer-norm", PASS_FUSE_SELECT_TOKEN_LAYER_NORM, 1},
 };
 enum { NFUSIONS = sizeof fusions / sizeof fusions[0] };
 

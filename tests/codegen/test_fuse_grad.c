@@ -5,7 +5,9 @@
  *                          MLP's GELU derivative and fc1 bias gradient) and bias-grad one per
  *                          attn.proj and per fc2 but the last block's (its input is a sum of
  *                          the residual stream's gradients); every such chain is one launch
- *                          (one pass at this size) and the step has that many launches fewer
+ *                          (one pass at this size) and the step has that many launches fewer;
+ *                          residual-layer-norm-grad: each block LayerNorm's dx and the residual
+ *                          gradient's add after it (and bias-grad's column sum of that) one launch
  *   test_fuse_grad emu_micro  emu EXEs trained 3 steps: --fuse none against bias-gelu-grad,
  *                          bias-grad and all on ../shared/testdata/deit_micro (its weights and
  *                          batch): losses and weights within relative L2 1e-5 (the same float
@@ -45,6 +47,8 @@ static char *slurp(const char *path) {
 typedef struct {
     int gelu_chains, sum_chains; /* chains ending in a column sum of GELU_GRAD / of another op */
     int dbeta_chains;            /* layer-norm-dbeta: dgamma + the column sum of its dy */
+    int dx_chains, dx_sum_chains; /* residual-layer-norm-grad: chains that start with a LayerNorm
+                                    dx, and of them those that end in a column sum */
     int fused_launches;          /* launches of their kernels */
     int launches;                /* of the whole step */
 } chain_counts;
@@ -86,11 +90,19 @@ static int counts_of(const char *fuse, chain_counts *c) {
         if (x->op == IR_OP_GELU_GRAD) c->gelu_chains++;
         else c->sum_chains++;
     }
+    for (int i = 0; i + 1 < r->g->n; i++) {
+        const ir_node *n = &r->g->nodes[i];
+        if (n->op != IR_OP_LAYER_NORM_DX || !n->chain) continue;
+        CHECK_MSG(r->g->nodes[i + 1].chain == n->chain && r->g->nodes[i + 1].op == IR_OP_ADD, "--fuse %s: %%%d", fuse, i);
+        c->dx_chains++;
+        c->dx_sum_chains += i + 2 < r->g->n && r->g->nodes[i + 2].chain == n->chain;
+    }
     for (int s = 0; s < p->nsteps; s++) {
         if (p->steps[s].kind == RT_STEP_GEMM || p->steps[s].kind == RT_STEP_KERNEL) c->launches++;
         if (p->steps[s].kind != RT_STEP_KERNEL) continue;
         const char *name = p->kernels[p->steps[s].kernel].name;
-        c->fused_launches += strstr(name, "_bias_gelu_grad") != NULL || strstr(name, "_chain_sum_to") != NULL;
+        c->fused_launches += strstr(name, "_bias_gelu_grad") != NULL || strstr(name, "_chain_sum_to") != NULL ||
+                             strstr(name, "_layer_norm_dx_chain_sum") != NULL;
     }
     cg_program_free(p);
     pass_result_free(r);
@@ -98,12 +110,13 @@ static int counts_of(const char *fuse, chain_counts *c) {
 }
 
 static int test_count(void) {
-    chain_counts none, gelu, bias, all;
+    chain_counts none, gelu, bias, all, dx, bias_dx;
     if (counts_of("none", &none) || counts_of("bias-gelu-grad", &gelu) || counts_of("bias-grad", &bias) ||
-        counts_of("all", &all))
+        counts_of("all", &all) || counts_of("residual-layer-norm-grad", &dx) ||
+        counts_of("bias-grad,residual-layer-norm-grad", &bias_dx))
         return test_result();
-    fprintf(stderr, "launches: none %d, bias-gelu-grad %d, bias-grad %d, all %d\n", none.launches, gelu.launches,
-            bias.launches, all.launches);
+    fprintf(stderr, "launches: none %d, bias-gelu-grad %d, bias-grad %d, all %d, residual-layer-norm-grad %d (with "
+            "bias-grad %d)\n", none.launches, gelu.launches, bias.launches, all.launches, dx.launches, bias_dx.launches);
     CHECK(none.gelu_chains == 0 && none.sum_chains == 0 && none.fused_launches == 0);
     CHECK_MSG(gelu.gelu_chains == 2 && gelu.sum_chains == 0 && gelu.fused_launches == 2,
               "bias-gelu-grad: %d gelu chains, %d others, %d launches", gelu.gelu_chains, gelu.sum_chains,
@@ -115,6 +128,14 @@ static int test_count(void) {
     CHECK(none.dbeta_chains == 0 && gelu.dbeta_chains == 0 && all.dbeta_chains == 5); /* one per LayerNorm */
     /* each fused chain saves its elementwise launch */
     CHECK(gelu.launches == none.launches - 2 && bias.launches == none.launches - 3);
+    /* residual-layer-norm-grad: the 4 blocks' LayerNorms' dx with the residual gradient's add
+     * after each (the final norm's dx starts the residual gradient: no add), one launch fewer
+     * each; with bias-grad 3 of those adds' column sums join them (their launches too) */
+    CHECK_MSG(dx.dx_chains == 4 && dx.dx_sum_chains == 0 && dx.launches == none.launches - 4,
+              "residual-layer-norm-grad: %d chains, %d with a sum, %d launches", dx.dx_chains, dx.dx_sum_chains,
+              dx.launches);
+    CHECK(bias_dx.dx_chains == 4 && bias_dx.dx_sum_chains == 3 && bias_dx.launches == bias.launches - 4);
+    CHECK(all.dx_chains == 4 && all.dx_sum_chains == 3 && none.dx_chains == 0);
     return test_result();
 }
 
@@ -212,9 +233,10 @@ static int test_emu_micro(void) {
     snprintf(batch, sizeof batch, "%s/batch.safetensors", data);
     snprintf(init, sizeof init, "%s/init.safetensors", data);
     const char *micro = "-D img_size=32 -D patch_size=8 -D num_classes=10 -D embed_dim=64 -D depth=2 -D num_heads=2";
-    enum { RUNS = 4 };
-    const char *fuse[RUNS] = {"none", "bias-gelu-grad", "bias-grad", "all"};
-    const char *kernel[RUNS] = {"_chain_sum_to(", "_bias_gelu_grad(", "_chain_sum_to(", "_bias_gelu_grad("};
+    enum { RUNS = 5 };
+    const char *fuse[RUNS] = {"none", "bias-gelu-grad", "bias-grad", "all", "residual-layer-norm-grad"};
+    const char *kernel[RUNS] = {"_chain_sum_to(", "_bias_gelu_grad(", "_chain_sum_to(", "_bias_gelu_grad(",
+                                "_layer_norm_dx_chain("};
     rt_tensor_set out[RUNS] = {{0}};
     float losses[RUNS][3] = {{0}};
     int ok = 1;
@@ -231,15 +253,18 @@ static int test_emu_own(void) {
      * column sums over 580 rows take two passes */
     const char *own = "-D img_size=48 -D patch_size=4 -D num_classes=7 -D embed_dim=48 -D depth=2 -D num_heads=3 "
                       "-D mlp_ratio=2";
-    const char *fuse2[3] = {"none", "all", "residual-layer-norm"};
-    const char *kernel2[3] = {"_layer_norm_chain(", "bias_gelu_grad_pass1", "_layer_norm_chain("};
-    rt_tensor_set out2[3] = {{0}};
-    float losses2[3][3] = {{0}};
+    enum { RUNS2 = 4 };
+    const char *fuse2[RUNS2] = {"none", "all", "residual-layer-norm", "bias-grad,residual-layer-norm-grad"};
+    const char *kernel2[RUNS2] = {"_layer_norm_chain(", "bias_gelu_grad_pass1", "_layer_norm_chain(",
+                                  "_layer_norm_dx_chain_sum_pass1("};
+    rt_tensor_set out2[RUNS2] = {{0}};
+    float losses2[RUNS2][3] = {{0}};
     snprintf(batch, sizeof batch, "%s/rand48.safetensors", tmp);
     ok = !random_batch(48, batch);
-    for (int m = 0; m < 3 && ok; m++) ok = !train(own, fuse2[m], 4, batch, NULL, kernel2[m], m > 0, &out2[m], losses2[m]);
-    if (ok) agree(out2, losses2, 3, fuse2, "img48");
-    for (int m = 0; m < 3; m++) rt_tensor_set_free(&out2[m]);
+    for (int m = 0; m < RUNS2 && ok; m++)
+        ok = !train(own, fuse2[m], 4, batch, NULL, kernel2[m], m > 0, &out2[m], losses2[m]);
+    if (ok) agree(out2, losses2, RUNS2, fuse2, "img48");
+    for (int m = 0; m < RUNS2; m++) rt_tensor_set_free(&out2[m]);
     return test_result();
 }
 
