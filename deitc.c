@@ -77,7 +77,7 @@ static void usage_to(FILE *f) {
             "  defaults to cuda, for run to emu)  --target cuda|emu\n"
             "  --fuse all|none|NAME,... (all: adamw-group, bias-gelu, elementwise-chain,\n"
             "  bias-gelu-grad, bias-grad, gelu-epilogue, residual-layer-norm, layer-norm-dbeta,\n"
-            "  qkv-attention;\n"
+            "  qkv-attention, residual-layer-norm-grad, select-token-layer-norm;\n"
             "  opt-in: layer-norm-stats)\n"
             "Stats options (inspect, compile): --stats | --stats-json  [--model-gpu h100|h200|a100]\n"
             "  the step's launches, GEMM calls, FLOPs, bytes and a modeled time on that GPU (default h100)\n"

@@ -87,7 +87,7 @@ int pass_fuse_parse(const char *spec, unsigned *bits, char *err, size_t errsize)
                 found = 1;
             }
         if (!found) {
-            char known[256];
+            char known[512];
             size_t k = 0;
             for (int i = 0; i < NFUSIONS && k < sizeof known; i++)
                 k += (size_t)snprintf(known + k, sizeof known - k, "%s%s", i ? ", " : "", fusions[i].name);

@@ -507,16 +507,17 @@ static void row_cases(op_suite *s) {
         /* residual-layer-norm-grad: a LayerNorm's dx and the residual gradient's add after it
          * (the sum stored, dx only in registers), warp rows (padded lanes too) and past the warp
          * limit (the two apart); with the column sum of the add (bias-grad's chain) one pass,
-         * two, and past the warp limit */
+         * two, at the warp limit (the most registers) and past it */
         static const struct { int64_t R, T, C; int sum; const char *name, *expect; } G[] = {
             {1, 8, 64, 0, "residual_grad_c64", "_layer_norm_dx_chain("},
             {1, 7, 40, 0, "residual_grad_c40_pad", "_layer_norm_dx_chain("},
             {1, 3, 1100, 0, "residual_grad_block", "_chain("},
             {1, 9, 40, 1, "residual_grad_sum_one_pass", "_layer_norm_dx_chain_sum("},
             {2, 300, 24, 1, "residual_grad_sum_two_pass", "layer_norm_dx_chain_sum_pass1"},
+            {1, 40, 1024, 1, "residual_grad_sum_c1024", "_layer_norm_dx_chain_sum("},
             {1, 5, 1030, 1, "residual_grad_sum_block", "_chain_sum_to("},
         };
-        for (int k = 0; k < 6; k++) {
+        for (int k = 0; k < 7; k++) {
             begin(s, IR_OP_LAYER_NORM_DX, G[k].name, t, G[k].expect);
             int64_t R = G[k].R, T = G[k].T, C = G[k].C;
             int res = in(s, t, SH(R, T, C), -1, 1); /* before dx: the chain's nodes are consecutive */
