@@ -230,6 +230,9 @@ void cg_emit_layer_norm_dgamma_dbeta(emitter *e, const int *nodes, int count);
 int64_t cg_layer_norm_dgamma_scratch(const ir_graph *g, const ir_node *n);
 int cg_emit_softmax(emitter *e); /* softmax and softmax_grad */
 int cg_emit_cross_entropy(emitter *e); /* cross_entropy and cross_entropy_grad */
+/* A chain [CROSS_ENTROPY, CROSS_ENTROPY_GRAD] (softmax-cross-entropy): the rows' losses and
+ * dlogits in one kernel (then the losses' mean, as the plain loss). Called by cg_emit_chain. */
+void cg_emit_cross_entropy_with_grad(emitter *e, const int *nodes, int count);
 /* The widest row of the one-warp-a-row kernels. */
 int cg_row_warp_max(void);
 /* A warp-row kernel's head (lane, r; warps past the last row leave) for rows of C <= the warp

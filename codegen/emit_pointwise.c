@@ -312,6 +312,10 @@ void cg_emit_chain(emitter *e, const int *nodes, int count) {
         cg_emit_layer_norm_dgamma_dbeta(e, nodes, count);
         return;
     }
+    if (g->nodes[nodes[0]].op == IR_OP_CROSS_ENTROPY) { /* with its gradient: emit_rows.c */
+        cg_emit_cross_entropy_with_grad(e, nodes, count);
+        return;
+    }
     if (g->nodes[nodes[0]].op == IR_OP_LAYER_NORM_DX) { /* starts with a LayerNorm dx: emit_chain_rows.c */
         cg_emit_chain_layer_norm_dx(e, nodes, count);
         return;

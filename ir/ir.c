@@ -762,6 +762,19 @@ static int verify_chain(ir_graph *g, int i) {
                               "right after it", n->chain);
         return 0;
     }
+    if (n->chain > 0 && (n->op == IR_OP_CROSS_ENTROPY || n->op == IR_OP_CROSS_ENTROPY_GRAD)) {
+        /* softmax-cross-entropy: exactly [CROSS_ENTROPY, CROSS_ENTROPY_GRAD] over the same inputs */
+        int c = n->op == IR_OP_CROSS_ENTROPY ? i : i - 1;
+        const ir_node *ce = c >= 0 ? &g->nodes[c] : NULL, *d = c >= 0 && c + 1 < g->n ? &g->nodes[c + 1] : NULL;
+        int ok = ce && d && ce->op == IR_OP_CROSS_ENTROPY && d->op == IR_OP_CROSS_ENTROPY_GRAD && ce->chain == n->chain &&
+                 d->chain == n->chain && d->inputs[1] == ce->inputs[0] && d->inputs[2] == ce->inputs[1] &&
+                 d->inputs[3] == ce->inputs[2] && (c == 0 || g->nodes[c - 1].chain != n->chain) &&
+                 (c + 2 >= g->n || g->nodes[c + 2].chain != n->chain);
+        if (!ok)
+            return node_error(g, n, "chain %d: a cross_entropy chains only with the cross_entropy_grad of its logits, "
+                              "labels and opt right after it", n->chain);
+        return 0;
+    }
     if (n->chain > 0 && n->op == IR_OP_MATMUL) {
         if (!gemm_epilogue_chain(g, i))
             return node_error(g, n, "chain %d: a MATMUL starts only a GEMM epilogue chain (matmul, add, gelu tanh; or "

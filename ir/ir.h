@@ -166,7 +166,8 @@ typedef struct {
                                   member's value; it may end in a SUM_TO of its last member to
                                   that member's last dim (a bias gradient: a column sum) or a
                                   LAYER_NORM of it (only leaves between), start with a LAYER_NORM_DX
-                                  read by the member after it, or start with a MATMUL
+                                  read by the member after it, be [CROSS_ENTROPY, its
+                                  CROSS_ENTROPY_GRAD], or start with a MATMUL
                                   whose GEMM epilogue computes the rest (ir.c's verifier) */
     const char *name;          /* arena string, unique among leaves and outputs; may be NULL */
     ir_loc loc;

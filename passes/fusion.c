@@ -32,6 +32,8 @@
  *   select-token-layer-norm forward-fusion, in "all"  the final LayerNorm on the rows the head
  *                                              selects only (the class token): SLICE, then
  *                                              LAYER_NORM (fusion_rows.c)
+ *   softmax-cross-entropy fusion, in "all"     the loss and its derivative: one row kernel
+ *                                              (fusion_rows.c)
  */
 #include "passes/passes.h"
 
@@ -56,6 +58,7 @@ static const struct {
     {"qkv-attention", PASS_FUSE_QKV_ATTENTION, 1},
     {"residual-layer-norm-grad", PASS_FUSE_RESIDUAL_LAYER_NORM_GRAD, 1},
     {"select-token-layer-norm", PASS_FUSE_SELECT_TOKEN_LAYER_NORM, 1},
+    {"softmax-cross-entropy", PASS_FUSE_SOFTMAX_CROSS_ENTROPY, 1},
 };
 enum { NFUSIONS = sizeof fusions / sizeof fusions[0] };
 

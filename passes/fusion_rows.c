@@ -24,6 +24,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int last_chain(const ir_graph *g) {
     int chains = 0;
@@ -113,7 +114,9 @@ int pass_fuse_residual_layer_norm_grad(ir_graph *g) {
  * distillation token: the final norm of DeiT) becomes, for each slice, the LayerNorm of that
  * slice of its input: SLICE(x) then LAYER_NORM, the rows the head reads and no others, forward
  * and (autodiff then differentiates the small LayerNorm) backward. A row's LayerNorm depends on
- * that row only, so the values are the same bits. Runs in forward-fusion. */
+ * that row only, so the values are the same bits; with two slices (a distilled model) gamma's
+ * and beta's gradients are the two slices' sums added, another order than one sum over the
+ * rows (to rounding). Runs in forward-fusion. */
 
 /* LayerNorm i can be taken apart: not an output, read only by slices along another axis than
  * the normalized one */
@@ -164,6 +167,75 @@ ir_graph *pass_fuse_select_token_layer_norm(const ir_graph *f, int *count, char 
     free(map);
     if (rc) {
         snprintf(err, errsize, "select-token-layer-norm: %s", g->error);
+        ir_graph_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+/* ---- softmax-cross-entropy ---------------------------------------------------------------- *
+ * The loss CROSS_ENTROPY(logits, labels, opt) and its derivative CROSS_ENTROPY_GRAD(dloss,
+ * logits, labels, opt): the derivative reads the seed (or mixup's weight of it), never the loss,
+ * so the loss moves to right before it (a new graph; nothing between reads the loss) and the two
+ * are a chain: one row kernel computes each row's log-sum-exp once, writes the row's loss for
+ * the mean and the row's dlogits (codegen/emit_rows.c); the same arithmetic, the same bits. */
+
+/* the CROSS_ENTROPY_GRAD after node c over c's logits, labels and opt, which no node from c on
+ * depends on c (through its inputs); -1 if none */
+static int cross_entropy_partner(const ir_graph *g, int c, unsigned char *dep) {
+    const ir_node *ce = &g->nodes[c];
+    if (ce->op != IR_OP_CROSS_ENTROPY || ce->chain || ce->group) return -1;
+    memset(dep, 0, (size_t)g->n);
+    dep[c] = 1;
+    for (int j = c + 1; j < g->n; j++) {
+        const ir_node *n = &g->nodes[j];
+        for (int k = 0; k < n->ninputs; k++) dep[j] |= dep[n->inputs[k]];
+        if (n->op == IR_OP_CROSS_ENTROPY_GRAD && !n->chain && !n->group && n->inputs[1] == ce->inputs[0] &&
+            n->inputs[2] == ce->inputs[1] && n->inputs[3] == ce->inputs[2])
+            return dep[j] ? -1 : j;
+        if (dep[j]) return -1; /* the loss would have to move past a reader of it */
+    }
+    return -1;
+}
+
+ir_graph *pass_fuse_softmax_cross_entropy(const ir_graph *f, int *count, char *err, size_t errsize) {
+    int n = f->n;
+    int *before = malloc(sizeof(int) * (size_t)(n + 1)); /* [d] the loss that moves right before d, or -1 */
+    unsigned char *moved = calloc((size_t)n + 1, 1), *dep = malloc((size_t)n + 1);
+    int *map = malloc(sizeof(int) * (size_t)(n + 1));
+    if (!before || !moved || !dep || !map) abort();
+    for (int i = 0; i < n; i++) before[i] = -1;
+    for (int c = 0; c < n; c++) {
+        int d = cross_entropy_partner(f, c, dep);
+        if (d < 0 || before[d] >= 0) continue;
+        before[d] = c;
+        moved[c] = 1;
+    }
+    ir_graph *g = ir_graph_new();
+    g->info = f->info;
+    if (f->info.model_name) g->info.model_name = ir_arena_strdup(&g->arena, f->info.model_name);
+    int rc = 0, chains = last_chain(f);
+    *count = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (moved[i]) continue; /* copied right before its derivative */
+        int c = before[i];
+        if (c >= 0) {
+            map[c] = ir_copy_node(g, f, c, map);
+            rc = map[c] < 0;
+            if (rc) break;
+        }
+        map[i] = ir_copy_node(g, f, i, map);
+        rc = map[i] < 0;
+        if (rc || c < 0) continue;
+        g->nodes[map[c]].chain = g->nodes[map[i]].chain = ++chains;
+        ++*count;
+    }
+    free(before);
+    free(moved);
+    free(dep);
+    free(map);
+    if (rc) {
+        snprintf(err, errsize, "softmax-cross-entropy: %s", g->error);
         ir_graph_free(g);
         return NULL;
     }

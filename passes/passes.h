@@ -124,6 +124,8 @@ enum {
     PASS_FUSE_SELECT_TOKEN_LAYER_NORM = 2048, /* "select-token-layer-norm" (forward-fusion,
                                        default): the final LayerNorm computed only on the token
                                        rows the head selects (forward and backward) */
+    PASS_FUSE_SOFTMAX_CROSS_ENTROPY = 4096, /* "softmax-cross-entropy" (fusion, default): the
+                                       loss and its dlogits in one row kernel */
 };
 
 /* Parses --fuse: "all", "none", or a comma list of fusion names (and "all"). 0 with *bits set,
@@ -188,6 +190,10 @@ int pass_fuse_residual_layer_norm_grad(ir_graph *g);
  * another axis than its last (the head's token selection) is, for each slice, the LAYER_NORM of
  * that slice of its input; *count of them. NULL with err on failure. */
 ir_graph *pass_fuse_select_token_layer_norm(const ir_graph *g, int *count, char *err, size_t errsize);
+/* softmax-cross-entropy: a new graph where each CROSS_ENTROPY with a CROSS_ENTROPY_GRAD over
+ * its logits, labels and opt that does not depend on it (nor does anything between) sits right
+ * before that derivative, the two a chain; *count of them. NULL with err on failure. */
+ir_graph *pass_fuse_softmax_cross_entropy(const ir_graph *g, int *count, char *err, size_t errsize);
 
 /* ---- precision.c -------------------------------------------------------------------------- */
 

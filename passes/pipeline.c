@@ -11,7 +11,8 @@
  *   fusion          fusions of the finished step (fusion_gemm.c: gelu-epilogue; fusion_grad.c:
  *                   bias-grad, bias-gelu-grad;
  *                   fusion.c: adamw-group, bias-gelu, elementwise-chain; fusion_rows.c:
- *                   residual-layer-norm, layer-norm-dbeta, residual-layer-norm-grad)
+ *                   residual-layer-norm, layer-norm-dbeta, residual-layer-norm-grad,
+ *                   softmax-cross-entropy)
  *   schedule        the order the step's nodes run in (schedule.c)
  *   memplan         every value's place in one device arena (memplan.c)
  *
@@ -83,6 +84,11 @@ static int stage_fusion(pass_result *r, const pass_options *o, char *err, size_t
         int count;
         r->fusions |= PASS_FUSE_BIAS_GRAD;
         if (replace_graph(r, pass_fuse_bias_grad(r->g, &count, err, errsize))) return -1;
+    }
+    if (fuse_bits(o) & PASS_FUSE_SOFTMAX_CROSS_ENTROPY) { /* a new graph too */
+        int count;
+        r->fusions |= PASS_FUSE_SOFTMAX_CROSS_ENTROPY;
+        if (replace_graph(r, pass_fuse_softmax_cross_entropy(r->g, &count, err, errsize))) return -1;
     }
     if (fuse_bits(o) & PASS_FUSE_BIAS_GELU_GRAD) { /* before elementwise-chain takes GELU_GRAD */
         r->fusions |= PASS_FUSE_BIAS_GELU_GRAD;

@@ -9,13 +9,16 @@
  *                          residual-layer-norm-grad: each block LayerNorm's dx and the residual
  *                          gradient's add after it (and bias-grad's column sum of that) one launch
  *   test_fuse_grad emu_micro  emu EXEs trained 3 steps: --fuse none against bias-gelu-grad,
- *                          bias-grad and all on ../shared/testdata/deit_micro (its weights and
+ *                          bias-grad, all, residual-layer-norm-grad, select-token-layer-norm
+ *                          and softmax-cross-entropy on ../shared/testdata/deit_micro (its weights and
  *                          batch): losses and weights within relative L2 1e-5 (the same float
  *                          sums: in fact the same bits)
  *   test_fuse_grad emu_own    the same, none against all and residual-layer-norm, on a size of
  *                          our own (145 tokens a batch of 4: 580 rows, the two-pass column sums;
  *                          48-wide rows: padded lanes in the LayerNorm's warps)
  *   test_fuse_grad tanh       gelu-epilogue on a tanh-GELU model (test_tanh says what)
+ *   test_fuse_grad select     select-token-layer-norm: the graph, and the interpreter's bits
+ *                          (test_select says what)
  * Everything is written under a fresh temporary directory, removed at the end. */
 #include <string.h>
 #include <unistd.h>
@@ -233,10 +236,11 @@ static int test_emu_micro(void) {
     snprintf(batch, sizeof batch, "%s/batch.safetensors", data);
     snprintf(init, sizeof init, "%s/init.safetensors", data);
     const char *micro = "-D img_size=32 -D patch_size=8 -D num_classes=10 -D embed_dim=64 -D depth=2 -D num_heads=2";
-    enum { RUNS = 5 };
-    const char *fuse[RUNS] = {"none", "bias-gelu-grad", "bias-grad", "all", "residual-layer-norm-grad"};
+    enum { RUNS = 7 };
+    const char *fuse[RUNS] = {"none", "bias-gelu-grad", "bias-grad", "all", "residual-layer-norm-grad",
+                              "select-token-layer-norm", "softmax-cross-entropy"};
     const char *kernel[RUNS] = {"_chain_sum_to(", "_bias_gelu_grad(", "_chain_sum_to(", "_bias_gelu_grad(",
-                                "_layer_norm_dx_chain("};
+                                "_layer_norm_dx_chain(", "layer_norm_dx (f32[4,1,64]", "_cross_entropy_with_grad_pass1("};
     rt_tensor_set out[RUNS] = {{0}};
     float losses[RUNS][3] = {{0}};
     int ok = 1;
@@ -326,9 +330,85 @@ static int test_tanh(void) {
     return test_result();
 }
 
+/* ---- select: select-token-layer-norm ---------------------------------------------------- */
+
+/* The DeiT-micro training step of `model` with --fuse `fuse`: LayerNorms of a token slice, of
+ * all the tokens, and LayerNorm dxs of one token a row */
+static void select_counts(const char *model, const char *fuse, int *sliced, int *full, int *small_dx) {
+    const char *src = test_env("DEITC_SOURCE_DIR");
+    char path[1024], err[1024];
+    snprintf(path, sizeof path, "%s/models/%s.yaml", src, model);
+    fe_define micro[] = {{"img_size", "32"}, {"patch_size", "8"}, {"num_classes", "10"},
+                         {"embed_dim", "64"}, {"depth", "2"}, {"num_heads", "2"}};
+    ir_graph *g = NULL;
+    *sliced = *full = *small_dx = -1;
+    CHECK_MSG(fe_load_model(path, micro, 6, 4, &g, err, sizeof err) == 0, "%s", err);
+    if (!g) return;
+    pass_options po;
+    pass_options_default(&po);
+    po.fuse = fuse;
+    pass_result *r = pass_pipeline_run(g, &po, "training", err, sizeof err);
+    CHECK_MSG(r != NULL, "%s --fuse %s: %s", model, fuse, err);
+    if (!r) return;
+    *sliced = *full = *small_dx = 0;
+    for (int i = 0; i < r->g->n; i++) {
+        const ir_node *n = &r->g->nodes[i];
+        if (n->op == IR_OP_LAYER_NORM && r->g->nodes[n->inputs[0]].op == IR_OP_SLICE && n->shape[1] == 1) ++*sliced;
+        else if (n->op == IR_OP_LAYER_NORM) ++*full;
+        if (n->op == IR_OP_LAYER_NORM_DX && n->shape[1] == 1) ++*small_dx;
+    }
+    pass_result_free(r);
+}
+
+/* select-token-layer-norm: the final LayerNorm on the head's token rows only (DeiT: the class
+ * token; distilled: the class and the distillation tokens, each its own), forward and backward;
+ * the interpreter (deitc run, 2 training steps) gives the same bits with and without it (the
+ * distilled model: within 1e-6, its norm's gamma and beta gradients summed token by token). The
+ * emu EXEs: emu_micro. */
+static int test_select(void) {
+    static const struct { const char *model; int tokens; } M[] = {{"deit_tiny", 1}, {"deit_tiny_distilled", 2}};
+    const char *bin = test_env("DEITC_BIN"), *src = test_env("DEITC_SOURCE_DIR");
+    const char *micro = "-D img_size=32 -D patch_size=8 -D num_classes=10 -D embed_dim=64 -D depth=2 -D num_heads=2";
+    char batch[1100], err[1024];
+    snprintf(batch, sizeof batch, "%s/rand32.safetensors", tmp);
+    if (random_batch(32, batch)) return test_result();
+    for (int k = 0; k < 2; k++) {
+        int sliced, full, small_dx;
+        select_counts(M[k].model, "none", &sliced, &full, &small_dx);
+        CHECK_MSG(sliced == 0 && full == 5 && small_dx == 0, "%s none: %d sliced, %d full, %d small dx", M[k].model,
+                  sliced, full, small_dx);
+        select_counts(M[k].model, "select-token-layer-norm", &sliced, &full, &small_dx);
+        CHECK_MSG(sliced == M[k].tokens && full == 4 && small_dx == M[k].tokens,
+                  "%s select-token-layer-norm: %d sliced, %d full, %d small dx", M[k].model, sliced, full, small_dx);
+        rt_tensor_set out[2] = {{0}};
+        const char *fuse[2] = {"none", "select-token-layer-norm"};
+        for (int m = 0; m < 2; m++) {
+            char path[1100];
+            snprintf(path, sizeof path, "%s/run%d.safetensors", tmp, m);
+            int rc = test_sh("'%s' run '%s/models/%s.yaml' %s --input '%s' -o '%s' --steps 2 --lr 1e-3 --weight-decay 0.05 "
+                             "--fuse %s", bin, src, M[k].model, micro, batch, path, fuse[m]);
+            CHECK_MSG(rc == 0, "%s: deitc run --fuse %s failed", M[k].model, fuse[m]);
+            CHECK_MSG(rc || rt_safetensors_read(path, &out[m], err, sizeof err) == 0, "%s", err);
+        }
+        CHECK_MSG(out[0].count == out[1].count && out[0].count > 20, "%s: %d tensors against %d", M[k].model,
+                  out[1].count, out[0].count);
+        if (M[k].tokens == 1) { /* the same arithmetic: the same bits */
+            for (int i = 0; i < out[0].count; i++) {
+                const rt_tensor *a = &out[0].tensors[i], *b = rt_tensor_set_find(&out[1], a->name);
+                CHECK_MSG(b && b->nbytes == a->nbytes && memcmp(a->data, b->data, a->nbytes) == 0,
+                          "%s: %s differs with select-token-layer-norm", M[k].model, a->name);
+            }
+        } else { /* norm.weight and norm.bias: each token's gradient summed apart, then added */
+            compare_sets(&out[1], &out[0], 1e-6, "deit_tiny_distilled: deitc run, select-token-layer-norm vs none");
+        }
+        for (int m = 0; m < 2; m++) rt_tensor_set_free(&out[m]);
+    }
+    return test_result();
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: test_fuse_grad count|emu_micro|emu_own|tanh\n");
+        fprintf(stderr, "usage: test_fuse_grad count|emu_micro|emu_own|tanh|select\n");
         return 2;
     }
     const char *t = getenv("TMPDIR");
@@ -342,6 +422,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[1], "emu_micro") == 0) rc = test_emu_micro();
     else if (strcmp(argv[1], "emu_own") == 0) rc = test_emu_own();
     else if (strcmp(argv[1], "tanh") == 0) rc = test_tanh();
+    else if (strcmp(argv[1], "select") == 0) rc = test_select();
     else fprintf(stderr, "unknown mode %s\n", argv[1]);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);

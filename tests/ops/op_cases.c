@@ -547,6 +547,17 @@ static void row_cases(op_suite *s) {
             lb = in(s, X[k].lt, SH(X[k].B), 0, (double)X[k].K);
             op = smoothing_opt(s, X[k].sm);
             result(s, node(s, IR_OP_CROSS_ENTROPY_GRAD, (int[]){dl, lg, lb, op}, 4, &ca, t, 0, NULL));
+            /* softmax-cross-entropy: the loss and its dlogits in one kernel (the seed made first:
+             * the derivative right after the loss) */
+            char variant[64];
+            snprintf(variant, sizeof variant, "with_grad_%s", X[k].name);
+            begin(s, IR_OP_CROSS_ENTROPY, variant, t, "cross_entropy_with_grad_pass1");
+            dl = in(s, IR_F32, SH(1), 0.5, 2);
+            lg = in(s, t, SH(X[k].B, X[k].K), -5, 5);
+            lb = in(s, X[k].lt, SH(X[k].B), 0, (double)X[k].K);
+            op = smoothing_opt(s, X[k].sm);
+            result(s, node(s, IR_OP_CROSS_ENTROPY, (int[]){lg, lb, op}, 3, &ca, IR_F32, 0, NULL));
+            result(s, node(s, IR_OP_CROSS_ENTROPY_GRAD, (int[]){dl, lg, lb, op}, 4, &ca, t, 0, NULL));
         }
     }
 }
