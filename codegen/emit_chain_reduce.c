@@ -22,30 +22,14 @@ void cg_emit_chain_reduce(emitter *e, const int *nodes, int count) {
     const int64_t part = rp.chunks > 1 ? e->m->scratch_offset[sum] : -1;
     assert(rp.chunks == 1 || part >= 0);
     launch l = {0};
-    char tag[64], ref[512], lb[600], st[900], name[16];
+    char tag[64], st[900];
     int gelu = nel == 1 && x->op == IR_OP_GELU_GRAD;
     snprintf(tag, sizeof tag, "%s%s", gelu ? "bias_gelu_grad" : "chain_sum_to", rp.chunks > 1 ? "_pass1" : "");
     l.tag = tag;
     if (rp.chunks > 1) param(&l, "float *", "part", part);
     else param(&l, out_type(s->dtype), "y", off_of(e, sum));
-    for (int m = 0; m < nel; m++) {
-        if (!cg_chain_stores(g, nodes[m])) continue;
-        snprintf(name, sizeof name, "y%d", m);
-        param(&l, out_type(g->nodes[nodes[m]].dtype), name, off_of(e, nodes[m]));
-    }
-    int ext[CG_MAX_PARAMS], next = 0; /* the distinct inputs from outside the chain */
-    for (int m = 0; m < nel; m++) {
-        const ir_node *n = &g->nodes[nodes[m]];
-        for (int k = 0; k < n->ninputs; k++) {
-            int in = n->inputs[k], seen = 0;
-            for (int q = 0; q < m; q++) seen |= nodes[q] == in;
-            for (int q = 0; q < next; q++) seen |= ext[q] == in;
-            if (seen) continue;
-            ext[next] = in;
-            snprintf(name, sizeof name, "x%d", next++);
-            param(&l, in_type(g->nodes[in].dtype), name, off_of(e, in));
-        }
-    }
+    int ext[CG_MAX_PARAMS]; /* the distinct inputs from outside the chain */
+    int next = cg_chain_params(e, &l, nodes, nel, 0, ext);
     const char *it = idx_type(ir_numel(x));
     sb *b = &l.body;
     cg_sb_printf(b, "    const int tx = threadIdx.x %% %d, ty = threadIdx.x / %d;\n", rp.tx, rp.tx);
@@ -61,34 +45,7 @@ void cg_emit_chain_reduce(emitter *e, const int *nodes, int count) {
     cg_sb_printf(b, "    float acc = 0.0f;\n    if (o < %lld) {\n", (long long)C);
     cg_sb_printf(b, "        for (%s r = r0 + ty; r < r1; r += %d) {\n", it, rp.ty);
     cg_sb_printf(b, "            const %s i = r * %lld + o;\n", it, (long long)C);
-    for (int q = 0; q < next; q++) {
-        const ir_node *in = &g->nodes[ext[q]];
-        term t[IR_MAX_DIMS];
-        int nt = cg_bcast_terms(in, x->ndim, x->shape, t);
-        sb idx = {0};
-        cg_emit_terms(&idx, "i", t, nt);
-        snprintf(ref, sizeof ref, "x%d[%s]", q, idx.s);
-        free(idx.s);
-        cg_sb_printf(b, "            const float a%d = %s;\n", q, cg_ld(lb, sizeof lb, in->dtype, ref));
-    }
-    for (int m = 0; m < nel; m++) {
-        const ir_node *n = &g->nodes[nodes[m]];
-        char ops[2][16] = {"", ""};
-        const char *operands[2] = {ops[0], ops[1]};
-        for (int k = 0; k < n->ninputs && k < 2; k++) {
-            int in = n->inputs[k];
-            for (int q = 0; q < m; q++)
-                if (nodes[q] == in) snprintf(ops[k], sizeof ops[k], "v%d", q);
-            for (int q = 0; q < next; q++)
-                if (ext[q] == in) snprintf(ops[k], sizeof ops[k], "a%d", q);
-        }
-        char *v = cg_expr_value(n, operands); /* rounded to n's dtype: what the unfused sum reads */
-        cg_sb_printf(b, "            const float v%d = %s;\n", m, v);
-        free(v);
-        if (!cg_chain_stores(g, nodes[m])) continue;
-        snprintf(ref, sizeof ref, "v%d", m);
-        cg_sb_printf(b, "            y%d[i] = %s;\n", m, cg_st(st, sizeof st, n->dtype, ref));
-    }
+    cg_chain_values(g, b, nodes, nel, 0, ext, next, x, "            ");
     cg_sb_printf(b, "            acc += v%d;\n        }\n    }\n", nel - 1);
     char fmt[1000];
     if (rp.chunks > 1) snprintf(fmt, sizeof fmt, "part[(long long)chunk * %lld + o] = %%s;", (long long)C);
@@ -97,22 +54,7 @@ void cg_emit_chain_reduce(emitter *e, const int *nodes, int count) {
     int saved = e->node;
     e->node = nodes[0];
     cg_finish(e, &l, rp.tiles * rp.chunks, rp.tx * rp.ty);
-    /* the step (and a kernel's first use) names every member: "%76 a, %77 b" */
-    rt_plan_step *step = &e->p->steps[e->p->nsteps - 1];
-    cg_kernel *kn = &e->p->kernels[step->kernel];
-    sb what = {0};
-    cg_sb_printf(&what, "%s", step->what);
-    for (int m = 1; m < count; m++) {
-        char *label = cg_node_label(g, nodes[m]);
-        cg_sb_printf(&what, ", %s", label);
-        free(label);
-    }
-    free((void *)step->what);
-    step->what = what.s;
-    if (kn->nuses == 1) {
-        free(kn->nodes);
-        kn->nodes = xstrdup(what.s);
-    }
+    cg_chain_name_step(e, nodes, count); /* "%76 a, %77 b" */
     e->node = sum; /* pass 2 writes the SUM_TO's value */
     if (rp.chunks > 1) cg_emit_partials_sum(e, part, rp.chunks, C, 1);
     e->node = saved;

@@ -172,6 +172,18 @@ void cg_emit_chain(emitter *e, const int *nodes, int count);
 /* Whether chain member i's value is stored: unless it is no output and every reader of it is
  * in its chain (then it lives only in a register of the chain's kernel). */
 int cg_chain_stores(const ir_graph *g, int i);
+/* The pieces every chain kernel shares (emit_pointwise.c, emit_chain_reduce.c, emit_chain_rows.c):
+ * cg_chain_params adds the parameters y<m> (members of nodes[0..count) whose value is stored)
+ * and x<q> (the distinct inputs from outside those members, into ext[]; returns how many);
+ * cg_chain_values writes, for element i of `shape` (inputs broadcast to it), a<q> loaded from
+ * x<q>, v<m> each member's value rounded to its dtype, and the stores y<m>[i], each line
+ * indented by `indent`. Members before `from` (0: none) are the caller's: it computes their v<m>
+ * (and stores them), the two only read them. cg_chain_name_step names every member in the step just emitted (and
+ * in its kernel's first use): "%35 a, %36 b". */
+int cg_chain_params(emitter *e, launch *l, const int *nodes, int count, int from, int *ext);
+void cg_chain_values(const ir_graph *g, sb *b, const int *nodes, int count, int from, const int *ext, int next,
+                     const ir_node *shape, const char *indent);
+void cg_chain_name_step(emitter *e, const int *nodes, int count);
 int cg_emit_gather(emitter *e);
 
 /* ---- emit_chain_reduce.c ------------------------------------------------------------------ */
@@ -218,6 +230,9 @@ void cg_emit_layer_norm_dgamma_dbeta(emitter *e, const int *nodes, int count);
 int64_t cg_layer_norm_dgamma_scratch(const ir_graph *g, const ir_node *n);
 int cg_emit_softmax(emitter *e); /* softmax and softmax_grad */
 int cg_emit_cross_entropy(emitter *e); /* cross_entropy and cross_entropy_grad */
+/* A chain [CROSS_ENTROPY, CROSS_ENTROPY_GRAD] (softmax-cross-entropy): the rows' losses and
+ * dlogits in one kernel (then the losses' mean, as the plain loss). Called by cg_emit_chain. */
+void cg_emit_cross_entropy_with_grad(emitter *e, const int *nodes, int count);
 /* The widest row of the one-warp-a-row kernels. */
 int cg_row_warp_max(void);
 /* A warp-row kernel's head (lane, r; warps past the last row leave) for rows of C <= the warp
@@ -227,6 +242,16 @@ void cg_emit_row_head_warp(sb *b, const char *it, int64_t C, int64_t rows, int64
 void cg_emit_row_stats_reg(sb *b, int64_t C, double eps);
 /* opens the unrolled loop over a lane's columns (c defined); guard: skip padding columns */
 void cg_emit_row_for(sb *b, int64_t C, int guard);
+/* `float name[K]` = a lane's columns of the row at ptr (indexed by c), pad beyond C */
+void cg_emit_row_load(sb *b, const char *name, const char *ptr, ir_dtype t, int64_t C, const char *pad);
+/* How layer_norm_dgamma's kernel (and the LayerNorm-dx chain's) takes rows: blocks of *warps
+ * warps, each block a range of *range rows (a warp every *warps-th row of it), *ranges of them;
+ * summed: ranges long enough for column sums (partial sums per range; one range where a plain
+ * column sum of C outputs over the rows takes one pass), else a row a warp. */
+void cg_layer_norm_row_ranges(int64_t C, int64_t rows, int summed, int *warps, int64_t *range, int64_t *ranges);
+/* Scratch of a SUM_TO that ends a chain starting with LAYER_NORM_DX (residual-layer-norm-grad):
+ * the partial sums of its row ranges; -1 when it is no such SUM_TO (or its rows are too wide). */
+int64_t cg_layer_norm_dx_sum_scratch(const ir_graph *g, const ir_node *sum);
 
 /* ---- emit_chain_rows.c -------------------------------------------------------------------- */
 
@@ -235,6 +260,11 @@ void cg_emit_row_for(sb *b, int64_t C, int guard);
  * the unfused kernels': the same bits); rows wider than a warp's: the chain, then the
  * LayerNorm, two launches. Called by cg_emit_chain. */
 void cg_emit_chain_layer_norm(emitter *e, const int *nodes, int count);
+/* A chain that starts with a LAYER_NORM_DX (residual-layer-norm-grad): the LayerNorm's input
+ * gradient, then the elementwise members (the residual gradient's add) from it in registers,
+ * and a column sum of the last member if the chain ends in one, in one kernel; rows wider than
+ * a warp's: the LayerNorm dx, then the rest as a chain. Called by cg_emit_chain. */
+void cg_emit_chain_layer_norm_dx(emitter *e, const int *nodes, int count);
 int64_t cg_cross_entropy_scratch(const ir_graph *g, const ir_node *n);
 
 /* ---- emit_optim.c ------------------------------------------------------------------------- */

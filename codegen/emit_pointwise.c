@@ -230,11 +230,94 @@ int cg_chain_stores(const ir_graph *g, int i) {
     return 0;
 }
 
+int cg_chain_params(emitter *e, launch *l, const int *nodes, int count, int from, int *ext) {
+    const ir_graph *g = e->g;
+    char name[16];
+    int next = 0;
+    for (int m = 0; m < count; m++) {
+        if (!cg_chain_stores(g, nodes[m])) continue;
+        snprintf(name, sizeof name, "y%d", m);
+        param(l, out_type(g->nodes[nodes[m]].dtype), name, off_of(e, nodes[m]));
+    }
+    for (int m = from; m < count; m++) {
+        const ir_node *n = &g->nodes[nodes[m]];
+        for (int k = 0; k < n->ninputs; k++) {
+            int in = n->inputs[k], seen = 0;
+            for (int q = 0; q < m; q++) seen |= nodes[q] == in;
+            for (int q = 0; q < next; q++) seen |= ext[q] == in;
+            if (seen) continue;
+            ext[next] = in;
+            snprintf(name, sizeof name, "x%d", next++);
+            param(l, in_type(g->nodes[in].dtype), name, off_of(e, in));
+        }
+    }
+    return next;
+}
+
+void cg_chain_values(const ir_graph *g, sb *b, const int *nodes, int count, int from, const int *ext, int next,
+                     const ir_node *shape, const char *indent) {
+    char ref[512], lb[600], st[900];
+    for (int q = 0; q < next; q++) {
+        const ir_node *in = &g->nodes[ext[q]];
+        term t[IR_MAX_DIMS];
+        int nt = cg_bcast_terms(in, shape->ndim, shape->shape, t);
+        sb idx = {0};
+        cg_emit_terms(&idx, "i", t, nt);
+        snprintf(ref, sizeof ref, "x%d[%s]", q, idx.s);
+        free(idx.s);
+        cg_sb_printf(b, "%sconst float a%d = %s;\n", indent, q, cg_ld(lb, sizeof lb, in->dtype, ref));
+    }
+    for (int m = from; m < count; m++) {
+        const ir_node *n = &g->nodes[nodes[m]];
+        char ops[2][16] = {"", ""};
+        const char *operands[2] = {ops[0], ops[1]};
+        for (int k = 0; k < n->ninputs && k < 2; k++) {
+            int in = n->inputs[k];
+            for (int q = 0; q < m; q++)
+                if (nodes[q] == in) snprintf(ops[k], sizeof ops[k], "v%d", q);
+            for (int q = 0; q < next; q++)
+                if (ext[q] == in) snprintf(ops[k], sizeof ops[k], "a%d", q);
+        }
+        char *v = cg_expr_value(n, operands); /* rounded to n's dtype: what an unfused reader reads */
+        cg_sb_printf(b, "%sconst float v%d = %s;\n", indent, m, v);
+        free(v);
+        if (!cg_chain_stores(g, nodes[m])) continue;
+        snprintf(ref, sizeof ref, "v%d", m);
+        cg_sb_printf(b, "%sy%d[i] = %s;\n", indent, m, cg_st(st, sizeof st, n->dtype, ref));
+    }
+}
+
+void cg_chain_name_step(emitter *e, const int *nodes, int count) {
+    rt_plan_step *step = &e->p->steps[e->p->nsteps - 1];
+    cg_kernel *kn = &e->p->kernels[step->kernel];
+    sb what = {0};
+    cg_sb_printf(&what, "%s", step->what);
+    for (int m = 1; m < count; m++) {
+        char *label = cg_node_label(e->g, nodes[m]);
+        cg_sb_printf(&what, ", %s", label);
+        free(label);
+    }
+    free((void *)step->what);
+    step->what = what.s;
+    if (kn->nuses == 1) {
+        free(kn->nodes);
+        kn->nodes = xstrdup(what.s);
+    }
+}
+
 void cg_emit_chain(emitter *e, const int *nodes, int count) {
     const ir_graph *g = e->g;
     const ir_node *root = &g->nodes[nodes[count - 1]];
     if (g->nodes[nodes[0]].op == IR_OP_LAYER_NORM_DGAMMA) { /* with dbeta: emit_rows.c */
         cg_emit_layer_norm_dgamma_dbeta(e, nodes, count);
+        return;
+    }
+    if (g->nodes[nodes[0]].op == IR_OP_CROSS_ENTROPY) { /* with its gradient: emit_rows.c */
+        cg_emit_cross_entropy_with_grad(e, nodes, count);
+        return;
+    }
+    if (g->nodes[nodes[0]].op == IR_OP_LAYER_NORM_DX) { /* starts with a LayerNorm dx: emit_chain_rows.c */
+        cg_emit_chain_layer_norm_dx(e, nodes, count);
         return;
     }
     if (root->op == IR_OP_SUM_TO) { /* ends in a column sum: emit_chain_reduce.c */
@@ -249,74 +332,16 @@ void cg_emit_chain(emitter *e, const int *nodes, int count) {
     int bias_gelu = count == 2 && g->nodes[nodes[0]].op == IR_OP_ADD && root->op == IR_OP_GELU;
     l.tag = bias_gelu ? "bias_gelu" : "chain";
     int64_t total = ir_numel(root);
-    char ref[512], lb[600], st[900], name[16];
-    int ext[CG_MAX_PARAMS], next = 0; /* the distinct inputs from outside the chain */
-    for (int m = 0; m < count; m++) {
-        if (!cg_chain_stores(g, nodes[m])) continue;
-        snprintf(name, sizeof name, "y%d", m);
-        param(&l, out_type(g->nodes[nodes[m]].dtype), name, off_of(e, nodes[m]));
-    }
-    for (int m = 0; m < count; m++) {
-        const ir_node *n = &g->nodes[nodes[m]];
-        for (int k = 0; k < n->ninputs; k++) {
-            int in = n->inputs[k], inside = 0, seen = 0;
-            for (int q = 0; q < m; q++) inside |= nodes[q] == in;
-            for (int q = 0; q < next; q++) seen |= ext[q] == in;
-            if (inside || seen) continue;
-            ext[next] = in;
-            snprintf(name, sizeof name, "x%d", next++);
-            param(&l, in_type(g->nodes[in].dtype), name, off_of(e, in));
-        }
-    }
+    int ext[CG_MAX_PARAMS]; /* the distinct inputs from outside the chain */
+    int next = cg_chain_params(e, &l, nodes, count, 0, ext);
     cg_loop_open(&l, total);
-    for (int q = 0; q < next; q++) {
-        const ir_node *in = &g->nodes[ext[q]];
-        term t[IR_MAX_DIMS];
-        int nt = cg_bcast_terms(in, root->ndim, root->shape, t);
-        sb idx = {0};
-        cg_emit_terms(&idx, "i", t, nt);
-        snprintf(ref, sizeof ref, "x%d[%s]", q, idx.s);
-        free(idx.s);
-        cg_sb_printf(&l.body, "        const float a%d = %s;\n", q, cg_ld(lb, sizeof lb, in->dtype, ref));
-    }
-    for (int m = 0; m < count; m++) {
-        const ir_node *n = &g->nodes[nodes[m]];
-        char ops[2][16];
-        const char *operands[2] = {ops[0], ops[1]};
-        for (int k = 0; k < n->ninputs && k < 2; k++) {
-            int in = n->inputs[k];
-            for (int q = 0; q < m; q++)
-                if (nodes[q] == in) snprintf(ops[k], sizeof ops[k], "v%d", q);
-            for (int q = 0; q < next; q++)
-                if (ext[q] == in) snprintf(ops[k], sizeof ops[k], "a%d", q);
-        }
-        char *v = cg_expr_value(n, operands);
-        cg_sb_printf(&l.body, "        const float v%d = %s;\n", m, v);
-        free(v);
-        if (!cg_chain_stores(g, nodes[m])) continue;
-        snprintf(ref, sizeof ref, "v%d", m);
-        cg_sb_printf(&l.body, "        y%d[i] = %s;\n", m, cg_st(st, sizeof st, n->dtype, ref));
-    }
+    cg_chain_values(g, &l.body, nodes, count, 0, ext, next, root, "        ");
     int saved = e->node;
     e->node = nodes[0];
     cg_loop_close(e, &l, total);
     e->node = saved;
     /* the step (and a kernel's first use) names every member: "%35 a, %36 b" */
-    rt_plan_step *step = &e->p->steps[e->p->nsteps - 1];
-    cg_kernel *kn = &e->p->kernels[step->kernel];
-    sb what = {0};
-    cg_sb_printf(&what, "%s", step->what);
-    for (int m = 1; m < count; m++) {
-        char *label = cg_node_label(g, nodes[m]);
-        cg_sb_printf(&what, ", %s", label);
-        free(label);
-    }
-    free((void *)step->what);
-    step->what = what.s;
-    if (kn->nuses == 1) {
-        free(kn->nodes);
-        kn->nodes = xstrdup(what.s);
-    }
+    cg_chain_name_step(e, nodes, count);
 }
 
 /* outer/len/inner view of a node around axis: i = (o * len + k) * inner + r */

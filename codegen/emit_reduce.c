@@ -240,6 +240,8 @@ int64_t cg_reduce_scratch(const ir_graph *g, const ir_node *n) {
     if (n->op == IR_OP_SUM_TO && n->chain && prev && prev->chain == n->chain && prev->op == IR_OP_LAYER_NORM_DGAMMA &&
         last_dim(&g->nodes[prev->inputs[1]]) <= cg_row_warp_max())
         return cg_layer_norm_dgamma_scratch(g, prev);
+    int64_t dx_sum = n->op == IR_OP_SUM_TO ? cg_layer_norm_dx_sum_scratch(g, n) : -1;
+    if (dx_sum >= 0) return dx_sum; /* residual-layer-norm-grad: summed in the LayerNorm dx rows */
     int64_t nout, R;
     reduce_sizes(g, n, &nout, &R);
     const red_plan rp = cg_red_plan_of(nout, R);

@@ -526,35 +526,38 @@ static void emit_lse(sb *b, ir_dtype t, int64_t K) {
     cg_sb_printf(b, "        const float lse = m + logf(dc_block_sum(s));\n");
 }
 
-int cg_emit_cross_entropy(emitter *e) {
-    const ir_node *n = &e->g->nodes[e->node];
-    int grad = n->op == IR_OP_CROSS_ENTROPY_GRAD;
-    const ir_node *x = &e->g->nodes[n->inputs[grad ? 1 : 0]], *lab = &e->g->nodes[n->inputs[grad ? 2 : 1]];
+/* cross_entropy (node fwd) and cross_entropy_grad (node grad) over the same logits, labels and
+ * opt; either may be -1 (the op alone), both: softmax-cross-entropy's kernel, which computes
+ * each row's log-sum-exp once for the row's loss and its dlogits. The forward's pass 1 (one
+ * block per row) writes the rows' losses to scratch, pass 2 adds them in order. */
+static void emit_cross_entropy(emitter *e, int fwd, int grad) {
+    const ir_graph *g = e->g;
+    const ir_node *f = fwd >= 0 ? &g->nodes[fwd] : NULL, *d = grad >= 0 ? &g->nodes[grad] : NULL;
+    const int first = f ? 0 : 1; /* where the logits are among the inputs */
+    const ir_node *n = f ? f : d;
+    const ir_node *x = &g->nodes[n->inputs[first]], *lab = &g->nodes[n->inputs[first + 1]];
     int64_t B = x->shape[0], K = x->shape[1];
     char a[64], fl[64], res[256], sres[300];
     launch l = {0};
-    l.tag = ir_op_name(n->op);
+    l.tag = f ? (d ? "cross_entropy_with_grad_pass1" : "cross_entropy_pass1") : ir_op_name(d->op);
     l.fibers = 1;
     sb *b = &l.body;
-    /* forward: pass 1 (one block per row) writes the rows' losses to scratch, pass 2 adds them
-     * in order */
-    int64_t part = grad ? -1 : e->m->scratch_offset[e->node];
-    assert(grad || part >= 0);
-    if (grad) param(&l, out_type(n->dtype), "y", off_of(e, e->node));
-    else param(&l, "float *", "loss_rows", part);
-    if (grad) param(&l, in_type(e->g->nodes[n->inputs[0]].dtype), "dloss", off_of(e, n->inputs[0]));
-    param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[grad ? 1 : 0]));
-    param(&l, in_type(lab->dtype), "labels", off_of(e, n->inputs[grad ? 2 : 1]));
-    param(&l, "const float *", "opt", off_of(e, n->inputs[grad ? 3 : 2]));
+    int64_t part = f ? e->m->scratch_offset[fwd] : -1;
+    assert(!f || part >= 0);
+    if (f) param(&l, "float *", "loss_rows", part);
+    if (d) param(&l, out_type(d->dtype), "y", off_of(e, grad));
+    if (d) param(&l, in_type(g->nodes[d->inputs[0]].dtype), "dloss", off_of(e, d->inputs[0]));
+    param(&l, in_type(x->dtype), "x", off_of(e, n->inputs[first]));
+    param(&l, in_type(lab->dtype), "labels", off_of(e, n->inputs[first + 1]));
+    param(&l, "const float *", "opt", off_of(e, n->inputs[first + 2]));
     cg_ld(a, sizeof a, x->dtype, "xr[c]");
     /* label smoothing s is the run's option (opt slot); s = 0 gives exactly the plain loss */
     cg_sb_printf(b, "    const float sm = opt[%d];\n", IR_OPT_LABEL_SMOOTHING);
-    if (!grad) {
-        l.tag = "cross_entropy_pass1";
-        cg_sb_printf(b, "    const int bi = blockIdx.x;\n    {\n");
-        cg_sb_printf(b, "        const auto *xr = x + (long long)bi * %lld;\n", (long long)K);
-        emit_lse(b, x->dtype, K);
-        cg_sb_printf(b, "        const long long t = (long long)labels[bi];\n");
+    cg_sb_printf(b, "    const int bi = blockIdx.x;\n    {\n");
+    cg_sb_printf(b, "        const auto *xr = x + (long long)bi * %lld;\n", (long long)K);
+    emit_lse(b, x->dtype, K);
+    cg_sb_printf(b, "        const long long t = (long long)labels[bi];\n");
+    if (f) {
         cg_sb_printf(b, "        const float xt = t >= 0 && t < %lld ? %s : __int_as_float(0x7fc00000);\n", (long long)K,
                   cg_ld(res, sizeof res, x->dtype, "xr[t]"));
         cg_sb_printf(b, "        float sx = 0.0f;\n");
@@ -563,26 +566,40 @@ int cg_emit_cross_entropy(emitter *e) {
         cg_sb_printf(b, "        sx = dc_block_sum(sx);\n");
         cg_sb_printf(b, "        if (threadIdx.x == 0) loss_rows[bi] = sm != 0.0f ? (1.0f - sm) * (lse - xt) + sm * (lse - sx * %s) : lse - xt;\n",
                   cg_flit(res, sizeof res, 1.0 / (double)K));
-        cg_sb_printf(b, "    }\n");
-        cg_finish(e, &l, B, row_block(K));
-        cg_emit_block_total(e, part, B, 1.0 / (double)B);
-        return 0;
     }
-    const ir_node *dl = &e->g->nodes[n->inputs[0]];
-    char dlb[64];
-    cg_sb_printf(b, "    const int bi = blockIdx.x;\n    {\n");
-    cg_sb_printf(b, "        const auto *xr = x + (long long)bi * %lld;\n", (long long)K);
-    emit_lse(b, x->dtype, K);
-    cg_sb_printf(b, "        const long long t = (long long)labels[bi];\n");
-    cg_sb_printf(b, "        const float scale = %s * %s;\n", cg_ld(dlb, sizeof dlb, dl->dtype, "dloss[0]"),
-              cg_flit(fl, sizeof fl, 1.0 / (double)B));
-    cg_sb_printf(b, "        for (int c = threadIdx.x; c < %lld; c += blockDim.x) {\n", (long long)K);
-    cg_sb_printf(b, "            const float target = (c == t ? 1.0f - sm : 0.0f) + sm / %s;\n", cg_flit(fl, sizeof fl, (double)K));
-    snprintf(res, sizeof res, "scale * (dc_exp(%s - lse) - target)", a);
-    cg_sb_printf(b, "            y[(long long)bi * %lld + c] = %s;\n        }\n    }\n", (long long)K,
-              cg_st(sres, sizeof sres, n->dtype, res));
+    if (d) {
+        const ir_node *dl = &g->nodes[d->inputs[0]];
+        char dlb[64];
+        cg_sb_printf(b, "        const float scale = %s * %s;\n", cg_ld(dlb, sizeof dlb, dl->dtype, "dloss[0]"),
+                  cg_flit(fl, sizeof fl, 1.0 / (double)B));
+        cg_sb_printf(b, "        for (int c = threadIdx.x; c < %lld; c += blockDim.x) {\n", (long long)K);
+        cg_sb_printf(b, "            const float target = (c == t ? 1.0f - sm : 0.0f) + sm / %s;\n", cg_flit(fl, sizeof fl, (double)K));
+        snprintf(res, sizeof res, "scale * (dc_exp(%s - lse) - target)", a);
+        cg_sb_printf(b, "            y[(long long)bi * %lld + c] = %s;\n        }\n", (long long)K,
+                  cg_st(sres, sizeof sres, d->dtype, res));
+    }
+    cg_sb_printf(b, "    }\n");
+    int saved = e->node;
+    e->node = f ? fwd : grad;
     cg_finish(e, &l, B, row_block(K));
+    if (f && d) {
+        const int nodes[2] = {fwd, grad};
+        cg_chain_name_step(e, nodes, 2);
+    }
+    if (f) cg_emit_block_total(e, part, B, 1.0 / (double)B);
+    e->node = saved;
+}
+
+int cg_emit_cross_entropy(emitter *e) {
+    int grad = e->g->nodes[e->node].op == IR_OP_CROSS_ENTROPY_GRAD;
+    emit_cross_entropy(e, grad ? -1 : e->node, grad ? e->node : -1);
     return 0;
+}
+
+void cg_emit_cross_entropy_with_grad(emitter *e, const int *nodes, int count) {
+    assert(count == 2 && e->g->nodes[nodes[0]].op == IR_OP_CROSS_ENTROPY);
+    (void)count;
+    emit_cross_entropy(e, nodes[0], nodes[1]);
 }
 
 int64_t cg_layer_norm_dgamma_scratch(const ir_graph *g, const ir_node *n) {
@@ -613,3 +630,27 @@ void cg_emit_row_head_warp(sb *b, const char *it, int64_t C, int64_t rows, int64
 void cg_emit_row_stats_reg(sb *b, int64_t C, double eps) { emit_row_stats_reg(b, C, eps); }
 
 void cg_emit_row_for(sb *b, int64_t C, int guard) { emit_row_for(b, C, guard); }
+
+void cg_emit_row_load(sb *b, const char *name, const char *ptr, ir_dtype t, int64_t C, const char *pad) {
+    emit_row_load(b, name, ptr, t, C, pad);
+}
+
+void cg_layer_norm_row_ranges(int64_t C, int64_t rows, int summed, int *warps, int64_t *range, int64_t *ranges) {
+    *warps = DGAMMA_WARPS;
+    *range = summed ? dgamma_rows(rows) : DGAMMA_WARPS; /* unsummed: a row a warp */
+    if (summed && cg_red_plan_of(C, rows).chunks == 1) *range = rows; /* one pass, as the plain sum */
+    *ranges = (rows + *range - 1) / *range;
+}
+
+int64_t cg_layer_norm_dx_sum_scratch(const ir_graph *g, const ir_node *sum) {
+    const ir_node *first = sum;
+    while (first > g->nodes && sum->chain && first[-1].chain == sum->chain) first--;
+    if (first == sum || first->op != IR_OP_LAYER_NORM_DX) return -1;
+    const ir_node *x = &g->nodes[first->inputs[1]];
+    int64_t C = last_dim(x), rows = ir_numel(x) / C;
+    if (C > ROW_WARP_MAX) return -1; /* the kernels apart: the plain SUM_TO's plan */
+    int warps;
+    int64_t range, ranges;
+    cg_layer_norm_row_ranges(C, rows, 1, &warps, &range, &ranges);
+    return ranges > 1 ? (int64_t)sizeof(float) * ranges * C : 0;
+}

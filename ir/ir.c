@@ -751,6 +751,30 @@ static int verify_chain(ir_graph *g, int i) {
                               n->chain);
         return 0;
     }
+    if (n->chain > 0 && n->op == IR_OP_LAYER_NORM_DX) {
+        /* residual-layer-norm-grad: it starts its chain, an elementwise member reading it next */
+        const ir_node *next = i + 1 < g->n ? &g->nodes[i + 1] : NULL;
+        int reads = 0;
+        for (int k = 0; next && k < next->ninputs; k++) reads |= next->inputs[k] == i;
+        if ((i > 0 && g->nodes[i - 1].chain == n->chain) || !next || next->chain != n->chain || !reads ||
+            !(ir_op_flags(next->op) & IR_OPF_ELEMENTWISE))
+            return node_error(g, n, "chain %d: a layer_norm_dx starts its chain, an elementwise node reading it "
+                              "right after it", n->chain);
+        return 0;
+    }
+    if (n->chain > 0 && (n->op == IR_OP_CROSS_ENTROPY || n->op == IR_OP_CROSS_ENTROPY_GRAD)) {
+        /* softmax-cross-entropy: exactly [CROSS_ENTROPY, CROSS_ENTROPY_GRAD] over the same inputs */
+        int c = n->op == IR_OP_CROSS_ENTROPY ? i : i - 1;
+        const ir_node *ce = c >= 0 ? &g->nodes[c] : NULL, *d = c >= 0 && c + 1 < g->n ? &g->nodes[c + 1] : NULL;
+        int ok = ce && d && ce->op == IR_OP_CROSS_ENTROPY && d->op == IR_OP_CROSS_ENTROPY_GRAD && ce->chain == n->chain &&
+                 d->chain == n->chain && d->inputs[1] == ce->inputs[0] && d->inputs[2] == ce->inputs[1] &&
+                 d->inputs[3] == ce->inputs[2] && (c == 0 || g->nodes[c - 1].chain != n->chain) &&
+                 (c + 2 >= g->n || g->nodes[c + 2].chain != n->chain);
+        if (!ok)
+            return node_error(g, n, "chain %d: a cross_entropy chains only with the cross_entropy_grad of its logits, "
+                              "labels and opt right after it", n->chain);
+        return 0;
+    }
     if (n->chain > 0 && n->op == IR_OP_MATMUL) {
         if (!gemm_epilogue_chain(g, i))
             return node_error(g, n, "chain %d: a MATMUL starts only a GEMM epilogue chain (matmul, add, gelu tanh; or "

@@ -165,7 +165,9 @@ typedef struct {
                                   one before (same shape), run as one kernel that stores every
                                   member's value; it may end in a SUM_TO of its last member to
                                   that member's last dim (a bias gradient: a column sum) or a
-                                  LAYER_NORM of it (only leaves between), or start with a MATMUL
+                                  LAYER_NORM of it (only leaves between), start with a LAYER_NORM_DX
+                                  read by the member after it, be [CROSS_ENTROPY, its
+                                  CROSS_ENTROPY_GRAD], or start with a MATMUL
                                   whose GEMM epilogue computes the rest (ir.c's verifier) */
     const char *name;          /* arena string, unique among leaves and outputs; may be NULL */
     ir_loc loc;

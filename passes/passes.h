@@ -117,6 +117,15 @@ enum {
     PASS_FUSE_QKV_ATTENTION = 512,  /* "qkv-attention" (forward-fusion, default): softmax attention
                                        over the qkv projection's [B,N,3D] value as one ATTENTION
                                        (O, LSE), its derivative one ATTENTION_BWD */
+    PASS_FUSE_RESIDUAL_LAYER_NORM_GRAD = 1024, /* "residual-layer-norm-grad" (fusion, default): a
+                                       LayerNorm's input gradient and the residual gradient's add
+                                       after it (and the bias gradient summed from that) in one
+                                       row kernel */
+    PASS_FUSE_SELECT_TOKEN_LAYER_NORM = 2048, /* "select-token-layer-norm" (forward-fusion,
+                                       default): the final LayerNorm computed only on the token
+                                       rows the head selects (forward and backward) */
+    PASS_FUSE_SOFTMAX_CROSS_ENTROPY = 4096, /* "softmax-cross-entropy" (fusion, default): the
+                                       loss and its dlogits in one row kernel */
 };
 
 /* Parses --fuse: "all", "none", or a comma list of fusion names (and "all"). 0 with *bits set,
@@ -173,6 +182,18 @@ int pass_fuse_residual_layer_norm(ir_graph *g);
 /* layer-norm-dbeta: chains LAYER_NORM_DGAMMA(dy, x) with a SUM_TO(dy) to its last dim right
  * after it. Returns how many. */
 int pass_fuse_layer_norm_dbeta(ir_graph *g);
+/* residual-layer-norm-grad: each LAYER_NORM_DX whose value the elementwise node right after
+ * it reads (with its shape) starts that node's chain (one made of elementwise members, maybe
+ * ending in a column sum), or a chain of the two. Returns how many. */
+int pass_fuse_residual_layer_norm_grad(ir_graph *g);
+/* select-token-layer-norm: a new graph where each LAYER_NORM read only through SLICEs along
+ * another axis than its last (the head's token selection) is, for each slice, the LAYER_NORM of
+ * that slice of its input; *count of them. NULL with err on failure. */
+ir_graph *pass_fuse_select_token_layer_norm(const ir_graph *g, int *count, char *err, size_t errsize);
+/* softmax-cross-entropy: a new graph where each CROSS_ENTROPY with a CROSS_ENTROPY_GRAD over
+ * its logits, labels and opt that does not depend on it (nor does anything between) sits right
+ * before that derivative, the two a chain; *count of them. NULL with err on failure. */
+ir_graph *pass_fuse_softmax_cross_entropy(const ir_graph *g, int *count, char *err, size_t errsize);
 
 /* ---- precision.c -------------------------------------------------------------------------- */
 

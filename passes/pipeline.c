@@ -4,13 +4,15 @@
  * invariant is caught where it happened.
  *
  *   check           the frontend's graph satisfies every shape rule
- *   forward-fusion  fusions with their own derivative rule (fusion.c: qkv-attention, layer-norm-stats)
+ *   forward-fusion  fusions with their own derivative rule (fusion.c: qkv-attention, layer-norm-stats;
+ *                   fusion_rows.c: select-token-layer-norm)
  *   training        loss + autodiff + AdamW: one graph for the whole step (training.c)
  *   precision       fp32 as built; tf32 marks the matmuls; fp16/bf16: the casting pass (precision.c)
  *   fusion          fusions of the finished step (fusion_gemm.c: gelu-epilogue; fusion_grad.c:
  *                   bias-grad, bias-gelu-grad;
  *                   fusion.c: adamw-group, bias-gelu, elementwise-chain; fusion_rows.c:
- *                   residual-layer-norm, layer-norm-dbeta)
+ *                   residual-layer-norm, layer-norm-dbeta, residual-layer-norm-grad,
+ *                   softmax-cross-entropy)
  *   schedule        the order the step's nodes run in (schedule.c)
  *   memplan         every value's place in one device arena (memplan.c)
  *
@@ -49,6 +51,11 @@ static int stage_forward_fusion(pass_result *r, const pass_options *o, char *err
         r->fusions |= PASS_FUSE_QKV_ATTENTION;
         if (replace_graph(r, pass_fuse_qkv_attention(r->g, NULL, err, errsize))) return -1;
     }
+    if (fuse_bits(o) & PASS_FUSE_SELECT_TOKEN_LAYER_NORM) { /* before layer-norm-stats: plain LayerNorms */
+        int count;
+        r->fusions |= PASS_FUSE_SELECT_TOKEN_LAYER_NORM;
+        if (replace_graph(r, pass_fuse_select_token_layer_norm(r->g, &count, err, errsize))) return -1;
+    }
     if (!(fuse_bits(o) & PASS_FUSE_LAYER_NORM_STATS)) return 0;
     r->fusions |= PASS_FUSE_LAYER_NORM_STATS;
     return replace_graph(r, pass_fuse_layer_norm_stats(r->g, err, errsize));
@@ -78,6 +85,11 @@ static int stage_fusion(pass_result *r, const pass_options *o, char *err, size_t
         r->fusions |= PASS_FUSE_BIAS_GRAD;
         if (replace_graph(r, pass_fuse_bias_grad(r->g, &count, err, errsize))) return -1;
     }
+    if (fuse_bits(o) & PASS_FUSE_SOFTMAX_CROSS_ENTROPY) { /* a new graph too */
+        int count;
+        r->fusions |= PASS_FUSE_SOFTMAX_CROSS_ENTROPY;
+        if (replace_graph(r, pass_fuse_softmax_cross_entropy(r->g, &count, err, errsize))) return -1;
+    }
     if (fuse_bits(o) & PASS_FUSE_BIAS_GELU_GRAD) { /* before elementwise-chain takes GELU_GRAD */
         r->fusions |= PASS_FUSE_BIAS_GELU_GRAD;
         pass_fuse_bias_gelu_grad(r->g);
@@ -101,6 +113,10 @@ static int stage_fusion(pass_result *r, const pass_options *o, char *err, size_t
     if (fuse_bits(o) & PASS_FUSE_LAYER_NORM_DBETA) {
         r->fusions |= PASS_FUSE_LAYER_NORM_DBETA;
         pass_fuse_layer_norm_dbeta(r->g);
+    }
+    if (fuse_bits(o) & PASS_FUSE_RESIDUAL_LAYER_NORM_GRAD) { /* after bias-grad: takes its chains */
+        r->fusions |= PASS_FUSE_RESIDUAL_LAYER_NORM_GRAD;
+        pass_fuse_residual_layer_norm_grad(r->g);
     }
     return 0;
 }

@@ -56,7 +56,7 @@ set_tests_properties(cli_dump_schedule PROPERTIES LABELS training
 add_test(NAME cli_inspect_pass_options COMMAND deitc inspect ${CMAKE_SOURCE_DIR}/models/deit_small.yaml
   --precision fp32 --fuse all --batch 2)
 set_tests_properties(cli_inspect_pass_options PROPERTIES LABELS training
-  PASS_REGULAR_EXPRESSION "training step: batch 2, precision fp32, fusions adamw-group,bias-gelu,elementwise-chain,bias-gelu-grad,bias-grad,gelu-epilogue,residual-layer-norm,layer-norm-dbeta,qkv-attention, [0-9]+ nodes\nplan per step: [0-9]+ steps")
+  PASS_REGULAR_EXPRESSION "training step: batch 2, precision fp32, fusions adamw-group,bias-gelu,elementwise-chain,bias-gelu-grad,bias-grad,gelu-epilogue,residual-layer-norm,layer-norm-dbeta,qkv-attention,residual-layer-norm-grad,select-token-layer-norm,softmax-cross-entropy, [0-9]+ nodes\nplan per step: [0-9]+ steps")
 
 # the qkv-attention fusion: patterns, the YAML and ONNX models, fused = unfused (f64 interpreter)
 add_executable(test_fusion_attention ${CMAKE_CURRENT_SOURCE_DIR}/passes/test_fusion_attention.c)

@@ -5,15 +5,20 @@
  *                          MLP's GELU derivative and fc1 bias gradient) and bias-grad one per
  *                          attn.proj and per fc2 but the last block's (its input is a sum of
  *                          the residual stream's gradients); every such chain is one launch
- *                          (one pass at this size) and the step has that many launches fewer
+ *                          (one pass at this size) and the step has that many launches fewer;
+ *                          residual-layer-norm-grad: each block LayerNorm's dx and the residual
+ *                          gradient's add after it (and bias-grad's column sum of that) one launch
  *   test_fuse_grad emu_micro  emu EXEs trained 3 steps: --fuse none against bias-gelu-grad,
- *                          bias-grad and all on ../shared/testdata/deit_micro (its weights and
+ *                          bias-grad, all, residual-layer-norm-grad, select-token-layer-norm
+ *                          and softmax-cross-entropy on ../shared/testdata/deit_micro (its weights and
  *                          batch): losses and weights within relative L2 1e-5 (the same float
  *                          sums: in fact the same bits)
  *   test_fuse_grad emu_own    the same, none against all and residual-layer-norm, on a size of
  *                          our own (145 tokens a batch of 4: 580 rows, the two-pass column sums;
  *                          48-wide rows: padded lanes in the LayerNorm's warps)
  *   test_fuse_grad tanh       gelu-epilogue on a tanh-GELU model (test_tanh says what)
+ *   test_fuse_grad select     select-token-layer-norm: the graph, and the interpreter's bits
+ *                          (test_select says what)
  * Everything is written under a fresh temporary directory, removed at the end. */
 #include <string.h>
 #include <unistd.h>
@@ -45,6 +50,8 @@ static char *slurp(const char *path) {
 typedef struct {
     int gelu_chains, sum_chains; /* chains ending in a column sum of GELU_GRAD / of another op */
     int dbeta_chains;            /* layer-norm-dbeta: dgamma + the column sum of its dy */
+    int dx_chains, dx_sum_chains; /* residual-layer-norm-grad: chains that start with a LayerNorm
+                                    dx, and of them those that end in a column sum */
     int fused_launches;          /* launches of their kernels */
     int launches;                /* of the whole step */
 } chain_counts;
@@ -86,11 +93,19 @@ static int counts_of(const char *fuse, chain_counts *c) {
         if (x->op == IR_OP_GELU_GRAD) c->gelu_chains++;
         else c->sum_chains++;
     }
+    for (int i = 0; i + 1 < r->g->n; i++) {
+        const ir_node *n = &r->g->nodes[i];
+        if (n->op != IR_OP_LAYER_NORM_DX || !n->chain) continue;
+        CHECK_MSG(r->g->nodes[i + 1].chain == n->chain && r->g->nodes[i + 1].op == IR_OP_ADD, "--fuse %s: %%%d", fuse, i);
+        c->dx_chains++;
+        c->dx_sum_chains += i + 2 < r->g->n && r->g->nodes[i + 2].chain == n->chain;
+    }
     for (int s = 0; s < p->nsteps; s++) {
         if (p->steps[s].kind == RT_STEP_GEMM || p->steps[s].kind == RT_STEP_KERNEL) c->launches++;
         if (p->steps[s].kind != RT_STEP_KERNEL) continue;
         const char *name = p->kernels[p->steps[s].kernel].name;
-        c->fused_launches += strstr(name, "_bias_gelu_grad") != NULL || strstr(name, "_chain_sum_to") != NULL;
+        c->fused_launches += strstr(name, "_bias_gelu_grad") != NULL || strstr(name, "_chain_sum_to") != NULL ||
+                             strstr(name, "_layer_norm_dx_chain_sum") != NULL;
     }
     cg_program_free(p);
     pass_result_free(r);
@@ -98,12 +113,13 @@ static int counts_of(const char *fuse, chain_counts *c) {
 }
 
 static int test_count(void) {
-    chain_counts none, gelu, bias, all;
+    chain_counts none, gelu, bias, all, dx, bias_dx;
     if (counts_of("none", &none) || counts_of("bias-gelu-grad", &gelu) || counts_of("bias-grad", &bias) ||
-        counts_of("all", &all))
+        counts_of("all", &all) || counts_of("residual-layer-norm-grad", &dx) ||
+        counts_of("bias-grad,residual-layer-norm-grad", &bias_dx))
         return test_result();
-    fprintf(stderr, "launches: none %d, bias-gelu-grad %d, bias-grad %d, all %d\n", none.launches, gelu.launches,
-            bias.launches, all.launches);
+    fprintf(stderr, "launches: none %d, bias-gelu-grad %d, bias-grad %d, all %d, residual-layer-norm-grad %d (with "
+            "bias-grad %d)\n", none.launches, gelu.launches, bias.launches, all.launches, dx.launches, bias_dx.launches);
     CHECK(none.gelu_chains == 0 && none.sum_chains == 0 && none.fused_launches == 0);
     CHECK_MSG(gelu.gelu_chains == 2 && gelu.sum_chains == 0 && gelu.fused_launches == 2,
               "bias-gelu-grad: %d gelu chains, %d others, %d launches", gelu.gelu_chains, gelu.sum_chains,
@@ -115,6 +131,14 @@ static int test_count(void) {
     CHECK(none.dbeta_chains == 0 && gelu.dbeta_chains == 0 && all.dbeta_chains == 5); /* one per LayerNorm */
     /* each fused chain saves its elementwise launch */
     CHECK(gelu.launches == none.launches - 2 && bias.launches == none.launches - 3);
+    /* residual-layer-norm-grad: the 4 blocks' LayerNorms' dx with the residual gradient's add
+     * after each (the final norm's dx starts the residual gradient: no add), one launch fewer
+     * each; with bias-grad 3 of those adds' column sums join them (their launches too) */
+    CHECK_MSG(dx.dx_chains == 4 && dx.dx_sum_chains == 0 && dx.launches == none.launches - 4,
+              "residual-layer-norm-grad: %d chains, %d with a sum, %d launches", dx.dx_chains, dx.dx_sum_chains,
+              dx.launches);
+    CHECK(bias_dx.dx_chains == 4 && bias_dx.dx_sum_chains == 3 && bias_dx.launches == bias.launches - 4);
+    CHECK(all.dx_chains == 4 && all.dx_sum_chains == 3 && none.dx_chains == 0);
     return test_result();
 }
 
@@ -212,9 +236,11 @@ static int test_emu_micro(void) {
     snprintf(batch, sizeof batch, "%s/batch.safetensors", data);
     snprintf(init, sizeof init, "%s/init.safetensors", data);
     const char *micro = "-D img_size=32 -D patch_size=8 -D num_classes=10 -D embed_dim=64 -D depth=2 -D num_heads=2";
-    enum { RUNS = 4 };
-    const char *fuse[RUNS] = {"none", "bias-gelu-grad", "bias-grad", "all"};
-    const char *kernel[RUNS] = {"_chain_sum_to(", "_bias_gelu_grad(", "_chain_sum_to(", "_bias_gelu_grad("};
+    enum { RUNS = 7 };
+    const char *fuse[RUNS] = {"none", "bias-gelu-grad", "bias-grad", "all", "residual-layer-norm-grad",
+                              "select-token-layer-norm", "softmax-cross-entropy"};
+    const char *kernel[RUNS] = {"_chain_sum_to(", "_bias_gelu_grad(", "_chain_sum_to(", "_bias_gelu_grad(",
+                                "_layer_norm_dx_chain(", "layer_norm_dx (f32[4,1,64]", "_cross_entropy_with_grad_pass1("};
     rt_tensor_set out[RUNS] = {{0}};
     float losses[RUNS][3] = {{0}};
     int ok = 1;
@@ -231,15 +257,18 @@ static int test_emu_own(void) {
      * column sums over 580 rows take two passes */
     const char *own = "-D img_size=48 -D patch_size=4 -D num_classes=7 -D embed_dim=48 -D depth=2 -D num_heads=3 "
                       "-D mlp_ratio=2";
-    const char *fuse2[3] = {"none", "all", "residual-layer-norm"};
-    const char *kernel2[3] = {"_layer_norm_chain(", "bias_gelu_grad_pass1", "_layer_norm_chain("};
-    rt_tensor_set out2[3] = {{0}};
-    float losses2[3][3] = {{0}};
+    enum { RUNS2 = 4 };
+    const char *fuse2[RUNS2] = {"none", "all", "residual-layer-norm", "bias-grad,residual-layer-norm-grad"};
+    const char *kernel2[RUNS2] = {"_layer_norm_chain(", "bias_gelu_grad_pass1", "_layer_norm_chain(",
+                                  "_layer_norm_dx_chain_sum_pass1("};
+    rt_tensor_set out2[RUNS2] = {{0}};
+    float losses2[RUNS2][3] = {{0}};
     snprintf(batch, sizeof batch, "%s/rand48.safetensors", tmp);
     ok = !random_batch(48, batch);
-    for (int m = 0; m < 3 && ok; m++) ok = !train(own, fuse2[m], 4, batch, NULL, kernel2[m], m > 0, &out2[m], losses2[m]);
-    if (ok) agree(out2, losses2, 3, fuse2, "img48");
-    for (int m = 0; m < 3; m++) rt_tensor_set_free(&out2[m]);
+    for (int m = 0; m < RUNS2 && ok; m++)
+        ok = !train(own, fuse2[m], 4, batch, NULL, kernel2[m], m > 0, &out2[m], losses2[m]);
+    if (ok) agree(out2, losses2, RUNS2, fuse2, "img48");
+    for (int m = 0; m < RUNS2; m++) rt_tensor_set_free(&out2[m]);
     return test_result();
 }
 
@@ -301,9 +330,85 @@ static int test_tanh(void) {
     return test_result();
 }
 
+/* ---- select: select-token-layer-norm ---------------------------------------------------- */
+
+/* The DeiT-micro training step of `model` with --fuse `fuse`: LayerNorms of a token slice, of
+ * all the tokens, and LayerNorm dxs of one token a row */
+static void select_counts(const char *model, const char *fuse, int *sliced, int *full, int *small_dx) {
+    const char *src = test_env("DEITC_SOURCE_DIR");
+    char path[1024], err[1024];
+    snprintf(path, sizeof path, "%s/models/%s.yaml", src, model);
+    fe_define micro[] = {{"img_size", "32"}, {"patch_size", "8"}, {"num_classes", "10"},
+                         {"embed_dim", "64"}, {"depth", "2"}, {"num_heads", "2"}};
+    ir_graph *g = NULL;
+    *sliced = *full = *small_dx = -1;
+    CHECK_MSG(fe_load_model(path, micro, 6, 4, &g, err, sizeof err) == 0, "%s", err);
+    if (!g) return;
+    pass_options po;
+    pass_options_default(&po);
+    po.fuse = fuse;
+    pass_result *r = pass_pipeline_run(g, &po, "training", err, sizeof err);
+    CHECK_MSG(r != NULL, "%s --fuse %s: %s", model, fuse, err);
+    if (!r) return;
+    *sliced = *full = *small_dx = 0;
+    for (int i = 0; i < r->g->n; i++) {
+        const ir_node *n = &r->g->nodes[i];
+        if (n->op == IR_OP_LAYER_NORM && r->g->nodes[n->inputs[0]].op == IR_OP_SLICE && n->shape[1] == 1) ++*sliced;
+        else if (n->op == IR_OP_LAYER_NORM) ++*full;
+        if (n->op == IR_OP_LAYER_NORM_DX && n->shape[1] == 1) ++*small_dx;
+    }
+    pass_result_free(r);
+}
+
+/* select-token-layer-norm: the final LayerNorm on the head's token rows only (DeiT: the class
+ * token; distilled: the class and the distillation tokens, each its own), forward and backward;
+ * the interpreter (deitc run, 2 training steps) gives the same bits with and without it (the
+ * distilled model: within 1e-6, its norm's gamma and beta gradients summed token by token). The
+ * emu EXEs: emu_micro. */
+static int test_select(void) {
+    static const struct { const char *model; int tokens; } M[] = {{"deit_tiny", 1}, {"deit_tiny_distilled", 2}};
+    const char *bin = test_env("DEITC_BIN"), *src = test_env("DEITC_SOURCE_DIR");
+    const char *micro = "-D img_size=32 -D patch_size=8 -D num_classes=10 -D embed_dim=64 -D depth=2 -D num_heads=2";
+    char batch[1100], err[1024];
+    snprintf(batch, sizeof batch, "%s/rand32.safetensors", tmp);
+    if (random_batch(32, batch)) return test_result();
+    for (int k = 0; k < 2; k++) {
+        int sliced, full, small_dx;
+        select_counts(M[k].model, "none", &sliced, &full, &small_dx);
+        CHECK_MSG(sliced == 0 && full == 5 && small_dx == 0, "%s none: %d sliced, %d full, %d small dx", M[k].model,
+                  sliced, full, small_dx);
+        select_counts(M[k].model, "select-token-layer-norm", &sliced, &full, &small_dx);
+        CHECK_MSG(sliced == M[k].tokens && full == 4 && small_dx == M[k].tokens,
+                  "%s select-token-layer-norm: %d sliced, %d full, %d small dx", M[k].model, sliced, full, small_dx);
+        rt_tensor_set out[2] = {{0}};
+        const char *fuse[2] = {"none", "select-token-layer-norm"};
+        for (int m = 0; m < 2; m++) {
+            char path[1100];
+            snprintf(path, sizeof path, "%s/run%d.safetensors", tmp, m);
+            int rc = test_sh("'%s' run '%s/models/%s.yaml' %s --input '%s' -o '%s' --steps 2 --lr 1e-3 --weight-decay 0.05 "
+                             "--fuse %s", bin, src, M[k].model, micro, batch, path, fuse[m]);
+            CHECK_MSG(rc == 0, "%s: deitc run --fuse %s failed", M[k].model, fuse[m]);
+            CHECK_MSG(rc || rt_safetensors_read(path, &out[m], err, sizeof err) == 0, "%s", err);
+        }
+        CHECK_MSG(out[0].count == out[1].count && out[0].count > 20, "%s: %d tensors against %d", M[k].model,
+                  out[1].count, out[0].count);
+        if (M[k].tokens == 1) { /* the same arithmetic: the same bits */
+            for (int i = 0; i < out[0].count; i++) {
+                const rt_tensor *a = &out[0].tensors[i], *b = rt_tensor_set_find(&out[1], a->name);
+                CHECK_MSG(b && b->nbytes == a->nbytes && memcmp(a->data, b->data, a->nbytes) == 0,
+                          "%s: %s differs with select-token-layer-norm", M[k].model, a->name);
+            }
+        } else { /* norm.weight and norm.bias: each token's gradient summed apart, then added */
+            compare_sets(&out[1], &out[0], 1e-6, "deit_tiny_distilled: deitc run, select-token-layer-norm vs none");
+        }
+        for (int m = 0; m < 2; m++) rt_tensor_set_free(&out[m]);
+    }
+    return test_result();
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: test_fuse_grad count|emu_micro|emu_own|tanh\n");
+        fprintf(stderr, "usage: test_fuse_grad count|emu_micro|emu_own|tanh|select\n");
         return 2;
     }
     const char *t = getenv("TMPDIR");
@@ -317,6 +422,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[1], "emu_micro") == 0) rc = test_emu_micro();
     else if (strcmp(argv[1], "emu_own") == 0) rc = test_emu_own();
     else if (strcmp(argv[1], "tanh") == 0) rc = test_tanh();
+    else if (strcmp(argv[1], "select") == 0) rc = test_select();
     else fprintf(stderr, "unknown mode %s\n", argv[1]);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);

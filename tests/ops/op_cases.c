@@ -504,6 +504,29 @@ static void row_cases(op_suite *s) {
                            NULL));
             result(s, node(s, IR_OP_SUM_TO, (int[]){dy}, 1, NULL, t, SH(D[k].C)));
         }
+        /* residual-layer-norm-grad: a LayerNorm's dx and the residual gradient's add after it
+         * (the sum stored, dx only in registers), warp rows (padded lanes too) and past the warp
+         * limit (the two apart); with the column sum of the add (bias-grad's chain) one pass,
+         * two, at the warp limit (the most registers) and past it */
+        static const struct { int64_t R, T, C; int sum; const char *name, *expect; } G[] = {
+            {1, 8, 64, 0, "residual_grad_c64", "_layer_norm_dx_chain("},
+            {1, 7, 40, 0, "residual_grad_c40_pad", "_layer_norm_dx_chain("},
+            {1, 3, 1100, 0, "residual_grad_block", "_chain("},
+            {1, 9, 40, 1, "residual_grad_sum_one_pass", "_layer_norm_dx_chain_sum("},
+            {2, 300, 24, 1, "residual_grad_sum_two_pass", "layer_norm_dx_chain_sum_pass1"},
+            {1, 40, 1024, 1, "residual_grad_sum_c1024", "_layer_norm_dx_chain_sum("},
+            {1, 5, 1030, 1, "residual_grad_sum_block", "_chain_sum_to("},
+        };
+        for (int k = 0; k < 7; k++) {
+            begin(s, IR_OP_LAYER_NORM_DX, G[k].name, t, G[k].expect);
+            int64_t R = G[k].R, T = G[k].T, C = G[k].C;
+            int res = in(s, t, SH(R, T, C), -1, 1); /* before dx: the chain's nodes are consecutive */
+            int dy = in(s, t, SH(R, T, C), -1, 1), xg = in(s, t, SH(R, T, C), -3, 3), gg = in(s, t, SH(C), 0.5, 1.5);
+            int dx = node(s, IR_OP_LAYER_NORM_DX, (int[]){dy, xg, gg}, 3, &a, t, 0, NULL);
+            int rs = binary(s, IR_OP_ADD, res, dx);
+            if (G[k].sum) result(s, node(s, IR_OP_SUM_TO, (int[]){rs}, 1, NULL, t, SH(C)));
+            result(s, rs);
+        }
         /* cross-entropy: few and many classes, with and without label smoothing; labels i64
          * and i32. The loss is f32 whatever the logits' dtype. */
         static const struct { int64_t B, K; double sm; ir_dtype lt; const char *name; } X[] = {
@@ -523,6 +546,17 @@ static void row_cases(op_suite *s) {
             lg = in(s, t, SH(X[k].B, X[k].K), -5, 5);
             lb = in(s, X[k].lt, SH(X[k].B), 0, (double)X[k].K);
             op = smoothing_opt(s, X[k].sm);
+            result(s, node(s, IR_OP_CROSS_ENTROPY_GRAD, (int[]){dl, lg, lb, op}, 4, &ca, t, 0, NULL));
+            /* softmax-cross-entropy: the loss and its dlogits in one kernel (the seed made first:
+             * the derivative right after the loss) */
+            char variant[64];
+            snprintf(variant, sizeof variant, "with_grad_%s", X[k].name);
+            begin(s, IR_OP_CROSS_ENTROPY, variant, t, "cross_entropy_with_grad_pass1");
+            dl = in(s, IR_F32, SH(1), 0.5, 2);
+            lg = in(s, t, SH(X[k].B, X[k].K), -5, 5);
+            lb = in(s, X[k].lt, SH(X[k].B), 0, (double)X[k].K);
+            op = smoothing_opt(s, X[k].sm);
+            result(s, node(s, IR_OP_CROSS_ENTROPY, (int[]){lg, lb, op}, 3, &ca, IR_F32, 0, NULL));
             result(s, node(s, IR_OP_CROSS_ENTROPY_GRAD, (int[]){dl, lg, lb, op}, 4, &ca, t, 0, NULL));
         }
     }

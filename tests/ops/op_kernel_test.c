@@ -273,8 +273,10 @@ static int build_package(const op_suite *s, const char *dir, int emu, const char
     o.arch = arch;
     /* the suite's graph (a copy: the pipeline takes over what it is given) through the stages
      * a compile runs: no training step; of the fusions adamw-group (the multi-tensor AdamW case
-     * is its group), bias-gelu, elementwise-chain and bias-gelu-grad (the chain cases), which mark
-     * nodes without rebuilding, and bias-grad and gelu-epilogue, whose new graphs move no node
+     * is its group), bias-gelu, elementwise-chain, bias-gelu-grad, residual-layer-norm(-grad) and
+     * layer-norm-dbeta (the chain cases), which mark
+     * nodes without rebuilding, and bias-grad, gelu-epilogue and softmax-cross-entropy, whose new
+     * graphs move no node
      * here (the cases are built in the order they make), so node ids stay */
     ir_graph *copy = ir_graph_new();
     copy->info = s->g->info;
@@ -287,7 +289,8 @@ static int build_package(const op_suite *s, const char *dir, int emu, const char
     pass_options po;
     pass_options_default(&po);
     po.training = 0;
-    po.fuse = "adamw-group,bias-gelu,elementwise-chain,bias-gelu-grad,bias-grad,gelu-epilogue,residual-layer-norm,layer-norm-dbeta";
+    po.fuse = "adamw-group,bias-gelu,elementwise-chain,bias-gelu-grad,bias-grad,gelu-epilogue,residual-layer-norm,layer-norm-dbeta,"
+              "residual-layer-norm-grad,softmax-cross-entropy";
     po.scratch_bytes = cg_scratch_bytes;
     pass_result *r = pass_pipeline_run(copy, &po, NULL, err, sizeof err);
     for (int i = 0; r && i < s->g->n; i++) /* the cases' node ids held */

@@ -72,7 +72,8 @@ static void test_stages(void) {
     unsigned bits = 99;
     const unsigned all = PASS_FUSE_ADAMW_GROUP | PASS_FUSE_BIAS_GELU | PASS_FUSE_ELEMENTWISE_CHAIN | PASS_FUSE_BIAS_GELU_GRAD |
                          PASS_FUSE_BIAS_GRAD | PASS_FUSE_GELU_EPILOGUE | PASS_FUSE_RESIDUAL_LAYER_NORM |
-                         PASS_FUSE_LAYER_NORM_DBETA | PASS_FUSE_QKV_ATTENTION;
+                         PASS_FUSE_LAYER_NORM_DBETA | PASS_FUSE_QKV_ATTENTION | PASS_FUSE_RESIDUAL_LAYER_NORM_GRAD |
+                         PASS_FUSE_SELECT_TOKEN_LAYER_NORM | PASS_FUSE_SOFTMAX_CROSS_ENTROPY;
     CHECK(pass_fuse_parse("all", &bits, err, sizeof err) == 0 && bits == all);
     CHECK(pass_fuse_parse(NULL, &bits, err, sizeof err) == 0 && bits == all);
     CHECK(pass_fuse_parse("bias-gelu", &bits, err, sizeof err) == 0 && bits == PASS_FUSE_BIAS_GELU);
@@ -81,7 +82,7 @@ static void test_stages(void) {
     CHECK(pass_fuse_parse("all,layer-norm-stats", &bits, err, sizeof err) == 0 &&
           bits == (all | PASS_FUSE_LAYER_NORM_STATS));
     CHECK(pass_fuse_parse("adamw-group,gelu-bias", &bits, err, sizeof err) == -1);
-    CHECK_MSG(strstr(err, "unknown fusion 'gelu-bias'") && strstr(err, "adamw-group, layer-norm-stats, bias-gelu, elementwise-chain, bias-gelu-grad, bias-grad, gelu-epilogue, residual-layer-norm, layer-norm-dbeta, qkv-attention; or all, none"),
+    CHECK_MSG(strstr(err, "unknown fusion 'gelu-bias'") && strstr(err, "adamw-group, layer-norm-stats, bias-gelu, elementwise-chain, bias-gelu-grad, bias-grad, gelu-epilogue, residual-layer-norm, layer-norm-dbeta, qkv-attention, residual-layer-norm-grad, select-token-layer-norm, softmax-cross-entropy; or all, none"),
               "%s", err);
     CHECK(pass_fuse_parse("adamw-group,", &bits, err, sizeof err) == -1 && strstr(err, "unknown fusion ''"));
     char names[128];
