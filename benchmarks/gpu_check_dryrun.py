@@ -171,6 +171,19 @@ def verify_dry_run(out, manifest_path, expect_fail=None, fake=True, torch_modes=
         for b in d["bench"]:
             if not b.get("images_per_s") or not b.get("step_ms_median"):
                 probs.append("bench %s: no images/s or step time (%s)" % (b["exe"], b.get("error")))
+    if man.get("attention") and expected("attention"):
+        a = d.get("attention") or {}
+        for which in ("fused", "unfused"):
+            r = a.get(which) or {}
+            if r.get("total_ms") is None or not r.get("rows"):
+                probs.append("attention %s: no profile or no attention kernels (%s)" % (which, r.get("error")))
+        f, u = a.get("fused") or {}, a.get("unfused") or {}
+        if f.get("rows") and not any(x["what"].split("_", 1)[-1].startswith("attention") for x in f["rows"]):
+            probs.append("attention fused: no fused attention kernel in its profile: %s" % f["rows"])
+        if u.get("rows") and any(x["what"].split("_", 1)[-1].startswith("attention") for x in u["rows"]):
+            probs.append("attention unfused: a fused attention kernel in its profile: %s" % u["rows"])
+        if "## Attention: fused" not in md:
+            probs.append("results.md lacks the attention section")
     torch_steps = [s for s in plan_steps(man, d.get("torch_choice") or "all") if s["id"].startswith("torch")]
     want_torch = {(s["id"].split(":")[1], m) for s in torch_steps for m in s["modes"]
                   if not torch_modes or m in torch_modes}
@@ -236,6 +249,15 @@ def cmd_fake_exe(argv):
         return 1
     if cmd == "bench":
         print("fake bench")
+        if "--profile" in argv:  # the layout of rt_exe_cmd_bench's profile; unfused: no fused kernels
+            print("profile (each plan step timed alone, mean of 3 steps): 5.000 ms a step; kernels 60.0%, GEMMs "
+                  "40.0%, zero fills 0.0%")
+            print("  %10s %6s %6s  %s" % ("ms/step", "%", "calls", "what"))
+            rows = ([(1.0, 4, "gemm m 17 n 17 k 16 batch 8 NT"), (0.5, 2, "k010_softmax"), (0.4, 2, "k011_permute"),
+                     (0.2, 2, "k012_slice")] if "no-qkv-attention" in os.path.basename(name) else
+                    [(0.8, 2, "k020_attention_kv_resident"), (0.6, 2, "k021_attention_bwd_mma_dkv")])
+            for ms, calls, what in rows + [(3.1, 10, "gemm m 68 n 96 k 32 batch 1 NN")]:
+                print("  %10.3f %6.1f %6d  %s" % (ms, 100 * ms / 5.0, calls, what))
         print(json.dumps({"median_ms": 5.0, "min_ms": 4.9, "max_ms": 5.5, "images_per_s": 800.0,
                           "device_memory_bytes": 12345678, "graph": graph, "startup_wall_ms": 12.5}))
         return 0
@@ -298,6 +320,17 @@ def cmd_selftest(args):
         check(b and abs(b["step_ms_median"] - 20) < 1e-9 and abs(b["images_per_s"] - 6400) < 1e-6
               and b["device_memory_bytes"] == 512 * 2 ** 20, "parse_bench nested: %s" % b)
         check(parse_bench("no json here", 4) is None, "parse_bench without JSON")
+        prof = parse_profile("x\nprofile (each plan step timed alone, mean of 2 steps): 3.000 ms a step; ...\n"
+                             "     ms/step      %  calls  what\n       1.500   50.0     24  k003_attention_kv_resident\n"
+                             "       0.500   16.7     12  gemm m 197 n 197 k 64 batch 1536 NT\n"
+                             "       0.250    8.3     12  k004_permute\n       0.750   25.0     48  gemm m 50432 n 384 "
+                             "k 384 batch 1 NN\n")
+        part = attention_part(prof or [])
+        check(prof and len(prof) == 4 and prof[0]["calls"] == 24 and part["attention_ms"] == 2.0 and
+              part["layout_ms"] == 0.25 and part["attention_launches"] == 36 and part["total_ms"] == 3.0,
+              "parse_profile + attention_part: %s %s" % (prof, part))
+        check(parse_profile("no profile") is None and profile_kind("k010_softmax_grad") == "attention" and
+              profile_kind("k011_layer_norm") == "other", "profile_kind")
         # peaks, flops
         check(peak_for("NVIDIA H100 80GB HBM3")[1]["bf16"] == 989, "H100 SXM peak")
         check(peak_for("NVIDIA H100 PCIe")[0] == "H100 PCIe", "H100 PCIe first")

@@ -259,6 +259,30 @@ def cmd_prepare(args):
             else:
                 seen[h] = e["exe"]
 
+    # 3b. the attention comparison: the fp16 `--fuse all` executable of the matrix and the same
+    #     model without qkv-attention (step_attention times both).
+    attention = None
+    am = ATTN_DRY_MODEL if dry else ATTN_MODEL
+    fused = [b for b in bench if b["model"] == am and b["precision"] == ATTN_PRECISION and b["fuse"] == "all"]
+    if fused:
+        spec, name = models[am], "%s-%s-no-qkv-attention" % (am, ATTN_PRECISION)
+        ok, dt, why, cmdline = compile_exe(deitc, os.path.join(root, spec["yaml"]), spec["defines"],
+                                           os.path.join(pkg, "bin", name), target, arch, spec["batch"],
+                                           ATTN_PRECISION, ATTN_UNFUSED_FUSE, run)
+        log("  %s batch %d (attention unfused): %s (%.1f s)" % (name, spec["batch"], "ok" if ok else "FAILED: " + why,
+                                                                dt))
+        if ok:
+            attention = {"model": am, "precision": ATTN_PRECISION, "batch": spec["batch"],
+                         "fused": fused[0].get("same_as") or fused[0]["exe"], "unfused": "bin/" + name,
+                         "unfused_fuse": ATTN_UNFUSED_FUSE, "bench_limit_s": spec["bench_limit_s"],
+                         "compile_s": round(dt, 2)}
+        else:
+            skipped.append({"what": "attention timing (%s)" % name, "reason": "deitc compile: " + why,
+                            "command": "deitc " + cmdline})
+    else:
+        skipped.append({"what": "attention timing", "reason": "no %s %s --fuse all executable in this package"
+                        % (am, ATTN_PRECISION)})
+
     # 4. a cuda executable on this GPU-less machine must start and say so (exit 1), not die in
     #    the loader (exit 127): that is what the dlopen of libcuda buys.
     smoke = None
@@ -298,6 +322,7 @@ def cmd_prepare(args):
         "oracle": oracle, "oracle_config": cfg, "oracle_data": "data/deit_micro", "bench": bench,
         "libs": sorted(copied), "ldd_problems": problems, "smoke": smoke, "tolerances": TOLERANCES,
         "compile_jobs": args.jobs, "nvrtc_cache": "DEITC_NO_CACHE" not in COMPILE_ENV, "op_kernels": op_kernels,
+        "attention": attention,
     }
     rel = os.path.relpath(pkg, root)
     calls = device_calls(manifest, rel if not rel.startswith("..") else pkg)

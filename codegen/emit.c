@@ -99,6 +99,7 @@ void cg_finish(emitter *e, launch *l, int64_t grid, int block) {
         cg_sb_printf(&d, "%s -> ", n->ninputs ? ")" : "");
         shape_desc(&d, n);
         cg_sb_printf(&d, "; grid %lld, block %d", (long long)grid, block);
+        if (l->dyn_shared) cg_sb_printf(&d, ", %u bytes of dynamic shared memory", l->dyn_shared);
         kn->desc = d.s;
         kn->nodes = label;
         kn->registers = kn->spill_bytes = -1;
@@ -124,6 +125,7 @@ void cg_finish(emitter *e, launch *l, int64_t grid, int block) {
     s.grid[1] = s.grid[2] = 1;
     s.block[0] = (unsigned)block;
     s.block[1] = s.block[2] = 1;
+    s.shared_bytes = l->dyn_shared;
     s.nargs = l->np;
     rt_arg *args = calloc((size_t)l->np + 1, sizeof *args);
     if (!args) abort();

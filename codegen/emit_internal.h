@@ -11,7 +11,8 @@
  *   emit_rows.c       row ops: layer_norm (dx, dgamma), softmax (grad), cross_entropy (grad)
  *   emit_optim.c      optimizer: adamw (one tensor, and a run of them in one launch), clip_coef
  *   emit_gemm.c       matmul -> rt_gemm steps
- *   emit_attention.c  attention, attention_bwd: fused softmax attention over qkv in place
+ *   emit_attention.c  attention, attention_bwd: fused softmax attention over qkv in place (FMA
+ *                     kernels; emit_attention_mma.c the tensor-core ones, emit_attention.h)
  *
  * A family's emitter reads the node e->node of e->g and appends one or more launches through
  * cg_finish (or GEMM steps through cg_add_step). Every size is a compile-time constant in the
@@ -121,6 +122,7 @@ typedef struct {
     char pname[CG_MAX_PARAMS][16];
     int64_t off[CG_MAX_PARAMS];
     int fibers;
+    unsigned dyn_shared; /* bytes of dynamic shared memory per block (DC_DYNAMIC_SHARED); 0: none */
     const char *tag; /* kernel name suffix: op name or a variant */
 } launch;
 
@@ -296,5 +298,9 @@ int cg_emit_gemm_epilogue(emitter *e, const int *nodes, int count);
 /* ---- emit_attention.c --------------------------------------------------------------------- */
 
 int cg_emit_attention(emitter *e); /* attention and attention_bwd (the qkv-attention fusion) */
+/* whether an attention or attention_bwd node runs on tensor cores (f16/bf16, head dim % 16 == 0) */
+int cg_attention_mma(const ir_graph *g, const ir_node *n);
+/* whether the f16/bf16 tensor-core forward keeps K and V of the head in shared memory (N, hd) */
+int cg_attention_kv_resident(int64_t n, int64_t hd);
 
 #endif

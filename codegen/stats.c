@@ -19,7 +19,8 @@
  * The parts: GEMMs (the linear layers: one operand shared over the batch, or batch 1),
  * attention (batched GEMMs whose both operands are batched, softmax and its gradient, the fused
  * attention and attention_bwd kernels: FLOPs by attention_flops, bytes their tensors, the
- * backward's inputs twice: each of its two kernels reads them),
+ * backward's inputs twice: each of its two kernels reads them; timed at the fp16/bf16 tensor-core
+ * peak where the kernels use mma, f16/bf16 with head dims a multiple of 16),
  * LayerNorm, elementwise (pointwise, gathers, sums), loss, optimizer (AdamW, gradient
  * clipping's sum of squares). */
 #include "codegen/emit_internal.h"
@@ -202,6 +203,9 @@ void cg_stats_of(const cg_program *p, cg_stats *s) {
             w->launches = end - st;
             int group = g->nodes[node].group;
             w->part = part_of_op(g->nodes[node].op);
+            if ((g->nodes[node].op == IR_OP_ATTENTION || g->nodes[node].op == IR_OP_ATTENTION_BWD) &&
+                cg_attention_mma(g, &g->nodes[node]))
+                w->peak = CG_PEAK_F16; /* its products on tensor cores (the exp and scaling FLOPs are few) */
             if (g->nodes[node].chain) {
                 chain_cost(p, node, &w->bytes, &w->flops);
                 st = end;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codegen/emit_internal.h" /* cg_attention_kv_resident: which forward a case expects */
 #include "runtime/rt.h"
 
 /* shape literal: SH(2, 3) -> ndim, (int64_t[]){2, 3} */
@@ -564,18 +565,20 @@ static void row_cases(op_suite *s) {
 
 /* ---- attention (the qkv-attention fusion's ops) ---------------------------------------------- */
 
-/* One forward case (O and LSE) and one backward case (dqkv from the forward's O and LSE, as
- * autodiff wires it) over qkv [B,N,3*H*hd] of dtype t. fp32 within rel. L2 1e-5 (sums over N
- * keys and hd dims in a different order than the interpreter's). */
-static void attention_case(op_suite *s, ir_dtype t, int64_t B, int64_t N, int64_t H, int64_t hd) {
+/* One forward case (O and LSE) and, with `bwd_too`, one backward case (dqkv from the forward's
+ * O and LSE, as autodiff wires it) over qkv [B,N,3*H*hd] of dtype t. fp32 within rel. L2 1e-5
+ * (sums over N keys and hd dims in a different order than the interpreter's). */
+static void attention_case2(op_suite *s, ir_dtype t, int64_t B, int64_t N, int64_t H, int64_t hd, int bwd_too) {
     char v[64];
     snprintf(v, sizeof v, "b%lld_n%lld_h%lld_hd%lld", (long long)B, (long long)N, (long long)H, (long long)hd);
     ir_attrs a = {0};
     a.heads = H;
     a.alpha = 1.0 / sqrt((double)hd);
     double tol = t == IR_F32 ? 1e-5 : op_tol(t);
-    for (int bwd = 0; bwd < 2; bwd++) {
-        const char *fwd = t != IR_F32 && hd % 16 == 0 ? "attention_mma" : "row_m[tid] + logf"; /* tensor cores or FMA */
+    for (int bwd = 0; bwd < 1 + bwd_too; bwd++) {
+        /* tensor cores (K/V resident in shared memory for short N, else streamed) or FMA */
+        const char *fwd = t == IR_F32 || hd % 16 ? "row_m[tid] + logf"
+                          : cg_attention_kv_resident(N, hd) ? "attention_kv_resident" : "attention_mma";
         const char *bwd_kernel = t != IR_F32 && hd % 16 == 0 ? "attention_bwd_mma_dkv" : "attention_bwd_dkv";
         begin(s, bwd ? IR_OP_ATTENTION_BWD : IR_OP_ATTENTION, v, t, bwd ? bwd_kernel : fwd);
         cur(s)->tol = tol;
@@ -592,6 +595,10 @@ static void attention_case(op_suite *s, ir_dtype t, int64_t B, int64_t N, int64_
         int dO = in(s, t, SH(B, N, H * hd), -1, 1);
         result(s, node(s, IR_OP_ATTENTION_BWD, (int[]){dO, qkv, o, lse}, 4, &a, t, 0, NULL));
     }
+}
+
+static void attention_case(op_suite *s, ir_dtype t, int64_t B, int64_t N, int64_t H, int64_t hd) {
+    attention_case2(s, t, B, N, H, hd, 1);
 }
 
 /* Head dims 32, 64, 96, 128 (and DeiT-micro's 8 and 16) over N that hit every tile edge
@@ -611,6 +618,7 @@ static void attention_cases(op_suite *s) {
         attention_case(s, FLOATS[d], 1, 197, 2, 64);
         attention_case(s, FLOATS[d], 2, 33, 1, 96);
         attention_case(s, FLOATS[d], 1, 130, 1, 128);
+        attention_case(s, FLOATS[d], 1, 257, 1, 64); /* past the resident bound: K/V streamed */
         attention_case(s, FLOATS[d], 3, 16, 2, 16);
         attention_case(s, FLOATS[d], 1, 9, 2, 8);
     }
@@ -623,6 +631,21 @@ static void attention_cases(op_suite *s) {
             int64_t B = 1 + k % 3, H = 1 + k % 6;
             if (NS[n] >= 256 && B * H > 2) B = 1, H = 2; /* keeps the emu run in minutes */
             attention_case(s, IR_F32, B, NS[n], H, HDS[h]);
+        }
+    /* f16/bf16 forward on tensor cores: N at the resident kernel's bound (256; 192 at hd 96 and
+     * 144 at hd 128: 80 KB of K and V) and one past it (K/V streamed), DeiT's 197, 577, small N;
+     * the backward (not N-dependent in its choice) once per head dim */
+    static const int64_t BOUND[] = {256, 256, 192, 144};
+    k = 0;
+    for (int d = 1; d < 3; d++)
+        for (int h = 0; h < 4; h++) {
+            const int64_t NH[] = {1, 17, 197, BOUND[h], BOUND[h] + 1, 577};
+            for (size_t n = 0; n < sizeof NH / sizeof NH[0]; n++, k++) {
+                int64_t B = 1 + k % 2, H = 1 + k % 3;
+                if (NH[n] >= 144 && B * H > 2) B = 1, H = 2;
+                if (NH[n] == 577) B = H = 1;
+                attention_case2(s, FLOATS[d], B, NH[n], H, HDS[h], NH[n] == BOUND[h] + 1);
+            }
         }
 }
 
