@@ -51,7 +51,8 @@ int rt_device_cuda_new(const rt_plan *p, rt_device **out, char *err, size_t errs
     X(cuModuleLoadDataEx) X(cuModuleUnload) X(cuModuleGetFunction) X(cuFuncSetAttribute) X(cuLaunchKernel)       \
     X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord) X(cuEventSynchronize) X(cuEventElapsedTime)              \
     X(cuStreamBeginCapture) X(cuStreamEndCapture) X(cuGraphInstantiate) X(cuGraphLaunch) X(cuGraphDestroy)       \
-    X(cuGraphExecDestroy)
+    X(cuGraphExecDestroy) X(cuMemHostAlloc) X(cuMemFreeHost) X(cuStreamWaitEvent) X(cuEventQuery)                \
+    X(cuMemcpyDtoDAsync)
 
 #define LT_FUNCS(X)                                                                                              \
     X(cublasLtCreate) X(cublasLtDestroy) X(cublasLtGetVersion) X(cublasLtGetStatusString)                        \
@@ -92,6 +93,12 @@ typedef struct {
     int capturing;         /* between cuStreamBeginCapture and cuStreamEndCapture */
     int sync_each;         /* DEITC_CUDA_SYNC: synchronize after every eager step */
     int driver_version;    /* cuDriverGetVersion: 13000 is CUDA 13.0 */
+    /* the stage slots (rt.h): pinned host buffers, device twins, the copy stream and its events */
+    CUstream copy_stream;
+    void *stage_host[2], *readback;
+    CUdeviceptr twin[2];
+    CUevent copied[2], consumed[2], read_done;
+    int copy_pending[2], consume_pending[2];
 } cuda_impl;
 
 static cuda_impl *impl(rt_device *d) { return d->impl; }
@@ -186,12 +193,14 @@ static void old_driver_note(rt_device *d) {
  * inside a capture (the runtime uploads and reads between steps only). */
 static int cuda_upload(rt_device *d, uint64_t offset, const void *src, uint64_t bytes) {
     if (!bytes) return 0;
+    d->syncs++;
     if (CU(d, cuMemcpyHtoDAsync, impl(d)->arena + offset, src, bytes, impl(d)->stream)) return async_hint(d);
     return CU(d, cuStreamSynchronize, impl(d)->stream) ? async_hint(d) : 0;
 }
 
 static int cuda_download(rt_device *d, void *dst, uint64_t offset, uint64_t bytes) {
     if (!bytes) return 0;
+    d->syncs++;
     if (CU(d, cuMemcpyDtoHAsync, dst, impl(d)->arena + offset, bytes, impl(d)->stream)) return async_hint(d);
     return CU(d, cuStreamSynchronize, impl(d)->stream) ? async_hint(d) : 0;
 }
@@ -238,6 +247,7 @@ static int cuda_gemm_run(rt_device *d, int step) {
 }
 
 static int cuda_synchronize(rt_device *d) {
+    d->syncs++;
     return CU(d, cuStreamSynchronize, impl(d)->stream) ? async_hint(d) : 0;
 }
 
@@ -280,6 +290,7 @@ static int cuda_timer_start(rt_device *d) { return CU(d, cuEventRecord, impl(d)-
 static int cuda_timer_stop(rt_device *d, double *ms) {
     cuda_impl *c = impl(d);
     float f = 0;
+    d->syncs++;
     if (CU(d, cuEventRecord, c->ev_stop, c->stream) || CU(d, cuEventSynchronize, c->ev_stop) ||
         CU(d, cuEventElapsedTime, &f, c->ev_start, c->ev_stop))
         return async_hint(d);
@@ -287,11 +298,145 @@ static int cuda_timer_stop(rt_device *d, double *ms) {
     return 0;
 }
 
+/* ---- the stage slots and the readback buffer (rt.h) ---------------------------------------- */
+
+static void stage_release(cuda_impl *c) {
+    for (int i = 0; i < 2; i++) {
+        if (c->stage_host[i]) c->p_cuMemFreeHost(c->stage_host[i]);
+        if (c->twin[i]) c->p_cuMemFree(c->twin[i]);
+        c->stage_host[i] = NULL;
+        c->twin[i] = 0;
+    }
+}
+
+static int cuda_stage_open(rt_device *d, uint64_t bytes) {
+    cuda_impl *c = impl(d);
+    if (c->stream && CU(d, cuStreamSynchronize, c->stream)) return -1; /* no copy in flight into the old slots */
+    if (c->copy_stream && CU(d, cuStreamSynchronize, c->copy_stream)) return -1;
+    stage_release(c);
+    if (!c->copy_stream && CU(d, cuStreamCreate, &c->copy_stream, CU_STREAM_NON_BLOCKING)) return -1;
+    for (int i = 0; i < 2; i++) {
+        if ((!c->copied[i] && CU(d, cuEventCreate, &c->copied[i], CU_EVENT_DISABLE_TIMING)) ||
+            (!c->consumed[i] && CU(d, cuEventCreate, &c->consumed[i], CU_EVENT_DISABLE_TIMING)) ||
+            CU(d, cuMemHostAlloc, &c->stage_host[i], (size_t)(bytes ? bytes : 1), 0) ||
+            CU(d, cuMemAlloc, &c->twin[i], (size_t)(bytes ? bytes : 1)))
+            return -1;
+        c->copy_pending[i] = c->consume_pending[i] = 0;
+        d->stage_host[i] = c->stage_host[i];
+        d->stage_device[i] = (uint64_t)c->twin[i];
+    }
+    d->stage_bytes = bytes;
+    return 0;
+}
+
+static int slot_ok(rt_device *d, int slot, uint64_t bytes) {
+    if (slot >= 0 && slot < 2 && impl(d)->stage_host[slot] && bytes <= d->stage_bytes) return 0;
+    snprintf(d->err, sizeof d->err, "cuda: stage slot %d (%llu bytes) not open or too small (%llu bytes)", slot,
+             (unsigned long long)bytes, (unsigned long long)d->stage_bytes);
+    return -1;
+}
+
+static int cuda_stage_begin(rt_device *d, int slot) {
+    cuda_impl *c = impl(d);
+    if (slot_ok(d, slot, 0)) return -1;
+    if (!c->copy_pending[slot]) return 0;
+    CUresult r = c->p_cuEventQuery(c->copied[slot]);
+    if (r == CUDA_ERROR_NOT_READY) { /* the copy of two batches ago still runs: wait (counted) */
+        d->syncs++;
+        r = c->p_cuEventSynchronize(c->copied[slot]);
+    }
+    c->copy_pending[slot] = 0;
+    return cu_check(d, r, "cuEventSynchronize (a stage slot's copy)") ? async_hint(d) : 0;
+}
+
+static int cuda_stage_end(rt_device *d, int slot, uint64_t bytes) {
+    cuda_impl *c = impl(d);
+    if (slot_ok(d, slot, bytes)) return -1;
+    if (c->consume_pending[slot] && CU(d, cuStreamWaitEvent, c->copy_stream, c->consumed[slot], 0)) return -1;
+    if ((bytes && CU(d, cuMemcpyHtoDAsync, c->twin[slot], c->stage_host[slot], (size_t)bytes, c->copy_stream)) ||
+        CU(d, cuEventRecord, c->copied[slot], c->copy_stream) || CU(d, cuStreamWaitEvent, c->stream, c->copied[slot], 0))
+        return async_hint(d);
+    c->copy_pending[slot] = 1;
+    return 0;
+}
+
+static int cuda_stage_done(rt_device *d, int slot) {
+    cuda_impl *c = impl(d);
+    if (slot_ok(d, slot, 0) || CU(d, cuEventRecord, c->consumed[slot], c->stream)) return -1;
+    c->consume_pending[slot] = 1;
+    return 0;
+}
+
+static int cuda_copy_to_arena(rt_device *d, uint64_t offset, uint64_t src_address, uint64_t bytes) {
+    if (!bytes) return 0;
+    return CU(d, cuMemcpyDtoDAsync, impl(d)->arena + offset, (CUdeviceptr)src_address, (size_t)bytes, impl(d)->stream)
+               ? async_hint(d) : 0;
+}
+
+static int cuda_launch_kernel(rt_device *d, int kernel, const unsigned grid[3], const unsigned block[3], void **args) {
+    cuda_impl *c = impl(d);
+    if (kernel < 0 || kernel >= d->plan->num_kernels) {
+        snprintf(d->err, sizeof d->err, "cuda: kernel %d out of range (%d kernels)", kernel, d->plan->num_kernels);
+        return -1;
+    }
+    if (CU(d, cuLaunchKernel, c->funcs[kernel], grid[0], grid[1], grid[2], block[0], block[1], block[2], 0, c->stream,
+           args, NULL)) {
+        size_t n = strlen(d->err);
+        snprintf(d->err + n, sizeof d->err - n, " (kernel '%s')", d->plan->kernel_names[kernel]);
+        return -1;
+    }
+    return 0;
+}
+
+static int cuda_readback_open(rt_device *d, uint64_t bytes) {
+    cuda_impl *c = impl(d);
+    if (c->readback) {
+        if (CU(d, cuStreamSynchronize, c->stream)) return -1;
+        c->p_cuMemFreeHost(c->readback);
+        c->readback = NULL;
+    }
+    if ((!c->read_done && CU(d, cuEventCreate, &c->read_done, CU_EVENT_DISABLE_TIMING)) ||
+        CU(d, cuMemHostAlloc, &c->readback, (size_t)(bytes ? bytes : 1), 0))
+        return -1;
+    memset(c->readback, 0, (size_t)(bytes ? bytes : 1));
+    d->readback_host = c->readback;
+    d->readback_bytes = bytes;
+    return 0;
+}
+
+static int cuda_download_async(rt_device *d, uint64_t readback_offset, uint64_t offset, uint64_t bytes) {
+    cuda_impl *c = impl(d);
+    if (!c->readback || readback_offset > d->readback_bytes || bytes > d->readback_bytes - readback_offset) {
+        snprintf(d->err, sizeof d->err, "cuda: readback range [%llu, +%llu) outside the buffer (%llu bytes)",
+                 (unsigned long long)readback_offset, (unsigned long long)bytes, (unsigned long long)d->readback_bytes);
+        return -1;
+    }
+    if (!bytes) return 0;
+    return CU(d, cuMemcpyDtoHAsync, (char *)c->readback + readback_offset, c->arena + offset, (size_t)bytes, c->stream)
+               ? async_hint(d) : 0;
+}
+
+static int cuda_readback_wait(rt_device *d) {
+    cuda_impl *c = impl(d);
+    d->syncs++;
+    return CU(d, cuEventRecord, c->read_done, c->stream) || CU(d, cuEventSynchronize, c->read_done) ? async_hint(d)
+                                                                                                     : 0;
+}
+
 static void cuda_destroy(rt_device *d) {
     cuda_impl *c = impl(d);
     if (c) {
         if (c->have_ctx) {
             if (c->stream) c->p_cuStreamSynchronize(c->stream);
+            if (c->copy_stream) c->p_cuStreamSynchronize(c->copy_stream);
+            stage_release(c);
+            if (c->readback) c->p_cuMemFreeHost(c->readback);
+            for (int i = 0; i < 2; i++) {
+                if (c->copied[i]) c->p_cuEventDestroy(c->copied[i]);
+                if (c->consumed[i]) c->p_cuEventDestroy(c->consumed[i]);
+            }
+            if (c->read_done) c->p_cuEventDestroy(c->read_done);
+            if (c->copy_stream) c->p_cuStreamDestroy(c->copy_stream);
             if (c->exec) c->p_cuGraphExecDestroy(c->exec);
             if (c->graph) c->p_cuGraphDestroy(c->graph);
             if (c->gemms)
@@ -698,6 +843,15 @@ int rt_device_cuda_new(const rt_plan *p, rt_device **out, char *err, size_t errs
     d->timer_start = cuda_timer_start;
     d->timer_stop = cuda_timer_stop;
     d->destroy = cuda_destroy;
+    d->stage_open = cuda_stage_open;
+    d->stage_begin = cuda_stage_begin;
+    d->stage_end = cuda_stage_end;
+    d->stage_done = cuda_stage_done;
+    d->copy_to_arena = cuda_copy_to_arena;
+    d->launch_kernel = cuda_launch_kernel;
+    d->readback_open = cuda_readback_open;
+    d->download_async = cuda_download_async;
+    d->readback_wait = cuda_readback_wait;
     if (start(d)) {
         snprintf(err, errsize, "%s", d->err);
         cuda_destroy(d);

@@ -90,7 +90,9 @@ int rt_exe_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st) {
 #define FLOAT_SLOTS_MAX (512ll << 20)
 
 int rt_exe_stream_start(exe_stream *st, const session *s, const exe_args *a, const rt_plan *p, long first_step) {
-    st->f32 = s->images->dtype == RT_F32 && (4 * p->batch * s->image_numel * (long long)sizeof(float) <= FLOAT_SLOTS_MAX ||
+    /* uint8 batches normalized on the device where the plan can (exe_stage.c), unless erasing */
+    int on_device = s->stage_on && s->stage_kernel >= 0;
+    st->f32 = s->images->dtype == RT_F32 && ((!on_device && 4 * p->batch * s->image_numel * (long long)sizeof(float) <= FLOAT_SLOTS_MAX) ||
                                                st->tf.erase_p > 0); /* erasing: on normalized pixels, in the workers */
     rt_loader_config c = {.src = &st->src, .tf = &st->tf, .batch = p->batch,
                           .workers = a->workers > 0 ? (int)a->workers : rt_exe_default_workers(), .depth = 4,
@@ -101,7 +103,7 @@ int rt_exe_stream_start(exe_stream *st, const session *s, const exe_args *a, con
     if (rt_loader_open(&st->loader, &c, err, sizeof err)) return rt_exe_error("%s: %s", a->data, err);
     printf("data: %s: %lld images, %lld classes, streamed by %d workers (--aug %s%s)\n", rt_exe_shown(a->data),
            (long long)st->list.n, (long long)st->list.classes, c.workers, st->tf.name,
-           st->f32 ? ", normalized by the workers" : "");
+           st->f32 ? ", normalized by the workers" : on_device ? ", uint8 batches normalized on the device" : "");
     return 0;
 }
 
@@ -116,10 +118,9 @@ int rt_exe_stream_batch(session *s, exe_stream *st) {
             if (s->labels->dtype == RT_I64) ((int64_t *)s->label_stage)[i] = labels[i];
             else ((int32_t *)s->label_stage)[i] = (int32_t)labels[i];
         }
-        if (s->dev->upload(s->dev, s->images->offset, images, (uint64_t)(p->batch * s->image_numel) * sizeof(float)) ||
-            s->dev->upload(s->dev, s->labels->offset, s->label_stage, (uint64_t)p->batch * rt_dtype_size(s->labels->dtype)))
+        if (s->dev->upload(s->dev, s->images->offset, images, (uint64_t)(p->batch * s->image_numel) * sizeof(float)))
             return rt_exe_error("%s", s->dev->err);
-        return 0;
+        return rt_exe_put(s, s->labels->offset, s->label_stage, (uint64_t)p->batch * rt_dtype_size(s->labels->dtype));
     }
     rt_dataset view; /* the batch as a dataset of `batch` images: the in-memory path's gather */
     memset(&view, 0, sizeof view);

@@ -66,6 +66,17 @@ typedef struct {
     double best_top1;      /* --save-best: the best validation top-1 so far (fraction), -1: none */
     double epoch_loss_sum; /* the current epoch's train losses so far (summary.csv's train_loss) */
     long epoch_loss_steps;
+    /* exe_stage.c: train's per-step data through the device's stage slots (rt.h) */
+    int stage_on;        /* the slots are open */
+    int stage_slot;      /* the slot being filled; -1: none (rt_exe_put uploads at once) */
+    int stage_kernel;    /* the plan's dc_data_normalize; -1: none (images normalized on the host) */
+    int stage_images;    /* the slot holds this batch's uint8 images (at its start) */
+    long stage_batches;  /* batches staged so far (the slot is their parity) */
+    uint64_t stage_used; /* bytes of the slot filled */
+    int stage_ncopies;
+    struct {
+        uint64_t offset, at, bytes; /* arena offset <- slot offset, bytes */
+    } stage_copies[8];
 } session;
 
 /* what rt_exe_evaluate counts over a dataset */
@@ -109,6 +120,23 @@ int rt_exe_save_weights(session *s, const char *path, long steps, int with_state
                         rt_dtype dtype);
 /* --resume: the checkpoint's weights and optimizer state, and the step it reached into *step. */
 int rt_exe_load_checkpoint(session *s, const exe_args *a, long total, long *step);
+
+/* ---- exe_stage.c: the per-step data without host synchronization ---------------------------- */
+
+/* Opens the device's stage slots for train's batches (no-op on a device without them). */
+int rt_exe_stage_open(session *s);
+/* A step's data begins: what rt_exe_put and rt_exe_fill_batch get goes into the next slot. */
+int rt_exe_stage_begin(session *s);
+/* The slot's room for the batch's uint8 images (batch x C x H x W, CHW each), normalized on the
+ * device with mean/std at rt_exe_stage_end; NULL when no slot is being filled or the plan has
+ * no dc_data_normalize (then the caller normalizes on the host). */
+uint8_t *rt_exe_stage_u8(session *s, const float mean[3], const float stdv[3]);
+/* bytes for arena offset: into the slot being filled (a second put to the same offset replaces
+ * the first), else uploaded at once. 0 or 1 (reported). */
+int rt_exe_put(session *s, uint64_t offset, const void *src, uint64_t bytes);
+/* The slot to the device (copy stream), its parts into the arena, the images normalized: all
+ * queued on the step stream, nothing waited for. 0 or 1 (reported). */
+int rt_exe_stage_end(session *s);
 
 /* ---- exe_loss_scale.c ---------------------------------------------------------------------- */
 

@@ -198,7 +198,9 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     }
     long total = a->has_steps ? a->steps : (long)(a->has_epochs ? a->epochs : 1) * (long)per_epoch;
     long first = 1; /* the first step to run: after the checkpoint's with --resume */
-    if (rt_exe_session_open(&s, p, 1) || rt_exe_load_weights(&s, a->init, a->partial_init, a->seed)) goto done;
+    if (rt_exe_session_open(&s, p, 1) || rt_exe_load_weights(&s, a->init, a->partial_init, a->seed) ||
+        rt_exe_stage_open(&s))
+        goto done;
     if (dist && rt_dist_attach(dist, s.dev, a->bucket_mb, err, sizeof err)) {
         rt_exe_error("data parallel (rank %d of %d): %s", rank, world, err);
         goto done;
@@ -281,9 +283,10 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
         }
         double t0 = rt_exe_now_s(), lr = rt_exe_lr_at(a, base_lr, step, total, (long)per_epoch);
         float loss;
-        if ((stream.on ? rt_exe_stream_batch(&s, &stream) : rt_exe_fill_batch(&s, &ds, (world > 1 ? idx : perm) + pos)) ||
+        if (rt_exe_stage_begin(&s) || /* the step's data into a stage slot: nothing waits (exe_stage.c) */
+            (stream.on ? rt_exe_stream_batch(&s, &stream) : rt_exe_fill_batch(&s, &ds, (world > 1 ? idx : perm) + pos)) ||
             rt_exe_set_opt(&s, lr, &run, step) || rt_exe_set_mix(&s, &a->mix, a->seed, step) ||
-            rt_exe_set_drop_path(&s, a->drop_path, a->seed, step))
+            rt_exe_set_drop_path(&s, a->drop_path, a->seed, step) || rt_exe_stage_end(&s))
             goto done;
         double t1 = rt_exe_now_s(); /* the data is on the device: the rest is the step */
         if (run_step(&s, a->use_graph && step > first, dist) || rt_exe_read_f32(&s, s.loss, 1, &loss) ||

@@ -301,7 +301,35 @@ struct rt_device {
     void *hook_ctx;
     void *native_stream;      /* cuda: the CUstream the steps run on (NULL on emu) */
     uint64_t arena_address;   /* the arena's base: a CUdeviceptr on cuda, a host pointer on emu */
+    /* The per-step data path that never blocks the host (runtime/exe_stage.c): two stage slots,
+     * each a host buffer (pinned on cuda) stage_host[i] and its device twin at stage_device[i]
+     * (stage_open(d, bytes) makes both). stage_begin(i): slot i's host buffer may be written
+     * (waits, counted in syncs, only while its previous copy is still in flight); stage_end(i,
+     * n): its first n bytes go to the twin on a copy stream, and the step stream waits for that
+     * copy (an event); stage_done(i): what the step stream queued so far has read the twin
+     * (the next copy into it waits for that). copy_to_arena and launch_kernel (the plan's
+     * kernel k with cuLaunchKernel-style arguments, e.g. dc_data_normalize) queue on the step
+     * stream. The readback buffer (readback_open, pinned on cuda) takes download_async's copies
+     * from the arena, queued on the step stream; readback_wait waits for all of them (a sync). */
+    int (*stage_open)(rt_device *d, uint64_t bytes);
+    int (*stage_begin)(rt_device *d, int slot);
+    int (*stage_end)(rt_device *d, int slot, uint64_t bytes);
+    int (*stage_done)(rt_device *d, int slot);
+    int (*copy_to_arena)(rt_device *d, uint64_t offset, uint64_t src_address, uint64_t bytes);
+    int (*launch_kernel)(rt_device *d, int kernel, const unsigned grid[3], const unsigned block[3], void **args);
+    int (*readback_open)(rt_device *d, uint64_t bytes);
+    int (*download_async)(rt_device *d, uint64_t readback_offset, uint64_t offset, uint64_t bytes);
+    int (*readback_wait)(rt_device *d);
+    void *stage_host[2];
+    uint64_t stage_device[2], stage_bytes;
+    void *readback_host;
+    uint64_t readback_bytes;
+    /* host synchronizations so far: every call that blocks the host until the device is done
+     * (upload, download, synchronize, timer_stop, readback_wait, a stage_begin that waited) */
+    long syncs;
 };
+/* The plan's kernel named `name` (a runtime-launched one such as dc_data_normalize), or -1. */
+int rt_plan_kernel(const rt_plan *p, const char *name);
 
 /* A kernel step's arguments as cuLaunchKernel takes them: args[i] points at the i-th value
  * (an arena address, an int64 or a float). Small argument lists need no allocation. */

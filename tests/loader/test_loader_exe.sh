@@ -15,7 +15,12 @@ cd "$d"
 ./exe train --data "$data" --steps 7 --save once.st > once.txt
 grep -q "decoded in" once.txt || fail "the small folder was not decoded once"
 ./exe train --data "$data" --steps 7 --stream --workers 1 --save s1.st > s1.txt
-grep -q "streamed by 1 workers (--aug none, normalized by the workers)" s1.txt || fail "--stream did not stream"
+grep -q "streamed by 1 workers (--aug none, uint8 batches normalized on the device)" s1.txt || fail "--stream did not stream"
+DEITC_HOST_DATA=1 ./exe train --data "$data" --steps 7 --stream --workers 1 --save h1.st > h1.txt
+grep -q "streamed by 1 workers (--aug none, normalized by the workers)" h1.txt || fail "DEITC_HOST_DATA=1: not the host path"
+DEITC_HOST_DATA=1 ./exe train --data "$data" --steps 7 --save h0.st > /dev/null
+cmp once.st h0.st || fail "normalized on the device: other weights than the host-normalized run's"
+cmp once.st h1.st || fail "normalized by the workers: other weights than the device-normalized run's"
 DEITC_DATA_CACHE_MB=0 ./exe train --data "$data" --steps 7 --workers 3 --save s3.st > s3.txt
 grep -q "streamed by 3 workers" s3.txt || fail "DEITC_DATA_CACHE_MB=0 did not stream"
 cmp once.st s1.st || fail "streamed (1 worker) weights differ from the decoded-once run's"
