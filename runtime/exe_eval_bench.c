@@ -217,7 +217,7 @@ int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p) {
         return rt_exe_error("%s", err);
     }
     if (rt_exe_session_open(&s, p, 1) || rt_exe_load_weights(&s, a->init, a->partial_init, a->seed)) goto done;
-    if (st.on && rt_exe_stream_start(&st, &s, a, p, 1)) goto done;
+    if (st.on && (rt_exe_stage_open(&s) || rt_exe_stream_start(&st, &s, a, p, 1))) goto done; /* train's data path */
     int64_t *idx = malloc(sizeof(int64_t) * (size_t)p->batch);
     if (!idx) abort();
     for (int64_t i = 0; i < p->batch; i++) idx[i] = i;
@@ -235,7 +235,9 @@ int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p) {
         double t0 = rt_exe_now_s();
         rt_opt_run run;
         rt_exe_run_opt(a, p, &run);
-        if ((st.on && rt_exe_stream_batch(&s, &st)) || rt_exe_set_opt(&s, rt_exe_base_lr(a, p), &run, i + 1)) goto done;
+        if (rt_exe_stage_begin(&s) || (st.on && rt_exe_stream_batch(&s, &st)) ||
+            rt_exe_set_opt(&s, rt_exe_base_lr(a, p), &run, i + 1) || rt_exe_stage_end(&s))
+            goto done;
         if (s.dev->timer_start(s.dev) || rt_device_run(s.dev, a->use_graph && i > 0) || s.dev->timer_stop(s.dev, &t)) {
             rt_exe_error("%s", s.dev->err);
             goto done;

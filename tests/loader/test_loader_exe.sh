@@ -25,7 +25,17 @@ DEITC_DATA_CACHE_MB=0 ./exe train --data "$data" --steps 7 --workers 3 --save s3
 grep -q "streamed by 3 workers" s3.txt || fail "DEITC_DATA_CACHE_MB=0 did not stream"
 cmp once.st s1.st || fail "streamed (1 worker) weights differ from the decoded-once run's"
 cmp once.st s3.st || fail "streamed (3 workers) weights differ from the decoded-once run's"
-echo "streamed == decoded once, 1 and 3 workers"
+echo "streamed == decoded once, 1 and 3 workers; normalized on the device == on the host"
+# no host synchronization inside a step that prints no line (DEITC_TRACE_SYNC=1: each step's count)
+DEITC_TRACE_SYNC=1 ./exe train --data "$data" --steps 9 --log-every 4 --stream --workers 2 --save t.st 2> trace.txt > /dev/null
+grep "sync-trace" trace.txt | grep -v "(its line)" | grep -qv ": 0 host synchronizations$" && fail "a step without a line synchronized (trace.txt)"
+[ "$(grep -c ': 0 host synchronizations$' trace.txt)" = 5 ] || fail "steps 2, 3, 5, 6, 7 are not the 5 without a sync (trace.txt)"
+[ "$(grep -c '(its line)' trace.txt)" = 4 ] || fail "steps 1, 4, 8, 9 are not the 4 that read the loss (trace.txt)"
+DEITC_HOST_DATA=1 DEITC_TRACE_SYNC=1 ./exe train --data "$data" --steps 9 --log-every 4 --save ht.st 2> htrace.txt > /dev/null
+grep -q ': 0 host synchronizations$' htrace.txt && fail "the host path's blocking uploads were not counted (htrace.txt)"
+DEITC_TRACE_SYNC=1 ./exe train --data "$data" --steps 9 --log-every 4 --save dt.st 2> /dev/null > /dev/null
+cmp dt.st ht.st || fail "9 steps read a step late: other weights than the host path's"
+echo "no host synchronization in steps without a line; the host path counts its syncs"
 # aug light: any worker count, the same weights; a resumed run byte-identical
 ./exe train --data "$data" --steps 8 --aug light --workers 1 --save l1.st > /dev/null
 ./exe train --data "$data" --steps 8 --aug light --workers 4 --save l4.st > /dev/null
