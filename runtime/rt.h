@@ -519,6 +519,10 @@ typedef struct {
     long first_step;  /* 1-based: the first batch delivered is this step's */
     const float *mean, *std; /* (3) given: the workers also normalize, batches are float
                               * ((x / 255 - mean) / std, rt_dataset_image's values); NULL: uint8 */
+    int64_t raw_bytes;       /* > 0: the device crops (dc_data.cuh): each image is its raw RGB
+                              * sample (at most raw_bytes, at image j * raw_bytes of the batch),
+                              * and rt_loader_meta has its box, sampled as tf's apply would
+                              * (rt_rrc_params); tf must be a RandomResizedCrop ("light") */
 } rt_loader_config;
 typedef struct rt_loader rt_loader;
 /* Batches per epoch: (n / world) / batch (the tail of the permutation is dropped). */
@@ -528,6 +532,9 @@ int rt_loader_open(rt_loader **out, const rt_loader_config *c, char *err, size_t
 /* The next step's batch: images (batch, 3, size, size) uint8 (float with mean/std) and labels
  * (batch), valid until the next call. A sample that failed to decode is an error naming it. */
 int rt_loader_next(rt_loader *L, const void **images, const int64_t **labels, char *err, size_t errsize);
+/* With raw_bytes: the batch last handed out's crops, 8 values an image: its offset in the
+ * batch, w, h, then the box x, y, w, h and the flip (dc_data_crop_u8's meta). */
+const int64_t *rt_loader_meta(const rt_loader *L);
 /* Seconds rt_loader_next waited for workers, in all. */
 double rt_loader_wait_s(const rt_loader *L);
 void rt_loader_free(rt_loader *L);

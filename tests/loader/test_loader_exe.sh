@@ -61,6 +61,18 @@ echo "corrupt image named"
 ./exe eval --data raw.dpk --init once.st > e1.txt && ./exe eval --data "$data" --init once.st > e2.txt
 grep -q "eval: 12 images" e1.txt || fail "eval on raw.dpk"
 [ "$(grep accuracy e1.txt | head -1)" = "$(grep accuracy e2.txt | head -1)" ] || fail "eval: raw.dpk and the folder differ"
+# raw .dpk + --aug light: the device crops, flips and normalizes (dc_data_crop) the same bytes
+./exe train --data raw.dpk --steps 6 --aug light --workers 1 --save rd1.st > rd.txt || fail "train on raw.dpk"
+grep -q "raw samples cropped, flipped and normalized on the device" rd.txt || fail "raw.dpk was not cropped on the device (rd.txt)"
+./exe train --data raw.dpk --steps 6 --aug light --workers 3 --save rd3.st > /dev/null
+DEITC_HOST_DATA=1 ./exe train --data raw.dpk --steps 6 --aug light --workers 2 --save rh.st > rh.txt
+grep -q "raw samples cropped" rh.txt && fail "DEITC_HOST_DATA=1 still cropped on the device"
+cmp rd1.st rd3.st || fail "raw.dpk cropped on the device: 1 and 3 workers give other weights"
+cmp rd1.st rh.st || fail "raw.dpk: the device's crops trained other weights than the host transform's"
+./exe train --data raw.dpk --steps 3 --aug light --checkpoint rc.st > /dev/null
+./exe train --data raw.dpk --steps 6 --aug light --resume rc.st --resume-override --save rr.st > /dev/null 2>&1
+cmp rd1.st rr.st || fail "raw.dpk cropped on the device: the resumed run's weights differ"
+echo "raw.dpk: the device's crop == the host transform's, any workers, resumed"
 ./exe train --data jpg.dpk --steps 6 --aug light --workers 1 --save j1.st > j.txt || fail "train on jpg.dpk"
 ./exe train --data jpg.dpk --steps 6 --aug light --workers 3 --save j3.st > /dev/null
 cmp j1.st j3.st || fail ".dpk: 1 and 3 workers give other weights"
