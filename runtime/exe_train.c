@@ -279,7 +279,7 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     enum { LATE_MAX = 64, LATE_STRIDE = 64 };
     struct { long step; double lr, data_s, device_s; } late[LATE_MAX];
     int nlate = 0, late_ok = !dist && s.stage_on && s.dev->readback_open && s.dev->download_async &&
-                             rt_dtype_size(s.loss->dtype) + sizeof(float) * RT_SCALER_SLOTS <= 48;
+                             rt_dtype_size(s.loss->dtype) <= 16 && 16 + sizeof(float) * RT_SCALER_SLOTS <= LATE_STRIDE;
     if (late_ok && s.dev->readback_open(s.dev, (uint64_t)LATE_MAX * LATE_STRIDE)) {
         rt_exe_error("%s", s.dev->err);
         goto done;
