@@ -195,9 +195,10 @@ int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p) {
     /* start-up: device, libraries, cuBLASLt's algorithms, weights, the batch; then warm-up (the
      * first step eager, the second captured as a graph) and the timed steps, by the wall clock */
     double t_ready = rt_exe_now_s(), t_warm = t_ready;
+    long syncs0 = s.dev->syncs; /* the timed steps' host synchronizations (timer_stop's included) */
     for (long i = 0; i < warm + steps; i++) {
         double t;
-        if (i == warm) t_warm = rt_exe_now_s();
+        if (i == warm) t_warm = rt_exe_now_s(), syncs0 = s.dev->syncs;
         double t0 = rt_exe_now_s();
         rt_opt_run run;
         rt_exe_run_opt(a, p, &run);
@@ -211,6 +212,7 @@ int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p) {
         if (st.on) t = (rt_exe_now_s() - t0) * 1e3; /* the wall clock: the data path's time included */
         if (i >= warm) ms[i - warm] = t;
     }
+    double syncs_per_step = (double)(s.dev->syncs - syncs0) / (double)steps;
     float loss;
     if (rt_exe_read_f32(&s, s.loss, 1, &loss)) goto done;
     double t_end = rt_exe_now_s();
@@ -224,6 +226,7 @@ int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p) {
     printf("  step time%s: median %.3f ms, min %.3f ms, max %.3f ms\n",
            st.on ? " (with the data path: batch, upload, step; wall clock)" : "", med, ms[0], ms[steps - 1]);
     if (st.on) printf("  data: the steps waited %.3f s in all for the loader's workers\n", rt_loader_wait_s(st.loader));
+    printf("  host synchronizations: %.2f a step (the step timer's own included)\n", syncs_per_step);
     printf("  %.1f images/s, GEMMs %.2f TFLOP/s, device memory %.1f MiB, last loss %.4f\n", ips, tflops,
            (double)s.dev->mem_bytes / (1 << 20), loss);
     printf("  wall clock: start-up %.3f s, warm-up %.3f s, timed steps %.3f s\n", t_ready - rt_exe_t_main,
@@ -249,9 +252,9 @@ int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p) {
         else rt_sb_puts(&js, "null");
     }
     rt_sb_printf(&js, ",\"device_mem_bytes\":%llu,\"arena_bytes\":%llu,\"startup_wall_ms\":%.1f,"
-                 "\"warmup_wall_ms\":%.1f,\"timed_wall_ms\":%.1f,\"loss\":",
+                 "\"warmup_wall_ms\":%.1f,\"timed_wall_ms\":%.1f,\"host_syncs_per_step\":%.2f,\"loss\":",
                  (unsigned long long)s.dev->mem_bytes, (unsigned long long)p->arena_bytes,
-                 (t_ready - rt_exe_t_main) * 1e3, (t_warm - t_ready) * 1e3, (t_end - t_warm) * 1e3);
+                 (t_ready - rt_exe_t_main) * 1e3, (t_warm - t_ready) * 1e3, (t_end - t_warm) * 1e3, syncs_per_step);
     rt_sb_json_number(&js, loss);
     printf("%s}\n", js.s);
     rt_sb_free(&js);

@@ -88,6 +88,7 @@ echo "pack, train/eval on .dpk, bad .dpk refused"
 # bench --data: the data path in the timed steps; other data refused
 ./exe bench --steps 3 --warmup 1 --data jpg.dpk --aug light --workers 2 > bench.txt || fail "bench --data"
 grep -q "with the data path" bench.txt || fail "bench --data did not time the data path (bench.txt)"
+grep -q "host synchronizations: 1.00 a step" bench.txt || fail "bench --data: more than the timer's sync a step (bench.txt)"
 if ./exe bench --steps 1 --data once.st 2> benchbad.txt; then fail "bench --data took a weights file"; fi
 grep -q "bench measures streamed data" benchbad.txt || fail "bench --data message"
 echo "bench --data"
