@@ -13,6 +13,8 @@
  * Kernel faults (an illegal address, say) surface at the next synchronizing call, far from the
  * step that caused them; DEITC_CUDA_SYNC=1 synchronizes after every step run eagerly (not
  * while capturing a graph) so the failure names its step: use it with DEITC_NO_GRAPH=1.
+ * The per-step data path (stage slots, copy stream, readback) is device_cuda_stage.c; the state
+ * both share is device_cuda_impl.h.
  * libcuda and cuBLASLt stay loaded once a context exists: unloading libraries that hold a
  * context (cuBLASLt links the CUDA runtime statically) is a known source of crashes at exit.
  */
@@ -36,72 +38,9 @@ int rt_device_cuda_new(const rt_plan *p, rt_device **out, char *err, size_t errs
 
 #else
 
-#include <cublasLt.h>
-#include <cuda.h>
+#include "runtime/device_cuda_impl.h"
+
 #include <dlfcn.h>
-
-#define STR_(x) #x
-#define XSTR(x) STR_(x) /* the ABI name: cuMemAlloc -> "cuMemAlloc_v2" */
-
-#define CU_FUNCS(X)                                                                                              \
-    X(cuInit) X(cuDriverGetVersion) X(cuGetErrorName) X(cuGetErrorString) X(cuDeviceGetCount) X(cuDeviceGet)     \
-    X(cuDeviceGetName) X(cuDeviceGetAttribute) X(cuDevicePrimaryCtxRetain) X(cuDevicePrimaryCtxRelease)          \
-    X(cuCtxSetCurrent) X(cuStreamCreate) X(cuStreamDestroy) X(cuStreamSynchronize) X(cuMemAlloc) X(cuMemFree)    \
-    X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync) X(cuMemsetD8Async) X(cuModuleLoadData)                           \
-    X(cuModuleLoadDataEx) X(cuModuleUnload) X(cuModuleGetFunction) X(cuFuncSetAttribute) X(cuLaunchKernel)       \
-    X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord) X(cuEventSynchronize) X(cuEventElapsedTime)              \
-    X(cuStreamBeginCapture) X(cuStreamEndCapture) X(cuGraphInstantiate) X(cuGraphLaunch) X(cuGraphDestroy)       \
-    X(cuGraphExecDestroy) X(cuMemHostAlloc) X(cuMemFreeHost) X(cuStreamWaitEvent) X(cuEventQuery)                \
-    X(cuMemcpyDtoDAsync)
-
-#define LT_FUNCS(X)                                                                                              \
-    X(cublasLtCreate) X(cublasLtDestroy) X(cublasLtGetVersion) X(cublasLtGetStatusString)                        \
-    X(cublasLtMatmulDescCreate) X(cublasLtMatmulDescDestroy) X(cublasLtMatmulDescSetAttribute)                   \
-    X(cublasLtMatrixLayoutCreate) X(cublasLtMatrixLayoutDestroy) X(cublasLtMatrixLayoutSetAttribute)             \
-    X(cublasLtMatmulPreferenceCreate) X(cublasLtMatmulPreferenceDestroy)                                         \
-    X(cublasLtMatmulPreferenceSetAttribute) X(cublasLtMatmulAlgoGetHeuristic) X(cublasLtMatmul)
-
-#define DECLARE_FN(f) __typeof__(&f) p_##f;
-
-enum { WORKSPACE_BYTES = 32 << 20 };
-
-typedef struct {
-    cublasLtMatmulDesc_t desc;
-    cublasLtMatrixLayout_t la, lb, lc; /* cuBLAS's A (our B), B (our A), C = D */
-    cublasLtMatmulAlgo_t algo;
-} cuda_gemm;
-
-typedef struct {
-    CU_FUNCS(DECLARE_FN)
-    LT_FUNCS(DECLARE_FN)
-    void *libcuda, *liblt;
-    int have_ctx;
-    CUdevice dev;
-    CUcontext ctx;
-    CUstream stream;
-    CUmodule module;
-    CUfunction *funcs;     /* per kernel of the plan */
-    CUdeviceptr arena, workspace; /* workspace: in the arena, or own_workspace */
-    uint64_t workspace_bytes;
-    int own_workspace;
-    CUevent ev_start, ev_stop;
-    CUgraph graph;
-    CUgraphExec exec;
-    cublasLtHandle_t lt;
-    cuda_gemm *gemms;      /* per step of the plan (used by GEMM steps only) */
-    int step;              /* the step being prepared or run, for messages; -1 none */
-    int capturing;         /* between cuStreamBeginCapture and cuStreamEndCapture */
-    int sync_each;         /* DEITC_CUDA_SYNC: synchronize after every eager step */
-    int driver_version;    /* cuDriverGetVersion: 13000 is CUDA 13.0 */
-    /* the stage slots (rt.h): pinned host buffers, device twins, the copy stream and its events */
-    CUstream copy_stream;
-    void *stage_host[2], *readback;
-    CUdeviceptr twin[2];
-    CUevent copied[2], consumed[2], read_done;
-    int copy_pending[2], consume_pending[2];
-} cuda_impl;
-
-static cuda_impl *impl(rt_device *d) { return d->impl; }
 
 /* Alignment (bytes) cuBLASLt is promised for an operand; defined with the GEMM set-up below. */
 static uint32_t alignment(uint64_t offset, int64_t batch, int64_t stride, rt_dtype t);
@@ -137,7 +76,7 @@ static void step_context(rt_device *d, char *buf, size_t size) {
 }
 
 /* Checks a driver call: 0, or -1 with d->err "CALL failed: NAME (text) (plan step ...)". */
-static int cu_check(rt_device *d, CUresult r, const char *call) {
+int rt_cuda_check(rt_device *d, CUresult r, const char *call) {
     if (r == CUDA_SUCCESS) return 0;
     cuda_impl *c = impl(d);
     const char *name = NULL, *text = NULL;
@@ -162,7 +101,7 @@ static int lt_check(rt_device *d, cublasStatus_t s, const char *call) {
 
 /* After a failed synchronizing call: the fault may be an earlier step's (kernels run
  * asynchronously); says how to find which, unless steps are synchronized already. */
-static int async_hint(rt_device *d) {
+int rt_cuda_async_hint(rt_device *d) {
     if (!impl(d)->sync_each) {
         size_t n = strlen(d->err);
         snprintf(d->err + n, sizeof d->err - n,
@@ -184,7 +123,6 @@ static void old_driver_note(rt_device *d) {
     }
 }
 
-#define CU(d, fn, ...) cu_check((d), impl(d)->p_##fn(__VA_ARGS__), #fn)
 #define LT(d, fn, ...) lt_check((d), impl(d)->p_##fn(__VA_ARGS__), #fn)
 
 /* ---- operations ---------------------------------------------------------------------------- */
@@ -194,15 +132,15 @@ static void old_driver_note(rt_device *d) {
 static int cuda_upload(rt_device *d, uint64_t offset, const void *src, uint64_t bytes) {
     if (!bytes) return 0;
     d->syncs++;
-    if (CU(d, cuMemcpyHtoDAsync, impl(d)->arena + offset, src, bytes, impl(d)->stream)) return async_hint(d);
-    return CU(d, cuStreamSynchronize, impl(d)->stream) ? async_hint(d) : 0;
+    if (CU(d, cuMemcpyHtoDAsync, impl(d)->arena + offset, src, bytes, impl(d)->stream)) return rt_cuda_async_hint(d);
+    return CU(d, cuStreamSynchronize, impl(d)->stream) ? rt_cuda_async_hint(d) : 0;
 }
 
 static int cuda_download(rt_device *d, void *dst, uint64_t offset, uint64_t bytes) {
     if (!bytes) return 0;
     d->syncs++;
-    if (CU(d, cuMemcpyDtoHAsync, dst, impl(d)->arena + offset, bytes, impl(d)->stream)) return async_hint(d);
-    return CU(d, cuStreamSynchronize, impl(d)->stream) ? async_hint(d) : 0;
+    if (CU(d, cuMemcpyDtoHAsync, dst, impl(d)->arena + offset, bytes, impl(d)->stream)) return rt_cuda_async_hint(d);
+    return CU(d, cuStreamSynchronize, impl(d)->stream) ? rt_cuda_async_hint(d) : 0;
 }
 
 /* DEITC_CUDA_SYNC: waits for the step just queued, so a fault names it (c->step is set). */
@@ -248,7 +186,7 @@ static int cuda_gemm_run(rt_device *d, int step) {
 
 static int cuda_synchronize(rt_device *d) {
     d->syncs++;
-    return CU(d, cuStreamSynchronize, impl(d)->stream) ? async_hint(d) : 0;
+    return CU(d, cuStreamSynchronize, impl(d)->stream) ? rt_cuda_async_hint(d) : 0;
 }
 
 static int cuda_capture_begin(rt_device *d) {
@@ -282,7 +220,7 @@ static int cuda_capture_end(rt_device *d) {
 
 static int cuda_replay(rt_device *d) {
     cuda_impl *c = impl(d);
-    return CU(d, cuGraphLaunch, c->exec, c->stream) ? async_hint(d) : 0;
+    return CU(d, cuGraphLaunch, c->exec, c->stream) ? rt_cuda_async_hint(d) : 0;
 }
 
 static int cuda_timer_start(rt_device *d) { return CU(d, cuEventRecord, impl(d)->ev_start, impl(d)->stream); }
@@ -293,134 +231,9 @@ static int cuda_timer_stop(rt_device *d, double *ms) {
     d->syncs++;
     if (CU(d, cuEventRecord, c->ev_stop, c->stream) || CU(d, cuEventSynchronize, c->ev_stop) ||
         CU(d, cuEventElapsedTime, &f, c->ev_start, c->ev_stop))
-        return async_hint(d);
+        return rt_cuda_async_hint(d);
     *ms = f;
     return 0;
-}
-
-/* ---- the stage slots and the readback buffer (rt.h) ---------------------------------------- */
-
-static void stage_release(cuda_impl *c) {
-    for (int i = 0; i < 2; i++) {
-        if (c->stage_host[i]) c->p_cuMemFreeHost(c->stage_host[i]);
-        if (c->twin[i]) c->p_cuMemFree(c->twin[i]);
-        c->stage_host[i] = NULL;
-        c->twin[i] = 0;
-    }
-}
-
-static int cuda_stage_open(rt_device *d, uint64_t bytes) {
-    cuda_impl *c = impl(d);
-    if (c->stream && CU(d, cuStreamSynchronize, c->stream)) return -1; /* no copy in flight into the old slots */
-    if (c->copy_stream && CU(d, cuStreamSynchronize, c->copy_stream)) return -1;
-    stage_release(c);
-    if (!c->copy_stream && CU(d, cuStreamCreate, &c->copy_stream, CU_STREAM_NON_BLOCKING)) return -1;
-    for (int i = 0; i < 2; i++) {
-        if ((!c->copied[i] && CU(d, cuEventCreate, &c->copied[i], CU_EVENT_DISABLE_TIMING)) ||
-            (!c->consumed[i] && CU(d, cuEventCreate, &c->consumed[i], CU_EVENT_DISABLE_TIMING)) ||
-            CU(d, cuMemHostAlloc, &c->stage_host[i], (size_t)(bytes ? bytes : 1), 0) ||
-            CU(d, cuMemAlloc, &c->twin[i], (size_t)(bytes ? bytes : 1)))
-            return -1;
-        c->copy_pending[i] = c->consume_pending[i] = 0;
-        d->stage_host[i] = c->stage_host[i];
-        d->stage_device[i] = (uint64_t)c->twin[i];
-    }
-    d->stage_bytes = bytes;
-    return 0;
-}
-
-static int slot_ok(rt_device *d, int slot, uint64_t bytes) {
-    if (slot >= 0 && slot < 2 && impl(d)->stage_host[slot] && bytes <= d->stage_bytes) return 0;
-    snprintf(d->err, sizeof d->err, "cuda: stage slot %d (%llu bytes) not open or too small (%llu bytes)", slot,
-             (unsigned long long)bytes, (unsigned long long)d->stage_bytes);
-    return -1;
-}
-
-static int cuda_stage_begin(rt_device *d, int slot) {
-    cuda_impl *c = impl(d);
-    if (slot_ok(d, slot, 0)) return -1;
-    if (!c->copy_pending[slot]) return 0;
-    CUresult r = c->p_cuEventQuery(c->copied[slot]);
-    if (r == CUDA_ERROR_NOT_READY) { /* the copy of two batches ago still runs: wait (counted) */
-        d->syncs++;
-        r = c->p_cuEventSynchronize(c->copied[slot]);
-    }
-    c->copy_pending[slot] = 0;
-    return cu_check(d, r, "cuEventSynchronize (a stage slot's copy)") ? async_hint(d) : 0;
-}
-
-static int cuda_stage_end(rt_device *d, int slot, uint64_t bytes) {
-    cuda_impl *c = impl(d);
-    if (slot_ok(d, slot, bytes)) return -1;
-    if (c->consume_pending[slot] && CU(d, cuStreamWaitEvent, c->copy_stream, c->consumed[slot], 0)) return -1;
-    if ((bytes && CU(d, cuMemcpyHtoDAsync, c->twin[slot], c->stage_host[slot], (size_t)bytes, c->copy_stream)) ||
-        CU(d, cuEventRecord, c->copied[slot], c->copy_stream) || CU(d, cuStreamWaitEvent, c->stream, c->copied[slot], 0))
-        return async_hint(d);
-    c->copy_pending[slot] = 1;
-    return 0;
-}
-
-static int cuda_stage_done(rt_device *d, int slot) {
-    cuda_impl *c = impl(d);
-    if (slot_ok(d, slot, 0) || CU(d, cuEventRecord, c->consumed[slot], c->stream)) return -1;
-    c->consume_pending[slot] = 1;
-    return 0;
-}
-
-static int cuda_copy_to_arena(rt_device *d, uint64_t offset, uint64_t src_address, uint64_t bytes) {
-    if (!bytes) return 0;
-    return CU(d, cuMemcpyDtoDAsync, impl(d)->arena + offset, (CUdeviceptr)src_address, (size_t)bytes, impl(d)->stream)
-               ? async_hint(d) : 0;
-}
-
-static int cuda_launch_kernel(rt_device *d, int kernel, const unsigned grid[3], const unsigned block[3], void **args) {
-    cuda_impl *c = impl(d);
-    if (kernel < 0 || kernel >= d->plan->num_kernels) {
-        snprintf(d->err, sizeof d->err, "cuda: kernel %d out of range (%d kernels)", kernel, d->plan->num_kernels);
-        return -1;
-    }
-    if (CU(d, cuLaunchKernel, c->funcs[kernel], grid[0], grid[1], grid[2], block[0], block[1], block[2], 0, c->stream,
-           args, NULL)) {
-        size_t n = strlen(d->err);
-        snprintf(d->err + n, sizeof d->err - n, " (kernel '%s')", d->plan->kernel_names[kernel]);
-        return -1;
-    }
-    return 0;
-}
-
-static int cuda_readback_open(rt_device *d, uint64_t bytes) {
-    cuda_impl *c = impl(d);
-    if (c->readback) {
-        if (CU(d, cuStreamSynchronize, c->stream)) return -1;
-        c->p_cuMemFreeHost(c->readback);
-        c->readback = NULL;
-    }
-    if ((!c->read_done && CU(d, cuEventCreate, &c->read_done, CU_EVENT_DISABLE_TIMING)) ||
-        CU(d, cuMemHostAlloc, &c->readback, (size_t)(bytes ? bytes : 1), 0))
-        return -1;
-    memset(c->readback, 0, (size_t)(bytes ? bytes : 1));
-    d->readback_host = c->readback;
-    d->readback_bytes = bytes;
-    return 0;
-}
-
-static int cuda_download_async(rt_device *d, uint64_t readback_offset, uint64_t offset, uint64_t bytes) {
-    cuda_impl *c = impl(d);
-    if (!c->readback || readback_offset > d->readback_bytes || bytes > d->readback_bytes - readback_offset) {
-        snprintf(d->err, sizeof d->err, "cuda: readback range [%llu, +%llu) outside the buffer (%llu bytes)",
-                 (unsigned long long)readback_offset, (unsigned long long)bytes, (unsigned long long)d->readback_bytes);
-        return -1;
-    }
-    if (!bytes) return 0;
-    return CU(d, cuMemcpyDtoHAsync, (char *)c->readback + readback_offset, c->arena + offset, (size_t)bytes, c->stream)
-               ? async_hint(d) : 0;
-}
-
-static int cuda_readback_wait(rt_device *d) {
-    cuda_impl *c = impl(d);
-    d->syncs++;
-    return CU(d, cuEventRecord, c->read_done, c->stream) || CU(d, cuEventSynchronize, c->read_done) ? async_hint(d)
-                                                                                                     : 0;
 }
 
 static void cuda_destroy(rt_device *d) {
@@ -429,14 +242,7 @@ static void cuda_destroy(rt_device *d) {
         if (c->have_ctx) {
             if (c->stream) c->p_cuStreamSynchronize(c->stream);
             if (c->copy_stream) c->p_cuStreamSynchronize(c->copy_stream);
-            stage_release(c);
-            if (c->readback) c->p_cuMemFreeHost(c->readback);
-            for (int i = 0; i < 2; i++) {
-                if (c->copied[i]) c->p_cuEventDestroy(c->copied[i]);
-                if (c->consumed[i]) c->p_cuEventDestroy(c->consumed[i]);
-            }
-            if (c->read_done) c->p_cuEventDestroy(c->read_done);
-            if (c->copy_stream) c->p_cuStreamDestroy(c->copy_stream);
+            rt_cuda_stage_release(c, 1);
             if (c->exec) c->p_cuGraphExecDestroy(c->exec);
             if (c->graph) c->p_cuGraphDestroy(c->graph);
             if (c->gemms)
@@ -713,7 +519,7 @@ static int start(rt_device *d) {
     if (load_driver(d)) return -1;
     CUresult r = c->p_cuInit(0);
     if (r != CUDA_SUCCESS) {
-        cu_check(d, r, "cuInit");
+        rt_cuda_check(d, r, "cuInit");
         char why[600];
         snprintf(why, sizeof why, "%.590s", d->err);
         snprintf(d->err, sizeof d->err,
@@ -766,7 +572,7 @@ static int start(rt_device *d) {
     c->funcs = calloc((size_t)p->num_kernels + 1, sizeof *c->funcs);
     if (!c->funcs) abort();
     for (int k = 0; k < p->num_kernels; k++) {
-        if (cu_check(d, c->p_cuModuleGetFunction(&c->funcs[k], c->module, p->kernel_names[k]),
+        if (rt_cuda_check(d, c->p_cuModuleGetFunction(&c->funcs[k], c->module, p->kernel_names[k]),
                      "cuModuleGetFunction")) {
             size_t n = strlen(d->err);
             snprintf(d->err + n, sizeof d->err - n, " for kernel '%s'", p->kernel_names[k]);
@@ -777,7 +583,7 @@ static int start(rt_device *d) {
             if (p->steps[s].kind == RT_STEP_KERNEL && p->steps[s].kernel == k && p->steps[s].shared_bytes > max_shared)
                 max_shared = p->steps[s].shared_bytes;
         if (max_shared > 48 * 1024 &&
-            cu_check(d, c->p_cuFuncSetAttribute(c->funcs[k], CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            rt_cuda_check(d, c->p_cuFuncSetAttribute(c->funcs[k], CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                                 (int)max_shared),
                      "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)")) {
             size_t n = strlen(d->err);
@@ -843,15 +649,7 @@ int rt_device_cuda_new(const rt_plan *p, rt_device **out, char *err, size_t errs
     d->timer_start = cuda_timer_start;
     d->timer_stop = cuda_timer_stop;
     d->destroy = cuda_destroy;
-    d->stage_open = cuda_stage_open;
-    d->stage_begin = cuda_stage_begin;
-    d->stage_end = cuda_stage_end;
-    d->stage_done = cuda_stage_done;
-    d->copy_to_arena = cuda_copy_to_arena;
-    d->launch_kernel = cuda_launch_kernel;
-    d->readback_open = cuda_readback_open;
-    d->download_async = cuda_download_async;
-    d->readback_wait = cuda_readback_wait;
+    rt_cuda_stage_install(d);
     if (start(d)) {
         snprintf(err, errsize, "%s", d->err);
         cuda_destroy(d);
