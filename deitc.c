@@ -90,6 +90,8 @@ static void usage_to(FILE *f) {
             "  for fp16, none otherwise; compile bakes it in as the executable's default)\n"
             "  --mix (dump, compile): Mixup/CutMix in the graph; EXE train --mixup A --cutmix A (timm's Mixup)\n"
             "  --stochastic-depth: drop path in the graph; EXE train --drop-path R (DeiT-S: 0.1)\n"
+            "  --recipe deit (inspect, compile): --mix --stochastic-depth --ema, so that one executable runs\n"
+            "  DeiT's recipe, each part chosen at run time (0: off, the same bits as without; costs launches)\n"
             "MODEL is a .yaml or .onnx file, or a model name (deit_tiny, deit_small, ...: see 'deitc help').\n"
             "-D overrides a hyperparameter (img_size patch_size in_chans num_classes embed_dim depth\n"
             "num_heads mlp_ratio qkv_bias layer_norm_eps gelu).\n"
@@ -200,11 +202,11 @@ static int option_allowed(const char *cmd, const char *opt) {
     static const struct {
         const char *cmd, *opts;
     } table[] = {
-        {"inspect", " -D --batch --precision --target --fuse --stats --stats-json --model-gpu --mix --stochastic-depth --loss-scale --loss-scale-init"
+        {"inspect", " -D --batch --precision --target --fuse --stats --stats-json --model-gpu --mix --stochastic-depth --recipe --loss-scale --loss-scale-init"
                     " --loss-scale-interval"},
         {"dump", " -D --after --batch --precision --target --fuse --mix --stochastic-depth"},
         {"run", " -D --weights --partial-init --input -o --steps --lr --weight-decay --losses --grads --f64 --precision --target --fuse --mix --stochastic-depth"},
-        {"compile", " -D -o --target --arch --precision --fuse --emit-dir --batch --stats --stats-json --model-gpu --mix --stochastic-depth"},
+        {"compile", " -D -o --target --arch --precision --fuse --emit-dir --batch --stats --stats-json --model-gpu --mix --stochastic-depth --recipe"},
         {"export", " --weights -o"},
     };
     char key[64];
@@ -292,6 +294,10 @@ static int parse_args(int argc, char **argv, cli_args *a) {
             if (parse_number(s, next, &a->label_smoothing)) return 2;
             if (a->label_smoothing < 0 || a->label_smoothing >= 1)
                 return bad_usage("--label-smoothing must be in [0, 1), got %s", next);
+        } else if (strcmp(s, "--recipe") == 0) { /* DeiT's: everything its training run may turn on */
+            NEED_VALUE();
+            if (strcmp(next, "deit")) return bad_usage("--recipe expects deit, got '%s'", next);
+            a->mix = a->stochastic_depth = a->ema = 1;
         } else if (strcmp(s, "--mix") == 0) {
             a->mix = 1;
         } else if (strcmp(s, "--stochastic-depth") == 0) {

@@ -30,6 +30,12 @@ int rt_exe_default_workers(void) {
     return n < 1 ? 1 : n > 256 ? 256 : (int)n;
 }
 
+/* --aug's preset, with --rand-augment and --reprob in place of its parts */
+static int transform_init(const exe_args *a, int size, rt_transform *tf, char *err, size_t errsize) {
+    return rt_transform_init(tf, a->aug ? a->aug : "none", size, err, errsize) ||
+           rt_transform_set_parts(tf, a->rand_augment, a->has_reprob ? a->reprob : -1, err, errsize);
+}
+
 /* A .dpk is always streamed, in windows of this many samples (quasi-random order). */
 #define DPK_WINDOW 1024
 
@@ -45,7 +51,7 @@ static int open_dpk(const exe_args *a, const rt_plan *p, exe_stream *st) {
         rt_exe_stream_free(st);
         return 1;
     }
-    if (rt_transform_init(&st->tf, a->aug ? a->aug : "none", size, err, sizeof err)) {
+    if (transform_init(a, size, &st->tf, err, sizeof err)) {
         rt_exe_stream_free(st);
         return rt_exe_error("%s", err);
     }
@@ -76,7 +82,7 @@ int rt_exe_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st) {
         rt_image_list_free(&st->list); /* small enough to decode once (rt_exe_load_data) */
         return 0;
     }
-    if (rt_transform_init(&st->tf, aug, st->list.crop, err, sizeof err)) {
+    if (transform_init(a, st->list.crop, &st->tf, err, sizeof err)) {
         rt_exe_stream_free(st);
         return rt_exe_error("%s", err);
     }
@@ -92,10 +98,11 @@ int rt_exe_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st) {
  * fit in this much memory; else they hand over uint8 and the step's thread normalizes. */
 #define FLOAT_SLOTS_MAX (512ll << 20)
 
-/* A raw .dpk with --aug light on a plan with dc_data_crop: the largest sample's bytes (the
+/* A raw .dpk trained with crop + flip only (--aug light, or a preset with --rand-augment none
+ * --reprob 0) on a plan with dc_data_crop: the largest sample's bytes (the
  * device crops; exe_stage.c), else 0. */
 static int64_t device_crop_bytes(const exe_stream *st, const session *s) {
-    if (!st->is_dpk || st->dpk.kind != RT_DPK_RAW || strcmp(st->tf.name, "light") || !s->stage_on ||
+    if (!st->is_dpk || st->dpk.kind != RT_DPK_RAW || !rt_transform_is_crop_flip(&st->tf) || !s->stage_on ||
         s->stage_crop_kernel < 0)
         return 0;
     int64_t most = 0;
@@ -123,8 +130,12 @@ int rt_exe_stream_start(exe_stream *st, session *s, const exe_args *a, const rt_
                           .raw_bytes = st->raw_bytes};
     char err[1200];
     if (rt_loader_open(&st->loader, &c, err, sizeof err)) return rt_exe_error("%s: %s", a->data, err);
-    printf("data: %s: %lld images, %lld classes, streamed by %d workers (--aug %s%s)\n", rt_exe_shown(a->data),
-           (long long)st->list.n, (long long)st->list.classes, c.workers, st->tf.name,
+    char parts[160] = "";
+    if (a->rand_augment || a->has_reprob)
+        snprintf(parts, sizeof parts, " with --rand-augment %.80s, --reprob %g",
+                 a->rand_augment ? a->rand_augment : "as the preset", (double)st->tf.erase_p);
+    printf("data: %s: %lld images, %lld classes, streamed by %d workers (--aug %s%s%s)\n", rt_exe_shown(a->data),
+           (long long)st->list.n, (long long)st->list.classes, c.workers, st->tf.name, parts,
            st->raw_bytes ? ", raw samples cropped, flipped and normalized on the device"
            : st->f32 ? ", normalized by the workers" : on_device ? ", uint8 batches normalized on the device" : "");
     return 0;

@@ -48,6 +48,9 @@ typedef struct {
     int has_ema_decay;
     const char *save_ema;
     const char *freeze; /* --freeze PATTERNS (freeze.c) */
+    const char *rand_augment; /* --rand-augment SPEC|none: RandAugment apart from --aug (NULL: --aug's) */
+    double reprob;            /* --reprob P: Random Erasing's probability (has_reprob: given) */
+    int has_reprob;
     long eval_every;
 } exe_args;
 

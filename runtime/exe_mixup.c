@@ -12,7 +12,7 @@
 int rt_exe_mix_check(const session *s, const rt_mix_options *o) {
     if (!rt_mix_enabled(o) || s->mix) return 0;
     return rt_exe_error("--mixup/--cutmix: this executable has no mixing in its training graph (compile it with "
-                        "deitc compile --mix)");
+                        "deitc compile --mix, or --recipe deit)");
 }
 
 int rt_exe_mix_run_option(const session *s, const rt_mix_options *o, const char **key, char *value, size_t size) {
@@ -42,7 +42,7 @@ int rt_exe_set_mix(session *s, const rt_mix_options *o, uint64_t seed, long step
 int rt_exe_drop_path_check(const session *s, double rate) {
     if (rate <= 0 || s->drop_path) return 0;
     return rt_exe_error("--drop-path: this executable has no stochastic depth in its training graph (compile it "
-                        "with deitc compile --stochastic-depth)");
+                        "with deitc compile --stochastic-depth, or --recipe deit)");
 }
 
 int rt_exe_set_drop_path(session *s, double rate, uint64_t seed, long step) {

@@ -293,7 +293,17 @@ typedef struct {
     const char *key;
     char value[64];
 } run_option;
-enum { RUN_OPTIONS = 22 }; /* at most: 18, the loss scaler's 2, mixup's 1, drop path's 1 */
+/* the keys every run has (run_options fills their values in this order) */
+static const char *const run_option_keys[] = {"steps", "lr", "weight_decay", "schedule", "warmup_steps", "seed",
+                                              "shuffle", "min_lr", "warmup_epochs", "schedule_per",
+                                              "label_smoothing", "clip_grad", "beta1", "beta2", "adam_eps",
+                                              "ema_decay", "freeze", "aug", "rand_augment", "reprob"};
+enum {
+    BASE_RUN_OPTIONS = (int)(sizeof run_option_keys / sizeof run_option_keys[0]),
+    RUN_OPTIONS = BASE_RUN_OPTIONS + 2 + 1 + 1 /* the loss scaler's 2, mixup's 1, drop path's 1 */
+};
+
+_Static_assert(BASE_RUN_OPTIONS == 20, "run_options fills o[0..19]: a new key needs its value there");
 
 /* v in the fewest digits that read back as v (0.1, not 0.10000000000000001) */
 static void shortest(double v, char *buf, size_t size) {
@@ -303,15 +313,11 @@ static void shortest(double v, char *buf, size_t size) {
     }
 }
 
-/* how many: 18, 2 more for a plan with a loss scaler, mixup's and drop path's */
+/* how many: BASE_RUN_OPTIONS, 2 more for a plan with a loss scaler, mixup's and drop path's */
 static int run_options(const session *s, const exe_args *a, const rt_plan *p, long total, run_option o[RUN_OPTIONS]) {
-    static const char *keys[18] = {"steps", "lr", "weight_decay", "schedule", "warmup_steps", "seed",
-                                   "shuffle", "min_lr", "warmup_epochs", "schedule_per",
-                                   "label_smoothing", "clip_grad", "beta1", "beta2", "adam_eps",
-                                   "ema_decay", "freeze", "aug"};
     rt_opt_run r;
     rt_exe_run_opt(a, p, &r);
-    for (int i = 0; i < 18; i++) o[i].key = keys[i];
+    for (int i = 0; i < BASE_RUN_OPTIONS; i++) o[i].key = run_option_keys[i];
     snprintf(o[0].value, sizeof o[0].value, "%ld", total);
     shortest(rt_exe_base_lr(a, p), o[1].value, sizeof o[1].value);
     shortest(a->weight_decay, o[2].value, sizeof o[2].value);
@@ -330,20 +336,23 @@ static int run_options(const session *s, const exe_args *a, const rt_plan *p, lo
     shortest(r.ema_decay, o[15].value, sizeof o[15].value);
     snprintf(o[16].value, sizeof o[16].value, "%.63s", a->freeze ? a->freeze : "none");
     snprintf(o[17].value, sizeof o[17].value, "%s", a->aug ? a->aug : "none");
+    snprintf(o[18].value, sizeof o[18].value, "%.63s", a->rand_augment ? a->rand_augment : "--aug's");
+    if (a->has_reprob) shortest(a->reprob, o[19].value, sizeof o[19].value);
+    else snprintf(o[19].value, sizeof o[19].value, "--aug's");
+    int k = BASE_RUN_OPTIONS;
     const char *sk[2];
     char sv[2][64];
-    int k = rt_exe_scaler_run_options(s, a, sk, sv);
-    for (int i = 0; i < k; i++) {
-        o[18 + i].key = sk[i];
-        memcpy(o[18 + i].value, sv[i], sizeof sv[i]);
+    for (int i = 0, n = rt_exe_scaler_run_options(s, a, sk, sv); i < n; i++, k++) {
+        o[k].key = sk[i];
+        memcpy(o[k].value, sv[i], sizeof sv[i]);
     }
-    if (rt_exe_mix_run_option(s, &a->mix, &o[18 + k].key, o[18 + k].value, sizeof o[18 + k].value)) k++;
+    if (rt_exe_mix_run_option(s, &a->mix, &o[k].key, o[k].value, sizeof o[k].value)) k++;
     if (s->drop_path) {
-        o[18 + k].key = "drop_path";
-        shortest(a->drop_path, o[18 + k].value, sizeof o[18 + k].value);
+        o[k].key = "drop_path";
+        shortest(a->drop_path, o[k].value, sizeof o[k].value);
         k++;
     }
-    return 18 + k;
+    return k;
 }
 
 /* What a checkpoint must match, whatever --resume-override says: the model, the batch and the

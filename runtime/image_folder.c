@@ -447,63 +447,15 @@ static int decode_file(const char *path, decode_mem *mem, const rt_decode_shrink
     }
 }
 
-/* ---- PIL's bilinear resize, restricted to the crop --------------------------------------- */
-
-#define COEF_FRAC_BITS (32 - 8 - 2)
-
-/* Pillow's precompute_coeffs + normalize_coeffs_8bpc for output positions [first, first+n)
- * of an in_size -> out_size resize: bounds (xmin, count) and ksize fixed-point weights each. */
-static int resize_coeffs(int in_size, int out_size, int first, int n, int **bounds_out, int32_t **kk_out) {
-    double scale = (double)in_size / out_size, filterscale = scale < 1.0 ? 1.0 : scale;
-    double support = 1.0 * filterscale;
-    int ksize = (int)ceil(support) * 2 + 1;
-    int *bounds = malloc(sizeof(int) * 2 * (size_t)n);
-    int32_t *kk = malloc(sizeof(int32_t) * (size_t)ksize * (size_t)n);
-    double *w = malloc(sizeof(double) * (size_t)ksize);
-    if (!bounds || !kk || !w) {
-        free(bounds);
-        free(kk);
-        free(w);
-        return -1;
-    }
-    for (int i = 0; i < n; i++) {
-        int xx = first + i;
-        double center = (xx + 0.5) * scale, ww = 0.0, ss = 1.0 / filterscale;
-        int xmin = (int)(center - support + 0.5), xmax = (int)(center + support + 0.5);
-        if (xmin < 0) xmin = 0;
-        if (xmax > in_size) xmax = in_size;
-        xmax -= xmin;
-        for (int x = 0; x < xmax; x++) {
-            double t = fabs((x + xmin - center + 0.5) * ss);
-            w[x] = t < 1.0 ? 1.0 - t : 0.0;
-            ww += w[x];
-        }
-        int32_t *k = kk + (size_t)i * ksize;
-        for (int x = 0; x < ksize; x++) {
-            double v = x < xmax ? (ww != 0.0 ? w[x] / ww : w[x]) : 0.0;
-            k[x] = v < 0 ? (int32_t)(-0.5 + v * (1 << COEF_FRAC_BITS)) : (int32_t)(0.5 + v * (1 << COEF_FRAC_BITS));
-        }
-        bounds[2 * i] = xmin;
-        bounds[2 * i + 1] = xmax;
-    }
-    free(w);
-    *bounds_out = bounds;
-    *kk_out = kk;
-    return ksize;
-}
-
-static inline unsigned char clip8(int32_t v) {
-    if (v >= (1 << COEF_FRAC_BITS << 8)) return 255;
-    if (v <= 0) return 0;
-    return (unsigned char)(v >> COEF_FRAC_BITS);
-}
+/* ---- timm's eval transform: PIL's bilinear resize, restricted to the crop ---------------- */
 
 static int round_half_even_half(int d) { /* Python's round(d / 2.0) for d >= 0 */
     return (int)rint((double)d / 2.0);
 }
 
 /* Resizes img (shorter side -> scale_size) and writes the center crop (crop x crop) as CHW
- * uint8 to out. -1 only when out of memory. */
+ * uint8 to out (transform.c's PIL resampling, only the crop's outputs computed). -1 only when
+ * out of memory. */
 static int resize_crop(const rgb_image *img, int scale_size, int crop, unsigned char *out) {
     int iw = img->w, ih = img->h, ow, oh;
     if (iw <= ih) {
@@ -513,77 +465,9 @@ static int resize_crop(const rgb_image *img, int scale_size, int crop, unsigned 
         oh = scale_size;
         ow = (int)((double)scale_size * iw / ih);
     }
-    int left = round_half_even_half(ow - crop), top = round_half_even_half(oh - crop);
-    int need_h = ow != iw, need_v = oh != ih;
-    int *bh = NULL, *bv = NULL;
-    int32_t *kh = NULL, *kv = NULL;
-    unsigned char *tmp = NULL;
-    int ksh = 0, ksv = 0, rc = -1;
-    /* source rows the crop's output rows need (all of them when there is no vertical pass) */
-    int row0 = top, nrows = crop;
-    if (need_v) {
-        if ((ksv = resize_coeffs(ih, oh, top, crop, &bv, &kv)) < 0) goto done;
-        row0 = bv[0];
-        nrows = bv[2 * (crop - 1)] + bv[2 * (crop - 1) + 1] - row0;
-    }
-    if (need_h && (ksh = resize_coeffs(iw, ow, left, crop, &bh, &kh)) < 0) goto done;
-    /* horizontal pass: rows row0..row0+nrows, crop columns, rounded to uint8 */
-    tmp = malloc((size_t)nrows * crop * 3);
-    if (!tmp) goto done;
-    for (int y = 0; y < nrows; y++) {
-        const unsigned char *src = img->rgb + (size_t)(row0 + y) * iw * 3;
-        unsigned char *dst = tmp + (size_t)y * crop * 3;
-        for (int x = 0; x < crop; x++) {
-            if (!need_h) {
-                memcpy(dst + 3 * x, src + 3 * (left + x), 3);
-                continue;
-            }
-            int xmin = bh[2 * x], xn = bh[2 * x + 1];
-            const int32_t *k = kh + (size_t)x * ksh;
-            int32_t s0 = 1 << (COEF_FRAC_BITS - 1), s1 = s0, s2 = s0;
-            for (int j = 0; j < xn; j++) {
-                const unsigned char *p = src + 3 * (xmin + j);
-                s0 += p[0] * k[j];
-                s1 += p[1] * k[j];
-                s2 += p[2] * k[j];
-            }
-            dst[3 * x] = clip8(s0);
-            dst[3 * x + 1] = clip8(s1);
-            dst[3 * x + 2] = clip8(s2);
-        }
-    }
-    /* vertical pass into CHW */
-    size_t plane = (size_t)crop * crop;
-    for (int y = 0; y < crop; y++) {
-        for (int x = 0; x < crop; x++) {
-            unsigned char v[3];
-            if (!need_v) {
-                memcpy(v, tmp + ((size_t)y * crop + x) * 3, 3);
-            } else {
-                int ymin = bv[2 * y] - row0, yn = bv[2 * y + 1];
-                const int32_t *k = kv + (size_t)y * ksv;
-                int32_t s0 = 1 << (COEF_FRAC_BITS - 1), s1 = s0, s2 = s0;
-                for (int j = 0; j < yn; j++) {
-                    const unsigned char *p = tmp + ((size_t)(ymin + j) * crop + x) * 3;
-                    s0 += p[0] * k[j];
-                    s1 += p[1] * k[j];
-                    s2 += p[2] * k[j];
-                }
-                v[0] = clip8(s0);
-                v[1] = clip8(s1);
-                v[2] = clip8(s2);
-            }
-            for (int c = 0; c < 3; c++) out[c * plane + (size_t)y * crop + x] = v[c];
-        }
-    }
-    rc = 0;
-done:
-    free(bh);
-    free(kh);
-    free(bv);
-    free(kv);
-    free(tmp);
-    return rc;
+    rt_resample r = {0, 0, iw, ih, {0, 0, iw, ih}, ow, oh, round_half_even_half(ow - crop),
+                     round_half_even_half(oh - crop), crop, crop, 0, 0, 1};
+    return rt_resample_box(img, &r, out);
 }
 
 /* ---- parallel load ------------------------------------------------------------------------ */

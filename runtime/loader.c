@@ -179,9 +179,9 @@ int rt_loader_open(rt_loader **out, const rt_loader_config *cfg, char *err, size
         return rt_errorf(err, errsize, "data loader: --aug %s's random erasing works on normalized pixels: it needs float "
                                        "batches (mean/std), not uint8 ones", cfg->tf->name);
     }
-    if (c->raw_bytes && (c->mean || strcmp(c->tf->name, "light") != 0)) {
+    if (c->raw_bytes && (c->mean || !rt_transform_is_crop_flip(c->tf))) {
         free(L);
-        return rt_errorf(err, errsize, "data loader: raw samples for the device's crop take --aug light only");
+        return rt_errorf(err, errsize, "data loader: raw samples for the device's crop take a crop + flip transform only (--aug light)");
     }
     if (c->workers < 1) c->workers = 1;
     if (c->workers > 256) c->workers = 256;

@@ -423,6 +423,8 @@ int rt_image_eval_crop(const rt_rgb_image *img, int crop, unsigned char *out);
 /* image_encode.c: rgb (h rows of 3*w bytes) as a JPEG of the quality (1-100) into *out (malloc'ed). */
 int rt_jpeg_encode(const uint8_t *rgb, int w, int h, int quality, uint8_t **out, size_t *size, char *err,
                    size_t errsize);
+/* rgb as an 8-bit RGB PNG into *out (malloc'ed). */
+int rt_png_encode(const uint8_t *rgb, int w, int h, uint8_t **out, size_t *size, char *err, size_t errsize);
 /* The model's image shape (C, H, W): its `images` input, else the plan's header fields. */
 void rt_plan_image_shape(const rt_plan *p, int64_t chw[3]);
 /* Image i as c*h*w normalized floats into out. */
@@ -472,6 +474,13 @@ struct rt_transform {
     float erase_p;             /* Random Erasing probability (erasing.c; applied by the loader) */
 };
 int rt_transform_init(rt_transform *t, const char *name, int size, char *err, size_t errsize);
+/* 1 when t is RandomResizedCrop + flip and nothing else (what dc_data.cuh's crop does on the
+ * device): --aug light, or a preset with --rand-augment none and --reprob 0. */
+int rt_transform_is_crop_flip(const rt_transform *t);
+/* The parts of a training transform given on their own (after rt_transform_init): RandAugment's
+ * timm spec (rand-m9-mstd0.5-inc1; "none": crop and flip only; NULL: the preset's) and Random
+ * Erasing's probability (reprob < 0: the preset's). Refused (-1, err) on "none" or a bad spec. */
+int rt_transform_set_parts(rt_transform *t, const char *rand_augment, double reprob, char *err, size_t errsize);
 /* erasing.c: timm's RandomErasing (pixel mode, one box) on the normalized sample. */
 typedef struct {
     int x, y, w, h;
@@ -491,6 +500,20 @@ void rt_rrc_params(const rt_transform *t, uint64_t rng, int full_w, int full_h, 
 /* The box c of img resized to size x size (PIL BICUBIC), flipped if c->flip, into out CHW. */
 int rt_rrc_apply_box(const rt_rgb_image *img, const rt_crop_params *c, int size, uint8_t *out);
 
+/* PIL's resampling (Pillow's Resample.c, 8 bits a channel): the rectangle [rx, rx+rw) x
+ * [ry, ry+rh) of img, seen as an image of its own, its box (x0, y0, x1, y1, relative to the
+ * rectangle) resized to ow x oh with BICUBIC (cubic) or BILINEAR, horizontal pass (rounded to
+ * uint8) then vertical, a pass skipped where Pillow skips it; only the output window [ox, ox+nw)
+ * x [oy, oy+nh) is computed, into out (nw x nh) as CHW (chw) or HWC, mirrored if flip. What the
+ * training crops (rt_rrc_apply_box) and the eval resize + center crop (rt_image_eval_crop) share. */
+typedef struct {
+    int rx, ry, rw, rh;
+    double box[4];
+    int ow, oh, ox, oy, nw, nh;
+    int cubic, flip, chw;
+} rt_resample;
+/* 0, or -1 when out of memory */
+int rt_resample_box(const rt_rgb_image *img, const rt_resample *r, uint8_t *out);
 /* img resized to ow x oh (PIL BILINEAR, antialiased) into out, HWC (rows of 3 * ow bytes). */
 int rt_image_resize_bilinear(const rt_rgb_image *img, int ow, int oh, uint8_t *out);
 

@@ -1,10 +1,10 @@
 /* run_options.c: the options that belong to a training run rather than to a compile: label
  * smoothing, gradient clipping, AdamW's betas and eps (opt slots the graph reads, see
  * RT_OPT_* in plan.h), the lr schedule (DeiT's default lr 5e-4 x batch / 512, linear warm-up
- * in steps or epochs, cosine to --min-lr, per step or per epoch) and validation (--val-data,
- * --eval-every, --save-best, --summary). The compile's values (deitc compile
- * --label-smoothing, --clip-grad) are the defaults, so a run without these options is the
- * compiled one, bit for bit.
+ * in steps or epochs, cosine to --min-lr, per step or per epoch), validation (--val-data,
+ * --eval-every, --save-best, --summary) and the training transform's parts apart from --aug's
+ * preset (--rand-augment, --reprob). The compile's values (deitc compile --label-smoothing,
+ * --clip-grad) are the defaults, so a run without these options is the compiled one, bit for bit.
  */
 #include "runtime/exe_internal.h"
 
@@ -16,7 +16,7 @@
 
 const char rt_exe_run_option_names[] = " --label-smoothing --clip-grad --beta1 --beta2 --adam-eps --min-lr"
                                        " --warmup-epochs --schedule-per --val-data --eval-every --save-best"
-                                       " --summary --plot --ema-decay --save-ema --freeze ";
+                                       " --summary --plot --ema-decay --save-ema --freeze --rand-augment --reprob ";
 
 static int bad(const char *opt, const char *what, const char *got) {
     fprintf(stderr, "%s: error: %s expects %s, got '%s'\n", rt_exe_prog, opt, what, got ? got : "");
@@ -79,6 +79,17 @@ int rt_exe_run_option(exe_args *a, const char *opt, const char *next) {
         a->has_ema_decay = 1;
     } else if (!strcmp(opt, "--save-ema")) {
         a->save_ema = next;
+    } else if (!strcmp(opt, "--rand-augment")) { /* timm's spec (checked here), or none */
+        rt_randaug ra;
+        char err[512];
+        if (next && strcmp(next, "none") && rt_randaug_parse(next, &ra, err, sizeof err)) {
+            fprintf(stderr, "%s: error: %s\n", rt_exe_prog, err);
+            return -1;
+        }
+        a->rand_augment = next;
+    } else if (!strcmp(opt, "--reprob")) {
+        if (number(opt, next, 0, 1, 0, &a->reprob)) return -1;
+        a->has_reprob = 1;
     } else if (!strcmp(opt, "--freeze")) {
         if (next && !*next) return bad(opt, "comma-separated weight name patterns", next);
         a->freeze = next;
@@ -98,6 +109,11 @@ int rt_exe_run_options_check(const exe_args *a) {
                 a->eval_every ? "--eval-every" : a->save_best ? "--save-best" : "--summary");
         return 2;
     }
+    if ((a->rand_augment || a->has_reprob) && (!a->aug || !strcmp(a->aug, "none"))) {
+        fprintf(stderr, "%s: error: %s is a part of the training transform: give --aug light, randaug or deit "
+                        "with it\n", rt_exe_prog, a->rand_augment ? "--rand-augment" : "--reprob");
+        return 2;
+    }
     if (a->warmup_epochs > 0 && a->warmup_steps > 0) {
         fprintf(stderr, "%s: error: give --warmup-steps or --warmup-epochs, not both\n", rt_exe_prog);
         return 2;
@@ -111,7 +127,8 @@ int rt_exe_run_options_check(const exe_args *a) {
 
 int rt_exe_run_options_plan_check(const exe_args *a, const rt_plan *p) {
     if ((a->has_ema_decay || a->save_ema) && !rt_exe_has_ema(p))
-        return rt_exe_error("%s: this executable keeps no EMA of the weights; compile with deitc compile --ema",
+        return rt_exe_error("%s: this executable keeps no EMA of the weights; compile with deitc compile --ema (or "
+                            "--recipe deit)",
                             a->has_ema_decay ? "--ema-decay" : "--save-ema");
     if (a->has_clip_grad && a->clip_grad > 0 && !(p->clip_grad_norm > 0))
         return rt_exe_error("--clip-grad %g: this executable was compiled without gradient clipping (its norm is "

@@ -86,14 +86,16 @@ static double bicubic(double x) { /* a = -0.5, support 2 */
     return 0;
 }
 
-/* Pillow's precompute_coeffs + normalize_coeffs_8bpc: out_size outputs from the box [b0, b1)
- * of an input of in_size samples (box relative to the input's origin). */
-static int coeffs(int in_size, double b0, double b1, int out_size, int cubic, int **bounds_out, int32_t **kk_out) {
+/* Pillow's precompute_coeffs + normalize_coeffs_8bpc for the output positions [first, first+n)
+ * of out_size outputs from the box [b0, b1) of an input of in_size samples (box relative to
+ * the input's origin): bounds (xmin, count) and ksize fixed-point weights each; ksize, or -1. */
+static int coeffs(int in_size, double b0, double b1, int out_size, int first, int n, int cubic, int **bounds_out,
+                  int32_t **kk_out) {
     double scale = (b1 - b0) / out_size, filterscale = scale < 1.0 ? 1.0 : scale;
     double support = (cubic ? 2.0 : 1.0) * filterscale;
     int ksize = (int)ceil(support) * 2 + 1;
-    int *bounds = malloc(sizeof(int) * 2 * (size_t)out_size);
-    int32_t *kk = malloc(sizeof(int32_t) * (size_t)ksize * (size_t)out_size);
+    int *bounds = malloc(sizeof(int) * 2 * (size_t)n);
+    int32_t *kk = malloc(sizeof(int32_t) * (size_t)ksize * (size_t)n);
     double *w = malloc(sizeof(double) * (size_t)ksize);
     if (!bounds || !kk || !w) {
         free(bounds);
@@ -101,8 +103,8 @@ static int coeffs(int in_size, double b0, double b1, int out_size, int cubic, in
         free(w);
         return -1;
     }
-    for (int xx = 0; xx < out_size; xx++) {
-        double center = b0 + (xx + 0.5) * scale, ww = 0.0, ss = 1.0 / filterscale;
+    for (int i = 0; i < n; i++) {
+        double center = b0 + (first + i + 0.5) * scale, ww = 0.0, ss = 1.0 / filterscale;
         int xmin = (int)(center - support + 0.5), xmax = (int)(center + support + 0.5);
         if (xmin < 0) xmin = 0;
         if (xmax > in_size) xmax = in_size;
@@ -113,13 +115,13 @@ static int coeffs(int in_size, double b0, double b1, int out_size, int cubic, in
             w[x] = cubic ? bicubic(t) : bilinear(t);
             ww += w[x];
         }
-        int32_t *k = kk + (size_t)xx * ksize;
+        int32_t *k = kk + (size_t)i * ksize;
         for (int x = 0; x < ksize; x++) {
             double v = x < xmax ? (ww != 0.0 ? w[x] / ww : w[x]) : 0.0;
             k[x] = v < 0 ? (int32_t)(-0.5 + v * (1 << COEF_FRAC_BITS)) : (int32_t)(0.5 + v * (1 << COEF_FRAC_BITS));
         }
-        bounds[2 * xx] = xmin;
-        bounds[2 * xx + 1] = xmax < 0 ? 0 : xmax;
+        bounds[2 * i] = xmin;
+        bounds[2 * i + 1] = xmax < 0 ? 0 : xmax;
     }
     free(w);
     *bounds_out = bounds;
@@ -133,66 +135,61 @@ static inline unsigned char clip8(int32_t v) {
     return (unsigned char)(v >> COEF_FRAC_BITS);
 }
 
-/* The rectangle [rx, rx+rw) x [ry, ry+rh) of img, seen as an image of its own, its box
- * [bx0, bx1) x [by0, by1) (relative to the rectangle) resized to ow x oh with BICUBIC (cubic)
- * or BILINEAR: horizontal pass (rounded to uint8) then vertical, written to out as CHW (chw)
- * or HWC, mirrored if flip. */
-static int resample_rect(const rt_rgb_image *img, int rx, int ry, int rw, int rh, double bx0, double by0, double bx1,
-                         double by1, int ow, int oh, int cubic, int flip, int chw, uint8_t *out) {
-    int *bh = NULL, *bv = NULL, ksh, ksv, rc = -1;
+/* one output pixel: the weighted sum of n pixels `stride` bytes apart from p */
+static inline void blend(const unsigned char *p, size_t stride, const int32_t *k, int n, unsigned char v[3]) {
+    int32_t s0 = 1 << (COEF_FRAC_BITS - 1), s1 = s0, s2 = s0;
+    for (int j = 0; j < n; j++, p += stride) {
+        s0 += p[0] * k[j];
+        s1 += p[1] * k[j];
+        s2 += p[2] * k[j];
+    }
+    v[0] = clip8(s0);
+    v[1] = clip8(s1);
+    v[2] = clip8(s2);
+}
+
+int rt_resample_box(const rt_rgb_image *img, const rt_resample *r, uint8_t *out) {
+    int *bh = NULL, *bv = NULL, ksh = 0, ksv = 0, rc = -1;
     int32_t *kh = NULL, *kv = NULL;
     unsigned char *tmp = NULL;
-    int size = ow; /* the horizontal pass's row length */
-    if ((ksh = coeffs(rw, bx0, bx1, ow, cubic, &bh, &kh)) < 0 || (ksv = coeffs(rh, by0, by1, oh, cubic, &bv, &kv)) < 0)
-        goto done;
-    int row0 = bv[0], nrows = bv[2 * (oh - 1)] + bv[2 * (oh - 1) + 1] - row0;
+    int nw = r->nw, nh = r->nh;
+    /* Pillow skips a pass whose size and box are the rectangle's own (it would be the identity) */
+    int need_h = r->ow != r->rw || r->box[0] != 0 || r->box[2] != r->rw;
+    int need_v = r->oh != r->rh || r->box[1] != 0 || r->box[3] != r->rh;
+    if (need_h && (ksh = coeffs(r->rw, r->box[0], r->box[2], r->ow, r->ox, nw, r->cubic, &bh, &kh)) < 0) goto done;
+    if (need_v && (ksv = coeffs(r->rh, r->box[1], r->box[3], r->oh, r->oy, nh, r->cubic, &bv, &kv)) < 0) goto done;
+    /* the rectangle's rows the vertical pass reads (its output rows themselves without one) */
+    int row0 = need_v ? bv[0] : r->oy, nrows = need_v ? bv[2 * (nh - 1)] + bv[2 * (nh - 1) + 1] - row0 : nh;
     if (nrows < 1) nrows = 1;
-    tmp = malloc((size_t)nrows * size * 3);
+    tmp = malloc((size_t)nrows * nw * 3);
     if (!tmp) goto done;
-    for (int y = 0; y < nrows; y++) {
-        int sy = ry + row0 + y;
+    for (int y = 0; y < nrows; y++) { /* horizontal pass, rounded to uint8 */
+        int sy = r->ry + row0 + y;
         if (sy >= img->h) sy = img->h - 1;
-        const unsigned char *src = img->rgb + ((size_t)sy * img->w + rx) * 3;
-        unsigned char *dst = tmp + (size_t)y * size * 3;
-        for (int x = 0; x < size; x++) {
-            int xmin = bh[2 * x], xn = bh[2 * x + 1];
-            const int32_t *k = kh + (size_t)x * ksh;
-            int32_t s0 = 1 << (COEF_FRAC_BITS - 1), s1 = s0, s2 = s0;
-            for (int j = 0; j < xn; j++) {
-                const unsigned char *p = src + 3 * (xmin + j);
-                s0 += p[0] * k[j];
-                s1 += p[1] * k[j];
-                s2 += p[2] * k[j];
-            }
-            dst[3 * x] = clip8(s0);
-            dst[3 * x + 1] = clip8(s1);
-            dst[3 * x + 2] = clip8(s2);
+        const unsigned char *src = img->rgb + ((size_t)sy * img->w + r->rx) * 3;
+        unsigned char *dst = tmp + (size_t)y * nw * 3;
+        for (int x = 0; x < nw; x++) {
+            if (need_h) blend(src + 3 * bh[2 * x], 3, kh + (size_t)x * ksh, bh[2 * x + 1], dst + 3 * x);
+            else memcpy(dst + 3 * x, src + 3 * (r->ox + x), 3);
         }
     }
-    size_t plane = (size_t)ow * oh;
-    for (int y = 0; y < oh; y++) {
-        int ymin = bv[2 * y] - row0, yn = bv[2 * y + 1];
-        const int32_t *k = kv + (size_t)y * ksv;
-        for (int x = 0; x < size; x++) {
-            int32_t s0 = 1 << (COEF_FRAC_BITS - 1), s1 = s0, s2 = s0;
-            for (int j = 0; j < yn; j++) {
-                const unsigned char *p = tmp + ((size_t)(ymin + j) * size + x) * 3;
-                s0 += p[0] * k[j];
-                s1 += p[1] * k[j];
-                s2 += p[2] * k[j];
-            }
-            size_t o = (size_t)y * ow + (size_t)(flip ? ow - 1 - x : x);
+    size_t plane = (size_t)nw * nh;
+    const int flip = r->flip, chw = r->chw; /* locals: out (bytes) may alias *r */
+    for (int y = 0; y < nh; y++) /* vertical pass into CHW or HWC */
+        for (int x = 0; x < nw; x++) {
+            unsigned char v[3];
+            if (need_v) blend(tmp + ((size_t)(bv[2 * y] - row0) * nw + x) * 3, (size_t)nw * 3, kv + (size_t)y * ksv,
+                              bv[2 * y + 1], v);
+            else memcpy(v, tmp + ((size_t)y * nw + x) * 3, 3);
+            size_t o = (size_t)y * nw + (size_t)(flip ? nw - 1 - x : x);
             if (chw) {
-                out[o] = clip8(s0);
-                out[plane + o] = clip8(s1);
-                out[2 * plane + o] = clip8(s2);
+                out[o] = v[0];
+                out[plane + o] = v[1];
+                out[2 * plane + o] = v[2];
             } else {
-                out[3 * o] = clip8(s0);
-                out[3 * o + 1] = clip8(s1);
-                out[3 * o + 2] = clip8(s2);
+                memcpy(out + 3 * o, v, 3);
             }
         }
-    }
     rc = 0;
 done:
     free(bh);
@@ -201,6 +198,13 @@ done:
     free(kv);
     free(tmp);
     return rc;
+}
+
+/* the rectangle's box [bx0, bx1) x [by0, by1) resized to a whole ow x oh */
+static int resample_rect(const rt_rgb_image *img, int rx, int ry, int rw, int rh, double bx0, double by0, double bx1,
+                         double by1, int ow, int oh, int cubic, int flip, int chw, uint8_t *out) {
+    rt_resample r = {rx, ry, rw, rh, {bx0, by0, bx1, by1}, ow, oh, 0, 0, ow, oh, cubic, flip, chw};
+    return rt_resample_box(img, &r, out);
 }
 
 int rt_rrc_apply_box(const rt_rgb_image *img, const rt_crop_params *c, int size, uint8_t *out) {
@@ -287,4 +291,22 @@ int rt_transform_init(rt_transform *t, const char *name, int size, char *err, si
     return rt_errorf(err, errsize, "--aug %s: unknown augmentation (none: resize and center crop; light: random "
                                    "resized crop and flip; randaug: light + RandAugment rand-m9-mstd0.5-inc1; "
                                    "deit: randaug + random erasing, p 0.25)", name);
+}
+
+int rt_transform_is_crop_flip(const rt_transform *t) { return t->apply == light_apply && t->erase_p <= 0; }
+
+int rt_transform_set_parts(rt_transform *t, const char *rand_augment, double reprob, char *err, size_t errsize) {
+    if (!rand_augment && reprob < 0) return 0;
+    if (!strcmp(t->name, "none"))
+        return rt_errorf(err, errsize, "%s: an option of the training transform, which --aug none has not (give --aug "
+                                       "light, randaug or deit)", rand_augment ? "--rand-augment" : "--reprob");
+    if (rand_augment && !strcmp(rand_augment, "none")) { /* crop and flip only */
+        memset(&t->ra, 0, sizeof t->ra);
+        t->apply = light_apply;
+    } else if (rand_augment) {
+        if (rt_randaug_parse(rand_augment, &t->ra, err, errsize)) return -1;
+        t->apply = randaug_apply;
+    }
+    if (reprob >= 0) t->erase_p = (float)reprob;
+    return 0;
 }

@@ -13,3 +13,9 @@ set_tests_properties(augment_ops PROPERTIES SKIP_RETURN_CODE 77)
 add_test(NAME augment_exe COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/augment/test_augment_exe.sh)
 set_tests_properties(augment_exe PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS images
   PASS_REGULAR_EXPRESSION "augment_exe ok")
+# PIL's resampling (transform.c's rt_resample_box: the training crop, the eval resize + center
+# crop, pack's resize) byte for byte against PIL (skips, 77, without numpy/PIL)
+add_executable(test_resample ${CMAKE_CURRENT_SOURCE_DIR}/augment/test_resample.c)
+target_link_libraries(test_resample PRIVATE deitc_exe deitc_rt m)
+add_test(NAME augment_resample_pil COMMAND test_resample)
+set_tests_properties(augment_resample_pil PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS images SKIP_RETURN_CODE 77)

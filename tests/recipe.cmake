@@ -16,3 +16,14 @@ add_test(NAME recipe_finetune_timm COMMAND sh -c "exec \"\${DEITC_TORCH_PYTHON:-
          ${CMAKE_CURRENT_LIST_DIR}/runtime/check_finetune.py ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml)
 set_tests_properties(recipe_finetune_timm PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" SKIP_RETURN_CODE 77
                      LABELS "recipe;nosan" TIMEOUT 300)
+
+# the recipe end to end: a generated ImageFolder (JPEG and PNG of mixed sizes, one truncated
+# JPEG: refused, named), 2 epochs of --aug deit, mixup/cutmix, drop path and EMA validated each
+# epoch (counts and top-1/top-5 checked against the interpreter's logits), SIGINT mid-epoch and
+# the resumed run byte-identical (weights and EMA)
+add_executable(test_recipe_e2e ${CMAKE_CURRENT_SOURCE_DIR}/runtime/test_recipe_e2e.c)
+target_link_libraries(test_recipe_e2e PRIVATE deitc_exe deitc_rt m)
+add_test(NAME recipe_e2e COMMAND test_recipe_e2e $<TARGET_FILE:deitc> ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml)
+set_tests_properties(recipe_e2e PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" LABELS "recipe;runtime" TIMEOUT 300)
+add_test(NAME recipe_cli_bad COMMAND deitc compile ${CMAKE_SOURCE_DIR}/models/deit_tiny.yaml --recipe timm -o never)
+set_tests_properties(recipe_cli_bad PROPERTIES LABELS recipe PASS_REGULAR_EXPRESSION "--recipe expects deit, got 'timm'")
