@@ -232,6 +232,73 @@ int64_t cg_scratch_bytes(const ir_graph *g, int i) {
     return r && r->scratch ? r->scratch(g, n) : 0;
 }
 
+static cg_kernel *new_data_kernel(cg_program *p, const char *name) {
+    if (p->nkernels == p->kcap) {
+        p->kcap = p->kcap ? p->kcap * 2 : 64;
+        p->kernels = realloc(p->kernels, sizeof *p->kernels * (size_t)p->kcap);
+        if (!p->kernels) abort();
+    }
+    cg_kernel *kn = &p->kernels[p->nkernels++];
+    memset(kn, 0, sizeof *kn);
+    sb t = {0}, nodes = {0};
+    cg_sb_printf(&t, "%s", name);
+    cg_sb_printf(&nodes, "the batch's upload");
+    kn->name = t.s;
+    kn->nodes = nodes.s;
+    kn->registers = kn->spill_bytes = -1;
+    return kn;
+}
+
+/* The data kernels the runtime launches itself between steps (runtime/dc_data.cuh, exe_stage.c),
+ * for plans with a 4-D float "images" INPUT; no step launches them (0 uses):
+ *   dc_data_normalize(src, params, dst)  the uint8 batch (images' shape, CHW) into images' dtype
+ *   dc_data_crop(src, meta, params, dst) RandomResizedCrop + flip + normalize of raw RGB samples
+ *                                        (3-channel square images only) */
+static void add_data_kernels(cg_program *p, const ir_graph *g) {
+    int im = ir_find(g, "images");
+    if (im < 0) return;
+    const ir_node *n = &g->nodes[im];
+    if (n->op != IR_OP_INPUT || n->ndim != 4 || (n->dtype != IR_F32 && n->dtype != IR_F16 && n->dtype != IR_BF16))
+        return;
+    long long numel = n->shape[0] * n->shape[1] * n->shape[2] * n->shape[3], plane = n->shape[2] * n->shape[3];
+    const char *dt = out_type(n->dtype);
+    cg_kernel *kn = new_data_kernel(p, "dc_data_normalize");
+    sb body = {0}, d = {0};
+    cg_sb_printf(&body, "(const unsigned char *__restrict__ src, const float *__restrict__ params, %s__restrict__ dst) {\n"
+                        "    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
+                        "    if (i < %lldLL) dc_data_normalize_at(src, params, dst, i, %lld, %lldLL);\n}\n",
+                 dt, numel, (long long)n->shape[1], plane);
+    cg_sb_printf(&d, "the uint8 batch u8[%lld,%lld,%lld,%lld] -> images %s, normalized (runtime-launched, block 256)",
+                 (long long)n->shape[0], (long long)n->shape[1], (long long)n->shape[2], (long long)n->shape[3],
+                 ir_dtype_name(n->dtype));
+    kn->body = body.s;
+    kn->desc = d.s;
+    kn->hash = fnv1a(body.s);
+    kn->nparams = 3;
+    kn->param_types[0] = "const unsigned char *";
+    kn->param_types[1] = "const float *";
+    kn->param_types[2] = dt;
+    if (n->shape[1] != 3 || n->shape[2] != n->shape[3]) return;
+    kn = new_data_kernel(p, "dc_data_crop");
+    sb body2 = {0}, d2 = {0};
+    cg_sb_printf(&body2, "(const unsigned char *__restrict__ src, const long long *__restrict__ meta, "
+                         "const float *__restrict__ params, %s__restrict__ dst) {\n"
+                         "    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
+                         "    if (i < %lldLL) dc_data_crop_at(src, meta, params, dst, i, %lld);\n}\n",
+                 dt, numel, (long long)n->shape[2]);
+    cg_sb_printf(&d2, "raw RGB samples -> images %s[%lld,3,%lld,%lld]: RandomResizedCrop (PIL bicubic), flip, normalized "
+                      "(runtime-launched, block 256)", ir_dtype_name(n->dtype), (long long)n->shape[0],
+                 (long long)n->shape[2], (long long)n->shape[3]);
+    kn->body = body2.s;
+    kn->desc = d2.s;
+    kn->hash = fnv1a(body2.s);
+    kn->nparams = 4;
+    kn->param_types[0] = "const unsigned char *";
+    kn->param_types[1] = "const long long *";
+    kn->param_types[2] = "const float *";
+    kn->param_types[3] = dt;
+}
+
 cg_program *cg_program_new(const pass_result *r, const cg_options *o, char *err, size_t errsize) {
     (void)o;
     if (cg_op_table_check(err, errsize)) return NULL;
@@ -311,6 +378,7 @@ cg_program *cg_program_new(const pass_result *r, const cg_options *o, char *err,
         }
         if (e.node == loss || e.node == logits) p->neval_steps = p->nsteps; /* the later of the two */
     }
+    add_data_kernels(p, g);
     /* the kernels' full text: header comment + definition */
     for (int k = 0; k < p->nkernels; k++) {
         cg_kernel *kn = &p->kernels[k];

@@ -276,7 +276,7 @@ static int valid_arch(const char *a) {
 
 /* ORDER: the entry header first; the others as it includes them */
 static const char *const device_headers[] = {"kernel_prelude.cuh", "dc_base.cuh", "dc_convert.cuh",
-                                             "dc_memory.cuh", "dc_reduce.cuh", "dc_mma.cuh"};
+                                             "dc_memory.cuh", "dc_reduce.cuh", "dc_mma.cuh", "dc_data.cuh"};
 
 int cg_headers_read(cg_headers *h, const char *rt_dir, char *err, size_t errsize) {
     memset(h, 0, sizeof *h);

@@ -36,6 +36,12 @@ void rt_kernel_args_release(rt_kernel_args *ka) {
     }
 }
 
+int rt_plan_kernel(const rt_plan *p, const char *name) {
+    for (int k = 0; k < p->num_kernels; k++)
+        if (p->kernel_names && p->kernel_names[k] && strcmp(p->kernel_names[k], name) == 0) return k;
+    return -1;
+}
+
 int rt_plan_is_cuda(const rt_plan *p) {
     if (p->emu_kernels) return 0;
     return p->cubin != NULL || p->ptx != NULL || p->arch != NULL;

@@ -13,6 +13,8 @@
  * Kernel faults (an illegal address, say) surface at the next synchronizing call, far from the
  * step that caused them; DEITC_CUDA_SYNC=1 synchronizes after every step run eagerly (not
  * while capturing a graph) so the failure names its step: use it with DEITC_NO_GRAPH=1.
+ * The per-step data path (stage slots, copy stream, readback) is device_cuda_stage.c; the state
+ * both share is device_cuda_impl.h.
  * libcuda and cuBLASLt stay loaded once a context exists: unloading libraries that hold a
  * context (cuBLASLt links the CUDA runtime statically) is a known source of crashes at exit.
  */
@@ -36,65 +38,9 @@ int rt_device_cuda_new(const rt_plan *p, rt_device **out, char *err, size_t errs
 
 #else
 
-#include <cublasLt.h>
-#include <cuda.h>
+#include "runtime/device_cuda_impl.h"
+
 #include <dlfcn.h>
-
-#define STR_(x) #x
-#define XSTR(x) STR_(x) /* the ABI name: cuMemAlloc -> "cuMemAlloc_v2" */
-
-#define CU_FUNCS(X)                                                                                              \
-    X(cuInit) X(cuDriverGetVersion) X(cuGetErrorName) X(cuGetErrorString) X(cuDeviceGetCount) X(cuDeviceGet)     \
-    X(cuDeviceGetName) X(cuDeviceGetAttribute) X(cuDevicePrimaryCtxRetain) X(cuDevicePrimaryCtxRelease)          \
-    X(cuCtxSetCurrent) X(cuStreamCreate) X(cuStreamDestroy) X(cuStreamSynchronize) X(cuMemAlloc) X(cuMemFree)    \
-    X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync) X(cuMemsetD8Async) X(cuModuleLoadData)                           \
-    X(cuModuleLoadDataEx) X(cuModuleUnload) X(cuModuleGetFunction) X(cuFuncSetAttribute) X(cuLaunchKernel)       \
-    X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord) X(cuEventSynchronize) X(cuEventElapsedTime)              \
-    X(cuStreamBeginCapture) X(cuStreamEndCapture) X(cuGraphInstantiate) X(cuGraphLaunch) X(cuGraphDestroy)       \
-    X(cuGraphExecDestroy)
-
-#define LT_FUNCS(X)                                                                                              \
-    X(cublasLtCreate) X(cublasLtDestroy) X(cublasLtGetVersion) X(cublasLtGetStatusString)                        \
-    X(cublasLtMatmulDescCreate) X(cublasLtMatmulDescDestroy) X(cublasLtMatmulDescSetAttribute)                   \
-    X(cublasLtMatrixLayoutCreate) X(cublasLtMatrixLayoutDestroy) X(cublasLtMatrixLayoutSetAttribute)             \
-    X(cublasLtMatmulPreferenceCreate) X(cublasLtMatmulPreferenceDestroy)                                         \
-    X(cublasLtMatmulPreferenceSetAttribute) X(cublasLtMatmulAlgoGetHeuristic) X(cublasLtMatmul)
-
-#define DECLARE_FN(f) __typeof__(&f) p_##f;
-
-enum { WORKSPACE_BYTES = 32 << 20 };
-
-typedef struct {
-    cublasLtMatmulDesc_t desc;
-    cublasLtMatrixLayout_t la, lb, lc; /* cuBLAS's A (our B), B (our A), C = D */
-    cublasLtMatmulAlgo_t algo;
-} cuda_gemm;
-
-typedef struct {
-    CU_FUNCS(DECLARE_FN)
-    LT_FUNCS(DECLARE_FN)
-    void *libcuda, *liblt;
-    int have_ctx;
-    CUdevice dev;
-    CUcontext ctx;
-    CUstream stream;
-    CUmodule module;
-    CUfunction *funcs;     /* per kernel of the plan */
-    CUdeviceptr arena, workspace; /* workspace: in the arena, or own_workspace */
-    uint64_t workspace_bytes;
-    int own_workspace;
-    CUevent ev_start, ev_stop;
-    CUgraph graph;
-    CUgraphExec exec;
-    cublasLtHandle_t lt;
-    cuda_gemm *gemms;      /* per step of the plan (used by GEMM steps only) */
-    int step;              /* the step being prepared or run, for messages; -1 none */
-    int capturing;         /* between cuStreamBeginCapture and cuStreamEndCapture */
-    int sync_each;         /* DEITC_CUDA_SYNC: synchronize after every eager step */
-    int driver_version;    /* cuDriverGetVersion: 13000 is CUDA 13.0 */
-} cuda_impl;
-
-static cuda_impl *impl(rt_device *d) { return d->impl; }
 
 /* Alignment (bytes) cuBLASLt is promised for an operand; defined with the GEMM set-up below. */
 static uint32_t alignment(uint64_t offset, int64_t batch, int64_t stride, rt_dtype t);
@@ -130,7 +76,7 @@ static void step_context(rt_device *d, char *buf, size_t size) {
 }
 
 /* Checks a driver call: 0, or -1 with d->err "CALL failed: NAME (text) (plan step ...)". */
-static int cu_check(rt_device *d, CUresult r, const char *call) {
+int rt_cuda_check(rt_device *d, CUresult r, const char *call) {
     if (r == CUDA_SUCCESS) return 0;
     cuda_impl *c = impl(d);
     const char *name = NULL, *text = NULL;
@@ -155,7 +101,7 @@ static int lt_check(rt_device *d, cublasStatus_t s, const char *call) {
 
 /* After a failed synchronizing call: the fault may be an earlier step's (kernels run
  * asynchronously); says how to find which, unless steps are synchronized already. */
-static int async_hint(rt_device *d) {
+int rt_cuda_async_hint(rt_device *d) {
     if (!impl(d)->sync_each) {
         size_t n = strlen(d->err);
         snprintf(d->err + n, sizeof d->err - n,
@@ -177,7 +123,6 @@ static void old_driver_note(rt_device *d) {
     }
 }
 
-#define CU(d, fn, ...) cu_check((d), impl(d)->p_##fn(__VA_ARGS__), #fn)
 #define LT(d, fn, ...) lt_check((d), impl(d)->p_##fn(__VA_ARGS__), #fn)
 
 /* ---- operations ---------------------------------------------------------------------------- */
@@ -186,14 +131,16 @@ static void old_driver_note(rt_device *d) {
  * inside a capture (the runtime uploads and reads between steps only). */
 static int cuda_upload(rt_device *d, uint64_t offset, const void *src, uint64_t bytes) {
     if (!bytes) return 0;
-    if (CU(d, cuMemcpyHtoDAsync, impl(d)->arena + offset, src, bytes, impl(d)->stream)) return async_hint(d);
-    return CU(d, cuStreamSynchronize, impl(d)->stream) ? async_hint(d) : 0;
+    d->syncs++;
+    if (CU(d, cuMemcpyHtoDAsync, impl(d)->arena + offset, src, bytes, impl(d)->stream)) return rt_cuda_async_hint(d);
+    return CU(d, cuStreamSynchronize, impl(d)->stream) ? rt_cuda_async_hint(d) : 0;
 }
 
 static int cuda_download(rt_device *d, void *dst, uint64_t offset, uint64_t bytes) {
     if (!bytes) return 0;
-    if (CU(d, cuMemcpyDtoHAsync, dst, impl(d)->arena + offset, bytes, impl(d)->stream)) return async_hint(d);
-    return CU(d, cuStreamSynchronize, impl(d)->stream) ? async_hint(d) : 0;
+    d->syncs++;
+    if (CU(d, cuMemcpyDtoHAsync, dst, impl(d)->arena + offset, bytes, impl(d)->stream)) return rt_cuda_async_hint(d);
+    return CU(d, cuStreamSynchronize, impl(d)->stream) ? rt_cuda_async_hint(d) : 0;
 }
 
 /* DEITC_CUDA_SYNC: waits for the step just queued, so a fault names it (c->step is set). */
@@ -238,7 +185,8 @@ static int cuda_gemm_run(rt_device *d, int step) {
 }
 
 static int cuda_synchronize(rt_device *d) {
-    return CU(d, cuStreamSynchronize, impl(d)->stream) ? async_hint(d) : 0;
+    d->syncs++;
+    return CU(d, cuStreamSynchronize, impl(d)->stream) ? rt_cuda_async_hint(d) : 0;
 }
 
 static int cuda_capture_begin(rt_device *d) {
@@ -272,7 +220,7 @@ static int cuda_capture_end(rt_device *d) {
 
 static int cuda_replay(rt_device *d) {
     cuda_impl *c = impl(d);
-    return CU(d, cuGraphLaunch, c->exec, c->stream) ? async_hint(d) : 0;
+    return CU(d, cuGraphLaunch, c->exec, c->stream) ? rt_cuda_async_hint(d) : 0;
 }
 
 static int cuda_timer_start(rt_device *d) { return CU(d, cuEventRecord, impl(d)->ev_start, impl(d)->stream); }
@@ -280,9 +228,10 @@ static int cuda_timer_start(rt_device *d) { return CU(d, cuEventRecord, impl(d)-
 static int cuda_timer_stop(rt_device *d, double *ms) {
     cuda_impl *c = impl(d);
     float f = 0;
+    d->syncs++;
     if (CU(d, cuEventRecord, c->ev_stop, c->stream) || CU(d, cuEventSynchronize, c->ev_stop) ||
         CU(d, cuEventElapsedTime, &f, c->ev_start, c->ev_stop))
-        return async_hint(d);
+        return rt_cuda_async_hint(d);
     *ms = f;
     return 0;
 }
@@ -292,6 +241,8 @@ static void cuda_destroy(rt_device *d) {
     if (c) {
         if (c->have_ctx) {
             if (c->stream) c->p_cuStreamSynchronize(c->stream);
+            if (c->copy_stream) c->p_cuStreamSynchronize(c->copy_stream);
+            rt_cuda_stage_release(c, 1);
             if (c->exec) c->p_cuGraphExecDestroy(c->exec);
             if (c->graph) c->p_cuGraphDestroy(c->graph);
             if (c->gemms)
@@ -568,7 +519,7 @@ static int start(rt_device *d) {
     if (load_driver(d)) return -1;
     CUresult r = c->p_cuInit(0);
     if (r != CUDA_SUCCESS) {
-        cu_check(d, r, "cuInit");
+        rt_cuda_check(d, r, "cuInit");
         char why[600];
         snprintf(why, sizeof why, "%.590s", d->err);
         snprintf(d->err, sizeof d->err,
@@ -621,7 +572,7 @@ static int start(rt_device *d) {
     c->funcs = calloc((size_t)p->num_kernels + 1, sizeof *c->funcs);
     if (!c->funcs) abort();
     for (int k = 0; k < p->num_kernels; k++) {
-        if (cu_check(d, c->p_cuModuleGetFunction(&c->funcs[k], c->module, p->kernel_names[k]),
+        if (rt_cuda_check(d, c->p_cuModuleGetFunction(&c->funcs[k], c->module, p->kernel_names[k]),
                      "cuModuleGetFunction")) {
             size_t n = strlen(d->err);
             snprintf(d->err + n, sizeof d->err - n, " for kernel '%s'", p->kernel_names[k]);
@@ -632,7 +583,7 @@ static int start(rt_device *d) {
             if (p->steps[s].kind == RT_STEP_KERNEL && p->steps[s].kernel == k && p->steps[s].shared_bytes > max_shared)
                 max_shared = p->steps[s].shared_bytes;
         if (max_shared > 48 * 1024 &&
-            cu_check(d, c->p_cuFuncSetAttribute(c->funcs[k], CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            rt_cuda_check(d, c->p_cuFuncSetAttribute(c->funcs[k], CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                                 (int)max_shared),
                      "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)")) {
             size_t n = strlen(d->err);
@@ -698,6 +649,7 @@ int rt_device_cuda_new(const rt_plan *p, rt_device **out, char *err, size_t errs
     d->timer_start = cuda_timer_start;
     d->timer_stop = cuda_timer_stop;
     d->destroy = cuda_destroy;
+    rt_cuda_stage_install(d);
     if (start(d)) {
         snprintf(err, errsize, "%s", d->err);
         cuda_destroy(d);

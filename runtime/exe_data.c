@@ -5,6 +5,9 @@
  * before (exe_session.c), and both give the very same batches for --aug none.
  * Streaming reports a file that cannot be decoded when the step that needs it comes.
  * A packed .dpk (pack.c) is always streamed, in a quasi-random order (windows of the file).
+ * Where the device can (exe_stage.c), batches go up as uint8 and are normalized there; a raw
+ * .dpk trained with --aug light is cropped, flipped and normalized there too (the workers only
+ * copy samples and sample boxes); DEITC_HOST_DATA=1 keeps all of it on the host.
  * Also `EXE pack` (rt_exe_cmd_pack).
  */
 #include "runtime/exe_internal.h"
@@ -95,14 +98,36 @@ int rt_exe_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st) {
  * fit in this much memory; else they hand over uint8 and the step's thread normalizes. */
 #define FLOAT_SLOTS_MAX (512ll << 20)
 
-int rt_exe_stream_start(exe_stream *st, const session *s, const exe_args *a, const rt_plan *p, long first_step) {
-    st->f32 = s->images->dtype == RT_F32 && (4 * p->batch * s->image_numel * (long long)sizeof(float) <= FLOAT_SLOTS_MAX ||
+/* A raw .dpk trained with crop + flip only (--aug light, or a preset with --rand-augment none
+ * --reprob 0) on a plan with dc_data_crop: the largest sample's bytes (the
+ * device crops; exe_stage.c), else 0. */
+static int64_t device_crop_bytes(const exe_stream *st, const session *s) {
+    if (!st->is_dpk || st->dpk.kind != RT_DPK_RAW || !rt_transform_is_crop_flip(&st->tf) || !s->stage_on ||
+        s->stage_crop_kernel < 0)
+        return 0;
+    int64_t most = 0;
+    for (uint64_t i = 0; i < st->dpk.n; i++) {
+        rt_dpk_sample e;
+        rt_dpk_entry(&st->dpk, (int64_t)i, &e);
+        if (3 * (int64_t)e.w * e.h > most) most = 3 * (int64_t)e.w * e.h;
+    }
+    return most;
+}
+
+int rt_exe_stream_start(exe_stream *st, session *s, const exe_args *a, const rt_plan *p, long first_step) {
+    /* uint8 batches normalized on the device where the plan can (exe_stage.c), unless erasing;
+     * a raw .dpk with --aug light: cropped there too */
+    int on_device = s->stage_on && s->stage_kernel >= 0;
+    st->raw_bytes = device_crop_bytes(st, s);
+    if (st->raw_bytes && rt_exe_stage_reserve(s, (uint64_t)(st->raw_bytes * p->batch))) return 1;
+    st->f32 = s->images->dtype == RT_F32 && ((!on_device && 4 * p->batch * s->image_numel * (long long)sizeof(float) <= FLOAT_SLOTS_MAX) ||
                                                st->tf.erase_p > 0); /* erasing: on normalized pixels, in the workers */
     rt_loader_config c = {.src = &st->src, .tf = &st->tf, .batch = p->batch,
                           .workers = a->workers > 0 ? (int)a->workers : rt_exe_default_workers(), .depth = 4,
                           .seed = a->seed, .shuffle = a->shuffle, .window = st->is_dpk ? DPK_WINDOW : 0,
                           .rank = st->rank, .world = st->world, .first_step = first_step,
-                          .mean = st->f32 ? st->list.mean : NULL, .std = st->f32 ? st->list.std : NULL};
+                          .mean = st->f32 ? st->list.mean : NULL, .std = st->f32 ? st->list.std : NULL,
+                          .raw_bytes = st->raw_bytes};
     char err[1200];
     if (rt_loader_open(&st->loader, &c, err, sizeof err)) return rt_exe_error("%s: %s", a->data, err);
     char parts[160] = "";
@@ -111,7 +136,8 @@ int rt_exe_stream_start(exe_stream *st, const session *s, const exe_args *a, con
                  a->rand_augment ? a->rand_augment : "as the preset", (double)st->tf.erase_p);
     printf("data: %s: %lld images, %lld classes, streamed by %d workers (--aug %s%s%s)\n", rt_exe_shown(a->data),
            (long long)st->list.n, (long long)st->list.classes, c.workers, st->tf.name, parts,
-           st->f32 ? ", normalized by the workers" : "");
+           st->raw_bytes ? ", raw samples cropped, flipped and normalized on the device"
+           : st->f32 ? ", normalized by the workers" : on_device ? ", uint8 batches normalized on the device" : "");
     return 0;
 }
 
@@ -121,15 +147,24 @@ int rt_exe_stream_batch(session *s, exe_stream *st) {
     char err[1200];
     if (rt_loader_next(st->loader, &images, &labels, err, sizeof err)) return rt_exe_error("%s", err);
     const rt_plan *p = s->p;
+    if (st->raw_bytes) { /* raw samples and their boxes: the device crops (exe_stage.c) */
+        for (int64_t i = 0; i < p->batch; i++) {
+            if (s->labels->dtype == RT_I64) ((int64_t *)s->label_stage)[i] = labels[i];
+            else ((int32_t *)s->label_stage)[i] = (int32_t)labels[i];
+        }
+        if (rt_exe_stage_crop(s, images, (uint64_t)(st->raw_bytes * p->batch), rt_loader_meta(st->loader),
+                              st->list.mean, st->list.std))
+            return 1;
+        return rt_exe_put(s, s->labels->offset, s->label_stage, (uint64_t)p->batch * rt_dtype_size(s->labels->dtype));
+    }
     if (st->f32) { /* already the images tensor's bytes: only the labels are converted */
         for (int64_t i = 0; i < p->batch; i++) {
             if (s->labels->dtype == RT_I64) ((int64_t *)s->label_stage)[i] = labels[i];
             else ((int32_t *)s->label_stage)[i] = (int32_t)labels[i];
         }
-        if (s->dev->upload(s->dev, s->images->offset, images, (uint64_t)(p->batch * s->image_numel) * sizeof(float)) ||
-            s->dev->upload(s->dev, s->labels->offset, s->label_stage, (uint64_t)p->batch * rt_dtype_size(s->labels->dtype)))
+        if (s->dev->upload(s->dev, s->images->offset, images, (uint64_t)(p->batch * s->image_numel) * sizeof(float)))
             return rt_exe_error("%s", s->dev->err);
-        return 0;
+        return rt_exe_put(s, s->labels->offset, s->label_stage, (uint64_t)p->batch * rt_dtype_size(s->labels->dtype));
     }
     rt_dataset view; /* the batch as a dataset of `batch` images: the in-memory path's gather */
     memset(&view, 0, sizeof view);

@@ -20,7 +20,6 @@ int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p) {
     memset(&ds, 0, sizeof ds);
     session s;
     memset(&s, 0, sizeof s);
-    int64_t *idx = NULL, *order = NULL;
     int rc = 1;
     rt_dist *dist = NULL; /* data parallel: rank r evaluates images r, r + world, ...; counts summed */
     int rank = 0, world = 1;
@@ -31,88 +30,55 @@ int rt_exe_cmd_eval(const exe_args *a, const rt_plan *p) {
         goto done;
     }
     if (rt_exe_session_open(&s, p, 1) || rt_exe_load_weights(&s, a->init, a->partial_init, a->seed)) goto done;
-    int64_t n = world > 1 ? (ds.n - rank + world - 1) / world : ds.n; /* this rank's images: order[0..n) */
-    order = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
-    if (!order) abort();
-    for (int64_t i = 0; i < n; i++) order[i] = rank + i * world;
+    int64_t n = world > 1 ? (ds.n - rank + world - 1) / world : ds.n; /* this rank's images */
     if (!s.logits && n < p->batch && world == 1) {
         rt_exe_error("%s: the dataset has %lld images, fewer than the batch size %lld (and the plan has no logits "
                      "output to evaluate a partial batch with)",
                      a->data, (long long)ds.n, (long long)p->batch);
         goto done;
     }
-    if (s.logits) { /* every image, top-1 and top-5 (validate.c); on several ranks each its shard */
-        rt_exe_eval ev;
-        double loss_sum = 0;
-        if (rt_exe_evaluate_shard(&s, &ds, a, rank, world, &ev, &loss_sum)) goto done;
-        if (dist) { /* exact: counts summed, not averages of averages; the loss sums in rank order */
-            int64_t counts[3] = {ev.n, ev.top1, ev.top5};
-            if (rt_dist_sum_i64(dist, counts, 3) || rt_dist_sum_f64(dist, &loss_sum, 1)) {
-                rt_exe_error("data parallel (rank %d of %d): %s", rank, world, rt_dist_error(dist));
-                goto done;
-            }
-            ev.n = counts[0], ev.top1 = counts[1], ev.top5 = counts[2];
-            ev.loss = ev.n ? loss_sum / (double)ev.n : NAN;
-            if (rank) { /* rank 0 reports */
-                rc = 0;
-                goto done;
-            }
-        }
-        double n = (double)(ev.n ? ev.n : 1);
-        printf("eval: %lld images, loss %.6f, accuracy %.2f%%, top-5 %.2f%%\n", (long long)ev.n, ev.loss,
-               100.0 * (double)ev.top1 / n, 100.0 * (double)ev.top5 / n);
-        printf("{\"images\":%lld,\"loss\":", (long long)ev.n);
-        rt_exe_json_num(stdout, ev.loss);
-        printf(",\"accuracy\":");
-        rt_exe_json_num(stdout, (double)ev.top1 / n);
-        printf(",\"top1\":%lld,\"top5\":%lld,\"top5_accuracy\":", (long long)ev.top1, (long long)ev.top5);
-        rt_exe_json_num(stdout, (double)ev.top5 / n);
-        printf("}\n");
-        rc = 0;
-        goto done;
-    }
-    int64_t batches = n / p->batch, counted = 0;
-    idx = malloc(sizeof(int64_t) * (size_t)p->batch);
-    if (!idx) abort();
+    /* every image, top-1 and top-5; without logits full batches by the loss (validate.c); on
+     * several ranks each its shard */
+    rt_exe_eval ev;
     double loss_sum = 0;
-    for (int64_t b = 0; b < batches; b++) {
-        for (int64_t i = 0; i < p->batch; i++) idx[i] = order[(b * p->batch + i) % n];
-        float loss;
-        /* the forward steps only; lr 0 keeps the weights even in a plan whose eval prefix reaches
-         * an update (or that has none: hand-written plans run every step) */
-        rt_opt_run run;
-        rt_exe_run_opt(a, p, &run);
-        run.weight_decay = 0;
-        run.label_smoothing = 0; /* the eval loss is the plain cross-entropy (timm's validate) */
-        if (rt_exe_fill_batch(&s, &ds, idx) || rt_exe_set_opt(&s, 0, &run, 1) || rt_device_run_forward(s.dev) ||
-            rt_exe_read_f32(&s, s.loss, 1, &loss))
-            goto done;
-        loss_sum += loss * (double)p->batch; /* no logits: full batches' mean losses */
-        counted += p->batch;
-    }
+    if (rt_exe_evaluate_shard(&s, &ds, a, rank, world, s.logits ? RT_EXE_EVAL_LOGITS : RT_EXE_EVAL_LOSS, &ev,
+                              &loss_sum))
+        goto done;
     if (dist) { /* exact: counts summed, not averages of averages; the loss sums in rank order */
-        int64_t counts[1] = {counted};
-        if (rt_dist_sum_i64(dist, counts, 1) || rt_dist_sum_f64(dist, &loss_sum, 1)) {
+        int64_t counts[3] = {ev.n, ev.top1, ev.top5};
+        if (rt_dist_sum_i64(dist, counts, 3) || rt_dist_sum_f64(dist, &loss_sum, 1)) {
             rt_exe_error("data parallel (rank %d of %d): %s", rank, world, rt_dist_error(dist));
             goto done;
         }
-        counted = counts[0];
+        ev.n = counts[0], ev.top1 = counts[1], ev.top5 = counts[2];
+        ev.loss = ev.n ? loss_sum / (double)ev.n : NAN;
         if (rank) { /* rank 0 reports */
             rc = 0;
             goto done;
         }
     }
-    double loss = counted ? loss_sum / (double)counted : NAN;
-    printf("eval: %lld images (full batches only), loss %.6f, accuracy unavailable (no logits output)\n",
-           (long long)counted, loss);
-    printf("{\"images\":%lld,\"loss\":", (long long)counted);
-    rt_exe_json_num(stdout, loss);
-    printf(",\"accuracy\":null}\n");
+    if (!s.logits) {
+        printf("eval: %lld images (full batches only), loss %.6f, accuracy unavailable (no logits output)\n",
+               (long long)ev.n, ev.loss);
+        printf("{\"images\":%lld,\"loss\":", (long long)ev.n);
+        rt_exe_json_num(stdout, ev.loss);
+        printf(",\"accuracy\":null}\n");
+        rc = 0;
+        goto done;
+    }
+    double dn = (double)(ev.n ? ev.n : 1);
+    printf("eval: %lld images, loss %.6f, accuracy %.2f%%, top-5 %.2f%%\n", (long long)ev.n, ev.loss,
+           100.0 * (double)ev.top1 / dn, 100.0 * (double)ev.top5 / dn);
+    printf("{\"images\":%lld,\"loss\":", (long long)ev.n);
+    rt_exe_json_num(stdout, ev.loss);
+    printf(",\"accuracy\":");
+    rt_exe_json_num(stdout, (double)ev.top1 / dn);
+    printf(",\"top1\":%lld,\"top5\":%lld,\"top5_accuracy\":", (long long)ev.top1, (long long)ev.top5);
+    rt_exe_json_num(stdout, (double)ev.top5 / dn);
+    printf("}\n");
     rc = 0;
 done:
     rt_dist_close(dist);
-    free(idx);
-    free(order);
     rt_exe_session_free(&s);
     rt_dataset_free(&ds);
     return rc;
@@ -217,7 +183,7 @@ int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p) {
         return rt_exe_error("%s", err);
     }
     if (rt_exe_session_open(&s, p, 1) || rt_exe_load_weights(&s, a->init, a->partial_init, a->seed)) goto done;
-    if (st.on && rt_exe_stream_start(&st, &s, a, p, 1)) goto done;
+    if (st.on && (rt_exe_stage_open(&s) || rt_exe_stream_start(&st, &s, a, p, 1))) goto done; /* train's data path */
     int64_t *idx = malloc(sizeof(int64_t) * (size_t)p->batch);
     if (!idx) abort();
     for (int64_t i = 0; i < p->batch; i++) idx[i] = i;
@@ -229,13 +195,16 @@ int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p) {
     /* start-up: device, libraries, cuBLASLt's algorithms, weights, the batch; then warm-up (the
      * first step eager, the second captured as a graph) and the timed steps, by the wall clock */
     double t_ready = rt_exe_now_s(), t_warm = t_ready;
+    long syncs0 = s.dev->syncs; /* the timed steps' host synchronizations (timer_stop's included) */
     for (long i = 0; i < warm + steps; i++) {
         double t;
-        if (i == warm) t_warm = rt_exe_now_s();
+        if (i == warm) t_warm = rt_exe_now_s(), syncs0 = s.dev->syncs;
         double t0 = rt_exe_now_s();
         rt_opt_run run;
         rt_exe_run_opt(a, p, &run);
-        if ((st.on && rt_exe_stream_batch(&s, &st)) || rt_exe_set_opt(&s, rt_exe_base_lr(a, p), &run, i + 1)) goto done;
+        if (rt_exe_stage_begin(&s) || (st.on && rt_exe_stream_batch(&s, &st)) ||
+            rt_exe_set_opt(&s, rt_exe_base_lr(a, p), &run, i + 1) || rt_exe_stage_end(&s))
+            goto done;
         if (s.dev->timer_start(s.dev) || rt_device_run(s.dev, a->use_graph && i > 0) || s.dev->timer_stop(s.dev, &t)) {
             rt_exe_error("%s", s.dev->err);
             goto done;
@@ -243,6 +212,7 @@ int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p) {
         if (st.on) t = (rt_exe_now_s() - t0) * 1e3; /* the wall clock: the data path's time included */
         if (i >= warm) ms[i - warm] = t;
     }
+    double syncs_per_step = (double)(s.dev->syncs - syncs0) / (double)steps;
     float loss;
     if (rt_exe_read_f32(&s, s.loss, 1, &loss)) goto done;
     double t_end = rt_exe_now_s();
@@ -256,6 +226,7 @@ int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p) {
     printf("  step time%s: median %.3f ms, min %.3f ms, max %.3f ms\n",
            st.on ? " (with the data path: batch, upload, step; wall clock)" : "", med, ms[0], ms[steps - 1]);
     if (st.on) printf("  data: the steps waited %.3f s in all for the loader's workers\n", rt_loader_wait_s(st.loader));
+    printf("  host synchronizations: %.2f a step (the step timer's own included)\n", syncs_per_step);
     printf("  %.1f images/s, GEMMs %.2f TFLOP/s, device memory %.1f MiB, last loss %.4f\n", ips, tflops,
            (double)s.dev->mem_bytes / (1 << 20), loss);
     printf("  wall clock: start-up %.3f s, warm-up %.3f s, timed steps %.3f s\n", t_ready - rt_exe_t_main,
@@ -281,9 +252,9 @@ int rt_exe_cmd_bench(const exe_args *a, const rt_plan *p) {
         else rt_sb_puts(&js, "null");
     }
     rt_sb_printf(&js, ",\"device_mem_bytes\":%llu,\"arena_bytes\":%llu,\"startup_wall_ms\":%.1f,"
-                 "\"warmup_wall_ms\":%.1f,\"timed_wall_ms\":%.1f,\"loss\":",
+                 "\"warmup_wall_ms\":%.1f,\"timed_wall_ms\":%.1f,\"host_syncs_per_step\":%.2f,\"loss\":",
                  (unsigned long long)s.dev->mem_bytes, (unsigned long long)p->arena_bytes,
-                 (t_ready - rt_exe_t_main) * 1e3, (t_warm - t_ready) * 1e3, (t_end - t_warm) * 1e3);
+                 (t_ready - rt_exe_t_main) * 1e3, (t_warm - t_ready) * 1e3, (t_end - t_warm) * 1e3, syncs_per_step);
     rt_sb_json_number(&js, loss);
     printf("%s}\n", js.s);
     rt_sb_free(&js);

@@ -69,6 +69,19 @@ typedef struct {
     double best_top1;      /* --save-best: the best validation top-1 so far (fraction), -1: none */
     double epoch_loss_sum; /* the current epoch's train losses so far (summary.csv's train_loss) */
     long epoch_loss_steps;
+    /* exe_stage.c: train's per-step data through the device's stage slots (rt.h) */
+    int stage_on;        /* the slots are open */
+    int stage_slot;      /* the slot being filled; -1: none (rt_exe_put uploads at once) */
+    int stage_kernel;    /* the plan's dc_data_normalize; -1: none (images normalized on the host) */
+    int stage_images;    /* the slot holds this batch's uint8 images (1) or raw samples to crop (2) */
+    int stage_crop_kernel; /* the plan's dc_data_crop; -1: none */
+    uint64_t stage_region; /* bytes at the slot's start for the images (0: batch x C x H x W) */
+    long stage_batches;  /* batches staged so far (the slot is their parity) */
+    uint64_t stage_used; /* bytes of the slot filled */
+    int stage_ncopies;
+    struct {
+        uint64_t offset, at, bytes; /* arena offset <- slot offset, bytes */
+    } stage_copies[8];
 } session;
 
 /* what rt_exe_evaluate counts over a dataset */
@@ -113,6 +126,29 @@ int rt_exe_save_weights(session *s, const char *path, long steps, int with_state
 /* --resume: the checkpoint's weights and optimizer state, and the step it reached into *step. */
 int rt_exe_load_checkpoint(session *s, const exe_args *a, long total, long *step);
 
+/* ---- exe_stage.c: the per-step data without host synchronization ---------------------------- */
+
+/* Opens the device's stage slots for train's batches (no-op on a device without them). */
+int rt_exe_stage_open(session *s);
+/* A step's data begins: what rt_exe_put and rt_exe_fill_batch get goes into the next slot. */
+int rt_exe_stage_begin(session *s);
+/* The slot's room for the batch's uint8 images (batch x C x H x W, CHW each), normalized on the
+ * device with mean/std at rt_exe_stage_end; NULL when no slot is being filled or the plan has
+ * no dc_data_normalize (then the caller normalizes on the host). */
+uint8_t *rt_exe_stage_u8(session *s, const float mean[3], const float stdv[3]);
+/* Room for `bytes` of raw samples at the slots' start (reopens them larger when needed). */
+int rt_exe_stage_reserve(session *s, uint64_t bytes);
+/* The batch as raw RGB samples (raw, bytes) with their crops (meta: rt_loader_meta's, batch x
+ * 8) into the slot: dc_data_crop crops, flips and normalizes them at rt_exe_stage_end. 0 or 1. */
+int rt_exe_stage_crop(session *s, const void *raw, uint64_t bytes, const int64_t *meta, const float mean[3],
+                      const float stdv[3]);
+/* bytes for arena offset: into the slot being filled (a second put to the same offset replaces
+ * the first), else uploaded at once. 0 or 1 (reported). */
+int rt_exe_put(session *s, uint64_t offset, const void *src, uint64_t bytes);
+/* The slot to the device (copy stream), its parts into the arena, the images normalized: all
+ * queued on the step stream, nothing waited for. 0 or 1 (reported). */
+int rt_exe_stage_end(session *s);
+
 /* ---- exe_loss_scale.c ---------------------------------------------------------------------- */
 
 /* What --loss-scale, --loss-scale-init and --loss-scale-interval make of the plan's default (the
@@ -137,6 +173,7 @@ void rt_exe_scaler_info(const rt_plan *p);
 /* train's streamed ImageFolder (on = 0: the data is loaded whole by rt_exe_load_data) */
 typedef struct {
     int on, is_dpk, f32; /* f32: the workers normalize into the f32 images tensor's layout */
+    int64_t raw_bytes;   /* > 0: raw .dpk samples cropped on the device (dc_data_crop), each at most this */
     rt_image_list list; /* the folder's (for a .dpk: only n, classes, mean and std) */
     rt_dpk dpk;
     rt_sample_source src;
@@ -147,7 +184,7 @@ typedef struct {
 } exe_stream;
 int rt_exe_default_workers(void);
 int rt_exe_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st); /* decides on */
-int rt_exe_stream_start(exe_stream *st, const session *s, const exe_args *a, const rt_plan *p, long first_step);
+int rt_exe_stream_start(exe_stream *st, session *s, const exe_args *a, const rt_plan *p, long first_step);
 int rt_exe_stream_batch(session *s, exe_stream *st); /* the next batch, uploaded */
 int rt_exe_bench_stream_open(const exe_args *a, const rt_plan *p, exe_stream *st); /* bench --data */
 void rt_exe_stream_free(exe_stream *st);
@@ -170,9 +207,13 @@ double rt_exe_lr_at(const exe_args *a, double lr, long step, long total, long pe
 
 /* loss, top-1, top-5 over every image of ds (the last batch padded, the padding masked) */
 int rt_exe_evaluate(session *s, const rt_dataset *ds, const exe_args *a, rt_exe_eval *out);
-/* the same over images rank, rank + world, ... of ds (data-parallel eval), with the loss's sum */
-int rt_exe_evaluate_shard(session *s, const rt_dataset *ds, const exe_args *a, int rank, int world, rt_exe_eval *out,
-                          double *loss_sum);
+/* What rt_exe_evaluate_shard measures: every image by its logits (top-1/top-5, the last batch
+ * padded and masked), or, for a plan without logits, full batches by the plan's loss output
+ * (the mean over each batch; no accuracy: top1 and top5 stay 0). */
+enum { RT_EXE_EVAL_LOGITS, RT_EXE_EVAL_LOSS };
+/* The same over images rank, rank + world, ... of ds (data-parallel eval), with the loss's sum */
+int rt_exe_evaluate_shard(session *s, const rt_dataset *ds, const exe_args *a, int rank, int world, int mode,
+                          rt_exe_eval *out, double *loss_sum);
 /* two ImageFolder directories with other class folders: an error (reported); else 0 */
 int rt_exe_check_val_classes(const char *train_dir, const char *val_dir);
 /* one summary.csv row (header: a new file with timm's columns first); top-1/top-5 in percent */

@@ -34,9 +34,9 @@ int rt_exe_set_mix(session *s, const rt_mix_options *o, uint64_t seed, long step
     float *mix = malloc(sizeof(float) * (size_t)n);
     if (!mix) abort();
     rt_mix_fill(on ? &d : NULL, H, W, mix);
-    int rc = s->dev->upload(s->dev, s->mix->offset, mix, sizeof(float) * (size_t)n);
+    int rc = rt_exe_put(s, s->mix->offset, mix, sizeof(float) * (size_t)n);
     free(mix);
-    return rc ? rt_exe_error("%s", s->dev->err) : 0;
+    return rc;
 }
 
 int rt_exe_drop_path_check(const session *s, double rate) {
@@ -53,7 +53,7 @@ int rt_exe_set_drop_path(session *s, double rate, uint64_t seed, long step) {
     float *v = malloc(sizeof(float) * (size_t)n);
     if (!v) abort();
     rt_drop_path_fill(rate, (int)(n / B), B, seed, step, v);
-    int rc = s->dev->upload(s->dev, s->drop_path->offset, v, sizeof(float) * (size_t)n);
+    int rc = rt_exe_put(s, s->drop_path->offset, v, sizeof(float) * (size_t)n);
     free(v);
-    return rc ? rt_exe_error("%s", s->dev->err) : 0;
+    return rc;
 }

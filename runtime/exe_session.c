@@ -63,6 +63,7 @@ int rt_exe_session_open(session *s, const rt_plan *p, int need_device) {
     memset(s, 0, sizeof *s);
     s->p = p;
     s->best_top1 = -1;
+    s->stage_slot = -1; /* uploads at once, unless train stages a step (exe_stage.c) */
     char err[1200];
     if (rt_plan_check(p, err, sizeof err)) return rt_exe_error("%s", err);
     for (int i = 0; i < p->num_tensors; i++) {
@@ -212,21 +213,28 @@ int rt_exe_load_weights(session *s, const char *init, int partial, uint64_t seed
 /* Gathers images/labels idx[0..batch) of ds and uploads them. */
 int rt_exe_fill_batch(session *s, const rt_dataset *ds, const int64_t *idx) {
     const rt_plan *p = s->p;
-    for (int64_t i = 0; i < p->batch; i++) rt_dataset_image(ds, idx[i], s->batch_f32 + i * s->image_numel);
     int64_t n = p->batch * s->image_numel;
-    const void *img = s->batch_f32;
-    if (s->images->dtype != RT_F32) {
-        from_f32(s->batch_f32, n, s->images->dtype, s->stage);
-        img = s->stage;
+    /* a staged step (exe_stage.c): the uint8 bytes only, normalized on the device */
+    uint8_t *u8 = !ds->images && ds->images_u8 && ds->c * ds->h * ds->w == s->image_numel
+                      ? rt_exe_stage_u8(s, ds->mean, ds->std) : NULL;
+    if (u8) {
+        for (int64_t i = 0; i < p->batch; i++)
+            memcpy(u8 + i * s->image_numel, ds->images_u8 + idx[i] * s->image_numel, (size_t)s->image_numel);
+    } else {
+        for (int64_t i = 0; i < p->batch; i++) rt_dataset_image(ds, idx[i], s->batch_f32 + i * s->image_numel);
+        const void *img = s->batch_f32;
+        if (s->images->dtype != RT_F32) {
+            from_f32(s->batch_f32, n, s->images->dtype, s->stage);
+            img = s->stage;
+        }
+        if (s->dev->upload(s->dev, s->images->offset, img, (uint64_t)n * rt_dtype_size(s->images->dtype)))
+            return rt_exe_error("%s", s->dev->err);
     }
     for (int64_t i = 0; i < p->batch; i++) {
         if (s->labels->dtype == RT_I64) ((int64_t *)s->label_stage)[i] = ds->labels[idx[i]];
         else ((int32_t *)s->label_stage)[i] = (int32_t)ds->labels[idx[i]];
     }
-    if (s->dev->upload(s->dev, s->images->offset, img, (uint64_t)n * rt_dtype_size(s->images->dtype)) ||
-        s->dev->upload(s->dev, s->labels->offset, s->label_stage, (uint64_t)p->batch * rt_dtype_size(s->labels->dtype)))
-        return rt_exe_error("%s", s->dev->err);
-    return 0;
+    return rt_exe_put(s, s->labels->offset, s->label_stage, (uint64_t)p->batch * rt_dtype_size(s->labels->dtype));
 }
 
 int rt_exe_set_opt(session *s, double lr, const rt_opt_run *r, long t) {
@@ -234,7 +242,7 @@ int rt_exe_set_opt(session *s, double lr, const rt_opt_run *r, long t) {
     float slots[RT_OPT_SLOTS];
     rt_opt_fill(exact, lr, r, t);
     for (int k = 0; k < RT_OPT_SLOTS; k++) slots[k] = (float)exact[k];
-    if (s->dev->upload(s->dev, s->opt->offset, slots, sizeof slots)) return rt_exe_error("%s", s->dev->err);
+    if (rt_exe_put(s, s->opt->offset, slots, sizeof slots)) return 1;
     /* unmixed, nothing dropped, unless train sets this step's after */
     return rt_exe_set_mix(s, NULL, 0, t) || rt_exe_set_drop_path(s, 0, 0, t);
 }

@@ -198,7 +198,9 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     }
     long total = a->has_steps ? a->steps : (long)(a->has_epochs ? a->epochs : 1) * (long)per_epoch;
     long first = 1; /* the first step to run: after the checkpoint's with --resume */
-    if (rt_exe_session_open(&s, p, 1) || rt_exe_load_weights(&s, a->init, a->partial_init, a->seed)) goto done;
+    if (rt_exe_session_open(&s, p, 1) || rt_exe_load_weights(&s, a->init, a->partial_init, a->seed) ||
+        rt_exe_stage_open(&s))
+        goto done;
     if (dist && rt_dist_attach(dist, s.dev, a->bucket_mb, err, sizeof err)) {
         rt_exe_error("data parallel (rank %d of %d): %s", rank, world, err);
         goto done;
@@ -270,6 +272,23 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
     if (rt_exe_freeze_start(&s, a->freeze, &frozen)) goto done;
     rt_exe_log_init(&log, first, total, (long)per_epoch, s.dev->mem_bytes);
     rt_exe_signals_install();
+    /* Each step's loss (and the scaler's state) is read back late (runtime/rt.h's readback): the
+     * copies are queued after the step and waited for only at a step that needs the values (a
+     * printed line, an evaluation, a checkpoint, a signal, the last step, a full buffer), then
+     * every waiting step is finished in order. Data parallel and DEITC_HOST_DATA=1: every step. */
+    enum { LATE_MAX = 64, LATE_STRIDE = 64 };
+    struct { long step; double lr, data_s, device_s; } late[LATE_MAX];
+    int nlate = 0, late_ok = !dist && s.stage_on && s.dev->readback_open && s.dev->download_async &&
+                             rt_dtype_size(s.loss->dtype) <= 16 && 16 + sizeof(float) * RT_SCALER_SLOTS <= LATE_STRIDE;
+    if (late_ok && s.dev->readback_open(s.dev, (uint64_t)LATE_MAX * LATE_STRIDE)) {
+        rt_exe_error("%s", s.dev->err);
+        goto done;
+    }
+    int trace_sync = 0; /* DEITC_TRACE_SYNC=1: each step's host synchronizations on stderr */
+    if (rt_env_flag("DEITC_TRACE_SYNC", &trace_sync, err, sizeof err)) {
+        rt_exe_error("%s", err);
+        goto done;
+    }
     for (long step = first; step <= total; step++) {
         int64_t e = (step - 1) / per_epoch, pos = ((step - 1) % per_epoch) * p->batch;
         if (e != epoch && !stream.on) {
@@ -279,40 +298,88 @@ int rt_exe_cmd_train(const exe_args *a, const rt_plan *p) {
                 for (int64_t i = 0; i < ds.n; i++) perm[i] = i;
             if (world > 1) rt_dist_shard(perm, ds.n, rank, world, idx);
         }
+        long syncs0 = s.dev->syncs;
         double t0 = rt_exe_now_s(), lr = rt_exe_lr_at(a, base_lr, step, total, (long)per_epoch);
-        float loss;
-        if ((stream.on ? rt_exe_stream_batch(&s, &stream) : rt_exe_fill_batch(&s, &ds, (world > 1 ? idx : perm) + pos)) ||
+        float loss = 0;
+        if (rt_exe_stage_begin(&s) || /* the step's data into a stage slot: nothing waits (exe_stage.c) */
+            (stream.on ? rt_exe_stream_batch(&s, &stream) : rt_exe_fill_batch(&s, &ds, (world > 1 ? idx : perm) + pos)) ||
             rt_exe_set_opt(&s, lr, &run, step) || rt_exe_set_mix(&s, &a->mix, a->seed, step) ||
-            rt_exe_set_drop_path(&s, a->drop_path, a->seed, step))
+            rt_exe_set_drop_path(&s, a->drop_path, a->seed, step) || rt_exe_stage_end(&s))
             goto done;
-        double t1 = rt_exe_now_s(); /* the data is on the device: the rest is the step */
-        if (run_step(&s, a->use_graph && step > first, dist) || rt_exe_read_f32(&s, s.loss, 1, &loss) ||
-            (s.scaler && rt_exe_scaler_read(&s, scaler)) || rt_exe_freeze_restore(&s, &frozen))
-            goto done;
-        if (dist) { /* the global batch's loss: the mean of the ranks' */
-            double sum = loss;
-            if (rt_dist_sum_f64(dist, &sum, 1)) {
-                rt_exe_error("data parallel (rank %d of %d): %s", rank, world, rt_dist_error(dist));
+        double t1 = rt_exe_now_s(); /* the data is on the device (or queued for it): the rest is the step */
+        if (run_step(&s, a->use_graph && step > first, dist) || rt_exe_freeze_restore(&s, &frozen)) goto done;
+        images += (double)p->batch * world;
+        int last_of_epoch = step % per_epoch == 0;
+        int need = !late_ok || log.tty || step == first || step == total || step % log_every == 0 ||
+                   nlate + 1 == LATE_MAX || (last_of_epoch && (a->val_data || a->summary)) ||
+                   (a->val_data && a->eval_every && step % a->eval_every == 0) ||
+                   (checkpoint && a->checkpoint_every && step % a->checkpoint_every == 0) || rt_exe_signal_pending();
+        if (late_ok) {
+            uint64_t at = (uint64_t)nlate * LATE_STRIDE;
+            if (s.dev->download_async(s.dev, at, s.loss->offset, rt_dtype_size(s.loss->dtype)) ||
+                (s.scaler && s.dev->download_async(s.dev, at + 16, s.scaler->offset, sizeof(float) * RT_SCALER_SLOTS))) {
+                rt_exe_error("%s", s.dev->err);
                 goto done;
             }
-            loss = (float)(sum / world);
+            late[nlate].step = step;
+            late[nlate].lr = lr;
+            late[nlate].data_s = t1 - t0;
+            late[nlate].device_s = rt_exe_now_s() - t1;
+            nlate++;
+            if (!need) {
+                if (trace_sync) fprintf(stderr, "sync-trace: step %ld: %ld host synchronizations\n", step, s.dev->syncs - syncs0);
+                continue;
+            }
+            double w0 = rt_exe_now_s();
+            if (s.dev->readback_wait(s.dev)) {
+                rt_exe_error("%s", s.dev->err);
+                goto done;
+            }
+            late[nlate - 1].device_s += rt_exe_now_s() - w0;
+        } else {
+            if (rt_exe_read_f32(&s, s.loss, 1, &loss) || (s.scaler && rt_exe_scaler_read(&s, scaler))) goto done;
+            late[0].step = step;
+            late[0].lr = lr;
+            late[0].data_s = t1 - t0;
+            late[0].device_s = rt_exe_now_s() - t1;
+            nlate = 1;
         }
-        double t2 = rt_exe_now_s();
-        images += (double)p->batch * world;
-        if (!isfinite(loss)) { /* the weights that gave it are lost causes: keep what was written */
-            rt_exe_error("the loss is %g at step %ld: training diverged (try a smaller --lr); stopped without writing "
-                         "%s%s", loss, step, checkpoint ? "over the last checkpoint " : "any weights",
-                         checkpoint ? checkpoint : "");
-            goto done;
+        if (trace_sync) fprintf(stderr, "sync-trace: step %ld: %ld host synchronizations (its line)\n", step, s.dev->syncs - syncs0);
+        for (int k = 0; k < nlate; k++) { /* the waiting steps, in order; the last is this one */
+            long at_step = late[k].step;
+            if (late_ok) {
+                const unsigned char *rb = (const unsigned char *)s.dev->readback_host + (size_t)k * LATE_STRIDE;
+                rt_tensor one = {.dtype = s.loss->dtype, .ndim = 1, .shape = {1}, .nbytes = rt_dtype_size(s.loss->dtype),
+                                 .data = (void *)rb};
+                if (rt_tensor_to_f32(&one, &loss)) loss = NAN;
+                if (s.scaler) memcpy(scaler, rb + 16, sizeof(float) * RT_SCALER_SLOTS);
+            }
+            if (dist) { /* the global batch's loss: the mean of the ranks' */
+                double sum = loss;
+                if (rt_dist_sum_f64(dist, &sum, 1)) {
+                    rt_exe_error("data parallel (rank %d of %d): %s", rank, world, rt_dist_error(dist));
+                    goto done;
+                }
+                loss = (float)(sum / world);
+            }
+            if (!isfinite(loss)) { /* the weights that gave it are lost causes: keep what was written */
+                rt_exe_error("the loss is %g at step %ld: training diverged (try a smaller --lr); stopped without writing "
+                             "%s%s", loss, at_step, checkpoint ? "over the last checkpoint " : "any weights",
+                             checkpoint ? checkpoint : "");
+                goto done;
+            }
+            rt_exe_step_info info = {at_step, loss, late[k].lr, late[k].data_s, late[k].device_s, p->batch * world,
+                                     s.scaler ? scaler : NULL};
+            if (!rank && rt_exe_log_step(&log, &info, log_every, metrics)) { /* stop rather than train on with the metrics lost */
+                rt_exe_error("%s: write failed at step %ld: %s", a->metrics, at_step, strerror(errno));
+                goto done;
+            }
+            /* validation on rank 0 (the others wait for it in the next step's all-reduce) */
+            if (!rank && end_of_step(&s, a, &vds, at_step, total, (long)per_epoch, loss, late[k].lr, metrics,
+                                     &summary_fresh, &log))
+                goto done;
         }
-        rt_exe_step_info info = {step, loss, lr, t1 - t0, t2 - t1, p->batch * world, s.scaler ? scaler : NULL};
-        if (!rank && rt_exe_log_step(&log, &info, log_every, metrics)) { /* stop rather than train on with the metrics lost */
-            rt_exe_error("%s: write failed at step %ld: %s", a->metrics, step, strerror(errno));
-            goto done;
-        }
-        /* validation on rank 0 (the others wait for it in the next step's all-reduce) */
-        if (!rank && end_of_step(&s, a, &vds, step, total, (long)per_epoch, loss, lr, metrics, &summary_fresh, &log))
-            goto done;
+        nlate = 0;
         if (checkpoint && a->checkpoint_every && step % a->checkpoint_every == 0 && step < total &&
             rt_exe_save_weights(&s, checkpoint, step, 1, a, total, RT_F32))
             goto done;

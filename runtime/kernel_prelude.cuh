@@ -2,7 +2,8 @@
  * first (`#include "kernel_prelude.cuh"`). It includes the rest of the library, a few headers
  * each with its own list of helpers: dc_base.cuh (qualifiers), dc_convert.cuh (fp16/bf16),
  * dc_memory.cuh (vector access, cp.async), dc_reduce.cuh (warp/block reductions), dc_mma.cuh
- * (mma.sync m16n8k16, ldmatrix, with the fragment layouts); the math is here. The same text
+ * (mma.sync m16n8k16, ldmatrix, with the fragment layouts), dc_data.cuh (the data kernels the
+ * runtime launches: uint8 batches normalized on the device); the math is here. The same text
  * compiles two ways:
  *   - NVRTC for a GPU: options `--gpu-architecture=sm_80|sm_90 --std=c++17 -I<runtime dir>`
  *     (add `-Xptxas=-v` to get registers and spill bytes in the log), or the headers handed to
@@ -44,6 +45,7 @@
 #include "dc_memory.cuh"
 #include "dc_reduce.cuh"
 #include "dc_mma.cuh"
+#include "dc_data.cuh"
 
 /* ---- math ------------------------------------------------------------------------------ */
 

@@ -11,6 +11,9 @@
  * workers or on their timing. A failing item stops the claiming; the batch holding the lowest
  * failing item reports that item's message, the batches before it are delivered as usual.
  *
+ * With raw_bytes the workers only copy each raw sample and sample its crop box: the device
+ * crops, flips and normalizes (dc_data.cuh's dc_data_crop, the same bytes as tf's apply).
+ *
  * Ring invariant: slots hold batches [released, released + depth); the consumer holds batch
  * `released` from rt_loader_next until its next call; workers fill the others.
  */
@@ -28,6 +31,7 @@ struct rt_loader {
     uint8_t *slots;                  /* (depth, batch, 3, size, size) uint8 or float */
     float table[3][256];             /* with mean/std: each byte's normalized value per channel */
     int64_t *labels;                 /* (depth, batch) */
+    int64_t *meta;                   /* raw_bytes: (depth, batch, 8) the device's crops */
     int64_t *done;                   /* (depth) items finished in each slot */
     int64_t *perm, perm_epoch;       /* the permutation of perm_epoch (-1: none yet) */
     pthread_mutex_t lock;
@@ -118,9 +122,23 @@ static void *worker(void *arg) {
         shrink_ctx sc = {c->tf, rt_sample_rng(c->seed, epoch, sample)};
         rt_decode_shrink shrink = {pick_shrink, &sc};
         rt_rgb_image img;
-        int rc = c->src->decode(c->src->ctx, sample, &shrink, &img, err, sizeof err), decoded = rc == 0;
-        if (decoded && c->tf->apply(c->tf, sc.rng, &img, u8 ? u8 : out))
+        int rc = c->src->decode(c->src->ctx, sample, c->raw_bytes ? NULL : &shrink, &img, err, sizeof err);
+        int decoded = rc == 0;
+        if (decoded && c->raw_bytes) { /* the sample as it is, and the box the device will crop */
+            int64_t *m = L->meta + (slot * c->batch + j) * 8;
+            rt_crop_params cp;
+            if (3 * (int64_t)img.w * img.h > c->raw_bytes || img.w != img.full_w || img.h != img.full_h) {
+                rc = rt_errorf(err, sizeof err, "sample %lld (%dx%d) does not fit the raw batch slot (%lld bytes)",
+                               (long long)sample, img.w, img.h, (long long)c->raw_bytes);
+            } else {
+                memcpy(out, img.rgb, (size_t)3 * img.w * img.h);
+                rt_rrc_params(c->tf, sc.rng, img.full_w, img.full_h, &cp);
+                int64_t v[8] = {j * L->sample_bytes, img.w, img.h, cp.x, cp.y, cp.w, cp.h, cp.flip};
+                memcpy(m, v, sizeof v);
+            }
+        } else if (decoded && c->tf->apply(c->tf, sc.rng, &img, u8 ? u8 : out)) {
             rc = rt_errorf(err, sizeof err, "out of memory while transforming sample %lld", (long long)sample);
+        }
         if (decoded) free(img.rgb);
         if (!rc && u8) {
             float *f = (float *)out;
@@ -161,6 +179,10 @@ int rt_loader_open(rt_loader **out, const rt_loader_config *cfg, char *err, size
         return rt_errorf(err, errsize, "data loader: --aug %s's random erasing works on normalized pixels: it needs float "
                                        "batches (mean/std), not uint8 ones", cfg->tf->name);
     }
+    if (c->raw_bytes && (c->mean || !rt_transform_is_crop_flip(c->tf))) {
+        free(L);
+        return rt_errorf(err, errsize, "data loader: raw samples for the device's crop take a crop + flip transform only (--aug light)");
+    }
     if (c->workers < 1) c->workers = 1;
     if (c->workers > 256) c->workers = 256;
     if (c->depth < 2) c->depth = 2;
@@ -171,16 +193,17 @@ int rt_loader_open(rt_loader **out, const rt_loader_config *cfg, char *err, size
         return rt_errorf(err, errsize, "data loader: %lld samples make no batch of %lld%s", (long long)n,
                          (long long)cfg->batch, cfg->world > 1 ? " on every rank" : "");
     }
-    L->sample_bytes = 3 * (int64_t)c->tf->size * c->tf->size * (c->mean ? (int64_t)sizeof(float) : 1);
+    L->sample_bytes = c->raw_bytes ? c->raw_bytes : 3 * (int64_t)c->tf->size * c->tf->size * (c->mean ? (int64_t)sizeof(float) : 1);
     if (c->mean)
         for (int ch = 0; ch < 3; ch++) /* rt_dataset_image's arithmetic, so the bytes are the same */
             for (int v = 0; v < 256; v++) L->table[ch][v] = ((float)v / 255.0f - c->mean[ch]) / c->std[ch];
     L->slots = malloc((size_t)(c->depth * c->batch * L->sample_bytes));
     L->labels = calloc((size_t)(c->depth * c->batch), sizeof(int64_t));
+    L->meta = calloc((size_t)(c->depth * c->batch * 8), sizeof(int64_t));
     L->done = calloc((size_t)c->depth, sizeof(int64_t));
     L->perm = malloc(sizeof(int64_t) * (size_t)c->src->n);
     L->threads = calloc((size_t)c->workers, sizeof(pthread_t));
-    if (!L->slots || !L->labels || !L->done || !L->perm || !L->threads) {
+    if (!L->slots || !L->labels || !L->meta || !L->done || !L->perm || !L->threads) {
         rt_loader_free(L);
         return rt_errorf(err, errsize, "data loader: out of memory (%d batches of %lld images in flight)", c->depth,
                          (long long)c->batch);
@@ -234,6 +257,10 @@ int rt_loader_next(rt_loader *L, const void **images, const int64_t **labels, ch
     return rc;
 }
 
+const int64_t *rt_loader_meta(const rt_loader *L) {
+    return L->meta + ((L->taken > 0 ? L->taken - 1 : 0) % L->c.depth) * L->c.batch * 8;
+}
+
 double rt_loader_wait_s(const rt_loader *L) {
     return L->wait_s;
 }
@@ -252,6 +279,7 @@ void rt_loader_free(rt_loader *L) {
     }
     free(L->slots);
     free(L->labels);
+    free(L->meta);
     free(L->done);
     free(L->perm);
     free(L->threads);

@@ -301,7 +301,35 @@ struct rt_device {
     void *hook_ctx;
     void *native_stream;      /* cuda: the CUstream the steps run on (NULL on emu) */
     uint64_t arena_address;   /* the arena's base: a CUdeviceptr on cuda, a host pointer on emu */
+    /* The per-step data path that never blocks the host (runtime/exe_stage.c): two stage slots,
+     * each a host buffer (pinned on cuda) stage_host[i] and its device twin at stage_device[i]
+     * (stage_open(d, bytes) makes both). stage_begin(i): slot i's host buffer may be written
+     * (waits, counted in syncs, only while its previous copy is still in flight); stage_end(i,
+     * n): its first n bytes go to the twin on a copy stream, and the step stream waits for that
+     * copy (an event); stage_done(i): what the step stream queued so far has read the twin
+     * (the next copy into it waits for that). copy_to_arena and launch_kernel (the plan's
+     * kernel k with cuLaunchKernel-style arguments, e.g. dc_data_normalize) queue on the step
+     * stream. The readback buffer (readback_open, pinned on cuda) takes download_async's copies
+     * from the arena, queued on the step stream; readback_wait waits for all of them (a sync). */
+    int (*stage_open)(rt_device *d, uint64_t bytes);
+    int (*stage_begin)(rt_device *d, int slot);
+    int (*stage_end)(rt_device *d, int slot, uint64_t bytes);
+    int (*stage_done)(rt_device *d, int slot);
+    int (*copy_to_arena)(rt_device *d, uint64_t offset, uint64_t src_address, uint64_t bytes);
+    int (*launch_kernel)(rt_device *d, int kernel, const unsigned grid[3], const unsigned block[3], void **args);
+    int (*readback_open)(rt_device *d, uint64_t bytes);
+    int (*download_async)(rt_device *d, uint64_t readback_offset, uint64_t offset, uint64_t bytes);
+    int (*readback_wait)(rt_device *d);
+    void *stage_host[2];
+    uint64_t stage_device[2], stage_bytes;
+    void *readback_host;
+    uint64_t readback_bytes;
+    /* host synchronizations so far: every call that blocks the host until the device is done
+     * (upload, download, synchronize, timer_stop, readback_wait, a stage_begin that waited) */
+    long syncs;
 };
+/* The plan's kernel named `name` (a runtime-launched one such as dc_data_normalize), or -1. */
+int rt_plan_kernel(const rt_plan *p, const char *name);
 
 /* A kernel step's arguments as cuLaunchKernel takes them: args[i] points at the i-th value
  * (an arena address, an int64 or a float). Small argument lists need no allocation. */
@@ -446,6 +474,9 @@ struct rt_transform {
     float erase_p;             /* Random Erasing probability (erasing.c; applied by the loader) */
 };
 int rt_transform_init(rt_transform *t, const char *name, int size, char *err, size_t errsize);
+/* 1 when t is RandomResizedCrop + flip and nothing else (what dc_data.cuh's crop does on the
+ * device): --aug light, or a preset with --rand-augment none and --reprob 0. */
+int rt_transform_is_crop_flip(const rt_transform *t);
 /* The parts of a training transform given on their own (after rt_transform_init): RandAugment's
  * timm spec (rand-m9-mstd0.5-inc1; "none": crop and flip only; NULL: the preset's) and Random
  * Erasing's probability (reprob < 0: the preset's). Refused (-1, err) on "none" or a bad spec. */
@@ -511,6 +542,10 @@ typedef struct {
     long first_step;  /* 1-based: the first batch delivered is this step's */
     const float *mean, *std; /* (3) given: the workers also normalize, batches are float
                               * ((x / 255 - mean) / std, rt_dataset_image's values); NULL: uint8 */
+    int64_t raw_bytes;       /* > 0: the device crops (dc_data.cuh): each image is its raw RGB
+                              * sample (at most raw_bytes, at image j * raw_bytes of the batch),
+                              * and rt_loader_meta has its box, sampled as tf's apply would
+                              * (rt_rrc_params); tf must be a RandomResizedCrop ("light") */
 } rt_loader_config;
 typedef struct rt_loader rt_loader;
 /* Batches per epoch: (n / world) / batch (the tail of the permutation is dropped). */
@@ -520,6 +555,9 @@ int rt_loader_open(rt_loader **out, const rt_loader_config *c, char *err, size_t
 /* The next step's batch: images (batch, 3, size, size) uint8 (float with mean/std) and labels
  * (batch), valid until the next call. A sample that failed to decode is an error naming it. */
 int rt_loader_next(rt_loader *L, const void **images, const int64_t **labels, char *err, size_t errsize);
+/* With raw_bytes: the batch last handed out's crops, 8 values an image: its offset in the
+ * batch, w, h, then the box x, y, w, h and the flip (dc_data_crop_u8's meta). */
+const int64_t *rt_loader_meta(const rt_loader *L);
 /* Seconds rt_loader_next waited for workers, in all. */
 double rt_loader_wait_s(const rt_loader *L);
 void rt_loader_free(rt_loader *L);

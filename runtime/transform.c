@@ -293,6 +293,8 @@ int rt_transform_init(rt_transform *t, const char *name, int size, char *err, si
                                    "deit: randaug + random erasing, p 0.25)", name);
 }
 
+int rt_transform_is_crop_flip(const rt_transform *t) { return t->apply == light_apply && t->erase_p <= 0; }
+
 int rt_transform_set_parts(rt_transform *t, const char *rand_augment, double reprob, char *err, size_t errsize) {
     if (!rand_augment && reprob < 0) return 0;
     if (!strcmp(t->name, "none"))

@@ -1,6 +1,6 @@
 /* validate.c: evaluation over EVERY image of a dataset (what `EXE eval` and the training run's
  * --val-data report): batches of the plan's size, the last one padded with images from the
- * start and its padding masked out; loss (the plain cross-entropy, as timm's validate: no
+ * start and its padding masked out (a plan without logits: full batches by its loss output); loss (the plain cross-entropy, as timm's validate: no
  * label smoothing), top-1 and top-5 computed on the host in double from the logits. Also the
  * check that a --val-data ImageFolder has the train folder's classes, and the per-epoch
  * --summary CSV (timm's summary.csv columns).
@@ -31,22 +31,24 @@ static double row_metrics(const float *z, int64_t k, int64_t y, int *top1, int *
 }
 
 int rt_exe_evaluate(session *s, const rt_dataset *ds, const exe_args *a, rt_exe_eval *out) {
-    return rt_exe_evaluate_shard(s, ds, a, 0, 1, out, NULL);
+    return rt_exe_evaluate_shard(s, ds, a, 0, 1, RT_EXE_EVAL_LOGITS, out, NULL);
 }
 
-int rt_exe_evaluate_shard(session *s, const rt_dataset *ds, const exe_args *a, int rank, int world, rt_exe_eval *out,
-                          double *loss_sum_out) {
+int rt_exe_evaluate_shard(session *s, const rt_dataset *ds, const exe_args *a, int rank, int world, int mode,
+                          rt_exe_eval *out, double *loss_sum_out) {
     const rt_plan *p = s->p;
     memset(out, 0, sizeof *out);
     if (ds->n == 0) return rt_exe_error("the evaluation dataset has no images");
-    if (!s->logits)
+    int by_loss = mode == RT_EXE_EVAL_LOSS;
+    if (!by_loss && !s->logits)
         return rt_exe_error("this executable's plan has no [batch, classes] output 'logits': it cannot evaluate "
                             "top-1/top-5 over every image");
-    /* this rank's images: rank, rank + world, ... (all of them for one rank) */
+    /* this rank's images: rank, rank + world, ... (all of them for one rank); by the loss: the
+     * full batches of them only */
     int64_t mine = ds->n > rank ? (ds->n - rank + world - 1) / world : 0;
-    int64_t k = p->num_classes, batches = (mine + p->batch - 1) / p->batch;
+    int64_t k = p->num_classes, batches = by_loss ? mine / p->batch : (mine + p->batch - 1) / p->batch;
     int64_t *idx = malloc(sizeof(int64_t) * (size_t)p->batch);
-    float *logits = malloc(sizeof(float) * (size_t)(p->batch * k));
+    float *logits = malloc(sizeof(float) * (size_t)(by_loss ? 1 : p->batch * k));
     if (!idx || !logits) abort();
     rt_opt_run run;
     rt_exe_run_opt(a, p, &run);
@@ -61,7 +63,13 @@ int rt_exe_evaluate_shard(session *s, const rt_dataset *ds, const exe_args *a, i
          * an update (or that has none: hand-written plans run every step) */
         if (rt_exe_fill_batch(s, ds, idx) || rt_exe_set_opt(s, 0, &run, 1)) rc = 1;
         else if (rt_device_run_forward(s->dev)) rc = rt_exe_error("%s", s->dev->err);
-        else if (rt_exe_read_f32(s, s->logits, p->batch * k, logits)) rc = 1;
+        else if (by_loss ? rt_exe_read_f32(s, s->loss, 1, logits) : rt_exe_read_f32(s, s->logits, p->batch * k, logits))
+            rc = 1;
+        if (by_loss && !rc) { /* the batch's mean loss */
+            loss_sum += logits[0] * (double)p->batch;
+            out->n += p->batch;
+            continue;
+        }
         for (int64_t i = 0; i < p->batch && !rc && b * p->batch + i < mine; i++) { /* padding masked */
             int t1, t5;
             loss_sum += row_metrics(logits + i * k, k, ds->labels[idx[i]], &t1, &t5);

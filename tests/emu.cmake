@@ -29,6 +29,14 @@ add_test(NAME emu_mma COMMAND emu_mma_test)
 add_test(NAME emu_mma_misaligned COMMAND emu_mma_test misaligned)
 set_tests_properties(emu_mma_misaligned PROPERTIES PASS_REGULAR_EXPRESSION "dc_cp_async16 \\(global\\): address .* is not 16-byte aligned")
 
+# the data kernels (runtime/dc_data.cuh via tests/emu/test_data.cu) against the host transform
+add_executable(emu_data_test ${EMU_TEST_DIR}/data_test.cc)
+target_include_directories(emu_data_test PRIVATE ${CMAKE_SOURCE_DIR}/runtime ${EMU_TEST_DIR} ${CMAKE_SOURCE_DIR})
+target_compile_definitions(emu_data_test PRIVATE DEITC_EMU)
+target_compile_options(emu_data_test PRIVATE -O2)
+target_link_libraries(emu_data_test PRIVATE deitc_exe deitc_rt Threads::Threads m)
+add_test(NAME emu_data_kernels COMMAND emu_data_test)
+
 add_test(NAME emu_kernels COMMAND emu_test)
 add_test(NAME emu_kernels_2threads COMMAND emu_test)
 set_tests_properties(emu_kernels_2threads PROPERTIES ENVIRONMENT "DEITC_EMU_THREADS=2")

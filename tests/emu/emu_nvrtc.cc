@@ -1,4 +1,4 @@
-/* emu_nvrtc.cc: compiles tests/emu/test_kernels.cu and test_mma.cu (with the device library
+/* emu_nvrtc.cc: compiles tests/emu/test_kernels.cu, test_mma.cu and test_data.cu (with the device library
  * from runtime/, and no CUDA include directory: the library needs no header) with NVRTC for
  * sm_80 and sm_90, reads registers and spill bytes from ptxas's verbose log, and fails on an
  * error or any spill. */
@@ -55,5 +55,6 @@ int main(void) {
     std::string src_dir = test_env("DEITC_SOURCE_DIR");
     compile_file(src_dir, "test_kernels.cu", 12);
     compile_file(src_dir, "test_mma.cu", 5); /* every dc_mma.cuh / dc_memory.cuh helper */
+    compile_file(src_dir, "test_data.cu", 5); /* dc_data.cuh: crop (u8, f32, f16, bf16), normalize */
     return test_result();
 }
