@@ -124,9 +124,10 @@ set_tests_properties(onnx_timm_files PROPERTIES LABELS "onnx;timm")
 # the same models trained by deitc (interpreter) and by the emu EXE, exported back to ONNX:
 # initializer names are the original file's, onnxruntime gives deitc's logits (python3 with onnx
 # and onnxruntime), and the trained weights load into timm with strict=True and give deitc's
-# logits (DEITC_TORCH_PYTHON, else /usr/bin/python3, with torch and timm). Each skips (77) without them.
+# logits (DEITC_TORCH_PYTHON, else /work/venv-torch/bin/python as the other timm checks, else
+# /usr/bin/python3, with torch and timm). Each skips (77) without them.
 foreach(mode export timm)
-  add_test(NAME onnx_timm_check_${mode} COMMAND sh -c "exec \"\${DEITC_TORCH_PYTHON:-/usr/bin/python3}\" \"$0\" \"$@\""
+  add_test(NAME onnx_timm_check_${mode} COMMAND sh -c "p=\${DEITC_TORCH_PYTHON:-/work/venv-torch/bin/python}; [ -x \"$p\" ] || p=/usr/bin/python3; exec \"$p\" \"$0\" \"$@\""
            ${CMAKE_CURRENT_LIST_DIR}/onnx/check_timm.py ${mode} ${TIMM})
   set_tests_properties(onnx_timm_check_${mode} PROPERTIES ENVIRONMENT "${DEITC_TEST_ENV}" SKIP_RETURN_CODE 77
                        LABELS "onnx;timm" TIMEOUT 600)
