@@ -51,7 +51,7 @@ def cmd_dry_run(args):
                 return SKIP_RC
         pargs = argparse.Namespace(dir=pkg, dry_run=True, force=True, deitc=args.deitc, build_dir=args.build_dir,
                                    build_type=args.build_type, testdata=args.testdata, arch=None, cmake_arg=args.cmake_arg,
-                                   precisions=args.precisions, fuse=args.fuse, models="", strip=False,
+                                   precisions=args.precisions, fuse=args.fuse, models="", strip=True,
                                    jobs=args.jobs, nvrtc_cache=args.nvrtc_cache, op_kernel_test=args.op_kernel_test)
         rc = cmd_prepare(pargs)
         if rc:
