@@ -184,6 +184,21 @@ def verify_dry_run(out, manifest_path, expect_fail=None, fake=True, torch_modes=
             probs.append("attention unfused: a fused attention kernel in its profile: %s" % u["rows"])
         if "## Attention: fused" not in md:
             probs.append("results.md lacks the attention section")
+    if man.get("data") and expected("data"):
+        r = d.get("data") or {}
+        for which in ("bench", "bench_data"):
+            x = r.get(which) or {}
+            if not x.get("step_ms_median") or not x.get("images_per_s") or x.get("host_syncs_per_step") is None:
+                probs.append("data %s: no step time, images/s or host syncs (%s)" % (which, x.get("error") or r.get("error")))
+        if not r.get("step_ratio") or len(r.get("table") or []) < 3:
+            probs.append("data: no bench --data / bench ratio or no bench_dataload table (%s)" % r.get("table_error"))
+        tool = os.path.join(os.path.dirname(manifest_path), man["data"]["tool"])
+        size = os.path.getsize(tool) if os.path.isfile(tool) else None
+        limit = sibling("gpu_check_data").TOOL_MAX_BYTES
+        if size is None or size > limit:
+            probs.append("data: %s is %s bytes, over the %d its room in the real package allows" % (tool, size, limit))
+        if "## Data path:" not in md or "bench --data / bench (step time) = " not in md:
+            probs.append("results.md lacks the data path section or its ratio")
     torch_steps = [s for s in plan_steps(man, d.get("torch_choice") or "all") if s["id"].startswith("torch")]
     want_torch = {(s["id"].split(":")[1], m) for s in torch_steps for m in s["modes"]
                   if not torch_modes or m in torch_modes}

@@ -283,6 +283,9 @@ def cmd_prepare(args):
         skipped.append({"what": "attention timing", "reason": "no %s %s --fuse all executable in this package"
                         % (am, ATTN_PRECISION)})
 
+    # 3c. the data path (gpu_check_data.py): the same fp16 --fuse all executable, bench_dataload.
+    data = sibling("gpu_check_data").package(pkg, deitc, fused[0] if fused else None, dry, skipped)
+
     # 4. a cuda executable on this GPU-less machine must start and say so (exit 1), not die in
     #    the loader (exit 127): that is what the dlopen of libcuda buys.
     smoke = None
@@ -318,7 +321,8 @@ def cmd_prepare(args):
         shutil.copy2(os.path.join(testdata, "deit_micro", f), os.path.join(pkg, "data", "deit_micro", f))
     shutil.copy2(GPU_CHECK, os.path.join(pkg, "gpu_check"))
     os.chmod(os.path.join(pkg, "gpu_check"), 0o755)
-    shutil.copy2(os.path.join(HERE, "torch_baseline.py"), os.path.join(pkg, "torch_baseline.py"))
+    for f in ("torch_baseline.py", "gpu_check_data.py"):
+        shutil.copy2(os.path.join(HERE, f), os.path.join(pkg, f))
     problems = check_ldd(pkg) + missing
     manifest = {
         "created": now_iso(), "host": platform.node(), "dry_run": dry, "target": target, "arch": arch,
@@ -326,7 +330,7 @@ def cmd_prepare(args):
         "oracle": oracle, "oracle_config": cfg, "oracle_data": "data/deit_micro", "bench": bench,
         "libs": sorted(copied), "ldd_problems": problems, "smoke": smoke, "tolerances": TOLERANCES,
         "compile_jobs": args.jobs, "nvrtc_cache": "DEITC_NO_CACHE" not in COMPILE_ENV, "op_kernels": op_kernels,
-        "attention": attention,
+        "attention": attention, "data": data,
     }
     rel = os.path.relpath(pkg, root)
     calls = device_calls(manifest, rel if not rel.startswith("..") else pkg)
