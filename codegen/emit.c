@@ -59,6 +59,18 @@ static void shape_desc(sb *b, const ir_node *n) {
     cg_sb_printf(b, "%s%s", ir_dtype_name(n->dtype), ir_shape_str(n, shape, sizeof shape));
 }
 
+/* A zeroed kernel appended to the program's table (grown by doubling). */
+static cg_kernel *push_kernel(cg_program *p) {
+    if (p->nkernels == p->kcap) {
+        p->kcap = p->kcap ? p->kcap * 2 : 64;
+        p->kernels = realloc(p->kernels, sizeof *p->kernels * (size_t)p->kcap);
+        if (!p->kernels) abort();
+    }
+    cg_kernel *kn = &p->kernels[p->nkernels++];
+    memset(kn, 0, sizeof *kn);
+    return kn;
+}
+
 /* Finishes a launch: dedupes its kernel and appends the step. */
 void cg_finish(emitter *e, launch *l, int64_t grid, int block) {
     cg_program *p = e->p;
@@ -75,13 +87,7 @@ void cg_finish(emitter *e, launch *l, int64_t grid, int block) {
     const ir_node *n = &e->g->nodes[e->node];
     char *label = cg_node_label(e->g, e->node);
     if (k == p->nkernels) {
-        if (p->nkernels == p->kcap) {
-            p->kcap = p->kcap ? p->kcap * 2 : 64;
-            p->kernels = realloc(p->kernels, sizeof *p->kernels * (size_t)p->kcap);
-            if (!p->kernels) abort();
-        }
-        cg_kernel *kn = &p->kernels[p->nkernels++];
-        memset(kn, 0, sizeof *kn);
+        cg_kernel *kn = push_kernel(p);
         sb name = {0};
         cg_sb_printf(&name, "k%03d_%s", k, l->tag);
         kn->name = name.s;
@@ -233,13 +239,7 @@ int64_t cg_scratch_bytes(const ir_graph *g, int i) {
 }
 
 static cg_kernel *new_data_kernel(cg_program *p, const char *name) {
-    if (p->nkernels == p->kcap) {
-        p->kcap = p->kcap ? p->kcap * 2 : 64;
-        p->kernels = realloc(p->kernels, sizeof *p->kernels * (size_t)p->kcap);
-        if (!p->kernels) abort();
-    }
-    cg_kernel *kn = &p->kernels[p->nkernels++];
-    memset(kn, 0, sizeof *kn);
+    cg_kernel *kn = push_kernel(p);
     sb t = {0}, nodes = {0};
     cg_sb_printf(&t, "%s", name);
     cg_sb_printf(&nodes, "the batch's upload");
